@@ -1,0 +1,430 @@
+"""The workload IR (design.md §3): allocations and an ordered list of operations.
+
+Touch streams are compact. Every kernel and CPU phase owns a slice of one shared array of
+*segments* (``SEGMENT_DTYPE``); a segment is either a run ``start, start+stride, ...`` of
+``count`` pages or a slice of one shared index pool (``uint32`` page numbers). A workload that
+touches 10⁹ pages as runs costs a few hundred bytes; one that touches 10⁷ random pages costs
+40 MB. Nothing here holds one Python object per touch.
+
+Page numbers inside a segment are 4 KiB pages relative to the start of the segment's
+allocation. The engine expands segments in chunks (``uvmlab.workload.expand``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+from uvmlab.errors import WorkloadError
+from uvmlab.units import PAGE_SIZE, parse_size
+
+IR_VERSION = 1
+
+SEG_RUN = 0  #: pages start + i*stride, i < count
+SEG_INDEX = 1  #: pages pool[start : start+count]
+
+SEGMENT_DTYPE = np.dtype(
+    [
+        ("alloc", "<i4"),  # allocation index
+        ("kind", "u1"),  # SEG_RUN or SEG_INDEX
+        ("access", "u1"),  # Access
+        ("start", "<i8"),  # first page (run) or pool offset (index)
+        ("count", "<i8"),  # number of touches
+        ("stride", "<i8"),  # page stride (run); 0 for index segments
+    ]
+)
+
+
+class Access(IntEnum):
+    """Access types, ordered by intrusiveness like the driver's ``uvm_fault_access_type_t``."""
+
+    PREFETCH = 0
+    READ = 1
+    WRITE = 2
+    ATOMIC = 3  # the IR's atomic; the driver services it as ATOMIC_STRONG
+
+
+ACCESS_NAMES = {"read": Access.READ, "r": Access.READ, "write": Access.WRITE, "w": Access.WRITE,
+                "atomic": Access.ATOMIC, "a": Access.ATOMIC}
+
+
+class AllocKind(IntEnum):
+    MANAGED = 0  # cudaMallocManaged: migrates on demand
+    DEVICE = 1  # cudaMalloc: GPU memory, never migrates, CPU cannot touch it
+    PINNED = 2  # cudaMallocHost: CPU memory, the GPU maps it remotely
+
+
+class Advice(IntEnum):
+    """cudaMemAdvise values, mapped to the driver ioctls 42-47 (uvm-driver-behavior.md §9)."""
+
+    SET_PREFERRED_LOCATION = 0
+    UNSET_PREFERRED_LOCATION = 1
+    SET_ACCESSED_BY = 2
+    UNSET_ACCESSED_BY = 3
+    SET_READ_MOSTLY = 4  # UVM_ENABLE_READ_DUPLICATION
+    UNSET_READ_MOSTLY = 5  # UVM_DISABLE_READ_DUPLICATION
+
+
+def processor_id(name: str | int) -> int:
+    """Processor names used in the IR: ``cpu`` is 0, ``gpu0`` is 1, ``gpu1`` is 2, ..."""
+    if isinstance(name, int) and not isinstance(name, bool):
+        if name < 0:
+            raise WorkloadError(f"processor id must be >= 0, got {name}")
+        return name
+    s = str(name).strip().lower()
+    if s == "cpu":
+        return 0
+    if s == "gpu":
+        return 1
+    if s.startswith("gpu") and s[3:].isdigit():
+        return int(s[3:]) + 1
+    raise WorkloadError(f"unknown processor {name!r}: use 'cpu' or 'gpu0', 'gpu1', ...")
+
+
+def processor_name(pid: int) -> str:
+    return "cpu" if pid == 0 else f"gpu{pid - 1}"
+
+
+@dataclass(frozen=True)
+class Alloc:
+    name: str
+    bytes: int
+    kind: AllocKind = AllocKind.MANAGED
+
+    @property
+    def pages(self) -> int:
+        return -(-self.bytes // PAGE_SIZE)
+
+
+# --- operations -------------------------------------------------------------------------------
+# Each op is a small frozen dataclass; touch-carrying ops hold a [seg_lo, seg_hi) slice of the
+# workload's segment array.
+
+
+@dataclass(frozen=True)
+class AdviseOp:
+    alloc: int
+    advice: Advice
+    processor: int  # ignored for the unset/read-mostly advices
+    start_page: int
+    num_pages: int
+    op: str = field(default="advise", init=False)
+
+
+@dataclass(frozen=True)
+class PrefetchOp:
+    alloc: int
+    processor: int
+    start_page: int
+    num_pages: int
+    op: str = field(default="prefetch", init=False)
+
+
+@dataclass(frozen=True)
+class KernelOp:
+    name: str
+    gpu: int  # processor id (1 = gpu0)
+    seg_lo: int
+    seg_hi: int
+    compute_ns: int  # time the kernel takes when nothing faults
+    op: str = field(default="kernel", init=False)
+
+
+@dataclass(frozen=True)
+class CpuOp:
+    name: str
+    seg_lo: int
+    seg_hi: int
+    compute_ns: int
+    op: str = field(default="cpu", init=False)
+
+
+@dataclass(frozen=True)
+class SyncOp:
+    op: str = field(default="sync", init=False)
+
+
+@dataclass(frozen=True)
+class FreeOp:
+    alloc: int
+    op: str = field(default="free", init=False)
+
+
+Op = AdviseOp | PrefetchOp | KernelOp | CpuOp | SyncOp | FreeOp
+OP_TYPES: dict[str, type] = {
+    "advise": AdviseOp, "prefetch": PrefetchOp, "kernel": KernelOp, "cpu": CpuOp,
+    "sync": SyncOp, "free": FreeOp,
+}
+
+
+@dataclass
+class Workload:
+    """A named, seeded, self-describing list of operations over allocations."""
+
+    name: str
+    allocs: list[Alloc]
+    ops: list[Op]
+    segments: np.ndarray  # SEGMENT_DTYPE
+    pool: np.ndarray  # uint32 page numbers used by SEG_INDEX segments
+    seed: int = 0
+    params: dict[str, object] = field(default_factory=dict)
+    version: int = IR_VERSION
+
+    # -- derived facts ------------------------------------------------------------------------
+    def touch_count(self, op: KernelOp | CpuOp | None = None) -> int:
+        segs = self.segments if op is None else self.segments[op.seg_lo:op.seg_hi]
+        return int(segs["count"].sum())
+
+    @property
+    def managed_bytes(self) -> int:
+        return sum(a.bytes for a in self.allocs if a.kind == AllocKind.MANAGED)
+
+    def alloc_index(self, name: str) -> int:
+        for i, a in enumerate(self.allocs):
+            if a.name == name:
+                return i
+        raise WorkloadError(f"workload {self.name!r} has no allocation named {name!r}")
+
+    def validate(self) -> None:
+        """Check every invariant of the IR; raise ``WorkloadError`` naming the first violation."""
+        validate_workload(self)
+
+    def __eq__(self, other: object) -> bool:  # arrays make the dataclass default unusable
+        if not isinstance(other, Workload):
+            return NotImplemented
+        return (
+            (self.name, self.allocs, self.ops, self.seed, self.params, self.version)
+            == (other.name, other.allocs, other.ops, other.seed, other.params, other.version)
+            and self.segments.dtype == other.segments.dtype
+            and np.array_equal(self.segments, other.segments)
+            and np.array_equal(self.pool, other.pool)
+        )
+
+
+def validate_workload(w: Workload) -> None:
+    n_alloc = len(w.allocs)
+    if not w.allocs:
+        raise WorkloadError(f"workload {w.name!r} has no allocations")
+    names = set()
+    for a in w.allocs:
+        if a.bytes <= 0:
+            raise WorkloadError(f"allocation {a.name!r}: size must be positive, got {a.bytes}")
+        if a.name in names:
+            raise WorkloadError(f"allocation name {a.name!r} is used twice")
+        names.add(a.name)
+    segs, pool = w.segments, w.pool
+    if segs.dtype != SEGMENT_DTYPE:
+        raise WorkloadError("touch segments have the wrong dtype")
+    if pool.dtype != np.uint32 or pool.ndim != 1:
+        raise WorkloadError("index pool must be a 1-D uint32 array")
+    if len(segs):
+        if np.any((segs["alloc"] < 0) | (segs["alloc"] >= n_alloc)):
+            raise WorkloadError("a touch segment names an allocation that does not exist")
+        if np.any(segs["kind"] > SEG_INDEX):
+            raise WorkloadError("a touch segment has an unknown kind")
+        if np.any((segs["access"] < Access.READ) | (segs["access"] > Access.ATOMIC)):
+            raise WorkloadError("a touch segment has an unknown access type")
+        if np.any(segs["count"] <= 0):
+            raise WorkloadError("a touch segment has a non-positive count")
+        alloc_pages = np.array([a.pages for a in w.allocs], dtype=np.int64)[segs["alloc"]]
+        run = segs["kind"] == SEG_RUN
+        first = segs["start"][run]
+        last = first + (segs["count"][run] - 1) * segs["stride"][run]
+        lim = alloc_pages[run]
+        bad = (first < 0) | (first >= lim) | (last < 0) | (last >= lim)
+        if np.any(bad):
+            i = int(np.flatnonzero(run)[np.argmax(bad)])
+            a = w.allocs[segs["alloc"][i]]
+            raise WorkloadError(
+                f"touch outside its allocation: segment {i} reaches pages "
+                f"{int(segs['start'][i])}..{int(segs['start'][i] + (segs['count'][i] - 1) * segs['stride'][i])}"
+                f" of {a.name!r}, which has {a.pages} pages"
+            )
+        idx = np.flatnonzero(~run)
+        for i in idx:  # one check per index segment, vectorised inside
+            lo, n = int(segs["start"][i]), int(segs["count"][i])
+            if lo < 0 or lo + n > len(pool):
+                raise WorkloadError(f"index segment {i} points outside the index pool")
+            a = w.allocs[segs["alloc"][i]]
+            if n and int(pool[lo:lo + n].max()) >= a.pages:
+                raise WorkloadError(
+                    f"touch outside its allocation: segment {i} touches page "
+                    f"{int(pool[lo:lo + n].max())} of {a.name!r}, which has {a.pages} pages"
+                )
+    live = [True] * n_alloc
+    n_seg = len(segs)
+    for k, op in enumerate(w.ops):
+        if isinstance(op, KernelOp | CpuOp):
+            if not (0 <= op.seg_lo <= op.seg_hi <= n_seg):
+                raise WorkloadError(f"op {k} ({op.name}) has a bad segment slice")
+            if op.compute_ns < 0:
+                raise WorkloadError(f"op {k} ({op.name}) has negative compute time")
+            if isinstance(op, KernelOp) and op.gpu < 1:
+                raise WorkloadError(f"op {k} ({op.name}): a kernel must run on a GPU")
+            for a in np.unique(segs["alloc"][op.seg_lo:op.seg_hi]):
+                if not live[a]:
+                    raise WorkloadError(
+                        f"op {k} ({op.name}) touches {w.allocs[a].name!r} after it was freed")
+        elif isinstance(op, AdviseOp | PrefetchOp):
+            if not 0 <= op.alloc < n_alloc:
+                raise WorkloadError(f"op {k} ({op.op}) names an allocation that does not exist")
+            pages = w.allocs[op.alloc].pages
+            if op.start_page < 0 or op.num_pages <= 0 or op.start_page + op.num_pages > pages:
+                raise WorkloadError(
+                    f"op {k} ({op.op}) covers pages {op.start_page}..{op.start_page + op.num_pages}"
+                    f" outside {w.allocs[op.alloc].name!r} ({pages} pages)")
+            if not live[op.alloc]:
+                raise WorkloadError(f"op {k} ({op.op}) uses {w.allocs[op.alloc].name!r} after free")
+        elif isinstance(op, FreeOp):
+            if not 0 <= op.alloc < n_alloc or not live[op.alloc]:
+                raise WorkloadError(f"op {k} frees an allocation that is not live")
+            live[op.alloc] = False
+        elif not isinstance(op, SyncOp):
+            raise WorkloadError(f"op {k} has unknown type {type(op).__name__}")
+
+
+# --- building workloads ------------------------------------------------------------------------
+
+
+def _access(a: str | int | Access) -> Access:
+    if isinstance(a, str):
+        try:
+            return ACCESS_NAMES[a.lower()]
+        except KeyError:
+            raise WorkloadError(f"unknown access type {a!r}: use read, write or atomic") from None
+    return Access(int(a))
+
+
+@dataclass(frozen=True)
+class Touches:
+    """A touch segment under construction: returned by ``WorkloadBuilder.run`` / ``.index``."""
+
+    alloc: int
+    kind: int
+    access: Access
+    start: int
+    count: int
+    stride: int
+    pages: np.ndarray | None = None
+
+
+class WorkloadBuilder:
+    """Builds a ``Workload``; generators use it so they never touch the encoding directly.
+
+    >>> b = WorkloadBuilder("demo", seed=1)
+    >>> buf = b.alloc("buf", "8MiB")
+    >>> b.cpu("init", [b.run(buf, access="write")])
+    >>> b.kernel("read", [b.run(buf)])
+    >>> w = b.build()
+    """
+
+    def __init__(self, name: str, *, seed: int = 0, params: dict | None = None,
+                 default_ns_per_touch: float = 2.0) -> None:
+        self.name = name
+        self.seed = seed
+        self.params = dict(params or {})
+        self.allocs: list[Alloc] = []
+        self.ops: list[Op] = []
+        self._segments: list[tuple] = []
+        self._pools: list[np.ndarray] = []
+        self._pool_len = 0
+        self.default_ns_per_touch = default_ns_per_touch
+
+    # allocations and non-touch ops
+    def alloc(self, name: str, size: str | int, kind: str | AllocKind = "managed") -> int:
+        if isinstance(kind, str):
+            try:
+                kind = AllocKind[kind.upper()]
+            except KeyError:
+                raise WorkloadError(
+                    f"unknown allocation kind {kind!r}: use managed, device or pinned") from None
+        self.allocs.append(Alloc(name, parse_size(size, what=f"allocation {name!r}"), kind))
+        return len(self.allocs) - 1
+
+    def pages(self, alloc: int) -> int:
+        return self.allocs[alloc].pages
+
+    def _range(self, alloc: int, start: int, num: int | None) -> tuple[int, int]:
+        total = self.allocs[alloc].pages
+        return start, (total - start if num is None else num)
+
+    def advise(self, alloc: int, advice: str | Advice, processor: str | int = "gpu0",
+               start: int = 0, num_pages: int | None = None) -> None:
+        if isinstance(advice, str):
+            try:
+                advice = Advice[advice.upper()]
+            except KeyError:
+                raise WorkloadError(f"unknown advice {advice!r}; one of "
+                                    f"{', '.join(a.name.lower() for a in Advice)}") from None
+        s, n = self._range(alloc, start, num_pages)
+        self.ops.append(AdviseOp(alloc, advice, processor_id(processor), s, n))
+
+    def prefetch(self, alloc: int, processor: str | int = "gpu0", start: int = 0,
+                 num_pages: int | None = None) -> None:
+        s, n = self._range(alloc, start, num_pages)
+        self.ops.append(PrefetchOp(alloc, processor_id(processor), s, n))
+
+    def sync(self) -> None:
+        self.ops.append(SyncOp())
+
+    def free(self, alloc: int) -> None:
+        self.ops.append(FreeOp(alloc))
+
+    # touch segments
+    def run(self, alloc: int, start: int = 0, count: int | None = None, stride: int = 1,
+            access: str | Access = "read") -> Touches:
+        """Pages ``start, start+stride, ...``; by default every page of the allocation."""
+        if count is None:
+            count = (self.allocs[alloc].pages - start + stride - 1) // stride
+        return Touches(alloc, SEG_RUN, _access(access), int(start), int(count), int(stride))
+
+    def index(self, alloc: int, pages: np.ndarray, access: str | Access = "read") -> Touches:
+        """Pages in the order given (any integer array of page numbers)."""
+        arr = np.asarray(pages)
+        if arr.ndim != 1 or arr.size == 0:
+            raise WorkloadError("index touches need a non-empty 1-D array of page numbers")
+        if arr.min() < 0 or arr.max() >= self.allocs[alloc].pages:
+            raise WorkloadError(
+                f"touch outside its allocation: page {int(arr.max())} of "
+                f"{self.allocs[alloc].name!r}, which has {self.allocs[alloc].pages} pages")
+        return Touches(alloc, SEG_INDEX, _access(access), 0, int(arr.size), 0,
+                       arr.astype(np.uint32, copy=False))
+
+    def _add_touches(self, touches: Iterable[Touches]) -> tuple[int, int, int]:
+        lo = len(self._segments)
+        n = 0
+        for t in touches:
+            if t.count <= 0:
+                continue
+            if t.kind == SEG_INDEX:
+                start = self._pool_len
+                self._pools.append(t.pages)
+                self._pool_len += t.count
+            else:
+                start = t.start
+            self._segments.append((t.alloc, t.kind, int(t.access), start, t.count, t.stride))
+            n += t.count
+        return lo, len(self._segments), n
+
+    def kernel(self, name: str, touches: Sequence[Touches], *, gpu: str | int = "gpu0",
+               compute_ns: int | None = None) -> None:
+        lo, hi, n = self._add_touches(touches)
+        ns = int(n * self.default_ns_per_touch) if compute_ns is None else int(compute_ns)
+        self.ops.append(KernelOp(name, processor_id(gpu), lo, hi, ns))
+
+    def cpu(self, name: str, touches: Sequence[Touches], *, compute_ns: int | None = None) -> None:
+        lo, hi, n = self._add_touches(touches)
+        ns = int(n * 50) if compute_ns is None else int(compute_ns)
+        self.ops.append(CpuOp(name, lo, hi, ns))
+
+    def build(self) -> Workload:
+        segs = np.array(self._segments, dtype=SEGMENT_DTYPE) if self._segments else \
+            np.zeros(0, dtype=SEGMENT_DTYPE)
+        pool = np.concatenate(self._pools) if self._pools else np.zeros(0, dtype=np.uint32)
+        w = Workload(self.name, list(self.allocs), list(self.ops), segs, pool.astype(np.uint32),
+                     self.seed, dict(self.params))
+        w.validate()
+        return w
