@@ -1,0 +1,103 @@
+"""The cost model (design.md §6): what each driver action costs in simulated nanoseconds.
+
+Constants live in a *profile* (``profiles/*.json``): measured on a real GPU by
+``uvmlab calibrate`` or, for the built-in default, derived from ``shared/measurements``. Each
+constant's provenance is stored beside it in the profile's ``sources`` table.
+
+Model (all times in ns):
+
+* a copy of ``b`` bytes in one contiguous run:       ``copy_latency_ns + b / bw``  where ``bw``
+  is ``htod_gbps`` or ``dtoh_gbps`` (GB/s == bytes/ns);
+* one explicit migration (prefetch / UVM_MIGRATE) of ``b`` bytes in one VA block:
+  ``migrate_block_ns + b / prefetch_{htod,dtoh}_gbps``;
+* a replayable-fault bottom half: ``bottom_half_ns`` once, then per batch
+  ``fault_batch_ns + gpu_faults * fault_ns + blocks * fault_block_ns + copies + replay_ns``;
+* a CPU fault: ``cpu_fault_ns`` plus its copies (the CPU waits for them);
+* a GPU touch that hits: ``gpu_touch_ns`` (only when a kernel gives no compute time); a GPU touch
+  to memory mapped remotely over PCIe: ``remote_touch_ns``; a CPU touch: ``cpu_touch_ns``;
+* zeroing a fresh 2 MiB GPU chunk: ``chunk_zero_ns``; evicting one root chunk:
+  ``evict_chunk_ns`` plus the copy of its resident pages.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+
+from uvmlab.errors import UvmlabError
+
+
+@dataclass(frozen=True)
+class CostProfile:
+    name: str = "h200-pcie5"
+    gpu: str = "NVIDIA H200"
+    htod_gbps: float = 25.0
+    dtoh_gbps: float = 10.2
+    copy_latency_ns: float = 5000.0
+    prefetch_htod_gbps: float = 30.0
+    prefetch_dtoh_gbps: float = 10.2
+    migrate_block_ns: float = 0.0
+    pinned_htod_gbps: float = 55.4
+    pinned_dtoh_gbps: float = 55.3
+    bottom_half_ns: float = 10000.0
+    fault_batch_ns: float = 20000.0
+    fault_ns: float = 1000.0
+    fault_block_ns: float = 10000.0
+    replay_ns: float = 10000.0
+    cpu_fault_ns: float = 60000.0
+    cpu_touch_ns: float = 20.0
+    gpu_touch_ns: float = 0.5
+    remote_touch_ns: float = 1000.0
+    chunk_zero_ns: float = 2000.0
+    evict_chunk_ns: float = 10000.0
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def copy_ns(self, nbytes: int, to_gpu: bool) -> float:
+        return self.copy_latency_ns + nbytes / (self.htod_gbps if to_gpu else self.dtoh_gbps)
+
+    def migrate_ns(self, nbytes: int, to_gpu: bool) -> float:
+        bw = self.prefetch_htod_gbps if to_gpu else self.prefetch_dtoh_gbps
+        return self.migrate_block_ns + nbytes / bw
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CostProfile:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise UvmlabError(f"cost profile has unknown keys: {', '.join(sorted(unknown))}")
+        for k, v in d.items():
+            if k not in ("name", "gpu", "sources") and (not isinstance(v, int | float) or v < 0):
+                raise UvmlabError(f"cost profile: {k} must be a non-negative number, got {v!r}")
+        return cls(**d)
+
+
+def builtin_profiles() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("uvmlab.timing").joinpath("profiles")
+                  .iterdir() if p.name.endswith(".json"))
+
+
+def load_profile(name_or_path: str | None = None) -> CostProfile:
+    """A built-in profile by name (``h200-pcie5``), a JSON file, or the default when None."""
+    if name_or_path is None:
+        name_or_path = DEFAULT_PROFILE
+    path = Path(name_or_path)
+    if path.suffix == ".json" and path.exists():
+        text = path.read_text()
+    else:
+        res = resources.files("uvmlab.timing").joinpath("profiles", f"{name_or_path}.json")
+        if not res.is_file():
+            raise UvmlabError(f"no cost profile {name_or_path!r}; built-in: "
+                              f"{', '.join(builtin_profiles())}")
+        text = res.read_text()
+    try:
+        return CostProfile.from_dict(json.loads(text))
+    except (json.JSONDecodeError, TypeError) as e:
+        raise UvmlabError(f"cost profile {name_or_path}: not a valid profile ({e})") from None
+
+
+DEFAULT_PROFILE = "h200-pcie5"
