@@ -112,10 +112,11 @@ def make_workload(spec: str) -> Workload:
 
 
 def describe() -> list[dict[str, Any]]:
-    """One entry per generator: ``name``, one-line ``description``, ``params`` with defaults
-    (``None`` means "derived from the other parameters"; the docstring says how)."""
-    return [{"name": g.name, "description": g.summary, "params": dict(g.params)}
-            for g in WORKLOADS.values()]
+    """One entry per generator: ``name``, one-line ``description`` (also as ``summary``, the
+    key uvmlab/cli.py reads), ``params`` with defaults (``None`` means "derived from the other
+    parameters"; the generator's docstring says how)."""
+    return [{"name": g.name, "description": g.summary, "summary": g.summary,
+             "params": dict(g.params)} for g in WORKLOADS.values()]
 
 
 def _did_you_mean(word: str, options: object) -> str:
