@@ -1,0 +1,468 @@
+"""The UVM bitmap-tree prefetcher (uvm-driver-behavior.md §5), as pure array functions.
+
+Model of ``kernel-open/nvidia-uvm/uvm_perf_prefetch.c`` (open-gpu-kernel-modules tag 580.142;
+the algorithm is unchanged in 595.45.04 apart from the 64 KiB big page being fixed and the
+preferred-location gate of §15). Everything works on one VA block of ``n <= 512`` pages given as
+boolean numpy arrays indexed by the page's position in the block.
+
+Layers, from the inside out:
+
+* :func:`compute_prefetch_mask` — §5.3 steps 2 and 4–6: bitmap tree, big-page alignment offset,
+  ``grow_fault_granularity``, the tree walk (``compute_prefetch_region``) and post-filtering. The
+  hot part is one numba kernel; there is no Python loop over pages.
+* :func:`first_touch_shortcut_applies` — §5.3 step 3.
+* :func:`update_prefetch_info` / :func:`hint_allowed` — ``va_block->prefetch_info`` kept by the
+  caller in two per-block arrays (§5.3 steps 1 and 7, the ``uvm_perf_prefetch_min_faults`` gate).
+* :func:`prefetch_hint` — all of the above, as ``uvm_perf_prefetch_get_hint_va_block`` does it.
+
+The returned masks may contain pages that are already resident on the destination: the driver
+leaves them in ``prefetch_pages_mask`` too (they raise the tree counts, and the copy in
+``uvm_va_block_make_resident_copy`` skips them). Callers must skip copying them, not count them
+as migrated bytes.
+
+Not modelled here: the range-group filter of ``uvm_perf_prefetch_get_hint_va_block`` (drops the
+prefetch pages of range-group ranges that contain no faulted page; range groups are a test-only
+feature of the driver), and the ATS variant ``uvm_perf_prefetch_compute_ats`` (§5.6).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "PAGES_PER_VA_BLOCK",
+    "PROC_INVALID",
+    "PREFETCH_THRESHOLD_DEFAULT",
+    "PREFETCH_MIN_FAULTS_DEFAULT",
+    "effective_prefetch_threshold",
+    "effective_prefetch_min_faults",
+    "compute_prefetch_mask",
+    "first_touch_shortcut_applies",
+    "new_prefetch_info",
+    "update_prefetch_info",
+    "hint_allowed",
+    "prefetch_hint",
+]
+
+PAGES_PER_VA_BLOCK = 512  # 2 MiB / 4 KiB; a VA block never crosses a 2 MiB boundary
+CPU_ID = 0  # uvmlab processor ids (workload/ir.py): cpu = 0, gpu0 = 1, ...
+PROC_INVALID = -1  # UVM_ID_INVALID: what uvm_va_block_create puts in last_migration_proc_id
+PREFETCH_THRESHOLD_DEFAULT = 51  # UVM_PREFETCH_THRESHOLD_DEFAULT
+PREFETCH_MIN_FAULTS_DEFAULT = 1  # UVM_PREFETCH_MIN_FAULTS_DEFAULT
+_MIN_FAULTS_MIN, _MIN_FAULTS_MAX = 1, 20  # UVM_PREFETCH_MIN_FAULTS_{MIN,MAX}
+_U16 = 0xFFFF  # prefetch_info.fault_migrations_to_last_proc is an NvU16 and wraps
+
+# Stands in for a NULL mask (no resident state, no thrashing, no CPU mapping). A real mask has
+# n >= 1 entries, so length 0 is unambiguous, and one shared array costs nothing per call.
+_NONE = np.zeros(0, dtype=np.bool_)
+
+
+def effective_prefetch_threshold(param: int) -> int:
+    """``uvm_perf_prefetch_threshold`` as ``uvm_perf_prefetch_init`` keeps it: >100 becomes 51."""
+    return int(param) if 0 <= param <= 100 else PREFETCH_THRESHOLD_DEFAULT
+
+
+def effective_prefetch_min_faults(param: int) -> int:
+    """``uvm_perf_prefetch_min_faults`` as ``uvm_perf_prefetch_init`` keeps it: outside [1,20]
+    becomes 1."""
+    if _MIN_FAULTS_MIN <= param <= _MIN_FAULTS_MAX:
+        return int(param)
+    return PREFETCH_MIN_FAULTS_DEFAULT
+
+
+# --------------------------------------------------------------------------------------------
+# numba kernel
+# --------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _prefetch_kernel(
+    faulted,
+    resident,
+    thrashing,
+    cpu_resident_readable,
+    block_first_page_va,
+    big,
+    threshold,
+    m_first,
+    m_outer,
+    dest_is_cpu,
+    driver_offset_clamp,
+    shortcut,
+):
+    n = faulted.shape[0]
+    has_resident = resident.shape[0] != 0
+    has_thrashing = thrashing.shape[0] != 0
+    has_cpu_rr = cpu_resident_readable.shape[0] != 0
+    out = np.zeros(n, dtype=np.bool_)
+
+    # The driver only ever passes faulted pages inside max_prefetch_region; outside it the leaf
+    # index would fall off the tree.
+    for p in range(m_first):
+        if faulted[p]:
+            raise ValueError("faulted pages outside max_region")
+    for p in range(m_outer, n):
+        if faulted[p]:
+            raise ValueError("faulted pages outside max_region")
+
+    if shortcut:
+        # §5.3 step 3 (first touch on the preferred location): the whole region, no tree.
+        lo = m_first
+        hi = m_outer
+        out[lo:hi] = True
+    else:
+        # --- init_bitmap_tree_from_region + update_bitmap_tree_from_va_block -------------
+        # Largest big-page-aligned sub-range of the region, in VA terms
+        # (uvm_va_block_big_page_region_subset -> range_big_page_region_all).
+        va_first = block_first_page_va + m_first
+        va_outer = block_first_page_va + m_outer
+        big_first_va = (va_first + big - 1) // big * big
+        big_outer_va = va_outer // big * big
+        has_big = big_outer_va > big_first_va
+        b_first = big_first_va - block_first_page_va
+
+        # Shift the tree right by `offset` virtual (never set) leaves so that every aligned
+        # node of >= big leaves starts on a big-page boundary.
+        offset = 0
+        if has_big and b_first > m_first:
+            offset = big - (b_first - m_first)
+        leaf_count = (m_outer - m_first) + offset
+
+        # Leaves: resident U faulted, shifted so that page m_first is leaf `offset` (the
+        # driver's shifted page mask). Virtual leaves [0, offset) stay 0.
+        leaves = np.zeros(leaf_count, dtype=np.bool_)
+        if has_resident:
+            for p in range(m_first, m_outer):
+                leaves[p - m_first + offset] = faulted[p] | resident[p]
+        else:
+            leaves[offset:] = faulted[m_first:m_outer]
+
+        # grow_fault_granularity: the parts (prefix, each big page, suffix) are exactly the
+        # aligned runs of `big` leaves of the shifted tree: the prefix is run 0 after the
+        # virtual leaves, the suffix the last, partial run. With no big page in the region the
+        # whole region is one part. grow_fault_granularity_if_no_thrashing fills a part that
+        # holds a faulted page and no thrashing page.
+        part_len = big if has_big else leaf_count
+        for a in range(0, leaf_count, part_len):
+            b = min(a + part_len, leaf_count)
+            pa = max(a, offset) - offset + m_first  # the part in block pages
+            pb = b - offset + m_first
+            any_fault = False
+            for p in range(pa, pb):
+                if faulted[p]:
+                    any_fault = True
+                    break
+            if not any_fault:
+                continue
+            if has_thrashing:
+                any_thr = False
+                for p in range(pa, pb):
+                    if thrashing[p]:
+                        any_thr = True
+                        break
+                if any_thr:
+                    continue
+            leaves[max(a, offset) : b] = True
+
+        # Node counts come from a prefix sum over the grown leaves.
+        cs = np.zeros(leaf_count + 1, dtype=np.int32)
+        for t in range(leaf_count):
+            cs[t + 1] = cs[t] + np.int32(leaves[t])
+
+        # The walk starts from every faulted, non-thrashing page, in ascending order.
+        starts = np.empty(m_outer - m_first, dtype=np.int32)
+        n_starts = 0
+        for p in range(m_first, m_outer):
+            if faulted[p] and not (has_thrashing and thrashing[p]):
+                starts[n_starts] = p - m_first + offset
+                n_starts += 1
+
+        level_count = 1  # ilog2(roundup_pow_of_two(leaf_count)) + 1
+        while (1 << (level_count - 1)) < leaf_count:
+            level_count += 1
+
+        # --- compute_prefetch_mask: walk from every non-thrashing faulted page ------------
+        lo = n
+        hi = 0
+        for i in range(n_starts):
+            leaf = starts[i]
+            # compute_prefetch_region: leaf to root, the largest node with
+            # count * 100 > size * threshold wins (a failing level does not stop the walk).
+            win_first = 0
+            win_outer = 0
+            for k in range(level_count):
+                size = 1 << k
+                s = leaf - (leaf & (size - 1))
+                e = min(s + size, leaf_count)  # nodes are clipped to leaf_count
+                if (cs[e] - cs[s]) * 100 > (e - s) * threshold:
+                    win_first = s
+                    win_outer = e
+            if win_outer == 0:
+                continue  # nothing passed: region (0,0), fill is a no-op, no early out
+            # Back from tree leaves to block pages, clamped to the region.
+            f = win_first + m_first
+            o = win_outer + m_first
+            if driver_offset_clamp:
+                # compute_prefetch_region as written in 580.142: a start that falls among the
+                # virtual leaves is set to `offset` (a page index!), not to the region start.
+                # For a block whose first page is not big-page aligned (m_first == 0 < offset)
+                # this cuts [0, offset) out of the region, or empties it (first > outer, and
+                # bitmap_set with a negative length sets nothing for these small indices).
+                if f < offset:
+                    f = offset
+                else:
+                    f -= offset
+                    if f < m_first:
+                        f = m_first
+                if o < offset:
+                    o = offset
+                else:
+                    o -= offset
+                    if o > m_outer:
+                        o = m_outer
+            else:
+                # What the clamp is evidently meant to do (§5.3 step 5.4 as the spec words it).
+                f = max(f - offset, m_first)
+                o = min(o - offset, m_outer)
+            if o > f:
+                out[f:o] = True
+                lo = min(lo, f)
+                hi = max(hi, o)
+            # Early out once the region reaches the end of the block. This never changes the
+            # result: every later faulted page lies in this node, which also passes for it,
+            # and any larger passing node would have won for this page too.
+            if o == m_outer:
+                break
+
+    # --- post-filtering (uvm_perf_prefetch_prenotify_fault_migrations), over the filled span -
+    for p in range(lo, hi):
+        if out[p] and (
+            faulted[p]
+            or (dest_is_cpu and has_cpu_rr and cpu_resident_readable[p])
+            or (has_thrashing and thrashing[p])
+        ):
+            out[p] = False
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Python API
+# --------------------------------------------------------------------------------------------
+
+
+def _as_mask(a: np.ndarray | None, n: int, name: str) -> np.ndarray:
+    if a is None:
+        return _NONE
+    a = np.asarray(a, dtype=np.bool_)
+    if a.shape != (n,):
+        raise ValueError(f"{name}: expected shape ({n},), got {a.shape}")
+    return a
+
+
+def _check_args(
+    faulted: np.ndarray,
+    block_first_page_va: int,
+    big_page_pages: int,
+    threshold: int,
+    max_region: tuple[int, int] | None,
+) -> tuple[np.ndarray, int, int]:
+    faulted = np.asarray(faulted, dtype=np.bool_)
+    if faulted.ndim != 1 or not 1 <= faulted.shape[0] <= PAGES_PER_VA_BLOCK:
+        raise ValueError(f"faulted: expected 1..{PAGES_PER_VA_BLOCK} pages, got {faulted.shape}")
+    n = faulted.shape[0]
+    if block_first_page_va < 0 or block_first_page_va % PAGES_PER_VA_BLOCK + n > PAGES_PER_VA_BLOCK:
+        raise ValueError(
+            f"block at VA page {block_first_page_va} with {n} pages crosses a 2 MiB boundary"
+        )
+    if not 1 <= big_page_pages <= PAGES_PER_VA_BLOCK or big_page_pages & (big_page_pages - 1):
+        raise ValueError(f"big_page_pages must be a power of two in [1, 512], got {big_page_pages}")
+    if not 0 <= threshold <= 100:
+        raise ValueError(f"threshold must be in [0, 100], got {threshold}")
+    if max_region is None:
+        return faulted, 0, n
+    m_first, m_outer = int(max_region[0]), int(max_region[1])
+    if not 0 <= m_first < m_outer <= n:
+        raise ValueError(f"max_region {max_region} is not a non-empty sub-range of [0, {n})")
+    return faulted, m_first, m_outer
+
+
+def compute_prefetch_mask(
+    faulted: np.ndarray,
+    resident: np.ndarray | None,
+    thrashing: np.ndarray | None,
+    *,
+    block_first_page_va: int,
+    big_page_pages: int = 16,
+    threshold: int = PREFETCH_THRESHOLD_DEFAULT,
+    dest_is_cpu: bool = False,
+    cpu_resident_readable: np.ndarray | None = None,
+    max_region: tuple[int, int] | None = None,
+    driver_offset_clamp: bool = True,
+) -> np.ndarray:
+    """Pages to prefetch for one block operation with a single destination D (§5.3 steps 2, 4–6).
+
+    Args:
+        faulted: pages migrating to D because of faults (D's ``new_residency`` mask).
+        resident: D's resident mask, or ``None`` when D is a GPU with no state in the block.
+        thrashing: pages flagged as thrashing (``uvm_perf_thrashing_get_thrashing_pages``), or
+            ``None``. They are not walked from, block the growth of their part, and are removed
+            from the result.
+        block_first_page_va: VA of the block's first page, in pages (VA >> 12). Only its
+            alignment matters: it places big-page boundaries. The block must not cross a 2 MiB
+            boundary, as no real VA block does.
+        big_page_pages: big page size in pages: the GPU VA space's big page (16 or 32) when D is
+            a GPU, 16 (64 KiB) when D is the CPU.
+        threshold: effective ``uvm_perf_prefetch_threshold`` in [0, 100]; a node wins when
+            ``count * 100 > size * threshold``. 100 means nothing is ever prefetched; 0 means
+            the whole region is, as soon as one non-thrashing page faulted.
+        dest_is_cpu: D is the CPU; then ``cpu_resident_readable`` (pages resident on the CPU and
+            mapped readable by it) is removed from the result. The driver skips this filter for
+            HMM blocks: pass ``None`` there.
+        max_region: ``max_prefetch_region`` as ``(first, outer)`` block page indices; the whole
+            block (managed memory) when ``None``. Faulted pages must lie inside it.
+        driver_offset_clamp: ``True`` (default) reproduces ``compute_prefetch_region`` exactly,
+            including its clamp of a region that starts among the virtual leaves to page
+            ``offset`` instead of page 0. It only matters for blocks whose first page is not
+            big-page aligned; ``False`` gives the clamp the spec describes.
+
+    Returns:
+        A new boolean mask of ``n`` pages. Faulted, thrashing and (CPU destination)
+        CPU-resident-readable pages are never in it; pages already resident on D may be, and
+        the caller must not copy them again.
+    """
+    faulted, m_first, m_outer = _check_args(
+        faulted, block_first_page_va, big_page_pages, threshold, max_region
+    )
+    n = faulted.shape[0]
+    return _prefetch_kernel(
+        faulted,
+        _as_mask(resident, n, "resident"),
+        _as_mask(thrashing, n, "thrashing"),
+        _as_mask(cpu_resident_readable, n, "cpu_resident_readable"),
+        int(block_first_page_va),
+        int(big_page_pages),
+        int(threshold),
+        m_first,
+        m_outer,
+        bool(dest_is_cpu),
+        bool(driver_offset_clamp),
+        False,
+    )
+
+
+def first_touch_shortcut_applies(
+    resident_anywhere_count: int, dest: int, preferred_location: int | None
+) -> bool:
+    """§5.3 step 3: the block is resident nowhere and D is the policy's preferred location.
+
+    ``resident_anywhere_count`` is anything that is 0 exactly when ``va_block->resident`` is
+    empty (a processor count or a page count). ``preferred_location`` ``None`` or negative means
+    unset, and then the shortcut never applies.
+    """
+    if preferred_location is None or preferred_location < 0:
+        return False
+    return resident_anywhere_count == 0 and dest == preferred_location
+
+
+def new_prefetch_info(n_blocks: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fresh ``prefetch_info`` arrays for ``n_blocks`` blocks: ``(last_proc, fault_migrations)``.
+
+    ``last_proc`` starts at :data:`PROC_INVALID` as ``uvm_va_block_create`` sets it, and
+    ``fault_migrations`` is ``uint16`` like the driver's NvU16 counter.
+    """
+    return (
+        np.full(n_blocks, PROC_INVALID, dtype=np.int32),
+        np.zeros(n_blocks, dtype=np.uint16),
+    )
+
+
+def update_prefetch_info(
+    last_proc: np.ndarray, fault_migrations: np.ndarray, block: int, dest: int, n_faulted: int
+) -> int:
+    """§5.3 steps 1 and 7 for one block; returns ``fault_migrations_to_last_proc`` afterwards.
+
+    A new destination resets the counter; then the faulted pages are added. The counter is an
+    NvU16 in the driver and wraps at 65536 (irrelevant with the default ``min_faults`` = 1 except
+    for an exact wrap to 0). Call it exactly once per prefetch computation, and not when prefetch
+    is disabled: the driver only runs ``uvm_perf_prefetch_prenotify_fault_migrations`` when it
+    is enabled.
+    """
+    if last_proc[block] != dest:
+        last_proc[block] = dest
+        fault_migrations[block] = 0
+    count = (int(fault_migrations[block]) + int(n_faulted)) & _U16
+    fault_migrations[block] = count
+    return count
+
+
+def hint_allowed(count: int, min_faults: int) -> bool:
+    """The ``uvm_perf_prefetch_min_faults`` gate of ``uvm_perf_prefetch_get_hint_va_block``.
+
+    ``count`` is the value returned by :func:`update_prefetch_info`, i.e. already incremented
+    by this operation's faults, so ``min_faults`` = 1 lets every fault through.
+    """
+    return count >= min_faults
+
+
+def prefetch_hint(
+    faulted: np.ndarray,
+    resident: np.ndarray | None,
+    thrashing: np.ndarray | None,
+    *,
+    block: int,
+    dest: int,
+    last_proc: np.ndarray,
+    fault_migrations: np.ndarray,
+    block_first_page_va: int,
+    resident_anywhere_count: int,
+    preferred_location: int | None = None,
+    enable: bool = True,
+    min_faults: int = PREFETCH_MIN_FAULTS_DEFAULT,
+    big_page_pages: int = 16,
+    threshold: int = PREFETCH_THRESHOLD_DEFAULT,
+    cpu_resident_readable: np.ndarray | None = None,
+    max_region: tuple[int, int] | None = None,
+    driver_offset_clamp: bool = True,
+) -> np.ndarray:
+    """``uvm_perf_prefetch_get_hint_va_block`` for one block operation going to D = ``dest``.
+
+    Call it only when every page of the operation goes to the same destination
+    (``uvm_va_block_get_prefetch_hint``); with several destinations nothing is prefetched and
+    ``prefetch_info`` is not touched. Updates ``last_proc[block]`` / ``fault_migrations[block]``
+    (see :func:`update_prefetch_info`) unless ``enable`` is false.
+
+    Returns the mask of pages to prefetch to D: all false when prefetch is disabled, when the
+    counter is below ``min_faults``, or when no page is left. The hint's residency is always D.
+    Pages already resident on D may be in the mask (see the module docstring); callers skip
+    copying them. ``dest`` uses uvmlab processor ids (0 = CPU); the other arguments are those
+    of :func:`compute_prefetch_mask` and :func:`first_touch_shortcut_applies`.
+    """
+    faulted, m_first, m_outer = _check_args(
+        faulted, block_first_page_va, big_page_pages, threshold, max_region
+    )
+    n = faulted.shape[0]
+    if not enable:
+        return np.zeros(n, dtype=np.bool_)
+    # Steps 1 and 7 together: the tree does not read the counter, so incrementing first is
+    # the same as the driver's increment at the end of prenotify.
+    count = update_prefetch_info(
+        last_proc, fault_migrations, block, dest, int(np.count_nonzero(faulted))
+    )
+    mask = _prefetch_kernel(
+        faulted,
+        _as_mask(resident, n, "resident"),
+        _as_mask(thrashing, n, "thrashing"),
+        _as_mask(cpu_resident_readable, n, "cpu_resident_readable"),
+        int(block_first_page_va),
+        int(big_page_pages),
+        int(threshold),
+        m_first,
+        m_outer,
+        dest == CPU_ID,
+        bool(driver_offset_clamp),
+        first_touch_shortcut_applies(resident_anywhere_count, dest, preferred_location),
+    )
+    if not hint_allowed(count, min_faults) or not mask.any():
+        return np.zeros(n, dtype=np.bool_)
+    return mask
