@@ -1,0 +1,828 @@
+"""Thrashing detection and mitigation for one VA space (reference §6, uvm_perf_thrashing.c).
+
+This is a model of the driver's ``perf_thrashing`` module, written from the behavioural spec and
+checked against the 580.142 source (function names below are the driver's). It has three parts:
+
+* **Detection** (:meth:`ThrashingDetector.on_migration`, :meth:`ThrashingDetector.on_revocation`,
+  driver ``thrashing_event_cb``): migration and revocation events bump a per-page counter when they
+  come within one *lapse* of the page's previous event; a page whose counter reaches *threshold*
+  is "thrashing".
+* **Mitigation** (:meth:`ThrashingDetector.get_hint`, driver ``uvm_perf_thrashing_get_hint`` and
+  ``get_hint_for_migration_thrashing``): fault handlers ask for a hint per page and get NONE,
+  THROTTLE (skip / sleep until an end time) or PIN (serve from a fixed residency, map the others
+  remotely).
+* **Unpinning** (:meth:`ThrashingDetector.unpin_expired`, driver ``thrashing_unpin_pages``): pins
+  expire after ``pin × lapse``; the caller unmaps the remote mappings.
+
+Processors are small ints: 0 is the CPU, 1.. are GPUs. Pages are block-relative indices 0..511.
+Times are integer nanoseconds of the model's clock.
+
+Modelling choices:
+
+* The driver uses timestamp 0 to mean "no timestamp". The model's clock may start at 0, so the
+  model uses -1 (``NO_STAMP``) instead; behaviour differs only for times below 64 ns.
+* Per-page stamps and throttling end times are truncated to 64 ns like the driver's 58-bit fields
+  (``page_thrashing_set_time_stamp``), so a period started at t ends at ``(t + nap) & ~63``;
+  block-level stamps are kept at full resolution.
+* Time differences are evaluated as the driver's unsigned ``NvU64`` subtraction would: a stamp
+  *later* than ``now`` counts as "more than a lapse ago".
+* ``thrashing_pin_page`` can fail to allocate (demoting PIN to THROTTLE); the model never does.
+* The driver has no Unpin tools event; "Unpin" is emitted for uvmlab's own traces.
+
+Source details that the reference (§6) does not spell out, all followed here:
+
+* ``thrashing_reset_page`` clears stamps, counters, processors and the pin, but keeps
+  ``throttling_count``, ``do_not_throttle_processor_id`` and (when nobody was throttled) the
+  throttling end: a page that is reset and re-detected keeps counting towards pin_threshold.
+* Resets for non-counted causes and munmap (``thrashing_reset_pages_in_region``) touch only
+  pages in ``thrashing_pages``; counters of pages below the threshold survive.
+* ``block_thrashing->pinned_pages.count`` is incremented on pin and never decremented, so once a
+  block has pinned any page the epoch reset never fires for it again.
+* The first pin of a page (or a pin that moves it) ends throttling of the other processors; an
+  emptied throttled set zeroes the period end, so the next fault starts a new period in which the
+  faulting processor becomes do-not-throttle.
+* The unpin deadline is set on the first pin only; re-pinning elsewhere does not extend it.
+* With threshold 7 the 3-bit counter saturates at 7, so ThrashingDetected fires again on every
+  event within a lapse.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+PAGES_PER_BLOCK = 512
+PAGE_SIZE = 4096
+#: processor masks are uint16: the CPU plus up to 15 GPUs
+MAX_PROCESSORS = 16
+CPU = 0
+INVALID = -1
+NO_STAMP = -1
+
+HINT_NONE_KIND = 0
+HINT_THROTTLE_KIND = 1
+HINT_PIN_KIND = 2
+
+# Per-page stamps have 64 ns resolution (PAGE_THRASHING_LAST_TIME_STAMP_BITS = 58).
+_STAMP_MASK = ~63
+# num_thrashing_events is a 3-bit field, throttling_count an 8-bit one; both saturate
+# (UVM_PERF_SATURATING_INC).
+_EVENTS_MAX = 7
+_THROTTLING_COUNT_MAX = 255
+# thrashing_unpin_pages: a deadline within this much of "now" counts as expired.
+TIMER_GRANULARITY_NS = 20_000
+
+# Migration causes (uvm_make_resident_cause_t) as uvmlab spells them.
+CAUSES = frozenset({"fault", "access_counter", "prefetch", "eviction", "user", "non_replayable"})
+# thrashing_event_cb counts only these; every other cause resets the pages (except eviction,
+# which is ignored because the eviction path cannot take the VA space lock).
+_COUNTED_CAUSES = frozenset({"fault", "access_counter", "prefetch"})
+# is_migration_pinned_pages_update: a fault / access-counter migration of pages that are all
+# pinned is the pin being applied, not thrashing.
+_PIN_UPDATE_CAUSES = frozenset({"fault", "access_counter"})
+
+
+class Hint(NamedTuple):
+    """``uvm_perf_thrashing_hint_t``.
+
+    kind: 0 NONE, 1 THROTTLE, 2 PIN. residency: the pin residency (PIN only, else -1).
+    end_ns: the throttling end time (THROTTLE only, else 0). processors: the page's thrashing
+    processors mask (PIN only, else 0): the processors the caller should map to the residency.
+    """
+
+    kind: int
+    residency: int
+    end_ns: int
+    processors: int
+
+
+HINT_NONE = Hint(HINT_NONE_KIND, INVALID, 0, 0)
+
+
+def pcie_can_access(p: int, q: int) -> bool:
+    """The test platform (PCIe, no ATS): GPUs map sysmem, the CPU cannot map vidmem, no peers."""
+    return p == q or q == CPU
+
+
+def pcie_fast_access(p: int, q: int) -> bool:
+    """No NVLink/C2C and no native atomics on PCIe: only "being ``q`` itself" is fast."""
+    return p == q
+
+
+class _Pages:
+    """``page_thrashing_info_t`` for the 512 pages of one block, as parallel numpy arrays."""
+
+    __slots__ = (
+        "last_ts", "num_events", "has_migration", "has_revocation", "pinned", "pinned_residency",
+        "processors", "throttled", "throttle_end", "throttling_count", "dnt",
+    )
+
+    def __init__(self) -> None:
+        n = PAGES_PER_BLOCK
+        self.last_ts = np.full(n, NO_STAMP, dtype=np.int64)
+        self.num_events = np.zeros(n, dtype=np.uint8)
+        self.has_migration = np.zeros(n, dtype=np.bool_)
+        self.has_revocation = np.zeros(n, dtype=np.bool_)
+        self.pinned = np.zeros(n, dtype=np.bool_)
+        self.pinned_residency = np.full(n, INVALID, dtype=np.int16)
+        self.processors = np.zeros(n, dtype=np.uint16)
+        self.throttled = np.zeros(n, dtype=np.uint16)
+        self.throttle_end = np.full(n, NO_STAMP, dtype=np.int64)
+        self.throttling_count = np.zeros(n, dtype=np.uint8)
+        self.dnt = np.full(n, INVALID, dtype=np.int16)
+
+
+class _Block:
+    """``block_thrashing_info_t``: created on a block's first counted event."""
+
+    __slots__ = (
+        "pages", "last_ts", "last_processor", "last_thrashing_ts", "reset_count",
+        "thrashing_pages", "num_thrashing_pages", "pinned_mask", "num_pinned", "pinned_count",
+        "throttling_count",
+    )
+
+    def __init__(self) -> None:
+        self.pages: _Pages | None = None
+        self.last_ts = NO_STAMP
+        self.last_processor = INVALID
+        self.last_thrashing_ts = NO_STAMP
+        self.reset_count = 0
+        self.thrashing_pages = np.zeros(PAGES_PER_BLOCK, dtype=np.bool_)
+        self.num_thrashing_pages = 0
+        self.pinned_mask = np.zeros(PAGES_PER_BLOCK, dtype=np.bool_)
+        self.num_pinned = 0  # pages pinned now (model bookkeeping, == pinned_mask.sum())
+        # Incremented by thrashing_pin_page and never decremented (thrashing_unpin_page does not
+        # touch it), so it means "has ever pinned a page". It gates the epoch reset.
+        self.pinned_count = 0
+        self.throttling_count = 0  # stats only
+
+
+def _where(block: int, page: int) -> dict:
+    """Common event fields. Blocks are global 2 MiB VA block numbers, so the page's address is
+    ``uvm_va_block_cpu_page_address``."""
+    return {"block": block, "page": page,
+            "address": block * PAGES_PER_BLOCK * PAGE_SIZE + page * PAGE_SIZE, "bytes": PAGE_SIZE}
+
+
+def _stale(now: int, stamp: int, limit: int) -> bool:
+    """``now - stamp > limit`` in the driver's unsigned arithmetic (a future stamp wraps)."""
+    return now < stamp or now - stamp > limit
+
+
+def _bits(mask: int) -> list[int]:
+    out = []
+    i = 0
+    while mask:
+        if mask & 1:
+            out.append(i)
+        mask >>= 1
+        i += 1
+    return out
+
+
+_ALL_PAGES = np.arange(PAGES_PER_BLOCK)
+_ALL_PAGES.flags.writeable = False
+_READONLY_FALSE = np.zeros(PAGES_PER_BLOCK, dtype=np.bool_)
+_READONLY_FALSE.flags.writeable = False
+
+PageSel = np.ndarray | Sequence[int] | tuple[int, int] | range | slice | int
+
+
+def _as_index(pages: PageSel) -> slice | np.ndarray:
+    """Page selection -> numpy index: a slice for regions, else sorted unique page numbers.
+
+    Accepted: an int, a ``range``/``slice``, a 2-tuple ``(first, last)`` (an *inclusive* region),
+    or any other sequence / array of page numbers.
+    """
+    if isinstance(pages, slice):
+        return pages
+    if isinstance(pages, range) and pages.step == 1:
+        return slice(pages.start, pages.stop)
+    if isinstance(pages, tuple) and len(pages) == 2:
+        first, last = int(pages[0]), int(pages[1])
+        if not 0 <= first <= last < PAGES_PER_BLOCK:
+            raise ValueError(f"bad page region {pages!r}")
+        return slice(first, last + 1)
+    if isinstance(pages, int | np.integer):
+        return np.array([int(pages)], dtype=np.intp)
+    # Sorted and unique: the driver walks a region once, in page order.
+    idx = np.unique(np.asarray(pages, dtype=np.intp).ravel())
+    if idx.size and (idx[0] < 0 or idx[-1] >= PAGES_PER_BLOCK):
+        raise ValueError("page index outside 0..511")
+    return idx
+
+
+# Selections up to this many pages take the scalar path (NumPy's per-call overhead dominates).
+SCALAR_PAGES_MAX = 8
+
+
+def _small_selection(pages: PageSel) -> list[int] | None:
+    """Sorted unique page numbers if the selection has at most SCALAR_PAGES_MAX pages."""
+    if isinstance(pages, int | np.integer):
+        out = [int(pages)]
+    elif isinstance(pages, np.ndarray):
+        if pages.size > SCALAR_PAGES_MAX:
+            return None
+        out = sorted(set(pages.ravel().tolist()))
+    elif isinstance(pages, tuple) and len(pages) == 2:
+        first, last = int(pages[0]), int(pages[1])
+        if last - first >= SCALAR_PAGES_MAX:
+            return None
+        if not 0 <= first <= last < PAGES_PER_BLOCK:
+            raise ValueError(f"bad page region {pages!r}")
+        return list(range(first, last + 1))
+    elif isinstance(pages, slice | range):
+        return None
+    elif len(pages) <= SCALAR_PAGES_MAX:
+        out = sorted({int(p) for p in pages})
+    else:
+        return None
+    if out and (out[0] < 0 or out[-1] >= PAGES_PER_BLOCK):
+        raise ValueError("page index outside 0..511")
+    return out
+
+
+def _selected(index: slice | np.ndarray) -> np.ndarray:
+    """The page numbers an index selects, ascending (the driver walks regions in order)."""
+    if isinstance(index, slice):
+        return _ALL_PAGES[index]
+    return index
+
+
+class ThrashingDetector:
+    """Per-VA-space thrashing state (``va_space_thrashing_info_t`` plus its blocks).
+
+    Parameters are the module parameters (§1), validated like ``uvm_perf_thrashing_init``: a
+    value outside its range is replaced by the default. ``can_access(p, q)``: processor ``p`` can
+    map memory of processor ``q`` (``va_space->can_access``). ``fast_access(p, q)``: ``p`` is in
+    the fast set of ``q`` used by ``thrashing_processors_have_fast_access_to`` (fast link *and*
+    native atomics, or ``p`` is ``q``); also used as ``has_fast_link`` when picking the closest
+    common location. ``has_memory(p)``: ``uvm_processor_has_memory``. ``num_processors``: the
+    registered processor ids are ``0..num_processors-1``; they are the candidate common locations
+    of §6.5 case 4. ``emit(name, fields)`` receives the tools events ThrashingDetected,
+    ThrottlingStart, ThrottlingEnd (GPU processors only, as in the driver; the CPU fault path
+    records its own around the sleep) and the model-only event Unpin.
+    """
+
+    def __init__(
+        self,
+        enable: int = 1,
+        threshold: int = 3,
+        pin_threshold: int = 10,
+        lapse_usec: int = 500,
+        nap: int = 1,
+        epoch: int = 2000,
+        pin: int = 300,
+        max_resets: int = 4,
+        *,
+        can_access: Callable[[int, int], bool] = pcie_can_access,
+        emit: Callable[[str, dict], None] | None = None,
+        fast_access: Callable[[int, int], bool] = pcie_fast_access,
+        has_memory: Callable[[int], bool] | None = None,
+        num_processors: int = MAX_PROCESSORS,
+    ) -> None:
+        def checked(v: int, default: int, lo: int, hi: int | None) -> int:
+            # INIT_THRASHING_PARAMETER_MIN_MAX: out of range -> default (with a kernel log line)
+            v = int(v)
+            return v if v >= lo and (hi is None or v <= hi) else default
+
+        self.enable = bool(checked(enable, 1, 0, 1))
+        self.threshold = checked(threshold, 3, 1, _EVENTS_MAX)
+        self.pin_threshold = checked(pin_threshold, 10, 1, _THROTTLING_COUNT_MAX)
+        lapse_usec = checked(lapse_usec, 500, 1, None)
+        self.lapse_ns = lapse_usec * 1000
+        # va_space_thrashing_info_init_params: nap, epoch and pin are multiples of the lapse
+        self.nap_ns = self.lapse_ns * checked(nap, 1, 1, 100)
+        self.epoch_ns = self.lapse_ns * checked(epoch, 2000, 1, None)
+        self.pin_ns = self.lapse_ns * checked(pin, 300, 0, None)
+        self.max_resets = checked(max_resets, 4, 0, None)
+        if not 1 <= num_processors <= MAX_PROCESSORS:
+            raise ValueError(f"num_processors must be in 1..{MAX_PROCESSORS}")
+        self.num_processors = num_processors
+
+        self._can_access = can_access
+        self._fast_access = fast_access
+        self._has_memory = has_memory
+        self._emit = emit
+        self._blocks: dict[int, _Block] = {}
+        # Per-VA-space pinned-page list, as a heap of (deadline, seq, block, page). Entries
+        # cancelled by a page reset are left in place and skipped: _pin_seq holds the live seq.
+        self._pin_heap: list[tuple[int, int, int, int]] = []
+        self._pin_seq: dict[tuple[int, int], int] = {}
+        self._seq = 0
+        self.counters: dict[str, int] = {"thrashing_events": 0, "throttles": 0, "pins": 0}
+
+    # ------------------------------------------------------------------ events (detection)
+
+    def on_migration(
+        self,
+        block: int,
+        pages: PageSel,
+        dst: int,
+        cause: str,
+        now_ns: int,
+        *,
+        transfer_copy: bool = False,
+        read_dup_enabled: bool = False,
+        staged_first_hop: bool = False,
+    ) -> None:
+        """A MIGRATION perf event for ``pages`` of ``block`` into ``dst`` (``thrashing_event_cb``).
+
+        ``now_ns`` should be the time the copy is *pushed*: the driver stamps the event with
+        ``NV_GETTIME()`` in the callback, not at copy completion. ``transfer_copy``: the transfer
+        mode is COPY (read duplication). ``read_dup_enabled``: the range's read-duplication policy
+        is ENABLED. ``staged_first_hop``: ``dst`` is not the final destination of a staged copy.
+        """
+        if cause not in CAUSES:
+            raise ValueError(f"unknown migration cause {cause!r}")
+        # Eviction runs without the VA space lock; staged first hops are not the real move.
+        if cause == "eviction" or staged_first_hop or not self.enable:
+            return
+        bs = self._blocks.get(block)
+        if cause not in _COUNTED_CAUSES or transfer_copy or read_dup_enabled:
+            # User commands and advice take precedence over the heuristics. Note the driver
+            # (thrashing_reset_pages_in_region) only resets pages already in thrashing_pages;
+            # sub-threshold counters survive, and the block's last event is not updated.
+            if bs is not None and bs.num_thrashing_pages:
+                self._reset_region(block, _as_index(pages), now_ns)
+            return
+        if (
+            cause in _PIN_UPDATE_CAUSES
+            and bs is not None
+            and bs.pages is not None
+            and bs.num_pinned
+            and bool(bs.pinned_mask[_as_index(pages)].all())
+        ):
+            return  # is_migration_pinned_pages_update: the page is moving to its pin residency
+        self._record_event(block, bs, pages, dst, now_ns, revocation=False)
+
+    def on_revocation(self, block: int, pages: PageSel, processor: int, now_ns: int) -> None:
+        """A REVOCATION perf event: ``processor`` lost permissions on ``pages``.
+
+        The driver notifies these only for permission *downgrades* (``block_revoke_cpu_write``,
+        ``block_revoke_prot_gpu_perf_notify``), not for plain unmaps.
+        """
+        if not self.enable:
+            return
+        self._record_event(block, self._blocks.get(block), pages, processor, now_ns,
+                           revocation=True)
+
+    def _record_event(self, block: int, bs: _Block | None, pages: PageSel, processor: int,
+                      now: int, *, revocation: bool) -> None:
+        if not 0 <= processor < self.num_processors:
+            raise ValueError(f"processor {processor} outside 0..{self.num_processors - 1}")
+        if bs is None:
+            bs = self._blocks[block] = _Block()  # thrashing_info_get_create
+        pg = bs.pages
+        if pg is None:
+            # Allocate per-page tracking only once two different processors touched the block
+            # within one lapse; otherwise only remember this event.
+            if (bs.last_ts == NO_STAMP or bs.last_processor == processor
+                    or _stale(now, bs.last_ts, self.lapse_ns)):
+                bs.last_ts = now
+                bs.last_processor = processor
+                return
+            pg = bs.pages = _Pages()
+
+        small = _small_selection(pages)
+        if small is not None:
+            self._record_pages(block, bs, pg, small, processor, now, revocation)
+        else:
+            self._record_region(block, bs, pg, _as_index(pages), processor, now, revocation)
+        bs.last_ts = now
+        bs.last_processor = processor
+
+    def _record_pages(self, block: int, bs: _Block, pg: _Pages, pages: list[int], processor: int,
+                      now: int, revocation: bool) -> None:
+        """The per-page loop of ``thrashing_event_cb``, one page at a time (few pages)."""
+        bit = 1 << processor
+        stamp = now & _STAMP_MASK
+        lapse = self.lapse_ns
+        threshold = self.threshold
+        flag = pg.has_revocation if revocation else pg.has_migration
+        for page in pages:
+            prev = pg.last_ts.item(page)
+            pg.processors[page] = pg.processors.item(page) | bit
+            pg.last_ts[page] = stamp
+            if prev == NO_STAMP:
+                continue
+            if prev <= now and now - prev <= lapse:
+                count = pg.num_events.item(page)
+                if count < _EVENTS_MAX:
+                    count += 1
+                    pg.num_events[page] = count
+                if count == threshold:
+                    self._thrashing_detected(block, bs, pg, page, now)
+                if count >= threshold:
+                    bs.last_thrashing_ts = now
+                flag[page] = True
+            elif pg.num_events.item(page) >= threshold and not pg.pinned.item(page):
+                # Detected earlier but quiet for more than a lapse: not thrashing any more. The
+                # reset also drops the stamp just written, so the next event starts afresh.
+                self._reset_page(block, bs, page, now)
+
+    def _record_region(self, block: int, bs: _Block, pg: _Pages, index: slice | np.ndarray,
+                       processor: int, now: int, revocation: bool) -> None:
+        """The same loop as :meth:`_record_pages`, vectorised for large regions."""
+        prev = pg.last_ts[index]  # fancy indexing copies; a slice view must be copied
+        if isinstance(index, slice):
+            prev = prev.copy()
+        pg.processors[index] |= np.uint16(1 << processor)
+        pg.last_ts[index] = now & _STAMP_MASK
+        # Within a lapse of the previous stamp -> a thrashing event. Viewing the gap as uint64
+        # gives the driver's unsigned arithmetic: a future stamp wraps to a huge gap (see
+        # _stale). NumPy op count matters more than anything else here.
+        gap = (np.int64(now) - prev).view(np.uint64)
+        within = gap <= np.uint64(self.lapse_ns)
+        if now <= self.lapse_ns:  # only then can a missing stamp (-1) look recent
+            within &= prev != NO_STAMP
+        detected = None
+        if within.any():
+            ev = pg.num_events[index] + (within & (pg.num_events[index] < _EVENTS_MAX))
+            pg.num_events[index] = ev
+            flag = pg.has_revocation if revocation else pg.has_migration
+            flag[index] |= within
+            at_least = within & (ev >= self.threshold)
+            if at_least.any():
+                bs.last_thrashing_ts = now
+                detected = within & (ev == self.threshold)
+                if not detected.any():
+                    detected = None
+        # A gap longer than a lapse resets a page that had been detected (and is not pinned). The
+        # reset also drops the stamp just written, so the next event on it starts from scratch.
+        # Only pages in thrashing_pages can be at/above the threshold, hence the cheap pre-check.
+        reset = None
+        if bs.num_thrashing_pages:
+            reset = (~within & (prev != NO_STAMP) & (pg.num_events[index] >= self.threshold)
+                     & ~pg.pinned[index])
+            if not reset.any():
+                reset = None
+        if detected is not None or reset is not None:
+            sel = _selected(index)
+            if detected is None:
+                detected = np.zeros(sel.shape, dtype=np.bool_)
+            todo = detected if reset is None else detected | reset
+            # Same order as the driver's page walk, so tools events interleave identically.
+            for i in np.flatnonzero(todo):
+                page = int(sel[i])
+                if detected[i]:
+                    self._thrashing_detected(block, bs, pg, page, now)
+                else:
+                    self._reset_page(block, bs, page, now)
+
+    def _thrashing_detected(self, block: int, bs: _Block, pg: _Pages, page: int, now: int) -> None:
+        self.counters["thrashing_events"] += 1
+        if self._emit is not None:
+            self._emit("ThrashingDetected", {**_where(block, page), "size": PAGE_SIZE,
+                                             "processors": int(pg.processors[page]),
+                                             "time_ns": now})
+        if not bs.thrashing_pages[page]:
+            bs.thrashing_pages[page] = True
+            bs.num_thrashing_pages += 1
+
+    # ------------------------------------------------------------------ hints (mitigation)
+
+    def get_hint(self, block: int, page: int, requester: int, now_ns: int, *,
+                 preferred: int = INVALID, closest: int = INVALID,
+                 resident_mask: int | None = None) -> Hint:
+        """``uvm_perf_thrashing_get_hint`` for one page and requesting processor.
+
+        ``preferred``: the policy's preferred location (-1 none). ``closest``: the closest
+        processor holding the page (-1 if resident nowhere). ``resident_mask``: processors holding
+        the page (defaults to just ``closest``); only used to decide whether a re-pin moves the
+        page. Has side effects (throttle periods, pin queue, events). O(1) and allocation-free
+        for a block without per-page tracking.
+        """
+        if not self.enable:
+            return HINT_NONE
+        bs = self._blocks.get(block)
+        if bs is None or bs.pages is None:
+            return HINT_NONE
+
+        # Epoch reset: no thrashing for a whole epoch -> forget the block (at most max_resets
+        # times; never once a page of the block has been pinned, see _Block.pinned_count).
+        if (bs.last_thrashing_ts != NO_STAMP and _stale(now_ns, bs.last_thrashing_ts, self.epoch_ns)
+                and bs.pinned_count == 0 and bs.reset_count < self.max_resets):
+            self._epoch_reset(block, bs, now_ns)
+            return HINT_NONE
+
+        pg = bs.pages
+        if pg.num_events[page] < self.threshold:
+            return HINT_NONE
+        bit = 1 << requester
+
+        if int(pg.throttled[page]) & bit:
+            if now_ns < int(pg.throttle_end[page]) and requester != int(pg.dnt[page]):
+                return self._throttle(block, bs, pg, page, requester, now_ns)
+            self._throttle_end_processor(block, pg, page, requester, now_ns)
+
+        pinned = bool(pg.pinned[page])
+        # No event for more than a lapse: not thrashing any more (the state stays).
+        if _stale(now_ns, int(pg.last_ts[page]), self.lapse_ns) and not pinned:
+            return HINT_NONE
+
+        pg.processors[page] |= np.uint16(bit)
+        self._throttle_update(pg, page, requester, now_ns)
+
+        if pinned and pg.has_revocation[page] and requester != int(pg.dnt[page]):
+            # Revocation thrashing (e.g. system-wide atomics): nothing to migrate, only throttle.
+            return self._throttle(block, bs, pg, page, requester, now_ns)
+
+        kind, residency = self._migration_hint(pg, page, requester, preferred, closest)
+        if kind == HINT_THROTTLE_KIND:
+            return self._throttle(block, bs, pg, page, requester, now_ns)
+        if kind == HINT_PIN_KIND:
+            if resident_mask is None:
+                resident_mask = (1 << closest) if closest >= 0 else 0
+            self._pin_page(block, bs, pg, page, residency, resident_mask, now_ns)
+            self.counters["pins"] += 1
+            return Hint(HINT_PIN_KIND, residency, 0, int(pg.processors[page]))
+        return HINT_NONE
+
+    def _throttle_update(self, pg: _Pages, page: int, requester: int, now: int) -> None:
+        """``thrashing_throttle_update``: start a new throttling period or claim the free role."""
+        if now > int(pg.throttle_end[page]):
+            pg.throttle_end[page] = (now + self.nap_ns) & _STAMP_MASK
+            # Avoid letting the same processor win two consecutive periods.
+            pg.dnt[page] = INVALID if int(pg.dnt[page]) == requester else requester
+        elif pg.dnt[page] == INVALID:
+            pg.dnt[page] = requester
+
+    def _all_can_access(self, procs: int, to: int) -> bool:
+        """``thrashing_processors_can_access``."""
+        if to < 0:
+            return False
+        return all(self._can_access(p, to) for p in _bits(procs))
+
+    def _all_fast_access(self, procs: int, to: int) -> bool:
+        """``thrashing_processors_have_fast_access_to``."""
+        if to < 0:
+            return False
+        # The CPU is always in the CPU's fast set; a GPU and its SMC siblings in a GPU's.
+        return all(p == to or self._fast_access(p, to) for p in _bits(procs))
+
+    def _closest_common_location(self, procs: int, requester: int) -> int:
+        """``thrashing_processors_common_locations`` + ``uvm_processor_mask_find_closest_id``."""
+        common = [q for q in range(self.num_processors)
+                  if all(self._can_access(p, q) for p in _bits(procs))]
+        if not common:
+            return requester
+        if requester in common:
+            return requester
+        # No SMC partitions are modelled. Fast-link peers first, then processors the requester
+        # can access; within each, GPUs before the CPU.
+        for ok in (self._fast_access, self._can_access):
+            reach = [q for q in common if ok(requester, q)]
+            if reach:
+                gpus = [q for q in reach if q != CPU]
+                return gpus[0] if gpus else CPU
+        return common[0]
+
+    def _migration_hint(self, pg: _Pages, page: int, r: int, pref: int,
+                        closest: int) -> tuple[int, int]:
+        """``get_hint_for_migration_thrashing`` (§6.5); returns (kind, residency)."""
+        procs = int(pg.processors[page])
+        dnt = int(pg.dnt[page])
+        pinned = bool(pg.pinned[page])
+        pinned_res = int(pg.pinned_residency[page])
+        kind, res = HINT_NONE_KIND, INVALID
+
+        if self._all_can_access(procs, pref):
+            # 1. Everybody can map the preferred location (it was set after thrashing began).
+            kind, res = HINT_PIN_KIND, pref
+        elif not (pref >= 0 and procs >> pref & 1) and self._all_fast_access(procs, closest):
+            # 2. Fast path: everybody has fast access to where the page already is.
+            if closest == CPU and self._all_can_access(procs, r):
+                if r != CPU:  # coherent systems prefer the CPU mapping vidmem
+                    kind, res = HINT_PIN_KIND, r
+            else:
+                kind, res = HINT_PIN_KIND, closest
+        elif r == pref:
+            # 3. The preferred location itself is faulting.
+            if pinned:
+                if pref in (pinned_res, dnt):
+                    kind, res = HINT_PIN_KIND, pref
+                else:
+                    kind = HINT_THROTTLE_KIND
+            elif pref != dnt:
+                kind = HINT_THROTTLE_KIND
+            elif pg.throttling_count[page] >= self.pin_threshold:
+                kind, res = HINT_PIN_KIND, pref
+        elif pinned:
+            # 4. Already pinned: the period's winner may re-pin; others map or wait.
+            if r == dnt:
+                kind, res = HINT_PIN_KIND, r
+                if not self._all_can_access(procs, r):
+                    res = self._closest_common_location(procs, r)
+            elif self._can_access(r, pinned_res):
+                kind, res = HINT_PIN_KIND, pinned_res
+            else:
+                kind = HINT_THROTTLE_KIND
+        elif r != dnt:
+            kind = HINT_THROTTLE_KIND  # 5.
+        elif pg.throttling_count[page] >= self.pin_threshold:
+            kind, res = HINT_PIN_KIND, r  # 6. enough throttle periods: stop migrating
+        # 7. otherwise NONE
+
+        if kind == HINT_PIN_KIND and self._has_memory is not None and not self._has_memory(res):
+            res = CPU
+        return kind, res
+
+    def _throttle(self, block: int, bs: _Block, pg: _Pages, page: int, requester: int,
+                  now: int) -> Hint:
+        """``thrashing_throttle_processor`` plus the THROTTLE hint."""
+        bit = 1 << requester
+        if not int(pg.throttled[page]) & bit:
+            pg.throttled[page] |= np.uint16(bit)
+            if requester != CPU and self._emit is not None:
+                self._emit("ThrottlingStart", {**_where(block, page), "processor": requester,
+                                               "time_ns": now})
+            if not pg.pinned[page] and pg.throttling_count[page] < _THROTTLING_COUNT_MAX:
+                pg.throttling_count[page] += 1
+            bs.throttling_count += 1
+        self.counters["throttles"] += 1
+        return Hint(HINT_THROTTLE_KIND, INVALID, int(pg.throttle_end[page]), 0)
+
+    def _throttle_end_processor(self, block: int, pg: _Pages, page: int, processor: int,
+                                now: int | None) -> None:
+        """``thrashing_throttle_end_processor``."""
+        pg.throttled[page] &= np.uint16(~(1 << processor) & 0xFFFF)
+        if pg.throttled[page] == 0:
+            pg.throttle_end[page] = NO_STAMP
+        if processor != CPU and self._emit is not None:
+            self._emit("ThrottlingEnd", {**_where(block, page), "processor": processor,
+                                         "time_ns": now})
+
+    def _throttling_reset_page(self, block: int, pg: _Pages, page: int, now: int | None) -> None:
+        """``thrashing_throttling_reset_page``: end throttling for every throttled processor."""
+        for p in _bits(int(pg.throttled[page])):
+            self._throttle_end_processor(block, pg, page, p, now)
+
+    def _pin_page(self, block: int, bs: _Block, pg: _Pages, page: int, residency: int,
+                  resident_mask: int, now: int) -> None:
+        """``thrashing_pin_page``."""
+        was_pinned = bool(pg.pinned[page])
+        # Flush pending ThrottlingEnd events when pinning for the first time or moving the page.
+        if not was_pinned or not (resident_mask >> residency) & 1:
+            self._throttling_reset_page(block, pg, page, now)
+        if not was_pinned:
+            if self.pin_ns > 0:
+                # The deadline is set only here: re-pinning to another residency keeps it.
+                self._seq += 1
+                self._pin_seq[(block, page)] = self._seq
+                heapq.heappush(self._pin_heap, (now + self.pin_ns, self._seq, block, page))
+            pg.throttling_count[page] = 0
+            pg.pinned[page] = True
+            bs.pinned_count += 1
+            bs.num_pinned += 1
+            bs.pinned_mask[page] = True
+        pg.pinned_residency[page] = residency
+
+    # ------------------------------------------------------------------ resets and unpinning
+
+    def _reset_page(self, block: int, bs: _Block, page: int, now: int | None) -> None:
+        """``thrashing_reset_page``.
+
+        Like the driver it keeps ``throttling_count``, the do-not-throttle processor and (when no
+        processor was throttled) the throttling end time: they survive into the next episode.
+        """
+        pg = bs.pages
+        assert pg is not None
+        self._throttling_reset_page(block, pg, page, now)
+        if pg.pinned[page]:
+            # thrashing_unpin_page: drop the queue entry (skipped lazily) and the pin state
+            self._pin_seq.pop((block, page), None)
+            pg.pinned[page] = False
+            pg.pinned_residency[page] = INVALID
+            bs.pinned_mask[page] = False
+            bs.num_pinned -= 1
+        pg.last_ts[page] = NO_STAMP
+        pg.has_migration[page] = False
+        pg.has_revocation[page] = False
+        pg.num_events[page] = 0
+        pg.processors[page] = 0
+        if bs.thrashing_pages[page]:
+            bs.thrashing_pages[page] = False
+            bs.num_thrashing_pages -= 1
+
+    def _reset_region(self, block: int, index: slice | np.ndarray, now: int | None) -> None:
+        """``thrashing_reset_pages_in_region``: reset the *thrashing* pages of the region."""
+        bs = self._blocks.get(block)
+        if bs is None or bs.pages is None or bs.num_thrashing_pages == 0:
+            return
+        sel = _selected(index)
+        for page in sel[bs.thrashing_pages[sel]]:
+            self._reset_page(block, bs, int(page), now)
+
+    def _epoch_reset(self, block: int, bs: _Block, now: int) -> None:
+        bs.reset_count += 1
+        pg = bs.pages
+        assert pg is not None
+        for page in np.flatnonzero(bs.thrashing_pages):
+            self._throttling_reset_page(block, pg, int(page), now)
+        bs.pages = None  # frees every per-page field, throttling_count and dnt included
+        bs.num_thrashing_pages = 0
+        bs.last_processor = INVALID
+        bs.last_ts = NO_STAMP
+        bs.last_thrashing_ts = NO_STAMP
+        bs.thrashing_pages[:] = False
+
+    def reset_pages(self, block: int, pages: PageSel, now_ns: int | None = None) -> None:
+        """Page reset on munmap (``thrashing_block_munmap_cb``): only thrashing pages change."""
+        if self.enable:
+            self._reset_region(block, _as_index(pages), now_ns)
+
+    def destroy_block(self, block: int, now_ns: int | None = None) -> None:
+        """Block destroy/shrink (``uvm_perf_thrashing_info_destroy``): reset, then forget."""
+        if block in self._blocks:
+            self._reset_region(block, slice(0, PAGES_PER_BLOCK), now_ns)
+            del self._blocks[block]
+
+    def next_deadline(self) -> int | None:
+        """Earliest live unpin deadline, or None. The driver's delayed work fires at jiffy
+        granularity at or after it; callers may add that latency."""
+        heap = self._pin_heap
+        while heap and self._pin_seq.get((heap[0][2], heap[0][3])) != heap[0][1]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def unpin_expired(self, now_ns: int) -> list[tuple[int, int, int]]:
+        """``thrashing_unpin_pages``: unpin pages whose deadline is at most ``now + 20 µs``.
+
+        Returns ``(block, page, pinned residency)`` per page, in deadline order. Each page is
+        reset (``thrashing_reset_page``); the caller must unmap it from every mapped processor
+        that is not in accessed_by and holds no copy
+        (``uvm_perf_thrashing_unmap_remote_pinned_pages_all``), so the next access faults.
+        """
+        out: list[tuple[int, int, int]] = []
+        heap = self._pin_heap
+        while heap and heap[0][0] <= now_ns + TIMER_GRANULARITY_NS:
+            _, seq, block, page = heapq.heappop(heap)
+            if self._pin_seq.get((block, page)) != seq:
+                continue  # already unpinned by a page reset
+            bs = self._blocks[block]
+            assert bs.pages is not None
+            residency = int(bs.pages.pinned_residency[page])
+            self._reset_page(block, bs, page, now_ns)
+            out.append((block, page, residency))
+            if self._emit is not None:
+                self._emit("Unpin", {**_where(block, page), "residency": residency,
+                                     "time_ns": now_ns})
+        return out
+
+    # ------------------------------------------------------------------ queries
+
+    def thrashing_mask(self, block: int) -> np.ndarray:
+        """``uvm_perf_thrashing_get_thrashing_pages`` as a bool[512] (read-only when empty)."""
+        bs = self._blocks.get(block)
+        if not self.enable or bs is None or bs.num_thrashing_pages == 0:
+            return _READONLY_FALSE
+        return bs.thrashing_pages.copy()
+
+    def pinned_mask(self, block: int) -> np.ndarray:
+        """Pinned pages of the block as a bool[512] (read-only when empty)."""
+        bs = self._blocks.get(block)
+        if bs is None or not bs.num_pinned:
+            return _READONLY_FALSE
+        return bs.pinned_mask.copy()
+
+    def page_info(self, block: int, page: int) -> dict | None:
+        """The per-page state, for tests and debugging; None without per-page tracking."""
+        bs = self._blocks.get(block)
+        if bs is None or bs.pages is None:
+            return None
+        pg = bs.pages
+        stamp = int(pg.last_ts[page])
+        end = int(pg.throttle_end[page])
+        return {
+            "last_ts": None if stamp == NO_STAMP else stamp,
+            "num_events": int(pg.num_events[page]),
+            "has_migration": bool(pg.has_migration[page]),
+            "has_revocation": bool(pg.has_revocation[page]),
+            "pinned": bool(pg.pinned[page]),
+            "pinned_residency": int(pg.pinned_residency[page]),
+            "processors": int(pg.processors[page]),
+            "throttled": int(pg.throttled[page]),
+            "throttle_end": None if end == NO_STAMP else end,
+            "throttling_count": int(pg.throttling_count[page]),
+            "dnt": int(pg.dnt[page]),
+        }
+
+    def block_info(self, block: int) -> dict | None:
+        """The per-block state, for tests and debugging; None if the block has no state."""
+        bs = self._blocks.get(block)
+        if bs is None:
+            return None
+        return {
+            "has_pages": bs.pages is not None,
+            "last_ts": None if bs.last_ts == NO_STAMP else bs.last_ts,
+            "last_processor": bs.last_processor,
+            "last_thrashing_ts": None if bs.last_thrashing_ts == NO_STAMP else bs.last_thrashing_ts,
+            "reset_count": bs.reset_count,
+            "num_thrashing_pages": bs.num_thrashing_pages,
+            "pinned_count": bs.pinned_count,
+            "throttling_count": bs.throttling_count,
+        }
