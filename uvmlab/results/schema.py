@@ -21,7 +21,8 @@ TOTALS: dict[str, str] = {
     "bytes_htod_prefetch": "host to device by the driver's prefetcher",
     "bytes_htod_user": "host to device by explicit prefetch / UVM_MIGRATE",
     "bytes_htod_access_counter": "host to device triggered by access counters",
-    "bytes_dtoh_fault": "device to host because of (CPU) faults, prefetched pages included",
+    "bytes_dtoh_fault": "device to host because of CPU faults (prefetched pages: bytes_dtoh_prefetch)",
+    "bytes_dtoh_prefetch": "device to host by the driver's prefetcher on CPU faults",
     "bytes_dtoh_eviction": "device to host because of eviction",
     "bytes_dtoh_user": "device to host by explicit prefetch / UVM_MIGRATE",
     "evictions": "GPU root chunks evicted",
@@ -37,7 +38,6 @@ TOTAL_KEYS: tuple[str, ...] = tuple(TOTALS)
 
 #: extra model-only counters kept beside the canonical ones
 EXTRA: dict[str, str] = {
-    "bytes_dtoh_prefetch": "device to host pages added by the prefetcher on CPU faults",
     "pages_evicted": "4 KiB pages moved to the CPU by eviction",
     "fatal_faults": "faults that ended their context (invalid address / operation)",
     "gpu_faults_throttled": "GPU faults skipped because of a THROTTLE hint",

@@ -232,9 +232,14 @@ def validate_workload(w: Workload) -> None:
         alloc_pages = np.array([a.pages for a in w.allocs], dtype=np.int64)[segs["alloc"]]
         run = segs["kind"] == SEG_RUN
         first = segs["start"][run]
-        last = first + (segs["count"][run] - 1) * segs["stride"][run]
+        steps = segs["count"][run] - 1
+        stride = segs["stride"][run]
         lim = alloc_pages[run]
-        bad = (first < 0) | (first >= lim) | (last < 0) | (last >= lim)
+        # A run stays inside [0, lim) only if steps * |stride| < lim: check that without the
+        # multiplication first, so a hostile count or stride cannot overflow int64.
+        span_ok = (stride == 0) | (steps <= (lim - 1) // np.maximum(np.abs(stride), 1))
+        last = first + np.where(span_ok, steps * stride, 0)
+        bad = ~span_ok | (first < 0) | (first >= lim) | (last < 0) | (last >= lim)
         if np.any(bad):
             i = int(np.flatnonzero(run)[np.argmax(bad)])
             a = w.allocs[segs["alloc"][i]]

@@ -1,0 +1,81 @@
+"""The Python API: ``uvmlab.simulate(workload, gpu=..., params=...)``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from uvmlab.driver.hal import GpuSpec, get_gpu
+from uvmlab.driver.params import Params
+from uvmlab.errors import UvmlabError
+from uvmlab.results.result import Result
+from uvmlab.timing.cost_model import CostProfile, load_profile
+from uvmlab.units import parse_size
+from uvmlab.workload.ir import Workload
+
+
+def load_workload(spec: str | Path | Workload) -> Workload:
+    """A Workload object, a built-in spec (``random:size=2GiB,seed=1``) or a ``.uvmw`` file."""
+    if isinstance(spec, Workload):
+        return spec
+    s = str(spec)
+    if s.endswith(".uvmw") or Path(s).is_file():
+        from uvmlab.workload.fileformat import read_workload
+
+        return read_workload(s)
+    from uvmlab.workload.synthetic import make_workload
+
+    return make_workload(s)
+
+
+def resolve_gpu_memory(value: str | int | None, workload: Workload, gpu: GpuSpec) -> int:
+    """GPU memory for the model: bytes, a size ("16GiB"), or an oversubscription ratio ("150%":
+    the workload's managed memory is 150 % of the GPU's)."""
+    if value is None:  # what UVM can hold: the GPU's free memory in whole root chunks
+        return gpu.n_root_chunks * gpu.root_chunk_size
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            pct = float(value.strip()[:-1])
+        except ValueError:
+            raise UvmlabError(f"cannot read oversubscription {value!r} (try '150%')") from None
+        if pct <= 0:
+            raise UvmlabError(f"oversubscription must be positive, got {value!r}")
+        footprint = max(workload.managed_bytes, 1)
+        cap = int(footprint * 100 / pct)
+        return max(2 << 20, cap // (2 << 20) * (2 << 20))
+    return parse_size(value, what="GPU memory")
+
+
+def simulate(workload: Workload | str, *, gpu: str | GpuSpec = "h200",
+             params: Params | Mapping[str, Any] | None = None,
+             profile: str | CostProfile | None = None, gpu_memory: str | int | None = None,
+             concurrency: int | None = None, events: bool = False,
+             check_invariants: bool = False, policies: Any = None,
+             progress: Callable[[int, int], None] | None = None) -> Result:
+    """Run ``workload`` through the modeled driver and return its Result."""
+    from uvmlab.engine.core import DEFAULT_CONCURRENCY, Engine
+
+    w = load_workload(workload)
+    spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
+    prm = params if isinstance(params, Params) else Params.from_overrides(dict(params or {}))
+    prof = profile if isinstance(profile, CostProfile) else load_profile(profile)
+    cap = resolve_gpu_memory(gpu_memory, w, spec)
+    hooks = None
+    if policies:
+        from uvmlab.policy.loader import build_hooks
+
+        hooks = build_hooks(policies)
+    eng = Engine(w, gpu=spec, params=prm, profile=prof, gpu_memory_bytes=cap,
+                 concurrency=concurrency or DEFAULT_CONCURRENCY, events=events,
+                 check=check_invariants, hooks=hooks, progress=progress)
+    eng.run()
+    drv = eng.drv
+    if hooks is not None:
+        drv.counters["policy_ejections"] = hooks.ejections
+    return Result(workload=w.name, totals=dict(drv.counters), ops=eng.rows, source="model",
+                  gpu=spec.name, params=prm.changed(), profile=prof.name,
+                  gpu_memory_bytes=cap, fatal=eng.fatal, wall_s=eng.wall_s,
+                  meta={"seed": w.seed, "workload_params": dict(w.params),
+                        "concurrency": eng.concurrency},
+                  events=drv.log.to_pandas() if events else None)

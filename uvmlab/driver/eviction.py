@@ -1,0 +1,76 @@
+"""Eviction of GPU root chunks under oversubscription (uvm_pmm_gpu.c, uvm_va_block.c §7.5-§7.8).
+
+A full 2 MiB VA block is backed by exactly one root chunk, so evicting a chunk moves that block's
+GPU-resident pages to the CPU in one go (``uvm_va_block_evict_chunks``), with cause EVICTION.
+Evictions never feed thrashing detection.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from uvmlab.driver import events as ev
+from uvmlab.driver.va_space import CPU, PERM_WRITE
+from uvmlab.units import PAGE_SIZE
+
+if TYPE_CHECKING:
+    from uvmlab.driver.uvm import UvmDriver
+
+
+class NoEvictableMemory(Exception):
+    """No victim exists (§7.10): the fault service fails with NV_ERR_NO_MEMORY, a global error
+    that cancels the batch and ends the context (not a user error: the engine records it)."""
+
+
+def evict_for_allocation(drv: UvmDriver, gpu: int, for_block: int) -> int:
+    """``UVM_PMM_ALLOC_FLAGS_EVICT``: pick a victim root chunk, evict it, hand it to ``for_block``."""
+    pmm = drv.pmm[gpu - 1]
+    victim = pick_victim(drv, gpu)
+    if victim < 0:
+        raise NoEvictableMemory(f"gpu{gpu - 1}: no GPU memory left and nothing evictable")
+    owner = int(pmm.owner[victim])
+    if owner >= 0:
+        evict_block_chunk(drv, gpu, owner, victim)
+    pmm.finish_eviction(victim, for_block)
+    return victim
+
+
+def pick_victim(drv: UvmDriver, gpu: int) -> int:
+    """§7.5 ``pick_root_chunk_to_evict``; an eviction policy hook may reorder the lists first."""
+    pmm = drv.pmm[gpu - 1]
+    if drv.hooks is not None:
+        drv.hooks.eviction_prepare(drv, gpu)
+    return pmm.pick_root_chunk_to_evict()
+
+
+def evict_block_chunk(drv: UvmDriver, gpu: int, block: int, chunk: int) -> None:
+    """§7.6 ``evict_root_chunk_from_va_block``: move the block's pages on ``gpu`` to the CPU."""
+    va = drv.va
+    lo, hi = va.block_range(block)
+    res = va.residency[lo:hi]
+    gbit = np.uint8(1 << gpu)
+    on_gpu = (res & gbit) != 0
+    only_gpu = on_gpu & (res == gbit)  # duplicates already on the CPU need no copy
+    drv.counters["evictions"] += 1
+    drv.counters["pages_evicted"] += int(on_gpu.sum())
+    drv.charge(drv.profile.evict_chunk_ns)
+    drv.log.add(drv.now_ns, ev.EVICTION, gpu, lo * PAGE_SIZE, int(on_gpu.sum()) * PAGE_SIZE,
+                ev.CAUSE_EVICTION)
+    if only_gpu.any():
+        from uvmlab.driver.va_block import _record_copies
+
+        _record_copies(drv, block, lo, CPU, gpu, only_gpu, None, "eviction")
+    va.perm[:, lo:hi][:, on_gpu] = 0  # make_resident's unmap step: every mapping goes
+    res[on_gpu] = 1 << CPU
+    va.gpu_chunk[gpu - 1, block] = -1
+    # Deferred block_add_eviction_mappings: AccessedBy processors are re-mapped to sysmem.
+    # map_remote_on_eviction only applies with access-counter migrations on (§7.8).
+    remap = on_gpu & ((va.accessed_by[lo:hi] >> gpu) & 1).astype(bool)
+    if drv.access_counters.migration_enabled and drv.params.uvm_perf_map_remote_on_eviction:
+        remap |= on_gpu
+    if remap.any():
+        from uvmlab.driver.va_block import map_pages
+
+        map_pages(drv, gpu, np.flatnonzero(remap) + lo, PERM_WRITE, cause="Eviction")

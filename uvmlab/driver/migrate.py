@@ -1,0 +1,55 @@
+"""Explicit migration: ``UVM_MIGRATE`` / cudaMemPrefetchAsync (uvm_migrate.c; spec §11).
+
+Each VA block of the range is made resident on the destination with cause *User*: no
+prefetcher, no thrashing hint, and the pages' thrashing state is reset. Pages resident nowhere
+are populated at the destination. Mapping step (``block_migrate_add_mappings``): pages the
+destination does not map get an RWA mapping there; AccessedBy processors are re-mapped. The
+two-pass split and the CPU pre-unmap only matter with NVLink/C2C and are not modeled (§11:
+"on the PCIe test platform it never runs").
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from uvmlab.driver import va_block as vb
+from uvmlab.driver.va_space import BLOCK_SHIFT, PERM_ATOMIC, PERM_WRITE, READ_DUP_ENABLED
+
+if TYPE_CHECKING:
+    from uvmlab.driver.uvm import UvmDriver
+
+
+def migrate(drv: UvmDriver, first_page: int, num_pages: int, dest: int) -> None:
+    """Migrate global pages [first_page, first_page + num_pages) to processor ``dest``."""
+    va = drv.va
+    end = first_page + num_pages
+    for block in range(first_page >> BLOCK_SHIFT, ((end - 1) >> BLOCK_SHIFT) + 1):
+        lo, hi = va.block_range(block)
+        s, e = max(lo, first_page), min(hi, end)
+        if s >= e:
+            continue
+        mask = np.zeros(hi - lo, dtype=bool)
+        mask[s - lo:e - lo] = True
+        rd = va.read_dup[s:e] == READ_DUP_ENABLED
+        if rd.any():
+            dup = np.zeros(hi - lo, dtype=bool)
+            dup[s - lo:e - lo] = rd
+            vb.make_resident(drv, block, dest, dup, "user", read_duplicate=True)
+            mask &= ~dup
+        if mask.any():
+            vb.make_resident(drv, block, dest, mask, "user")
+        pages = np.arange(s, e)
+        unmapped = va.perm[dest, pages] == 0
+        resident_here = (va.residency[pages] >> dest & 1).astype(bool)
+        full = np.where(rd, 1, PERM_ATOMIC)  # duplicated pages stay read-only everywhere
+        sel = unmapped & resident_here
+        if sel.any():
+            vb.map_pages(drv, dest, pages[sel], int(full[sel].max()))
+        acc_by = va.accessed_by[pages]
+        for q in range(va.n_procs):
+            sel = ((acc_by >> q) & 1).astype(bool) & (q != dest)
+            if sel.any() and va.can_access(q, dest):
+                vb.map_pages(drv, q, pages[sel],
+                             PERM_ATOMIC if va.has_native_atomics(q, dest) else PERM_WRITE)

@@ -1,0 +1,79 @@
+"""The modeled driver instance: one VA space, its GPUs' physical memory, the perf modules.
+
+``UvmDriver`` plays the part of ``uvm_global`` + one ``uvm_va_space``: it owns the state and the
+counters, and the entry points the engine calls (``service_fault_batch``, ``cpu_fault``,
+``migrate``, ``advise``) live in the modules that mirror the driver's files:
+
+* ``replayable_faults`` — fetch, coalesce, sort, per-block service, replay (uvm_gpu_replayable_faults.c)
+* ``va_block`` — residency selection, make-resident, mappings (uvm_va_block.c)
+* ``cpu_fault`` — the CPU fault path (uvm_va_space.c / uvm_va_block.c)
+* ``migrate`` — UVM_MIGRATE (uvm_migrate.c); ``advice`` — uvm_policy.c
+* ``pmm`` and ``eviction`` — uvm_pmm_gpu.c
+* ``perf/`` — prefetch, thrashing, access counters (uvm_perf_*.c)
+
+The simulated clock belongs to the engine; the driver reads ``now_ns`` for timestamps and adds
+what its work costs to ``work_ns``, which the engine charges to whoever waited for it.
+"""
+
+from __future__ import annotations
+
+from uvmlab.driver.events import EventLog, zero_counters
+from uvmlab.driver.hal import GpuSpec
+from uvmlab.driver.params import Params
+from uvmlab.driver.perf.access_counters import AccessCounters
+from uvmlab.driver.perf.thrashing import ThrashingDetector
+from uvmlab.driver.pmm import Pmm
+from uvmlab.driver.va_space import VaSpace
+from uvmlab.timing.cost_model import CostProfile
+from uvmlab.workload.ir import Alloc
+
+
+class ContextFatal(Exception):
+    """Raised inside the model when a fault ends the context (a fatal fault, out of memory).
+
+    Not a user error: the engine catches it, records a FatalFault event and ends the workload.
+    """
+
+    def __init__(self, reason: str, processor: int, page: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.processor = processor
+        self.page = page
+
+
+class UvmDriver:
+    def __init__(self, allocs: list[Alloc], *, gpu: GpuSpec, params: Params,
+                 profile: CostProfile, gpu_memory_bytes: int | None = None,
+                 events: bool = False, hooks=None) -> None:
+        self.params = params
+        self.gpu = gpu
+        self.profile = profile
+        self.va = VaSpace(allocs, n_gpus=1)
+        capacity = gpu.memory_bytes if gpu_memory_bytes is None else gpu_memory_bytes
+        self.pmm = [Pmm(capacity)]  # one per GPU; index = processor id - 1
+        self.counters = zero_counters()
+        self.log = EventLog(events)
+        self.now_ns = 0
+        self.work_ns = 0.0
+        self.hooks = hooks
+        p = params
+        self.thrashing = ThrashingDetector(
+            enable=p.uvm_perf_thrashing_enable, threshold=p.uvm_perf_thrashing_threshold,
+            pin_threshold=p.uvm_perf_thrashing_pin_threshold,
+            lapse_usec=p.uvm_perf_thrashing_lapse_usec, nap=p.uvm_perf_thrashing_nap,
+            epoch=p.uvm_perf_thrashing_epoch, pin=p.uvm_perf_thrashing_pin,
+            max_resets=p.uvm_perf_thrashing_max_resets, can_access=VaSpace.can_access,
+            emit=self._thrashing_event)
+        self.access_counters = AccessCounters(self, gpu)
+
+    def _thrashing_event(self, name: str, fields: dict) -> None:
+        self.log.add(self.now_ns, name, fields.get("processor", -1),
+                     fields.get("address", -1), fields.get("bytes", 0), "", -1, "")
+
+    def charge(self, ns: float) -> None:
+        """Add simulated work done by the driver on behalf of the current requester."""
+        self.work_ns += ns
+
+    def take_work(self) -> float:
+        ns, self.work_ns = self.work_ns, 0.0
+        return ns

@@ -1,0 +1,336 @@
+"""Residency selection, make-resident and mapping for one VA block (uvm_va_block.c).
+
+All functions take the driver and work on numpy slices of one block's pages (at most 512), so
+the Python overhead is per block operation, never per page.
+
+Spec sections (shared/reference/uvm-driver-behavior.md): §4.1 ``uvm_va_block_select_residency``,
+§4.2 ``compute_new_permission``, §4.3 ``uvm_va_block_service_locked``, §4.4
+``uvm_va_block_make_resident_copy``, §4.5 read duplication, §7.2 chunk allocation with eviction.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from uvmlab.driver import events as ev
+from uvmlab.driver.perf import prefetch as pf
+from uvmlab.driver.perf.thrashing import Hint
+from uvmlab.driver.va_space import (
+    BLOCK_SHIFT,
+    CPU,
+    PERM_ATOMIC,
+    PERM_READ,
+    PERM_WRITE,
+    READ_DUP_DISABLED,
+    READ_DUP_ENABLED,
+)
+from uvmlab.units import PAGE_SIZE
+from uvmlab.workload.ir import Access
+
+if TYPE_CHECKING:
+    from uvmlab.driver.uvm import UvmDriver
+
+HINT_NONE, HINT_THROTTLE, HINT_PIN = 0, 1, 2
+
+# migration cause (driver's uvm_make_resident_cause_t) -> (counter suffix, Tools cause)
+CAUSES = {
+    "fault": ("fault", ev.CAUSE_COHERENCE),
+    "prefetch": ("prefetch", ev.CAUSE_PREFETCH),
+    "eviction": ("eviction", ev.CAUSE_EVICTION),
+    "user": ("user", ev.CAUSE_USER),
+    "access_counter": ("access_counter", ev.CAUSE_ACCESS_COUNTERS),
+}
+
+
+def select_residency(drv: UvmDriver, page: int, requester: int, access: int,
+                     hint: Hint | None) -> tuple[int, bool]:
+    """§4.1 ``block_select_processor_residency``: (destination, read-duplicate?) for one page."""
+    va = drv.va
+    rd_policy = int(va.read_dup[page])
+    resident = int(va.residency[page])
+    hint_kind = HINT_NONE if hint is None else hint.kind
+    duplicated = resident & (resident - 1) != 0  # on more than one processor
+    may_read_dup = rd_policy == READ_DUP_ENABLED or (
+        rd_policy != READ_DUP_DISABLED and duplicated and hint_kind != HINT_PIN)
+    if may_read_dup:
+        return requester, access <= Access.READ  # rules 3 and 4
+    pref = int(va.preferred[page]) - 1
+    if requester == pref:  # rule 5
+        return requester, False
+    if hint_kind == HINT_PIN:  # rule 7
+        return hint.residency, False
+    if resident == 0:  # rule 9: first touch
+        if pref >= 0 and va.can_access(requester, pref):
+            return pref, False
+        return requester, False
+    closest = va.closest_resident(resident, requester)
+    if va.accessed_by[page] >> requester & 1 and va.can_access(requester, closest):
+        return closest, False  # rule 10: keep in place, map remotely
+    if closest != requester and pref >= 0 and va.can_access(requester, pref):
+        return pref, False  # rule 12
+    return requester, False  # rule 14
+
+
+def new_permission(drv: UvmDriver, requester: int, residency: int, access: int,
+                   read_dup: bool) -> int:
+    """§4.2 ``compute_new_permission``. CPU writes arrive as ATOMIC (ATOMIC_STRONG)."""
+    if access <= Access.READ:
+        perm = PERM_READ
+    elif access == Access.WRITE:
+        perm = PERM_WRITE
+    else:
+        perm = PERM_ATOMIC
+    if perm == PERM_READ and not read_dup:
+        perm = PERM_WRITE  # upgrade so that a later write needs no fault
+    if perm == PERM_WRITE and drv.va.has_native_atomics(requester, residency):
+        perm = PERM_ATOMIC
+    return perm
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) runs of True in a boolean array."""
+    if not mask.any():
+        return []
+    d = np.diff(np.concatenate(([0], mask.view(np.int8), [0])))
+    starts = np.flatnonzero(d == 1)
+    stops = np.flatnonzero(d == -1)
+    return list(zip(starts.tolist(), stops.tolist(), strict=True))
+
+
+def _record_copies(drv: UvmDriver, block: int, lo: int, dest: int, src: int,
+                   copied: np.ndarray, prefetched: np.ndarray | None, cause: str,
+                   transfer_copy: bool = False) -> None:
+    """Count one migration per contiguous run of one cause (§4.4 step 4) and charge its time."""
+    to_gpu = dest != CPU
+    direction = "htod" if to_gpu else "dtoh"
+    prof = drv.profile
+    c = drv.counters
+    for which, mask in (("main", copied & ~prefetched if prefetched is not None else copied),
+                        ("prefetch", copied & prefetched if prefetched is not None else None)):
+        if mask is None:
+            continue
+        run_cause = "prefetch" if which == "prefetch" else cause
+        suffix, tools_cause = CAUSES[run_cause]
+        for s, e in _runs(mask):
+            nbytes = (e - s) * PAGE_SIZE
+            c["bytes_" + direction] += nbytes
+            c[f"bytes_{direction}_{suffix}"] += nbytes
+            c["migrations"] += 1
+            drv.charge(prof.copy_ns(nbytes, to_gpu) if cause != "user"
+                       else prof.migrate_ns(nbytes, to_gpu))
+            drv.log.add(drv.now_ns, ev.MIGRATION, dest, (lo + s) * PAGE_SIZE, nbytes,
+                        tools_cause, src)
+            if run_cause not in ("eviction",):
+                drv.thrashing.on_migration(
+                    block, np.arange(s, e) + (lo - (block << BLOCK_SHIFT)), dest, run_cause,
+                    drv.now_ns, transfer_copy=transfer_copy,
+                    read_dup_enabled=bool(drv.va.read_dup[lo + s] == READ_DUP_ENABLED))
+
+
+def ensure_gpu_chunk(drv: UvmDriver, block: int, gpu: int) -> None:
+    """§7.2 ``block_alloc_gpu_chunk``: back the block on ``gpu`` with a 2 MiB root chunk,
+    evicting the victim the PMM's list rules pick when no free chunk is left."""
+    g = gpu - 1
+    if drv.va.gpu_chunk[g, block] >= 0:
+        return
+    pmm = drv.pmm[g]
+    chunk = pmm.alloc_root_chunk(block)
+    if chunk < 0:
+        from uvmlab.driver.eviction import evict_for_allocation
+
+        chunk = evict_for_allocation(drv, gpu, block)
+    drv.va.gpu_chunk[g, block] = chunk
+    drv.charge(drv.profile.chunk_zero_ns)  # block_zero_new_gpu_chunk: CE memset
+    # The chunk stays TEMP_PINNED until the operation ends (uvm_va_block_retry_deinit).
+    pmm.unpin_allocated(chunk)
+
+
+def make_resident(drv: UvmDriver, block: int, dest: int, mask: np.ndarray, cause: str,
+                  prefetched: np.ndarray | None = None, read_duplicate: bool = False) -> None:
+    """§4.4 / §4.5: make the pages of ``mask`` (block-local) resident on ``dest``.
+
+    MOVE (default) leaves ``dest`` as the only copy; ``read_duplicate`` COPYs and keeps the
+    other copies (revoking their write rights).
+    """
+    va = drv.va
+    lo, hi = va.block_range(block)
+    res = va.residency[lo:hi]
+    bit = np.uint8(1 << dest)
+    on_dest = (res & bit) != 0
+    # Pages resident nowhere are populated without a copy (first touch); the rest are copied
+    # from the closest holder. With one GPU, every holder that is not dest is "the other one".
+    need_copy = mask & ~on_dest & (res != 0)
+    if dest != CPU:
+        ensure_gpu_chunk(drv, block, dest)
+    if read_duplicate:
+        # §4.5: everyone but the holder is unmapped, the holder loses write; then copy.
+        moving = mask & ~on_dest
+        perm = va.perm[:, lo:hi]
+        for q in range(va.n_procs):
+            if q != dest:
+                pq = perm[q]
+                holder = (res >> q & 1).astype(bool)
+                pq[moving & ~holder] = 0
+                np.minimum(pq, PERM_READ, out=pq, where=moving & holder)
+        new_dup = need_copy.copy()
+        drv.counters["read_duplicates"] += int(new_dup.sum())
+    else:
+        # MOVE: unmap every processor from pages that are not only on dest (this also
+        # invalidates read duplicates, ReadDuplicateInvalidate)
+        moving = mask & (res != bit)
+        va.perm[:, lo:hi][:, moving] = 0  # dest is re-mapped by the caller
+    for src in range(va.n_procs):
+        if src == dest:
+            continue
+        from_src = need_copy & ((res >> src) & 1).astype(bool)
+        if dest != CPU and src != CPU and from_src.any():
+            src = CPU  # no peer copies on PCIe: staged through the CPU (not reachable with 1 GPU)
+        if from_src.any():
+            _record_copies(drv, block, lo, dest, src, from_src, prefetched, cause,
+                           transfer_copy=read_duplicate)
+    left_gpus = []
+    if read_duplicate:
+        res[mask] |= bit
+    else:
+        for q in range(1, va.n_procs):
+            if q != dest and np.any(res[moving] >> q & 1):
+                left_gpus.append(q)
+        res[mask] = bit
+    # PMM list upkeep: block_mark_memory_used for the destination GPU (§7.4) ...
+    if dest != CPU:
+        drv.pmm[dest - 1].mark_used(int(va.gpu_chunk[dest - 1, block]))
+    # ... and block_clear_resident_processor for GPUs that lost their last page here.
+    for q in left_gpus:
+        if not np.any(res >> q & 1):
+            chunk = int(va.gpu_chunk[q - 1, block])
+            if chunk >= 0:
+                drv.pmm[q - 1].mark_unused(chunk)
+
+
+def map_pages(drv: UvmDriver, proc: int, pages: np.ndarray, perm: int, cause: str = "Policy") -> None:
+    """Give ``proc`` a mapping with permission ``perm`` on global ``pages`` (sorted); count the
+    mappings that point at another processor's memory as MapRemote (one per contiguous run)."""
+    if len(pages) == 0:
+        return
+    va = drv.va
+    va.perm[proc, pages] = perm
+    remote = (va.residency[pages] >> proc & 1) == 0
+    if remote.any():
+        rp = pages[remote]
+        n_runs = 1 + int(np.count_nonzero(np.diff(rp) != 1))
+        drv.counters["remote_maps"] += n_runs
+        drv.log.add(drv.now_ns, ev.MAP_REMOTE, proc, int(rp[0]) * PAGE_SIZE,
+                    len(rp) * PAGE_SIZE, cause)
+
+
+def revoke_others(drv: UvmDriver, block: int, requester: int, pages: np.ndarray, perm: int) -> None:
+    """§4.3 ``block_service_finish_revoke_prot`` for pages that kept their residency and that the
+    requester now maps with >= RW: other processors lose WRITE (requester RWA) or ATOMIC."""
+    va = drv.va
+    cap = PERM_READ if (perm == PERM_ATOMIC and requester != CPU) else PERM_WRITE
+    for q in range(va.n_procs):
+        if q == requester:
+            continue
+        pq = va.perm[q, pages]
+        hit = pq > cap
+        if hit.any():
+            va.perm[q, pages[hit]] = cap
+            local = pages[hit] - (block << BLOCK_SHIFT)
+            drv.thrashing.on_revocation(block, local, q, drv.now_ns)
+
+
+def service_locked(drv: UvmDriver, block: int, requester: int, new_res: dict[int, np.ndarray],
+                   access: np.ndarray, read_dup: np.ndarray, pin: np.ndarray,
+                   cause: str = "fault") -> None:
+    """§4.3 ``uvm_va_block_service_locked``: prefetch, copy and finish for each destination.
+
+    ``new_res`` maps destination -> block-local boolean mask; ``access`` holds the serviced
+    access type per block-local page; ``read_dup`` and ``pin`` are block-local masks.
+    """
+    va = drv.va
+    lo, hi = va.block_range(block)
+    n = hi - lo
+    prefetched = None
+    if len(new_res) == 1:  # the prefetcher only runs with a single destination (§5.1)
+        (dest, faulted), = new_res.items()
+        extra = prefetch_pages(drv, block, dest, faulted)
+        if extra is not None and extra.any():
+            prefetched = extra & ~faulted
+            new_res = {dest: faulted | prefetched}
+            access = access.copy()
+            access[prefetched] = Access.PREFETCH
+            if int(va.read_dup[lo]) == READ_DUP_ENABLED:
+                read_dup = read_dup | (prefetched & (va.read_dup[lo:hi] == READ_DUP_ENABLED))
+    for dest, mask in new_res.items():
+        dup = mask & read_dup
+        plain = mask & ~read_dup
+        if dup.any():
+            make_resident(drv, block, dest, dup, cause, prefetched, read_duplicate=True)
+        if plain.any():
+            unchanged = plain & ((va.residency[lo:hi] >> dest & 1).astype(bool))
+            make_resident(drv, block, dest, plain, cause, prefetched)
+        else:
+            unchanged = np.zeros(n, dtype=bool)
+        _finish(drv, block, requester, dest, mask, access, dup, pin, unchanged)
+
+
+def _finish(drv: UvmDriver, block: int, requester: int, dest: int, mask: np.ndarray,
+            access: np.ndarray, dup: np.ndarray, pin: np.ndarray, unchanged: np.ndarray) -> None:
+    """§4.3 ``uvm_va_block_service_finish``: permissions, revocation, mappings."""
+    va = drv.va
+    lo = block << BLOCK_SHIFT
+    idx = np.flatnonzero(mask)
+    acc = access[idx]
+    # group pages by their new permission (RO / RW / RWA), as the driver does
+    for perm in (PERM_READ, PERM_WRITE, PERM_ATOMIC):
+        sel = np.zeros(len(idx), dtype=bool)
+        for a in np.unique(acc):
+            for d in (False, True):
+                part = (acc == a) & (dup[idx] == d)
+                if part.any() and new_permission(drv, requester, dest, int(a), d) == perm:
+                    sel |= part
+        if not sel.any():
+            continue
+        pages = idx[sel] + lo
+        if perm >= PERM_WRITE:
+            kept = unchanged[idx[sel]]
+            if kept.any():
+                revoke_others(drv, block, requester, pages[kept], perm)
+        pinned = pin[idx[sel]]
+        if pinned.any():
+            map_pages(drv, requester, pages[pinned], perm, cause="Thrashing")
+        map_pages(drv, requester, pages[~pinned], perm, cause="Policy")
+    # block_service_finish_map_accessed_by: AccessedBy processors that can reach the new
+    # residency get mapped (skipped for ranges with read duplication ENABLED).
+    acc_by = va.accessed_by[idx + lo]
+    if acc_by.any():
+        for q in range(va.n_procs):
+            if q == requester or not va.can_access(q, dest):
+                continue
+            sel = ((acc_by >> q) & 1).astype(bool) & (va.read_dup[idx + lo] != READ_DUP_ENABLED)
+            if sel.any():
+                map_pages(drv, q, idx[sel] + lo,
+                          PERM_ATOMIC if va.has_native_atomics(q, dest) else PERM_WRITE)
+
+
+def prefetch_pages(drv: UvmDriver, block: int, dest: int, faulted: np.ndarray) -> np.ndarray | None:
+    """§5: the prefetch hint (``uvm_va_block_get_prefetch_hint``) for one destination, or None."""
+    va = drv.va
+    p = drv.params
+    lo, hi = va.block_range(block)
+    res = va.residency[lo:hi]
+    resident = (res >> dest & 1).astype(bool)
+    cpu_readable = None
+    if dest == CPU:
+        cpu_readable = resident & (va.perm[CPU, lo:hi] >= PERM_READ)
+    mask = pf.prefetch_hint(
+        faulted, resident, drv.thrashing.thrashing_mask(block)[: hi - lo], block=block,
+        dest=dest, last_proc=va.prefetch_last_proc, fault_migrations=va.prefetch_fault_migrations,
+        block_first_page_va=lo, resident_anywhere_count=int(np.count_nonzero(res)),
+        preferred_location=int(va.preferred[lo]) - 1, enable=bool(p.uvm_perf_prefetch_enable),
+        min_faults=p.uvm_perf_prefetch_min_faults,
+        big_page_pages=drv.gpu.big_page_size // PAGE_SIZE,
+        threshold=p.uvm_perf_prefetch_threshold, cpu_resident_readable=cpu_readable)
+    return mask if mask.any() else None

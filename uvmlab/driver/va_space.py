@@ -1,0 +1,116 @@
+"""VA space, VA ranges and 2 MiB VA blocks, as arrays (uvm_va_space.h, uvm_va_range.h, uvm_va_block.h).
+
+Layout: each allocation is one VA range, placed at a 2 MiB-aligned VA so that its blocks line
+up with the driver's naturally aligned 2 MiB windows (cudaMallocManaged hands out 2 MiB-aligned
+ranges for large allocations). Pages are numbered globally (VA >> 12); a page's block is
+``page >> 9``.
+
+Per-page state is one byte per fact — residency bits, one permission byte per processor, and the
+range policy (preferred location, accessed-by, read duplication) stored per page so that advice
+on any sub-range needs no range splitting. The arrays are created with ``np.zeros``, which the
+OS backs lazily: untouched parts of a 1 TiB allocation cost no memory.
+
+Processors: 0 is the CPU, 1.. are GPUs. Permissions are cumulative levels (§2.3):
+0 none, 1 READ, 2 WRITE (RW), 3 ATOMIC (RWA).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from uvmlab.driver.perf.prefetch import new_prefetch_info
+from uvmlab.workload.ir import Alloc, AllocKind
+
+PAGES_PER_BLOCK = 512  # UVM_VA_BLOCK_BITS = 21 with 4 KiB pages
+BLOCK_SHIFT = 9
+CPU = 0
+
+PERM_NONE, PERM_READ, PERM_WRITE, PERM_ATOMIC = 0, 1, 2, 3
+
+READ_DUP_UNSET, READ_DUP_ENABLED, READ_DUP_DISABLED = 0, 1, 2
+
+
+class VaSpace:
+    """The state of one process's managed memory: ranges, blocks, pages, per processor."""
+
+    def __init__(self, allocs: list[Alloc], n_gpus: int = 1) -> None:
+        self.n_gpus = n_gpus
+        self.n_procs = 1 + n_gpus
+        self.allocs = allocs
+        base = []
+        next_page = PAGES_PER_BLOCK  # leave VA 0..2 MiB unused, like a real address space
+        for a in allocs:
+            base.append(next_page)
+            next_page += -(-a.pages // PAGES_PER_BLOCK) * PAGES_PER_BLOCK
+        self.alloc_base = np.array(base, dtype=np.int64)
+        self.alloc_pages = np.array([a.pages for a in allocs], dtype=np.int64)
+        self.alloc_kind = np.array([int(a.kind) for a in allocs], dtype=np.uint8)
+        self.alloc_live = np.ones(len(allocs), dtype=bool)
+        self.total_pages = next_page
+        self.n_blocks = next_page >> BLOCK_SHIFT
+
+        # per page
+        self.residency = np.zeros(self.total_pages, dtype=np.uint8)  # bit p: resident on p
+        self.perm = np.zeros((self.n_procs, self.total_pages), dtype=np.uint8)
+        self.preferred = np.zeros(self.total_pages, dtype=np.uint8)  # processor + 1; 0 = unset
+        self.accessed_by = np.zeros(self.total_pages, dtype=np.uint8)  # processor mask
+        self.read_dup = np.zeros(self.total_pages, dtype=np.uint8)  # READ_DUP_*
+
+        # per block
+        self.block_alloc = np.full(self.n_blocks, -1, dtype=np.int32)
+        self.block_pages = np.zeros(self.n_blocks, dtype=np.int32)  # pages in the block
+        for i, a in enumerate(allocs):
+            b0 = int(self.alloc_base[i]) >> BLOCK_SHIFT
+            nb = -(-a.pages // PAGES_PER_BLOCK)
+            self.block_alloc[b0:b0 + nb] = i
+            self.block_pages[b0:b0 + nb] = PAGES_PER_BLOCK
+            self.block_pages[b0 + nb - 1] = a.pages - (nb - 1) * PAGES_PER_BLOCK
+        # physical GPU root chunk backing each block, per GPU (-1: none)
+        self.gpu_chunk = np.full((n_gpus, self.n_blocks), -1, dtype=np.int64)
+        # prefetch_info (uvm_perf_prefetch.c): last destination and fault migrations to it
+        self.prefetch_last_proc, self.prefetch_fault_migrations = new_prefetch_info(self.n_blocks)
+
+    # --- topology of the PCIe test platform (uvm-driver-behavior.md §0) ---------------------
+    @staticmethod
+    def can_access(p: int, q: int) -> bool:
+        """Can processor p map memory resident on q? GPUs map sysmem; the CPU never maps vidmem
+        over PCIe; there are no GPU peers without NVLink."""
+        return p == q or q == CPU
+
+    @staticmethod
+    def has_native_atomics(p: int, q: int) -> bool:
+        """Native atomics only to local memory on PCIe (no NVLink/C2C)."""
+        return p == q
+
+    # --- helpers ---------------------------------------------------------------------------
+    def block_range(self, block: int) -> tuple[int, int]:
+        first = block << BLOCK_SHIFT
+        return first, first + int(self.block_pages[block])
+
+    def closest_resident(self, residency_bits: int, p: int) -> int:
+        """`uvm_va_block_page_get_closest_resident`: p itself, then GPUs p can access, then the CPU.
+
+        When p can access none of the holders, the first holder is returned (the caller's rules
+        then check accessibility).
+        """
+        if residency_bits == 0:
+            return -1
+        if residency_bits >> p & 1:
+            return p
+        first = -1
+        for q in range(1, self.n_procs):
+            if residency_bits >> q & 1:
+                if self.can_access(p, q):
+                    return q
+                if first < 0:
+                    first = q
+        if residency_bits & 1:
+            return CPU
+        return first
+
+    def gpu_resident_count(self, block: int, gpu: int) -> int:
+        lo, hi = self.block_range(block)
+        return int(np.count_nonzero(self.residency[lo:hi] & (1 << gpu)))
+
+    def is_managed(self, alloc: int) -> bool:
+        return self.alloc_kind[alloc] == AllocKind.MANAGED

@@ -1,0 +1,1 @@
+"""Drives a workload through the modeled driver and advances simulated time."""

@@ -1,0 +1,214 @@
+"""The engine: drives a workload's operations through the modeled driver and keeps the clock.
+
+Operations run one after another (a sync after every op: the IR has one stream). GPU kernels
+go through ``engine.gpu``; CPU phases run their touches in order and take each CPU fault
+synchronously; advice and prefetch call the driver's ioctl paths.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from uvmlab.driver import events as ev
+from uvmlab.driver.advice import advise
+from uvmlab.driver.cpu_fault import cpu_fault
+from uvmlab.driver.eviction import NoEvictableMemory
+from uvmlab.driver.hal import GpuSpec
+from uvmlab.driver.invariants import check_invariants
+from uvmlab.driver.migrate import migrate
+from uvmlab.driver.params import Params
+from uvmlab.driver.uvm import ContextFatal, UvmDriver
+from uvmlab.driver.va_space import CPU, PERM_ATOMIC
+from uvmlab.engine.gpu import GpuKernelRun
+from uvmlab.engine.scan import cpu_scan, expand, segment_columns
+from uvmlab.errors import UvmlabError
+from uvmlab.timing.cost_model import CostProfile
+from uvmlab.workload.ir import (
+    AdviseOp,
+    AllocKind,
+    CpuOp,
+    FreeOp,
+    KernelOp,
+    PrefetchOp,
+    SyncOp,
+    Workload,
+)
+
+#: counters copied into every per-operation row
+OP_COUNTERS = ("gpu_faults", "fault_batches", "replays", "cpu_faults", "bytes_htod", "bytes_dtoh",
+               "bytes_htod_prefetch", "bytes_dtoh_eviction", "evictions", "thrashing_events",
+               "throttles", "pins", "remote_maps")
+
+DEFAULT_CONCURRENCY = 2048  # warps that can be stalled on faults at once (see docs/model.md)
+
+
+class Engine:
+    def __init__(self, workload: Workload, *, gpu: GpuSpec, params: Params,
+                 profile: CostProfile, gpu_memory_bytes: int | None = None,
+                 concurrency: int = DEFAULT_CONCURRENCY, events: bool = False,
+                 check: bool = False, hooks=None,
+                 progress: Callable[[int, int], None] | None = None) -> None:
+        if concurrency < 1:
+            raise UvmlabError(f"GPU concurrency must be >= 1, got {concurrency}")
+        self.workload = workload
+        self.gpu = gpu
+        self.params = params
+        self.profile = profile
+        self.concurrency = concurrency
+        self.check = check
+        self.progress = progress
+        self.drv = UvmDriver(workload.allocs, gpu=gpu, params=params, profile=profile,
+                             gpu_memory_bytes=gpu_memory_bytes, events=events, hooks=hooks)
+        self.clock = 0.0
+        self.touches = 0
+        self.rows: list[dict] = []
+        self.fatal: dict | None = None
+
+    # --- set-up ---------------------------------------------------------------------------
+    def _place_allocations(self) -> None:
+        va = self.drv.va
+        for i, a in enumerate(self.workload.allocs):
+            lo = int(va.alloc_base[i])
+            hi = lo + a.pages
+            if a.kind == AllocKind.DEVICE:
+                # cudaMalloc: GPU memory taken from PMA up front, never migrates or evicts
+                self.drv.pmm[0].reserve(-(-a.bytes // (2 << 20)) * (2 << 20))
+                va.residency[lo:hi] = 1 << 1
+                va.perm[1, lo:hi] = PERM_ATOMIC
+            elif a.kind == AllocKind.PINNED:
+                # cudaMallocHost: CPU memory that the GPU maps remotely, no faults
+                va.residency[lo:hi] = 1 << CPU
+                va.perm[CPU, lo:hi] = PERM_ATOMIC
+                va.perm[1, lo:hi] = PERM_ATOMIC
+
+    # --- running --------------------------------------------------------------------------
+    def run(self) -> None:
+        t0 = time.perf_counter()
+        w = self.workload
+        total_touches = max(1, w.touch_count())
+        try:
+            self._place_allocations()
+        except UvmlabError as e:
+            self.fatal = {"op": -1, "reason": str(e), "processor": "gpu0", "address": -1}
+            return
+        for k, op in enumerate(w.ops):
+            start_clock = self.clock
+            before = {c: self.drv.counters[c] for c in OP_COUNTERS}
+            try:
+                self._run_op(op)
+            except (ContextFatal, NoEvictableMemory) as e:
+                self._record_fatal(k, e)
+            row = {"op_index": k, "op": op.op, "name": getattr(op, "name", op.op),
+                   "start_ns": int(start_clock), "time_ns": int(self.clock - start_clock)}
+            row.update({c: self.drv.counters[c] - before[c] for c in OP_COUNTERS})
+            self.rows.append(row)
+            if self.progress is not None:
+                self.progress(self.touches, total_touches)
+            if self.fatal is not None:
+                break  # the context is dead: the rest of the workload does not run
+        self.drv.counters["time_ns"] = int(self.clock)
+        self.drv.counters["touches"] = self.touches
+        self.wall_s = time.perf_counter() - t0
+
+    def _record_fatal(self, k: int, e: Exception) -> None:
+        drv = self.drv
+        proc = getattr(e, "processor", 1)
+        page = getattr(e, "page", -1)
+        reason = getattr(e, "reason", None) or ("out of memory" if isinstance(e, NoEvictableMemory)
+                                                else str(e))
+        drv.counters["fatal_faults"] += 1
+        drv.log.add(int(self.clock), ev.FATAL_FAULT, proc, page * 4096 if page >= 0 else -1,
+                    0, reason)
+        self.fatal = {"op": k, "reason": reason, "processor": "cpu" if proc == 0 else "gpu0",
+                      "address": page * 4096 if page >= 0 else -1}
+
+    def _run_op(self, op) -> None:
+        drv = self.drv
+        drv.now_ns = int(self.clock)
+        self.service_timers()
+        if isinstance(op, KernelOp):
+            if op.gpu - 1 >= drv.va.n_gpus:
+                raise UvmlabError(f"kernel {op.name!r} runs on gpu{op.gpu - 1}, "
+                                  f"but the model has {drv.va.n_gpus} GPU(s)")
+            GpuKernelRun(self, op, op.gpu).run()
+        elif isinstance(op, CpuOp):
+            self._run_cpu(op)
+        elif isinstance(op, PrefetchOp):
+            base = int(drv.va.alloc_base[op.alloc])
+            if drv.va.is_managed(op.alloc):
+                migrate(drv, base + op.start_page, op.num_pages, op.processor)
+                if self.check:
+                    self.check_invariants()
+        elif isinstance(op, AdviseOp):
+            base = int(drv.va.alloc_base[op.alloc])
+            if drv.va.is_managed(op.alloc):
+                advise(drv, base + op.start_page, op.num_pages, op.advice, op.processor)
+        elif isinstance(op, FreeOp):
+            self._free(op.alloc)
+        elif isinstance(op, SyncOp):
+            pass  # every op already completes before the next one starts
+        self.clock += drv.take_work()
+
+    def _run_cpu(self, op: CpuOp) -> None:
+        drv = self.drv
+        cols = segment_columns(self.workload.segments[op.seg_lo:op.seg_hi])
+        total = int(cols[4].sum())
+        per_touch = op.compute_ns / total if total else 0.0
+        page = np.empty(min(1 << 18, max(total, 1)), dtype=np.int64)
+        acc = np.empty(len(page), dtype=np.uint8)
+        seg_i = off = 0
+        perm = drv.va.perm[CPU]
+        while True:
+            seg_i, off, n = expand(*cols, self.workload.pool, drv.va.alloc_base, seg_i, off,
+                                   page, acc)
+            if n == 0:
+                break
+            pos = 0
+            while pos < n:
+                hit_end = cpu_scan(page, acc, pos, n, perm)
+                self.clock += (hit_end - pos) * per_touch
+                self.touches += hit_end - pos
+                if hit_end == n:
+                    break
+                drv.now_ns = int(self.clock)
+                self.service_timers()
+                self.clock += cpu_fault(drv, int(page[hit_end]), int(acc[hit_end]))
+                if perm[page[hit_end]] < max(1, acc[hit_end]):
+                    raise RuntimeError("model bug: a serviced CPU fault left the page unmapped")
+                if self.check:
+                    self.check_invariants()
+                pos = hit_end
+
+    def _free(self, alloc: int) -> None:
+        va = self.drv.va
+        lo = int(va.alloc_base[alloc])
+        hi = lo + int(va.alloc_pages[alloc])
+        va.alloc_live[alloc] = False
+        va.residency[lo:hi] = 0
+        va.perm[:, lo:hi] = 0
+        for b in range(lo >> 9, ((hi - 1) >> 9) + 1):
+            for g in range(va.n_gpus):
+                chunk = int(va.gpu_chunk[g, b])
+                if chunk >= 0:
+                    self.drv.pmm[g].free_chunk(chunk)
+                    va.gpu_chunk[g, b] = -1
+            self.drv.thrashing.destroy_block(b)
+        if va.alloc_kind[alloc] == AllocKind.DEVICE:
+            self.drv.pmm[0].release(-(-self.workload.allocs[alloc].bytes // (2 << 20)) * (2 << 20))
+
+    def service_timers(self) -> None:
+        """The thrashing module's delayed unpin work (§6.6 Unpin)."""
+        drv = self.drv
+        for block, page, _residency in drv.thrashing.unpin_expired(drv.now_ns):
+            va = drv.va
+            g = (block << 9) + page
+            # unmap from processors that neither hold a copy nor are AccessedBy
+            for q in range(va.n_procs):
+                if not (va.residency[g] >> q & 1) and not (va.accessed_by[g] >> q & 1):
+                    va.perm[q, g] = 0
+
+    def check_invariants(self) -> None:
+        check_invariants(self.drv)

@@ -1,0 +1,141 @@
+"""The GPU side of a kernel: warps in flight, each stalling on its own fault.
+
+Model (documented in docs/model.md): a kernel's touches are issued in the IR's order by up to
+``concurrency`` warps at once. A touch whose page the GPU maps with enough permission completes
+at once; a touch that misses stalls its warp and writes one entry (page, access, uTLB) to the
+fault buffer. The GPU keeps issuing later touches on other warps until ``concurrency`` warps are
+stalled or the kernel has no touches left. Then it waits for the driver. At every replay the
+stalled warps re-execute their access: those now mapped complete, the others fault again (a new
+buffer entry — which is how the BATCH and ONCE policies produce duplicates that BATCH_FLUSH's
+flush avoids), and freed warps issue new touches.
+
+Kernel time = its compute time (spread over its touches as they complete) + the time the GPU
+waits for fault servicing + remote-access time for touches served over PCIe.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from uvmlab.driver.replayable_faults import FaultBuffer, service_replayable_faults
+from uvmlab.engine.scan import expand, gpu_scan, segment_columns
+
+if TYPE_CHECKING:
+    from uvmlab.driver.uvm import UvmDriver
+    from uvmlab.engine.core import Engine
+
+CHUNK = 1 << 18  # touches expanded at a time
+MAX_IDLE_ROUNDS = 10_000  # bottom halves in a row without a completed touch: a model bug
+
+
+class ModelStuck(RuntimeError):
+    """The kernel stopped making progress; never expected, reported as an internal error."""
+
+
+class GpuKernelRun:
+    def __init__(self, engine: Engine, op, gpu: int) -> None:
+        self.e = engine
+        self.drv: UvmDriver = engine.drv
+        self.gpu = gpu
+        w = engine.workload
+        self.cols = segment_columns(w.segments[op.seg_lo:op.seg_hi])
+        self.pool = w.pool
+        self.total = int(self.cols[4].sum())
+        self.ns_per_touch = op.compute_ns / self.total if self.total else 0.0
+        self.seg_i, self.off = 0, 0
+        self.page = np.empty(min(CHUNK, max(self.total, 1)), dtype=np.int64)
+        self.acc = np.empty(len(self.page), dtype=np.uint8)
+        self.len = 0
+        self.pos = 0
+        self.conc = engine.concurrency
+        self.n_utlb = engine.gpu.utlb_count
+        self.out_idx = np.empty(self.conc, dtype=np.int64)
+        # stalled warps: their page, access and warp slot
+        self.st_page = np.empty(0, dtype=np.int64)
+        self.st_acc = np.empty(0, dtype=np.uint8)
+        self.st_slot = np.empty(0, dtype=np.int64)
+        self.next_slot = 0
+        self.completed = 0
+        self.progress = 0
+        self.buf = FaultBuffer(engine.gpu.fault_buffer_entries)
+
+    def _utlb(self, slot: np.ndarray) -> np.ndarray:
+        return (slot * self.n_utlb // self.conc).astype(np.int32)
+
+    def _complete(self, n: int, remote: int) -> None:
+        """Advance the clock by the compute share of ``n`` completed touches."""
+        self.completed += n
+        self.progress += n
+        e = self.e
+        e.clock += n * self.ns_per_touch + remote * e.profile.remote_touch_ns
+        e.touches += n
+
+    def step(self) -> None:
+        """A replay (or the kernel's launch): re-execute stalled warps, then issue new touches."""
+        drv = self.drv
+        perm = drv.va.perm[self.gpu]
+        if len(self.st_page):
+            need = np.maximum(self.st_acc, 1)
+            ok = perm[self.st_page] >= need
+            if ok.any():
+                remote = int(np.count_nonzero(
+                    (drv.va.residency[self.st_page[ok]] >> self.gpu & 1) == 0))
+                self._complete(int(ok.sum()), remote)
+            self.st_page, self.st_acc, self.st_slot = (
+                self.st_page[~ok], self.st_acc[~ok], self.st_slot[~ok])
+            if len(self.st_page):
+                self.buf.push(self.st_page, self.st_acc, self._utlb(self.st_slot))
+        free = self.conc - len(self.st_page)
+        gbit = np.uint8(1 << self.gpu)
+        while free > 0:
+            if self.pos == self.len:
+                if not self._load():
+                    break
+            start = self.pos
+            self.pos, nf, hits, remote = gpu_scan(self.page, self.acc, self.pos, self.len, perm,
+                                                  drv.va.residency, gbit, free, self.out_idx)
+            if drv.access_counters.migration_enabled and remote:
+                seg = self.page[start:self.pos]
+                drv.access_counters.record_remote_accesses(
+                    seg[(drv.va.residency[seg] & gbit) == 0])
+            self._complete(hits, remote)
+            if nf:
+                idx = self.out_idx[:nf]
+                slots = (self.next_slot + np.arange(nf)) % self.conc
+                self.next_slot = int((self.next_slot + nf) % self.conc)
+                self.st_page = np.concatenate((self.st_page, self.page[idx]))
+                self.st_acc = np.concatenate((self.st_acc, self.acc[idx]))
+                self.st_slot = np.concatenate((self.st_slot, slots))
+                self.buf.push(self.page[idx], self.acc[idx], self._utlb(slots))
+                free -= nf
+
+    def _load(self) -> bool:
+        self.seg_i, self.off, n = expand(*self.cols, self.pool, self.e.drv.va.alloc_base,
+                                         self.seg_i, self.off, self.page, self.acc)
+        self.len, self.pos = n, 0
+        return n > 0
+
+    def run(self) -> None:
+        e, drv = self.e, self.drv
+        self.step()
+        idle = 0
+        while len(self.st_page):
+            before = self.progress
+            drv.now_ns = int(e.clock)
+            e.service_timers()
+            if self.buf.n == 0:
+                self.step()  # entries were dropped on overflow: the next replay re-faults them
+                continue
+            service_replayable_faults(drv, self.buf, self.gpu, self.step, self.n_utlb)
+            e.clock += drv.take_work()
+            if drv.access_counters.pending:
+                drv.now_ns = int(e.clock)
+                drv.access_counters.service(self.gpu)
+                e.clock += drv.take_work()
+            if e.check:
+                e.check_invariants()
+            idle = idle + 1 if self.progress == before else 0
+            if idle > MAX_IDLE_ROUNDS:
+                raise ModelStuck(f"GPU kernel made no progress for {idle} bottom halves")
