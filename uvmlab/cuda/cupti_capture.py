@@ -73,8 +73,10 @@ def attribute(records: np.ndarray, windows: np.ndarray) -> tuple[np.ndarray, dic
     in order and not overlapping (the executor serialises operations). A record belongs to the
     window that contains its start. Records between two windows belong to the earlier operation
     (the driver finishes its work, e.g. a migration push, after the op's own completion point);
-    records before the first window go to the first operation. The counts of both are returned
-    so that a capture can say how many records needed that rule.
+    records before the first window go to the first operation. Records after the last window
+    come from work after the run (freeing, reading results back) and get index -1, i.e. belong
+    to no operation. The counts of all three are returned so that a capture can say how many
+    records needed these rules.
     """
     if len(windows) == 0:
         return np.zeros(len(records), dtype=np.int64), {"before_first": 0, "between": 0,
@@ -88,6 +90,7 @@ def attribute(records: np.ndarray, windows: np.ndarray) -> tuple[np.ndarray, dic
     inside = st <= ends[idx]
     after_last = (idx == len(windows) - 1) & ~inside
     between = ~inside & ~before & ~after_last
+    idx[after_last] = -1
     return idx, {"before_first": int(before.sum()), "between": int(between.sum()),
                  "after_last": int(after_last.sum())}
 

@@ -27,6 +27,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,7 +143,7 @@ class _Gpu:
 
     def check(self, res: tuple, what: str) -> Any:
         err = res[0]
-        if int(err) != 0:
+        if err != self.rt.cudaError_t.cudaSuccess:
             raise UvmlabError(f"{what} failed: {getattr(err, 'name', err)}")
         return res[1] if len(res) > 1 else None
 
@@ -201,8 +202,9 @@ class _Gpu:
         enc = p.kernel
         assert enc is not None
         n = max(1, min(threads, enc.total))
-        grid = -(-n // BLOCK)
-        self.kernel((grid,), (BLOCK,), (*tables, np.int32(enc.nseg), np.int64(enc.total),
+        block = min(BLOCK, n)  # fewer than a block's worth: exactly that many threads
+        grid = -(-n // block)
+        self.kernel((grid,), (block,), (*tables, np.int32(enc.nseg), np.int64(enc.total),
                                         np.uint32(word), self.sink))
 
     def synchronize(self) -> None:
@@ -232,12 +234,16 @@ def _cpu_op(w: Workload, p: PlannedOp, views: dict[int, np.ndarray], word: int) 
 
 def execute(w: Workload, *, threads: int = DEFAULT_THREADS, device: int = 0, word: int = 0,
             capture: bool = True, counters: bool = True, raw_path: str | None = None,
-            managed_fraction: float = 0.5) -> RealRunResult:
+            managed_fraction: float = 0.5,
+            on_finish: Callable[[dict[int, np.ndarray]], None] | None = None) -> RealRunResult:
     """Run ``w`` on the GPU and return what was measured.
 
     ``threads``: GPU threads in flight (each does one touch at a time). ``capture``: collect
     CUPTI records; ``counters``: read the driver's UVM tools counters. ``raw_path``: also save
     the raw records, windows and counter deltas as ``.npz`` (the parser's test data).
+    ``on_finish``: called with the host views (allocation index -> uint32 array) of the live
+    managed and pinned allocations after the last op, before they are freed (tests use it to
+    check what the kernel wrote).
     Raises ``GpuUnavailableError`` without a GPU and ``GpuMemoryRefusedError`` for a workload
     whose managed memory exceeds ``managed_fraction`` of the GPU's free memory.
     """
@@ -334,6 +340,9 @@ def execute(w: Workload, *, threads: int = DEFAULT_THREADS, device: int = 0, wor
                 from uvmlab.cuda.uvm_counters import counter_deltas
                 deltas.append(counter_deltas(c0, c1))
         wall_ns = time.perf_counter_ns() - t_run
+        if on_finish is not None:
+            gpu.synchronize()
+            on_finish(views)
     finally:
         views.clear()
         for i, a in enumerate(w.allocs):
