@@ -23,7 +23,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="uvmlab: a faithful, programmable model of NVIDIA's UVM driver.")
 trace_app = typer.Typer(no_args_is_help=True, help="Inspect workload trace files.")
 app.add_typer(trace_app, name="trace")
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 ParamOpt = Annotated[list[str] | None, typer.Option(
@@ -233,9 +233,11 @@ def trace_write(workload: str, path: Path) -> None:
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # click returns the code of a typer.Exit here
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except UvmlabError as e:
-        err.print(f"uvmlab: error: {e}", markup=False, highlight=False)
+        print(f"uvmlab: error: {' '.join(str(e).split())}", file=sys.stderr)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err.print("uvmlab: interrupted")

@@ -64,6 +64,7 @@ class UvmDriver:
             epoch=p.uvm_perf_thrashing_epoch, pin=p.uvm_perf_thrashing_pin,
             max_resets=p.uvm_perf_thrashing_max_resets, can_access=VaSpace.can_access,
             emit=self._thrashing_event)
+        self.thrashing.counters = self.counters  # its detections and hints count in our totals
         self.access_counters = AccessCounters(self, gpu)
 
     def _thrashing_event(self, name: str, fields: dict) -> None:

@@ -1,10 +1,12 @@
 """The GPU side of a kernel: warps in flight, each stalling on its own fault.
 
 Model (documented in docs/model.md): a kernel's touches are issued in the IR's order by up to
-``concurrency`` warps at once. A touch whose page the GPU maps with enough permission completes
-at once; a touch that misses stalls its warp and writes one entry (page, access, uTLB) to the
-fault buffer. The GPU keeps issuing later touches on other warps until ``concurrency`` warps are
-stalled or the kernel has no touches left. Then it waits for the driver. At every replay the
+``concurrency`` warps at once: touch i can issue only while
+i < (oldest unfinished touch) + ``concurrency``. A touch
+whose page the GPU maps with enough permission completes at once; a touch that misses stalls its
+warp and writes one entry (page, access, uTLB) to the fault buffer. The GPU keeps issuing later
+touches until it reaches that window's end or the kernel has no touches left. Then it waits for
+the driver. At every replay the
 stalled warps re-execute their access: those now mapped complete, the others fault again (a new
 buffer entry — which is how the BATCH and ONCE policies produce duplicates that BATCH_FLUSH's
 flush avoids), and freed warps issue new touches.
@@ -52,7 +54,9 @@ class GpuKernelRun:
         self.conc = engine.concurrency
         self.n_utlb = engine.gpu.utlb_count
         self.out_idx = np.empty(self.conc, dtype=np.int64)
-        # stalled warps: their page, access and warp slot
+        self.base = 0  # kernel-relative index of the loaded chunk's first touch
+        # stalled warps: their touch index (kernel-relative), page, access and warp slot
+        self.st_pos = np.empty(0, dtype=np.int64)
         self.st_page = np.empty(0, dtype=np.int64)
         self.st_acc = np.empty(0, dtype=np.uint8)
         self.st_slot = np.empty(0, dtype=np.int64)
@@ -83,18 +87,21 @@ class GpuKernelRun:
                 remote = int(np.count_nonzero(
                     (drv.va.residency[self.st_page[ok]] >> self.gpu & 1) == 0))
                 self._complete(int(ok.sum()), remote)
-            self.st_page, self.st_acc, self.st_slot = (
-                self.st_page[~ok], self.st_acc[~ok], self.st_slot[~ok])
+            self.st_pos, self.st_page, self.st_acc, self.st_slot = (
+                self.st_pos[~ok], self.st_page[~ok], self.st_acc[~ok], self.st_slot[~ok])
             if len(self.st_page):
                 self.buf.push(self.st_page, self.st_acc, self._utlb(self.st_slot))
         free = self.conc - len(self.st_page)
         gbit = np.uint8(1 << self.gpu)
         while free > 0:
-            if self.pos == self.len:
-                if not self._load():
-                    break
+            if self.pos == self.len and not self._load():
+                break
+            oldest = int(self.st_pos.min()) if len(self.st_pos) else self.base + self.pos
+            end = min(self.len, oldest + self.conc - self.base)
+            if end <= self.pos:
+                break  # the window is full of unfinished touches
             start = self.pos
-            self.pos, nf, hits, remote = gpu_scan(self.page, self.acc, self.pos, self.len, perm,
+            self.pos, nf, hits, remote = gpu_scan(self.page, self.acc, self.pos, end, perm,
                                                   drv.va.residency, gbit, free, self.out_idx)
             if drv.access_counters.migration_enabled and remote:
                 seg = self.page[start:self.pos]
@@ -105,6 +112,7 @@ class GpuKernelRun:
                 idx = self.out_idx[:nf]
                 slots = (self.next_slot + np.arange(nf)) % self.conc
                 self.next_slot = int((self.next_slot + nf) % self.conc)
+                self.st_pos = np.concatenate((self.st_pos, idx + self.base))
                 self.st_page = np.concatenate((self.st_page, self.page[idx]))
                 self.st_acc = np.concatenate((self.st_acc, self.acc[idx]))
                 self.st_slot = np.concatenate((self.st_slot, slots))
@@ -112,6 +120,7 @@ class GpuKernelRun:
                 free -= nf
 
     def _load(self) -> bool:
+        self.base += self.len
         self.seg_i, self.off, n = expand(*self.cols, self.pool, self.e.drv.va.alloc_base,
                                          self.seg_i, self.off, self.page, self.acc)
         self.len, self.pos = n, 0

@@ -244,9 +244,9 @@ def validate_workload(w: Workload) -> None:
             i = int(np.flatnonzero(run)[np.argmax(bad)])
             a = w.allocs[segs["alloc"][i]]
             raise WorkloadError(
-                f"touch outside its allocation: segment {i} reaches pages "
-                f"{int(segs['start'][i])}..{int(segs['start'][i] + (segs['count'][i] - 1) * segs['stride'][i])}"
-                f" of {a.name!r}, which has {a.pages} pages"
+                f"touch outside its allocation: segment {i} runs {int(segs['count'][i])} pages from "
+                f"page {int(segs['start'][i])} with stride {int(segs['stride'][i])} in {a.name!r}, "
+                f"which has {a.pages} pages"
             )
         idx = np.flatnonzero(~run)
         for i in idx:  # one check per index segment, vectorised inside

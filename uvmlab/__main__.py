@@ -1,0 +1,5 @@
+"""``python -m uvmlab`` is the ``uvmlab`` command."""
+
+from uvmlab.cli import main
+
+main()
