@@ -256,8 +256,15 @@ def fit_profile(raw: dict[str, Any], name: str, gpu: str) -> tuple[dict[str, flo
     src["cpu_touch_ns"] = (f"CPU reads of CPU-resident pages, {sb['cpu_resident_touches']} "
                            f"touches per phase, numpy gather (best of {len(sb['cpu_resident_ns'])})")
     back = _med(sb["back_ns"])
-    dbytes, runs, faults = (_med(sb[k]) for k in ("back_bytes_dtoh", "back_dtoh_runs",
-                                                  "back_cpu_faults"))
+    dbytes, faults = (_med(sb[k]) for k in ("back_bytes_dtoh", "back_cpu_faults"))
+    # Runs are counted from CUPTI records; where CUPTI dropped some, use the driver's pattern
+    # for a CPU read-back instead: two runs per CPU fault (the page, then its prefetch run).
+    complete = sb.get("back_records_complete")
+    runs_each = sb["back_dtoh_runs"] if isinstance(sb["back_dtoh_runs"], list) else [
+        sb["back_dtoh_runs"]]
+    ok = complete if isinstance(complete, list) else [complete] * len(runs_each)
+    f_each = sb["back_cpu_faults"] if isinstance(sb["back_cpu_faults"], list) else [faults]
+    runs = _med([r if c else 2 * f for r, c, f in zip(runs_each, ok, f_each, strict=True)])
     copies = dbytes / v["dtoh_gbps"] + runs * v["copy_latency_ns"]
     v["cpu_fault_ns"] = max(0.0, (back - copies - sb["touches"] * v["cpu_touch_ns"])
                             / max(1.0, faults))
