@@ -231,6 +231,17 @@ def trace_write(workload: str, path: Path) -> None:
     out.print(f"wrote {path}")
 
 
+# Command groups that live beside the code they drive register themselves here.
+for _module in ("uvmlab.policy.cli", "uvmlab.results.cli", "uvmlab.sweep.cli", "uvmlab.cuda.cli"):
+    try:
+        __import__(_module)
+    except ModuleNotFoundError as _e:
+        if _e.name != _module:
+            raise
+    else:
+        sys.modules[_module].register(app)
+
+
 def main() -> None:
     try:
         rc = app(standalone_mode=False)  # click returns the code of a typer.Exit here

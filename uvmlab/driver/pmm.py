@@ -36,6 +36,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 import numpy as np
+from numba import njit
 
 from uvmlab.errors import UvmlabError
 
@@ -339,22 +340,15 @@ class Pmm:
         used <= capacity.
         """
         n = self.n_root_chunks
-        seen = np.full(n, NO_LIST, dtype=np.int8)
-        for lst in range(_N_LISTS):
-            s = n + lst
-            c, k = int(self._next[s]), 0
-            prev = s
-            while c != s:
-                _require(0 <= c < n, f"list {_LIST_LABEL[lst]}: bad link to node {c}")
-                _require(int(self._prev[c]) == prev, f"chunk {c}: prev link broken")
-                _require(seen[c] == NO_LIST, f"chunk {c} found on two lists (or a cycle)")
-                seen[c] = lst
-                prev, c = c, int(self._next[c])
-                k += 1
-                _require(k <= n, f"list {_LIST_LABEL[lst]} does not end")
-            _require(int(self._prev[s]) == prev, f"list {_LIST_LABEL[lst]}: tail link broken")
-            _require(k == self._count[lst],
-                     f"list {_LIST_LABEL[lst]} has {k} chunks, count says {self._count[lst]}")
+        seen, lst, code, where, k = _walk_lists(self._next, self._prev, n, _N_LISTS,
+                                                np.array(self._count, dtype=np.int64))
+        label = _LIST_LABEL[lst] if 0 <= lst < _N_LISTS else "?"
+        _require(code != 1, f"list {label}: bad link to node {where}")
+        _require(code != 2, f"chunk {where}: prev link broken")
+        _require(code != 3, f"chunk {where} found on two lists (or a cycle)")
+        _require(code != 4, f"list {label} does not end")
+        _require(code != 5, f"list {label}: tail link broken")
+        _require(code != 6, f"list {label} has {k} chunks, count says {self._count[lst]}")
         _require(bool(np.array_equal(seen, self._list)), "recorded list ids differ from links")
 
         st = self._state
@@ -451,6 +445,36 @@ def _list_id(name: str) -> int:
     if lst is None:
         raise ValueError(f"unknown PMM list {name!r}; lists: {', '.join(LIST_NAMES)}")
     return lst
+
+
+@njit(cache=True)
+def _walk_lists(nxt, prv, n, n_lists, counts):
+    """Walk every circular list from its sentinel; return (list id per chunk, the list being
+    walked, error code (0 = fine), the offending node, chunks counted on that list)."""
+    seen = np.full(n, -1, np.int8)
+    for lst in range(n_lists):
+        s = n + lst
+        c = nxt[s]
+        prev = s
+        k = 0
+        while c != s:
+            if c < 0 or c >= n:
+                return seen, lst, 1, c, k
+            if prv[c] != prev:
+                return seen, lst, 2, c, k
+            if seen[c] != -1:
+                return seen, lst, 3, c, k
+            seen[c] = lst
+            prev = c
+            c = nxt[c]
+            k += 1
+            if k > n:
+                return seen, lst, 4, c, k
+        if prv[s] != prev:
+            return seen, lst, 5, s, k
+        if k != counts[lst]:
+            return seen, lst, 6, s, k
+    return seen, -1, 0, -1, 0
 
 
 def _require(ok: bool, message: str) -> None:
