@@ -42,7 +42,10 @@ OP_COUNTERS = ("gpu_faults", "fault_batches", "replays", "cpu_faults", "bytes_ht
                "bytes_htod_prefetch", "bytes_dtoh_eviction", "evictions", "thrashing_events",
                "throttles", "pins", "remote_maps")
 
-DEFAULT_CONCURRENCY = 2048  # warps that can be stalled on faults at once (see docs/model.md)
+# GPU threads in flight, each doing one touch at a time: the real-GPU executor's default grid
+# (uvmlab.cuda.executor.DEFAULT_THREADS), so the model and the GPU run the same kernel shape.
+DEFAULT_CONCURRENCY = 65536
+THREADS_PER_BLOCK = 256  # the executor's CUDA block size
 
 
 class Engine:
@@ -58,6 +61,7 @@ class Engine:
         self.params = params
         self.profile = profile
         self.concurrency = concurrency
+        self.threads_per_block = THREADS_PER_BLOCK
         self.check = check
         self.progress = progress
         self.drv = UvmDriver(workload.allocs, gpu=gpu, params=params, profile=profile,

@@ -36,6 +36,30 @@ class ModelStuck(RuntimeError):
     """The kernel stopped making progress; never expected, reported as an internal error."""
 
 
+def arrival_order(pos: np.ndarray, conc: int, tpb: int, n_sm: int,
+                  n_utlb: int) -> tuple[np.ndarray, np.ndarray]:
+    """The order in which stalled accesses reach the fault buffer, and their uTLBs.
+
+    Touch ``pos`` is done by thread ``pos % conc`` (a grid-stride loop, as the real-GPU
+    executor runs it) in thread block ``thread // tpb``, and thread blocks are spread round-robin
+    over the SMs. Each SM's uTLB reports its misses one after another, in its threads' program
+    order, while all SMs report concurrently: so the buffer receives the first miss of every SM,
+    then the second of every SM, and so on.
+    """
+    thread = pos % conc
+    tb = thread // tpb
+    sm = tb % n_sm
+    k = (pos // conc) * conc + (tb // n_sm) * tpb + thread % tpb  # order within the SM
+    by_sm = np.lexsort((k, sm))
+    sm_sorted = sm[by_sm]
+    first = np.flatnonzero(np.r_[True, sm_sorted[1:] != sm_sorted[:-1]])
+    group_start = np.repeat(first, np.diff(np.r_[first, len(pos)]))
+    rank = np.empty(len(pos), dtype=np.int64)
+    rank[by_sm] = np.arange(len(pos)) - group_start
+    order = np.lexsort((sm, rank))
+    return order, (sm % n_utlb).astype(np.int32)
+
+
 class GpuKernelRun:
     def __init__(self, engine: Engine, op, gpu: int) -> None:
         self.e = engine
@@ -55,18 +79,13 @@ class GpuKernelRun:
         self.n_utlb = engine.gpu.utlb_count
         self.out_idx = np.empty(self.conc, dtype=np.int64)
         self.base = 0  # kernel-relative index of the loaded chunk's first touch
-        # stalled warps: their touch index (kernel-relative), page, access and warp slot
+        # stalled threads: their touch index (kernel-relative), page and access
         self.st_pos = np.empty(0, dtype=np.int64)
         self.st_page = np.empty(0, dtype=np.int64)
         self.st_acc = np.empty(0, dtype=np.uint8)
-        self.st_slot = np.empty(0, dtype=np.int64)
-        self.next_slot = 0
         self.completed = 0
         self.progress = 0
         self.buf = FaultBuffer(engine.gpu.fault_buffer_entries)
-
-    def _utlb(self, slot: np.ndarray) -> np.ndarray:
-        return (slot * self.n_utlb // self.conc).astype(np.int32)
 
     def _complete(self, n: int, remote: int) -> None:
         """Advance the clock by the compute share of ``n`` completed touches."""
@@ -77,22 +96,21 @@ class GpuKernelRun:
         e.touches += n
 
     def step(self) -> None:
-        """A replay (or the kernel's launch): re-execute stalled warps, then issue new touches."""
+        """A replay (or the kernel's launch): re-execute stalled warps, then issue new touches;
+        every access that misses writes a fault entry, in the order the SMs report them."""
         drv = self.drv
         perm = drv.va.perm[self.gpu]
         if len(self.st_page):
-            need = np.maximum(self.st_acc, 1)
-            ok = perm[self.st_page] >= need
+            ok = perm[self.st_page] >= np.maximum(self.st_acc, 1)
             if ok.any():
                 remote = int(np.count_nonzero(
                     (drv.va.residency[self.st_page[ok]] >> self.gpu & 1) == 0))
                 self._complete(int(ok.sum()), remote)
-            self.st_pos, self.st_page, self.st_acc, self.st_slot = (
-                self.st_pos[~ok], self.st_page[~ok], self.st_acc[~ok], self.st_slot[~ok])
-            if len(self.st_page):
-                self.buf.push(self.st_page, self.st_acc, self._utlb(self.st_slot))
+                self.st_pos, self.st_page, self.st_acc = (
+                    self.st_pos[~ok], self.st_page[~ok], self.st_acc[~ok])
         free = self.conc - len(self.st_page)
         gbit = np.uint8(1 << self.gpu)
+        new_pos, new_page, new_acc = [self.st_pos], [self.st_page], [self.st_acc]
         while free > 0:
             if self.pos == self.len and not self._load():
                 break
@@ -110,14 +128,19 @@ class GpuKernelRun:
             self._complete(hits, remote)
             if nf:
                 idx = self.out_idx[:nf]
-                slots = (self.next_slot + np.arange(nf)) % self.conc
-                self.next_slot = int((self.next_slot + nf) % self.conc)
-                self.st_pos = np.concatenate((self.st_pos, idx + self.base))
-                self.st_page = np.concatenate((self.st_page, self.page[idx]))
-                self.st_acc = np.concatenate((self.st_acc, self.acc[idx]))
-                self.st_slot = np.concatenate((self.st_slot, slots))
-                self.buf.push(self.page[idx], self.acc[idx], self._utlb(slots))
+                new_pos.append(idx + self.base)
+                new_page.append(self.page[idx])
+                new_acc.append(self.acc[idx])
+                if len(self.st_pos) == 0:
+                    self.st_pos = new_pos[-1]  # the window now starts at the first stall
                 free -= nf
+        self.st_pos = np.concatenate(new_pos)
+        self.st_page = np.concatenate(new_page)
+        self.st_acc = np.concatenate(new_acc)
+        if len(self.st_pos):
+            order, utlb = arrival_order(self.st_pos, self.conc, self.e.threads_per_block,
+                                        self.e.gpu.sm_count, self.n_utlb)
+            self.buf.push(self.st_page[order], self.st_acc[order], utlb[order])
 
     def _load(self) -> bool:
         self.base += self.len
