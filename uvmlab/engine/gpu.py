@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 CHUNK = 1 << 18  # touches expanded at a time
 MAX_IDLE_ROUNDS = 10_000  # bottom halves in a row without a completed touch: a model bug
+ACCESS_COUNTER_SLICE = 4096  # touches scanned between access-counter checks
 
 
 class ModelStuck(RuntimeError):
@@ -119,13 +120,18 @@ class GpuKernelRun:
             if end <= self.pos:
                 break  # the window is full of unfinished touches
             start = self.pos
+            counting = drv.access_counters.migration_enabled
+            if counting:  # scan in slices so notifications are serviced while the kernel runs
+                end = min(end, self.pos + ACCESS_COUNTER_SLICE)
             self.pos, nf, hits, remote = gpu_scan(self.page, self.acc, self.pos, end, perm,
                                                   drv.va.residency, gbit, free, self.out_idx)
-            if drv.access_counters.migration_enabled and remote:
+            if counting and remote:
                 seg = self.page[start:self.pos]
                 drv.access_counters.record_remote_accesses(
                     seg[(drv.va.residency[seg] & gbit) == 0])
             self._complete(hits, remote)
+            if counting and drv.access_counters.pending and not nf:
+                break
             if nf:
                 idx = self.out_idx[:nf]
                 new_pos.append(idx + self.base)
@@ -149,23 +155,31 @@ class GpuKernelRun:
         self.len, self.pos = n, 0
         return n > 0
 
+    @property
+    def done(self) -> bool:
+        """Every touch has been issued (stalled ones may still be waiting)."""
+        return self.pos == self.len and self.seg_i >= len(self.cols[0])
+
     def run(self) -> None:
         e, drv = self.e, self.drv
+        ac = drv.access_counters
         self.step()
         idle = 0
-        while len(self.st_page):
+        while len(self.st_page) or ac.pending or not self.done:
             before = self.progress
             drv.now_ns = int(e.clock)
             e.service_timers()
-            if self.buf.n == 0:
+            if len(self.st_page) and self.buf.n == 0:
                 self.step()  # entries were dropped on overflow: the next replay re-faults them
-                continue
-            service_replayable_faults(drv, self.buf, self.gpu, self.step, self.n_utlb)
-            e.clock += drv.take_work()
-            if drv.access_counters.pending:
-                drv.now_ns = int(e.clock)
-                drv.access_counters.service(self.gpu)
+            elif len(self.st_page):
+                service_replayable_faults(drv, self.buf, self.gpu, self.step, self.n_utlb)
                 e.clock += drv.take_work()
+            if ac.pending:  # the access-counter bottom half, between fault batches
+                drv.now_ns = int(e.clock)
+                ac.service(self.gpu)
+                e.clock += drv.take_work()
+            if not len(self.st_page) and not self.done:
+                self.step()  # the scan paused to let notifications be serviced
             if e.check:
                 e.check_invariants()
             idle = idle + 1 if self.progress == before else 0

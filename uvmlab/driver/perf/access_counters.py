@@ -60,9 +60,6 @@ class AccessCounters:
                 self.pending.append((b, self.submask.pop(b)))
                 self.count[b] = 0
 
-    def has_pending(self) -> bool:
-        return len(self.pending) >= self.batch_count or bool(self.pending)
-
     def service(self, gpu: int) -> None:
         """``service_notifications``: migrate accessed sub-regions of notified regions."""
         from uvmlab.driver import va_block as vb
