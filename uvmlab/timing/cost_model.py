@@ -100,4 +100,4 @@ def load_profile(name_or_path: str | None = None) -> CostProfile:
         raise UvmlabError(f"cost profile {name_or_path}: not a valid profile ({e})") from None
 
 
-DEFAULT_PROFILE = "h200-pcie5"
+DEFAULT_PROFILE = "h200-pcie5-measured"
