@@ -1,0 +1,191 @@
+"""``uvmlab gpu-run``, ``uvmlab calibrate`` and ``uvmlab validate``: the real-GPU commands.
+
+``uvmlab.cli`` imports this module and calls :func:`register`. Nothing here imports CuPy or the
+CUDA bindings at import time, and every command that needs a GPU asks ``runtime.load_cuda`` first,
+so a machine without one gets ``GpuUnavailableError``, which the CLI's ``main`` prints as one line
+and turns into exit code 3, before any work is done. This module does not import ``uvmlab.cli``
+(that module imports this one while it is still being built).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from uvmlab.errors import UvmlabError
+from uvmlab.units import fmt_bytes, fmt_ns
+
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+
+def _need_gpu() -> None:
+    """Fail fast, in one line, when there is no usable GPU (GpuUnavailableError, exit 3)."""
+    from uvmlab.cuda.runtime import load_cuda
+
+    load_cuda()
+
+
+def _names(only: list[str] | None) -> list[str] | None:
+    """``--only a,b --only c`` -> [a, b, c]."""
+    if not only:
+        return None
+    return [n.strip() for item in only for n in item.split(",") if n.strip()]
+
+
+def gpu_summary(res) -> str:
+    """A real run's totals in a few lines (the model's ``Result.summary`` prints counters the
+    GPU does not measure, such as raw faults and batches, as 0)."""
+    t = res.totals
+    checks = res.meta.get("checks", {})
+    lines = [f"{res.workload} (gpu, {res.gpu}, driver {res.meta.get('driver_version', '?')}): "
+             f"{fmt_ns(t.get('time_ns', 0))}",
+             f"  GPU fault groups {t.get('gpu_fault_groups', 0):,} (faults serviced "
+             f"{t.get('gpu_faults_notified', 0):,}); CPU faults {t.get('cpu_faults', 0):,}",
+             f"  HtoD {fmt_bytes(t.get('bytes_htod', 0))} (fault "
+             f"{fmt_bytes(t.get('bytes_htod_fault', 0))}, prefetch "
+             f"{fmt_bytes(t.get('bytes_htod_prefetch', 0))}, user "
+             f"{fmt_bytes(t.get('bytes_htod_user', 0))}); DtoH {fmt_bytes(t.get('bytes_dtoh', 0))}",
+             f"  thrashing {t.get('thrashing_events', 0):,}, throttles {t.get('throttles', 0):,}, "
+             f"remote maps {t.get('remote_maps', 0):,}"]
+    if checks.get("records_complete") is False:
+        lines.append(f"  CUPTI lost records: causes and fault groups are lower bounds (missing "
+                     f"HtoD {fmt_bytes(checks.get('bytes_htod_missing', 0))}, DtoH "
+                     f"{fmt_bytes(checks.get('bytes_dtoh_missing', 0))})")
+    return "\n".join(lines)
+
+
+def gpu_run(workload: Annotated[str, typer.Argument(help="Built-in spec (random:size=256MiB), "
+                                                        "a .uvmw trace file, or a suite name.")],
+            out_file: Annotated[Path | None, typer.Option(
+                "--out", "-o", help="Save the run as a Result (JSON).")] = None,
+            threads: Annotated[int, typer.Option(help="GPU threads in flight.")] = 65536,
+            device: Annotated[int, typer.Option(help="CUDA device ordinal.")] = 0,
+            as_json: Annotated[bool, typer.Option("--json", help="Print totals as JSON.")]
+            = False) -> None:
+    """Run one workload on the real GPU (managed memory, CUPTI, driver counters)."""
+    from uvmlab.api import load_workload
+    from uvmlab.cuda.adapter import result_from_real
+    from uvmlab.cuda.executor import execute
+    from uvmlab.cuda.suite import SUITE, build
+
+    suite = dict(SUITE)
+    # the workload is built first so that a bad spec says so even on a machine without a GPU
+    w = build(suite[workload]) if workload in suite else load_workload(workload)
+    _need_gpu()
+    res = result_from_real(execute(w, threads=threads, device=device))
+    if out_file is not None:
+        res.save(out_file)
+    if as_json:
+        print(json.dumps(res.canonical()))
+    else:
+        out.print(gpu_summary(res))
+        if out_file is not None:
+            out.print(f"saved {out_file}")
+
+
+def calibrate(name: Annotated[str | None, typer.Option(
+                  help="Profile name (default: <gpu>-pcie5-measured).")] = None,
+              out_dir: Annotated[Path, typer.Option(
+                  "--out", help="Directory for <name>.json and <name>.raw.json.")] = Path("."),
+              size: Annotated[str, typer.Option(help="Buffer size of the benchmarks.")] = "512MiB",
+              repeats: Annotated[int, typer.Option(
+                  help="Calibration runs (their spread is the reproducibility check).")] = 2,
+              refit: Annotated[Path | None, typer.Option(
+                  help="Refit a saved <name>.raw.json instead of measuring (no GPU needed).")]
+              = None) -> None:
+    """Measure the cost model's constants on this GPU and write a profile."""
+    from uvmlab.cuda import calibrate as cal
+    from uvmlab.units import parse_size
+
+    if repeats < 1:
+        raise UvmlabError(f"--repeats must be at least 1, got {repeats}")
+    nbytes = parse_size(size, what="benchmark size")
+    if refit is not None:
+        if not refit.is_file():
+            raise UvmlabError(f"{refit}: no such raw calibration file")
+        if name is None:
+            name = refit.name.removesuffix(".json").removesuffix(".raw")
+        res = cal.refit(str(refit), str(out_dir), name)
+    else:
+        _need_gpu()
+        if name is None:
+            from uvmlab.cuda.runtime import device_info
+            from uvmlab.cuda.validate import gpu_key
+
+            try:
+                name = f"{gpu_key(device_info()['gpu'])}-pcie5-measured"
+            except UvmlabError:
+                name = "gpu-measured"
+        res = cal.calibrate(str(out_dir), name, size=nbytes, repeats=repeats,
+                            log=lambda m: err.print(m))
+    spread = res["spread"]
+    over = sorted(((v, k) for k, v in spread.items() if v > 0.10), reverse=True)
+    out.print(f"wrote {out_dir / (name + '.json')} and {out_dir / (name + '.raw.json')}")
+    out.print("reproducibility (largest deviation between runs): "
+              + ("every constant within 10 %" if not over else
+                 ", ".join(f"{k} {v:.0%}" for v, k in over) + "; the others within 10 %"))
+    out.print(f"use it with --profile {out_dir / (name + '.json')}")
+
+
+def validate(captures: Annotated[Path | None, typer.Option(
+                 help="Directory of captures to compare (default: the stored sets).")] = None,
+             gpu: Annotated[list[str] | None, typer.Option(
+                 "--gpu", help="h100 or h200 (repeatable; default: every stored set).")] = None,
+             capture: Annotated[bool, typer.Option(
+                 "--capture", help="Run the suite on this GPU first (needs a GPU).")] = False,
+             output: Annotated[Path, typer.Option("--output", "-o", help="Markdown report.")]
+             = Path("docs/validation.md"),
+             only: Annotated[list[str] | None, typer.Option(
+                 help="Only these suite workloads (comma-separated, repeatable).")] = None,
+             profile: Annotated[str | None, typer.Option(
+                 help="Cost profile for the model (default: the GPU's measured one).")] = None,
+             ) -> None:
+    """Compare the model with real-GPU captures of the validation suite; write the report."""
+    from uvmlab.cuda import validate as v
+    from uvmlab.driver.hal import get_gpu
+
+    names = _names(only)
+    keys = [get_gpu(g).name for g in gpu] if gpu else None
+    if names:
+        from uvmlab.cuda.suite import suite_workloads
+
+        suite_workloads(names)  # unknown names fail here, before any work
+    if capture:
+        _need_gpu()
+        from uvmlab.cuda.runtime import device_info
+        from uvmlab.cuda.suite import run_suite
+
+        here = v.gpu_key(device_info()["gpu"])
+        if keys and keys != [here]:
+            raise UvmlabError(f"--capture runs on this machine's GPU ({here}), "
+                              f"not {', '.join(keys)}")
+        keys = [here]
+        captures = captures or v.STORED_CAPTURES.get(here) or Path(f"captures-{here}")
+        run_suite(str(captures), names, log=lambda m: err.print(m))
+    sections = v.sections_for(keys, captures, names=names, profile=profile,
+                              log=lambda m: err.print(m))
+    text = v.render(sections, notes=v.load_notes(),
+                    command="uvmlab validate" + (" --capture" if capture else ""))
+    v.write_report(output, text)
+    for s in sections:
+        out.print(f"[bold]{s.gpu_name}[/bold] ({len(s.rows)} workloads, profile {s.profile})")
+        for label, ok, txt in v.verdicts(s).items:
+            mark = "n/a" if ok is None else ("met" if ok else "NOT MET")
+            out.print(f"  {label}: {mark} ({txt})")
+    out.print(f"wrote {output}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the real-GPU commands to the ``uvmlab`` app."""
+    app.command("gpu-run")(gpu_run)
+    app.command("calibrate")(calibrate)
+    app.command("validate")(validate)
+
+
+__all__ = ["gpu_summary", "register"]
