@@ -131,7 +131,7 @@ def test_report_from_stored_captures_names_every_workload(monkeypatch):
     for s in sections:
         assert not s.missing and not s.stale
         assert [c.name for c in s.rows] == SUITE_NAMES
-        assert s.profile == f"{s.key}-pcie5-measured"
+        assert s.profile == f"{s.key}-pcie5"
     for name in SUITE_NAMES:  # once per GPU in each of the three per-workload tables
         assert text.count(f"| `{name}` |") == 6, name
     assert "## NVIDIA H100 80GB HBM3" in text and "## NVIDIA H200" in text
@@ -167,7 +167,7 @@ def test_report_runs_the_real_model():
     sec = v.compare_gpu("h200", names=["mixed_kinds", "preferred_cpu_accessed_by_gpu"])
     assert [c.name for c in sec.rows] == ["preferred_cpu_accessed_by_gpu", "mixed_kinds"]  # suite order
     for c in sec.rows:
-        assert c.model.source == "model" and c.model.profile == "h200-pcie5-measured"
+        assert c.model.source == "model" and c.model.profile == "h200-pcie5"
         assert c.model.gpu == "h200"
         t = c.model.totals["time_ns"]
         assert c.error("time_ns") == pytest.approx((t - c.real.totals["time_ns"])
@@ -184,7 +184,7 @@ def test_errors_and_names():
     assert v.gpu_key("NVIDIA H100 80GB HBM3") == "h100" and v.gpu_key("NVIDIA H200") == "h200"
     with pytest.raises(UvmlabError, match="no GPU spec"):
         v.gpu_key("NVIDIA A100-SXM4-40GB")
-    assert v.measured_profile("h100") == "h100-pcie5-measured"
+    assert v.measured_profile("h100") == "h100-pcie5"
 
 
 def test_committed_report_covers_the_suite():

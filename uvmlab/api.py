@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from uvmlab.driver.hal import GpuSpec, get_gpu
 from uvmlab.driver.params import Params
 from uvmlab.errors import UvmlabError
 from uvmlab.results.result import Result
-from uvmlab.timing.cost_model import CostProfile, load_profile
+from uvmlab.timing.cost_model import CostProfile, load_profile, profile_for_gpu
 from uvmlab.units import parse_size
 from uvmlab.workload.ir import Workload
 
@@ -59,23 +60,32 @@ def simulate(workload: Workload | str, *, gpu: str | GpuSpec = "h200",
     w = load_workload(workload)
     spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
     prm = params if isinstance(params, Params) else Params.from_overrides(dict(params or {}))
-    prof = profile if isinstance(profile, CostProfile) else load_profile(profile)
+    prof = profile if isinstance(profile, CostProfile) else load_profile(
+        profile or profile_for_gpu(spec.name))
     cap = resolve_gpu_memory(gpu_memory, w, spec)
     hooks = None
     if policies:
         from uvmlab.policy.loader import build_hooks
 
         hooks = build_hooks(policies)
+        if not hooks.slots:
+            hooks = None  # "default": nothing to hook
+        elif hooks.module_params:  # e.g. a replay policy that is a driver module parameter
+            prm = prm.replace(**hooks.module_params)
     eng = Engine(w, gpu=spec, params=prm, profile=prof, gpu_memory_bytes=cap,
                  concurrency=concurrency or DEFAULT_CONCURRENCY, events=events,
                  check=check_invariants, hooks=hooks, progress=progress)
-    eng.run()
+    with hooks.session() if hooks is not None else contextlib.nullcontext():
+        eng.run()  # the session arms the watchdog that stops hooks that never return
     drv = eng.drv
+    meta: dict[str, Any] = {}
     if hooks is not None:
         drv.counters["policy_ejections"] = hooks.ejections
+        meta["policies"] = hooks.labels
+        meta["policy_ejected"] = list(hooks.ejected)
     return Result(workload=w.name, totals=dict(drv.counters), ops=eng.rows, source="model",
                   gpu=spec.name, params=prm.changed(), profile=prof.name,
                   gpu_memory_bytes=cap, fatal=eng.fatal, wall_s=eng.wall_s,
                   meta={"seed": w.seed, "workload_params": dict(w.params),
-                        "concurrency": eng.concurrency},
+                        "concurrency": eng.concurrency, **meta},
                   events=drv.log.to_pandas() if events else None)

@@ -90,7 +90,7 @@ def gpu_run(workload: Annotated[str, typer.Argument(help="Built-in spec (random:
 
 
 def calibrate(name: Annotated[str | None, typer.Option(
-                  help="Profile name (default: <gpu>-pcie5-measured).")] = None,
+                  help="Profile name (default: <gpu>-pcie5).")] = None,
               out_dir: Annotated[Path, typer.Option(
                   "--out", help="Directory for <name>.json and <name>.raw.json.")] = Path("."),
               size: Annotated[str, typer.Option(help="Buffer size of the benchmarks.")] = "512MiB",

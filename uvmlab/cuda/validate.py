@@ -84,14 +84,16 @@ def gpu_key(device_name: str) -> str:
 
 
 def measured_profile(key: str) -> str:
-    """The built-in profile calibrated on GPU ``key`` (``<key>-pcie5-measured``)."""
+    """The model's built-in profile for GPU ``key`` (``<key>-pcie5``: the calibrated constants
+    plus those fitted to the captures), else its raw calibration (``<key>-pcie5-measured``)."""
     from uvmlab.timing.cost_model import builtin_profiles
 
-    names = [n for n in builtin_profiles() if n.startswith(f"{key}-") and "measured" in n]
-    if not names:
-        raise UvmlabError(f"no measured cost profile for {key} among the built-in profiles "
-                          f"({', '.join(builtin_profiles())}); run `uvmlab calibrate` on one")
-    return sorted(names)[0]
+    names = builtin_profiles()
+    for n in (f"{key}-pcie5", f"{key}-pcie5-measured"):
+        if n in names:
+            return n
+    raise UvmlabError(f"no cost profile for {key} among the built-in profiles "
+                      f"({', '.join(names)}); run `uvmlab calibrate` on one")
 
 
 # --- comparing ----------------------------------------------------------------------------------
@@ -333,7 +335,9 @@ def verdicts(sec: Section) -> Verdicts:
     items.append(("model faster than the GPU it models (whole suite)", mw < gt,
                   f"model {mw:.2f} s wall vs GPU {gt:.2f} s measured ({mw / gt:.1f}x)"
                   if gt else f"model {mw:.2f} s"))
-    spread = calibration_spread(sec.profile)
+    # calibration runs are stored under the raw calibration's name (<gpu>-pcie5-measured)
+    calibrated = sec.profile if sec.profile.endswith("-measured") else f"{sec.profile}-measured"
+    spread = calibration_spread(calibrated)
     if spread is None:
         items.append((f"two calibration runs within {CALIBRATION_TARGET:.0%} of each other", None,
                       f"no raw calibration file for {sec.profile}"))

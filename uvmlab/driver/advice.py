@@ -14,10 +14,8 @@ import numpy as np
 from uvmlab.driver import va_block as vb
 from uvmlab.driver.va_space import (
     BLOCK_SHIFT,
-    CPU,
     PERM_ATOMIC,
     PERM_READ,
-    PERM_WRITE,
     READ_DUP_DISABLED,
     READ_DUP_ENABLED,
 )
@@ -30,6 +28,8 @@ if TYPE_CHECKING:
 def advise(drv: UvmDriver, first_page: int, num_pages: int, advice: Advice, proc: int) -> None:
     va = drv.va
     sl = slice(first_page, first_page + num_pages)
+    blocks = ((first_page + num_pages - 1) >> BLOCK_SHIFT) - (first_page >> BLOCK_SHIFT) + 1
+    drv.charge(blocks * drv.profile.advise_block_ns)
     if advice == Advice.SET_PREFERRED_LOCATION:
         va.preferred[sl] = proc + 1
         # The preferred processor's remote mappings to pages not resident on it are unmapped,
@@ -47,8 +47,7 @@ def advise(drv: UvmDriver, first_page: int, num_pages: int, advice: Advice, proc
         for holder in range(va.n_procs):
             sel = ok & ((res >> holder) & 1).astype(bool) & va.can_access(proc, holder)
             if sel.any():
-                vb.map_pages(drv, proc, pages[sel],
-                             PERM_ATOMIC if va.has_native_atomics(proc, holder) else PERM_WRITE)
+                vb.map_pages(drv, proc, pages[sel], vb.accessed_by_permission(va, proc, holder))
                 ok &= ~sel
     elif advice == Advice.UNSET_ACCESSED_BY:
         va.accessed_by[sl] &= np.uint8(~(1 << proc) & 0xFF)
@@ -58,6 +57,7 @@ def advise(drv: UvmDriver, first_page: int, num_pages: int, advice: Advice, proc
         # (remote / AccessedBy) mappings are broken.
         pages = np.arange(first_page, first_page + num_pages)
         res = va.residency[pages]
+        drv.charge(int(np.count_nonzero(res)) * drv.profile.read_dup_page_ns)
         for q in range(va.n_procs):
             holder = ((res >> q) & 1).astype(bool)
             pq = va.perm[q, pages]
@@ -69,7 +69,8 @@ def advise(drv: UvmDriver, first_page: int, num_pages: int, advice: Advice, proc
 
 def _collapse_duplicates(drv: UvmDriver, first_page: int, num_pages: int) -> None:
     """Collapse read-duplicated pages onto the preferred location if it holds a copy, else onto
-    the first holder in processor order (GPUs before the CPU)."""
+    the first holder in processor-id order — the CPU (id 0) first. The captures confirm it: after
+    UVM_DISABLE_READ_DUPLICATION the next GPU write migrates the pages back from the CPU."""
     va = drv.va
     end = first_page + num_pages
     for block in range(first_page >> BLOCK_SHIFT, ((end - 1) >> BLOCK_SHIFT) + 1):
@@ -81,7 +82,7 @@ def _collapse_duplicates(drv: UvmDriver, first_page: int, num_pages: int) -> Non
         if not dup.any():
             continue
         pref = va.preferred[lo:hi].astype(np.int16) - 1
-        order = [*range(1, va.n_procs), CPU]
+        order = range(va.n_procs)
         for only_preferred in (True, False):
             for target in order:
                 sel = dup & ((res >> target) & 1).astype(bool)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from uvmlab.driver import events as ev
-from uvmlab.driver.va_space import CPU, PERM_WRITE
+from uvmlab.driver.va_space import CPU
 from uvmlab.units import PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -71,6 +71,7 @@ def evict_block_chunk(drv: UvmDriver, gpu: int, block: int, chunk: int) -> None:
     if drv.access_counters.migration_enabled and drv.params.uvm_perf_map_remote_on_eviction:
         remap |= on_gpu
     if remap.any():
-        from uvmlab.driver.va_block import map_pages
+        from uvmlab.driver.va_block import accessed_by_permission, map_pages
 
-        map_pages(drv, gpu, np.flatnonzero(remap) + lo, PERM_WRITE, cause="Eviction")
+        map_pages(drv, gpu, np.flatnonzero(remap) + lo, accessed_by_permission(va, gpu, CPU),
+                  cause="Eviction")

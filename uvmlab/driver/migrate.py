@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from uvmlab.driver import va_block as vb
-from uvmlab.driver.va_space import BLOCK_SHIFT, PERM_ATOMIC, PERM_WRITE, READ_DUP_ENABLED
+from uvmlab.driver.va_space import BLOCK_SHIFT, PERM_ATOMIC, READ_DUP_ENABLED
 
 if TYPE_CHECKING:
     from uvmlab.driver.uvm import UvmDriver
@@ -51,5 +51,4 @@ def migrate(drv: UvmDriver, first_page: int, num_pages: int, dest: int) -> None:
         for q in range(va.n_procs):
             sel = ((acc_by >> q) & 1).astype(bool) & (q != dest)
             if sel.any() and va.can_access(q, dest):
-                vb.map_pages(drv, q, pages[sel],
-                             PERM_ATOMIC if va.has_native_atomics(q, dest) else PERM_WRITE)
+                vb.map_pages(drv, q, pages[sel], vb.accessed_by_permission(va, q, dest))

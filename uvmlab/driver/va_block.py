@@ -107,6 +107,8 @@ def _record_copies(drv: UvmDriver, block: int, lo: int, dest: int, src: int,
     direction = "htod" if to_gpu else "dtoh"
     prof = drv.profile
     c = drv.counters
+    # The block's copies are pushed together and waited for once: one latency, then bandwidth.
+    drv.charge(prof.copy_latency_ns if cause != "user" else prof.migrate_block_ns)
     for which, mask in (("main", copied & ~prefetched if prefetched is not None else copied),
                         ("prefetch", copied & prefetched if prefetched is not None else None)):
         if mask is None:
@@ -118,8 +120,9 @@ def _record_copies(drv: UvmDriver, block: int, lo: int, dest: int, src: int,
             c["bytes_" + direction] += nbytes
             c[f"bytes_{direction}_{suffix}"] += nbytes
             c["migrations"] += 1
-            drv.charge(prof.copy_ns(nbytes, to_gpu) if cause != "user"
-                       else prof.migrate_ns(nbytes, to_gpu))
+            bw = (prof.htod_gbps if to_gpu else prof.dtoh_gbps) if cause != "user" else \
+                (prof.prefetch_htod_gbps if to_gpu else prof.prefetch_dtoh_gbps)
+            drv.charge(nbytes / bw)
             drv.log.add(drv.now_ns, ev.MIGRATION, dest, (lo + s) * PAGE_SIZE, nbytes,
                         tools_cause, src)
             if run_cause not in ("eviction",):
@@ -129,12 +132,13 @@ def _record_copies(drv: UvmDriver, block: int, lo: int, dest: int, src: int,
                     read_dup_enabled=bool(drv.va.read_dup[lo + s] == READ_DUP_ENABLED))
 
 
-def ensure_gpu_chunk(drv: UvmDriver, block: int, gpu: int) -> None:
+def ensure_gpu_chunk(drv: UvmDriver, block: int, gpu: int) -> bool:
     """§7.2 ``block_alloc_gpu_chunk``: back the block on ``gpu`` with a 2 MiB root chunk,
-    evicting the victim the PMM's list rules pick when no free chunk is left."""
+    evicting the victim the PMM's list rules pick when no free chunk is left. Returns whether a
+    chunk was allocated now."""
     g = gpu - 1
     if drv.va.gpu_chunk[g, block] >= 0:
-        return
+        return False
     pmm = drv.pmm[g]
     chunk = pmm.alloc_root_chunk(block)
     if chunk < 0:
@@ -145,6 +149,9 @@ def ensure_gpu_chunk(drv: UvmDriver, block: int, gpu: int) -> None:
     drv.charge(drv.profile.chunk_zero_ns)  # block_zero_new_gpu_chunk: CE memset
     # The chunk stays TEMP_PINNED until the operation ends (uvm_va_block_retry_deinit).
     pmm.unpin_allocated(chunk)
+    if drv.hooks is not None:  # chunk_update_lists_locked: tail of the used list, then the hook
+        drv.hooks.chunk_activate(drv, gpu, block, chunk)
+    return True
 
 
 def make_resident(drv: UvmDriver, block: int, dest: int, mask: np.ndarray, cause: str,
@@ -162,8 +169,12 @@ def make_resident(drv: UvmDriver, block: int, dest: int, mask: np.ndarray, cause
     # Pages resident nowhere are populated without a copy (first touch); the rest are copied
     # from the closest holder. With one GPU, every holder that is not dest is "the other one".
     need_copy = mask & ~on_dest & (res != 0)
-    if dest != CPU:
-        ensure_gpu_chunk(drv, block, dest)
+    if dest == CPU:  # first touch: the kernel zeroes pages; migrated ones are mapped one by one
+        prof = drv.profile
+        drv.charge(int(np.count_nonzero(mask & (res == 0))) * PAGE_SIZE
+                   * prof.cpu_populate_ns_per_byte
+                   + int(np.count_nonzero(need_copy)) * prof.cpu_map_page_ns)
+    fresh = dest != CPU and ensure_gpu_chunk(drv, block, dest)
     if read_duplicate:
         # §4.5: everyone but the holder is unmapped, the holder loses write; then copy.
         moving = mask & ~on_dest
@@ -200,13 +211,25 @@ def make_resident(drv: UvmDriver, block: int, dest: int, mask: np.ndarray, cause
         res[mask] = bit
     # PMM list upkeep: block_mark_memory_used for the destination GPU (§7.4) ...
     if dest != CPU:
-        drv.pmm[dest - 1].mark_used(int(va.gpu_chunk[dest - 1, block]))
+        if drv.hooks is None:
+            drv.pmm[dest - 1].mark_used(int(va.gpu_chunk[dest - 1, block]))
+        else:  # a chunk allocated by this operation is still pinned in the driver: no hook
+            drv.hooks.chunk_used(drv, dest, block, int(va.gpu_chunk[dest - 1, block]), fresh)
     # ... and block_clear_resident_processor for GPUs that lost their last page here.
     for q in left_gpus:
         if not np.any(res >> q & 1):
             chunk = int(va.gpu_chunk[q - 1, block])
             if chunk >= 0:
                 drv.pmm[q - 1].mark_unused(chunk)
+
+
+def accessed_by_permission(va, proc: int, residency: int) -> int:
+    """The permission of an AccessedBy mapping (``uvm_va_block_add_mappings_after_migration``:
+    the highest possible). A GPU's mapping of sysmem allows atomics: on the H100/H200 captures,
+    GPU atomics through a SetAccessedBy mapping to CPU memory raised no faults."""
+    if va.has_native_atomics(proc, residency) or (proc != CPU and residency == CPU):
+        return PERM_ATOMIC
+    return PERM_WRITE
 
 
 def map_pages(drv: UvmDriver, proc: int, pages: np.ndarray, perm: int, cause: str = "Policy") -> None:
@@ -311,8 +334,7 @@ def _finish(drv: UvmDriver, block: int, requester: int, dest: int, mask: np.ndar
                 continue
             sel = ((acc_by >> q) & 1).astype(bool) & (va.read_dup[idx + lo] != READ_DUP_ENABLED)
             if sel.any():
-                map_pages(drv, q, idx[sel] + lo,
-                          PERM_ATOMIC if va.has_native_atomics(q, dest) else PERM_WRITE)
+                map_pages(drv, q, idx[sel] + lo, accessed_by_permission(va, q, dest))
 
 
 def prefetch_pages(drv: UvmDriver, block: int, dest: int, faulted: np.ndarray) -> np.ndarray | None:
@@ -325,8 +347,12 @@ def prefetch_pages(drv: UvmDriver, block: int, dest: int, faulted: np.ndarray) -
     cpu_readable = None
     if dest == CPU:
         cpu_readable = resident & (va.perm[CPU, lo:hi] >= PERM_READ)
+    thrashing = drv.thrashing.thrashing_mask(block)[: hi - lo]
+    if drv.hooks is not None and drv.hooks.prefetch_active:
+        mask = drv.hooks.prefetch_hint(drv, block, dest, faulted, resident, thrashing, cpu_readable)
+        return mask if mask.any() else None
     mask = pf.prefetch_hint(
-        faulted, resident, drv.thrashing.thrashing_mask(block)[: hi - lo], block=block,
+        faulted, resident, thrashing, block=block,
         dest=dest, last_proc=va.prefetch_last_proc, fault_migrations=va.prefetch_fault_migrations,
         block_first_page_va=lo, resident_anywhere_count=int(np.count_nonzero(res)),
         preferred_location=int(va.preferred[lo]) - 1, enable=bool(p.uvm_perf_prefetch_enable),

@@ -6,8 +6,9 @@ constant's provenance is stored beside it in the profile's ``sources`` table.
 
 Model (all times in ns):
 
-* a copy of ``b`` bytes in one contiguous run:       ``copy_latency_ns + b / bw``  where ``bw``
-  is ``htod_gbps`` or ``dtoh_gbps`` (GB/s == bytes/ns);
+* the copies of one block operation from one source: ``copy_latency_ns`` once (the driver
+  pushes a block's copies together and waits on its tracker once) plus ``b / bw`` for each
+  contiguous run of ``b`` bytes, ``bw`` being ``htod_gbps`` or ``dtoh_gbps`` (GB/s == bytes/ns);
 * one explicit migration (prefetch / UVM_MIGRATE) of ``b`` bytes in one VA block:
   ``migrate_block_ns + b / prefetch_{htod,dtoh}_gbps``;
 * a replayable-fault bottom half: ``bottom_half_ns`` once, then per batch
@@ -16,7 +17,12 @@ Model (all times in ns):
 * a GPU touch that hits: ``gpu_touch_ns`` (only when a kernel gives no compute time); a GPU touch
   to memory mapped remotely over PCIe: ``remote_touch_ns``; a CPU touch: ``cpu_touch_ns``;
 * zeroing a fresh 2 MiB GPU chunk: ``chunk_zero_ns``; evicting one root chunk:
-  ``evict_chunk_ns`` plus the copy of its resident pages.
+  ``evict_chunk_ns`` plus the copy of its resident pages; populating CPU pages on first touch
+  (the kernel allocates and zeroes them): ``cpu_populate_ns_per_byte`` per byte;
+* a CPU fault that migrates pages in: ``cpu_map_page_ns`` per page (the CPU PTEs are re-created
+  page by page, ``vm_insert_page``);
+* advice: ``advise_block_ns`` per VA block covered, plus ``read_dup_page_ns`` per resident page
+  re-duplicated by SET_READ_MOSTLY; ``free``: ``free_block_ns`` per VA block.
 """
 
 from __future__ import annotations
@@ -52,14 +58,12 @@ class CostProfile:
     remote_touch_ns: float = 1000.0
     chunk_zero_ns: float = 2000.0
     evict_chunk_ns: float = 10000.0
+    cpu_populate_ns_per_byte: float = 0.0
+    cpu_map_page_ns: float = 0.0
+    advise_block_ns: float = 0.0
+    read_dup_page_ns: float = 0.0
+    free_block_ns: float = 0.0
     sources: dict[str, str] = field(default_factory=dict)
-
-    def copy_ns(self, nbytes: int, to_gpu: bool) -> float:
-        return self.copy_latency_ns + nbytes / (self.htod_gbps if to_gpu else self.dtoh_gbps)
-
-    def migrate_ns(self, nbytes: int, to_gpu: bool) -> float:
-        bw = self.prefetch_htod_gbps if to_gpu else self.prefetch_dtoh_gbps
-        return self.migrate_block_ns + nbytes / bw
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
@@ -81,6 +85,12 @@ def builtin_profiles() -> list[str]:
                   .iterdir() if p.name.endswith(".json"))
 
 
+def profile_for_gpu(gpu: str) -> str:
+    """The built-in profile of GPU ``gpu`` (``h100`` -> ``h100-pcie5``), else the default."""
+    name = f"{gpu}-pcie5"
+    return name if name in builtin_profiles() else DEFAULT_PROFILE
+
+
 def load_profile(name_or_path: str | None = None) -> CostProfile:
     """A built-in profile by name (``h200-pcie5``), a JSON file, or the default when None."""
     if name_or_path is None:
@@ -100,4 +110,4 @@ def load_profile(name_or_path: str | None = None) -> CostProfile:
         raise UvmlabError(f"cost profile {name_or_path}: not a valid profile ({e})") from None
 
 
-DEFAULT_PROFILE = "h200-pcie5-measured"
+DEFAULT_PROFILE = "h200-pcie5"
