@@ -20,7 +20,9 @@ from __future__ import annotations
 from uvmlab.driver.events import EventLog, zero_counters
 from uvmlab.driver.hal import GpuSpec
 from uvmlab.driver.params import Params
+from uvmlab.driver.perf import events as pe
 from uvmlab.driver.perf.access_counters import AccessCounters
+from uvmlab.driver.perf.events import PerfEvents
 from uvmlab.driver.perf.thrashing import ThrashingDetector
 from uvmlab.driver.pmm import Pmm
 from uvmlab.driver.va_space import VaSpace
@@ -65,6 +67,14 @@ class UvmDriver:
             max_resets=p.uvm_perf_thrashing_max_resets, can_access=VaSpace.can_access,
             emit=self._thrashing_event)
         self.thrashing.counters = self.counters  # its detections and hints count in our totals
+        self.perf_events = PerfEvents()
+        th = self.thrashing
+        self.perf_events.register(pe.MIGRATION, lambda **k: th.on_migration(
+            k["block"], k["pages"], k["dst"], k["cause"], k["now_ns"],
+            transfer_copy=k["transfer_copy"], read_dup_enabled=k["read_dup_enabled"]))
+        self.perf_events.register(pe.REVOCATION, lambda **k: th.on_revocation(
+            k["block"], k["pages"], k["processor"], k["now_ns"]))
+        self.perf_events.register(pe.BLOCK_DESTROY, lambda **k: th.destroy_block(k["block"]))
         self.access_counters = AccessCounters(self, gpu)
 
     def _thrashing_event(self, name: str, fields: dict) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from uvmlab.driver import events as ev
+from uvmlab.driver.perf import events as pe
 from uvmlab.driver.perf import prefetch as pf
 from uvmlab.driver.perf.thrashing import Hint
 from uvmlab.driver.va_space import (
@@ -126,9 +127,10 @@ def _record_copies(drv: UvmDriver, block: int, lo: int, dest: int, src: int,
             drv.log.add(drv.now_ns, ev.MIGRATION, dest, (lo + s) * PAGE_SIZE, nbytes,
                         tools_cause, src)
             if run_cause not in ("eviction",):
-                drv.thrashing.on_migration(
-                    block, np.arange(s, e) + (lo - (block << BLOCK_SHIFT)), dest, run_cause,
-                    drv.now_ns, transfer_copy=transfer_copy,
+                drv.perf_events.notify(
+                    pe.MIGRATION, block=block,
+                    pages=np.arange(s, e) + (lo - (block << BLOCK_SHIFT)), dst=dest,
+                    cause=run_cause, now_ns=drv.now_ns, transfer_copy=transfer_copy,
                     read_dup_enabled=bool(drv.va.read_dup[lo + s] == READ_DUP_ENABLED))
 
 
@@ -261,7 +263,8 @@ def revoke_others(drv: UvmDriver, block: int, requester: int, pages: np.ndarray,
         if hit.any():
             va.perm[q, pages[hit]] = cap
             local = pages[hit] - (block << BLOCK_SHIFT)
-            drv.thrashing.on_revocation(block, local, q, drv.now_ns)
+            drv.perf_events.notify(pe.REVOCATION, block=block, pages=local, processor=q,
+                                   now_ns=drv.now_ns)
 
 
 def service_locked(drv: UvmDriver, block: int, requester: int, new_res: dict[int, np.ndarray],
@@ -276,6 +279,10 @@ def service_locked(drv: UvmDriver, block: int, requester: int, new_res: dict[int
     lo, hi = va.block_range(block)
     n = hi - lo
     prefetched = None
+    if cause == "fault" and drv.perf_events.has_listeners(pe.FAULT):
+        faulted = np.flatnonzero(np.logical_or.reduce(list(new_res.values())))
+        drv.perf_events.notify(pe.FAULT, block=block, pages=faulted, processor=requester,
+                               now_ns=drv.now_ns)
     if len(new_res) == 1:  # the prefetcher only runs with a single destination (§5.1)
         (dest, faulted), = new_res.items()
         extra = prefetch_pages(drv, block, dest, faulted)
