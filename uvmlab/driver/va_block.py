@@ -74,19 +74,15 @@ def select_residency(drv: UvmDriver, page: int, requester: int, access: int,
     return requester, False  # rule 14
 
 
-def new_permission(drv: UvmDriver, requester: int, residency: int, access: int,
-                   read_dup: bool) -> int:
-    """§4.2 ``compute_new_permission``. CPU writes arrive as ATOMIC (ATOMIC_STRONG)."""
-    if access <= Access.READ:
-        perm = PERM_READ
-    elif access == Access.WRITE:
-        perm = PERM_WRITE
-    else:
-        perm = PERM_ATOMIC
-    if perm == PERM_READ and not read_dup:
-        perm = PERM_WRITE  # upgrade so that a later write needs no fault
-    if perm == PERM_WRITE and drv.va.has_native_atomics(requester, residency):
-        perm = PERM_ATOMIC
+def new_permissions(drv: UvmDriver, requester: int, residency: int, access: np.ndarray,
+                    read_dup: np.ndarray) -> np.ndarray:
+    """§4.2 ``compute_new_permission`` for many pages. CPU writes arrive as ATOMIC
+    (ATOMIC_STRONG)."""
+    perm = np.where(access <= Access.READ, PERM_READ,
+                    np.where(access == Access.WRITE, PERM_WRITE, PERM_ATOMIC)).astype(np.uint8)
+    perm[(perm == PERM_READ) & ~read_dup] = PERM_WRITE  # so that a later write needs no fault
+    if drv.va.has_native_atomics(requester, residency):
+        perm[perm == PERM_WRITE] = PERM_ATOMIC
     return perm
 
 
@@ -312,15 +308,10 @@ def _finish(drv: UvmDriver, block: int, requester: int, dest: int, mask: np.ndar
     va = drv.va
     lo = block << BLOCK_SHIFT
     idx = np.flatnonzero(mask)
-    acc = access[idx]
+    perms = new_permissions(drv, requester, dest, access[idx], dup[idx])
     # group pages by their new permission (RO / RW / RWA), as the driver does
     for perm in (PERM_READ, PERM_WRITE, PERM_ATOMIC):
-        sel = np.zeros(len(idx), dtype=bool)
-        for a in np.unique(acc):
-            for d in (False, True):
-                part = (acc == a) & (dup[idx] == d)
-                if part.any() and new_permission(drv, requester, dest, int(a), d) == perm:
-                    sel |= part
+        sel = perms == perm
         if not sel.any():
             continue
         pages = idx[sel] + lo
