@@ -217,13 +217,18 @@ def test_bytes_moved_equal_residency_changes():
     assert (res != 0).all()
 
 
-def test_pingpong_within_the_lapse_is_detected_as_thrashing():
+def _pingpong(compute_ns: int, rounds: int = 12):
+    """One page written in turn by the GPU and the CPU; each side computes ``compute_ns``."""
     b = WorkloadBuilder("pp")
     a = b.alloc("buf", "64KiB")
-    for i in range(12):
-        b.kernel(f"gpu{i}", [b.run(a, 0, 1, access="write")], compute_ns=1000)
-        b.cpu(f"cpu{i}", [b.run(a, 0, 1, access="write")], compute_ns=1000)
-    eng = run_engine(b.build(), events=True)
+    for i in range(rounds):
+        b.kernel(f"gpu{i}", [b.run(a, 0, 1, access="write")], compute_ns=compute_ns)
+        b.cpu(f"cpu{i}", [b.run(a, 0, 1, access="write")], compute_ns=compute_ns)
+    return b.build()
+
+
+def test_pingpong_within_the_lapse_is_detected_as_thrashing():
+    eng = run_engine(_pingpong(1000), events=True)
     c = eng.drv.counters
     assert c["thrashing_events"] >= 1
     assert c["throttles"] + c["pins"] >= 1
@@ -231,12 +236,7 @@ def test_pingpong_within_the_lapse_is_detected_as_thrashing():
 
 def test_slow_pingpong_is_never_thrashing():
     """§6.3 / the probe: rounds slower than the 500 µs lapse never trigger detection."""
-    b = WorkloadBuilder("pp")
-    a = b.alloc("buf", "64KiB")
-    for i in range(12):
-        b.kernel(f"gpu{i}", [b.run(a, 0, 1, access="write")], compute_ns=2_000_000)
-        b.cpu(f"cpu{i}", [b.run(a, 0, 1, access="write")], compute_ns=2_000_000)
-    eng = run_engine(b.build())
+    eng = run_engine(_pingpong(2_000_000))
     assert eng.drv.counters["thrashing_events"] == 0
 
 
