@@ -48,6 +48,9 @@ def cpu_fault(drv: UvmDriver, page: int, access: int) -> float:
         hint = drv.thrashing.get_hint(block, local, CPU, drv.now_ns + int(waited),
                                       preferred=int(va.preferred[page]) - 1,
                                       closest=va.closest_resident(int(va.residency[page]), CPU))
+        if drv.hooks is not None:
+            hint = drv.hooks.thrashing_hints(drv, block, CPU, np.array([local]), np.array([page]),
+                                             [hint], drv.now_ns + int(waited))[0]
         if hint.kind != vb.HINT_THROTTLE:
             break
         nap = max(0, hint.end_ns - (drv.now_ns + int(waited)))

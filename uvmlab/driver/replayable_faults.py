@@ -115,10 +115,12 @@ def service_replayable_faults(drv: UvmDriver, buf: FaultBuffer, gpu: int,
     c["bottom_halves"] += 1
     drv.charge(drv.profile.bottom_half_ns)
     num_batches = num_throttled = replays = 0
+    deferred = False  # a policy deferred a batch's replay (seeds/003 §6.2 decide_replay < 0)
 
     def do_replay() -> None:
-        nonlocal replays
+        nonlocal replays, deferred
         replays += 1
+        deferred = False
         c["replays"] += 1
         drv.charge(drv.profile.replay_ns)
         drv.log.add(drv.now_ns, ev.GPU_FAULT_REPLAY, gpu)
@@ -138,7 +140,15 @@ def service_replayable_faults(drv: UvmDriver, buf: FaultBuffer, gpu: int,
         throttled, duplicates = service_fault_batch(
             drv, gpu, rp, ra, rc, do_replay if policy == REPLAY_BLOCK else None)
         c["gpu_faults_duplicate"] += duplicates
-        if policy == REPLAY_BATCH:
+        decision = 0
+        if drv.hooks is not None:  # policy migrations, then decide_replay: 1 now, 0 default, -1 defer
+            decision = drv.hooks.after_batch(drv, gpu, policy, num_batches, len(page), len(rp),
+                                             duplicates, throttled, buf.n, replays)
+        if decision > 0:
+            do_replay()
+        elif decision < 0:
+            deferred = True
+        elif policy == REPLAY_BATCH:
             do_replay()
         elif policy == REPLAY_BATCH_FLUSH:
             # UPDATE_PUT vs CACHED_PUT differ only in faults that arrive during servicing; in
@@ -148,7 +158,7 @@ def service_replayable_faults(drv: UvmDriver, buf: FaultBuffer, gpu: int,
         if throttled:
             num_throttled += 1
         num_batches += 1
-    if policy == REPLAY_ONCE or replays == 0:
+    if policy == REPLAY_ONCE or replays == 0 or deferred:
         do_replay()
 
 
@@ -199,6 +209,8 @@ def service_block_faults(drv: UvmDriver, gpu: int, block: int, pages: np.ndarray
     hints = [th.get_hint(block, int(lp), gpu, drv.now_ns, preferred=int(va.preferred[pg]) - 1,
                          closest=va.closest_resident(int(va.residency[pg]), gpu))
              for lp, pg in zip(local.tolist(), pages.tolist(), strict=True)]
+    if drv.hooks is not None:  # a thrashing policy may override NONE / THROTTLE / PIN per page
+        hints = drv.hooks.thrashing_hints(drv, block, gpu, local, pages, hints, drv.now_ns)
     kinds = np.array([h.kind for h in hints], dtype=np.int8)
     throttled = kinds == vb.HINT_THROTTLE
     drv.counters["gpu_faults_throttled"] += int(throttled.sum())

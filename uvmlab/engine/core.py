@@ -70,6 +70,9 @@ class Engine:
         self.touches = 0
         self.rows: list[dict] = []
         self.fatal: dict | None = None
+        self.kernel: GpuKernelRun | None = None  # the running kernel (policies that see the future)
+        if hooks is not None:
+            hooks.attach(self)
 
     # --- set-up ---------------------------------------------------------------------------
     def _place_allocations(self) -> None:
@@ -137,7 +140,8 @@ class Engine:
             if op.gpu - 1 >= drv.va.n_gpus:
                 raise UvmlabError(f"kernel {op.name!r} runs on gpu{op.gpu - 1}, "
                                   f"but the model has {drv.va.n_gpus} GPU(s)")
-            GpuKernelRun(self, op, op.gpu).run()
+            self.kernel = GpuKernelRun(self, op, op.gpu)
+            self.kernel.run()
         elif isinstance(op, CpuOp):
             self._run_cpu(op)
         elif isinstance(op, PrefetchOp):

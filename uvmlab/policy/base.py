@@ -1,0 +1,204 @@
+"""The policy interface: one method per decision point of the modeled driver (design.md §5).
+
+The hook names and return codes follow gpu_ext's struct_ops for nvidia-uvm
+(shared/reference/gpu_ext.md §1; eunomia-bpf/gpu_ext, arXiv 2512.12615) and the replay hook
+designed in shared/seeds/003 §6.2. Nothing here is copied from gpu_ext or NVIDIA code.
+
+A policy is a Python object. The driver calls a hook with a read-only *context* (see
+``uvmlab.policy.context``) and the hook returns a *decision*; the guard (``uvmlab.policy.guard``)
+validates every decision before the driver applies it. A hook never gets a live driver object
+and cannot change driver state except through what it returns or records on its context
+(``ctx.move_head``, ``ctx.move_tail``, ``ctx.migrate``), which the guard checks first — the
+"request, then the driver validates" style of gpu_ext's hardened Gen-3 interface.
+
+=================  =======================  =========================================================
+family             hook                     decision
+=================  =======================  =========================================================
+prefetch           ``prefetch_before_compute``  ``DEFAULT`` (0 / None): the driver's bitmap tree;
+                                            a ``Region`` (or ``(first, outer)``): BYPASS with that
+                                            region; ``ENTER_LOOP`` (2): walk the tree and call
+                                            ``prefetch_on_tree_iter`` per node
+prefetch           ``prefetch_on_tree_iter``    true: select this subregion (a later, larger
+                                            selection overwrites an earlier one); false: skip it
+eviction           ``chunk_activate``       ignored (requests on the context are applied)
+eviction           ``chunk_used``           ``DEFAULT`` (0): the driver's move to the tail (LRU);
+                                            ``BYPASS`` (1): keep my order
+eviction           ``eviction_prepare``     None, a victim chunk id (evicted next), or requests
+                                            ``[(chunk, "head" | "tail"), ...]``
+replay             ``decide_replay``        ``REPLAY_NOW`` (1), ``REPLAY_DEFAULT`` (0),
+                                            ``REPLAY_DEFER`` (-1: replay when the bottom half ends)
+thrashing          ``thrashing_hint``       None / ``KEEP``: the detector's hints; one kind
+                                            (``HINT_NONE``, ``HINT_THROTTLE``, ``HINT_PIN``) for
+                                            every page, or one per page (``KEEP`` keeps that page's)
+=================  =======================  =========================================================
+
+Any hook may also record cross-block migrations with ``ctx.migrate(first_page, n_pages)`` (gpu_ext's
+``bpf_gpu_migrate_range``): the guard validates them and the driver runs them as UVM_MIGRATE to
+the GPU once the current fault batch is serviced, so a prefetch policy can reach past its 2 MiB
+VA block.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, NamedTuple
+
+from uvmlab.errors import PolicyError
+
+# prefetch_before_compute / chunk_used return codes (gpu_ext §1.0)
+DEFAULT = 0
+BYPASS = 1
+ENTER_LOOP = 2
+
+# decide_replay (seeds/003 §6.2: 1 = replay now, 0 = the driver's policy, -1 = defer)
+REPLAY_NOW = 1
+REPLAY_DEFAULT = 0
+REPLAY_DEFER = -1
+
+# thrashing hints (uvm_perf_thrashing_hint_type_t); KEEP leaves the detector's hint
+KEEP = -1
+HINT_NONE = 0
+HINT_THROTTLE = 1
+HINT_PIN = 2
+
+#: hook name -> family; a composition may hold at most one policy per family
+HOOKS: dict[str, str] = {
+    "prefetch_before_compute": "prefetch",
+    "prefetch_on_tree_iter": "prefetch",
+    "chunk_activate": "eviction",
+    "chunk_used": "eviction",
+    "eviction_prepare": "eviction",
+    "decide_replay": "replay",
+    "thrashing_hint": "thrashing",
+}
+FAMILIES = ("prefetch", "eviction", "replay", "thrashing")
+
+
+class Region(NamedTuple):
+    """Block-local pages ``[first, outer)`` (``uvm_va_block_region_t``)."""
+
+    first: int
+    outer: int
+
+
+class Policy:
+    """Base class of a policy. Override the hooks you need; the others keep the driver's default.
+
+    Class attributes a policy may set:
+
+    * ``name`` — the name ``--policy`` uses (built-ins) and tables show;
+    * ``params`` — the policy's own parameters and their defaults (``{"threshold": 51}``); each
+      becomes an attribute (``self.threshold``) and can be set from the CLI
+      (``--policy 'tree(threshold=30)'``) or as keyword arguments;
+    * ``module_params`` — driver module parameters the policy needs
+      (``{"uvm_perf_fault_replay_policy": 0}``), applied to the run;
+    * ``needs_future`` — the policy reads the trace's future (``ctx.next_use``): only an offline
+      bound such as Belady may, no real driver can;
+    * ``jit`` — names of static methods to compile with ``numba.njit`` when the policy is built
+      (their first call compiles; the guard does not count a hook's first call against its time
+      budget).
+
+    ``start(info)`` is called once before the run with a :class:`~uvmlab.policy.context.RunInfo`;
+    reset per-run state there so that one instance can run several workloads.
+    """
+
+    name: ClassVar[str] = ""
+    params: ClassVar[dict[str, Any]] = {}
+    module_params: ClassVar[dict[str, Any]] = {}
+    needs_future: ClassVar[bool] = False
+    jit: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, **params: Any) -> None:
+        declared = type(self).params
+        values = dict(declared)
+        for k in declared:
+            if callable(getattr(type(self), k, None)):
+                raise PolicyError(f"policy {self.label!r}: parameter {k!r} has the name of a method")
+        for k, v in params.items():
+            if k not in declared:
+                known = ", ".join(declared) or "none"
+                raise PolicyError(f"policy {self.label!r} has no parameter {k!r} (its parameters: "
+                                  f"{known})")
+            values[k] = _convert(self.label, k, v, declared[k])
+        self.params = values  # instance dict shadows the class-level declaration
+        for k, v in values.items():
+            setattr(self, k, v)
+        cls = type(self)
+        if cls.jit and "_jitted" not in cls.__dict__:
+            import numba
+
+            compiled = {}
+            for fname in cls.jit:
+                fn = cls.__dict__.get(fname)
+                fn = fn.__func__ if isinstance(fn, staticmethod) else None
+                if fn is None:
+                    raise PolicyError(f"policy {self.label!r}: jit names {fname!r}, which is not "
+                                      "a static method of the policy")
+                compiled[fname] = numba.njit(cache=True)(fn)  # compiles at its first call
+            cls._jitted = compiled  # once per class, so every instance shares the compilation
+        for fname, fn in cls.__dict__.get("_jitted", {}).items():
+            setattr(self, fname, fn)
+
+    @property
+    def label(self) -> str:
+        """The name shown in tables and ejection records."""
+        base = type(self).name or type(self).__name__
+        own = getattr(self, "params", None)
+        if isinstance(own, dict):
+            changed = {k: v for k, v in own.items() if type(self).params.get(k) != v}
+            if changed:
+                return base + "(" + ",".join(f"{k}={v}" for k, v in changed.items()) + ")"
+        return base
+
+    def start(self, info: Any) -> None:  # noqa: B027 - optional hook, empty on purpose
+        """Called once before the run (reset per-run state here)."""
+
+
+def implemented_hooks(policy: object) -> list[str]:
+    """The hooks a policy object overrides (methods of :class:`Policy` itself do not count)."""
+    out = []
+    for hook in HOOKS:
+        fn = getattr(policy, hook, None)
+        if fn is None or not callable(fn):
+            continue
+        base = getattr(Policy, hook, None)
+        if base is not None and getattr(fn, "__func__", None) is base:
+            continue
+        out.append(hook)
+    return out
+
+
+def families(policy: object) -> list[str]:
+    return sorted({HOOKS[h] for h in implemented_hooks(policy)}, key=FAMILIES.index)
+
+
+def summary(cls_or_obj: object) -> str:
+    """First line of a policy's docstring."""
+    cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
+    doc = (cls.__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else ""
+
+
+def _convert(policy: str, key: str, value: Any, default: Any) -> Any:
+    """Give a parameter the type of its default (values from the CLI arrive as strings)."""
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                v = value.strip().lower()
+                if v in ("1", "true", "yes", "on"):
+                    return True
+                if v in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(str(value).replace("_", "")) if isinstance(value, str) else int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, str):
+            return str(value)
+    except (TypeError, ValueError):
+        raise PolicyError(f"policy {policy!r}: parameter {key}={value!r} is not a "
+                          f"{type(default).__name__}") from None
+    return value

@@ -1,0 +1,124 @@
+"""Run one workload under several policies and compare them with the driver's default."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from uvmlab.errors import UvmlabError
+from uvmlab.policy.loader import NO_POLICY, build_hooks, split_top
+from uvmlab.results.result import Result
+from uvmlab.units import fmt_bytes, fmt_ns
+
+#: (header, total key) of the comparison table, after policy / time / speedup
+COLUMNS = (("GPU faults", "gpu_faults"), ("HtoD fault", "bytes_htod_fault"),
+           ("HtoD prefetch", "bytes_htod_prefetch"), ("HtoD user", "bytes_htod_user"),
+           ("DtoH evict", "bytes_dtoh_eviction"), ("evictions", "evictions"),
+           ("ejected", "policy_ejections"))
+
+
+@dataclass
+class Row:
+    policy: str
+    result: Result
+    speedup: float  #: time of the driver default / time of this policy
+
+    @property
+    def totals(self) -> dict[str, int]:
+        return self.result.totals
+
+
+def parse_policy_list(text: str) -> list[str]:
+    """``"lru,mru,tree(threshold=30)+lfu"`` -> one spec per run (commas inside () stay)."""
+    specs = split_top(text, ",")
+    if not specs:
+        raise UvmlabError("--policies is empty: give names such as lru,mru,belady")
+    return specs
+
+
+def compare(workload: Any, specs: Sequence[str], *,
+            policy_params: Mapping[str, Mapping[str, Any]] | None = None,
+            budget_ms: float | None = None, progress: Callable[[str], None] | None = None,
+            **simulate_kw: Any) -> list[Row]:
+    """Run ``workload`` with the driver's default, then with each policy spec."""
+    from uvmlab.api import load_workload, simulate
+
+    w = load_workload(workload)
+    hooks = [(s, build_hooks(s, budget_ms=budget_ms, params=policy_params)) for s in specs
+             if s.strip().lower() not in NO_POLICY]  # load all first: fail before running
+    if progress:
+        progress("default")
+    base = simulate(w, **simulate_kw)
+    rows = [Row("default", base, 1.0)]
+    t0 = max(1, base.totals["time_ns"])
+    for spec, h in hooks:
+        if progress:
+            progress(spec)
+        r = simulate(w, policies=h, **simulate_kw)
+        rows.append(Row(spec, r, t0 / max(1, r.totals["time_ns"])))
+    return rows
+
+
+def table_rows(rows: Sequence[Row]) -> list[list[str]]:
+    """Formatted cells: policy, time, speedup, then COLUMNS."""
+    out = []
+    for r in rows:
+        t = r.totals
+        cells = [r.policy, fmt_ns(t.get("time_ns", 0)), f"{r.speedup:.2f}x"]
+        for _, k in COLUMNS:
+            v = t.get(k, 0)
+            cells.append(fmt_bytes(v) if k.startswith("bytes") else f"{v:,}")
+        if r.result.fatal:
+            cells[1] += " FATAL"
+        out.append(cells)
+    return out
+
+
+def markdown(rows: Sequence[Row]) -> str:
+    head = ["policy", "time", "speedup", *(h for h, _ in COLUMNS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(c) + " |" for c in table_rows(rows)]
+    return "\n".join(lines)
+
+
+def plot(rows: Sequence[Row], path: str | Path, title: str = "") -> None:
+    """Bar charts of speedup and of evictions / bytes moved per policy (matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UvmlabError("--plot needs matplotlib (pip install 'uvmlab[plot]')") from None
+    path = Path(path)
+    names = [r.policy for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(4 + 1.4 * len(rows), 3.8), constrained_layout=True)
+    panels = (("speedup vs driver default", [r.speedup for r in rows], "x"),
+              ("evictions (root chunks)", [r.totals["evictions"] for r in rows], ""),
+              ("GiB host to device", [r.totals["bytes_htod"] / 2**30 for r in rows], ""))
+    for ax, (label, values, unit) in zip(axes, panels, strict=True):
+        bars = ax.bar(range(len(rows)), values, color=["0.55"] + ["C0"] * (len(rows) - 1))
+        ax.set_title(label, fontsize=10)
+        ax.set_xticks(range(len(rows)), names, rotation=40, ha="right", fontsize=8)
+        ax.bar_label(bars, fmt="%.2f" + unit if unit else "%.3g", fontsize=7)
+        if unit == "x":
+            ax.axhline(1.0, color="0.3", lw=0.8, ls="--")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".",
+                               suffix=path.suffix or ".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, path)  # atomic: never half a file
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)
