@@ -123,13 +123,34 @@ def run(workload: Annotated[str, typer.Argument(help="Built-in spec (random:size
         out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Save the result (JSON).")]
         = None,
         ops: Annotated[bool, typer.Option("--ops", help="Show the per-operation table.")] = False,
+        timeline: Annotated[Path | None, typer.Option(
+            "--timeline", help="Write a Chrome/Perfetto trace (JSON) for ui.perfetto.dev.")]
+        = None,
+        events: Annotated[bool, typer.Option(
+            "--events", help="Record the event stream (kept by --out and --parquet).")] = False,
+        parquet: Annotated[Path | None, typer.Option(
+            "--parquet", help="Save the result as Parquet (events as the table).")] = None,
         ) -> None:
     """Run one workload in the model and print its totals."""
+    from uvmlab.results.sampling import record_samples
+
     prm = _params(param, params_file)
-    res = _simulate(workload, f"simulating {workload}", quiet=as_json, gpu=gpu, params=prm,
-                    profile=profile, gpu_memory=gpu_memory)
+    # residency samples are cheap; take them whenever the result is kept (heatmaps, reports)
+    keep = out_file is not None or parquet is not None or timeline is not None
+    with record_samples(enabled=keep) as rec:
+        res = _simulate(workload, f"simulating {workload}", quiet=as_json, gpu=gpu, params=prm,
+                        profile=profile, gpu_memory=gpu_memory,
+                        events=events or timeline is not None or parquet is not None)
+    if keep:
+        rec.attach(res)
     if out_file is not None:
         res.save(out_file)
+    if parquet is not None:
+        res.to_parquet(parquet)
+    if timeline is not None:
+        from uvmlab.results.perfetto import write_timeline
+
+        write_timeline(res, timeline)
     if as_json:
         print(json.dumps(res.canonical()))
     else:

@@ -25,6 +25,7 @@ from uvmlab.driver.va_space import CPU, PERM_ATOMIC
 from uvmlab.engine.gpu import GpuKernelRun
 from uvmlab.engine.scan import cpu_scan, expand, segment_columns
 from uvmlab.errors import UvmlabError
+from uvmlab.results.sampling import attach_sampler
 from uvmlab.timing.cost_model import CostProfile
 from uvmlab.workload.ir import (
     AdviseOp,
@@ -70,6 +71,8 @@ class Engine:
         self.touches = 0
         self.rows: list[dict] = []
         self.fatal: dict | None = None
+        # residency / counter samples over time, only inside uvmlab.results.sampling.record_samples
+        self.sampler = attach_sampler(self)
         self.kernel: GpuKernelRun | None = None  # the running kernel (policies that see the future)
         if hooks is not None:
             hooks.attach(self)
@@ -112,6 +115,8 @@ class Engine:
                    "start_ns": int(start_clock), "time_ns": int(self.clock - start_clock)}
             row.update({c: self.drv.counters[c] - before[c] for c in OP_COUNTERS})
             self.rows.append(row)
+            if self.sampler is not None:
+                self.sampler.sample(self.clock, force=True)
             if self.progress is not None:
                 self.progress(self.touches, total_touches)
             if self.fatal is not None:
@@ -210,6 +215,8 @@ class Engine:
     def service_timers(self) -> None:
         """The thrashing module's delayed unpin work (§6.6 Unpin)."""
         drv = self.drv
+        if self.sampler is not None:  # runs between fault batches: a consistent state
+            self.sampler.sample(self.clock)
         for block, page, _residency in drv.thrashing.unpin_expired(drv.now_ns):
             va = drv.va
             g = (block << 9) + page

@@ -1,7 +1,14 @@
-"""A run's result: canonical totals, per-operation rows, optional events (design.md §4)."""
+"""A run's result: canonical totals, per-operation rows, optional events (design.md §4).
+
+Files: ``save``/``load`` pick the format by suffix. ``.json`` (default) holds everything,
+events as columns; ``.parquet`` holds the event stream as the Parquet table (what
+``pandas.read_parquet`` returns) and everything else as JSON in the file's key-value metadata.
+Both load back an equal Result (docs/results.md).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -30,6 +37,20 @@ class Result:
     wall_s: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
     events: Any = None  # pandas.DataFrame when the run recorded events
+    samples: Any = None  # uvmlab.results.sampling.Samples when the run was sampled
+
+    def __eq__(self, other: object) -> bool:
+        # field by field, events and samples by value (a DataFrame has no plain ==)
+        if not isinstance(other, Result):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    def fingerprint(self) -> str:
+        """SHA-256 of everything but host wall-clock time: equal for the same seed and inputs
+        on any engine (design.md §9)."""
+        d = self.to_dict()
+        d.pop("wall_s", None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     # --- views ----------------------------------------------------------------------------
     def canonical(self) -> dict[str, int]:
@@ -73,7 +94,17 @@ class Result:
                 "source": self.source, "gpu": self.gpu, "params": self.params,
                 "profile": self.profile, "gpu_memory_bytes": self.gpu_memory_bytes,
                 "fatal": self.fatal, "wall_s": self.wall_s, "meta": self.meta,
-                "totals": self.totals, "ops": self.ops}
+                "totals": self.totals, "ops": self.ops, **self._extras_dict()}
+
+    def _extras_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        if self.events is not None:
+            from uvmlab.results.tables import events_to_columns
+
+            d["events"] = events_to_columns(self.events)
+        if self.samples is not None:
+            d["samples"] = self.samples.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, where: str = "result") -> Result:
@@ -83,22 +114,47 @@ class Result:
             raise TraceFileError(f"{where}: result format version {d.get('version')} "
                                  f"(this uvmlab reads {RESULT_VERSION})")
         try:
+            events = samples = None
+            if d.get("events") is not None:
+                from uvmlab.results.tables import events_from_columns
+
+                events = events_from_columns(d["events"])
+            if d.get("samples") is not None:
+                from uvmlab.results.sampling import Samples
+
+                samples = Samples.from_dict(d["samples"])
             return cls(workload=str(d["workload"]), totals={k: int(v) for k, v in
                                                             d["totals"].items()},
                        ops=list(d["ops"]), source=d.get("source", "model"), gpu=d.get("gpu", ""),
                        params=dict(d.get("params", {})), profile=d.get("profile", ""),
                        gpu_memory_bytes=int(d.get("gpu_memory_bytes", 0)), fatal=d.get("fatal"),
-                       wall_s=float(d.get("wall_s", 0.0)), meta=dict(d.get("meta", {})))
+                       wall_s=float(d.get("wall_s", 0.0)), meta=dict(d.get("meta", {})),
+                       events=events, samples=samples)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise TraceFileError(f"{where}: malformed result ({e})") from None
 
     def save(self, path: str | Path) -> None:
-        """Write as JSON, atomically (temp file + rename)."""
-        write_atomic(Path(path), json.dumps(self.to_dict(), indent=1).encode())
+        """Write as JSON, or Parquet for a ``.parquet`` path, atomically (temp file + rename)."""
+        p = Path(path)
+        if p.suffix == ".parquet":
+            self.to_parquet(p)
+            return
+        write_atomic(p, json.dumps(self.to_dict(), indent=1).encode())
+
+    def to_parquet(self, path: str | Path) -> None:
+        """One Parquet file: the event stream as the table (empty when no events were recorded),
+        the rest of the result as JSON under the metadata key ``uvmlab.result``."""
+        from uvmlab.results.tables import write_result_parquet
+
+        write_result_parquet(self, Path(path))
 
     @classmethod
     def load(cls, path: str | Path) -> Result:
         p = Path(path)
+        if p.suffix == ".parquet":
+            from uvmlab.results.tables import read_result_parquet
+
+            return read_result_parquet(p)
         try:
             text = p.read_text()
         except OSError as e:
@@ -115,6 +171,8 @@ def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would
+        os.fchmod(fd, _file_mode(path))
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -123,6 +181,15 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _file_mode(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o777  # replacing a file keeps its mode
+    except OSError:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 __all__ = ["Result", "write_atomic", "TOTALS", "EXTRA"]
