@@ -63,6 +63,8 @@ def test_run_saves_result_and_trace_roundtrip(tmp_path):
     (["run", "random:size=8MiB", "--gpu-memory", "lots"], ["GPU memory"]),
     (["run", "random:size=8MiB", "--gpu", "h300"], ["h200"]),
     (["trace", "info", "missing.uvmw"], ["missing.uvmw"]),
+    (["run", "random:size=8MiB", "--gpu-memory"], ["--gpu-memory"]),
+    (["nosuchcommand"], ["nosuchcommand"]),
 ])
 def test_bad_input_gives_one_line_error(args, needles):
     assert_one_line_error(uvmlab(*args), *needles)

@@ -193,7 +193,8 @@ def demo(gpu: GpuOpt = "h200",
             rows.append((f"{s.split(':')[0]}, {label}", simulate(s, gpu=gpu, params=p)))
     out.print(results_table("The bitmap-tree prefetcher (uvm_perf_prefetch_enable)", rows))
     rows = []
-    for s in (f"stream:size={size},passes=2", f"llm:size={size}", f"gemm:size={size}"):
+    for s in (f"stream:size={size},passes=2", f"random:size={size}", f"gemm:size={size}",
+              f"llm:size={size}"):
         for ratio in ("50%", "100%", "125%", "150%", "200%"):
             rows.append((f"{s.split(':')[0]} @ {ratio}",
                          simulate(s, gpu=gpu, gpu_memory=ratio)))
@@ -276,13 +277,12 @@ def main() -> None:
         sys.exit(130)
     except (typer.Exit, SystemExit) as e:
         sys.exit(getattr(e, "exit_code", getattr(e, "code", 0)))
-    except Exception as e:  # click usage errors and the like
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
+    except Exception as e:  # usage errors from click (typer ships its own copy of click)
+        if hasattr(e, "format_message") and hasattr(e, "exit_code"):
+            print(f"uvmlab: error: {' '.join(e.format_message().split())} (see --help)",
+                  file=sys.stderr)
             sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
+        if type(e).__name__ == "Abort":
             sys.exit(1)
         raise
 

@@ -20,6 +20,7 @@ from uvmlab.driver.hal import GpuSpec
 from uvmlab.driver.invariants import check_invariants
 from uvmlab.driver.migrate import migrate
 from uvmlab.driver.params import Params
+from uvmlab.driver.perf import events as pe
 from uvmlab.driver.uvm import ContextFatal, UvmDriver
 from uvmlab.driver.va_space import CPU, PERM_ATOMIC
 from uvmlab.engine.gpu import GpuKernelRun
@@ -71,11 +72,11 @@ class Engine:
         self.touches = 0
         self.rows: list[dict] = []
         self.fatal: dict | None = None
-        # residency / counter samples over time, only inside uvmlab.results.sampling.record_samples
-        self.sampler = attach_sampler(self)
         self.kernel: GpuKernelRun | None = None  # the running kernel (policies that see the future)
         if hooks is not None:
             hooks.attach(self)
+        # residency / counter samples over time, only inside uvmlab.results.sampling.record_samples
+        self.sampler = attach_sampler(self)
 
     # --- set-up ---------------------------------------------------------------------------
     def _place_allocations(self) -> None:
@@ -200,6 +201,7 @@ class Engine:
         lo = int(va.alloc_base[alloc])
         hi = lo + int(va.alloc_pages[alloc])
         va.alloc_live[alloc] = False
+        self.drv.charge((((hi - 1) >> 9) - (lo >> 9) + 1) * self.drv.profile.free_block_ns)
         va.residency[lo:hi] = 0
         va.perm[:, lo:hi] = 0
         for b in range(lo >> 9, ((hi - 1) >> 9) + 1):
@@ -208,7 +210,7 @@ class Engine:
                 if chunk >= 0:
                     self.drv.pmm[g].free_chunk(chunk)
                     va.gpu_chunk[g, b] = -1
-            self.drv.thrashing.destroy_block(b)
+            self.drv.perf_events.notify(pe.BLOCK_DESTROY, block=b)
         if va.alloc_kind[alloc] == AllocKind.DEVICE:
             self.drv.pmm[0].release(-(-self.workload.allocs[alloc].bytes // (2 << 20)) * (2 << 20))
 
