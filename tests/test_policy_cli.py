@@ -77,3 +77,24 @@ def test_policy_list_run_and_check(tmp_path):
     assert "raises ejected in chunk_used" in r.stdout and "KeyError" in r.stdout
     r = uvmlab("policy", "run", "llm:size=8MiB", "--policy", "mru", "--json")
     assert json.loads(r.stdout)["policy_ejections"] == 0
+
+
+def test_the_tutorial_policy_works_as_documented(tmp_path):
+    """docs/policies.md §1: the policy in the tutorial, under 30 lines, beats LRU; Belady
+    bounds it."""
+    from pathlib import Path
+
+    from uvmlab.policy.compare import compare
+
+    doc = (Path(__file__).parent.parent / "docs" / "policies.md").read_text()
+    code = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(code.strip().splitlines()) < 30
+    f = tmp_path / "settle.py"
+    f.write_text(code)
+    rows = {r.policy: r.totals for r in compare("llm:size=32MiB", ["lru", str(f), "belady"],
+                                                 gpu_memory="150%")}
+    assert rows["lru"] == rows["default"]
+    assert rows["settle"]["evictions"] < rows["lru"]["evictions"]
+    assert rows["settle"]["time_ns"] < rows["lru"]["time_ns"]
+    assert rows["belady"]["evictions"] <= rows["settle"]["evictions"]
+    assert rows["settle"]["policy_ejections"] == 0

@@ -323,3 +323,23 @@ def test_policies_from_a_file(tmp_path):
 def test_no_policy_costs_nothing_in_the_default_path():
     r = simulate(SPEC, gpu_memory="150%", policies="default")
     assert "policies" not in r.meta and r.totals["policy_ejections"] == 0
+
+
+def test_replay_adaptive_decides_as_documented():
+    from uvmlab.policy.context import ReplayContext
+
+    p = load_policy("replay-adaptive")
+
+    def ctx(faults, unique, duplicates, pending):
+        return ReplayContext([], gpu=1, batch=0, faults=faults, unique=unique,
+                             duplicates=duplicates, throttled=False, pending=pending,
+                             default_policy=2, replays=0, now_ns=0)
+
+    assert p.decide_replay(ctx(100, 40, 60, 500)) == REPLAY_NOW  # mostly duplicates
+    assert p.decide_replay(ctx(20, 20, 0, 500)) == REPLAY_DEFER  # small, more waiting
+    assert p.decide_replay(ctx(20, 20, 0, 0)) == DEFAULT  # small, nothing waiting
+    assert p.decide_replay(ctx(256, 256, 10, 500)) == DEFAULT
+    r = simulate("random:size=16MiB", concurrency=1024, policies=p, check_invariants=True)
+    assert r.totals["policy_ejections"] == 0
+    assert totals(simulate("random:size=16MiB", policies="replay-batch-flush")) == totals(
+        simulate("random:size=16MiB"))

@@ -72,7 +72,7 @@ def compare_cmd(workload: WorkloadArg,
                           f"{e['reason']}[/yellow]")
     if plot_file is not None:
         cmp.plot(rows, plot_file, title=f"{workload}, GPU memory {gpu_memory or 'all'}")
-        if not as_json:
+        if not (as_json or markdown):
             out.print(f"wrote {plot_file}")
 
 

@@ -60,7 +60,8 @@ def compare(workload: Any, specs: Sequence[str], *,
         if progress:
             progress(spec)
         r = simulate(w, policies=h, **simulate_kw)
-        rows.append(Row(spec, r, t0 / max(1, r.totals["time_ns"])))
+        label = "+".join(h.labels) or spec  # a file's policy by its name, not its path
+        rows.append(Row(label, r, t0 / max(1, r.totals["time_ns"])))
     return rows
 
 
@@ -97,17 +98,19 @@ def plot(rows: Sequence[Row], path: str | Path, title: str = "") -> None:
         raise UvmlabError("--plot needs matplotlib (pip install 'uvmlab[plot]')") from None
     path = Path(path)
     names = [r.policy for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(4 + 1.4 * len(rows), 3.8), constrained_layout=True)
-    panels = (("speedup vs driver default", [r.speedup for r in rows], "x"),
-              ("evictions (root chunks)", [r.totals["evictions"] for r in rows], ""),
-              ("GiB host to device", [r.totals["bytes_htod"] / 2**30 for r in rows], ""))
-    for ax, (label, values, unit) in zip(axes, panels, strict=True):
+    fig, axes = plt.subplots(3, 1, figsize=(max(6.0, 2 + 0.7 * len(rows)), 9), sharex=True,
+                             constrained_layout=True)
+    panels = (("speedup vs driver default", [r.speedup for r in rows], "{:.2f}x"),
+              ("evictions (root chunks)", [r.totals["evictions"] for r in rows], "{:,.0f}"),
+              ("GiB host to device", [r.totals["bytes_htod"] / 2**30 for r in rows], "{:.2f}"))
+    for ax, (label, values, fmt) in zip(axes, panels, strict=True):
         bars = ax.bar(range(len(rows)), values, color=["0.55"] + ["C0"] * (len(rows) - 1))
         ax.set_title(label, fontsize=10)
-        ax.set_xticks(range(len(rows)), names, rotation=40, ha="right", fontsize=8)
-        ax.bar_label(bars, fmt="%.2f" + unit if unit else "%.3g", fontsize=7)
-        if unit == "x":
+        ax.bar_label(bars, fmt=fmt, fontsize=7)
+        ax.margins(y=0.15)
+        if fmt.endswith("x"):
             ax.axhline(1.0, color="0.3", lw=0.8, ls="--")
+    axes[-1].set_xticks(range(len(rows)), names, rotation=40, ha="right", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".",

@@ -107,8 +107,12 @@ def load_policies(spec: Any, params: Mapping[str, Mapping[str, Any]] | None = No
             name = m.group("name").strip().lower() if m else item
             if name in NO_POLICY:
                 continue
-            key = name.replace("_", "-") if not _looks_like_path(name) else name
-            out.append(load_policy(item, params.get(key) or params.get(name) or {}))
+            if _looks_like_path(name):  # -P takes the file's stem: settle.py -> settle.KEY=V
+                keys = (name, Path(name.split(".py")[0]).name, name.rsplit(":", 1)[-1])
+            else:
+                keys = (name.replace("_", "-"), name)
+            extra = next((params[k] for k in keys if k in params), {})
+            out.append(load_policy(item, extra))
         return out
     if isinstance(spec, type):
         return [spec()]
