@@ -114,3 +114,11 @@ def test_demo_quick_prints_tables():
 def test_listing_commands():
     assert "vecsearch" in uvmlab("workloads").stdout
     assert "uvm_perf_fault_replay_policy" in uvmlab("params").stdout
+
+
+def test_run_with_a_policy_changes_behaviour():
+    base = json.loads(uvmlab("run", "random:size=16MiB", "--json").stdout)
+    none = uvmlab("run", "random:size=16MiB", "--json", "--policy", "prefetch-none")
+    assert none.returncode == 0, none.stderr
+    assert json.loads(none.stdout)["bytes_htod_prefetch"] == 0 < base["bytes_htod_prefetch"]
+    assert_one_line_error(uvmlab("run", "random:size=16MiB", "--policy", "lruu"), "lru")

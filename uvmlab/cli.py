@@ -130,6 +130,9 @@ def run(workload: Annotated[str, typer.Argument(help="Built-in spec (random:size
             "--events", help="Record the event stream (kept by --out and --parquet).")] = False,
         parquet: Annotated[Path | None, typer.Option(
             "--parquet", help="Save the result as Parquet (events as the table).")] = None,
+        policy: Annotated[str | None, typer.Option(
+            "--policy", help="Policies replacing the driver's decisions: NAME, NAME(k=v), "
+                             "path/file.py[:Class], or a+b (see `uvmlab policy list`).")] = None,
         ) -> None:
     """Run one workload in the model and print its totals."""
     from uvmlab.results.sampling import record_samples
@@ -139,7 +142,7 @@ def run(workload: Annotated[str, typer.Argument(help="Built-in spec (random:size
     keep = out_file is not None or parquet is not None or timeline is not None
     with record_samples(enabled=keep) as rec:
         res = _simulate(workload, f"simulating {workload}", quiet=as_json, gpu=gpu, params=prm,
-                        profile=profile, gpu_memory=gpu_memory,
+                        profile=profile, gpu_memory=gpu_memory, policies=policy,
                         events=events or timeline is not None or parquet is not None)
     if keep:
         rec.attach(res)
