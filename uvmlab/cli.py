@@ -180,6 +180,7 @@ def demo(gpu: GpuOpt = "h200",
     from uvmlab.api import simulate
 
     size = "64MiB" if quick else "512MiB"
+    small = "16MiB" if quick else "64MiB"  # prefetch off faults every page: keep it short
     specs = [f"stream:size={size},passes=2", f"random:size={size}", f"stride:size={size}",
              f"stencil:size={size}", f"gemm:size={size}", f"pingpong:size={size}",
              f"llm:size={size}", f"vecsearch:size={size}"]
@@ -190,10 +191,10 @@ def demo(gpu: GpuOpt = "h200",
         rows.append((s.split(":")[0], simulate(s, gpu=gpu)))
     out.print(results_table("Workloads that fit in GPU memory", rows))
     rows = []
-    for s in (f"random:size={size}",):
+    for s in (f"random:size={small}",):
         for p in ({"uvm_perf_prefetch_enable": 0}, {}):
             label = "prefetch off" if p else "prefetch on"
-            rows.append((f"{s.split(':')[0]}, {label}", simulate(s, gpu=gpu, params=p)))
+            rows.append((f"{s.split(':')[0]} {small}, {label}", simulate(s, gpu=gpu, params=p)))
     out.print(results_table("The bitmap-tree prefetcher (uvm_perf_prefetch_enable)", rows))
     rows = []
     for s in (f"stream:size={size},passes=2", f"random:size={size}", f"gemm:size={size}",
