@@ -17,20 +17,13 @@ from collections.abc import Callable
 import numpy as np
 from numba import njit
 
+from uvmlab.driver.perf.prefetch import tree_alignment
+
 
 @njit(cache=True)
 def _build(faulted, resident, thrashing, block_first_page_va, big, m_first, m_outer):
     """The kernel's tree set-up: big-page offset, leaves, grow_fault_granularity, prefix sums."""
-    va_first = block_first_page_va + m_first
-    va_outer = block_first_page_va + m_outer
-    big_first_va = (va_first + big - 1) // big * big
-    big_outer_va = va_outer // big * big
-    has_big = big_outer_va > big_first_va
-    b_first = big_first_va - block_first_page_va
-    offset = 0
-    if has_big and b_first > m_first:
-        offset = big - (b_first - m_first)
-    leaf_count = (m_outer - m_first) + offset
+    has_big, offset, leaf_count = tree_alignment(block_first_page_va, big, m_first, m_outer)
     leaves = np.zeros(leaf_count, dtype=np.bool_)
     for p in range(m_first, m_outer):
         leaves[p - m_first + offset] = faulted[p] or (len(resident) > 0 and resident[p])

@@ -77,6 +77,26 @@ def effective_prefetch_min_faults(param: int) -> int:
 
 
 @njit(cache=True)
+def tree_alignment(block_first_page_va, big, m_first, m_outer):
+    """The tree's alignment to big pages: (has a whole big page, offset, leaf count).
+
+    The largest big-page-aligned sub-range of the region is found in VA terms
+    (``uvm_va_block_big_page_region_subset``); the tree is shifted right by ``offset`` virtual
+    (never set) leaves so that every aligned node of >= ``big`` leaves starts on a big-page
+    boundary.
+    """
+    va_first = block_first_page_va + m_first
+    big_first_va = (va_first + big - 1) // big * big
+    big_outer_va = (block_first_page_va + m_outer) // big * big
+    has_big = big_outer_va > big_first_va
+    b_first = big_first_va - block_first_page_va
+    offset = 0
+    if has_big and b_first > m_first:
+        offset = big - (b_first - m_first)
+    return has_big, offset, (m_outer - m_first) + offset
+
+
+@njit(cache=True)
 def _prefetch_kernel(
     faulted,
     resident,
@@ -113,21 +133,7 @@ def _prefetch_kernel(
         out[lo:hi] = True
     else:
         # --- init_bitmap_tree_from_region + update_bitmap_tree_from_va_block -------------
-        # Largest big-page-aligned sub-range of the region, in VA terms
-        # (uvm_va_block_big_page_region_subset -> range_big_page_region_all).
-        va_first = block_first_page_va + m_first
-        va_outer = block_first_page_va + m_outer
-        big_first_va = (va_first + big - 1) // big * big
-        big_outer_va = va_outer // big * big
-        has_big = big_outer_va > big_first_va
-        b_first = big_first_va - block_first_page_va
-
-        # Shift the tree right by `offset` virtual (never set) leaves so that every aligned
-        # node of >= big leaves starts on a big-page boundary.
-        offset = 0
-        if has_big and b_first > m_first:
-            offset = big - (b_first - m_first)
-        leaf_count = (m_outer - m_first) + offset
+        has_big, offset, leaf_count = tree_alignment(block_first_page_va, big, m_first, m_outer)
 
         # Leaves: resident U faulted, shifted so that page m_first is leaf `offset` (the
         # driver's shifted page mask). Virtual leaves [0, offset) stay 0.
