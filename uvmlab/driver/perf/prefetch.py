@@ -305,6 +305,7 @@ def compute_prefetch_mask(
     cpu_resident_readable: np.ndarray | None = None,
     max_region: tuple[int, int] | None = None,
     driver_offset_clamp: bool = True,
+    first_touch: bool = False,
 ) -> np.ndarray:
     """Pages to prefetch for one block operation with a single destination D (§5.3 steps 2, 4–6).
 
@@ -331,6 +332,8 @@ def compute_prefetch_mask(
             including its clamp of a region that starts among the virtual leaves to page
             ``offset`` instead of page 0. It only matters for blocks whose first page is not
             big-page aligned; ``False`` gives the clamp the spec describes.
+        first_touch: §5.3 step 3 applies (see :func:`first_touch_shortcut_applies`): the whole
+            region, no tree.
 
     Returns:
         A new boolean mask of ``n`` pages. Faulted, thrashing and (CPU destination)
@@ -353,7 +356,7 @@ def compute_prefetch_mask(
         m_outer,
         bool(dest_is_cpu),
         bool(driver_offset_clamp),
-        False,
+        bool(first_touch),
     )
 
 
@@ -455,20 +458,13 @@ def prefetch_hint(
     count = update_prefetch_info(
         last_proc, fault_migrations, block, dest, int(np.count_nonzero(faulted))
     )
-    mask = _prefetch_kernel(
-        faulted,
-        _as_mask(resident, n, "resident"),
-        _as_mask(thrashing, n, "thrashing"),
-        _as_mask(cpu_resident_readable, n, "cpu_resident_readable"),
-        int(block_first_page_va),
-        int(big_page_pages),
-        int(threshold),
-        m_first,
-        m_outer,
-        dest == CPU_ID,
-        bool(driver_offset_clamp),
-        first_touch_shortcut_applies(resident_anywhere_count, dest, preferred_location),
-    )
+    mask = compute_prefetch_mask(
+        faulted, resident, thrashing, block_first_page_va=block_first_page_va,
+        big_page_pages=big_page_pages, threshold=threshold, dest_is_cpu=dest == CPU_ID,
+        cpu_resident_readable=cpu_resident_readable, max_region=max_region,
+        driver_offset_clamp=driver_offset_clamp,
+        first_touch=first_touch_shortcut_applies(resident_anywhere_count, dest,
+                                                 preferred_location))
     if not hint_allowed(count, min_faults) or not mask.any():
         return np.zeros(n, dtype=np.bool_)
     return mask
