@@ -110,7 +110,7 @@ def service_replayable_faults(drv: UvmDriver, buf: FaultBuffer, gpu: int,
     """§3.2 ``uvm_parent_gpu_service_replayable_faults``: one bottom half."""
     p = drv.params
     policy = p.uvm_perf_fault_replay_policy
-    batch_count = max(1, min(p.uvm_perf_fault_batch_count, buf.capacity))
+    batch_count = min(drv.gpu.fault_batch_size(p.uvm_perf_fault_batch_count), buf.capacity)
     c = drv.counters
     c["bottom_halves"] += 1
     drv.charge(drv.profile.bottom_half_ns)
