@@ -18,6 +18,7 @@ from numba import njit
 
 from uvmlab.driver import events as ev
 from uvmlab.driver import va_block as vb
+from uvmlab.driver.perf.thrashing import HINT_NONE
 from uvmlab.driver.va_space import BLOCK_SHIFT, PERM_READ
 from uvmlab.units import PAGE_SIZE
 from uvmlab.workload.ir import Access
@@ -206,9 +207,13 @@ def service_block_faults(drv: UvmDriver, gpu: int, block: int, pages: np.ndarray
     n = hi - lo
     local = pages - lo
     th = drv.thrashing
-    hints = [th.get_hint(block, int(lp), gpu, drv.now_ns, preferred=int(va.preferred[pg]) - 1,
-                         closest=va.closest_resident(int(va.residency[pg]), gpu))
-             for lp, pg in zip(local.tolist(), pages.tolist(), strict=True)]
+    if th.tracks_pages(block):
+        hints = [th.get_hint(block, int(lp), gpu, drv.now_ns,
+                             preferred=int(va.preferred[pg]) - 1,
+                             closest=va.closest_resident(int(va.residency[pg]), gpu))
+                 for lp, pg in zip(local.tolist(), pages.tolist(), strict=True)]
+    else:  # the common case: no per-page thrashing state, every hint is NONE
+        hints = [HINT_NONE] * len(pages)
     if drv.hooks is not None:  # a thrashing policy may override NONE / THROTTLE / PIN per page
         hints = drv.hooks.thrashing_hints(drv, block, gpu, local, pages, hints, drv.now_ns)
     kinds = np.array([h.kind for h in hints], dtype=np.int8)
