@@ -7,11 +7,11 @@ import pytest
 
 from uvmlab.errors import WorkloadError
 from uvmlab.units import PAGE_SIZE
-from uvmlab.workload.ir import SEG_INDEX, SEG_RUN, Access, CpuOp, KernelOp
+from uvmlab.workload.ir import SEG_INDEX, SEG_RUN, Access, CpuOp, KernelOp, WorkloadBuilder
 from uvmlab.workload.synthetic import WORKLOADS, describe, make_workload, parse_spec
 
 NAMES = sorted(WORKLOADS)
-RANDOM = {"random", "graph", "vecsearch"}  # generators whose touches depend on the seed
+RANDOM = {"random", "graph", "vecsearch", "sparse"}  # generators whose touches depend on the seed
 
 
 def _touched_pages(w, op) -> np.ndarray:
@@ -170,6 +170,71 @@ def test_train_backward_runs_in_reverse() -> None:
                      "step0.bwd0", "step0.optimizer"]
 
 
+def _kernels(w) -> list[KernelOp]:
+    return [op for op in w.ops if isinstance(op, KernelOp)]
+
+
+def test_sparse_touches_one_whole_block_per_group_in_every_pass() -> None:
+    w = make_workload("sparse:size=64MiB,every=4,passes=3,seed=7")  # 32 blocks, 8 groups
+    ks = _kernels(w)
+    assert len(ks) == 3 and w.ops[-1].op == "sync"
+    assert not any(isinstance(op, CpuOp) for op in w.ops)  # the GPU first-touches the blocks
+    first = _touched_pages(w, ks[0])[:, 1]
+    blocks = np.unique(first // 512)
+    assert list(blocks // 4) == list(range(8))  # one block in each group of 4
+    assert np.array_equal(first, (blocks[:, None] * 512 + np.arange(512)).ravel())  # in order
+    for k in ks[1:]:
+        assert np.array_equal(_touched_pages(w, k)[:, 1], first)  # the same blocks every pass
+    accesses = [set(w.segments["access"][k.seg_lo:k.seg_hi]) for k in ks]
+    assert accesses == [{Access.WRITE}, {Access.READ}, {Access.READ}]
+    assert all(w.segments["kind"] == SEG_RUN) and len(w.pool) == 0
+    assert w.params == {"size": 64 << 20, "every": 4, "passes": 3}
+
+
+def test_sparse_touches_target_rounds_up_to_whole_passes() -> None:
+    w = make_workload("sparse:size=32MiB,every=4,touches=5000")  # 4 blocks, 2048 pages a pass
+    assert w.params["passes"] == 3 and w.touch_count() == 3 * 2048
+    assert make_workload("sparse:size=32MiB,every=4").params["passes"] == 4
+
+
+def test_sparse_partial_last_group_and_block() -> None:
+    # 5 full blocks and 100 pages: groups {0..3} and {4, 5}; block 5 has 100 pages
+    for seed in range(8):
+        w = make_workload(f"sparse:size={(5 * 512 + 100) * PAGE_SIZE},every=4,passes=1,seed={seed}")
+        pages = _touched_pages(w, _kernels(w)[0])[:, 1]
+        last = np.unique(pages // 512)[-1]
+        assert last in (4, 5)
+        assert np.count_nonzero(pages // 512 == last) == (512 if last == 4 else 100)
+        assert pages.max() < w.allocs[0].pages
+
+
+def test_sparse_every_one_is_a_single_run_per_pass() -> None:
+    w = make_workload("sparse:size=16MiB,every=1,passes=2")
+    assert list(w.segments["count"]) == [4096, 4096]
+
+
+def test_sparse_terabyte_is_compact() -> None:
+    w = make_workload("sparse:size=1TiB,every=16,passes=1")
+    assert w.allocs[0].bytes == 1 << 40
+    assert w.touch_count() == (1 << 40) // 16 // PAGE_SIZE  # 64 GiB touched
+    assert len(w.segments) <= (1 << 40) // 16 // (2 << 20)  # at most one run per block
+    assert len(w.pool) == 0
+
+
+def test_builder_runs_match_single_runs() -> None:
+    def build(batch: bool):
+        b = WorkloadBuilder("t")
+        buf = b.alloc("buf", "8MiB")
+        many = b.runs(buf, np.array([0, 600, 900]), np.array([3, 0, 7]), stride=2) if batch \
+            else [b.run(buf, 0, 3, stride=2), b.run(buf, 900, 7, stride=2)]
+        b.kernel("k", [b.run(buf, 5, 1), *([many] if batch else many), b.run(buf, 1, 2)])
+        b.kernel("k2", [b.runs(buf, [10], 4, access="write")] if batch
+                 else [b.run(buf, 10, 4, access="write")])
+        return b.build()
+
+    assert build(True) == build(False)
+
+
 # --- spec parsing ------------------------------------------------------------------------------
 
 
@@ -199,6 +264,10 @@ def test_spec_values_are_parsed() -> None:
     ("stream:seed=-1", ["seed"]),
     ("vecsearch:nprobe=9,partitions=8", ["nprobe"]),
     ("llm:layers=1000,tokens=10000", ["kernels"]),
+    ("sparse:passes=2,touches=100", ["passes or touches"]),
+    ("sparse:every=0", ["every", "at least 1"]),
+    ("sparse:touches=0", ["touches", "at least 1"]),
+    ("sparse:size=1TiB,every=2,passes=100", ["page-runs", "limit"]),
 ])
 def test_spec_errors_are_clear(spec: str, words: list[str]) -> None:
     with pytest.raises(WorkloadError) as ei:

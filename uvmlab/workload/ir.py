@@ -316,6 +316,24 @@ class Touches:
     pages: np.ndarray | None = None
 
 
+@dataclass(frozen=True, eq=False)
+class RunBatch:
+    """Many runs of one allocation and access, as arrays: returned by ``WorkloadBuilder.runs``.
+
+    Each run becomes its own segment, as ``run`` would make it, without a Python object per run.
+    """
+
+    alloc: int
+    access: Access
+    starts: np.ndarray  # int64, first page of each run
+    counts: np.ndarray  # int64, pages in each run (>= 1)
+    stride: int
+
+    @property
+    def count(self) -> int:
+        return int(self.counts.sum())
+
+
 class WorkloadBuilder:
     """Builds a ``Workload``; generators use it so they never touch the encoding directly.
 
@@ -333,7 +351,9 @@ class WorkloadBuilder:
         self.params = dict(params or {})
         self.allocs: list[Alloc] = []
         self.ops: list[Op] = []
-        self._segments: list[tuple] = []
+        self._segments: list[tuple] = []  # pending single segments, not yet in _parts
+        self._parts: list[np.ndarray] = []  # SEGMENT_DTYPE arrays, in order
+        self._n_segments = 0
         self._pools: list[np.ndarray] = []
         self._pool_len = 0
         self.default_ns_per_touch = default_ns_per_touch
@@ -386,6 +406,15 @@ class WorkloadBuilder:
             count = (self.allocs[alloc].pages - start + stride - 1) // stride
         return Touches(alloc, SEG_RUN, _access(access), int(start), int(count), int(stride))
 
+    def runs(self, alloc: int, starts: np.ndarray, counts: np.ndarray | int, stride: int = 1,
+             access: str | Access = "read") -> RunBatch:
+        """One run per entry of ``starts`` (``counts`` pages each, a scalar or an array), in order:
+        for patterns of thousands of runs, such as one per 2 MiB block of a huge allocation."""
+        st = np.asarray(starts, dtype=np.int64).ravel()
+        ct = np.broadcast_to(np.asarray(counts, dtype=np.int64), st.shape)
+        keep = ct > 0
+        return RunBatch(alloc, _access(access), st[keep].copy(), ct[keep].copy(), int(stride))
+
     def index(self, alloc: int, pages: np.ndarray, access: str | Access = "read") -> Touches:
         """Pages in the order given (any integer array of page numbers)."""
         arr = np.asarray(pages)
@@ -398,10 +427,25 @@ class WorkloadBuilder:
         return Touches(alloc, SEG_INDEX, _access(access), 0, int(arr.size), 0,
                        arr.astype(np.uint32, copy=False))
 
-    def _add_touches(self, touches: Iterable[Touches]) -> tuple[int, int, int]:
-        lo = len(self._segments)
+    def _flush(self) -> None:
+        if self._segments:
+            self._parts.append(np.array(self._segments, dtype=SEGMENT_DTYPE))
+            self._segments = []
+
+    def _add_touches(self, touches: Iterable[Touches | RunBatch]) -> tuple[int, int, int]:
+        lo = self._n_segments
         n = 0
         for t in touches:
+            if isinstance(t, RunBatch):
+                if len(t.starts):
+                    self._flush()
+                    part = np.zeros(len(t.starts), dtype=SEGMENT_DTYPE)
+                    part["alloc"], part["kind"], part["access"] = t.alloc, SEG_RUN, int(t.access)
+                    part["start"], part["count"], part["stride"] = t.starts, t.counts, t.stride
+                    self._parts.append(part)
+                    self._n_segments += len(part)
+                    n += t.count
+                continue
             if t.count <= 0:
                 continue
             if t.kind == SEG_INDEX:
@@ -411,23 +455,25 @@ class WorkloadBuilder:
             else:
                 start = t.start
             self._segments.append((t.alloc, t.kind, int(t.access), start, t.count, t.stride))
+            self._n_segments += 1
             n += t.count
-        return lo, len(self._segments), n
+        return lo, self._n_segments, n
 
-    def kernel(self, name: str, touches: Sequence[Touches], *, gpu: str | int = "gpu0",
+    def kernel(self, name: str, touches: Sequence[Touches | RunBatch], *, gpu: str | int = "gpu0",
                compute_ns: int | None = None) -> None:
         lo, hi, n = self._add_touches(touches)
         ns = int(n * self.default_ns_per_touch) if compute_ns is None else int(compute_ns)
         self.ops.append(KernelOp(name, processor_id(gpu), lo, hi, ns))
 
-    def cpu(self, name: str, touches: Sequence[Touches], *, compute_ns: int | None = None) -> None:
+    def cpu(self, name: str, touches: Sequence[Touches | RunBatch], *,
+            compute_ns: int | None = None) -> None:
         lo, hi, n = self._add_touches(touches)
         ns = int(n * 50) if compute_ns is None else int(compute_ns)
         self.ops.append(CpuOp(name, lo, hi, ns))
 
     def build(self) -> Workload:
-        segs = np.array(self._segments, dtype=SEGMENT_DTYPE) if self._segments else \
-            np.zeros(0, dtype=SEGMENT_DTYPE)
+        self._flush()
+        segs = np.concatenate(self._parts) if self._parts else np.zeros(0, dtype=SEGMENT_DTYPE)
         pool = np.concatenate(self._pools) if self._pools else np.zeros(0, dtype=np.uint32)
         w = Workload(self.name, list(self.allocs), list(self.ops), segs, pool.astype(np.uint32),
                      self.seed, dict(self.params))

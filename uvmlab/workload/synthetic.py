@@ -437,3 +437,54 @@ def train(size: str | int = "256MiB", seed: int = 0, layers: int = 8, steps: int
         b.kernel(f"step{s}.optimizer", [b.run(grads), b.run(weights, access="write")])
     b.sync()
     return b.build()
+
+
+MAX_SPARSE_RUNS = 1 << 23  # page-runs in one sparse workload: 8 Mi segments are 240 MiB of IR
+BLOCK_PAGES = 512  # a 2 MiB VA block
+
+
+@_register
+def sparse(size: str | int = "256MiB", seed: int = 0, every: int = 16, passes: int | None = None,
+           touches: int | None = None) -> Workload:
+    """Sparse streaming: GPU passes over one whole 2 MiB block in every ``every`` of a huge buffer.
+
+    The buffer (``size``) is cut into groups of ``every`` 2 MiB blocks; the seed picks one block
+    per group, the same ones in every pass. A pass touches all 512 pages of each chosen block, in
+    address order, one page-run per block. The first pass writes (the GPU first-touches the
+    blocks: nothing is copied from the CPU), later passes read. ``passes`` defaults to 4; or give
+    ``touches``, the total wanted, and the passes are derived (rounded up to whole passes).
+    ``size=1TiB,every=16,touches=1e9`` touches 64 GiB of a 1 TiB allocation in 60 passes.
+    """
+    pages = _pages(size)
+    _positive(every=every)
+    if passes is not None and touches is not None:
+        raise WorkloadError("give passes or touches, not both")
+    blocks = -(-pages // BLOCK_PAGES)
+    groups = -(-blocks // every)
+    rng = np.random.default_rng(seed)
+    first = np.arange(groups, dtype=np.int64) * every
+    group_len = np.minimum(every, blocks - first)
+    chosen = first + (rng.random(groups) * group_len).astype(np.int64)
+    starts = chosen * BLOCK_PAGES
+    counts = np.minimum(BLOCK_PAGES, pages - starts)  # the last block may be partial
+    # chosen blocks that are next to each other make one run (every=1: one run per pass)
+    new_run = np.r_[True, starts[1:] != starts[:-1] + counts[:-1]]
+    run_id = np.cumsum(new_run) - 1
+    starts, counts = starts[new_run], np.bincount(run_id, weights=counts).astype(np.int64)
+    per_pass = int(counts.sum())
+    if touches is not None:
+        _positive(touches=touches)
+        passes = -(-touches // per_pass)
+    elif passes is None:
+        passes = 4
+    _positive(passes=passes)
+    _cap(passes)
+    if passes * len(starts) > MAX_SPARSE_RUNS:
+        raise WorkloadError(f"parameters ask for {passes * len(starts)} page-runs; the limit is "
+                            f"{MAX_SPARSE_RUNS} (raise every or lower passes)")
+    b = _builder("sparse", seed, size=_bytes(pages), every=every, passes=passes)
+    buf = b.alloc("buf", _bytes(pages))
+    for k in range(passes):
+        b.kernel(f"pass{k}", [b.runs(buf, starts, counts, access="read" if k else "write")])
+    b.sync()
+    return b.build()
