@@ -53,8 +53,13 @@ def simulate(workload: Workload | str, *, gpu: str | GpuSpec = "h200",
              profile: str | CostProfile | None = None, gpu_memory: str | int | None = None,
              concurrency: int | None = None, events: bool = False,
              check_invariants: bool = False, policies: Any = None,
-             progress: Callable[[int, int], None] | None = None) -> Result:
-    """Run ``workload`` through the modeled driver and return its Result."""
+             progress: Callable[[int, int], None] | None = None,
+             fast_path: bool = True) -> Result:
+    """Run ``workload`` through the modeled driver and return its Result.
+
+    ``fast_path=False`` services every fault with the reference (interpreted) path; the
+    answers are the same, only slower (kept to test the compiled path against).
+    """
     from uvmlab.engine.core import DEFAULT_CONCURRENCY, Engine
 
     w = load_workload(workload)
@@ -74,7 +79,7 @@ def simulate(workload: Workload | str, *, gpu: str | GpuSpec = "h200",
             prm = prm.replace(**hooks.module_params)
     eng = Engine(w, gpu=spec, params=prm, profile=prof, gpu_memory_bytes=cap,
                  concurrency=concurrency or DEFAULT_CONCURRENCY, events=events,
-                 check=check_invariants, hooks=hooks, progress=progress)
+                 check=check_invariants, hooks=hooks, progress=progress, fast_path=fast_path)
     with hooks.session() if hooks is not None else contextlib.nullcontext():
         eng.run()  # the session arms the watchdog that stops hooks that never return
     drv = eng.drv

@@ -109,7 +109,7 @@ class Pmm:
         # Nodes 0..n-1 are chunks; node n + L is the sentinel of list L (circular lists).
         self._prev = np.empty(n + _N_LISTS, dtype=np.int32)
         self._next = np.empty(n + _N_LISTS, dtype=np.int32)
-        self._count = [0] * _N_LISTS
+        self._count = np.zeros(_N_LISTS, dtype=np.int64)  # chunks per list
         for lst in range(_N_LISTS):
             s = n + lst
             self._prev[s] = self._next[s] = s
@@ -140,34 +140,34 @@ class Pmm:
 
     @property
     def free_chunks(self) -> int:
-        return self._count[LIST_FREE]
+        return int(self._count[LIST_FREE])
 
     @property
     def reserved_chunks(self) -> int:
-        return self._count[LIST_RESERVED]
+        return int(self._count[LIST_RESERVED])
 
     @property
     def used_bytes(self) -> int:
         """Bytes not free: UVM's chunks (pinned, allocated, in eviction) plus reservations."""
-        return (self.n_root_chunks - self._count[LIST_FREE]) * ROOT_CHUNK_SIZE
+        return (self.n_root_chunks - int(self._count[LIST_FREE])) * ROOT_CHUNK_SIZE
 
     @property
     def uvm_bytes(self) -> int:
         """Bytes held by UVM (TEMP_PINNED, ALLOCATED or IN_EVICTION)."""
-        held = self.n_root_chunks - self._count[LIST_FREE] - self._count[LIST_RESERVED]
+        held = self.n_root_chunks - int(self._count[LIST_FREE] + self._count[LIST_RESERVED])
         return held * ROOT_CHUNK_SIZE
 
     @property
     def free_bytes(self) -> int:
-        return self._count[LIST_FREE] * ROOT_CHUNK_SIZE
+        return int(self._count[LIST_FREE]) * ROOT_CHUNK_SIZE
 
     @property
     def reserved_bytes(self) -> int:
-        return self._count[LIST_RESERVED] * ROOT_CHUNK_SIZE
+        return int(self._count[LIST_RESERVED]) * ROOT_CHUNK_SIZE
 
     def count(self, name: str) -> int:
         """Number of chunks on the named list."""
-        return self._count[_list_id(name)]
+        return int(self._count[_list_id(name)])
 
     def list_of(self, chunk: int) -> str | None:
         """The name of the list the chunk is on, or None (pinned, in eviction)."""
@@ -204,9 +204,9 @@ class Pmm:
         if nbytes < 0:
             raise UvmlabError(f"cannot reserve a negative size ({nbytes} B)")
         need = -(-int(nbytes) // ROOT_CHUNK_SIZE)
-        free = self._count[LIST_FREE]
+        free = int(self._count[LIST_FREE])
         if need > free:
-            evictable = sum(self._count[lst] for lst in (LIST_USED, LIST_UNUSED, LIST_DISCARDED))
+            evictable = int(sum(self._count[lst] for lst in (LIST_USED, LIST_UNUSED, LIST_DISCARDED)))
             raise OutOfMemory(
                 f"cannot reserve {need} root chunks ({need * ROOT_CHUNK_SIZE} B) of GPU memory: "
                 f"{free} free, {evictable} more held by UVM and evictable, "
@@ -341,7 +341,7 @@ class Pmm:
         """
         n = self.n_root_chunks
         seen, lst, code, where, k = _walk_lists(self._next, self._prev, n, _N_LISTS,
-                                                np.array(self._count, dtype=np.int64))
+                                                self._count)
         label = _LIST_LABEL[lst] if 0 <= lst < _N_LISTS else "?"
         _require(code != 1, f"list {label}: bad link to node {where}")
         _require(code != 2, f"chunk {where}: prev link broken")
@@ -369,7 +369,7 @@ class Pmm:
         _require(bool((self._owner[no_owner] == -1).all()), "free/reserved chunk has an owner")
         held = (st == TEMP_PINNED) | (st == ALLOCATED)
         _require(bool((self._owner[held] >= 0).all()), "held chunk has no owner")
-        _require(sum(self._count) + int(((st == TEMP_PINNED) | (st == IN_EVICTION)).sum()) == n,
+        _require(int(self._count.sum()) + int(((st == TEMP_PINNED) | (st == IN_EVICTION)).sum()) == n,
                  "chunk counts do not add up")
         _require(0 <= self.used_bytes <= self.capacity_bytes, "used bytes exceed capacity")
 
@@ -393,51 +393,82 @@ class Pmm:
         # root_chunk_update_eviction_list (uvm_pmm_gpu.c): only ALLOCATED or TEMP_PINNED user
         # chunks may be marked; pinned or in-eviction chunks are on no list and stay put.
         c = self._check_index(chunk)
-        st = int(self._state[c])
-        if st == ALLOCATED:
-            self._unlink(c)
-            self._push_tail(c, lst)
-        elif st not in (TEMP_PINNED, IN_EVICTION):
+        if not chunk_update_eviction_list(self._state, self._prev, self._next, self._list,
+                                          self._count, self.n_root_chunks, c, lst):
             raise ValueError(f"{what}: chunk {c} is {self._state_name(c)}, not a UVM chunk")
 
-    # The link helpers bind the arrays to locals: they run on every fault-path list move.
+    # The list primitives are compiled functions shared with the compiled fault path
+    # (uvmlab.driver.fast_service), so both move chunks by the same code.
     def _unlink(self, c: int) -> None:
-        prev, nxt = self._prev, self._next
-        p, q = prev[c], nxt[c]
-        nxt[p] = q
-        prev[q] = p
-        self._count[self._list[c]] -= 1
-        self._list[c] = NO_LIST
+        chunk_unlink(self._prev, self._next, self._list, self._count, c)
 
     def _push_tail(self, c: int, lst: int) -> None:
-        prev, nxt = self._prev, self._next
-        s = self.n_root_chunks + lst
-        t = prev[s]
-        nxt[t] = c
-        prev[c] = t
-        nxt[c] = s
-        prev[s] = c
-        self._list[c] = lst
-        self._count[lst] += 1
+        chunk_push_tail(self._prev, self._next, self._list, self._count, self.n_root_chunks, c,
+                        lst)
 
     def _push_head(self, c: int, lst: int) -> None:
-        prev, nxt = self._prev, self._next
         s = self.n_root_chunks + lst
-        h = nxt[s]
-        prev[h] = c
-        nxt[c] = h
-        prev[c] = s
-        nxt[s] = c
-        self._list[c] = lst
-        self._count[lst] += 1
+        h = int(self._next[s])
+        # inserting after the sentinel is inserting before the old head
+        chunk_insert_between(self._prev, self._next, self._list, self._count, s, h, c, lst)
 
     def _pop_head(self, lst: int) -> int:
-        s = self.n_root_chunks + lst
-        c = int(self._next[s])
-        if c == s:
-            return -1
-        self._unlink(c)
-        return c
+        return int(chunk_pop_head(self._prev, self._next, self._list, self._count,
+                                  self.n_root_chunks, lst))
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """(state, owner, list id, prev, next, count) for compiled code that moves chunks with
+        the ``chunk_*`` primitives below; node ``n_root_chunks + L`` is list L's sentinel."""
+        return self._state, self._owner, self._list, self._prev, self._next, self._count
+
+
+@njit(cache=True)
+def chunk_unlink(prev, nxt, list_of, count, c):
+    p, q = prev[c], nxt[c]
+    nxt[p] = q
+    prev[q] = p
+    count[list_of[c]] -= 1
+    list_of[c] = NO_LIST
+
+
+@njit(cache=True)
+def chunk_insert_between(prev, nxt, list_of, count, a, b, c, lst):
+    """Link chunk ``c`` between adjacent nodes ``a`` and ``b`` of list ``lst``."""
+    nxt[a] = c
+    prev[c] = a
+    nxt[c] = b
+    prev[b] = c
+    list_of[c] = lst
+    count[lst] += 1
+
+
+@njit(cache=True)
+def chunk_push_tail(prev, nxt, list_of, count, n, c, lst):
+    s = n + lst
+    chunk_insert_between(prev, nxt, list_of, count, prev[s], s, c, lst)
+
+
+@njit(cache=True)
+def chunk_update_eviction_list(state, prev, nxt, list_of, count, n, c, lst):
+    """root_chunk_update_eviction_list: an ALLOCATED chunk moves to the tail of ``lst``; a
+    pinned or in-eviction one stays put. False for a chunk that is not UVM's."""
+    st = state[c]
+    if st == ALLOCATED:
+        chunk_unlink(prev, nxt, list_of, count, c)
+        chunk_push_tail(prev, nxt, list_of, count, n, c, lst)
+        return True
+    return st == TEMP_PINNED or st == IN_EVICTION  # noqa: SIM109 (numba: no tuple `in`)
+
+
+@njit(cache=True)
+def chunk_pop_head(prev, nxt, list_of, count, n, lst):
+    """Unlink and return the head of list ``lst``; -1 when it is empty."""
+    s = n + lst
+    c = nxt[s]
+    if c == s:
+        return -1
+    chunk_unlink(prev, nxt, list_of, count, c)
+    return c
 
 
 def _list_id(name: str) -> int:

@@ -18,6 +18,7 @@ from numba import njit
 
 from uvmlab.driver import events as ev
 from uvmlab.driver import va_block as vb
+from uvmlab.driver.fast_service import DONE, NEED_CHUNK
 from uvmlab.driver.perf.thrashing import HINT_NONE
 from uvmlab.driver.va_space import BLOCK_SHIFT, PERM_READ
 from uvmlab.units import PAGE_SIZE
@@ -179,13 +180,26 @@ def service_fault_batch(drv: UvmDriver, gpu: int, page: np.ndarray, access: np.n
     starts = np.concatenate(([0], cuts))
     stops = np.concatenate((cuts, [len(page)]))
     throttled = False
-    for s, e in zip(starts.tolist(), stops.tolist(), strict=True):
-        keep = ~same_as_prev[s:e]  # a duplicate page is serviced once, most intrusive first
+    fast = drv.fast if block_replay is None and drv.fast is not None and drv.fast.usable() \
+        else None
+    keep_all = ~same_as_prev  # a duplicate page is serviced once, most intrusive first
+    k, nb = 0, len(starts)
+    while k < nb:
+        if fast is not None:  # plain blocks in compiled code, up to the first that is not
+            k, status = fast.service_blocks(gpu, page, access, keep_all, starts, stops, k)
+            if status == DONE:
+                break
+            if status == NEED_CHUNK:  # eviction (and its policies) stay in Python
+                vb.ensure_gpu_chunk(drv, int(blocks[starts[k]]), gpu)
+                continue
+        s, e = int(starts[k]), int(stops[k])
+        keep = keep_all[s:e]
         throttled |= service_block_faults(drv, gpu, int(blocks[s]), page[s:e][keep],
                                           access[s:e][keep])
         drv.charge(drv.profile.fault_block_ns)
         if block_replay is not None:
             block_replay()
+        k += 1
     return throttled, duplicates
 
 

@@ -18,6 +18,7 @@ what its work costs to ``work_ns``, which the engine charges to whoever waited f
 from __future__ import annotations
 
 from uvmlab.driver.events import EventLog, zero_counters
+from uvmlab.driver.fast_service import FastPath
 from uvmlab.driver.hal import GpuSpec
 from uvmlab.driver.params import Params
 from uvmlab.driver.perf import events as pe
@@ -46,7 +47,7 @@ class ContextFatal(Exception):
 class UvmDriver:
     def __init__(self, allocs: list[Alloc], *, gpu: GpuSpec, params: Params,
                  profile: CostProfile, gpu_memory_bytes: int | None = None,
-                 events: bool = False, hooks=None) -> None:
+                 events: bool = False, hooks=None, fast_path: bool = True) -> None:
         self.params = params
         self.gpu = gpu
         self.profile = profile
@@ -67,6 +68,7 @@ class UvmDriver:
             max_resets=p.uvm_perf_thrashing_max_resets, can_access=VaSpace.can_access,
             emit=self._thrashing_event)
         self.thrashing.counters = self.counters  # its detections and hints count in our totals
+        self.thrashing.reserve_blocks(self.va.n_blocks)
         self.perf_events = PerfEvents()
         th = self.thrashing
         self.perf_events.register(pe.MIGRATION, lambda **k: th.on_migration(
@@ -76,6 +78,8 @@ class UvmDriver:
             k["block"], k["pages"], k["processor"], k["now_ns"]))
         self.perf_events.register(pe.BLOCK_DESTROY, lambda **k: th.destroy_block(k["block"]))
         self.access_counters = AccessCounters(self, gpu)
+        # the compiled fault path for plain blocks (None: every fault takes the reference path)
+        self.fast = FastPath(self) if fast_path else None
 
     def _thrashing_event(self, name: str, fields: dict) -> None:
         self.log.add(self.now_ns, name, fields.get("processor", -1),

@@ -55,7 +55,8 @@ class Engine:
                  profile: CostProfile, gpu_memory_bytes: int | None = None,
                  concurrency: int = DEFAULT_CONCURRENCY, events: bool = False,
                  check: bool = False, hooks=None,
-                 progress: Callable[[int, int], None] | None = None) -> None:
+                 progress: Callable[[int, int], None] | None = None,
+                 fast_path: bool = True) -> None:
         if concurrency < 1:
             raise UvmlabError(f"GPU concurrency must be >= 1, got {concurrency}")
         self.workload = workload
@@ -67,7 +68,8 @@ class Engine:
         self.check = check
         self.progress = progress
         self.drv = UvmDriver(workload.allocs, gpu=gpu, params=params, profile=profile,
-                             gpu_memory_bytes=gpu_memory_bytes, events=events, hooks=hooks)
+                             gpu_memory_bytes=gpu_memory_bytes, events=events, hooks=hooks,
+                             fast_path=fast_path)
         self.clock = 0.0
         self.touches = 0
         self.rows: list[dict] = []
@@ -175,6 +177,7 @@ class Engine:
         acc = np.empty(len(page), dtype=np.uint8)
         seg_i = off = 0
         perm = drv.va.perm[CPU]
+        fast = drv.fast if self.sampler is None else None
         while True:
             seg_i, off, n = expand(*cols, self.workload.pool, drv.va.alloc_base, seg_i, off,
                                    page, acc)
@@ -189,7 +192,12 @@ class Engine:
                     break
                 drv.now_ns = int(self.clock)
                 self.service_timers()
-                self.clock += cpu_fault(drv, int(page[hit_end]), int(acc[hit_end]))
+                waited = None
+                if fast is not None and fast.usable() and not drv.thrashing.has_pins():
+                    waited = fast.cpu_fault(int(page[hit_end]), int(acc[hit_end]))
+                if waited is None:
+                    waited = cpu_fault(drv, int(page[hit_end]), int(acc[hit_end]))
+                self.clock += waited
                 if perm[page[hit_end]] < max(1, acc[hit_end]):
                     raise RuntimeError("model bug: a serviced CPU fault left the page unmapped")
                 if self.check:

@@ -33,6 +33,9 @@ class PerfEvents:
     def unregister(self, event: str, callback: Callable[..., None]) -> None:
         self._callbacks[event].remove(callback)
 
+    def listeners(self, event: str) -> tuple[Callable[..., None], ...]:
+        return tuple(self._callbacks[event])
+
     def has_listeners(self, event: str) -> bool:
         return bool(self._callbacks[event])
 

@@ -136,18 +136,21 @@ class _Pages:
 
 
 class _Block:
-    """``block_thrashing_info_t``: created on a block's first counted event."""
+    """``block_thrashing_info_t``: created on a block's first counted event.
+
+    Its ``last_time_stamp`` and ``last_processor`` live in the detector's per-block arrays
+    (``block_last_ts``, ``block_last_proc``), so that the compiled fault path can read and update
+    them for blocks that have no per-page state without creating this object.
+    """
 
     __slots__ = (
-        "pages", "last_ts", "last_processor", "last_thrashing_ts", "reset_count",
+        "pages", "last_thrashing_ts", "reset_count",
         "thrashing_pages", "num_thrashing_pages", "pinned_mask", "num_pinned", "pinned_count",
         "throttling_count",
     )
 
     def __init__(self) -> None:
         self.pages: _Pages | None = None
-        self.last_ts = NO_STAMP
-        self.last_processor = INVALID
         self.last_thrashing_ts = NO_STAMP
         self.reset_count = 0
         self.thrashing_pages = np.zeros(PAGES_PER_BLOCK, dtype=np.bool_)
@@ -308,12 +311,29 @@ class ThrashingDetector:
         self._has_memory = has_memory
         self._emit = emit
         self._blocks: dict[int, _Block] = {}
+        # Per block: the last counted event's time and processor, and whether the block has
+        # per-page state (``block_thrashing->pages``). Grown on demand; see reserve_blocks.
+        self.block_last_ts = np.full(0, NO_STAMP, dtype=np.int64)
+        self.block_last_proc = np.full(0, INVALID, dtype=np.int8)
+        self.block_has_pages = np.zeros(0, dtype=np.bool_)
         # Per-VA-space pinned-page list, as a heap of (deadline, seq, block, page). Entries
         # cancelled by a page reset are left in place and skipped: _pin_seq holds the live seq.
         self._pin_heap: list[tuple[int, int, int, int]] = []
         self._pin_seq: dict[tuple[int, int], int] = {}
         self._seq = 0
         self.counters: dict[str, int] = {"thrashing_events": 0, "throttles": 0, "pins": 0}
+
+    def reserve_blocks(self, n_blocks: int) -> None:
+        """Size the per-block arrays for blocks ``0..n_blocks-1`` (they grow on demand too)."""
+        old = len(self.block_last_ts)
+        if n_blocks <= old:
+            return
+        for name, fill in (("block_last_ts", NO_STAMP), ("block_last_proc", INVALID),
+                           ("block_has_pages", False)):
+            a = getattr(self, name)
+            b = np.full(n_blocks, fill, dtype=a.dtype)
+            b[:old] = a
+            setattr(self, name, b)
 
     # ------------------------------------------------------------------ events (detection)
 
@@ -376,24 +396,28 @@ class ThrashingDetector:
             raise ValueError(f"processor {processor} outside 0..{self.num_processors - 1}")
         if bs is None:
             bs = self._blocks[block] = _Block()  # thrashing_info_get_create
+        if block >= len(self.block_last_ts):
+            self.reserve_blocks(max(block + 1, 2 * len(self.block_last_ts)))
         pg = bs.pages
         if pg is None:
             # Allocate per-page tracking only once two different processors touched the block
             # within one lapse; otherwise only remember this event.
-            if (bs.last_ts == NO_STAMP or bs.last_processor == processor
-                    or _stale(now, bs.last_ts, self.lapse_ns)):
-                bs.last_ts = now
-                bs.last_processor = processor
+            last_ts = int(self.block_last_ts[block])
+            if (last_ts == NO_STAMP or self.block_last_proc[block] == processor
+                    or _stale(now, last_ts, self.lapse_ns)):
+                self.block_last_ts[block] = now
+                self.block_last_proc[block] = processor
                 return
             pg = bs.pages = _Pages()
+            self.block_has_pages[block] = True
 
         small = _small_selection(pages)
         if small is not None:
             self._record_pages(block, bs, pg, small, processor, now, revocation)
         else:
             self._record_region(block, bs, pg, _as_index(pages), processor, now, revocation)
-        bs.last_ts = now
-        bs.last_processor = processor
+        self.block_last_ts[block] = now
+        self.block_last_proc[block] = processor
 
     def _record_pages(self, block: int, bs: _Block, pg: _Pages, pages: list[int], processor: int,
                       now: int, revocation: bool) -> None:
@@ -732,9 +756,10 @@ class ThrashingDetector:
         for page in np.flatnonzero(bs.thrashing_pages):
             self._throttling_reset_page(block, pg, int(page), now)
         bs.pages = None  # frees every per-page field, throttling_count and dnt included
+        self.block_has_pages[block] = False
         bs.num_thrashing_pages = 0
-        bs.last_processor = INVALID
-        bs.last_ts = NO_STAMP
+        self.block_last_proc[block] = INVALID
+        self.block_last_ts[block] = NO_STAMP
         bs.last_thrashing_ts = NO_STAMP
         bs.thrashing_pages[:] = False
 
@@ -748,6 +773,14 @@ class ThrashingDetector:
         if block in self._blocks:
             self._reset_region(block, slice(0, PAGES_PER_BLOCK), now_ns)
             del self._blocks[block]
+        if block < len(self.block_last_ts):
+            self.block_last_ts[block] = NO_STAMP
+            self.block_last_proc[block] = INVALID
+            self.block_has_pages[block] = False
+
+    def has_pins(self) -> bool:
+        """Whether any unpin is pending (delayed work that must run at its time)."""
+        return self.next_deadline() is not None
 
     def next_deadline(self) -> int | None:
         """Earliest live unpin deadline, or None. The driver's delayed work fires at jiffy
@@ -822,12 +855,15 @@ class ThrashingDetector:
     def block_info(self, block: int) -> dict | None:
         """The per-block state, for tests and debugging; None if the block has no state."""
         bs = self._blocks.get(block)
+        last_ts = int(self.block_last_ts[block]) if block < len(self.block_last_ts) else NO_STAMP
         if bs is None:
-            return None
+            if last_ts == NO_STAMP:
+                return None
+            bs = _Block()  # state kept only in the per-block arrays (compiled fault path)
         return {
             "has_pages": bs.pages is not None,
-            "last_ts": None if bs.last_ts == NO_STAMP else bs.last_ts,
-            "last_processor": bs.last_processor,
+            "last_ts": None if last_ts == NO_STAMP else last_ts,
+            "last_processor": int(self.block_last_proc[block]),
             "last_thrashing_ts": None if bs.last_thrashing_ts == NO_STAMP else bs.last_thrashing_ts,
             "reset_count": bs.reset_count,
             "num_thrashing_pages": bs.num_thrashing_pages,

@@ -1,0 +1,401 @@
+"""The compiled fault path: GPU fault batches and CPU faults for plain blocks, in numba.
+
+The reference path (``replayable_faults.service_block_faults``, ``cpu_fault.cpu_fault`` and
+``va_block``) handles every case the model knows, in numpy-per-block Python. Most blocks of
+most workloads are *plain*: no advice on any page, no per-page thrashing state, one copy of each
+page, no policy hooks, no event log. For those the service is a fixed sequence — filter stale
+faults, ask the prefetcher, take a root chunk, copy, map — which this module runs as compiled
+loops over the driver's arrays, with no Python per block.
+
+Contract: for every block it accepts, the compiled path leaves the model in exactly the state
+the reference path would (residency, mappings, prefetch info, PMM lists, thrashing block stamps,
+counters) and charges the same costs in the same order, so simulated times are bit-identical
+(``tests/test_fast_path.py`` runs every generator both ways). It checks everything it needs
+*before* changing anything; a block it does not accept is handed back to the caller, which
+services it with the reference path and resumes. It never evicts: a block that needs a root
+chunk when none is free is handed back as NEED_CHUNK; the caller runs ``ensure_gpu_chunk``
+(eviction, policies) and resumes at the same block.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numba import njit
+
+from uvmlab.driver.perf import events as pe
+from uvmlab.driver.perf.prefetch import _prefetch_kernel
+from uvmlab.driver.pmm import (
+    ALLOCATED,
+    LIST_FREE,
+    LIST_UNUSED,
+    LIST_USED,
+    TEMP_PINNED,
+    chunk_pop_head,
+    chunk_push_tail,
+    chunk_update_eviction_list,
+)
+from uvmlab.driver.va_space import BLOCK_SHIFT, CPU, PERM_ATOMIC, PERM_READ, PERM_WRITE
+from uvmlab.workload.ir import AllocKind
+
+if TYPE_CHECKING:
+    from uvmlab.driver.uvm import UvmDriver
+
+# Outcome of a compiled call.
+DONE, SLOW, NEED_CHUNK = 0, 1, 2
+
+# Counter deltas returned by the compiled code, in this order.
+COUNTERS = ("bytes_htod", "bytes_htod_fault", "bytes_htod_prefetch", "bytes_dtoh",
+            "bytes_dtoh_fault", "bytes_dtoh_prefetch", "migrations", "cpu_faults")
+_HTOD, _HTOD_FAULT, _HTOD_PREFETCH, _DTOH, _DTOH_FAULT, _DTOH_PREFETCH, _MIGRATIONS, \
+    _CPU_FAULTS = range(len(COUNTERS))
+
+# Cost constants passed as one float array, in this order.
+_COSTS = ("chunk_zero_ns", "copy_latency_ns", "htod_gbps", "dtoh_gbps", "fault_block_ns",
+          "cpu_fault_ns", "cpu_populate_ns_per_byte", "cpu_map_page_ns")
+_ZERO, _LAT, _HTOD_BW, _DTOH_BW, _BLOCK_NS, _CPU_FAULT_NS, _POPULATE, _MAP = range(len(_COSTS))
+
+_NO_STAMP = -1
+_MANAGED = int(AllocKind.MANAGED)
+
+
+class FastPath:
+    """The driver state the compiled code works on, bundled once per driver."""
+
+    def __init__(self, drv: UvmDriver) -> None:
+        va, p, th = drv.va, drv.params, drv.thrashing
+        self.drv = drv
+        self.va = (va.residency, va.perm, va.preferred, va.accessed_by, va.read_dup,
+                   va.block_alloc, va.block_pages, va.alloc_live, va.alloc_kind, va.gpu_chunk,
+                   va.prefetch_last_proc, va.prefetch_fault_migrations)
+        self.pmm = drv.pmm[0].arrays()
+        self.n_chunks = drv.pmm[0].n_root_chunks
+        self.th = (bool(th.enable), th.lapse_ns, th.block_last_ts, th.block_last_proc,
+                   th.block_has_pages)
+        self.pf = (bool(p.uvm_perf_prefetch_enable), int(p.uvm_perf_prefetch_min_faults),
+                   int(p.uvm_perf_prefetch_threshold),
+                   drv.gpu.big_page_size // 4096)
+        self.costs = np.array([getattr(drv.profile, c) for c in _COSTS], dtype=np.float64)
+        self.ctr = np.zeros(len(COUNTERS), dtype=np.int64)
+        self._builtin_migration = drv.perf_events.listeners(pe.MIGRATION)
+
+    def usable(self) -> bool:
+        """Whether the compiled path may run now: nothing observes or steers the service."""
+        drv = self.drv
+        ev = drv.perf_events
+        return (drv.hooks is None and not drv.log.enabled and drv.va.n_procs == 2
+                and ev.listeners(pe.MIGRATION) == self._builtin_migration
+                and not ev.has_listeners(pe.FAULT))
+
+    def flush_counters(self) -> None:
+        """Add the compiled code's counter deltas to the driver's counters."""
+        c = self.drv.counters
+        for i in np.flatnonzero(self.ctr).tolist():
+            c[COUNTERS[i]] += int(self.ctr[i])
+        self.ctr[:] = 0
+
+    def service_blocks(self, gpu: int, page: np.ndarray, access: np.ndarray, keep: np.ndarray,
+                       starts: np.ndarray, stops: np.ndarray, k: int) -> tuple[int, int]:
+        """Service the batch's blocks ``k, k+1, ...`` (each followed by its fault_block_ns)
+        until one needs the reference path; return (that block's index, SLOW / NEED_CHUNK), or
+        (len(starts), DONE)."""
+        drv = self.drv
+        work = np.array([drv.work_ns])
+        k, status = _service_blocks(self.va, self.pmm, self.n_chunks, self.th, self.pf,
+                                    self.costs, self.ctr, work, drv.now_ns, gpu, page, access,
+                                    keep, starts, stops, k)
+        drv.work_ns = float(work[0])
+        self.flush_counters()
+        return int(k), int(status)
+
+    def cpu_fault(self, page: int, access: int) -> float | None:
+        """Service one CPU fault as ``cpu_fault.cpu_fault`` would; the ns the thread waited, or
+        None (nothing changed) when the reference path must do it."""
+        drv = self.drv
+        work = np.array([drv.work_ns])
+        status = _cpu_fault(self.va, self.pmm, self.n_chunks, self.th, self.pf, self.costs,
+                            self.ctr, work, drv.now_ns, page, access)
+        if status != DONE:
+            return None
+        self.flush_counters()
+        drv.work_ns = 0.0
+        return 0.0 + float(work[0])  # cpu_fault returns waited (0.0 here) + take_work()
+
+
+# ---------------------------------------------------------------------------------------------
+# compiled helpers
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _plain_block(va, th, block, lo, n):
+    """The block may take the compiled path: a live managed allocation, no advice on any page,
+    no per-page thrashing state (every thrashing hint is then NONE, with no side effects)."""
+    block_alloc, alloc_live, alloc_kind = va[5], va[7], va[8]
+    a = block_alloc[block]
+    if a < 0 or not alloc_live[a] or alloc_kind[a] != _MANAGED:
+        return False
+    if th[0] and th[4][block]:
+        return False
+    preferred, accessed_by, read_dup = va[2], va[3], va[4]
+    for i in range(lo, lo + n):  # noqa: SIM110 (a loop: numba has no generator all())
+        if preferred[i] != 0 or accessed_by[i] != 0 or read_dup[i] != 0:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _prefetch(va, pf, block, lo, n, dest, faulted, nf):
+    """§5 ``uvm_va_block_get_prefetch_hint`` without side effects: (pages to prefetch (not
+    faulted), the new prefetch_info counter). Mirrors ``va_block.prefetch_pages``."""
+    residency, perm = va[0], va[1]
+    last_proc, fault_migrations = va[10], va[11]
+    enable, min_faults, threshold, big = pf
+    extra = np.zeros(n, np.bool_)
+    if not enable:
+        return extra, 0
+    count = nf if last_proc[block] != dest else fault_migrations[block] + nf
+    count &= 0xFFFF
+    resident = np.zeros(n, np.bool_)
+    cpu_rr = np.zeros(n if dest == CPU else 0, np.bool_)  # empty: not a CPU destination
+    for i in range(n):
+        resident[i] = (residency[lo + i] >> dest) & 1 != 0
+        if dest == CPU:
+            cpu_rr[i] = resident[i] and perm[CPU, lo + i] >= PERM_READ
+    # no thrashing pages (plain block); no preferred location, so never the first-touch shortcut
+    mask = _prefetch_kernel(faulted, resident, np.zeros(n, np.bool_), cpu_rr, lo, big,
+                            threshold, 0, n, dest == CPU, True, False)
+    if count < min_faults:
+        return extra, count
+    for i in range(n):
+        extra[i] = mask[i] and not faulted[i]
+    return extra, count
+
+
+@njit(cache=True)
+def _precheck_and_plan(va, th, block, lo, n, dest, requester, mask, now):
+    """Checks that need the pages being made resident (``mask``): one copy per page, no
+    revocation to do, no per-page thrashing state created by the copies. Returns
+    (ok, need_copy) where need_copy are the pages to copy to ``dest``."""
+    residency, perm = va[0], va[1]
+    dbit = 1 << dest
+    need_copy = np.zeros(n, np.bool_)
+    any_copy = False
+    # §4.3 block_service_finish_revoke_prot: the requester maps everything ATOMIC here, which
+    # caps the others at READ (GPU requester) or WRITE (CPU requester).
+    cap = PERM_READ if requester != CPU else PERM_WRITE
+    for i in range(n):
+        if not mask[i]:
+            continue
+        r = residency[lo + i]
+        if r & (r - 1):
+            return False, need_copy  # read duplicates: the reference path
+        if r & dbit:
+            for q in range(perm.shape[0]):
+                if q != requester and perm[q, lo + i] > cap:
+                    return False, need_copy  # a revocation (a perf event) is due
+        elif r != 0:
+            need_copy[i] = True
+            any_copy = True
+    if any_copy and th[0]:
+        # thrashing_event_cb: a migration within a lapse of another processor's creates
+        # per-page state. Every copy here goes to one destination, so only the first can.
+        last_ts = th[2][block]
+        if last_ts != _NO_STAMP and th[3][block] != dest and now >= last_ts \
+                and now - last_ts <= th[1]:
+            return False, need_copy
+    return True, need_copy
+
+
+@njit(cache=True)
+def _copies(th, costs, ctr, work, block, dest, need_copy, extra, has_extra, now):
+    """``_record_copies``: one latency, then one migration per run, fault runs then prefetch
+    runs; each bumps the block's thrashing stamp (the block-level branch of the callback)."""
+    work[0] += costs[_LAT]
+    to_gpu = dest != CPU
+    bw = costs[_HTOD_BW] if to_gpu else costs[_DTOH_BW]
+    n = need_copy.shape[0]
+    for which in range(2):  # 0: pages that faulted, 1: prefetched pages
+        if which == 1 and not has_extra:
+            break
+        i = 0
+        while i < n:
+            if not (need_copy[i] and (extra[i] if which else not (has_extra and extra[i]))):
+                i += 1
+                continue
+            j = i
+            while j < n and need_copy[j] and (extra[j] if which else not (has_extra and extra[j])):
+                j += 1
+            nbytes = (j - i) * 4096
+            if to_gpu:
+                ctr[_HTOD] += nbytes
+                ctr[_HTOD_PREFETCH if which else _HTOD_FAULT] += nbytes
+            else:
+                ctr[_DTOH] += nbytes
+                ctr[_DTOH_PREFETCH if which else _DTOH_FAULT] += nbytes
+            ctr[_MIGRATIONS] += 1
+            work[0] += nbytes / bw
+            if th[0]:
+                th[2][block] = now
+                th[3][block] = dest
+            i = j
+
+
+@njit(cache=True)
+def _make_resident_and_map(va, pmm, n_chunks, th, costs, ctr, work, block, lo, n, dest,
+                           requester, mask, need_copy, extra, has_extra, now):
+    """``make_resident`` (MOVE) to ``dest`` then ``_finish``'s mappings, for a checked plan."""
+    residency, perm = va[0], va[1]
+    gpu_chunk = va[9]
+    state, owner, list_of, prev, nxt, count = pmm
+    dbit = np.uint8(1 << dest)
+    if dest == CPU:
+        populate = 0
+        migrated = 0
+        for i in range(n):
+            if mask[i]:
+                if residency[lo + i] == 0:
+                    populate += 1
+                elif need_copy[i]:
+                    migrated += 1
+        work[0] += populate * 4096 * costs[_POPULATE] + migrated * costs[_MAP]
+    else:
+        g = dest - 1
+        if gpu_chunk[g, block] < 0:  # block_alloc_gpu_chunk; the caller made sure one is free
+            c = chunk_pop_head(prev, nxt, list_of, count, n_chunks, LIST_FREE)
+            state[c] = TEMP_PINNED
+            owner[c] = block
+            gpu_chunk[g, block] = c
+            work[0] += costs[_ZERO]
+            state[c] = ALLOCATED  # unpin_allocated at the end of the operation
+            chunk_push_tail(prev, nxt, list_of, count, n_chunks, c, LIST_USED)
+    left_gpu = False
+    for i in range(n):
+        if mask[i] and residency[lo + i] != dbit:
+            if residency[lo + i] >> 1:  # held by a GPU before (bits 1.. are GPUs)
+                left_gpu = True
+            for q in range(perm.shape[0]):
+                perm[q, lo + i] = 0
+    has_copy = False
+    for i in range(n):
+        if need_copy[i]:
+            has_copy = True
+            break
+    if has_copy:
+        _copies(th, costs, ctr, work, block, dest, need_copy, extra, has_extra, now)
+    for i in range(n):
+        if mask[i]:
+            residency[lo + i] = dbit
+            perm[requester, lo + i] = PERM_ATOMIC  # §4.2: RW upgraded to RWA on local memory
+    if dest != CPU:
+        chunk_update_eviction_list(state, prev, nxt, list_of, count, n_chunks,
+                                   gpu_chunk[dest - 1, block], LIST_USED)
+    elif left_gpu:  # the GPU lost pages: if it has none of the block left, va_block_unused
+        for q in range(1, perm.shape[0]):
+            qbit = 1 << q
+            left = False
+            for i in range(n):
+                if residency[lo + i] & qbit:
+                    left = True
+                    break
+            c = gpu_chunk[q - 1, block]
+            if not left and c >= 0:
+                chunk_update_eviction_list(state, prev, nxt, list_of, count, n_chunks, c,
+                                           LIST_UNUSED)
+
+
+@njit(cache=True)
+def _service_block(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page, access, keep,
+                   s, e):
+    """§3.7 for one plain block: (DONE | SLOW | NEED_CHUNK)."""
+    block = page[s] >> BLOCK_SHIFT
+    lo = block << BLOCK_SHIFT
+    n = va[6][block]
+    if not _plain_block(va, th, block, lo, n):
+        return SLOW
+    residency, perm = va[0], va[1]
+    faulted = np.zeros(n, np.bool_)
+    nf = 0
+    for j in range(s, e):
+        if not keep[j]:
+            continue
+        p = page[j]
+        need = access[j] if access[j] > PERM_READ else PERM_READ
+        if perm[gpu, p] >= need:
+            continue  # §3.7 step 4: already authorized (stale)
+        r = residency[p]
+        if r & (r - 1):
+            return SLOW
+        faulted[p - lo] = True
+        nf += 1
+    if nf == 0:
+        return DONE
+    extra, pf_count = _prefetch(va, pf, block, lo, n, gpu, faulted, nf)
+    has_extra = False
+    mask = faulted.copy()
+    for i in range(n):
+        if extra[i]:
+            has_extra = True
+            mask[i] = True
+    ok, need_copy = _precheck_and_plan(va, th, block, lo, n, gpu, gpu, mask, now)
+    if not ok:
+        return SLOW
+    if va[9][gpu - 1, block] < 0 and pmm[5][LIST_FREE] == 0:
+        return NEED_CHUNK  # nothing changed yet: the caller evicts, then calls again
+    if pf[0]:  # update_prefetch_info
+        va[10][block] = gpu
+        va[11][block] = pf_count
+    _make_resident_and_map(va, pmm, n_chunks, th, costs, ctr, work, block, lo, n, gpu, gpu,
+                           mask, need_copy, extra, has_extra, now)
+    return DONE
+
+
+@njit(cache=True)
+def _service_blocks(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page, access, keep,
+                    starts, stops, k):
+    nb = starts.shape[0]
+    while k < nb:
+        status = _service_block(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page,
+                                access, keep, starts[k], stops[k])
+        if status != DONE:
+            return k, status
+        work[0] += costs[_BLOCK_NS]
+        k += 1
+    return k, DONE
+
+
+@njit(cache=True)
+def _cpu_fault(va, pmm, n_chunks, th, pf, costs, ctr, work, now, page, access):
+    """§10 for one CPU fault on a plain block (no throttling: no per-page thrashing state)."""
+    block = page >> BLOCK_SHIFT
+    lo = block << BLOCK_SHIFT
+    n = va[6][block]
+    if not _plain_block(va, th, block, lo, n):
+        return SLOW
+    r = va[0][page]
+    if r & (r - 1):
+        return SLOW
+    faulted = np.zeros(n, np.bool_)
+    faulted[page - lo] = True
+    extra, pf_count = _prefetch(va, pf, block, lo, n, CPU, faulted, 1)
+    has_extra = False
+    mask = faulted.copy()
+    for i in range(n):
+        if extra[i]:
+            has_extra = True
+            mask[i] = True
+    ok, need_copy = _precheck_and_plan(va, th, block, lo, n, CPU, CPU, mask, now)
+    if not ok:
+        return SLOW
+    ctr[_CPU_FAULTS] += 1
+    work[0] += costs[_CPU_FAULT_NS]
+    if pf[0]:
+        va[10][block] = CPU
+        va[11][block] = pf_count
+    _make_resident_and_map(va, pmm, n_chunks, th, costs, ctr, work, block, lo, n, CPU, CPU,
+                           mask, need_copy, extra, has_extra, now)
+    return DONE
+
+
+__all__ = ["DONE", "NEED_CHUNK", "SLOW", "FastPath", "PERM_WRITE"]
