@@ -7,9 +7,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "bench" / "bench_model.py"), *args],
+                          capture_output=True, text=True, timeout=900, cwd=ROOT)
+
+
 def test_bench_model_quick_runs():
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_model.py"), "--quick"],
-                       capture_output=True, text=True, timeout=900, cwd=ROOT)
+    r = _bench("--quick")
     assert r.returncode == 0, r.stderr
-    for figure in ("limit", "hit-heavy", "fault-heavy", "oversubscribed"):
+    for figure in ("limit", "hit-heavy", "fault-heavy", "oversubscribed", "scale", "peak RSS"):
         assert figure in r.stdout
+
+
+def test_bench_model_only_runs_the_selected_scenarios():
+    r = _bench("--quick", "--only", "scale")
+    assert r.returncode == 0, r.stderr
+    assert "limit" in r.stdout and "scale sparse:" in r.stdout  # the limit: every ratio needs it
+    assert "hit-heavy" not in r.stdout and "fault-heavy" not in r.stdout
+    bad = _bench("--quick", "--only", "scael")
+    assert bad.returncode != 0 and "unknown scenario scael" in bad.stderr
