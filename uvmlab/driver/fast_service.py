@@ -37,13 +37,14 @@ from uvmlab.driver.pmm import (
     chunk_update_eviction_list,
 )
 from uvmlab.driver.va_space import BLOCK_SHIFT, CPU, PERM_ATOMIC, PERM_READ, PERM_WRITE
+from uvmlab.engine.scan import cpu_scan
 from uvmlab.workload.ir import AllocKind
 
 if TYPE_CHECKING:
     from uvmlab.driver.uvm import UvmDriver
 
 # Outcome of a compiled call.
-DONE, SLOW, NEED_CHUNK = 0, 1, 2
+DONE, SLOW, NEED_CHUNK, PAUSE = 0, 1, 2, 3
 
 # Counter deltas returned by the compiled code, in this order.
 COUNTERS = ("bytes_htod", "bytes_htod_fault", "bytes_htod_prefetch", "bytes_dtoh",
@@ -109,18 +110,22 @@ class FastPath:
         self.flush_counters()
         return int(k), int(status)
 
-    def cpu_fault(self, page: int, access: int) -> float | None:
-        """Service one CPU fault as ``cpu_fault.cpu_fault`` would; the ns the thread waited, or
-        None (nothing changed) when the reference path must do it."""
+    def run_cpu_touches(self, page: np.ndarray, acc: np.ndarray, pos: int, n: int,
+                        clock: float, per_touch: float, max_faults: int
+                        ) -> tuple[int, float, int, int, int]:
+        """Run CPU touches ``pos..n`` as the engine's CPU loop does, servicing faults on plain
+        blocks in compiled code. Stops at the end (DONE), before a fault the reference path
+        must service (SLOW; the clock includes the touches up to it), or before the fault after
+        ``max_faults`` serviced ones (PAUSE). Returns (position, clock, touches completed,
+        faults serviced, status); ``drv.now_ns`` is left at the last serviced fault's time."""
         drv = self.drv
-        work = np.array([drv.work_ns])
-        status = _cpu_fault(self.va, self.pmm, self.n_chunks, self.th, self.pf, self.costs,
-                            self.ctr, work, drv.now_ns, page, access)
-        if status != DONE:
-            return None
-        self.flush_counters()
-        drv.work_ns = 0.0
-        return 0.0 + float(work[0])  # cpu_fault returns waited (0.0 here) + take_work()
+        pos, clock, touches, faults, now, status = _cpu_touches(
+            self.va, self.pmm, self.n_chunks, self.th, self.pf, self.costs, self.ctr, page, acc,
+            pos, n, clock, per_touch, max_faults)
+        if faults:
+            drv.now_ns = int(now)
+            self.flush_counters()
+        return int(pos), float(clock), int(touches), int(faults), int(status)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,6 +371,34 @@ def _service_blocks(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page,
 
 
 @njit(cache=True)
+def _cpu_touches(va, pmm, n_chunks, th, pf, costs, ctr, page, acc, pos, n, clock, per_touch,
+                 max_faults):
+    """The CPU phase loop of ``Engine._run_cpu`` (scan to the next miss, advance the clock by
+    the hits' compute share, service the fault synchronously), with the same arithmetic."""
+    perm = va[1][CPU]
+    touches = 0
+    faults = 0
+    now = 0
+    work = np.zeros(1)
+    while True:
+        hit_end = cpu_scan(page, acc, pos, n, perm)
+        clock += (hit_end - pos) * per_touch
+        touches += hit_end - pos
+        pos = hit_end
+        if hit_end == n:
+            return pos, clock, touches, faults, now, DONE
+        if faults == max_faults:
+            return pos, clock, touches, faults, now, PAUSE
+        t = int(clock)
+        work[0] = 0.0
+        if _cpu_fault(va, pmm, n_chunks, th, pf, costs, ctr, work, t, page[pos], acc[pos]) != DONE:
+            return pos, clock, touches, faults, now, SLOW
+        now = t
+        clock += 0.0 + work[0]  # cpu_fault returns waited (0.0: never throttled) + the work
+        faults += 1
+
+
+@njit(cache=True)
 def _cpu_fault(va, pmm, n_chunks, th, pf, costs, ctr, work, now, page, access):
     """§10 for one CPU fault on a plain block (no throttling: no per-page thrashing state)."""
     block = page >> BLOCK_SHIFT
@@ -398,4 +431,4 @@ def _cpu_fault(va, pmm, n_chunks, th, pf, costs, ctr, work, now, page, access):
     return DONE
 
 
-__all__ = ["DONE", "NEED_CHUNK", "SLOW", "FastPath", "PERM_WRITE"]
+__all__ = ["DONE", "NEED_CHUNK", "PAUSE", "SLOW", "FastPath"]

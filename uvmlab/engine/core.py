@@ -16,6 +16,7 @@ from uvmlab.driver import events as ev
 from uvmlab.driver.advice import advise
 from uvmlab.driver.cpu_fault import cpu_fault
 from uvmlab.driver.eviction import NoEvictableMemory
+from uvmlab.driver.fast_service import DONE, PAUSE
 from uvmlab.driver.hal import GpuSpec
 from uvmlab.driver.invariants import check_invariants
 from uvmlab.driver.migrate import migrate
@@ -185,19 +186,27 @@ class Engine:
                 break
             pos = 0
             while pos < n:
-                hit_end = cpu_scan(page, acc, pos, n, perm)
-                self.clock += (hit_end - pos) * per_touch
-                self.touches += hit_end - pos
-                if hit_end == n:
-                    break
+                if fast is not None and fast.usable() and not drv.thrashing.has_pins():
+                    # plain faults in compiled code; one at a time when invariants are checked
+                    pos, self.clock, done, faults, status = fast.run_cpu_touches(
+                        page, acc, pos, n, self.clock, per_touch, 1 if self.check else -1)
+                    self.touches += done
+                    if self.check and faults:
+                        self.check_invariants()
+                    if status == DONE:
+                        break
+                    if status == PAUSE:
+                        continue
+                    hit_end = pos  # SLOW: the reference path services the fault at pos
+                else:
+                    hit_end = cpu_scan(page, acc, pos, n, perm)
+                    self.clock += (hit_end - pos) * per_touch
+                    self.touches += hit_end - pos
+                    if hit_end == n:
+                        break
                 drv.now_ns = int(self.clock)
                 self.service_timers()
-                waited = None
-                if fast is not None and fast.usable() and not drv.thrashing.has_pins():
-                    waited = fast.cpu_fault(int(page[hit_end]), int(acc[hit_end]))
-                if waited is None:
-                    waited = cpu_fault(drv, int(page[hit_end]), int(acc[hit_end]))
-                self.clock += waited
+                self.clock += cpu_fault(drv, int(page[hit_end]), int(acc[hit_end]))
                 if perm[page[hit_end]] < max(1, acc[hit_end]):
                     raise RuntimeError("model bug: a serviced CPU fault left the page unmapped")
                 if self.check:
