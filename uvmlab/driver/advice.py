@@ -30,6 +30,8 @@ def advise(drv: UvmDriver, first_page: int, num_pages: int, advice: Advice, proc
     sl = slice(first_page, first_page + num_pages)
     blocks = ((first_page + num_pages - 1) >> BLOCK_SHIFT) - (first_page >> BLOCK_SHIFT) + 1
     drv.charge(blocks * drv.profile.advise_block_ns)
+    # blocks that may now carry advice: the compiled fault path checks their pages
+    va.block_advised[first_page >> BLOCK_SHIFT:(first_page >> BLOCK_SHIFT) + blocks] = True
     if advice == Advice.SET_PREFERRED_LOCATION:
         va.preferred[sl] = proc + 1
         # The preferred processor's remote mappings to pages not resident on it are unmapped,

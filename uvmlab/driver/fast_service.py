@@ -69,7 +69,7 @@ class FastPath:
         self.drv = drv
         self.va = (va.residency, va.perm, va.preferred, va.accessed_by, va.read_dup,
                    va.block_alloc, va.block_pages, va.alloc_live, va.alloc_kind, va.gpu_chunk,
-                   va.prefetch_last_proc, va.prefetch_fault_migrations)
+                   va.prefetch_last_proc, va.prefetch_fault_migrations, va.block_advised)
         self.pmm = drv.pmm[0].arrays()
         self.n_chunks = drv.pmm[0].n_root_chunks
         self.th = (bool(th.enable), th.lapse_ns, th.block_last_ts, th.block_last_proc,
@@ -143,6 +143,8 @@ def _plain_block(va, th, block, lo, n):
         return False
     if th[0] and th[4][block]:
         return False
+    if not va[12][block]:
+        return True  # advice never touched the block
     preferred, accessed_by, read_dup = va[2], va[3], va[4]
     for i in range(lo, lo + n):  # noqa: SIM110 (a loop: numba has no generator all())
         if preferred[i] != 0 or accessed_by[i] != 0 or read_dup[i] != 0:
