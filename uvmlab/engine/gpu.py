@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numba import njit
 
 from uvmlab.driver.replayable_faults import FaultBuffer, service_replayable_faults
 from uvmlab.engine.scan import expand, gpu_scan, segment_columns
@@ -61,6 +62,146 @@ def arrival_order(pos: np.ndarray, conc: int, tpb: int, n_sm: int,
     return order, (sm % n_utlb).astype(np.int32)
 
 
+# Why no sort is needed for ascending ``pos`` (what GpuKernelRun keeps for its stalled threads):
+# within one SM the in-SM key k is strictly increasing in pos. Same pos // conc: a later thread
+# is in the same block (k grows with thread % tpb) or in a block at least n_sm later on that SM
+# ((tb // n_sm) * tpb grows by >= tpb > thread % tpb). Larger pos // conc: the rest of k is
+# <= thread < conc. So sorting by (sm, k) is a stable counting sort by SM; a thread's rank is
+# its index among its SM's threads in pos order; and sorting by (rank, sm) takes rank 0 of every
+# SM in SM order, then rank 1, and so on. Keys are distinct, so lexsort's tie order never
+# matters. Consecutive threads of one block share an SM, so the counting sort by SM is done on
+# runs of consecutive same-SM positions (a per-SM list of runs) instead of on every thread.
+_RUN_START, _RUN_NEXT = range(2)  # rows of the per-run scratch (n + 1 columns)
+_SM_HEAD, _SM_TAIL, _SM_RUN, _SM_AT, _SM_ACTIVE = range(5)  # rows of the per-SM scratch
+
+
+@njit(cache=True)
+def _arrival_order_into(pos, n, conc, tpb, n_sm, k, order, order_sm, runs, sms):
+    """Fill ``order[:k]`` with the indices of the first ``k`` of the ``n`` stalled threads in
+    buffer arrival order and ``order_sm[:k]`` with their SMs, for strictly ascending ``pos[:n]``,
+    in O(n + n_sm) with a division only per thread block; ``runs`` (2 x n + 1) and ``sms``
+    (5 x n_sm) are scratch. Raises ValueError if ``pos`` is not strictly ascending."""
+    start, nxt = runs[_RUN_START], runs[_RUN_NEXT]  # run j covers [start[j], start[j + 1])
+    head, tail, cur, at, active = (sms[_SM_HEAD], sms[_SM_TAIL], sms[_SM_RUN], sms[_SM_AT],
+                                   sms[_SM_ACTIVE])
+    for s in range(n_sm):
+        head[s] = -1
+    n_runs = 0
+    prev = -1
+    window = -conc  # pos of thread 0 in the current multiple of conc
+    tb_lo, tb_hi, s = 0, 0, -1  # the threads of the last block seen, and its SM
+    for i in range(n):
+        p = pos[i]
+        if p <= prev:
+            raise ValueError("stalled touch positions must be strictly ascending")
+        prev = p
+        thread = p - window
+        if thread >= conc:  # ascending pos: only on entering a new multiple of conc
+            window = p - p % conc
+            thread = p - window
+        if thread < tb_lo or thread >= tb_hi:  # another thread block
+            tb = thread // tpb
+            tb_lo, tb_hi = tb * tpb, tb * tpb + tpb
+            if tb % n_sm != s:  # another SM: a new run, appended to that SM's list
+                s = tb % n_sm
+                start[n_runs] = i
+                nxt[n_runs] = -1
+                if head[s] < 0:
+                    head[s] = n_runs
+                else:
+                    nxt[tail[s]] = n_runs
+                tail[s] = n_runs
+                n_runs += 1
+    start[n_runs] = n
+    m = 0  # the SMs with stalls, ascending, each at its first stalled thread
+    for s in range(n_sm):
+        if head[s] >= 0:
+            cur[s] = head[s]
+            at[s] = start[head[s]]
+            active[m] = s
+            m += 1
+    q = 0  # one thread of each SM still holding some, in SM order, per rank; O(k + n_sm) in all
+    while q < k:
+        kept = 0
+        for a in range(m):
+            s = active[a]
+            i = at[s]
+            order[q] = i
+            order_sm[q] = s
+            q += 1
+            if q == k:
+                break
+            i += 1
+            if i == start[cur[s] + 1]:  # the end of this run: the SM's next run, if any
+                cur[s] = nxt[cur[s]]
+                if cur[s] < 0:
+                    continue
+                i = start[cur[s]]
+            at[s] = i
+            active[kept] = s
+            kept += 1
+        m = kept
+
+
+def arrival_order_sorted(pos: np.ndarray, conc: int, tpb: int, n_sm: int,
+                         n_utlb: int) -> tuple[np.ndarray, np.ndarray]:
+    """``arrival_order`` for strictly ascending ``pos``, without sorting (see the note above)."""
+    n = len(pos)
+    pos = np.ascontiguousarray(pos, dtype=np.int64)
+    order = np.empty(n, np.int64)
+    order_sm = np.empty(n, np.int64)
+    _arrival_order_into(pos, n, conc, tpb, n_sm, n, order, order_sm,
+                        np.empty((2, n + 1), np.int64), np.empty((5, n_sm), np.int64))
+    utlb = np.empty(n, np.int32)
+    utlb[order] = order_sm % n_utlb
+    return order, utlb
+
+
+@njit(cache=True)
+def _arrival_entries(pos, page, acc, n, conc, tpb, n_sm, n_utlb, k, out_page, out_acc, out_utlb,
+                     order, order_sm, runs, sms):
+    """The first ``k`` fault entries, in arrival order, of the ``n`` stalled threads."""
+    _arrival_order_into(pos, n, conc, tpb, n_sm, k, order, order_sm, runs, sms)
+    for q in range(k):
+        i = order[q]
+        out_page[q] = page[i]
+        out_acc[q] = acc[i]
+        out_utlb[q] = order_sm[q] % n_utlb
+
+
+@njit(cache=True)
+def _reexecute(pos, page, acc, n, perm, residency, gbit):
+    """Re-execute the ``n`` stalled threads: drop those whose page is now mapped with enough
+    permission, keeping the others in order (in place). Returns (still stalled, completed,
+    completed on a remote mapping)."""
+    kept = 0
+    done = 0
+    remote = 0
+    for i in range(n):
+        p = page[i]
+        need = acc[i] if acc[i] > 0 else 1
+        if perm[p] >= need:
+            done += 1
+            if residency[p] & gbit == 0:
+                remote += 1
+        else:
+            pos[kept] = pos[i]
+            page[kept] = p
+            acc[kept] = acc[i]
+            kept += 1
+    return kept, done, remote
+
+
+@njit(cache=True)
+def _append_stalls(idx, nf, base, page, acc, st_pos, st_page, st_acc, n):
+    """Append the ``nf`` touches at chunk indices ``idx`` to the stalled threads (after ``n``)."""
+    for j in range(nf):
+        i = idx[j]
+        st_pos[n + j] = i + base
+        st_page[n + j] = page[i]
+        st_acc[n + j] = acc[i]
+
+
 class GpuKernelRun:
     def __init__(self, engine: Engine, op, gpu: int) -> None:
         self.e = engine
@@ -80,13 +221,31 @@ class GpuKernelRun:
         self.n_utlb = engine.gpu.utlb_count
         self.out_idx = np.empty(self.conc, dtype=np.int64)
         self.base = 0  # kernel-relative index of the loaded chunk's first touch
-        # stalled threads: their touch index (kernel-relative), page and access
-        self.st_pos = np.empty(0, dtype=np.int64)
-        self.st_page = np.empty(0, dtype=np.int64)
-        self.st_acc = np.empty(0, dtype=np.uint8)
+        # stalled threads: their touch index (kernel-relative, ascending), page and access. At
+        # most conc are stalled, so they live in fixed buffers; st_* are views of the first n.
+        self._st_pos = np.empty(self.conc, dtype=np.int64)
+        self._st_page = np.empty(self.conc, dtype=np.int64)
+        self._st_acc = np.empty(self.conc, dtype=np.uint8)
+        self._set_stalled(0)
         self.completed = 0
         self.progress = 0
         self.buf = FaultBuffer(engine.gpu.fault_buffer_entries)
+        # arrival-order scratch and the entries pushed per replay (never more than the buffer)
+        n_sm = engine.gpu.sm_count
+        cap = min(self.conc, self.buf.capacity)
+        self._order = np.empty(cap, dtype=np.int64)
+        self._order_sm = np.empty(cap, dtype=np.int64)
+        self._runs = np.empty((2, self.conc + 1), dtype=np.int64)
+        self._sms = np.empty((5, n_sm), dtype=np.int64)
+        self._out_page = np.empty(cap, dtype=np.int64)
+        self._out_acc = np.empty(cap, dtype=np.uint8)
+        self._out_utlb = np.empty(cap, dtype=np.int32)
+
+    def _set_stalled(self, n: int) -> None:
+        """The first ``n`` entries of the stall buffers are the stalled threads."""
+        self.n_st = n
+        self.st_pos, self.st_page, self.st_acc = (
+            self._st_pos[:n], self._st_page[:n], self._st_acc[:n])
 
     def _complete(self, n: int, remote: int) -> None:
         """Advance the clock by the compute share of ``n`` completed touches."""
@@ -101,21 +260,19 @@ class GpuKernelRun:
         every access that misses writes a fault entry, in the order the SMs report them."""
         drv = self.drv
         perm = drv.va.perm[self.gpu]
-        if len(self.st_page):
-            ok = perm[self.st_page] >= np.maximum(self.st_acc, 1)
-            if ok.any():
-                remote = int(np.count_nonzero(
-                    (drv.va.residency[self.st_page[ok]] >> self.gpu & 1) == 0))
-                self._complete(int(ok.sum()), remote)
-                self.st_pos, self.st_page, self.st_acc = (
-                    self.st_pos[~ok], self.st_page[~ok], self.st_acc[~ok])
-        free = self.conc - len(self.st_page)
         gbit = np.uint8(1 << self.gpu)
-        new_pos, new_page, new_acc = [self.st_pos], [self.st_page], [self.st_acc]
+        n = self.n_st
+        if n:
+            n, done, remote = _reexecute(self._st_pos, self._st_page, self._st_acc, n, perm,
+                                         drv.va.residency, gbit)
+            if done:
+                self._complete(done, remote)
+        free = self.conc - n
         while free > 0:
             if self.pos == self.len and not self._load():
                 break
-            oldest = int(self.st_pos.min()) if len(self.st_pos) else self.base + self.pos
+            # the window starts at the oldest stalled touch (stalls are kept in ascending order)
+            oldest = int(self._st_pos[0]) if n else self.base + self.pos
             end = min(self.len, oldest + self.conc - self.base)
             if end <= self.pos:
                 break  # the window is full of unfinished touches
@@ -133,20 +290,21 @@ class GpuKernelRun:
             if counting and drv.access_counters.pending and not nf:
                 break
             if nf:
-                idx = self.out_idx[:nf]
-                new_pos.append(idx + self.base)
-                new_page.append(self.page[idx])
-                new_acc.append(self.acc[idx])
-                if len(self.st_pos) == 0:
-                    self.st_pos = new_pos[-1]  # the window now starts at the first stall
+                _append_stalls(self.out_idx, nf, self.base, self.page, self.acc, self._st_pos,
+                               self._st_page, self._st_acc, n)
+                n += nf
                 free -= nf
-        self.st_pos = np.concatenate(new_pos)
-        self.st_page = np.concatenate(new_page)
-        self.st_acc = np.concatenate(new_acc)
-        if len(self.st_pos):
-            order, utlb = arrival_order(self.st_pos, self.conc, self.e.threads_per_block,
-                                        self.e.gpu.sm_count, self.n_utlb)
-            self.buf.push(self.st_page[order], self.st_acc[order], utlb[order])
+        self._set_stalled(n)
+        if n:
+            # only what the buffer can hold is ordered and pushed; the rest are dropped as
+            # FaultBuffer.push would drop them, and counted the same way
+            k = min(n, self.buf.capacity - self.buf.n)
+            _arrival_entries(self._st_pos, self._st_page, self._st_acc, n, self.conc,
+                             self.e.threads_per_block, self.e.gpu.sm_count, self.n_utlb, k,
+                             self._out_page, self._out_acc, self._out_utlb, self._order,
+                             self._order_sm, self._runs, self._sms)
+            self.buf.push(self._out_page[:k], self._out_acc[:k], self._out_utlb[:k])
+            self.buf.overflows += n - k
 
     def _load(self) -> bool:
         self.base += self.len
