@@ -18,6 +18,7 @@ from uvmlab.driver.hal import get_gpu
 from uvmlab.driver.params import Params
 from uvmlab.engine.core import Engine
 from uvmlab.timing.cost_model import load_profile, profile_for_gpu
+from uvmlab.workload.ir import WorkloadBuilder
 
 SMALL = {
     "stream": "stream:size=24MiB,passes=2",
@@ -78,12 +79,23 @@ def test_generators_default_params(name):
     assert_same(SMALL[name])
 
 
-@pytest.mark.parametrize("name,spec", [(n, s) for n, s in suite_workloads()
-                                       if not n.startswith(("stream", "random"))][:8],
-                         ids=lambda x: x if isinstance(x, str) else "")
-def test_validation_suite_with_advice(name, spec):
+ADVICE = ["read_mostly", "preferred_cpu_accessed_by_gpu", "preferred_gpu", "prefetch_roundtrip",
+          "mixed_kinds"]
+
+
+@pytest.mark.parametrize("name", ADVICE)
+def test_validation_suite_with_advice(name):
     # advice (read-mostly, preferred location, accessed-by), explicit prefetch, mixed kinds
-    assert_same(spec)
+    (_, w), = suite_workloads([name])
+    assert_same(w)
+
+
+@pytest.mark.parametrize("name", ["read_mostly", "preferred_gpu"])
+def test_advice_workloads_under_thrashing_and_eviction(name):
+    (_, w), = suite_workloads([name])
+    assert_same(w, gpu_memory="40MiB")
+    assert_same(w, params={"uvm_perf_thrashing_threshold": 1,
+                           "uvm_perf_thrashing_lapse_usec": 100000})
 
 
 @pytest.mark.parametrize("params", [
@@ -116,3 +128,31 @@ def test_fast_path_keeps_invariants():
 def test_one_chunk_gpu_evicts_every_block():
     eng = assert_same(SMALL["stream"], gpu_memory="2MiB")
     assert eng.drv.counters["evictions"] > 10
+
+
+def advice_mix():
+    """Preferred location CPU seen from GPU faults (remote mappings, §4.1 rules 9 and 12), read
+    duplication to the CPU and its collapse by CPU writes, and a preferred GPU under CPU reads."""
+    b = WorkloadBuilder("advice_mix")
+    a, c, d = (b.alloc(n, 8 << 20) for n in "acd")
+    b.advise(a, "set_preferred_location", "cpu")
+    b.cpu("init_a", [b.run(a, access="write")])
+    b.kernel("gpu_reads_a", [b.run(a)])
+    b.advise(c, "set_preferred_location", "cpu")
+    b.kernel("gpu_first_touch_c", [b.run(c, access="write")])
+    b.kernel("gpu_writes_d", [b.run(d, access="write")])
+    b.advise(d, "set_read_mostly", "gpu0")
+    b.cpu("cpu_reads_d", [b.run(d)])
+    b.cpu("cpu_writes_d", [b.run(d, stride=2, access="write")])
+    b.kernel("gpu_reads_d", [b.run(d)])
+    b.advise(d, "unset_read_mostly", "gpu0")
+    b.advise(d, "set_preferred_location", "gpu0")
+    b.cpu("cpu_reads_d2", [b.run(d, stride=3)])
+    b.kernel("gpu_reads_d2", [b.run(d)])
+    b.sync()
+    return b.build()
+
+
+def test_advice_rules_that_send_pages_elsewhere():
+    eng = assert_same(advice_mix())
+    assert eng.drv.counters["remote_maps"] > 0 and eng.drv.counters["read_duplicates"] > 0

@@ -36,7 +36,14 @@ from uvmlab.driver.pmm import (
     chunk_push_tail,
     chunk_update_eviction_list,
 )
-from uvmlab.driver.va_space import BLOCK_SHIFT, CPU, PERM_ATOMIC, PERM_READ, PERM_WRITE
+from uvmlab.driver.va_space import (
+    BLOCK_SHIFT,
+    CPU,
+    PERM_ATOMIC,
+    PERM_READ,
+    PERM_WRITE,
+    READ_DUP_ENABLED,
+)
 from uvmlab.engine.scan import cpu_scan
 from uvmlab.workload.ir import AllocKind
 
@@ -45,6 +52,8 @@ if TYPE_CHECKING:
 
 # Outcome of a compiled call.
 DONE, SLOW, NEED_CHUNK, PAUSE = 0, 1, 2, 3
+# How a block may take the compiled path (see _block_mode).
+PLAIN, ADVISED = 1, 2
 
 # Counter deltas returned by the compiled code, in this order.
 COUNTERS = ("bytes_htod", "bytes_htod_fault", "bytes_htod_prefetch", "bytes_dtoh",
@@ -58,6 +67,7 @@ _COSTS = ("chunk_zero_ns", "copy_latency_ns", "htod_gbps", "dtoh_gbps", "fault_b
 _ZERO, _LAT, _HTOD_BW, _DTOH_BW, _BLOCK_NS, _CPU_FAULT_NS, _POPULATE, _MAP = range(len(_COSTS))
 
 _NO_STAMP = -1
+_READ_DUP_ENABLED = READ_DUP_ENABLED
 _MANAGED = int(AllocKind.MANAGED)
 
 
@@ -134,26 +144,42 @@ class FastPath:
 
 
 @njit(cache=True)
-def _plain_block(va, th, block, lo, n):
-    """The block may take the compiled path: a live managed allocation, no advice on any page,
-    no per-page thrashing state (every thrashing hint is then NONE, with no side effects)."""
+def _block_mode(va, th, block, lo, n):
+    """How the block may take the compiled path: 0 not at all, PLAIN (advice never touched
+    it), ADVISED (advice touched it but no page has AccessedBy: preferred location and read
+    duplication are then checked page by page). Always 0 for a block that is not a live
+    managed allocation or that has per-page thrashing state (its hints may not be NONE)."""
     block_alloc, alloc_live, alloc_kind = va[5], va[7], va[8]
     a = block_alloc[block]
     if a < 0 or not alloc_live[a] or alloc_kind[a] != _MANAGED:
-        return False
+        return 0
     if th[0] and th[4][block]:
-        return False
+        return 0
     if not va[12][block]:
-        return True  # advice never touched the block
-    preferred, accessed_by, read_dup = va[2], va[3], va[4]
-    for i in range(lo, lo + n):  # noqa: SIM110 (a loop: numba has no generator all())
-        if preferred[i] != 0 or accessed_by[i] != 0 or read_dup[i] != 0:
-            return False
-    return True
+        return PLAIN
+    accessed_by = va[3]
+    for i in range(lo, lo + n):
+        if accessed_by[i] != 0:
+            return 0  # AccessedBy mappings after the service: the reference path
+    return ADVISED
 
 
 @njit(cache=True)
-def _prefetch(va, pf, block, lo, n, dest, faulted, nf):
+def _dest_is_requester(pref, r, requester):
+    """§4.1 for a page with one copy (bits ``r``), no read duplication, no AccessedBy and a
+    NONE hint: whether the destination is the requester itself. PCIe: a processor maps its
+    own memory and sysmem; the CPU maps no vidmem."""
+    if pref < 0 or requester == pref:
+        return True  # no preferred location (rules 9 / 14), or rule 5
+    if r >> requester & 1:
+        return True  # the requester holds the copy: rule 14
+    # rule 9 (first touch) or 12: the preferred location when the requester can map it, i.e.
+    # when it is the CPU (it is not the requester here); else rule 14
+    return pref != CPU
+
+
+@njit(cache=True)
+def _prefetch(va, pf, block, lo, n, dest, faulted, nf, mode):
     """§5 ``uvm_va_block_get_prefetch_hint`` without side effects: (pages to prefetch (not
     faulted), the new prefetch_info counter). Mirrors ``va_block.prefetch_pages``."""
     residency, perm = va[0], va[1]
@@ -170,9 +196,17 @@ def _prefetch(va, pf, block, lo, n, dest, faulted, nf):
         resident[i] = (residency[lo + i] >> dest) & 1 != 0
         if dest == CPU:
             cpu_rr[i] = resident[i] and perm[CPU, lo + i] >= PERM_READ
-    # no thrashing pages (plain block); no preferred location, so never the first-touch shortcut
+    # §5.3 step 3, the first-touch shortcut: resident nowhere and dest is the preferred location
+    first_touch = False
+    if mode == ADVISED and va[2][lo] - 1 == dest:
+        first_touch = True
+        for i in range(lo, lo + n):
+            if residency[i] != 0:
+                first_touch = False
+                break
+    # no thrashing pages: the block has no per-page thrashing state
     mask = _prefetch_kernel(faulted, resident, np.zeros(n, np.bool_), cpu_rr, lo, big,
-                            threshold, 0, n, dest == CPU, True, False)
+                            threshold, 0, n, dest == CPU, True, first_touch)
     if count < min_faults:
         return extra, count
     for i in range(n):
@@ -181,11 +215,12 @@ def _prefetch(va, pf, block, lo, n, dest, faulted, nf):
 
 
 @njit(cache=True)
-def _precheck_and_plan(va, th, block, lo, n, dest, requester, mask, now):
-    """Checks that need the pages being made resident (``mask``): one copy per page, no
-    revocation to do, no per-page thrashing state created by the copies. Returns
-    (ok, need_copy) where need_copy are the pages to copy to ``dest``."""
-    residency, perm = va[0], va[1]
+def _precheck_and_plan(va, th, block, lo, n, dest, requester, mask, now, dup_ok):
+    """Checks that need the pages being made resident (``mask``): one copy per page (or, for
+    the page ``dup_ok``, copies that the MOVE collapses), no revocation to do, no copy of a
+    read-duplication page (its perf event resets thrashing state instead), no per-page
+    thrashing state created by the copies. Returns (ok, need_copy): the pages to copy."""
+    residency, perm, read_dup = va[0], va[1], va[4]
     dbit = 1 << dest
     need_copy = np.zeros(n, np.bool_)
     any_copy = False
@@ -197,12 +232,16 @@ def _precheck_and_plan(va, th, block, lo, n, dest, requester, mask, now):
             continue
         r = residency[lo + i]
         if r & (r - 1):
-            return False, need_copy  # read duplicates: the reference path
+            if lo + i != dup_ok or not r & dbit:
+                return False, need_copy  # read duplicates: the reference path
+            continue  # MOVE unmaps every copy first: nothing to copy, nothing to revoke
         if r & dbit:
             for q in range(perm.shape[0]):
                 if q != requester and perm[q, lo + i] > cap:
                     return False, need_copy  # a revocation (a perf event) is due
         elif r != 0:
+            if read_dup[lo + i] == _READ_DUP_ENABLED:
+                return False, need_copy
             need_copy[i] = True
             any_copy = True
     if any_copy and th[0]:
@@ -315,13 +354,14 @@ def _make_resident_and_map(va, pmm, n_chunks, th, costs, ctr, work, block, lo, n
 @njit(cache=True)
 def _service_block(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page, access, keep,
                    s, e):
-    """§3.7 for one plain block: (DONE | SLOW | NEED_CHUNK)."""
+    """§3.7 for one block: (DONE | SLOW | NEED_CHUNK)."""
     block = page[s] >> BLOCK_SHIFT
     lo = block << BLOCK_SHIFT
     n = va[6][block]
-    if not _plain_block(va, th, block, lo, n):
+    mode = _block_mode(va, th, block, lo, n)
+    if mode == 0:
         return SLOW
-    residency, perm = va[0], va[1]
+    residency, perm, preferred, read_dup = va[0], va[1], va[2], va[4]
     faulted = np.zeros(n, np.bool_)
     nf = 0
     for j in range(s, e):
@@ -334,18 +374,23 @@ def _service_block(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page, 
         r = residency[p]
         if r & (r - 1):
             return SLOW
+        if mode == ADVISED and (read_dup[p] == _READ_DUP_ENABLED
+                                or not _dest_is_requester(preferred[p] - 1, r, gpu)):
+            return SLOW  # read duplication, or a remote mapping of the preferred location
         faulted[p - lo] = True
         nf += 1
     if nf == 0:
         return DONE
-    extra, pf_count = _prefetch(va, pf, block, lo, n, gpu, faulted, nf)
+    extra, pf_count = _prefetch(va, pf, block, lo, n, gpu, faulted, nf, mode)
     has_extra = False
     mask = faulted.copy()
     for i in range(n):
         if extra[i]:
             has_extra = True
             mask[i] = True
-    ok, need_copy = _precheck_and_plan(va, th, block, lo, n, gpu, gpu, mask, now)
+    if has_extra and read_dup[lo] == _READ_DUP_ENABLED:
+        return SLOW  # prefetched pages would be read-duplicated
+    ok, need_copy = _precheck_and_plan(va, th, block, lo, n, gpu, gpu, mask, now, -1)
     if not ok:
         return SLOW
     if va[9][gpu - 1, block] < 0 and pmm[5][LIST_FREE] == 0:
@@ -402,25 +447,38 @@ def _cpu_touches(va, pmm, n_chunks, th, pf, costs, ctr, page, acc, pos, n, clock
 
 @njit(cache=True)
 def _cpu_fault(va, pmm, n_chunks, th, pf, costs, ctr, work, now, page, access):
-    """§10 for one CPU fault on a plain block (no throttling: no per-page thrashing state)."""
+    """§10 for one CPU fault (never throttled: the block has no per-page thrashing state)."""
     block = page >> BLOCK_SHIFT
     lo = block << BLOCK_SHIFT
     n = va[6][block]
-    if not _plain_block(va, th, block, lo, n):
+    mode = _block_mode(va, th, block, lo, n)
+    if mode == 0:
         return SLOW
     r = va[0][page]
-    if r & (r - 1):
+    dup_ok = -1
+    if mode == ADVISED:
+        rd = va[4][page]
+        if r & (r - 1) or rd == _READ_DUP_ENABLED:
+            # §4.1 rules 3-4: a write collapses the copies onto the CPU, a read duplicates
+            if access < PERM_WRITE:
+                return SLOW
+            dup_ok = page
+        elif not _dest_is_requester(va[2][page] - 1, r, CPU):
+            return SLOW
+    elif r & (r - 1):
         return SLOW
     faulted = np.zeros(n, np.bool_)
     faulted[page - lo] = True
-    extra, pf_count = _prefetch(va, pf, block, lo, n, CPU, faulted, 1)
+    extra, pf_count = _prefetch(va, pf, block, lo, n, CPU, faulted, 1, mode)
     has_extra = False
     mask = faulted.copy()
     for i in range(n):
         if extra[i]:
             has_extra = True
             mask[i] = True
-    ok, need_copy = _precheck_and_plan(va, th, block, lo, n, CPU, CPU, mask, now)
+    if has_extra and va[4][lo] == _READ_DUP_ENABLED:
+        return SLOW  # prefetched pages would be read-duplicated
+    ok, need_copy = _precheck_and_plan(va, th, block, lo, n, CPU, CPU, mask, now, dup_ok)
     if not ok:
         return SLOW
     ctr[_CPU_FAULTS] += 1
