@@ -179,18 +179,22 @@ def _dest_is_requester(pref, r, requester):
 
 
 @njit(cache=True)
-def _prefetch(va, pf, block, lo, n, dest, faulted, nf, mode):
-    """§5 ``uvm_va_block_get_prefetch_hint`` without side effects: (pages to prefetch (not
-    faulted), the new prefetch_info counter). Mirrors ``va_block.prefetch_pages``."""
+def _prefetch(va, pf, block, lo, n, dest, fpages, nf, mode):
+    """§5 ``uvm_va_block_get_prefetch_hint`` without side effects: (the pages to make
+    resident — faulted ``fpages[:nf]`` (ascending, block-local) plus the prefetched ones,
+    ascending —, which of them are prefetched, the new prefetch_info counter). Mirrors
+    ``va_block.prefetch_pages``; with prefetch off or nothing to add the cost is O(faults)."""
     residency, perm = va[0], va[1]
     last_proc, fault_migrations = va[10], va[11]
     enable, min_faults, threshold, big = pf
-    extra = np.zeros(n, np.bool_)
     if not enable:
-        return extra, 0
+        return fpages[:nf], np.zeros(nf, np.bool_), 0
     count = nf if last_proc[block] != dest else fault_migrations[block] + nf
     count &= 0xFFFF
-    resident = np.zeros(n, np.bool_)
+    faulted = np.zeros(n, np.bool_)
+    for k in range(nf):
+        faulted[fpages[k]] = True
+    resident = np.empty(n, np.bool_)
     cpu_rr = np.zeros(n if dest == CPU else 0, np.bool_)  # empty: not a CPU destination
     for i in range(n):
         resident[i] = (residency[lo + i] >> dest) & 1 != 0
@@ -207,42 +211,53 @@ def _prefetch(va, pf, block, lo, n, dest, faulted, nf, mode):
     # no thrashing pages: the block has no per-page thrashing state
     mask = _prefetch_kernel(faulted, resident, np.zeros(n, np.bool_), cpu_rr, lo, big,
                             threshold, 0, n, dest == CPU, True, first_touch)
-    if count < min_faults:
-        return extra, count
+    m = nf
+    if count >= min_faults:
+        for i in range(n):
+            if mask[i] and not faulted[i]:
+                m += 1
+    if m == nf:
+        return fpages[:nf], np.zeros(nf, np.bool_), count
+    pages = np.empty(m, np.int64)
+    extra = np.empty(m, np.bool_)
+    k = 0
     for i in range(n):
-        extra[i] = mask[i] and not faulted[i]
-    return extra, count
+        if faulted[i] or mask[i]:
+            pages[k] = i
+            extra[k] = not faulted[i]
+            k += 1
+    return pages, extra, count
 
 
 @njit(cache=True)
-def _precheck_and_plan(va, th, block, lo, n, dest, requester, mask, now, dup_ok):
-    """Checks that need the pages being made resident (``mask``): one copy per page (or, for
-    the page ``dup_ok``, copies that the MOVE collapses), no revocation to do, no copy of a
-    read-duplication page (its perf event resets thrashing state instead), no per-page
-    thrashing state created by the copies. Returns (ok, need_copy): the pages to copy."""
+def _plan(va, th, block, lo, dest, requester, pages, now, dup_ok):
+    """Checks on the pages to make resident (block-local, ascending): one copy per page (or,
+    for the page ``dup_ok``, copies that the MOVE collapses), no revocation to do, no copy of
+    a read-duplication page (its perf event resets thrashing state instead), no per-page
+    thrashing state created by the copies. Returns (ok, which of them need a copy)."""
     residency, perm, read_dup = va[0], va[1], va[4]
     dbit = 1 << dest
-    need_copy = np.zeros(n, np.bool_)
+    m = pages.shape[0]
+    need_copy = np.zeros(m, np.bool_)
     any_copy = False
     # §4.3 block_service_finish_revoke_prot: the requester maps everything ATOMIC here, which
     # caps the others at READ (GPU requester) or WRITE (CPU requester).
     cap = PERM_READ if requester != CPU else PERM_WRITE
-    for i in range(n):
-        if not mask[i]:
-            continue
-        r = residency[lo + i]
+    for k in range(m):
+        g = lo + pages[k]
+        r = residency[g]
         if r & (r - 1):
-            if lo + i != dup_ok or not r & dbit:
+            if g != dup_ok or not r & dbit:
                 return False, need_copy  # read duplicates: the reference path
             continue  # MOVE unmaps every copy first: nothing to copy, nothing to revoke
         if r & dbit:
             for q in range(perm.shape[0]):
-                if q != requester and perm[q, lo + i] > cap:
+                if q != requester and perm[q, g] > cap:
                     return False, need_copy  # a revocation (a perf event) is due
         elif r != 0:
-            if read_dup[lo + i] == _READ_DUP_ENABLED:
+            if read_dup[g] == _READ_DUP_ENABLED:
                 return False, need_copy
-            need_copy[i] = True
+            need_copy[k] = True
             any_copy = True
     if any_copy and th[0]:
         # thrashing_event_cb: a migration within a lapse of another processor's creates
@@ -255,25 +270,25 @@ def _precheck_and_plan(va, th, block, lo, n, dest, requester, mask, now, dup_ok)
 
 
 @njit(cache=True)
-def _copies(th, costs, ctr, work, block, dest, need_copy, extra, has_extra, now):
-    """``_record_copies``: one latency, then one migration per run, fault runs then prefetch
-    runs; each bumps the block's thrashing stamp (the block-level branch of the callback)."""
+def _copies(th, costs, ctr, work, block, dest, pages, need_copy, extra, now):
+    """``_record_copies``: one latency, then one migration per run of contiguous pages, the
+    faulted pages' runs first, then the prefetched ones'; each run bumps the block's
+    thrashing stamp (the block-level branch of the callback)."""
     work[0] += costs[_LAT]
     to_gpu = dest != CPU
     bw = costs[_HTOD_BW] if to_gpu else costs[_DTOH_BW]
-    n = need_copy.shape[0]
+    m = pages.shape[0]
     for which in range(2):  # 0: pages that faulted, 1: prefetched pages
-        if which == 1 and not has_extra:
-            break
-        i = 0
-        while i < n:
-            if not (need_copy[i] and (extra[i] if which else not (has_extra and extra[i]))):
-                i += 1
+        k = 0
+        while k < m:
+            if not (need_copy[k] and extra[k] == (which == 1)):
+                k += 1
                 continue
-            j = i
-            while j < n and need_copy[j] and (extra[j] if which else not (has_extra and extra[j])):
+            j = k + 1
+            while j < m and need_copy[j] and extra[j] == (which == 1) \
+                    and pages[j] == pages[j - 1] + 1:
                 j += 1
-            nbytes = (j - i) * 4096
+            nbytes = (j - k) * 4096
             if to_gpu:
                 ctr[_HTOD] += nbytes
                 ctr[_HTOD_PREFETCH if which else _HTOD_FAULT] += nbytes
@@ -285,26 +300,26 @@ def _copies(th, costs, ctr, work, block, dest, need_copy, extra, has_extra, now)
             if th[0]:
                 th[2][block] = now
                 th[3][block] = dest
-            i = j
+            k = j
 
 
 @njit(cache=True)
 def _make_resident_and_map(va, pmm, n_chunks, th, costs, ctr, work, block, lo, n, dest,
-                           requester, mask, need_copy, extra, has_extra, now):
+                           requester, pages, need_copy, extra, now):
     """``make_resident`` (MOVE) to ``dest`` then ``_finish``'s mappings, for a checked plan."""
     residency, perm = va[0], va[1]
     gpu_chunk = va[9]
     state, owner, list_of, prev, nxt, count = pmm
     dbit = np.uint8(1 << dest)
+    m = pages.shape[0]
     if dest == CPU:
         populate = 0
         migrated = 0
-        for i in range(n):
-            if mask[i]:
-                if residency[lo + i] == 0:
-                    populate += 1
-                elif need_copy[i]:
-                    migrated += 1
+        for k in range(m):
+            if residency[lo + pages[k]] == 0:
+                populate += 1
+            elif need_copy[k]:
+                migrated += 1
         work[0] += populate * 4096 * costs[_POPULATE] + migrated * costs[_MAP]
     else:
         g = dest - 1
@@ -317,23 +332,20 @@ def _make_resident_and_map(va, pmm, n_chunks, th, costs, ctr, work, block, lo, n
             state[c] = ALLOCATED  # unpin_allocated at the end of the operation
             chunk_push_tail(prev, nxt, list_of, count, n_chunks, c, LIST_USED)
     left_gpu = False
-    for i in range(n):
-        if mask[i] and residency[lo + i] != dbit:
-            if residency[lo + i] >> 1:  # held by a GPU before (bits 1.. are GPUs)
+    has_copy = False
+    for k in range(m):
+        g = lo + pages[k]
+        if residency[g] != dbit:
+            if residency[g] >> 1:  # held by a GPU before (bits 1.. are GPUs)
                 left_gpu = True
             for q in range(perm.shape[0]):
-                perm[q, lo + i] = 0
-    has_copy = False
-    for i in range(n):
-        if need_copy[i]:
-            has_copy = True
-            break
+                perm[q, g] = 0
+        has_copy |= need_copy[k]
     if has_copy:
-        _copies(th, costs, ctr, work, block, dest, need_copy, extra, has_extra, now)
-    for i in range(n):
-        if mask[i]:
-            residency[lo + i] = dbit
-            perm[requester, lo + i] = PERM_ATOMIC  # §4.2: RW upgraded to RWA on local memory
+        _copies(th, costs, ctr, work, block, dest, pages, need_copy, extra, now)
+    for k in range(m):
+        residency[lo + pages[k]] = dbit
+        perm[requester, lo + pages[k]] = PERM_ATOMIC  # §4.2: RW upgraded to RWA on local memory
     if dest != CPU:
         chunk_update_eviction_list(state, prev, nxt, list_of, count, n_chunks,
                                    gpu_chunk[dest - 1, block], LIST_USED)
@@ -362,7 +374,7 @@ def _service_block(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page, 
     if mode == 0:
         return SLOW
     residency, perm, preferred, read_dup = va[0], va[1], va[2], va[4]
-    faulted = np.zeros(n, np.bool_)
+    fpages = np.empty(e - s, np.int64)  # the batch is sorted: ascending within the block
     nf = 0
     for j in range(s, e):
         if not keep[j]:
@@ -377,20 +389,14 @@ def _service_block(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page, 
         if mode == ADVISED and (read_dup[p] == _READ_DUP_ENABLED
                                 or not _dest_is_requester(preferred[p] - 1, r, gpu)):
             return SLOW  # read duplication, or a remote mapping of the preferred location
-        faulted[p - lo] = True
+        fpages[nf] = p - lo
         nf += 1
     if nf == 0:
         return DONE
-    extra, pf_count = _prefetch(va, pf, block, lo, n, gpu, faulted, nf, mode)
-    has_extra = False
-    mask = faulted.copy()
-    for i in range(n):
-        if extra[i]:
-            has_extra = True
-            mask[i] = True
-    if has_extra and read_dup[lo] == _READ_DUP_ENABLED:
+    pages, extra, pf_count = _prefetch(va, pf, block, lo, n, gpu, fpages, nf, mode)
+    if pages.shape[0] > nf and read_dup[lo] == _READ_DUP_ENABLED:
         return SLOW  # prefetched pages would be read-duplicated
-    ok, need_copy = _precheck_and_plan(va, th, block, lo, n, gpu, gpu, mask, now, -1)
+    ok, need_copy = _plan(va, th, block, lo, gpu, gpu, pages, now, -1)
     if not ok:
         return SLOW
     if va[9][gpu - 1, block] < 0 and pmm[5][LIST_FREE] == 0:
@@ -399,7 +405,7 @@ def _service_block(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page, 
         va[10][block] = gpu
         va[11][block] = pf_count
     _make_resident_and_map(va, pmm, n_chunks, th, costs, ctr, work, block, lo, n, gpu, gpu,
-                           mask, need_copy, extra, has_extra, now)
+                           pages, need_copy, extra, now)
     return DONE
 
 
@@ -467,18 +473,12 @@ def _cpu_fault(va, pmm, n_chunks, th, pf, costs, ctr, work, now, page, access):
             return SLOW
     elif r & (r - 1):
         return SLOW
-    faulted = np.zeros(n, np.bool_)
-    faulted[page - lo] = True
-    extra, pf_count = _prefetch(va, pf, block, lo, n, CPU, faulted, 1, mode)
-    has_extra = False
-    mask = faulted.copy()
-    for i in range(n):
-        if extra[i]:
-            has_extra = True
-            mask[i] = True
-    if has_extra and va[4][lo] == _READ_DUP_ENABLED:
+    fpages = np.empty(1, np.int64)
+    fpages[0] = page - lo
+    pages, extra, pf_count = _prefetch(va, pf, block, lo, n, CPU, fpages, 1, mode)
+    if pages.shape[0] > 1 and va[4][lo] == _READ_DUP_ENABLED:
         return SLOW  # prefetched pages would be read-duplicated
-    ok, need_copy = _precheck_and_plan(va, th, block, lo, n, CPU, CPU, mask, now, dup_ok)
+    ok, need_copy = _plan(va, th, block, lo, CPU, CPU, pages, now, dup_ok)
     if not ok:
         return SLOW
     ctr[_CPU_FAULTS] += 1
@@ -487,7 +487,7 @@ def _cpu_fault(va, pmm, n_chunks, th, pf, costs, ctr, work, now, page, access):
         va[10][block] = CPU
         va[11][block] = pf_count
     _make_resident_and_map(va, pmm, n_chunks, th, costs, ctr, work, block, lo, n, CPU, CPU,
-                           mask, need_copy, extra, has_extra, now)
+                           pages, need_copy, extra, now)
     return DONE
 
 
