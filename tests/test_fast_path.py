@@ -156,3 +156,18 @@ def advice_mix():
 def test_advice_rules_that_send_pages_elsewhere():
     eng = assert_same(advice_mix())
     assert eng.drv.counters["remote_maps"] > 0 and eng.drv.counters["read_duplicates"] > 0
+
+
+@pytest.mark.parametrize("name", ["mixed_kinds", "preferred_cpu_accessed_by_gpu"])
+def test_remote_hits_cost_remote_touch_time(name):
+    # the GPU scan reads residency only once a remote mapping can exist (pinned memory, or a
+    # counted MapRemote): hits through such mappings must still be charged remote_touch_ns
+    from dataclasses import replace
+
+    from uvmlab.api import simulate
+
+    (_, w), = suite_workloads([name])
+    prof = load_profile(profile_for_gpu("h200"))
+    base = simulate(w, profile=prof)
+    slow = simulate(w, profile=replace(prof, remote_touch_ns=prof.remote_touch_ns + 100.0))
+    assert slow.totals["time_ns"] > base.totals["time_ns"] + 100_000

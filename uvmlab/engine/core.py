@@ -72,6 +72,8 @@ class Engine:
                              gpu_memory_bytes=gpu_memory_bytes, events=events, hooks=hooks,
                              fast_path=fast_path)
         self.clock = 0.0
+        # pinned host memory is mapped remotely by the GPU from the start (see gpu_scan)
+        self.has_pinned = any(a.kind == AllocKind.PINNED for a in workload.allocs)
         self.touches = 0
         self.rows: list[dict] = []
         self.fatal: dict | None = None

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from uvmlab.driver.uvm import UvmDriver
     from uvmlab.engine.core import Engine
 
-CHUNK = 1 << 18  # touches expanded at a time
+CHUNK = 1 << 16  # touches expanded at a time
 MAX_IDLE_ROUNDS = 10_000  # bottom halves in a row without a completed touch: a model bug
 ACCESS_COUNTER_SLICE = 4096  # touches scanned between access-counter checks
 
@@ -280,8 +280,14 @@ class GpuKernelRun:
             counting = drv.access_counters.migration_enabled
             if counting:  # scan in slices so notifications are serviced while the kernel runs
                 end = min(end, self.pos + ACCESS_COUNTER_SLICE)
+            # Remote mappings come only from map_pages (which counts them) and pinned
+            # allocations; without either, every mapped page is local and the scan skips the
+            # residency load.
+            remote_possible = drv.counters["remote_maps"] or self.e.has_pinned
             self.pos, nf, hits, remote = gpu_scan(self.page, self.acc, self.pos, end, perm,
-                                                  drv.va.residency, gbit, free, self.out_idx)
+                                                  drv.va.residency,
+                                                  gbit if remote_possible else np.uint8(0),
+                                                  free, self.out_idx)
             if counting and remote:
                 seg = self.page[start:self.pos]
                 drv.access_counters.record_remote_accesses(

@@ -49,7 +49,8 @@ def gpu_scan(page, acc, pos, end, perm, residency, gbit, max_faults, out_idx):
     """Run touches from ``pos`` until ``max_faults`` of them miss or ``end`` is reached.
 
     Returns (next position, faults recorded in ``out_idx``, hits, hits on remote mappings).
-    A touch needs permission >= its access type (read 1, write 2, atomic 3).
+    A touch needs permission >= its access type (read 1, write 2, atomic 3). ``gbit`` 0 means
+    the caller knows no page is mapped remotely: then residency is not read at all.
     """
     nf = 0
     hits = 0
@@ -60,7 +61,7 @@ def gpu_scan(page, acc, pos, end, perm, residency, gbit, max_faults, out_idx):
         need = acc[i] if acc[i] > 0 else 1
         if perm[p] >= need:
             hits += 1
-            if residency[p] & gbit == 0:
+            if gbit != 0 and residency[p] & gbit == 0:
                 remote += 1
         else:
             out_idx[nf] = i
