@@ -91,6 +91,7 @@ def simulate(workload: Workload | str, *, gpu: str | GpuSpec = "h200",
     return Result(workload=w.name, totals=dict(drv.counters), ops=eng.rows, source="model",
                   gpu=spec.name, params=prm.changed(), profile=prof.name,
                   gpu_memory_bytes=cap, fatal=eng.fatal, wall_s=eng.wall_s,
+                  op_wall_s=eng.op_wall_s,
                   meta={"seed": w.seed, "workload_params": dict(w.params),
                         "concurrency": eng.concurrency, **meta},
                   events=drv.log.to_pandas() if events else None)

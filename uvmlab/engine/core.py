@@ -76,6 +76,7 @@ class Engine:
         self.has_pinned = any(a.kind == AllocKind.PINNED for a in workload.allocs)
         self.touches = 0
         self.rows: list[dict] = []
+        self.op_wall_s: list[float] = []  # the model's own wall time per operation (benchmarks)
         self.fatal: dict | None = None
         self.kernel: GpuKernelRun | None = None  # the running kernel (policies that see the future)
         if hooks is not None:
@@ -112,6 +113,7 @@ class Engine:
             return
         for k, op in enumerate(w.ops):
             start_clock = self.clock
+            t_op = time.perf_counter()
             before = {c: self.drv.counters[c] for c in OP_COUNTERS}
             try:
                 self._run_op(op)
@@ -121,6 +123,7 @@ class Engine:
                    "start_ns": int(start_clock), "time_ns": int(self.clock - start_clock)}
             row.update({c: self.drv.counters[c] - before[c] for c in OP_COUNTERS})
             self.rows.append(row)
+            self.op_wall_s.append(time.perf_counter() - t_op)
             if self.sampler is not None:
                 self.sampler.sample(self.clock, force=True)
             if self.progress is not None:

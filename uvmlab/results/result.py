@@ -36,6 +36,7 @@ class Result:
     fatal: dict[str, Any] | None = None
     wall_s: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
+    op_wall_s: list[float] = field(default_factory=list)  # the model's wall time per operation
     events: Any = None  # pandas.DataFrame when the run recorded events
     samples: Any = None  # uvmlab.results.sampling.Samples when the run was sampled
 
@@ -50,6 +51,7 @@ class Result:
         on any engine (design.md §9)."""
         d = self.to_dict()
         d.pop("wall_s", None)
+        d.pop("op_wall_s", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     # --- views ----------------------------------------------------------------------------
@@ -93,7 +95,8 @@ class Result:
         return {"format": "uvmlab-result", "version": RESULT_VERSION, "workload": self.workload,
                 "source": self.source, "gpu": self.gpu, "params": self.params,
                 "profile": self.profile, "gpu_memory_bytes": self.gpu_memory_bytes,
-                "fatal": self.fatal, "wall_s": self.wall_s, "meta": self.meta,
+                "fatal": self.fatal, "wall_s": self.wall_s, "op_wall_s": self.op_wall_s,
+                "meta": self.meta,
                 "totals": self.totals, "ops": self.ops, **self._extras_dict()}
 
     def _extras_dict(self) -> dict[str, Any]:
@@ -128,7 +131,9 @@ class Result:
                        ops=list(d["ops"]), source=d.get("source", "model"), gpu=d.get("gpu", ""),
                        params=dict(d.get("params", {})), profile=d.get("profile", ""),
                        gpu_memory_bytes=int(d.get("gpu_memory_bytes", 0)), fatal=d.get("fatal"),
-                       wall_s=float(d.get("wall_s", 0.0)), meta=dict(d.get("meta", {})),
+                       wall_s=float(d.get("wall_s", 0.0)),
+                       op_wall_s=[float(x) for x in d.get("op_wall_s", [])],
+                       meta=dict(d.get("meta", {})),
                        events=events, samples=samples)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise TraceFileError(f"{where}: malformed result ({e})") from None

@@ -66,6 +66,7 @@ def run_point(config: dict[str, Any], workload: Any, point_meta: dict[str, Any]
         if config["samples"]:
             rec.attach(res)
         res.wall_s = 0.0  # host time is not part of the result (module docstring)
+        res.op_wall_s = []
         res.meta = {**res.meta, "point": point_meta}
         return {"id": pid, "result": res.to_dict(), "wall_s": time.perf_counter() - t0}
     except UvmlabError as e:
