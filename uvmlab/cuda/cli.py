@@ -61,7 +61,8 @@ def gpu_summary(res) -> str:
 
 
 def gpu_run(workload: Annotated[str, typer.Argument(help="Built-in spec (random:size=256MiB), "
-                                                        "a .uvmw trace file, or a suite name.")],
+                                                        "a .uvmw trace file, or a suite or "
+                                                        "hold-out name.")],
             out_file: Annotated[Path | None, typer.Option(
                 "--out", "-o", help="Save the run as a Result (JSON).")] = None,
             threads: Annotated[int, typer.Option(help="GPU threads in flight.")] = 65536,
@@ -72,9 +73,9 @@ def gpu_run(workload: Annotated[str, typer.Argument(help="Built-in spec (random:
     from uvmlab.api import load_workload
     from uvmlab.cuda.adapter import result_from_real
     from uvmlab.cuda.executor import execute
-    from uvmlab.cuda.suite import SUITE, build
+    from uvmlab.cuda.suite import HOLDOUT, SUITE, build
 
-    suite = dict(SUITE)
+    suite = dict(SUITE + HOLDOUT)
     # the workload is built first so that a bad spec says so even on a machine without a GPU
     w = build(suite[workload]) if workload in suite else load_workload(workload)
     _need_gpu()
@@ -134,29 +135,56 @@ def calibrate(name: Annotated[str | None, typer.Option(
 
 
 def validate(captures: Annotated[Path | None, typer.Option(
-                 help="Directory of captures to compare (default: the stored sets).")] = None,
+                 help="Directory of captures to compare (default: the stored sets); with "
+                      "--set all, the suite's.")] = None,
              gpu: Annotated[list[str] | None, typer.Option(
                  "--gpu", help="h100 or h200 (repeatable; default: every stored set).")] = None,
              capture: Annotated[bool, typer.Option(
-                 "--capture", help="Run the suite on this GPU first (needs a GPU).")] = False,
+                 "--capture", help="Run the chosen sets (--set) on this GPU first, into their "
+                                   "stored directories (needs a GPU).")] = False,
+             set_name: Annotated[str, typer.Option(
+                 "--set", help="Workload set to capture and report: suite (in-sample: the "
+                               "profiles were partly fitted to it), holdout (out-of-sample) or "
+                               "all.")] = "all",
+             holdout_captures: Annotated[Path | None, typer.Option(
+                 help="Directory of hold-out captures (default: the stored ones) with --set "
+                      "all.")] = None,
              output: Annotated[Path, typer.Option("--output", "-o", help="Markdown report.")]
              = Path("docs/validation.md"),
              only: Annotated[list[str] | None, typer.Option(
-                 help="Only these suite workloads (comma-separated, repeatable).")] = None,
+                 help="Only these workloads (comma-separated, repeatable).")] = None,
              profile: Annotated[str | None, typer.Option(
                  help="Cost profile for the model (default: the GPU's measured one).")] = None,
              ) -> None:
-    """Compare the model with real-GPU captures of the validation suite; write the report."""
+    """Compare the model with real-GPU captures of the validation suite and of the hold-out set;
+    write the report.
+
+    ``--set`` picks the workload sets both for ``--capture`` and for the report; the default,
+    ``all``, captures and reports both. To keep the suite's captures (the ones the profiles were
+    fitted to) and add the hold-out's, capture with ``--set holdout``.
+    """
     from uvmlab.cuda import validate as v
+    from uvmlab.cuda.suite import SETS, set_specs
     from uvmlab.driver.hal import get_gpu
 
+    if set_name not in (*SETS, "all"):
+        raise UvmlabError(f"--set must be one of {', '.join((*SETS, 'all'))}, not {set_name!r}")
+    sets = list(SETS) if set_name == "all" else [set_name]
+    if holdout_captures is not None and set_name != "all":
+        raise UvmlabError("--holdout-captures goes with --set all; with one set give --captures")
     names = _names(only)
     keys = [get_gpu(g).name for g in gpu] if gpu else None
     if names:
-        from uvmlab.cuda.suite import suite_workloads
-
-        suite_workloads(names)  # unknown names fail here, before any work
+        known = {n for s in sets for n, _ in set_specs(s)}
+        unknown = [n for n in names if n not in known]
+        if unknown:  # before any work, GPU or model
+            raise UvmlabError(f"unknown workload(s) {', '.join(unknown)} in --set {set_name}; "
+                              f"known: {', '.join(n for s in sets for n, _ in set_specs(s))}")
     if capture:
+        if captures is not None and "holdout" in sets[1:] and holdout_captures is None:
+            # else the hold-out captures would land in the repository's stored set unasked
+            raise UvmlabError("--capture --captures DIR with --set all needs --holdout-captures "
+                              "DIR too (or --set suite / --set holdout)")
         _need_gpu()
         from uvmlab.cuda.runtime import device_info
         from uvmlab.cuda.suite import run_suite
@@ -166,15 +194,34 @@ def validate(captures: Annotated[Path | None, typer.Option(
             raise UvmlabError(f"--capture runs on this machine's GPU ({here}), "
                               f"not {', '.join(keys)}")
         keys = [here]
-        captures = captures or v.STORED_CAPTURES.get(here) or Path(f"captures-{here}")
-        run_suite(str(captures), names, log=lambda m: err.print(m))
+        # --captures names the first set's directory, --holdout-captures the hold-out's
+        given = {sets[0]: captures}
+        if holdout_captures is not None:
+            given["holdout"] = holdout_captures
+        dirs = {s: given.get(s) or v.STORED_SETS[s].get(here)
+                or Path(f"{'captures' if s == 'suite' else s}-{here}") for s in sets}
+        for s in sets:
+            todo = [n for n, _ in set_specs(s) if n in names] if names else None
+            if names and not todo:
+                continue
+            run_suite(str(dirs[s]), todo, set_name=s, log=lambda m: err.print(m))
+        captures = dirs[sets[0]]
+        if "holdout" in sets and sets[0] != "holdout":
+            holdout_captures = dirs["holdout"]
     sections = v.sections_for(keys, captures, names=names, profile=profile,
-                              log=lambda m: err.print(m))
+                              log=lambda m: err.print(m), sets=sets,
+                              holdout_captures=holdout_captures)
     text = v.render(sections, notes=v.load_notes(),
-                    command="uvmlab validate" + (" --capture" if capture else ""))
+                    command="uvmlab validate" + (" --capture" if capture else "")
+                    + (f" --set {set_name}" if set_name != "all" else ""))
     v.write_report(output, text)
     for s in sections:
-        out.print(f"[bold]{s.gpu_name}[/bold] ({len(s.rows)} workloads, profile {s.profile})")
+        if s.no_captures:
+            out.print(f"[bold]{s.title}[/bold]: no captures in {s.captures_dir}; the targets "
+                      f"cannot be evaluated (uvmlab validate --capture --set {s.set_name})")
+            continue
+        out.print(f"[bold]{s.title}[/bold] ({len(s.rows)} workloads, profile {s.profile}"
+                  + (f"; {len(s.missing)} not captured" if s.missing else "") + ")")
         for label, ok, txt in v.verdicts(s).items:
             mark = "n/a" if ok is None else ("met" if ok else "NOT MET")
             out.print(f"  {label}: {mark} ({txt})")

@@ -10,6 +10,12 @@ Every managed footprint is at most 1 GiB. Together the suite covers every IR ope
 advices (read-mostly, preferred location, accessed-by, and their unsets), prefetch to the GPU
 and to the CPU, GPU kernels with read / write / atomic touches, CPU phases, sync and free, and
 managed, device and pinned allocations.
+
+``HOLDOUT`` is the out-of-sample set (issue 5): the same kinds of workload with other sizes,
+seeds and shapes. Some constants of the model's ``<gpu>-pcie5`` profiles were fitted to the
+captures of ``SUITE``, so the suite's errors are in-sample; the hold-out captures
+(``data/holdout-<gpu>/``) must never be used for fitting, or they stop measuring anything.
+``SETS`` names both; :func:`suite_workloads` and :func:`run_suite` take ``set_name``.
 """
 
 from __future__ import annotations
@@ -24,7 +30,14 @@ import numpy as np
 
 from uvmlab.workload.ir import Workload, WorkloadBuilder
 
+#: a suite entry: a ``synthetic.make_workload`` spec string or a builder function defined here
+Spec = str | Callable[[], Workload]
+
 MAX_SUITE_MANAGED = 1 << 30
+#: the hold-out set's bounds: big enough that per-block costs dominate fixed ones as in the suite,
+#: small enough (far below half of an H100's 80 GB) that nothing is oversubscribed
+MIN_HOLDOUT_MANAGED = 128 << 20
+MAX_HOLDOUT_MANAGED = 512 << 20
 
 
 def read_mostly() -> Workload:
@@ -46,17 +59,22 @@ def read_mostly() -> Workload:
     return b.build()
 
 
-def preferred_cpu_accessed_by_gpu() -> Workload:
+def preferred_cpu_accessed_by_gpu(size: int = 64 << 20, atomic_stride: int = 16) -> Workload:
     """Data that lives on the CPU and is mapped by the GPU (zero-copy style): preferred location
     CPU plus accessed-by GPU, GPU reads and atomics go over PCIe; then both advices are unset
-    and the same kernel migrates the pages."""
-    b = WorkloadBuilder("preferred_cpu_accessed_by_gpu", params={"size": 64 << 20})
-    buf = b.alloc("buf", 64 << 20)
+    and the same kernel migrates the pages. The defaults are the suite's entry; the hold-out set
+    varies the size and the atomics' page stride."""
+    # params hold only what the suite's captures recorded, so those captures still match
+    params: dict[str, object] = {"size": size}
+    if atomic_stride != 16:
+        params["atomic_stride"] = atomic_stride
+    b = WorkloadBuilder("preferred_cpu_accessed_by_gpu", params=params)
+    buf = b.alloc("buf", size)
     b.advise(buf, "set_preferred_location", "cpu")
     b.advise(buf, "set_accessed_by", "gpu0")
     b.cpu("init", [b.run(buf, access="write")])
     b.kernel("gpu_read_remote", [b.run(buf)])
-    b.kernel("gpu_atomic_remote", [b.run(buf, stride=16, access="atomic")])
+    b.kernel("gpu_atomic_remote", [b.run(buf, stride=atomic_stride, access="atomic")])
     b.advise(buf, "unset_accessed_by", "gpu0")
     b.advise(buf, "unset_preferred_location", "cpu")
     b.kernel("gpu_read_migrate", [b.run(buf)])
@@ -65,18 +83,22 @@ def preferred_cpu_accessed_by_gpu() -> Workload:
     return b.build()
 
 
-def preferred_gpu() -> Workload:
+def preferred_gpu(size: int = 128 << 20, cpu_stride: int = 8) -> Workload:
     """Preferred location GPU: the CPU initialises, the GPU pulls the pages home, the CPU reads
-    them back (CPU faults), the GPU reads again; the CPU is also given accessed-by."""
-    b = WorkloadBuilder("preferred_gpu", params={"size": 128 << 20})
-    buf = b.alloc("buf", 128 << 20)
+    them back (CPU faults), the GPU reads again; the CPU is also given accessed-by. The defaults
+    are the suite's entry; the hold-out set varies the size and the CPU reads' page stride."""
+    params: dict[str, object] = {"size": size}
+    if cpu_stride != 8:
+        params["cpu_stride"] = cpu_stride
+    b = WorkloadBuilder("preferred_gpu", params=params)
+    buf = b.alloc("buf", size)
     b.advise(buf, "set_preferred_location", "gpu0")
     b.cpu("init", [b.run(buf, access="write")])
     b.kernel("gpu_read1", [b.run(buf)])
-    b.cpu("cpu_read", [b.run(buf, stride=8)])
+    b.cpu("cpu_read", [b.run(buf, stride=cpu_stride)])
     b.kernel("gpu_read2", [b.run(buf)])
     b.advise(buf, "set_accessed_by", "cpu")
-    b.cpu("cpu_read_accessed_by", [b.run(buf, stride=8)])
+    b.cpu("cpu_read_accessed_by", [b.run(buf, stride=cpu_stride)])
     b.sync()
     b.free(buf)
     return b.build()
@@ -119,7 +141,7 @@ def mixed_kinds() -> Workload:
     return b.build()
 
 
-SUITE: list[tuple[str, str | Callable[[], Workload]]] = [
+SUITE: list[tuple[str, Spec]] = [
     ("stream", "stream:size=256MiB,passes=2"),
     ("random", "random:size=256MiB,seed=1"),
     ("stride", "stride:size=256MiB,stride=64KiB,passes=2"),
@@ -138,7 +160,53 @@ SUITE: list[tuple[str, str | Callable[[], Workload]]] = [
 ]
 
 
-def build(spec: str | Callable[[], Workload]) -> Workload:
+def preferred_cpu_accessed_by_gpu_b() -> Workload:
+    """Hold-out variant: 160 MiB instead of 64, remote atomics on every 4th page, not every 16th."""
+    return preferred_cpu_accessed_by_gpu(size=160 << 20, atomic_stride=4)
+
+
+def preferred_gpu_b() -> Workload:
+    """Hold-out variant: 192 MiB instead of 128, CPU read-backs of every 4th page, not every 8th."""
+    return preferred_gpu(size=192 << 20, cpu_stride=4)
+
+
+#: The out-of-sample set: every synthetic kind of SUITE and two of its advice workloads again,
+#: with other sizes (128-512 MiB), seeds and shapes. Never fit a constant to its captures.
+HOLDOUT: list[tuple[str, Spec]] = [
+    ("stream_b", "stream:size=512MiB,seed=4,passes=3"),
+    ("random_b", "random:size=384MiB,seed=7,touches=196608"),  # 2 touches per page
+    ("stride_b", "stride:size=384MiB,seed=5,stride=32KiB,passes=3"),
+    ("stencil_b", "stencil:size=384MiB,seed=6,iters=3,row=512KiB"),
+    ("gemm_b", "gemm:size=384MiB,seed=8,tile=4MiB"),
+    ("graph_b", "graph:size=384MiB,seed=5,levels=5"),
+    ("pingpong_b", "pingpong:size=128MiB,seed=2,rounds=3"),
+    ("llm_b", "llm:size=384MiB,seed=3,layers=12,tokens=6"),
+    ("vecsearch_b", "vecsearch:size=384MiB,seed=9,queries=48,nprobe=16,partitions=192"),
+    ("train_b", "train:size=512MiB,seed=4,layers=6,steps=1"),
+    ("preferred_cpu_accessed_by_gpu_b", preferred_cpu_accessed_by_gpu_b),
+    ("preferred_gpu_b", preferred_gpu_b),
+]
+
+#: the workload sets by name, in report order
+SETS: dict[str, list[tuple[str, Spec]]] = {"suite": SUITE, "holdout": HOLDOUT}
+
+
+def set_specs(set_name: str = "suite") -> list[tuple[str, Spec]]:
+    """The ``(name, spec)`` list of workload set ``set_name`` (``suite`` or ``holdout``)."""
+    try:
+        return SETS[set_name]
+    except KeyError:
+        from uvmlab.errors import WorkloadError
+        raise WorkloadError(f"unknown workload set {set_name!r}; known: {', '.join(SETS)}") from None
+
+
+def set_of(name: str) -> str | None:
+    """The set that has a workload called ``name``, or None."""
+    return next((s for s, specs in SETS.items() if any(n == name for n, _ in specs)), None)
+
+
+def build(spec: Spec) -> Workload:
+    """A suite entry's workload: a generator spec string, or a builder function called."""
     if callable(spec):
         return spec()
     from uvmlab.workload.synthetic import make_workload
@@ -146,39 +214,48 @@ def build(spec: str | Callable[[], Workload]) -> Workload:
     return make_workload(spec)
 
 
-def suite_workloads(names: list[str] | None = None) -> list[tuple[str, Workload]]:
-    """The suite's workloads, built (no GPU needed), optionally only those named."""
-    known = dict(SUITE)
+def suite_workloads(names: list[str] | None = None, set_name: str = "suite",
+                    ) -> list[tuple[str, Workload]]:
+    """The workloads of set ``set_name`` (default: the suite), built (no GPU needed),
+    optionally only those named."""
+    specs = set_specs(set_name)
+    known = dict(specs)
     if names:
         unknown = [n for n in names if n not in known]
         if unknown:
             from uvmlab.errors import WorkloadError
-            raise WorkloadError(f"unknown suite workload(s) {', '.join(unknown)}; "
+            label = "suite" if set_name == "suite" else f"{set_name} set"
+            raise WorkloadError(f"unknown {label} workload(s) {', '.join(unknown)}; "
                                 f"known: {', '.join(known)}")
-    return [(n, build(s)) for n, s in SUITE if not names or n in names]
+    return [(n, build(s)) for n, s in specs if not names or n in names]
 
 
-def spec_text(spec: str | Callable[[], Workload]) -> str:
+def spec_text(spec: Spec) -> str:
+    """A spec as the captures and the report name it."""
     return spec if isinstance(spec, str) else f"uvmlab.cuda.suite:{spec.__name__}"
 
 
 def run_suite(out_dir: str, names: list[str] | None = None, *, threads: int | None = None,
-              raw_sample: str | None = None, log: Callable[[str], None] = print) -> list[str]:
-    """Run the suite on the GPU, one capture JSON per workload in ``out_dir``; returns paths.
+              raw_sample: str | None = None, log: Callable[[str], None] = print,
+              set_name: str = "suite") -> list[str]:
+    """Run a workload set (default: the suite) on the GPU, one capture JSON per workload in
+    ``out_dir``; returns paths.
 
     ``raw_sample``: name of the workload whose raw CUPTI records are also saved (as
     ``cupti_sample.npz`` beside ``out_dir``) for the parser's CPU-only tests.
     """
     from uvmlab.cuda.executor import DEFAULT_THREADS, execute
 
-    specs = dict(SUITE)
+    specs = dict(set_specs(set_name))
+    todo = suite_workloads(names, set_name)  # a bad name fails before the GPU is touched
     paths = []
-    for name, w in suite_workloads(names):
+    for name, w in todo:
         t = time.perf_counter()
         raw = os.path.join(os.path.dirname(os.path.abspath(out_dir)), "cupti_sample.npz") \
             if raw_sample == name else None
         res = execute(w, threads=threads or DEFAULT_THREADS, raw_path=raw)
         res.meta["suite_name"] = name
+        res.meta["workload_set"] = set_name
         res.meta["spec"] = spec_text(specs[name])
         path = os.path.join(out_dir, f"{name}.json")
         res.save(path)
@@ -191,9 +268,25 @@ def run_suite(out_dir: str, names: list[str] | None = None, *, threads: int | No
     return paths
 
 
+def default_out(set_name: str) -> str:
+    """Where ``python -m uvmlab.cuda.suite`` writes without --out: the suite's historical
+    default, or the stored hold-out directory of this machine's GPU (which needs the GPU)."""
+    if set_name == "suite":
+        return "uvmlab/cuda/data/captures"
+    from uvmlab.cuda.runtime import device_info
+    from uvmlab.cuda.validate import STORED_SETS, gpu_key
+
+    return str(STORED_SETS[set_name][gpu_key(device_info()["gpu"])])
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="run the validation suite on the GPU")
-    ap.add_argument("--out", default="uvmlab/cuda/data/captures")
+    ap = argparse.ArgumentParser(description="run the validation suite (or the hold-out set) "
+                                             "on the GPU")
+    ap.add_argument("--set", dest="set_name", choices=list(SETS), default="suite",
+                    help="which workload set (default: suite)")
+    ap.add_argument("--out", default=None, help="capture directory (default: the suite's "
+                    "uvmlab/cuda/data/captures as before; the hold-out set's stored directory "
+                    "of this GPU, uvmlab/cuda/data/holdout-<gpu>)")
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--threads", type=int)
     ap.add_argument("--raw-sample", default=None)
@@ -202,11 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     from uvmlab.errors import UvmlabError
     try:
         if a.list:
-            for n, w in suite_workloads(a.only):
+            for n, w in suite_workloads(a.only, a.set_name):
                 print(json.dumps({"name": n, "ops": len(w.ops), "managed": w.managed_bytes,
                                   "touches": w.touch_count()}))
             return 0
-        run_suite(a.out, a.only, threads=a.threads, raw_sample=a.raw_sample)
+        run_suite(a.out or default_out(a.set_name), a.only, threads=a.threads,
+                  raw_sample=a.raw_sample, set_name=a.set_name)
     except UvmlabError as e:
         print(f"error: {e}")
         return e.exit_code

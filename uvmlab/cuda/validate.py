@@ -8,6 +8,12 @@ It needs no GPU: the captures are JSON files in the repository (``data/captures*
 report is regenerated whenever the model changes. ``uvmlab validate --capture`` re-runs the
 suite on the GPU first.
 
+Two workload sets are compared (``suite.SETS``): the suite, to whose captures some constants of
+the ``<gpu>-pcie5`` profiles were fitted, so that its errors are *in-sample*; and the hold-out
+set (``suite.HOLDOUT``, captures in ``data/holdout-<gpu>``), the same kinds of workload with
+other sizes, seeds and shapes that nothing was fitted to, so that its errors are out-of-sample.
+Each GPU gets one :class:`Section` per set; the report states the issue's targets on each.
+
 Why the comparison is fair, and where it cannot be:
 
 * bytes and CPU faults on the GPU side come from the driver's lossless UVM Tools counters, so
@@ -42,6 +48,12 @@ from uvmlab.units import fmt_bytes, fmt_ns
 DATA = Path(__file__).resolve().parent / "data"
 #: the stored captures of each GPU (the H100 set came first and kept the plain name)
 STORED_CAPTURES: dict[str, Path] = {"h100": DATA / "captures", "h200": DATA / "captures-h200"}
+#: the stored captures of the hold-out set (never fit anything to these)
+STORED_HOLDOUT: dict[str, Path] = {"h100": DATA / "holdout-h100", "h200": DATA / "holdout-h200"}
+#: the stored captures of each workload set
+STORED_SETS: dict[str, dict[str, Path]] = {"suite": STORED_CAPTURES, "holdout": STORED_HOLDOUT}
+#: how the report names each set
+SET_LABELS: dict[str, str] = {"suite": "suite", "holdout": "hold-out set"}
 NOTES = DATA / "validation_notes.md"
 CALIBRATION = DATA / "calibration"
 DEFAULT_OUTPUT = Path("docs") / "validation.md"
@@ -81,6 +93,21 @@ def gpu_key(device_name: str) -> str:
             return key
     raise UvmlabError(f"the model has no GPU spec for {device_name!r} "
                       f"(known: {', '.join(spec.marketing_name for spec in GPUS.values())})")
+
+
+def fitted_constants(profile: str) -> list[str] | None:
+    """The constants of built-in ``profile`` that differ from its micro-benchmark calibration
+    (``<profile>-measured``): those that came from the suite's captures. None when the profile
+    has no such calibration to compare with (a profile file, or the raw calibration itself)."""
+    import dataclasses
+
+    from uvmlab.timing.cost_model import builtin_profiles, load_profile
+
+    if profile.endswith("-measured") or f"{profile}-measured" not in builtin_profiles():
+        return None
+    fitted, measured = load_profile(profile), load_profile(f"{profile}-measured")
+    return [f.name for f in dataclasses.fields(fitted) if f.name not in ("name", "sources")
+            and getattr(fitted, f.name) != getattr(measured, f.name)]
 
 
 def measured_profile(key: str) -> str:
@@ -162,7 +189,7 @@ class Comparison:
 
 @dataclass
 class Section:
-    """One GPU's captures compared with the model."""
+    """One GPU's captures of one workload set compared with the model."""
 
     key: str
     captures_dir: Path
@@ -171,10 +198,34 @@ class Section:
     missing: list[str] = field(default_factory=list)  # suite workloads with no capture
     stale: list[str] = field(default_factory=list)  # captures of a different workload version
     warmup_s: float = 0.0
+    set_name: str = "suite"  # which workload set (suite.SETS)
+    marketing_name: str = ""  # the GPU's name when there is no capture to take it from
+    no_captures: bool = False  # the set's capture directory is absent or empty
 
     @property
     def gpu_name(self) -> str:
-        return self.rows[0].real.gpu if self.rows else self.key
+        return self.rows[0].real.gpu if self.rows else (self.marketing_name or self.key)
+
+    @property
+    def set_label(self) -> str:
+        return SET_LABELS.get(self.set_name, self.set_name)
+
+    @property
+    def fitted(self) -> list[str]:
+        """Constants of the profile fitted to the suite's captures (empty: none known)."""
+        return fitted_constants(self.profile) or []
+
+    @property
+    def sample(self) -> str:
+        """``in-sample``, ``out-of-sample`` or ``""`` (a profile whose origin is unknown)."""
+        if self.set_name == "holdout":
+            return "out-of-sample"
+        return "in-sample" if self.fitted else ""
+
+    @property
+    def title(self) -> str:
+        """The GPU and the set, e.g. ``NVIDIA H200, suite (in-sample)``."""
+        return f"{self.gpu_name}, {self.set_label}" + (f" ({self.sample})" if self.sample else "")
 
     def meta_values(self, key: str) -> list[str]:
         return sorted({str(c.real.meta.get(key, "")) for c in self.rows} - {""})
@@ -216,26 +267,35 @@ def _same_workload(real: Result, w: Any) -> str | None:
 
 def compare_gpu(key: str, captures_dir: str | Path | None = None, *,
                 names: list[str] | None = None, profile: str | None = None,
-                log: Callable[[str], None] | None = None) -> Section:
-    """Run the model on every suite workload captured on GPU ``key`` and compare.
+                log: Callable[[str], None] | None = None, set_name: str = "suite") -> Section:
+    """Run the model on every workload of set ``set_name`` captured on GPU ``key`` and compare.
 
-    ``captures_dir`` defaults to the stored captures of that GPU; ``profile`` to its measured
-    profile. A capture that no longer matches the suite's workload (the suite changed since it
-    was captured) is listed as stale instead of compared.
+    ``captures_dir`` defaults to the stored captures of that GPU and set; ``profile`` to its
+    measured profile. A capture that no longer matches the set's workload (the set changed since
+    it was captured) is listed as stale instead of compared. The stored hold-out captures may
+    not exist yet: then every workload is listed as missing (``no_captures``) rather than raised,
+    so that the report can say so; a directory given explicitly must exist.
     """
     from uvmlab.api import simulate
-    from uvmlab.cuda.suite import SUITE, spec_text, suite_workloads
+    from uvmlab.cuda.suite import set_specs, spec_text, suite_workloads
     from uvmlab.driver.hal import get_gpu
 
     spec = get_gpu(key)
-    cdir = Path(captures_dir) if captures_dir is not None else STORED_CAPTURES.get(spec.name)
+    specs = dict(set_specs(set_name))
+    todo = suite_workloads(names, set_name)
+    stored = STORED_SETS.get(set_name, {})
+    cdir = Path(captures_dir) if captures_dir is not None else stored.get(spec.name)
     if cdir is None:
-        raise UvmlabError(f"no stored captures for {key}; give --captures DIR")
-    captures = load_captures(cdir)
+        raise UvmlabError(f"no stored {SET_LABELS.get(set_name, set_name)} captures for {key}; "
+                          "give --captures DIR")
     prof = profile or measured_profile(spec.name)
-    sec = Section(key=spec.name, captures_dir=cdir, profile=prof)
-    specs = dict(SUITE)
-    todo = suite_workloads(names)
+    sec = Section(key=spec.name, captures_dir=cdir, profile=prof, set_name=set_name,
+                  marketing_name=spec.marketing_name)
+    if captures_dir is None and set_name != "suite" and not any(cdir.glob("*.json")):
+        sec.no_captures = True
+        sec.missing = [n for n, _w in todo]
+        return sec
+    captures = load_captures(cdir)
     # Warm-up, not counted in the model's wall time: loads the numba functions from their cache
     # (or compiles them) and the modules, which the GPU side's CUDA context creation and kernel
     # compilation are not counted against either.
@@ -311,9 +371,22 @@ class Verdicts:
     items: list[tuple[str, bool | None, str]]
 
 
+def _speed_label(sec: Section) -> str:
+    return f"model faster than the GPU it models (whole {sec.set_label})"
+
+
 def verdicts(sec: Section) -> Verdicts:
     n = len(sec.rows)
     items: list[tuple[str, bool | None, str]] = []
+    if n == 0:
+        # nothing compared (no captures): every target is undecided, never vacuously met; the
+        # labels are the same as below so that the summary table lines them up
+        why = "no captures" if sec.no_captures else "no workload compared"
+        labels = [f"{lb} bytes within {BYTES_TARGET:.0%} on every workload" for lb in ("HtoD", "DtoH")]
+        labels += [f"time within {TIME_TARGET:.0%} on every workload",
+                   f"median time error within {TIME_MEDIAN_TARGET:.0%}", _speed_label(sec),
+                   f"two calibration runs within {CALIBRATION_TARGET:.0%} of each other"]
+        return Verdicts([(lb, None, why) for lb in labels])
     for label, key in (("HtoD", "bytes_htod"), ("DtoH", "bytes_dtoh")):
         errs = sec.errors(key)
         ok = _within(errs, BYTES_TARGET)
@@ -332,7 +405,7 @@ def verdicts(sec: Section) -> Verdicts:
                   f"median abs. error {fmt_err(med).lstrip('+')}" + (
                       f", worst {worst[0]} {fmt_err(worst[1])}" if worst else "")))
     mw, gt = sec.model_wall_s(), sec.gpu_time_s()
-    items.append(("model faster than the GPU it models (whole suite)", mw < gt,
+    items.append((_speed_label(sec), mw < gt,
                   f"model {mw:.2f} s wall vs GPU {gt:.2f} s measured ({mw / gt:.1f}x)"
                   if gt else f"model {mw:.2f} s"))
     # calibration runs are stored under the raw calibration's name (<gpu>-pcie5-measured)
@@ -383,8 +456,17 @@ def _section_md(sec: Section) -> list[str]:
     L: list[str] = []
     dates = sec.meta_values("date")
     drivers = sec.meta_values("driver_version")
-    L.append(f"## {sec.gpu_name}")
+    # the suite keeps its plain heading; other sets say which set and that it is out-of-sample
+    L.append(f"## {sec.gpu_name}" if sec.set_name == "suite" else f"## {sec.title}")
     L.append("")
+    if sec.no_captures:
+        L.append(f"- **no captures of the {sec.set_label}** in `{_rel(sec.captures_dir)}`: the "
+                 f"{sec.sample or ''} targets cannot be evaluated on this GPU yet. Capture them on "
+                 f"an {sec.gpu_name} with `uvmlab validate --capture --set {sec.set_name}`.")
+        L.append(f"- workloads waiting for a capture: {', '.join(sec.missing)}")
+        L.append("")
+        return L
+    L += _sample_lines(sec)
     m = sec.rows[0].real.meta if sec.rows else {}
     cuda = m.get("cuda_runtime")
     link = f", PCIe gen {m['pcie_gen']} x{m['pcie_width']}" if m.get("pcie_gen") else ""
@@ -474,7 +556,8 @@ def _section_md(sec: Section) -> list[str]:
     L.append("")
 
     mw, gt, gw = sec.model_wall_s(), sec.gpu_time_s(), sec.gpu_wall_s()
-    L.append(f"**Wall-clock time of the whole suite:** model {mw:.2f} s (plus a {sec.warmup_s:.2f} s "
+    L.append(f"**Wall-clock time of the whole {sec.set_label}:** model {mw:.2f} s (plus a "
+             f"{sec.warmup_s:.2f} s "
              f"warm-up that loads the compiled functions) vs the GPU's {gt:.2f} s of measured "
              f"operations ({gw:.2f} s of run loop): the model is "
              + (f"{gt / mw:.1f}x faster" if mw < gt else f"{mw / gt:.1f}x slower")
@@ -485,11 +568,62 @@ def _section_md(sec: Section) -> list[str]:
     return L
 
 
+def _sample_lines(sec: Section) -> list[str]:
+    """The bullet that says whether this section's errors are in-sample, and why."""
+    from uvmlab.cuda.suite import set_specs
+
+    n = len(set_specs(sec.set_name))
+    if sec.set_name == "holdout":
+        return [f"- set: the **hold-out set** (`HOLDOUT` in `uvmlab/cuda/suite.py`, {n} workloads: "
+                "the suite's kinds with other sizes, seeds and shapes), **out-of-sample**: no "
+                "constant of the model was fitted to these captures"]
+    if sec.set_name != "suite":
+        return [f"- set: `{sec.set_name}`"]
+    if not sec.fitted:
+        return []
+    return [f"- set: the validation suite, **in-sample**: {len(sec.fitted)} constants of "
+            f"`{sec.profile}` ({', '.join(sec.fitted)}) are not the micro-benchmark calibration "
+            f"`{sec.profile}-measured` but were fitted to the suite's captures, so these errors "
+            "flatter the model; the hold-out set's are the out-of-sample test"]
+
+
 def _rel(p: Path) -> str:
     try:
         return str(p.resolve().relative_to(Path(__file__).resolve().parents[2]))
     except ValueError:
         return str(p)
+
+
+def _sample_paragraph(sections: list[Section]) -> list[str]:
+    """What is in-sample and what is not, above the summary table (empty when neither applies)."""
+    from uvmlab.cuda.suite import HOLDOUT
+
+    fitted = [s for s in sections if s.set_name == "suite" and s.fitted]
+    holdout = [s for s in sections if s.set_name == "holdout"]
+    if not fitted and not holdout:
+        return []
+    text = "**In-sample and out-of-sample.** "
+    if fitted:
+        text += ("Some constants of the model's profiles (" + ", ".join(
+            f"`{p}`" for p in dict.fromkeys(s.profile for s in fitted)) + ") were fitted to the "
+            "suite's captures (each GPU's section lists them), so the suite's time errors are "
+            "**in-sample**: they say how well the fit reproduces the data it was fitted to, not "
+            "how well the model predicts. ")
+    if holdout:
+        text += (f"The hold-out set (`HOLDOUT` in `uvmlab/cuda/suite.py`, {len(HOLDOUT)} "
+                 "workloads: every synthetic kind of the suite and two of its advice workloads "
+                 "again, with other sizes, seeds and shapes) is captured the same way and nothing "
+                 "is ever fitted to it: its sections, with the same targets, are the "
+                 "**out-of-sample** test.")
+        absent = [s.gpu_name for s in holdout if s.no_captures]
+        if absent:
+            text += (" Hold-out captures are **missing** for " + ", ".join(absent) + " (capture "
+                     "with `uvmlab validate --capture --set holdout` on each), so the "
+                     "out-of-sample targets are undecided there.")
+    else:
+        text += ("No hold-out set is reported here (`uvmlab validate --set all` adds it), so "
+                 "there is no out-of-sample figure.")
+    return [text.strip(), ""]
 
 
 def render(sections: list[Section], *, notes: str | None = None,
@@ -502,10 +636,12 @@ def render(sections: list[Section], *, notes: str | None = None,
     L = ["# Validation: the model against real GPUs", ""]
     L.append(f"Generated by `{command}` on {now}; model: uvmlab {uvmlab.__version__}"
              + (f", git {git}" if git else "") + ". Regenerate from the stored captures (no GPU "
-             "needed) with `uvmlab validate`; re-capture on a GPU with `uvmlab validate --capture`.")
+             "needed) with `uvmlab validate`; re-capture on a GPU with `uvmlab validate --capture` "
+             "(`--set holdout`: the hold-out set only, leaving the suite's fitted captures alone).")
     L.append("")
+    suite = [s for s in sections if s.set_name == "suite"]
     L.append("Each workload of the validation suite (`uvmlab/cuda/suite.py`: "
-             f"{len(sections[0].rows) if sections else 0} workloads covering every IR operation, "
+             f"{len(suite[0].rows) if suite else 0} workloads covering every IR operation, "
              "none oversubscribed) ran on the GPU, serialised, with CUDA managed memory; the "
              "captures (JSON, in the repository) hold the driver's lossless counters, CUPTI "
              "records, per-operation times, the GPU, driver and every `nvidia_uvm` parameter. The "
@@ -514,11 +650,14 @@ def render(sections: list[Section], *, notes: str | None = None,
              "faults are the driver's counters (exact); fault groups are CUPTI records "
              "(\"≥\": CUPTI lost records, a lower bound, not scored).")
     L.append("")
+    L += _sample_paragraph(sections)
     if len(sections) > 1:
-        L.append("| target | " + " | ".join(s.gpu_name for s in sections) + " |")
+        L.append("| target | " + " | ".join(s.title for s in sections) + " |")
         L.append("|---|" + "|".join("---" for _ in sections) + "|")
         vs = [verdicts(s).items for s in sections]
         for i, (label, _ok, _txt) in enumerate(vs[0]):
+            if len({v[i][0] for v in vs}) > 1:  # "(whole suite)" / "(whole hold-out set)"
+                label = label.split(" (whole ")[0] + " (whole set)"
             cells = []
             for v in vs:
                 ok, txt = v[i][1], v[i][2]
@@ -548,18 +687,50 @@ def load_notes() -> str | None:
 
 def sections_for(gpus: list[str] | None, captures: str | Path | None, *,
                  names: list[str] | None = None, profile: str | None = None,
-                 log: Callable[[str], None] | None = None) -> list[Section]:
-    """The sections ``uvmlab validate`` reports: the GPUs asked for, or every stored set."""
-    if captures is not None:
+                 log: Callable[[str], None] | None = None,
+                 sets: tuple[str, ...] | list[str] = ("suite",),
+                 holdout_captures: str | Path | None = None) -> list[Section]:
+    """The sections ``uvmlab validate`` reports: for the GPUs asked for (else every GPU with
+    stored suite captures), one section per workload set of ``sets``, GPU by GPU.
+
+    ``captures`` is the capture directory of the first set asked for (one GPU's);
+    ``holdout_captures`` that of the hold-out set when both sets are asked for. A set none of
+    whose workloads is among ``names`` is left out.
+    """
+    from uvmlab.cuda.suite import set_specs
+
+    sets = list(sets)
+    dirs: dict[str, str | Path | None] = {s: None for s in sets}
+    if sets:
+        dirs[sets[0]] = captures
+    if "holdout" in sets and holdout_captures is not None:
+        dirs["holdout"] = holdout_captures
+    if names:
+        known = {n for s in sets for n, _ in set_specs(s)}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            from uvmlab.errors import WorkloadError
+            raise WorkloadError(f"unknown workload(s) {', '.join(unknown)} in the "
+                                f"{' and '.join(SET_LABELS.get(s, s) for s in sets)}; known: "
+                                f"{', '.join(sorted(known))}")
+        sets = [s for s in sets if any(n in names for n, _ in set_specs(s))]
+    given = [d for s, d in dirs.items() if d is not None and s in sets]
+    if given:
         if not gpus:
-            caps = load_captures(captures)
+            caps = load_captures(given[0])
             gpus = [gpu_key(next(iter(caps.values())).gpu)]
         if len(gpus) != 1:
             raise UvmlabError("--captures DIR holds one GPU's captures; give one --gpu")
-        return [compare_gpu(gpus[0], captures, names=names, profile=profile, log=log)]
     keys = gpus or [k for k, d in STORED_CAPTURES.items() if d.is_dir()]
-    return [compare_gpu(k, None, names=names, profile=profile, log=log) for k in keys]
+    out = []
+    for k in keys:
+        for s in sets:
+            wanted = [n for n, _ in set_specs(s) if n in names] if names else None
+            out.append(compare_gpu(k, dirs[s], names=wanted, profile=profile, log=log,
+                                   set_name=s))
+    return out
 
 
-__all__ = ["METRICS", "STORED_CAPTURES", "Comparison", "Section", "compare_gpu", "gpu_key",
-           "measured_profile", "rel_error", "render", "sections_for", "verdicts", "write_report"]
+__all__ = ["METRICS", "STORED_CAPTURES", "STORED_HOLDOUT", "STORED_SETS", "Comparison", "Section",
+           "compare_gpu", "fitted_constants", "gpu_key", "measured_profile", "rel_error", "render",
+           "sections_for", "verdicts", "write_report"]
