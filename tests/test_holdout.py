@@ -294,3 +294,8 @@ def test_bad_set_arguments_are_one_line(args, needle):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and needle in lines[0], r.stderr
 
+
+def test_committed_report_has_holdout_sections():
+    doc = (ROOT / "docs" / "validation.md").read_text()
+    assert doc.count("hold-out set (out-of-sample)") >= 2  # one section per GPU, captured or not
+    assert "**in-sample**" in doc and "**out-of-sample**" in doc
