@@ -150,9 +150,9 @@ def main() -> None:
         on_rate = r_on.totals["gpu_faults"] / s_on
         off_rate = r_off.totals["gpu_faults"] / s_off
         rows.append(("fault-heavy " + rand_spec + ", heuristics on",
-                     f"{on_rate / 1e6:,.3f} M faults/s", f"{on_rate / limit:.5f} of limit"))
+                     f"{on_rate / 1e3:,.2f} k faults/s", f"{on_rate / limit:.2e} of limit"))
         rows.append(("fault-heavy " + rand_spec + ", heuristics off",
-                     f"{off_rate / 1e6:,.3f} M faults/s", f"{off_rate / on_rate:.2f}x of 'on'"))
+                     f"{off_rate / 1e3:,.2f} k faults/s", f"{off_rate / on_rate:.2f}x of 'on'"))
 
     if "oversubscribed" in only:
         s, r = timed(llm_spec, gpu_memory="150%")
