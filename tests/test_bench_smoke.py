@@ -15,8 +15,11 @@ def _bench(*args: str) -> subprocess.CompletedProcess:
 def test_bench_model_quick_runs():
     r = _bench("--quick")
     assert r.returncode == 0, r.stderr
-    for figure in ("limit", "hit-heavy", "fault-heavy", "oversubscribed", "scale", "peak RSS"):
+    for figure in ("limit", "hit-heavy", "fault-heavy", "oversubscribed", "scale", "peak RSS",
+                   "touches/s", "real H200", "speed-up, heuristics on",
+                   "speed-up, heuristics off"):
         assert figure in r.stdout
+    assert "DIFFERENT" not in r.stdout  # both fault paths service the same faults
 
 
 def test_bench_model_only_runs_the_selected_scenarios():
@@ -26,3 +29,12 @@ def test_bench_model_only_runs_the_selected_scenarios():
     assert "hit-heavy" not in r.stdout and "fault-heavy" not in r.stdout
     bad = _bench("--quick", "--only", "scael")
     assert bad.returncode != 0 and "unknown scenario scael" in bad.stderr
+
+
+def test_profile_model_quick_runs():
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "profile_model.py"), "--quick"],
+                       capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    for figure in ("fault-heavy, heuristics on", "fault-heavy, heuristics off", "oversubscribed",
+                   "compiled: block service", "per-batch orchestration", "compiled prefetcher"):
+        assert figure in r.stdout
