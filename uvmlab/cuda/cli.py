@@ -1,4 +1,4 @@
-"""``uvmlab gpu-run``, ``uvmlab calibrate`` and ``uvmlab validate``: the real-GPU commands.
+"""``uvmlab gpu-run``, ``calibrate``, ``validate`` and ``fit``: the real-GPU commands.
 
 ``uvmlab.cli`` imports this module and calls :func:`register`. Nothing here imports CuPy or the
 CUDA bindings at import time, and every command that needs a GPU asks ``runtime.load_cuda`` first,
@@ -228,11 +228,63 @@ def validate(captures: Annotated[Path | None, typer.Option(
     out.print(f"wrote {output}")
 
 
+def fit(gpu: Annotated[str, typer.Option(help="h100 or h200.")] = "h200",
+        session: Annotated[Path | None, typer.Option(
+            help="Directory of repeated captures (rep*/suite, rep*/holdout); default: the newest "
+                 "stored session of the GPU.")] = None,
+        base: Annotated[str | None, typer.Option(
+            help="Profile whose other constants are kept (default: <gpu>-pcie5-measured).")]
+        = None,
+        name: Annotated[str | None, typer.Option(help="Name of the fitted profile "
+                                                      "(default: <gpu>-pcie5).")] = None,
+        out_dir: Annotated[Path, typer.Option("--out", help="Directory for <name>.json.")]
+        = Path(".")) -> None:
+    """Fit the fault-path constants of a profile to the suite's captured times (never to the
+    hold-out set, which is then reported as the out-of-sample test). No GPU needed."""
+    import statistics
+
+    from uvmlab.cuda import fit as ft
+    from uvmlab.cuda.suite import suite_workloads
+    from uvmlab.driver.hal import get_gpu
+    from uvmlab.timing.cost_model import load_profile
+
+    spec = get_gpu(gpu)
+    key = gpu.lower()
+    sets = ft.session_sets(session or ft.latest_session(key))
+    if "suite" not in sets:
+        raise UvmlabError("the session has no suite captures to fit on")
+    prof = load_profile(base or f"{key}-pcie5-measured")
+    work = {s: dict(suite_workloads(set_name=s)) for s in ("suite", "holdout")}
+    training = {n: (work["suite"][n], ft.median_run(rs), ft.median_time(rs))
+                for n, rs in sets["suite"].items() if n in work["suite"]}
+    rep = ft.fit_profile(prof, training, gpu=spec.name, name=name or f"{key}-pcie5",
+                         log=lambda m: err.print(m))
+    path = out_dir / f"{rep.profile.name}.json"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(rep.profile.to_json())
+    for f, _inv in ft.FITTED:
+        out.print(f"  {f:26s} {getattr(rep.profile, f):12.4f}"
+                  + ("  (kept: nothing exercises it)" if f in rep.fixed else ""))
+
+    def line(label: str, errs: dict[str, float]) -> str:
+        worst = max(errs.items(), key=lambda kv: abs(kv[1]))
+        return (f"{label}: median |time error| {statistics.median(map(abs, errs.values())):.1%}, "
+                f"{sum(abs(e) <= 0.25 for e in errs.values())}/{len(errs)} within 25 %, worst "
+                f"{worst[0]} {worst[1]:+.1%}")
+
+    out.print(line(f"suite (training, {len(rep.errors)} workloads)", rep.errors))
+    if "holdout" in sets:
+        out.print(line("hold-out (out-of-sample)",
+                       ft.evaluate(rep.profile, sets["holdout"], work["holdout"], spec.name)))
+    out.print(f"wrote {path}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the real-GPU commands to the ``uvmlab`` app."""
     app.command("gpu-run")(gpu_run)
     app.command("calibrate")(calibrate)
     app.command("validate")(validate)
+    app.command("fit")(fit)
 
 
 __all__ = ["gpu_summary", "register"]

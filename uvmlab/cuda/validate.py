@@ -201,6 +201,8 @@ class Section:
     set_name: str = "suite"  # which workload set (suite.SETS)
     marketing_name: str = ""  # the GPU's name when there is no capture to take it from
     no_captures: bool = False  # the set's capture directory is absent or empty
+    # real times of the same-session repetitions of each workload (data/repeats), when stored
+    repeats: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def gpu_name(self) -> str:
@@ -296,6 +298,8 @@ def compare_gpu(key: str, captures_dir: str | Path | None = None, *,
         sec.missing = [n for n, _w in todo]
         return sec
     captures = load_captures(cdir)
+    if captures_dir is None:
+        sec.repeats = _session_times(key, set_name)
     # Warm-up, not counted in the model's wall time: loads the numba functions from their cache
     # (or compiles them) and the modules, which the GPU side's CUDA context creation and kernel
     # compilation are not counted against either.
@@ -320,6 +324,17 @@ def compare_gpu(key: str, captures_dir: str | Path | None = None, *,
             log(f"{spec.name} {name}: real {fmt_ns(real.totals.get('time_ns', 0))}, model "
                 f"{fmt_ns(model.totals['time_ns'])} ({fmt_err(e)}), model wall {wall:.2f} s")
     return sec
+
+
+def _session_times(key: str, set_name: str) -> dict[str, list[int]]:
+    """Real times of the stored same-session repetitions (``data/repeats/<gpu>-<date>``)."""
+    from uvmlab.cuda.fit import latest_session, session_sets
+
+    try:
+        runs = session_sets(latest_session(key)).get(set_name, {})
+    except UvmlabError:
+        return {}
+    return {n: sorted(r.totals.get("time_ns", 0) for r in rs) for n, rs in runs.items()}
 
 
 # --- numbers as text ----------------------------------------------------------------------------
@@ -354,14 +369,26 @@ def _median_abs(errs: list[tuple[str, float]]) -> float | None:
 
 
 def calibration_spread(profile: str) -> dict[str, float] | None:
-    """Largest relative deviation of each constant between the calibration runs, from the raw
-    file the profile was fitted on (None when there is none)."""
+    """How far apart the calibration runs are, per *measured* constant: the largest run value
+    over the smallest, minus 1 (``deviation`` in the raw file; older raw files only have
+    ``spread``, the largest deviation from run 1). Constants the runs do not measure (the same
+    fixed value in every run, e.g. ``evict_chunk_ns`` or the 0 placeholders that the
+    ``<gpu>-pcie5`` profiles fit to captures) are left out. None when there is no raw file."""
     import json
 
     p = CALIBRATION / f"{profile}.raw.json"
     if not p.is_file():
         return None
-    return {k: float(v) for k, v in json.loads(p.read_text()).get("spread", {}).items()}
+    raw = json.loads(p.read_text())
+    dev = raw.get("deviation") or raw.get("spread", {})
+    runs = [r.get("fit", {}) for r in raw.get("runs", [])]
+
+    def measured(k: str) -> bool:
+        vals = {r.get(k) for r in runs}
+        return len(vals) > 1 or any(v for v in vals)
+
+    fixed = {"evict_chunk_ns"}  # a documented default, not measured (see calibrate.py)
+    return {k: float(v) for k, v in dev.items() if k not in fixed and measured(k)}
 
 
 @dataclass
@@ -502,10 +529,19 @@ def _section_md(sec: Section) -> list[str]:
             lb = c.lower_bound(key)
             r += [fmt_value(key, c.real_value(key), lb), fmt_value(key, c.model_value(key)),
                   fmt_err(c.error(key))]
+            if key == "time_ns" and sec.repeats:
+                t = sec.repeats.get(c.name, [])
+                r.append(f"{fmt_ns(t[0])} – {fmt_ns(t[-1])} ({len(t)})" if t else "")
         rows.append(r)
-    L += _table(["workload", "time real", "time model", "error", "HtoD real", "HtoD model",
-                 "error", "DtoH real", "DtoH model", "error"], rows)
+    spread = ["real min – max (runs)"] if sec.repeats else []
+    L += _table(["workload", "time real", "time model", "error", *spread, "HtoD real",
+                 "HtoD model", "error", "DtoH real", "DtoH model", "error"], rows)
     L.append("")
+    if sec.repeats:
+        L.append("The real time is the median run of the repetitions captured in one session "
+                 "(`uvmlab/cuda/data/repeats/`); *min – max* is their range: the noise floor "
+                 "that no model of this machine can beat.")
+        L.append("")
 
     L.append("### Faults")
     L.append("")
