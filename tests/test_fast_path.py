@@ -171,3 +171,26 @@ def test_remote_hits_cost_remote_touch_time(name):
     base = simulate(w, profile=prof)
     slow = simulate(w, profile=replace(prof, remote_touch_ns=prof.remote_touch_ns + 100.0))
     assert slow.totals["time_ns"] > base.totals["time_ns"] + 100_000
+
+
+def test_eviction_of_accessed_by_blocks_remaps_them():
+    # victims with AccessedBy pages on the GPU are re-mapped to sysmem after eviction (the
+    # reference path does it); plain victims are evicted by the compiled path
+    b = WorkloadBuilder("evict_accessed_by")
+    a, c = b.alloc("a", 8 << 20), b.alloc("c", 8 << 20)
+    b.advise(a, "set_accessed_by", "gpu0")
+    b.kernel("write_a", [b.run(a, access="write")])
+    b.kernel("read_c", [b.run(c)])
+    b.kernel("read_a", [b.run(a)])
+    b.kernel("read_c_again", [b.run(c)])
+    b.sync()
+    eng = assert_same(b.build(), gpu_memory="8MiB")
+    assert eng.drv.counters["evictions"] >= 4 and eng.drv.counters["remote_maps"] > 0
+
+
+def test_eviction_with_access_counter_migrations_remaps_in_python():
+    # map_remote_on_eviction applies only with access-counter migrations on: every victim is
+    # then re-mapped, which the compiled path leaves to the reference path
+    eng = assert_same(SMALL["llm"], gpu_memory="150%",
+                      params={"uvm_perf_access_counter_migration_enable": 1})
+    assert eng.drv.counters["evictions"] > 0

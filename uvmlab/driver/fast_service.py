@@ -28,12 +28,14 @@ from uvmlab.driver.perf import events as pe
 from uvmlab.driver.perf.prefetch import _prefetch_kernel
 from uvmlab.driver.pmm import (
     ALLOCATED,
+    LIST_DISCARDED,
     LIST_FREE,
     LIST_UNUSED,
     LIST_USED,
     TEMP_PINNED,
     chunk_pop_head,
     chunk_push_tail,
+    chunk_unlink,
     chunk_update_eviction_list,
 )
 from uvmlab.driver.va_space import (
@@ -57,14 +59,16 @@ PLAIN, ADVISED = 1, 2
 
 # Counter deltas returned by the compiled code, in this order.
 COUNTERS = ("bytes_htod", "bytes_htod_fault", "bytes_htod_prefetch", "bytes_dtoh",
-            "bytes_dtoh_fault", "bytes_dtoh_prefetch", "migrations", "cpu_faults")
+            "bytes_dtoh_fault", "bytes_dtoh_prefetch", "migrations", "cpu_faults",
+            "bytes_dtoh_eviction", "evictions", "pages_evicted")
 _HTOD, _HTOD_FAULT, _HTOD_PREFETCH, _DTOH, _DTOH_FAULT, _DTOH_PREFETCH, _MIGRATIONS, \
-    _CPU_FAULTS = range(len(COUNTERS))
+    _CPU_FAULTS, _DTOH_EVICTION, _EVICTIONS, _PAGES_EVICTED = range(len(COUNTERS))
 
 # Cost constants passed as one float array, in this order.
 _COSTS = ("chunk_zero_ns", "copy_latency_ns", "htod_gbps", "dtoh_gbps", "fault_block_ns",
-          "cpu_fault_ns", "cpu_populate_ns_per_byte", "cpu_map_page_ns")
-_ZERO, _LAT, _HTOD_BW, _DTOH_BW, _BLOCK_NS, _CPU_FAULT_NS, _POPULATE, _MAP = range(len(_COSTS))
+          "cpu_fault_ns", "cpu_populate_ns_per_byte", "cpu_map_page_ns", "evict_chunk_ns")
+_ZERO, _LAT, _HTOD_BW, _DTOH_BW, _BLOCK_NS, _CPU_FAULT_NS, _POPULATE, _MAP, _EVICT = \
+    range(len(_COSTS))
 
 _NO_STAMP = -1
 _READ_DUP_ENABLED = READ_DUP_ENABLED
@@ -113,9 +117,13 @@ class FastPath:
         (len(starts), DONE)."""
         drv = self.drv
         work = np.array([drv.work_ns])
+        # Evictions whose victims must be re-mapped remotely (AccessedBy, or
+        # map_remote_on_eviction with access-counter migrations) stay in Python.
+        remap_all = bool(drv.access_counters.migration_enabled
+                         and drv.params.uvm_perf_map_remote_on_eviction)
         k, status = _service_blocks(self.va, self.pmm, self.n_chunks, self.th, self.pf,
                                     self.costs, self.ctr, work, drv.now_ns, gpu, page, access,
-                                    keep, starts, stops, k)
+                                    keep, starts, stops, k, not remap_all)
         drv.work_ns = float(work[0])
         self.flush_counters()
         return int(k), int(status)
@@ -323,8 +331,12 @@ def _make_resident_and_map(va, pmm, n_chunks, th, costs, ctr, work, block, lo, n
         work[0] += populate * 4096 * costs[_POPULATE] + migrated * costs[_MAP]
     else:
         g = dest - 1
-        if gpu_chunk[g, block] < 0:  # block_alloc_gpu_chunk; the caller made sure one is free
+        if gpu_chunk[g, block] < 0:  # block_alloc_gpu_chunk; the caller made sure one can be had
             c = chunk_pop_head(prev, nxt, list_of, count, n_chunks, LIST_FREE)
+            if c < 0:  # evict_for_allocation: the victim checked by _victim_is_plain
+                c = _peek_eviction_victim(pmm, n_chunks)
+                chunk_unlink(prev, nxt, list_of, count, c)  # IN_EVICTION: off every list
+                _evict_block_chunk(va, costs, ctr, work, owner[c], dest)
             state[c] = TEMP_PINNED
             owner[c] = block
             gpu_chunk[g, block] = c
@@ -364,8 +376,82 @@ def _make_resident_and_map(va, pmm, n_chunks, th, costs, ctr, work, block, lo, n
 
 
 @njit(cache=True)
+def _peek_eviction_victim(pmm, n_chunks):
+    """The chunk ``Pmm.pick_root_chunk_to_evict`` would take when the free list is empty: the
+    head of va_block_unused, then va_block_discarded, then va_block_used; -1 if all are empty.
+    Nothing is unlinked."""
+    nxt = pmm[4]
+    for lst in (LIST_UNUSED, LIST_DISCARDED, LIST_USED):
+        c = nxt[n_chunks + lst]
+        if c != n_chunks + lst:
+            return c
+    return -1
+
+
+@njit(cache=True)
+def _victim_is_plain(va, pmm, n_chunks, gpu):
+    """The chunk eviction would pick belongs to a block none of whose GPU-resident pages has an
+    AccessedBy mapping to re-create (``evict_block_chunk``'s deferred mappings)."""
+    c = _peek_eviction_victim(pmm, n_chunks)
+    if c < 0:
+        return False  # nothing evictable: the reference path raises the out-of-memory error
+    vb = pmm[1][c]
+    if vb < 0 or not va[12][vb]:
+        return True
+    lo = vb << BLOCK_SHIFT
+    residency, accessed_by = va[0], va[3]
+    for i in range(lo, lo + va[6][vb]):  # noqa: SIM110 (a loop: numba has no generator all())
+        if residency[i] >> gpu & 1 and accessed_by[i] >> gpu & 1:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _evict_block_chunk(va, costs, ctr, work, vb, gpu):
+    """§7.6 ``evict_root_chunk_from_va_block`` for a victim without AccessedBy mappings: its
+    GPU-resident pages move to the CPU (cause EVICTION: no thrashing event), one copy per run of
+    pages that have no CPU copy, every mapping of them goes, the block loses its chunk."""
+    residency, perm, gpu_chunk = va[0], va[1], va[9]
+    lo = vb << BLOCK_SHIFT
+    n = va[6][vb]
+    gbit = 1 << gpu
+    on_gpu = 0
+    only_gpu = 0
+    for i in range(lo, lo + n):
+        if residency[i] & gbit:
+            on_gpu += 1
+            if residency[i] == gbit:
+                only_gpu += 1
+    ctr[_EVICTIONS] += 1
+    ctr[_PAGES_EVICTED] += on_gpu
+    work[0] += costs[_EVICT]
+    if only_gpu:
+        work[0] += costs[_LAT]
+        i = lo
+        while i < lo + n:
+            if residency[i] != gbit:
+                i += 1
+                continue
+            j = i + 1
+            while j < lo + n and residency[j] == gbit:
+                j += 1
+            nbytes = (j - i) * 4096
+            ctr[_DTOH] += nbytes
+            ctr[_DTOH_EVICTION] += nbytes
+            ctr[_MIGRATIONS] += 1
+            work[0] += nbytes / costs[_DTOH_BW]
+            i = j
+    for i in range(lo, lo + n):
+        if residency[i] & gbit:
+            for q in range(perm.shape[0]):
+                perm[q, i] = 0
+            residency[i] = 1 << CPU
+    gpu_chunk[gpu - 1, vb] = -1
+
+
+@njit(cache=True)
 def _service_block(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page, access, keep,
-                   s, e):
+                   s, e, may_evict):
     """§3.7 for one block: (DONE | SLOW | NEED_CHUNK)."""
     block = page[s] >> BLOCK_SHIFT
     lo = block << BLOCK_SHIFT
@@ -399,7 +485,8 @@ def _service_block(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page, 
     ok, need_copy = _plan(va, th, block, lo, gpu, gpu, pages, now, -1)
     if not ok:
         return SLOW
-    if va[9][gpu - 1, block] < 0 and pmm[5][LIST_FREE] == 0:
+    if va[9][gpu - 1, block] < 0 and pmm[5][LIST_FREE] == 0 and not (
+            may_evict and _victim_is_plain(va, pmm, n_chunks, gpu)):
         return NEED_CHUNK  # nothing changed yet: the caller evicts, then calls again
     if pf[0]:  # update_prefetch_info
         va[10][block] = gpu
@@ -411,11 +498,11 @@ def _service_block(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page, 
 
 @njit(cache=True)
 def _service_blocks(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page, access, keep,
-                    starts, stops, k):
+                    starts, stops, k, may_evict):
     nb = starts.shape[0]
     while k < nb:
         status = _service_block(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page,
-                                access, keep, starts[k], stops[k])
+                                access, keep, starts[k], stops[k], may_evict)
         if status != DONE:
             return k, status
         work[0] += costs[_BLOCK_NS]
