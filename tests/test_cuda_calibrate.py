@@ -440,3 +440,18 @@ def test_run_benchmarks_records_what_the_fit_needs(monkeypatch):
     for k, want in expected().items():
         # times are whole ns; the two residuals amplify that rounding
         assert got[k] == pytest.approx(want, rel=1e-3 if k.endswith("block_ns") else 1e-4), k
+
+
+def test_runs_are_interleaved_stage_by_stage():
+    # two calibration runs alternate stage by stage, so a drift of the machine hits both
+    trace = []
+
+    def stages(name, n):
+        for k in range(n):
+            trace.append(f"{name}{k}")
+            yield
+        return {"run": name}
+
+    out = calibrate._interleaved([stages("a", 3), stages("b", 2)])
+    assert out == [{"run": "a"}, {"run": "b"}]
+    assert trace == ["a0", "b0", "a1", "b1", "a2"]

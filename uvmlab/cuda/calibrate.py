@@ -8,7 +8,11 @@ Benchmarks (sizes in the raw file; each UVM one runs through ``executor.execute`
 and faults come from the driver's lossless counters). The lent GPUs are shared cloud VMs whose
 timings are noisy and often bimodal (two calibration runs of the first version of this module
 disagreed by up to 56 %), so every fitted quantity is timed over a long region or many
-repetitions, and fitted on a median or a trimmed mean, never on one repetition:
+repetitions, and fitted on a median, a trimmed mean or a low percentile, never on one
+repetition. The ``--repeats`` runs (the reproducibility check) are interleaved stage by stage:
+a state of these machines lasts minutes (the H100's 4 KiB copy latency was 4.7 us for a whole
+run and 6.0 us for the next), so runs one after another measure the machine's drift, which no
+statistic removes, rather than the calibration's own spread:
 
 =================  ==========================================================================
 pinned             cudaMemcpy between pinned host memory and device memory (REPS, best)
@@ -92,6 +96,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import numpy as np
@@ -530,6 +535,31 @@ def _latency_burst(cp: Any, out: dict[str, Any]) -> None:
 def run_benchmarks(size: int = 512 << 20, *, threads: int = 65536, fault_reps: int = FAULT_REPS,
                    log: Any = print) -> dict[str, Any]:
     """Run every benchmark once; return the raw measurements (JSON-able)."""
+    return _interleaved([_benchmark_stages(size, threads=threads, fault_reps=fault_reps,
+                                           log=log)])[0]
+
+
+def _interleaved(runs: list[Iterator[None]]) -> list[dict[str, Any]]:
+    """Advance each run's benchmark stages in turn (run 1's stage k, run 2's stage k, ...) and
+    return each run's raw measurements. Interleaved, the runs see the same states of the
+    machine: on these VMs a state (a copy latency, the host's speed) lasts for minutes, so runs
+    one after another differ by the machine's drift, not by the calibration's own noise."""
+    out: list[dict[str, Any] | None] = [None] * len(runs)
+    while any(r is None for r in out):
+        for i, gen in enumerate(runs):
+            if out[i] is not None:
+                continue
+            try:
+                next(gen)
+            except StopIteration as done:
+                out[i] = done.value
+    return [r for r in out if r is not None]
+
+
+def _benchmark_stages(size: int, *, threads: int, fault_reps: int,
+                      log: Any) -> Generator[None, None, dict[str, Any]]:
+    """The benchmarks of one calibration run, yielding between stages (see ``_interleaved``);
+    returns the raw measurements."""
     from uvmlab.cuda.executor import execute
     from uvmlab.cuda.runtime import device_info, load_cuda
 
@@ -561,12 +591,14 @@ def run_benchmarks(size: int = 512 << 20, *, threads: int = 65536, fault_reps: i
             cp.cuda.runtime.deviceSynchronize()
             raw["pinned"][f"{name}_ns"].append(time.perf_counter_ns() - t0)
     del hb, db
+    yield
     # short latencies: a 2 MiB device memset (what zeroing a fresh chunk costs) and a 4 KiB
     # copy each way, in bursts between the benchmarks below
     raw["latency_bursts"] = 0
     raw["memset_2m_ns"] = []
     raw["copy_4k_ns"] = {"htod": [], "dtoh": []}
     _latency_burst(cp, raw)
+    yield
 
     pr = run(wl_prefetch(size))
     pref = [x for x in pr.ops if x["op"] == "prefetch"]
@@ -594,6 +626,7 @@ def run_benchmarks(size: int = 512 << 20, *, threads: int = 65536, fault_reps: i
                              for i in range(npieces)],
     }
     _latency_burst(cp, raw)
+    yield
 
     fsize = 4 * size  # many isolated faults make the batch / fault split steadier
     keys = ("bytes_htod", "gpu_faults_notified", "gpu_fault_groups")
@@ -618,6 +651,8 @@ def run_benchmarks(size: int = 512 << 20, *, threads: int = 65536, fault_reps: i
         rand(parallel, fsize, BLOCK_PAGES, i)
         if (i + 1) % max(1, fault_reps // 3) == 0 and i + 1 < fault_reps:
             _latency_burst(cp, raw)  # twice during the longest stretch of the run
+        if i % SERIAL_EVERY == SERIAL_EVERY - 1:
+            yield
     raw["rand2m_serial"], raw["rand2m_parallel"] = serial, parallel
     for key, step in (("rand64k", 16), ("rand4k", 1)):
         out = rand_out(threads)
@@ -631,6 +666,7 @@ def run_benchmarks(size: int = 512 << 20, *, threads: int = 65536, fault_reps: i
         ft["bytes_htod"].append(k.get("bytes_htod", 0))
     raw["first_touch"] = ft
     _latency_burst(cp, raw)
+    yield
 
     w = wl_stream_back(size)
     r = run(w)
@@ -652,6 +688,7 @@ def run_benchmarks(size: int = 512 << 20, *, threads: int = 65536, fault_reps: i
         "cpu_resident_ns": [_op(r, f"cpu_resident{i}")["time_ns"] for i in range(TOUCH_REPS)],
     }
     _latency_burst(cp, raw)
+    yield
     cf_size = min(size, CPU_FAULT_BYTES)
     r = run(wl_cpu_fault(cf_size))
     writes = [_op(r, f"cpu_write{i}") for i in range(CPU_FAULT_REPS)]
@@ -665,12 +702,14 @@ def run_benchmarks(size: int = 512 << 20, *, threads: int = 65536, fault_reps: i
                                 for i in range(CPU_FAULT_REPS)],
     }
     _latency_burst(cp, raw)
+    yield
     rm: dict[str, Any] = {"allocs": REMOTE_ALLOCS, "kernel_ns": []}
     for _ in range(REMOTE_ALLOCS):
         r = run(wl_remote(min(size, 64 << 20)))
         rm["touches"] = _op(r, "remote0")["touches"]
         rm["kernel_ns"] += [_op(r, f"remote{i}")["time_ns"] for i in range(REMOTE_KERNELS)]
     raw["remote"] = rm
+    yield
     r = run(wl_pingpong(64 << 20))
     rounds = [x["time_ns"] for x in r.ops]
     per_round = [rounds[i] + rounds[i + 1] for i in range(0, len(rounds), 2)]
@@ -757,11 +796,12 @@ def calibrate(out_dir: str, name: str, *, size: int = 512 << 20, repeats: int = 
     del warm
     log("warm-up run (discarded)")
     run_benchmarks(min(size, 128 << 20), fault_reps=min(fault_reps, 3), log=lambda _msg: None)
-    runs = []
-    for i in range(repeats):
-        log(f"calibration run {i + 1}/{repeats}")
-        runs.append({"raw": run_benchmarks(size, fault_reps=fault_reps, log=log)})
-    return write_profile(runs, out_dir, name)
+    log(f"{repeats} calibration runs, their benchmark stages interleaved")
+    raws = _interleaved([_benchmark_stages(size, threads=65536, fault_reps=fault_reps, log=log)
+                         for _ in range(repeats)])
+    for r in raws:
+        r["interleaved_runs"] = repeats
+    return write_profile([{"raw": r} for r in raws], out_dir, name)
 
 
 def main(argv: list[str] | None = None) -> int:
