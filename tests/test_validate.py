@@ -240,4 +240,7 @@ def test_calibrate_refit_reproduces_the_shipped_profile(tmp_path):
 
     got = CostProfile.from_dict(json.loads((tmp_path / "h200-pcie5-measured.json").read_text()))
     assert got == load_profile("h200-pcie5-measured")
-    assert "cpu_fault_ns" in r.stdout  # the constants that did not reproduce are named
+    # the constants that did not reproduce are named, or every constant is said to
+    over = [k for k, v in json.loads(raw.read_text())["spread"].items() if v > 0.10]
+    assert "reproducibility" in r.stdout
+    assert all(k in r.stdout for k in over) and (over or "within 10 %" in r.stdout)
