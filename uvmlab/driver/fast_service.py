@@ -1,20 +1,25 @@
-"""The compiled fault path: GPU fault batches and CPU faults for plain blocks, in numba.
+"""The compiled fault path: GPU fault batches, CPU faults and evictions, in numba.
 
-The reference path (``replayable_faults.service_block_faults``, ``cpu_fault.cpu_fault`` and
-``va_block``) handles every case the model knows, in numpy-per-block Python. Most blocks of
-most workloads are *plain*: no advice on any page, no per-page thrashing state, one copy of each
-page, no policy hooks, no event log. For those the service is a fixed sequence — filter stale
-faults, ask the prefetcher, take a root chunk, copy, map — which this module runs as compiled
-loops over the driver's arrays, with no Python per block.
+The reference path (``replayable_faults.service_block_faults``, ``cpu_fault.cpu_fault``,
+``va_block`` and ``eviction``) handles every case the model knows, in numpy-per-block Python.
+Most blocks of most workloads need only a fixed sequence — filter stale faults, ask the
+prefetcher, take a root chunk (evicting the LRU victim if none is free), copy, map — which this
+module runs as compiled loops over the driver's arrays, with no Python per block. It takes
+blocks with no AccessedBy page and no per-page thrashing state (so every thrashing hint is
+NONE), whose faulted pages have one copy or, for a CPU write, copies the write collapses, and
+whose preferred location (if any) does not send a page elsewhere (§4.1); and only runs that
+nothing observes or steers (no policy hooks, no event log, no extra perf-event listeners).
 
 Contract: for every block it accepts, the compiled path leaves the model in exactly the state
 the reference path would (residency, mappings, prefetch info, PMM lists, thrashing block stamps,
 counters) and charges the same costs in the same order, so simulated times are bit-identical
-(``tests/test_fast_path.py`` runs every generator both ways). It checks everything it needs
-*before* changing anything; a block it does not accept is handed back to the caller, which
-services it with the reference path and resumes. It never evicts: a block that needs a root
-chunk when none is free is handed back as NEED_CHUNK; the caller runs ``ensure_gpu_chunk``
-(eviction, policies) and resumes at the same block.
+(``tests/test_fast_path.py`` runs every generator, the advice workloads and the parameters that
+change the service both ways). It checks everything it needs *before* changing anything; a
+block it does not accept is handed back to the caller (SLOW), which services it with the
+reference path and resumes at the next block. A block that needs a root chunk when none is free
+and whose LRU victim must be re-mapped after eviction (AccessedBy, or map_remote_on_eviction
+with access-counter migrations) is handed back as NEED_CHUNK: the caller runs
+``ensure_gpu_chunk`` and resumes at the same block.
 """
 
 from __future__ import annotations
