@@ -194,3 +194,41 @@ def test_eviction_with_access_counter_migrations_remaps_in_python():
     eng = assert_same(SMALL["llm"], gpu_memory="150%",
                       params={"uvm_perf_access_counter_migration_enable": 1})
     assert eng.drv.counters["evictions"] > 0
+
+
+def run_with_policies(workload, fast: bool, policies, gpu_memory: str) -> tuple:
+    from uvmlab.policy.loader import build_hooks
+
+    w = load_workload(workload)
+    gpu = get_gpu("h200")
+    hooks = build_hooks(policies)
+    prm = Params.from_overrides(dict(hooks.module_params))
+    eng = Engine(w, gpu=gpu, params=prm, profile=load_profile(profile_for_gpu(gpu.name)),
+                 gpu_memory_bytes=resolve_gpu_memory(gpu_memory, w, gpu), concurrency=4096,
+                 hooks=hooks, fast_path=fast)
+    with hooks.session():
+        eng.run()
+    return eng, hooks
+
+
+@pytest.mark.parametrize("policies", ["lru", "mru", "lfu", "fifo", "fifo-chance", "belady",
+                                      "replay-adaptive", ["lfu", "replay-adaptive"]], ids=str)
+def test_eviction_and_replay_policies_on_the_compiled_path(policies):
+    # eviction and replay policies leave the compiled path usable: it stops at their hooks
+    for spec in (SMALL["llm"], SMALL["train"]):
+        ref, ref_hooks = run_with_policies(spec, False, policies, "150%")
+        fast, fast_hooks = run_with_policies(spec, True, policies, "150%")
+        a, b = state(ref), state(fast)
+        for key in a:
+            if isinstance(a[key], np.ndarray):
+                assert np.array_equal(a[key], b[key]), (policies, key)
+            else:
+                assert a[key] == b[key], (policies, key)
+        assert ref_hooks.ejections == fast_hooks.ejections == 0
+        assert fast.drv.fast.usable()
+
+
+def test_prefetch_and_thrashing_policies_keep_the_reference_path():
+    for policies in ("tree", "pin-on-thrash"):
+        eng, _hooks = run_with_policies(SMALL["stream"], True, policies, "150%")
+        assert not eng.drv.fast.usable()

@@ -7,8 +7,11 @@ prefetcher, take a root chunk (evicting the LRU victim if none is free), copy, m
 module runs as compiled loops over the driver's arrays, with no Python per block. It takes
 blocks with no AccessedBy page and no per-page thrashing state (so every thrashing hint is
 NONE), whose faulted pages have one copy or, for a CPU write, copies the write collapses, and
-whose preferred location (if any) does not send a page elsewhere (§4.1); and only runs that
-nothing observes or steers (no policy hooks, no event log, no extra perf-event listeners).
+whose preferred location (if any) does not send a page elsewhere (§4.1); and only runs whose
+per-block decisions nothing steers or observes: no prefetch or thrashing policy, no event log,
+no extra perf-event listeners. Eviction and replay policies are fine: with hooks attached the
+caller allocates every root chunk (``chunk_activate``, ``eviction_prepare``) and calls
+``chunk_used`` where the compiled service stops for it (CHUNK_USED).
 
 Contract: for every block it accepts, the compiled path leaves the model in exactly the state
 the reference path would (residency, mappings, prefetch info, PMM lists, thrashing block stamps,
@@ -58,7 +61,7 @@ if TYPE_CHECKING:
     from uvmlab.driver.uvm import UvmDriver
 
 # Outcome of a compiled call.
-DONE, SLOW, NEED_CHUNK, PAUSE = 0, 1, 2, 3
+DONE, SLOW, NEED_CHUNK, PAUSE, CHUNK_USED = 0, 1, 2, 3, 4
 # How a block may take the compiled path (see _block_mode).
 PLAIN, ADVISED = 1, 2
 
@@ -104,7 +107,8 @@ class FastPath:
         """Whether the compiled path may run now: nothing observes or steers the service."""
         drv = self.drv
         ev = drv.perf_events
-        return (drv.hooks is None and not drv.log.enabled and drv.va.n_procs == 2
+        return ((drv.hooks is None or not drv.hooks.steers_block_service)
+                and not drv.log.enabled and drv.va.n_procs == 2
                 and ev.listeners(pe.MIGRATION) == self._builtin_migration
                 and not ev.has_listeners(pe.FAULT))
 
@@ -119,7 +123,9 @@ class FastPath:
                        starts: np.ndarray, stops: np.ndarray, k: int) -> tuple[int, int]:
         """Service the batch's blocks ``k, k+1, ...`` (each followed by its fault_block_ns)
         until one needs the reference path; return (that block's index, SLOW / NEED_CHUNK), or
-        (len(starts), DONE)."""
+        (len(starts), DONE). With policy hooks attached, chunks are allocated by the caller
+        (NEED_CHUNK: ``chunk_activate``) and a block whose pages were made resident stops as
+        CHUNK_USED, serviced but for its ``chunk_used`` hook and its fault_block_ns."""
         drv = self.drv
         work = np.array([drv.work_ns])
         # Evictions whose victims must be re-mapped remotely (AccessedBy, or
@@ -128,7 +134,8 @@ class FastPath:
                          and drv.params.uvm_perf_map_remote_on_eviction)
         k, status = _service_blocks(self.va, self.pmm, self.n_chunks, self.th, self.pf,
                                     self.costs, self.ctr, work, drv.now_ns, gpu, page, access,
-                                    keep, starts, stops, k, not remap_all)
+                                    keep, starts, stops, k, not remap_all,
+                                    drv.hooks is not None)
         drv.work_ns = float(work[0])
         self.flush_counters()
         return int(k), int(status)
@@ -318,7 +325,7 @@ def _copies(th, costs, ctr, work, block, dest, pages, need_copy, extra, now):
 
 @njit(cache=True)
 def _make_resident_and_map(va, pmm, n_chunks, th, costs, ctr, work, block, lo, n, dest,
-                           requester, pages, need_copy, extra, now):
+                           requester, pages, need_copy, extra, now, hooked):
     """``make_resident`` (MOVE) to ``dest`` then ``_finish``'s mappings, for a checked plan."""
     residency, perm = va[0], va[1]
     gpu_chunk = va[9]
@@ -364,8 +371,9 @@ def _make_resident_and_map(va, pmm, n_chunks, th, costs, ctr, work, block, lo, n
         residency[lo + pages[k]] = dbit
         perm[requester, lo + pages[k]] = PERM_ATOMIC  # §4.2: RW upgraded to RWA on local memory
     if dest != CPU:
-        chunk_update_eviction_list(state, prev, nxt, list_of, count, n_chunks,
-                                   gpu_chunk[dest - 1, block], LIST_USED)
+        if not hooked:  # block_mark_memory_used; with hooks the caller runs chunk_used
+            chunk_update_eviction_list(state, prev, nxt, list_of, count, n_chunks,
+                                       gpu_chunk[dest - 1, block], LIST_USED)
     elif left_gpu:  # the GPU lost pages: if it has none of the block left, va_block_unused
         for q in range(1, perm.shape[0]):
             qbit = 1 << q
@@ -456,7 +464,7 @@ def _evict_block_chunk(va, costs, ctr, work, vb, gpu):
 
 @njit(cache=True)
 def _service_block(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page, access, keep,
-                   s, e, may_evict):
+                   s, e, may_evict, hooked):
     """§3.7 for one block: (DONE | SLOW | NEED_CHUNK)."""
     block = page[s] >> BLOCK_SHIFT
     lo = block << BLOCK_SHIFT
@@ -490,24 +498,24 @@ def _service_block(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page, 
     ok, need_copy = _plan(va, th, block, lo, gpu, gpu, pages, now, -1)
     if not ok:
         return SLOW
-    if va[9][gpu - 1, block] < 0 and pmm[5][LIST_FREE] == 0 and not (
-            may_evict and _victim_is_plain(va, pmm, n_chunks, gpu)):
+    if va[9][gpu - 1, block] < 0 and (hooked or pmm[5][LIST_FREE] == 0 and not (
+            may_evict and _victim_is_plain(va, pmm, n_chunks, gpu))):
         return NEED_CHUNK  # nothing changed yet: the caller evicts, then calls again
     if pf[0]:  # update_prefetch_info
         va[10][block] = gpu
         va[11][block] = pf_count
     _make_resident_and_map(va, pmm, n_chunks, th, costs, ctr, work, block, lo, n, gpu, gpu,
-                           pages, need_copy, extra, now)
-    return DONE
+                           pages, need_copy, extra, now, hooked)
+    return CHUNK_USED if hooked else DONE
 
 
 @njit(cache=True)
 def _service_blocks(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page, access, keep,
-                    starts, stops, k, may_evict):
+                    starts, stops, k, may_evict, hooked):
     nb = starts.shape[0]
     while k < nb:
         status = _service_block(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page,
-                                access, keep, starts[k], stops[k], may_evict)
+                                access, keep, starts[k], stops[k], may_evict, hooked)
         if status != DONE:
             return k, status
         work[0] += costs[_BLOCK_NS]
@@ -579,8 +587,8 @@ def _cpu_fault(va, pmm, n_chunks, th, pf, costs, ctr, work, now, page, access):
         va[10][block] = CPU
         va[11][block] = pf_count
     _make_resident_and_map(va, pmm, n_chunks, th, costs, ctr, work, block, lo, n, CPU, CPU,
-                           pages, need_copy, extra, now)
+                           pages, need_copy, extra, now, False)
     return DONE
 
 
-__all__ = ["DONE", "NEED_CHUNK", "PAUSE", "SLOW", "FastPath"]
+__all__ = ["CHUNK_USED", "DONE", "NEED_CHUNK", "PAUSE", "SLOW", "FastPath"]

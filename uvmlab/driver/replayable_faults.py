@@ -18,7 +18,7 @@ from numba import njit
 
 from uvmlab.driver import events as ev
 from uvmlab.driver import va_block as vb
-from uvmlab.driver.fast_service import DONE, NEED_CHUNK
+from uvmlab.driver.fast_service import CHUNK_USED, DONE, NEED_CHUNK
 from uvmlab.driver.perf.thrashing import HINT_NONE
 from uvmlab.driver.va_space import BLOCK_SHIFT, PERM_READ
 from uvmlab.units import PAGE_SIZE
@@ -184,13 +184,22 @@ def service_fault_batch(drv: UvmDriver, gpu: int, page: np.ndarray, access: np.n
         else None
     keep_all = ~same_as_prev  # a duplicate page is serviced once, most intrusive first
     k, nb = 0, len(starts)
+    fresh = -1  # the block whose chunk was allocated for it in this batch (NEED_CHUNK)
     while k < nb:
         if fast is not None:  # plain blocks in compiled code, up to the first that is not
             k, status = fast.service_blocks(gpu, page, access, keep_all, starts, stops, k)
             if status == DONE:
                 break
-            if status == NEED_CHUNK:  # eviction (and its policies) stay in Python
-                vb.ensure_gpu_chunk(drv, int(blocks[starts[k]]), gpu)
+            block = int(blocks[starts[k]])
+            if status == NEED_CHUNK:  # allocation, eviction and their policies stay in Python
+                if vb.ensure_gpu_chunk(drv, block, gpu):
+                    fresh = block
+                continue
+            if status == CHUNK_USED:  # the block is serviced but for its policy hook
+                drv.hooks.chunk_used(drv, gpu, block, int(drv.va.gpu_chunk[gpu - 1, block]),
+                                     fresh == block)
+                drv.charge(drv.profile.fault_block_ns)
+                k += 1
                 continue
         s, e = int(starts[k]), int(stops[k])
         keep = keep_all[s:e]

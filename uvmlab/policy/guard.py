@@ -195,6 +195,13 @@ class Guard:
         self._by_hook = live
         self.prefetch_active = "prefetch_before_compute" in live
 
+    @property
+    def steers_block_service(self) -> bool:
+        """A live policy decides inside the per-block fault service (prefetch regions or
+        thrashing hints): only the interpreted reference path calls those hooks. Eviction and
+        replay policies leave the compiled path usable (it stops at their hooks)."""
+        return any(base.HOOKS[h] in ("prefetch", "thrashing") for h in self._by_hook)
+
     def attach(self, engine: Any) -> None:
         """Called by the engine once its driver exists."""
         self.engine = engine
