@@ -89,9 +89,8 @@ def test_median_run_is_a_real_run_with_the_median_time():
 def test_shipped_profile_is_the_fit_of_the_stored_session(gpu):
     # the <gpu>-pcie5 profiles are reproducible from the repository: calibration + this fit
     sets = ft.session_sets(ft.latest_session(gpu))
-    work = dict(suite_workloads(set_name="suite"))
-    training = {n: (work[n], ft.median_run(rs), ft.median_time(rs))
-                for n, rs in sets["suite"].items()}
+    training = ft.suite_training(sets["suite"])
+    assert len(training) == 15
     shipped = load_profile(f"{gpu}-pcie5")
     rep = ft.fit_profile(load_profile(f"{gpu}-pcie5-measured"), training, gpu=gpu,
                          name=shipped.name)

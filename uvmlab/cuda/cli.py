@@ -254,10 +254,8 @@ def fit(gpu: Annotated[str, typer.Option(help="h100 or h200.")] = "h200",
     if "suite" not in sets:
         raise UvmlabError("the session has no suite captures to fit on")
     prof = load_profile(base or f"{key}-pcie5-measured")
-    work = {s: dict(suite_workloads(set_name=s)) for s in ("suite", "holdout")}
-    training = {n: (work["suite"][n], ft.median_run(rs), ft.median_time(rs))
-                for n, rs in sets["suite"].items() if n in work["suite"]}
-    rep = ft.fit_profile(prof, training, gpu=spec.name, name=name or f"{key}-pcie5",
+    rep = ft.fit_profile(prof, ft.suite_training(sets["suite"]), gpu=spec.name,
+                         name=name or f"{key}-pcie5",
                          log=lambda m: err.print(m))
     path = out_dir / f"{rep.profile.name}.json"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -275,7 +273,8 @@ def fit(gpu: Annotated[str, typer.Option(help="h100 or h200.")] = "h200",
     out.print(line(f"suite (training, {len(rep.errors)} workloads)", rep.errors))
     if "holdout" in sets:
         out.print(line("hold-out (out-of-sample)",
-                       ft.evaluate(rep.profile, sets["holdout"], work["holdout"], spec.name)))
+                       ft.evaluate(rep.profile, sets["holdout"],
+                                   dict(suite_workloads(set_name="holdout")), spec.name)))
     out.print(f"wrote {path}")
 
 

@@ -48,9 +48,9 @@ REPEATS = Path(__file__).resolve().parent / "data" / "repeats"
 
 
 def latest_session(gpu: str) -> Path:
-    """The newest stored session of repeated captures of ``gpu`` (``data/repeats/<gpu>-<date>``,
-    the one with the most repetitions among the newest date)."""
-    sessions = sorted(REPEATS.glob(f"{gpu}-*"), key=lambda d: (d.name, len(list(d.iterdir()))))
+    """The newest stored session of repeated captures of ``gpu``
+    (``data/repeats/<gpu>-<date>``: the names sort by date)."""
+    sessions = sorted(REPEATS.glob(f"{gpu}-*"))
     if not sessions:
         raise UvmlabError(f"no stored repeated captures of {gpu} under {REPEATS}")
     return sessions[-1]
@@ -62,33 +62,31 @@ def session_sets(directory: str | Path) -> dict[str, dict[str, list[Result]]]:
     d = Path(directory)
     out = {}
     for set_name in ("suite", "holdout"):
-        if any(d.glob(f"rep*/{set_name}/*.json")):
-            out[set_name] = load_repeats_glob(d, f"rep*/{set_name}/*.json")
+        runs = _load_runs(sorted(d.glob(f"rep*/{set_name}/*.json")))
+        if runs:
+            out[set_name] = runs
     if not out:
         raise UvmlabError(f"{d}: no rep*/suite or rep*/holdout captures")
     return out
 
 
-def load_repeats_glob(d: Path, pattern: str) -> dict[str, list[Result]]:
+def _load_runs(files: list[Path]) -> dict[str, list[Result]]:
     from uvmlab.cuda.adapter import load_real
 
     out: dict[str, list[Result]] = {}
-    for f in sorted(d.glob(pattern)):
+    for f in files:
         r = load_real(f)
         out.setdefault(str(r.meta.get("suite_name") or f.stem), []).append(r)
     return out
 
 
-def load_repeats(directory: str | Path) -> dict[str, list[Result]]:
-    """Captures of repeated runs: every ``*.json`` under ``directory`` (any depth), grouped by
-    workload name. Layout used in the repository: ``rep<i>/<set>/<name>.json``."""
-    d = Path(directory)
-    if not d.is_dir():
-        raise UvmlabError(f"{d}: no such directory of repeated captures")
-    out = load_repeats_glob(d, "**/*.json")
-    if not out:
-        raise UvmlabError(f"{d}: no captures (*.json) under this directory")
-    return out
+def suite_training(runs: Mapping[str, list[Result]]) -> dict[str, tuple[Any, Result, float]]:
+    """``fit_profile``'s training set from a session's suite runs: each workload as the suite
+    builds it, its median run (for the machine's module parameters) and its median time."""
+    from uvmlab.cuda.suite import suite_workloads
+
+    work = dict(suite_workloads(set_name="suite"))
+    return {n: (work[n], median_run(rs), median_time(rs)) for n, rs in runs.items() if n in work}
 
 
 def median_run(runs: list[Result]) -> Result:
@@ -218,5 +216,5 @@ def evaluate(prof: CostProfile, runs: Mapping[str, list[Result]], workloads: Map
     return out
 
 
-__all__ = ["FITTED", "FitReport", "evaluate", "fit_profile", "latest_session", "load_repeats",
-           "median_run", "median_time", "session_sets"]
+__all__ = ["FITTED", "FitReport", "evaluate", "fit_profile", "latest_session", "median_run",
+           "median_time", "session_sets", "suite_training"]

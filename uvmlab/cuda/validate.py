@@ -31,6 +31,7 @@ tunes the model needs; the hand-written discussion (``data/validation_notes.md``
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import math
 import statistics
 import subprocess
@@ -328,13 +329,20 @@ def compare_gpu(key: str, captures_dir: str | Path | None = None, *,
 
 def _session_times(key: str, set_name: str) -> dict[str, list[int]]:
     """Real times of the stored same-session repetitions (``data/repeats/<gpu>-<date>``)."""
+    return _session_times_by_set(key).get(set_name, {})
+
+
+@functools.lru_cache(maxsize=4)
+def _session_times_by_set(key: str) -> dict[str, dict[str, list[int]]]:
+    # one read of the session's files per GPU, for both sets' sections
     from uvmlab.cuda.fit import latest_session, session_sets
 
     try:
-        runs = session_sets(latest_session(key)).get(set_name, {})
+        sets = session_sets(latest_session(key))
     except UvmlabError:
         return {}
-    return {n: sorted(r.totals.get("time_ns", 0) for r in rs) for n, rs in runs.items()}
+    return {s: {n: sorted(r.totals.get("time_ns", 0) for r in rs) for n, rs in runs.items()}
+            for s, runs in sets.items()}
 
 
 # --- numbers as text ----------------------------------------------------------------------------
