@@ -36,11 +36,11 @@ from uvmlab.driver.perf import events as pe
 from uvmlab.driver.perf.prefetch import _prefetch_kernel
 from uvmlab.driver.pmm import (
     ALLOCATED,
-    LIST_DISCARDED,
     LIST_FREE,
     LIST_UNUSED,
     LIST_USED,
     TEMP_PINNED,
+    chunk_peek_victim,
     chunk_pop_head,
     chunk_push_tail,
     chunk_unlink,
@@ -346,7 +346,7 @@ def _make_resident_and_map(va, pmm, n_chunks, th, costs, ctr, work, block, lo, n
         if gpu_chunk[g, block] < 0:  # block_alloc_gpu_chunk; the caller made sure one can be had
             c = chunk_pop_head(prev, nxt, list_of, count, n_chunks, LIST_FREE)
             if c < 0:  # evict_for_allocation: the victim checked by _victim_is_plain
-                c = _peek_eviction_victim(pmm, n_chunks)
+                c = chunk_peek_victim(pmm[4], n_chunks)
                 chunk_unlink(prev, nxt, list_of, count, c)  # IN_EVICTION: off every list
                 _evict_block_chunk(va, costs, ctr, work, owner[c], dest)
             state[c] = TEMP_PINNED
@@ -389,23 +389,10 @@ def _make_resident_and_map(va, pmm, n_chunks, th, costs, ctr, work, block, lo, n
 
 
 @njit(cache=True)
-def _peek_eviction_victim(pmm, n_chunks):
-    """The chunk ``Pmm.pick_root_chunk_to_evict`` would take when the free list is empty: the
-    head of va_block_unused, then va_block_discarded, then va_block_used; -1 if all are empty.
-    Nothing is unlinked."""
-    nxt = pmm[4]
-    for lst in (LIST_UNUSED, LIST_DISCARDED, LIST_USED):
-        c = nxt[n_chunks + lst]
-        if c != n_chunks + lst:
-            return c
-    return -1
-
-
-@njit(cache=True)
 def _victim_is_plain(va, pmm, n_chunks, gpu):
     """The chunk eviction would pick belongs to a block none of whose GPU-resident pages has an
     AccessedBy mapping to re-create (``evict_block_chunk``'s deferred mappings)."""
-    c = _peek_eviction_victim(pmm, n_chunks)
+    c = chunk_peek_victim(pmm[4], n_chunks)
     if c < 0:
         return False  # nothing evictable: the reference path raises the out-of-memory error
     vb = pmm[1][c]

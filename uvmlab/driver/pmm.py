@@ -284,12 +284,11 @@ class Pmm:
         so that the caller knows which VA block to evict (-1 for a free chunk). The caller
         finishes with :meth:`finish_eviction` (or :meth:`free_chunk`).
         """
-        for lst in _EVICTION_ORDER:
-            c = self._pop_head(lst)
-            if c >= 0:
-                self._state[c] = IN_EVICTION
-                return c
-        return -1
+        c = int(chunk_peek_victim(self._next, self.n_root_chunks))
+        if c >= 0:
+            self._unlink(c)
+            self._state[c] = IN_EVICTION
+        return c
 
     def finish_eviction(self, chunk: int, new_owner: int) -> None:
         """The evicted root chunk goes to the allocating caller, TEMP_PINNED (§7.6 step 3)."""
@@ -458,6 +457,18 @@ def chunk_update_eviction_list(state, prev, nxt, list_of, count, n, c, lst):
         chunk_push_tail(prev, nxt, list_of, count, n, c, lst)
         return True
     return st == TEMP_PINNED or st == IN_EVICTION  # noqa: SIM109 (numba: no tuple `in`)
+
+
+@njit(cache=True)
+def chunk_peek_victim(nxt, n):
+    """The chunk pick_root_chunk_to_evict takes: the head of the first non-empty list in
+    _EVICTION_ORDER, or -1. Nothing is unlinked (the compiled fault path checks the victim
+    before it commits to evicting it)."""
+    for lst in _EVICTION_ORDER:
+        c = nxt[n + lst]
+        if c != n + lst:
+            return c
+    return -1
 
 
 @njit(cache=True)
