@@ -290,6 +290,16 @@ def _plan(va, th, block, lo, dest, requester, pages, now, dup_ok):
 
 
 @njit(cache=True)
+def _count_migration(ctr, work, nbytes, total, by_cause, bw):
+    """One migration of ``nbytes`` (one contiguous run): the direction's byte counter, its
+    by-cause counter, the migration count, and its copy time at ``bw``."""
+    ctr[total] += nbytes
+    ctr[by_cause] += nbytes
+    ctr[_MIGRATIONS] += 1
+    work[0] += nbytes / bw
+
+
+@njit(cache=True)
 def _copies(th, costs, ctr, work, block, dest, pages, need_copy, extra, now):
     """``_record_copies``: one latency, then one migration per run of contiguous pages, the
     faulted pages' runs first, then the prefetched ones'; each run bumps the block's
@@ -308,15 +318,12 @@ def _copies(th, costs, ctr, work, block, dest, pages, need_copy, extra, now):
             while j < m and need_copy[j] and extra[j] == (which == 1) \
                     and pages[j] == pages[j - 1] + 1:
                 j += 1
-            nbytes = (j - k) * 4096
             if to_gpu:
-                ctr[_HTOD] += nbytes
-                ctr[_HTOD_PREFETCH if which else _HTOD_FAULT] += nbytes
+                _count_migration(ctr, work, (j - k) * 4096, _HTOD,
+                                 _HTOD_PREFETCH if which else _HTOD_FAULT, bw)
             else:
-                ctr[_DTOH] += nbytes
-                ctr[_DTOH_PREFETCH if which else _DTOH_FAULT] += nbytes
-            ctr[_MIGRATIONS] += 1
-            work[0] += nbytes / bw
+                _count_migration(ctr, work, (j - k) * 4096, _DTOH,
+                                 _DTOH_PREFETCH if which else _DTOH_FAULT, bw)
             if th[0]:
                 th[2][block] = now
                 th[3][block] = dest
@@ -435,11 +442,7 @@ def _evict_block_chunk(va, costs, ctr, work, vb, gpu):
             j = i + 1
             while j < lo + n and residency[j] == gbit:
                 j += 1
-            nbytes = (j - i) * 4096
-            ctr[_DTOH] += nbytes
-            ctr[_DTOH_EVICTION] += nbytes
-            ctr[_MIGRATIONS] += 1
-            work[0] += nbytes / costs[_DTOH_BW]
+            _count_migration(ctr, work, (j - i) * 4096, _DTOH, _DTOH_EVICTION, costs[_DTOH_BW])
             i = j
     for i in range(lo, lo + n):
         if residency[i] & gbit:

@@ -512,10 +512,8 @@ class ThrashingDetector:
     def tracks_pages(self, block: int) -> bool:
         """Whether ``get_hint`` can answer anything but NONE for pages of ``block`` (step 1 of
         ``uvm_perf_thrashing_get_hint``: no per-page state means NONE, with no side effects)."""
-        if not self.enable:
-            return False
-        bs = self._blocks.get(block)
-        return bs is not None and bs.pages is not None
+        return self.enable and block < len(self.block_has_pages) and bool(
+            self.block_has_pages[block])
 
     def get_hint(self, block: int, page: int, requester: int, now_ns: int, *,
                  preferred: int = INVALID, closest: int = INVALID,
