@@ -66,7 +66,7 @@ def simulate(workload: Workload | str, *, gpu: str | GpuSpec = "h200",
     spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
     prm = params if isinstance(params, Params) else Params.from_overrides(dict(params or {}))
     prof = profile if isinstance(profile, CostProfile) else load_profile(
-        profile or profile_for_gpu(spec.name))
+        profile or profile_for_gpu(spec.name, spec.link))
     cap = resolve_gpu_memory(gpu_memory, w, spec)
     hooks = None
     if policies:

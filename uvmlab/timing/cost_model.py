@@ -85,9 +85,10 @@ def builtin_profiles() -> list[str]:
                   .iterdir() if p.name.endswith(".json"))
 
 
-def profile_for_gpu(gpu: str) -> str:
-    """The built-in profile of GPU ``gpu`` (``h100`` -> ``h100-pcie5``), else the default."""
-    name = f"{gpu}-pcie5"
+def profile_for_gpu(gpu: str, link: str = "pcie5") -> str:
+    """The built-in profile of GPU ``gpu`` on host link ``link`` (``h100`` -> ``h100-pcie5``,
+    ``gtx1080ti``, ``pcie3`` -> ``gtx1080ti-pcie3``), else the default."""
+    name = f"{gpu}-{link}"
     return name if name in builtin_profiles() else DEFAULT_PROFILE
 
 
