@@ -182,8 +182,9 @@ def test_errors_and_names():
     assert v.rel_error(75, 100) == pytest.approx(-0.25)
     assert v.fmt_err(-0.25) == "−25.0 %" and v.fmt_err(float("inf")) == "n/a (real 0)"
     assert v.gpu_key("NVIDIA H100 80GB HBM3") == "h100" and v.gpu_key("NVIDIA H200") == "h200"
+    assert v.gpu_key("NVIDIA A100-SXM4-40GB") == "a100"  # a datasheet spec (hal.py)
     with pytest.raises(UvmlabError, match="no GPU spec"):
-        v.gpu_key("NVIDIA A100-SXM4-40GB")
+        v.gpu_key("Tesla K80")
     assert v.measured_profile("h100") == "h100-pcie5"
 
 
