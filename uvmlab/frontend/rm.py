@@ -1,0 +1,267 @@
+"""The resource manager's object model: clients and their handle trees (resserv).
+
+What the RM does with NV_ESC_RM_ALLOC / FREE / CONTROL / DUP_OBJECT / SHARE / MAP_MEMORY, and the
+NV_STATUS it answers for each refusal, as NVIDIA's sources have it:
+
+- ``rs_server.c`` ``serverAcquireClient``: an unknown client handle -> ``NV_ERR_INVALID_OBJECT_HANDLE``.
+- ``rs_client.c`` ``clientGetResourceRef``: an unknown object or parent -> ``NV_ERR_OBJECT_NOT_FOUND``
+  (so freeing an object twice answers this on the second free).
+- ``rs_client.c`` ``clientValidateNewResourceHandle``: a new handle equal to the client's, or
+  already used in the client -> ``NV_ERR_INVALID_OBJECT_HANDLE`` / ``NV_ERR_INSERT_DUPLICATE_NAME``;
+  a new handle of 0 asks the RM to generate one (``NVOS64_PARAMETERS.hObjectNew``, nvos.h).
+- ``alloc_free.c``: a parent whose class is not in the class's parent list (``resource_list.h``)
+  -> ``NV_ERR_INVALID_OBJECT_PARENT``; a second instance of a single-instance class under the
+  same parent -> ``NV_ERR_STATE_IN_USE``; an unknown class -> ``NV_ERR_INVALID_CLASS``
+  (``resource_desc.c``).
+- Freeing an object frees its whole subtree (children first), freeing the client handle frees the
+  client (``serverFreeResourceTree``, ``_serverFreeClient``).
+- ``escape.c`` ``NV_CTL_DEVICE_ONLY``: the RM escapes are taken on ``/dev/nvidiactl`` only; on a
+  GPU file, or with a parameter size that is not the struct's, RmIoctl answers
+  ``NV_ERR_INVALID_ARGUMENT`` and the ioctl fails with -EINVAL; object errors come back in the
+  struct's ``status`` field with the ioctl itself returning 0.
+
+Only the tree and its rules are modelled; what an object does (memory, channels) is not, nor
+the access rights a dup or share checks between clients of different processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from uvmlab.frontend.nvtables import STATUS, rm_class_by_name, rm_classes
+
+NV_OK = STATUS["NV_OK"]
+CLIENT_INTERNAL = "RmClientResource"
+# Generated handles: resserv hands out client handles from a base and object handles from a
+# per-client range (serverAllocClient / clientGenResourceHandle); the exact bases are not part of
+# the ABI, so the model uses recognisable ones.
+CLIENT_HANDLE_BASE = 0xC1D00000
+OBJECT_HANDLE_BASE = 0xCAF00000
+# The control interfaces of the three objects every program talks to (ctrl0000.h, ctrl0080.h,
+# ctrl2080.h: the command's top 16 bits are the class it is addressed to).
+_CONTROL_INTERFACE = {CLIENT_INTERNAL: 0x0000, "Device": 0x0080, "Subdevice": 0x2080}
+MEMORY_INTERNAL = frozenset(
+    {
+        "SystemMemory",
+        "VideoMemory",
+        "OsDescMemory",
+        "VirtualMemory",
+        "PhysicalMemory",
+        "RegisterMemory",
+        "ExtendedGpuMemory",
+        "MemoryFabric",
+        "VirtualMemoryRange",
+        "MemoryMulticastFabric",
+        "MemoryList",
+    }
+)
+
+
+@dataclass
+class RmObject:
+    handle: int
+    class_number: int
+    class_name: str
+    internal: str
+    parent: RmObject | None
+    children: dict[int, RmObject] = field(default_factory=dict)
+    shared: bool = False
+
+    def walk(self) -> Iterator[RmObject]:
+        """This object and its subtree, parents before children."""
+        yield self
+        for c in list(self.children.values()):
+            yield from c.walk()
+
+
+@dataclass
+class RmClient:
+    root: RmObject
+    objects: dict[int, RmObject]
+    next_handle: int = OBJECT_HANDLE_BASE
+
+
+@dataclass(frozen=True)
+class TreeEvent:
+    """One change of the handle tree: ``alloc`` / ``free`` / ``dup``, with the object's path."""
+
+    op: str
+    client: int
+    handle: int
+    class_name: str
+    parent: int | None
+    depth: int
+
+
+class ResourceManager:
+    """Clients keyed by handle; each holds its objects keyed by handle."""
+
+    def __init__(self) -> None:
+        self.clients: dict[int, RmClient] = {}
+        self._next_client = CLIENT_HANDLE_BASE
+        self.events: list[TreeEvent] = []
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _event(self, op: str, client: int, obj: RmObject) -> None:
+        depth, p = 0, obj.parent
+        while p is not None:
+            depth, p = depth + 1, p.parent
+        self.events.append(
+            TreeEvent(
+                op, client, obj.handle, obj.class_name, obj.parent.handle if obj.parent else None, depth
+            )
+        )
+
+    def object(self, h_client: int, handle: int) -> RmObject | None:
+        c = self.clients.get(h_client)
+        return None if c is None else c.objects.get(handle)
+
+    def count(self) -> int:
+        return sum(len(c.objects) for c in self.clients.values())
+
+    # -- NV_ESC_RM_ALLOC ---------------------------------------------------------------------
+    def alloc(self, h_root: int, h_parent: int, h_new: int, h_class: int) -> tuple[int, int]:
+        """Allocate an object; returns (NV_STATUS, handle of the new object or 0)."""
+        cls = rm_classes().get(h_class)
+        if cls is None or not cls.internal:
+            return STATUS["NV_ERR_INVALID_CLASS"], 0
+        if cls.internal == CLIENT_INTERNAL:  # NV01_ROOT*: a new client, its own root object
+            handle = h_new
+            if handle == 0:
+                while self._next_client in self.clients:
+                    self._next_client += 1
+                handle = self._next_client
+            if handle in self.clients:
+                return STATUS["NV_ERR_INSERT_DUPLICATE_NAME"], 0
+            root = RmObject(handle, cls.number, cls.name, cls.internal, None)
+            self.clients[handle] = RmClient(root, {handle: root})
+            self._event("alloc", handle, root)
+            return NV_OK, handle
+        client = self.clients.get(h_root)
+        if client is None:
+            return STATUS["NV_ERR_INVALID_OBJECT_HANDLE"], 0
+        parent = client.objects.get(h_parent if h_parent else h_root)
+        if parent is None:
+            return STATUS["NV_ERR_OBJECT_NOT_FOUND"], 0
+        if cls.parents != ("*",) and parent.internal not in cls.parents:
+            return STATUS["NV_ERR_INVALID_OBJECT_PARENT"], 0
+        if not cls.multi_instance and any(c.internal == cls.internal for c in parent.children.values()):
+            return STATUS["NV_ERR_STATE_IN_USE"], 0
+        handle = h_new
+        if handle == 0:
+            while client.next_handle in client.objects:
+                client.next_handle += 1
+            handle = client.next_handle
+        elif handle == h_root:
+            return STATUS["NV_ERR_INVALID_OBJECT_HANDLE"], 0
+        elif handle in client.objects:
+            return STATUS["NV_ERR_INSERT_DUPLICATE_NAME"], 0
+        obj = RmObject(handle, cls.number, cls.name, cls.internal, parent)
+        parent.children[handle] = obj
+        client.objects[handle] = obj
+        self._event("alloc", h_root, obj)
+        return NV_OK, handle
+
+    # -- NV_ESC_RM_FREE ----------------------------------------------------------------------
+    def free(self, h_root: int, h_parent: int, h_old: int) -> int:
+        """Free an object and its subtree (the client itself when ``h_old`` is its handle)."""
+        client = self.clients.get(h_root)
+        if client is None:
+            return STATUS["NV_ERR_INVALID_OBJECT_HANDLE"]
+        obj = client.objects.get(h_old)
+        if obj is None:
+            return STATUS["NV_ERR_OBJECT_NOT_FOUND"]
+        for o in reversed(list(obj.walk())):  # children go first
+            self._event("free", h_root, o)
+            client.objects.pop(o.handle, None)
+            if o.parent is not None:
+                o.parent.children.pop(o.handle, None)
+        if obj is client.root:
+            del self.clients[h_root]
+        return NV_OK
+
+    # -- NV_ESC_RM_CONTROL -------------------------------------------------------------------
+    def control(self, h_client: int, h_object: int, cmd: int) -> int:
+        """Dispatch check only: the object must exist and the command's class (its top 16 bits)
+        must be one the object answers; the command itself is not executed."""
+        client = self.clients.get(h_client)
+        if client is None:
+            return STATUS["NV_ERR_INVALID_OBJECT_HANDLE"]
+        obj = client.objects.get(h_object)
+        if obj is None:
+            return STATUS["NV_ERR_OBJECT_NOT_FOUND"]
+        interface = cmd >> 16
+        want = _CONTROL_INTERFACE.get(obj.internal)
+        if interface in _CONTROL_INTERFACE.values() and want != interface:
+            return STATUS["NV_ERR_NOT_SUPPORTED"]  # an NV0000/NV0080/NV2080 command elsewhere
+        if want is not None and interface != want:
+            return STATUS["NV_ERR_NOT_SUPPORTED"]  # a client/device/subdevice given another's
+        return NV_OK
+
+    # -- NV_ESC_RM_DUP_OBJECT ----------------------------------------------------------------
+    def dup(
+        self, h_client: int, h_parent: int, h_object: int, h_client_src: int, h_object_src: int
+    ) -> tuple[int, int]:
+        """Duplicate ``h_object_src`` of ``h_client_src`` under ``h_parent`` of ``h_client``."""
+        src_client = self.clients.get(h_client_src)
+        dst_client = self.clients.get(h_client)
+        if src_client is None or dst_client is None:
+            return STATUS["NV_ERR_INVALID_OBJECT_HANDLE"], 0
+        src = src_client.objects.get(h_object_src)
+        parent = dst_client.objects.get(h_parent)
+        if src is None or parent is None:
+            return STATUS["NV_ERR_OBJECT_NOT_FOUND"], 0
+        if src.internal == CLIENT_INTERNAL:
+            return STATUS["NV_ERR_INVALID_OBJECT_HANDLE"], 0
+        cls = rm_class_by_name().get(src.class_name)
+        if cls is not None and cls.parents != ("*",) and parent.internal not in cls.parents:
+            return STATUS["NV_ERR_INVALID_OBJECT_PARENT"], 0
+        handle = h_object
+        if handle == 0:
+            while dst_client.next_handle in dst_client.objects:
+                dst_client.next_handle += 1
+            handle = dst_client.next_handle
+        elif handle in dst_client.objects or handle == h_client:
+            return STATUS["NV_ERR_INSERT_DUPLICATE_NAME"], 0
+        obj = RmObject(handle, src.class_number, src.class_name, src.internal, parent)
+        parent.children[handle] = obj
+        dst_client.objects[handle] = obj
+        self._event("dup", h_client, obj)
+        return NV_OK, handle
+
+    # -- NV_ESC_RM_SHARE ---------------------------------------------------------------------
+    def share(self, h_client: int, h_object: int) -> int:
+        client = self.clients.get(h_client)
+        if client is None:
+            return STATUS["NV_ERR_INVALID_OBJECT_HANDLE"]
+        obj = client.objects.get(h_object)
+        if obj is None:
+            return STATUS["NV_ERR_OBJECT_NOT_FOUND"]
+        obj.shared = True
+        return NV_OK
+
+    # -- NV_ESC_RM_MAP_MEMORY ----------------------------------------------------------------
+    def map_memory(self, h_client: int, h_device: int, h_memory: int) -> int:
+        """CPU mapping of a memory object through a device or subdevice."""
+        client = self.clients.get(h_client)
+        if client is None:
+            return STATUS["NV_ERR_INVALID_OBJECT_HANDLE"]
+        dev, mem = client.objects.get(h_device), client.objects.get(h_memory)
+        if dev is None or mem is None:
+            return STATUS["NV_ERR_OBJECT_NOT_FOUND"]
+        if dev.internal not in ("Device", "Subdevice") or mem.internal not in MEMORY_INTERNAL:
+            return STATUS["NV_ERR_INVALID_OBJECT_HANDLE"]
+        return NV_OK
+
+    # -- views -------------------------------------------------------------------------------
+    def tree_lines(self) -> list[str]:
+        """The handle forest, one indented line per object."""
+        lines: list[str] = []
+        for _h, c in sorted(self.clients.items()):
+            for o in c.root.walk():
+                depth, p = 0, o.parent
+                while p is not None:
+                    depth, p = depth + 1, p.parent
+                lines.append(f"{'  ' * depth}0x{o.handle:08x} {o.class_name}")
+        return lines
