@@ -82,7 +82,8 @@ def test_roundtrip_and_gzip(tmp_path):
         p = tmp_path / name
         write_trace(recs, p)
         assert read_trace(p) == recs
-    assert gzip.open(tmp_path / "t.ioctl.gz").read(8) == b"UVMLIOC1"
+    with gzip.open(tmp_path / "t.ioctl.gz") as f:
+        assert f.read(8) == b"UVMLIOC1"
 
 
 def test_names_tree_and_model_agreement():
