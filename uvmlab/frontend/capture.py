@@ -19,6 +19,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from uvmlab.errors import UvmlabError
 
@@ -62,6 +63,7 @@ def capture(
     prefix: str | None = None,
     env: dict[str, str] | None = None,
     timeout: float | None = None,
+    stdout: Any = None,
 ) -> CaptureSummary:
     """Run ``argv`` with the shim preloaded and write its ioctl trace to ``trace``.
 
@@ -81,7 +83,8 @@ def capture(
         if prefix:
             run_env["UVMLAB_IOCTL_PREFIX"] = prefix
         try:
-            returncode = subprocess.run(argv, env=run_env, timeout=timeout).returncode
+            returncode = subprocess.run(argv, env=run_env, timeout=timeout, stdout=stdout,
+                                        stderr=subprocess.STDOUT if stdout else None).returncode
         except OSError as exc:
             raise CaptureError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
         except subprocess.TimeoutExpired:

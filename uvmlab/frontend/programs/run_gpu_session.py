@@ -105,11 +105,16 @@ def main(out: Path) -> int:
         runs.append(("cuda_init", [str(bins["cuda_init"])]))
     if "managed_advise" in bins:
         runs.append(("managed_advise", [str(bins["managed_advise"])]))
+    runs.append(("rm_probe", [sys.executable, str(HERE / "rm_probe.py")]))
     runs.append(("cupy_program", [sys.executable, str(HERE / "cupy_program.py")]))
     runs.append(("torch_program", [sys.executable, str(HERE / "torch_program.py")]))
     for name, argv in runs:
         t = time.time()
-        s = capture(argv, work / "traces" / f"{name}.ioctl.gz", shim=shim, timeout=120)
+        log = work / f"{name}.out"
+        with open(log, "w") as f:
+            s = capture(argv, work / "traces" / f"{name}.ioctl.gz", shim=shim, timeout=120,
+                        stdout=f)
+        print(f"--- {name} output:", log.read_text()[-1500:], flush=True)
         print(
             f"capture {name}: rc={s.returncode} raw={s.bytes_raw} B "
             f"gz={s.trace.stat().st_size} B in {time.time() - t:.1f}s",
