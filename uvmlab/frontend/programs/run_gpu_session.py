@@ -70,7 +70,11 @@ def main(out: Path) -> int:
     work = Path(tempfile.mkdtemp(prefix="uvmlab-gpu-"))
     (work / "traces").mkdir()
     t0 = time.time()
-    facts = machine_facts()
+    try:
+        facts = machine_facts()
+    except Exception as exc:  # facts are a bonus: never lose the captures over them
+        facts = {"error": repr(exc), "driver_version": sh("cat /sys/module/nvidia/version"),
+                 "nvidia_smi": sh("nvidia-smi -L"), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ")}
     (work / "machine.json").write_text(json.dumps(facts, indent=1))
     print("machine:", facts["nvidia_smi"], facts["driver_version"], flush=True)
     shim = build_shim(work / "shim")
