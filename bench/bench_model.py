@@ -41,7 +41,7 @@ from numba import njit
 
 import uvmlab
 from uvmlab.api import load_workload
-from uvmlab.engine.scan import expand, segment_columns
+from uvmlab.driver.compiled.scan import expand, segment_columns
 from uvmlab.workload.ir import KernelOp
 
 H200_RANDOM_TOUCHES_S = 1.3e6  # issue #6: the real H200 driver, random 4 KiB touches
@@ -55,8 +55,9 @@ def _scan_limit(cols_alloc, kind, access, start, count, stride, pool, base, perm
     acc = np.empty(1 << 16, np.uint8)
     seg_i, off, hits = 0, 0, 0
     while True:
-        seg_i, off, n = expand(cols_alloc, kind, access, start, count, stride, pool, base, seg_i,
-                               off, page, acc)
+        seg_i, off, n = expand(
+            cols_alloc, kind, access, start, count, stride, pool, base, seg_i, off, page, acc
+        )
         if n == 0:
             return hits
         for i in range(n):
@@ -105,12 +106,16 @@ def kernel_run(spec: str, repeat: int = 1, **kw) -> dict:
         total = time.perf_counter() - t
         s = sum(r.op_wall_s[k] for k in kernels)
         if not best or s < best["kernel_s"]:
-            best = {"kernel_s": s, "total_s": total,
-                    "cpu_s": sum(t for o, t in zip(r.ops, r.op_wall_s, strict=True)
-                                 if o["op"] == "cpu"),
-                    "faults": sum(r.ops[k]["gpu_faults"] for k in kernels),
-                    "touches": sum(int(segment_columns(
-                        w.segments[w.ops[k].seg_lo:w.ops[k].seg_hi])[4].sum()) for k in kernels)}
+            best = {
+                "kernel_s": s,
+                "total_s": total,
+                "cpu_s": sum(t for o, t in zip(r.ops, r.op_wall_s, strict=True) if o["op"] == "cpu"),
+                "faults": sum(r.ops[k]["gpu_faults"] for k in kernels),
+                "touches": sum(
+                    int(segment_columns(w.segments[w.ops[k].seg_lo : w.ops[k].seg_hi])[4].sum())
+                    for k in kernels
+                ),
+            }
     return best
 
 
@@ -123,21 +128,33 @@ def scale_child(spec: str, gpu_memory: str) -> None:
     t0 = time.perf_counter()
     w = load_workload(spec)
     t1 = time.perf_counter()
-    r = uvmlab.simulate(w, gpu_memory=gpu_memory,
-                        progress=lambda done, _total: marks.append((time.perf_counter(), done)))
+    r = uvmlab.simulate(
+        w, gpu_memory=gpu_memory, progress=lambda done, _total: marks.append((time.perf_counter(), done))
+    )
     t2 = time.perf_counter()
-    print(json.dumps({
-        "wall_s": t2 - t0, "build_s": t1 - t0, "peak_rss_kib":
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "warm_rss_kib": rss_warm,
-        "touches": r.totals["touches"], "gpu_faults": r.totals["gpu_faults"],
-        # the first pass faults every block in, the later ones only hit
-        "first_pass_s": marks[0][0] - t1, "first_pass_touches": marks[0][1],
-        "hit_s": marks[-1][0] - marks[0][0], "hit_touches": marks[-1][1] - marks[0][1]}))
+    print(
+        json.dumps(
+            {
+                "wall_s": t2 - t0,
+                "build_s": t1 - t0,
+                "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                "warm_rss_kib": rss_warm,
+                "touches": r.totals["touches"],
+                "gpu_faults": r.totals["gpu_faults"],
+                # the first pass faults every block in, the later ones only hit
+                "first_pass_s": marks[0][0] - t1,
+                "first_pass_touches": marks[0][1],
+                "hit_s": marks[-1][0] - marks[0][0],
+                "hit_touches": marks[-1][1] - marks[0][1],
+            }
+        )
+    )
 
 
 def bench_scale(spec: str, gpu_memory: str) -> dict:
-    p = subprocess.run([sys.executable, __file__, "--scale-child", spec, gpu_memory],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, __file__, "--scale-child", spec, gpu_memory], capture_output=True, text=True
+    )
     if p.returncode != 0:
         sys.exit(f"scale scenario failed:\n{p.stderr}")
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -151,19 +168,25 @@ def _scenarios(text: str) -> set[str]:
     bad = names - set(SCENARIOS) - {"limit"}
     if bad or not names:
         raise argparse.ArgumentTypeError(
-            f"unknown scenario {', '.join(sorted(bad)) or repr(text)}; choose from "
-            f"{', '.join(SCENARIOS)}")
+            f"unknown scenario {', '.join(sorted(bad)) or repr(text)}; choose from {', '.join(SCENARIOS)}"
+        )
     return names
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
-    ap.add_argument("--only", type=_scenarios, metavar="NAME[,NAME]", default=set(SCENARIOS),
-                    help=f"run only these scenarios ({', '.join(SCENARIOS)}); the limit, which "
-                         "every ratio needs, always runs")
-    ap.add_argument("--scale-child", nargs=2, metavar=("SPEC", "GPU_MEMORY"),
-                    help=argparse.SUPPRESS)  # internal: the scale scenario's subprocess
+    ap.add_argument(
+        "--only",
+        type=_scenarios,
+        metavar="NAME[,NAME]",
+        default=set(SCENARIOS),
+        help=f"run only these scenarios ({', '.join(SCENARIOS)}); the limit, which "
+        "every ratio needs, always runs",
+    )
+    ap.add_argument(
+        "--scale-child", nargs=2, metavar=("SPEC", "GPU_MEMORY"), help=argparse.SUPPRESS
+    )  # internal: the scale scenario's subprocess
     args = ap.parse_args()
     if args.scale_child:
         scale_child(*args.scale_child)
@@ -173,8 +196,7 @@ def main() -> None:
     rand_spec = "random:size=32MiB" if q else "random:size=1GiB"
     ref_off_spec = "random:size=8MiB" if q else "random:size=256MiB"
     llm_spec = "llm:size=64MiB,tokens=4" if q else "llm:size=1GiB,tokens=16"
-    scale_spec = ("sparse:size=4GiB,every=16,touches=1e6" if q
-                  else "sparse:size=1TiB,every=16,touches=1e9")
+    scale_spec = "sparse:size=4GiB,every=16,touches=1e6" if q else "sparse:size=1TiB,every=16,touches=1e9"
     scale_mem = "80GiB"
 
     lim_s, lim_touches = bench_limit(hit_spec)
@@ -184,8 +206,13 @@ def main() -> None:
     if "hit-heavy" in only:
         s, r = timed(hit_spec)
         hit_rate = r.totals["touches"] / s
-        rows.append(("hit-heavy " + hit_spec, f"{hit_rate / 1e6:,.2f} M touches/s",
-                     f"{hit_rate / limit:.3f} of limit; goal >= 30 M/s and >= 0.25"))
+        rows.append(
+            (
+                "hit-heavy " + hit_spec,
+                f"{hit_rate / 1e6:,.2f} M touches/s",
+                f"{hit_rate / limit:.3f} of limit; goal >= 30 M/s and >= 0.25",
+            )
+        )
 
     if "fault-heavy" in only:
         off = {"uvm_perf_prefetch_enable": 0, "uvm_perf_thrashing_enable": 0}
@@ -194,51 +221,85 @@ def main() -> None:
         for label, params in (("on", None), ("off", off)):
             k = runs[label] = kernel_run(rand_spec, reps, params=params)
             rate, touch_rate = k["faults"] / k["kernel_s"], k["touches"] / k["kernel_s"]
-            rows.append((f"fault-heavy {rand_spec}, heuristics {label}",
-                         f"{rate / 1e3:,.1f} k faults/s",
-                         f"{rate / FAULT_GOAL:.3f} of the 5 M/s goal; {k['faults']:,} faults in "
-                         f"the kernel op's {_t(k['kernel_s'])} (best of {reps})"
-                         + ("" if label == "on" else
-                            f"; {rate / (runs['on']['faults'] / runs['on']['kernel_s']):.2f}x "
-                            "the 'on' rate")))
-            rows.append(("  same kernel: touches/s",
-                         f"{touch_rate / 1e6:,.2f} M touches/s",
-                         f"{touch_rate / H200_RANDOM_TOUCHES_S:.2f}x the real H200's ~1.3 M "
-                         "random touches/s (the issue's figure, not measured here)"))
+            rows.append(
+                (
+                    f"fault-heavy {rand_spec}, heuristics {label}",
+                    f"{rate / 1e3:,.1f} k faults/s",
+                    f"{rate / FAULT_GOAL:.3f} of the 5 M/s goal; {k['faults']:,} faults in "
+                    f"the kernel op's {_t(k['kernel_s'])} (best of {reps})"
+                    + (
+                        ""
+                        if label == "on"
+                        else f"; {rate / (runs['on']['faults'] / runs['on']['kernel_s']):.2f}x the 'on' rate"
+                    ),
+                )
+            )
+            rows.append(
+                (
+                    "  same kernel: touches/s",
+                    f"{touch_rate / 1e6:,.2f} M touches/s",
+                    f"{touch_rate / H200_RANDOM_TOUCHES_S:.2f}x the real H200's ~1.3 M "
+                    "random touches/s (the issue's figure, not measured here)",
+                )
+            )
         # The compiled fault path against the reference path (fast_path=False), same run.
         for label, params, spec in (("on", None, rand_spec), ("off", off, ref_off_spec)):
             fast = runs[label] if spec == rand_spec else kernel_run(spec, reps, params=params)
             ref = kernel_run(spec, 1, params=params, fast_path=False)
             same = "same" if ref["faults"] == fast["faults"] else "DIFFERENT"
-            rows.append((f"fault-heavy speed-up, heuristics {label}",
-                         f"{ref['kernel_s'] / fast['kernel_s']:,.1f}x",
-                         f"{spec}" + ("" if spec == rand_spec else
-                                      " (smaller: the reference path is slow)")
-                         + f": kernel op {_t(fast['kernel_s'])} compiled vs {_t(ref['kernel_s'])}"
-                         f" with fast_path=False, {same} {fast['faults']:,} faults; CPU init op "
-                         f"{_t(fast['cpu_s'])} vs {_t(ref['cpu_s'])}"))
+            rows.append(
+                (
+                    f"fault-heavy speed-up, heuristics {label}",
+                    f"{ref['kernel_s'] / fast['kernel_s']:,.1f}x",
+                    f"{spec}"
+                    + ("" if spec == rand_spec else " (smaller: the reference path is slow)")
+                    + f": kernel op {_t(fast['kernel_s'])} compiled vs {_t(ref['kernel_s'])}"
+                    f" with fast_path=False, {same} {fast['faults']:,} faults; CPU init op "
+                    f"{_t(fast['cpu_s'])} vs {_t(ref['cpu_s'])}",
+                )
+            )
 
     if "oversubscribed" in only:
         s, r = timed(llm_spec, gpu_memory="150%")
         rate = r.totals["touches"] / s
-        rows.append(("oversubscribed " + llm_spec + " @150%", f"{rate / 1e6:,.2f} M touches/s",
-                     f"{rate / limit:.4f} of limit; {r.totals['evictions']:,} evictions"))
+        rows.append(
+            (
+                "oversubscribed " + llm_spec + " @150%",
+                f"{rate / 1e6:,.2f} M touches/s",
+                f"{rate / limit:.4f} of limit; {r.totals['evictions']:,} evictions",
+            )
+        )
 
     if "scale" in only:
         sc = bench_scale(scale_spec, scale_mem)
         rate = sc["touches"] / sc["wall_s"]
-        rows.append((f"scale {scale_spec} @{scale_mem}", f"{rate / 1e6:,.2f} M touches/s",
-                     f"{rate / limit:.4f} of limit; {sc['touches']:,} touches, "
-                     f"{sc['gpu_faults']:,} faults"))
-        rows.append(("scale: wall time, peak RSS", f"{sc['wall_s']:,.2f} s",
-                     f"peak RSS {sc['peak_rss_kib'] / 2**20:.2f} GiB (after warm-up "
-                     f"{sc['warm_rss_kib'] / 2**20:.2f} GiB); goal < 120 s, < 4 GiB"))
+        rows.append(
+            (
+                f"scale {scale_spec} @{scale_mem}",
+                f"{rate / 1e6:,.2f} M touches/s",
+                f"{rate / limit:.4f} of limit; {sc['touches']:,} touches, {sc['gpu_faults']:,} faults",
+            )
+        )
+        rows.append(
+            (
+                "scale: wall time, peak RSS",
+                f"{sc['wall_s']:,.2f} s",
+                f"peak RSS {sc['peak_rss_kib'] / 2**20:.2f} GiB (after warm-up "
+                f"{sc['warm_rss_kib'] / 2**20:.2f} GiB); goal < 120 s, < 4 GiB",
+            )
+        )
         hit = sc["hit_touches"] / max(sc["hit_s"], 1e-9)
-        rows.append(("scale: first pass (fault-in)", f"{sc['first_pass_s']:,.2f} s",
-                     f"{sc['first_pass_touches'] // 512:,} blocks of 2 MiB; building the "
-                     f"workload {sc['build_s']:.2f} s"))
-        rows.append(("scale: later passes (hits)", f"{hit / 1e6:,.2f} M touches/s",
-                     f"{hit / limit:.3f} of limit"))
+        rows.append(
+            (
+                "scale: first pass (fault-in)",
+                f"{sc['first_pass_s']:,.2f} s",
+                f"{sc['first_pass_touches'] // 512:,} blocks of 2 MiB; building the "
+                f"workload {sc['build_s']:.2f} s",
+            )
+        )
+        rows.append(
+            ("scale: later passes (hits)", f"{hit / 1e6:,.2f} M touches/s", f"{hit / limit:.3f} of limit")
+        )
 
     width = max(len(a) for a, _, _ in rows)
     for name, fig, ratio in rows:

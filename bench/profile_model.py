@@ -29,7 +29,7 @@ import uvmlab
 import uvmlab.driver.replayable_faults as rf
 import uvmlab.engine.gpu as eg
 from uvmlab.api import load_workload
-from uvmlab.driver.fast_service import PLAIN, _prefetch
+from uvmlab.driver.compiled.fast_service import PLAIN, _prefetch
 from uvmlab.workload.ir import KernelOp
 
 OFF = {"uvm_perf_prefetch_enable": 0, "uvm_perf_thrashing_enable": 0}
@@ -53,8 +53,12 @@ def _compiled_keys() -> dict[tuple, str]:
 def _kernel_ops(r) -> tuple[float, int, int, int]:
     """Wall time, GPU faults, fault batches and evictions of the kernel operations."""
     rows = [(o, t) for o, t in zip(r.ops, r.op_wall_s, strict=True) if o["op"] == "kernel"]
-    return (sum(t for _, t in rows), sum(o["gpu_faults"] for o, _ in rows),
-            sum(o["fault_batches"] for o, _ in rows), sum(o["evictions"] for o, _ in rows))
+    return (
+        sum(t for _, t in rows),
+        sum(o["gpu_faults"] for o, _ in rows),
+        sum(o["fault_batches"] for o, _ in rows),
+        sum(o["evictions"] for o, _ in rows),
+    )
 
 
 @contextmanager
@@ -75,6 +79,7 @@ def counts(spec: str, **kw) -> dict:
         def g(drv, gpu, page, *a):
             c["block_services"] += len(np.unique(page >> 9))
             return f(drv, gpu, page, *a)
+
         return g
 
     def count_stalled(f):
@@ -82,10 +87,10 @@ def counts(spec: str, **kw) -> dict:
             c["replays"] += 1
             c["stalled"] += n
             return f(pos, page, acc, n, *a)
+
         return g
 
-    with _patched(rf, "service_fault_batch", count_blocks), \
-            _patched(eg, "_reexecute", count_stalled):
+    with _patched(rf, "service_fault_batch", count_blocks), _patched(eg, "_reexecute", count_stalled):
         r = uvmlab.simulate(spec, **kw)
     c["pages_in"] = r.totals["bytes_htod"] // 4096
     return c
@@ -96,8 +101,9 @@ def profile(title: str, spec: str, **kw) -> None:
     uvmlab.simulate(spec.split(":")[0] + ":size=4MiB", **kw)  # load the numba caches
     r = uvmlab.simulate(w, **kw)
     kernel_s, faults, batches, evictions = _kernel_ops(r)
-    touches = sum(int(w.segments[o.seg_lo:o.seg_hi]["count"].sum())
-                  for o in w.ops if isinstance(o, KernelOp))
+    touches = sum(
+        int(w.segments[o.seg_lo : o.seg_hi]["count"].sum()) for o in w.ops if isinstance(o, KernelOp)
+    )
     pr = cProfile.Profile()
     pr.enable()
     rp = uvmlab.simulate(w, **kw)
@@ -112,43 +118,63 @@ def profile(title: str, spec: str, **kw) -> None:
 
     def cum_from(func: str, caller: str) -> float:
         """cumtime of ``func`` when called by ``caller`` (so nested calls are not counted)."""
-        return sum(ct for key, (_cc, _nc, _tt, _ct, callers) in st.items() if key[2] == func
-                   for ck, (_a, _b, _t, ct) in callers.items() if ck[2] == caller)
+        return sum(
+            ct
+            for key, (_cc, _nc, _tt, _ct, callers) in st.items()
+            if key[2] == func
+            for ck, (_a, _b, _t, ct) in callers.items()
+            if ck[2] == caller
+        )
 
     parts = [
         ("compiled: block service (_service_blocks)", by_name.get("_service_blocks", 0.0)),
-        ("compiled: replay step (re-execute, arrival order, scan)",
-         sum(by_name.get(n, 0.0) for n in REPLAY_STEP)),
+        (
+            "compiled: replay step (re-execute, arrival order, scan)",
+            sum(by_name.get(n, 0.0) for n in REPLAY_STEP),
+        ),
         ("compiled: fault coalescing", by_name.get("coalesce", 0.0)),
-        ("Python: eviction + chunk allocation (ensure_gpu_chunk)",
-         cum_from("ensure_gpu_chunk", "service_fault_batch")),
-        ("Python: reference block service (service_block_faults)",
-         cum_from("service_block_faults", "service_fault_batch")),
+        (
+            "Python: eviction + chunk allocation (ensure_gpu_chunk)",
+            cum_from("ensure_gpu_chunk", "service_fault_batch"),
+        ),
+        (
+            "Python: reference block service (service_block_faults)",
+            cum_from("service_block_faults", "service_fault_batch"),
+        ),
     ]
     known = sum(t for _, t in parts)
     compiled_s = sum(t for name, t in parts if name.startswith("compiled"))
     c = counts(spec, **kw)
     print(f"\n== {title}: {spec} {kw or ''}")
-    print(f"kernel ops, no profiler: {kernel_s * 1e3:,.1f} ms, {faults:,} GPU faults in "
-          f"{batches:,} batches, {touches:,} touches, {evictions:,} evictions: "
-          f"{kernel_s / max(faults, 1) * 1e6:.2f} us per fault, {faults / kernel_s / 1e3:,.1f} k "
-          f"faults/s, {touches / kernel_s / 1e6:.2f} M touches/s")
+    print(
+        f"kernel ops, no profiler: {kernel_s * 1e3:,.1f} ms, {faults:,} GPU faults in "
+        f"{batches:,} batches, {touches:,} touches, {evictions:,} evictions: "
+        f"{kernel_s / max(faults, 1) * 1e6:.2f} us per fault, {faults / kernel_s / 1e3:,.1f} k "
+        f"faults/s, {touches / kernel_s / 1e6:.2f} M touches/s"
+    )
     print(f"kernel ops under cProfile: {prof_kernel_s * 1e3:,.1f} ms")
-    for name, t in parts + [("Python: per-batch orchestration (the rest, under cProfile)",
-                             prof_kernel_s - known)]:
-        print(f"  {name:<60} {t * 1e3:9.1f} ms  {t / prof_kernel_s:6.1%}  "
-              f"{t / max(faults, 1) * 1e6:6.2f} us/fault")
-    print(f"  {'Python, all, without profiler (kernel ops - compiled parts)':<60} "
-          f"{(kernel_s - compiled_s) * 1e3:9.1f} ms  {(kernel_s - compiled_s) / kernel_s:6.1%}  "
-          f"{(kernel_s - compiled_s) / max(faults, 1) * 1e6:6.2f} us/fault")
+    for name, t in parts + [
+        ("Python: per-batch orchestration (the rest, under cProfile)", prof_kernel_s - known)
+    ]:
+        print(
+            f"  {name:<60} {t * 1e3:9.1f} ms  {t / prof_kernel_s:6.1%}  "
+            f"{t / max(faults, 1) * 1e6:6.2f} us/fault"
+        )
+    print(
+        f"  {'Python, all, without profiler (kernel ops - compiled parts)':<60} "
+        f"{(kernel_s - compiled_s) * 1e3:9.1f} ms  {(kernel_s - compiled_s) / kernel_s:6.1%}  "
+        f"{(kernel_s - compiled_s) / max(faults, 1) * 1e6:6.2f} us/fault"
+    )
     step = sum(by_name.get(n, 0.0) for n in REPLAY_STEP)
-    print(f"counts: {c['block_services']:,} block services ({c['block_services'] / batches:.0f} "
-          f"per batch, {by_name.get('_service_blocks', 0.0) / max(c['block_services'], 1) * 1e6:.2f}"
-          f" us each compiled), {c['pages_in']:,} pages made GPU-resident "
-          f"({c['pages_in'] / max(faults, 1):.1f} per fault); {c['replays']:,} replays re-executing"
-          f" {c['stalled'] / max(c['replays'], 1):,.0f} stalled threads on average: replay step "
-          f"{step / max(c['replays'], 1) * 1e6:,.0f} us per replay = "
-          f"{step / max(c['replays'], 1) / (faults / max(batches, 1)) * 1e6:.2f} us per fault")
+    print(
+        f"counts: {c['block_services']:,} block services ({c['block_services'] / batches:.0f} "
+        f"per batch, {by_name.get('_service_blocks', 0.0) / max(c['block_services'], 1) * 1e6:.2f}"
+        f" us each compiled), {c['pages_in']:,} pages made GPU-resident "
+        f"({c['pages_in'] / max(faults, 1):.1f} per fault); {c['replays']:,} replays re-executing"
+        f" {c['stalled'] / max(c['replays'], 1):,.0f} stalled threads on average: replay step "
+        f"{step / max(c['replays'], 1) * 1e6:,.0f} us per replay = "
+        f"{step / max(c['replays'], 1) / (faults / max(batches, 1)) * 1e6:.2f} us per fault"
+    )
     if evictions:
         ev = cum_from("ensure_gpu_chunk", "service_fault_batch")
         print(f"eviction: {ev / evictions * 1e6:.0f} us per evicted 2 MiB chunk under cProfile")
@@ -172,9 +198,13 @@ def prefetch_cost(nf: int = 1, iters: int = 20000) -> float:
     from uvmlab.timing.cost_model import load_profile, profile_for_gpu
 
     gpu = get_gpu("h200")
-    eng = Engine(load_workload("random:size=1GiB"), gpu=gpu, params=Params.from_overrides({}),
-                 profile=load_profile(profile_for_gpu(gpu.name)),
-                 concurrency=DEFAULT_CONCURRENCY)
+    eng = Engine(
+        load_workload("random:size=1GiB"),
+        gpu=gpu,
+        params=Params.from_overrides({}),
+        profile=load_profile(profile_for_gpu(gpu.name)),
+        concurrency=DEFAULT_CONCURRENCY,
+    )
     fp = eng.drv.fast
     rng = np.random.default_rng(0)
     fpages = np.sort(rng.choice(512, nf, replace=False)).astype(np.int64)
@@ -194,8 +224,10 @@ def main() -> None:
     profile("fault-heavy, heuristics off", rand, params=OFF)
     profile("oversubscribed", llm, gpu_memory="150%")
     for nf in (1, 4):
-        print(f"compiled prefetcher, one 512-page block, {nf} faulted page(s): "
-              f"{prefetch_cost(nf) * 1e6:.2f} us per block service")
+        print(
+            f"compiled prefetcher, one 512-page block, {nf} faulted page(s): "
+            f"{prefetch_cost(nf) * 1e6:.2f} us per block service"
+        )
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 import uvmlab
+from uvmlab.core.units import fmt_bytes
 from uvmlab.driver.perf.prefetch import compute_prefetch_mask
-from uvmlab.units import fmt_bytes
 from uvmlab.workload.ir import WorkloadBuilder
 
 MiB = 1 << 20
@@ -31,9 +31,17 @@ def prefetch_table() -> None:
     print("| faulted pages | already on D | pages prefetched | count |")
     print("|---|---|---|---|")
     cases = [
-        ([0], []), ([16], range(16)), ([32], range(32)), ([64], range(64)), ([128], range(128)),
-        ([256], range(256)), ([300], []), ([0, 1, 2, 3, 20, 40], []),
-        ([5, 40, 70, 100], range(64)), (range(0, 512, 32), []), (range(0, 256), []),
+        ([0], []),
+        ([16], range(16)),
+        ([32], range(32)),
+        ([64], range(64)),
+        ([128], range(128)),
+        ([256], range(256)),
+        ([300], []),
+        ([0, 1, 2, 3, 20, 40], []),
+        ([5, 40, 70, 100], range(64)),
+        (range(0, 512, 32), []),
+        (range(0, 256), []),
     ]
     for faulted, resident in cases:
         out = compute_prefetch_mask(mask(faulted), mask(resident), None, block_first_page_va=512)
@@ -55,9 +63,11 @@ def prefetch_effect_table() -> None:
     for spec in ("stream:size=256MiB,passes=1", "random:size=256MiB", "stride:size=256MiB"):
         for on in (1, 0):
             t = uvmlab.simulate(spec, params={"uvm_perf_prefetch_enable": on}).totals
-            print(f"| {spec} | {'on' if on else 'off'} | {t['gpu_faults']:,} | "
-                  f"{t['fault_batches']:,} | {fmt_bytes(t['bytes_htod_fault'])} | "
-                  f"{fmt_bytes(t['bytes_htod_prefetch'])} | {t['time_ns'] / 1e6:.1f} ms |")
+            print(
+                f"| {spec} | {'on' if on else 'off'} | {t['gpu_faults']:,} | "
+                f"{t['fault_batches']:,} | {fmt_bytes(t['bytes_htod_fault'])} | "
+                f"{fmt_bytes(t['bytes_htod_prefetch'])} | {t['time_ns'] / 1e6:.1f} ms |"
+            )
 
 
 def pingpong(round_ns: int, rounds: int = 40):
@@ -70,14 +80,15 @@ def pingpong(round_ns: int, rounds: int = 40):
 
 
 def thrashing_table() -> None:
-    print("| ping-pong round | thrashing detections | THROTTLE hints | PIN hints | "
-          "bytes moved | time |")
+    print("| ping-pong round | thrashing detections | THROTTLE hints | PIN hints | bytes moved | time |")
     print("|---|---|---|---|---|---|")
     for round_ns in (10_000, 100_000, 400_000, 2_000_000, 31_000_000):
         t = uvmlab.simulate(pingpong(round_ns)).totals
-        print(f"| {round_ns / 1000:,.0f} µs | {t['thrashing_events']} | {t['throttles']} | "
-              f"{t['pins']} | {fmt_bytes(t['bytes_htod'] + t['bytes_dtoh'])} | "
-              f"{t['time_ns'] / 1e6:.1f} ms |")
+        print(
+            f"| {round_ns / 1000:,.0f} µs | {t['thrashing_events']} | {t['throttles']} | "
+            f"{t['pins']} | {fmt_bytes(t['bytes_htod'] + t['bytes_dtoh'])} | "
+            f"{t['time_ns'] / 1e6:.1f} ms |"
+        )
 
 
 def hotcold(size_mib: int = 256, seed: int = 0):
@@ -98,11 +109,13 @@ def oversubscription_table() -> None:
     ratios = ("50%", "100%", "125%", "150%", "200%")
     print("| workload | " + " | ".join(f"HtoD @ {r}" for r in ratios) + " | evictions @ 150% |")
     print("|---|" + "---|" * (len(ratios) + 1))
-    specs = [("stream 1 GiB, 3 passes", "stream:size=1GiB,passes=3"),
-             ("random 4 KiB", "random:size=256MiB"),
-             ("tiled GEMM", "gemm:size=256MiB"),
-             ("LLM layer sweep", "llm:size=256MiB,tokens=8"),
-             ("hot 25 % + cold chunks", hotcold())]
+    specs = [
+        ("stream 1 GiB, 3 passes", "stream:size=1GiB,passes=3"),
+        ("random 4 KiB", "random:size=256MiB"),
+        ("tiled GEMM", "gemm:size=256MiB"),
+        ("LLM layer sweep", "llm:size=256MiB,tokens=8"),
+        ("hot 25 % + cold chunks", hotcold()),
+    ]
     for label, spec in specs:
         cells, ev = [], 0
         for r in ratios:
@@ -130,15 +143,19 @@ def hot_set_table() -> None:
         hot = (mig.address >= lo) & (mig.address < hi)
         evi = ev[ev.event == "Eviction"]
         hot_ev = int(((evi.address >= lo) & (evi.address < hi)).sum())
-        print(f"| {ratio} | {fmt_bytes(mig[hot].bytes.sum())} | {fmt_bytes(mig[~hot].bytes.sum())}"
-              f" | {hot_ev} of {len(evi)} |")
+        print(
+            f"| {ratio} | {fmt_bytes(mig[hot].bytes.sum())} | {fmt_bytes(mig[~hot].bytes.sum())}"
+            f" | {hot_ev} of {len(evi)} |"
+        )
 
 
 if __name__ == "__main__":
-    for title, fn in (("prefetch regions", prefetch_table),
-                      ("prefetch on/off", prefetch_effect_table),
-                      ("thrashing", thrashing_table),
-                      ("oversubscription", oversubscription_table),
-                      ("hot set under the driver's LRU", hot_set_table)):
+    for title, fn in (
+        ("prefetch regions", prefetch_table),
+        ("prefetch on/off", prefetch_effect_table),
+        ("thrashing", thrashing_table),
+        ("oversubscription", oversubscription_table),
+        ("hot set under the driver's LRU", hot_set_table),
+    ):
         print(f"\n### {title}\n")
         fn()

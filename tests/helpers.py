@@ -14,12 +14,19 @@ MiB = 1 << 20
 PAGES_PER_BLOCK = 512
 
 
-def run_engine(w, *, params=None, gpu_memory=None, concurrency=2048, events=False,
-               hooks=None) -> Engine:
+def run_engine(w, *, params=None, gpu_memory=None, concurrency=2048, events=False, hooks=None) -> Engine:
     """Run ``w`` with the invariant checker after every fault batch; return the engine."""
-    eng = Engine(w, gpu=get_gpu("h200"), params=Params.from_overrides(params or {}),
-                 profile=load_profile(), gpu_memory_bytes=gpu_memory, concurrency=concurrency,
-                 events=events, check=True, hooks=hooks)
+    eng = Engine(
+        w,
+        gpu=get_gpu("h200"),
+        params=Params.from_overrides(params or {}),
+        profile=load_profile(),
+        gpu_memory_bytes=gpu_memory,
+        concurrency=concurrency,
+        events=events,
+        check=True,
+        hooks=hooks,
+    )
     eng.run()
     eng.check_invariants()
     return eng

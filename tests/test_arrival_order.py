@@ -21,9 +21,18 @@ def random_sorted_positions(rng: np.random.Generator, n: int, conc: int) -> np.n
 
 
 CONFIGS = [  # conc, tpb, n_sm, n_utlb
-    (1, 1, 1, 1), (1, 256, 132, 66), (7, 2, 3, 2), (7, 256, 132, 66), (64, 4, 5, 3),
-    (256, 32, 132, 66), (256, 256, 132, 66), (1000, 32, 7, 4), (4096, 128, 132, 66),
-    (65536, 256, 132, 66), (65536, 256, 144, 72), (300, 7, 1000, 9),
+    (1, 1, 1, 1),
+    (1, 256, 132, 66),
+    (7, 2, 3, 2),
+    (7, 256, 132, 66),
+    (64, 4, 5, 3),
+    (256, 32, 132, 66),
+    (256, 256, 132, 66),
+    (1000, 32, 7, 4),
+    (4096, 128, 132, 66),
+    (65536, 256, 132, 66),
+    (65536, 256, 144, 72),
+    (300, 7, 1000, 9),
 ]
 
 
@@ -45,8 +54,10 @@ def test_counting_sort_matches_lexsort(conc: int, tpb: int, n_sm: int, n_utlb: i
 def test_contiguous_window_and_gaps() -> None:
     """A full window of consecutive touches, and every other touch across window boundaries."""
     conc, tpb, n_sm, n_utlb = 4096, 256, 132, 66
-    for pos in (np.arange(conc, dtype=np.int64) + 5 * conc + 17,
-                np.arange(3, 3 + 3 * conc, 3, dtype=np.int64)):
+    for pos in (
+        np.arange(conc, dtype=np.int64) + 5 * conc + 17,
+        np.arange(3, 3 + 3 * conc, 3, dtype=np.int64),
+    ):
         ref_order, ref_utlb = arrival_order(pos, conc, tpb, n_sm, n_utlb)
         order, utlb = arrival_order_sorted(pos, conc, tpb, n_sm, n_utlb)
         np.testing.assert_array_equal(order, ref_order)
@@ -57,8 +68,12 @@ def test_entries_prefix_matches_reference() -> None:
     """What GpuKernelRun pushes: the first k entries in arrival order, scratch reused."""
     rng = np.random.default_rng(3)
     conc, tpb, n_sm, n_utlb = 2048, 64, 132, 66
-    buffers = (np.empty(conc, np.int64), np.empty(conc, np.int64),
-               np.empty((2, conc + 1), np.int64), np.empty((5, n_sm), np.int64))
+    buffers = (
+        np.empty(conc, np.int64),
+        np.empty(conc, np.int64),
+        np.empty((2, conc + 1), np.int64),
+        np.empty((5, n_sm), np.int64),
+    )
     out_page, out_acc = np.empty(conc, np.int64), np.empty(conc, np.uint8)
     out_utlb = np.empty(conc, np.int32)
     for _ in range(20):
@@ -67,8 +82,7 @@ def test_entries_prefix_matches_reference() -> None:
         pos = random_sorted_positions(rng, n, conc)
         page = rng.integers(0, 1 << 20, size=n).astype(np.int64)
         acc = rng.integers(0, 4, size=n).astype(np.uint8)
-        _arrival_entries(pos, page, acc, n, conc, tpb, n_sm, n_utlb, k, out_page, out_acc,
-                         out_utlb, *buffers)
+        _arrival_entries(pos, page, acc, n, conc, tpb, n_sm, n_utlb, k, out_page, out_acc, out_utlb, *buffers)
         order, utlb = arrival_order(pos, conc, tpb, n_sm, n_utlb)
         np.testing.assert_array_equal(out_page[:k], page[order][:k])
         np.testing.assert_array_equal(out_acc[:k], acc[order][:k])
@@ -83,12 +97,17 @@ def test_unsorted_positions_rejected() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(conc=st.integers(1, 600), tpb=st.integers(1, 64), n_sm=st.integers(1, 40),
-       n_utlb=st.integers(1, 20), data=st.data())
-def test_counting_sort_matches_lexsort_property(conc: int, tpb: int, n_sm: int, n_utlb: int,
-                                                data: st.DataObject) -> None:
-    pos = np.array(sorted(data.draw(st.sets(st.integers(0, 4 * conc + 50), max_size=conc))),
-                   dtype=np.int64)
+@given(
+    conc=st.integers(1, 600),
+    tpb=st.integers(1, 64),
+    n_sm=st.integers(1, 40),
+    n_utlb=st.integers(1, 20),
+    data=st.data(),
+)
+def test_counting_sort_matches_lexsort_property(
+    conc: int, tpb: int, n_sm: int, n_utlb: int, data: st.DataObject
+) -> None:
+    pos = np.array(sorted(data.draw(st.sets(st.integers(0, 4 * conc + 50), max_size=conc))), dtype=np.int64)
     ref_order, ref_utlb = arrival_order(pos, conc, tpb, n_sm, n_utlb)
     order, utlb = arrival_order_sorted(pos, conc, tpb, n_sm, n_utlb)
     np.testing.assert_array_equal(order, ref_order)

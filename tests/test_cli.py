@@ -6,12 +6,13 @@ import sys
 
 import pytest
 
-from uvmlab.results.schema import TOTAL_KEYS
+from uvmlab.core.counters import TOTAL_KEYS
 
 
 def uvmlab(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "uvmlab", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "uvmlab", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
 
 
 def assert_one_line_error(r, *needles):
@@ -33,8 +34,9 @@ def test_run_json_has_the_canonical_keys():
 
 def test_run_param_changes_behaviour():
     on = json.loads(uvmlab("run", "random:size=16MiB", "--json").stdout)
-    off = json.loads(uvmlab("run", "random:size=16MiB", "--json", "--param",
-                            "uvm_perf_prefetch_enable=0").stdout)
+    off = json.loads(
+        uvmlab("run", "random:size=16MiB", "--json", "--param", "uvm_perf_prefetch_enable=0").stdout
+    )
     assert off["bytes_htod_prefetch"] == 0 < on["bytes_htod_prefetch"]
 
 
@@ -51,21 +53,26 @@ def test_run_saves_result_and_trace_roundtrip(tmp_path):
     assert Result.load(out).workload == "stride"
 
 
-@pytest.mark.parametrize("args,needles", [
-    (["run", "random:size=-3GiB"], ["size"]),
-    (["run", "random:size=lots"], ["size"]),
-    (["run", "randon:size=1GiB"], ["random"]),
-    (["run", "random:sise=1GiB"], ["size"]),
-    (["run", "nosuchfile.uvmw"], ["nosuchfile.uvmw"]),
-    (["run", "random:size=8MiB", "--param", "uvm_perf_prefetch_treshold=40"],
-     ["uvm_perf_prefetch_threshold"]),
-    (["run", "random:size=8MiB", "--param", "uvm_perf_prefetch_threshold=400"], ["0..100"]),
-    (["run", "random:size=8MiB", "--gpu-memory", "lots"], ["GPU memory"]),
-    (["run", "random:size=8MiB", "--gpu", "h300"], ["h200"]),
-    (["trace", "info", "missing.uvmw"], ["missing.uvmw"]),
-    (["run", "random:size=8MiB", "--gpu-memory"], ["--gpu-memory"]),
-    (["nosuchcommand"], ["nosuchcommand"]),
-])
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["run", "random:size=-3GiB"], ["size"]),
+        (["run", "random:size=lots"], ["size"]),
+        (["run", "randon:size=1GiB"], ["random"]),
+        (["run", "random:sise=1GiB"], ["size"]),
+        (["run", "nosuchfile.uvmw"], ["nosuchfile.uvmw"]),
+        (
+            ["run", "random:size=8MiB", "--param", "uvm_perf_prefetch_treshold=40"],
+            ["uvm_perf_prefetch_threshold"],
+        ),
+        (["run", "random:size=8MiB", "--param", "uvm_perf_prefetch_threshold=400"], ["0..100"]),
+        (["run", "random:size=8MiB", "--gpu-memory", "lots"], ["GPU memory"]),
+        (["run", "random:size=8MiB", "--gpu", "h300"], ["h200"]),
+        (["trace", "info", "missing.uvmw"], ["missing.uvmw"]),
+        (["run", "random:size=8MiB", "--gpu-memory"], ["--gpu-memory"]),
+        (["nosuchcommand"], ["nosuchcommand"]),
+    ],
+)
 def test_bad_input_gives_one_line_error(args, needles):
     assert_one_line_error(uvmlab(*args), *needles)
 

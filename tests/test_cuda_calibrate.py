@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from uvmlab.cuda import calibrate
 from uvmlab.cuda.plan import plan_workload
 from uvmlab.timing.cost_model import CostProfile, load_profile
+from uvmlab.validation import calibrate
 
-DATA = Path(__file__).resolve().parents[1] / "uvmlab" / "cuda" / "data" / "calibration"
+DATA = Path(__file__).resolve().parents[1] / "uvmlab" / "validation" / "data" / "calibration"
 NAMES = ["h100-pcie5-measured", "h200-pcie5-measured"]
 NUMERIC = [f.name for f in fields(CostProfile) if f.name not in ("name", "gpu", "sources")]
 
@@ -58,20 +58,36 @@ def test_raw_runs_counted_every_byte(name):
 
 def test_benchmark_workloads_plan():
     size = 8 << 20
-    for w in (calibrate.wl_prefetch(size), calibrate.wl_random(size, 512),
-              calibrate.wl_random(size, 1), calibrate.wl_stream_back(size),
-              calibrate.wl_first_touch(size), calibrate.wl_remote(size),
-              calibrate.wl_pingpong(size)):
+    for w in (
+        calibrate.wl_prefetch(size),
+        calibrate.wl_random(size, 512),
+        calibrate.wl_random(size, 1),
+        calibrate.wl_stream_back(size),
+        calibrate.wl_first_touch(size),
+        calibrate.wl_remote(size),
+        calibrate.wl_pingpong(size),
+    ):
         assert plan_workload(w)
 
 
 # --- the fit on synthetic raw data (known constants in, the same constants out) -----------------
 
 MiB = 1 << 20
-TRUE = {"pinned_gbps": 55.0, "htod_gbps": 48.0, "dtoh_gbps": 12.0, "migrate_block_ns": 3000.0,
-        "copy_htod_ns": 5000.0, "copy_dtoh_ns": 6000.0, "chunk_zero_ns": 8000.0,
-        "fault_batch_ns": 8000.0, "fault_block_ns": 9000.0, "gpu_touch_ns": 0.08,
-        "cpu_touch_ns": 20.0, "cpu_fault_ns": 39000.0, "remote_touch_ns": 1.5}
+TRUE = {
+    "pinned_gbps": 55.0,
+    "htod_gbps": 48.0,
+    "dtoh_gbps": 12.0,
+    "migrate_block_ns": 3000.0,
+    "copy_htod_ns": 5000.0,
+    "copy_dtoh_ns": 6000.0,
+    "chunk_zero_ns": 8000.0,
+    "fault_batch_ns": 8000.0,
+    "fault_block_ns": 9000.0,
+    "gpu_touch_ns": 0.08,
+    "cpu_touch_ns": 20.0,
+    "cpu_fault_ns": 39000.0,
+    "remote_touch_ns": 1.5,
+}
 
 
 def synthetic_raw(seed: int = 0, jitter: float = 0.0, **true: float) -> dict:
@@ -91,49 +107,86 @@ def synthetic_raw(seed: int = 0, jitter: float = 0.0, **true: float) -> dict:
     size, n, blk, N, batch = 512 * MiB, 256, 2 * MiB, 1024, 256
     B = 2 * c["fault_batch_ns"]
     copy_lat = (c["copy_htod_ns"] + c["copy_dtoh_ns"]) / 2
-    P = (B / batch + c["fault_block_ns"] + c["chunk_zero_ns"] + copy_lat
-         + calibrate.BIG_PAGE / c["htod_gbps"])
+    P = B / batch + c["fault_block_ns"] + c["chunk_zero_ns"] + copy_lat + calibrate.BIG_PAGE / c["htod_gbps"]
     bursts, per_burst = 8, calibrate.LAT_SAMPLES
     res_t, cpu_t, rem_t, cf_pages = 1 << 27, 1 << 23, 1 << 23, 8192
     back_faults, back_runs = 1536, 3072
-    pieces = {d: [reps(n * (20000 + s / c[f"{d}_gbps"]), 3) for s in calibrate.PIECES]
-              for d in ("htod", "dtoh")}  # slope = the bulk rate: migrate_block_ns is exact
+    pieces = {
+        d: [reps(n * (20000 + s / c[f"{d}_gbps"]), 3) for s in calibrate.PIECES] for d in ("htod", "dtoh")
+    }  # slope = the bulk rate: migrate_block_ns is exact
     return {
-        "calibrate_version": 2, "size": size, "threads": 65536, "gpu": "NVIDIA H200",
-        "driver_version": "580.159.04", "date": "2026-11-30T00:00:00+00:00", "uvm_params": {},
+        "calibrate_version": 2,
+        "size": size,
+        "threads": 65536,
+        "gpu": "NVIDIA H200",
+        "driver_version": "580.159.04",
+        "date": "2026-11-30T00:00:00+00:00",
+        "uvm_params": {},
         "fault_batch_count": batch,
-        "pinned": {"bytes": size, "htod_ns": reps(size / c["pinned_gbps"], 3),
-                   "dtoh_ns": reps(size / c["pinned_gbps"], 3)},
+        "pinned": {
+            "bytes": size,
+            "htod_ns": reps(size / c["pinned_gbps"], 3),
+            "dtoh_ns": reps(size / c["pinned_gbps"], 3),
+        },
         "latency_bursts": bursts,
         "memset_2m_ns": reps(c["chunk_zero_ns"], bursts * per_burst),
-        "copy_4k_ns": {"htod": reps(c["copy_htod_ns"], bursts * per_burst),
-                       "dtoh": reps(c["copy_dtoh_ns"], bursts * per_burst)},
+        "copy_4k_ns": {
+            "htod": reps(c["copy_htod_ns"], bursts * per_burst),
+            "dtoh": reps(c["copy_dtoh_ns"], bursts * per_burst),
+        },
         "prefetch": {
-            "blocks": n, "bytes_full": size, "pieces": list(calibrate.PIECES),
-            **{f"{d}_full_ns": reps(n * (c["migrate_block_ns"] + blk / c[f"{d}_gbps"]),
-                                    calibrate.BULK_ROUNDS) for d in ("htod", "dtoh")},
+            "blocks": n,
+            "bytes_full": size,
+            "pieces": list(calibrate.PIECES),
+            **{
+                f"{d}_full_ns": reps(
+                    n * (c["migrate_block_ns"] + blk / c[f"{d}_gbps"]), calibrate.BULK_ROUNDS
+                )
+                for d in ("htod", "dtoh")
+            },
             **{f"{d}_full_bytes": [size] * calibrate.BULK_ROUNDS for d in ("htod", "dtoh")},
             **{f"{d}_piece_ns": pieces[d] for d in ("htod", "dtoh")},
-            **{f"{d}_piece_bytes": [n * s for s in calibrate.PIECES] for d in ("htod", "dtoh")}},
-        "rand2m_serial": {"threads": 1, "touches": N, "kernel_ns": slowed(N * (B + P), 8),
-                          "bytes_htod": [N * calibrate.BIG_PAGE] * 8},
-        "rand2m_parallel": {"threads": 65536, "touches": N,
-                            "kernel_ns": slowed(4 * B + N * P, calibrate.FAULT_REPS),
-                            "bytes_htod": [N * calibrate.BIG_PAGE] * calibrate.FAULT_REPS},
+            **{f"{d}_piece_bytes": [n * s for s in calibrate.PIECES] for d in ("htod", "dtoh")},
+        },
+        "rand2m_serial": {
+            "threads": 1,
+            "touches": N,
+            "kernel_ns": slowed(N * (B + P), 8),
+            "bytes_htod": [N * calibrate.BIG_PAGE] * 8,
+        },
+        "rand2m_parallel": {
+            "threads": 65536,
+            "touches": N,
+            "kernel_ns": slowed(4 * B + N * P, calibrate.FAULT_REPS),
+            "bytes_htod": [N * calibrate.BIG_PAGE] * calibrate.FAULT_REPS,
+        },
         "stream_back": {
-            "touches": 131072, "resident_touches": res_t, "cpu_resident_touches": cpu_t,
+            "touches": 131072,
+            "resident_touches": res_t,
+            "cpu_resident_touches": cpu_t,
             "resident_ns": reps(res_t * c["gpu_touch_ns"], 6),
             "cpu_resident_ns": reps(cpu_t * c["cpu_touch_ns"], 6),
             # the read-back also pays 25 us per fault that the copy-less fit must not see
-            "back_ns": reps(back_faults * (c["cpu_fault_ns"] + 25000) + size / c["dtoh_gbps"]
-                            + back_runs * copy_lat + 131072 * c["cpu_touch_ns"], 6),
-            "back_bytes_dtoh": [size] * 6, "back_cpu_faults": [back_faults] * 6,
-            "back_dtoh_runs": [back_runs] * 6, "back_records_complete": [True] * 6},
-        "cpu_fault": {"bytes": cf_pages * 4096, "touches": cf_pages,
-                      "write_ns": reps(cf_pages * (c["cpu_fault_ns"] + c["cpu_touch_ns"]), 6),
-                      "cpu_faults": [cf_pages] * 6, "bytes_dtoh": [0] * 6},
-        "remote": {"allocs": 6, "touches": rem_t, "kernel_ns": reps(rem_t * c["remote_touch_ns"],
-                                                                    12)},
+            "back_ns": reps(
+                back_faults * (c["cpu_fault_ns"] + 25000)
+                + size / c["dtoh_gbps"]
+                + back_runs * copy_lat
+                + 131072 * c["cpu_touch_ns"],
+                6,
+            ),
+            "back_bytes_dtoh": [size] * 6,
+            "back_cpu_faults": [back_faults] * 6,
+            "back_dtoh_runs": [back_runs] * 6,
+            "back_records_complete": [True] * 6,
+        },
+        "cpu_fault": {
+            "bytes": cf_pages * 4096,
+            "touches": cf_pages,
+            "write_ns": reps(cf_pages * (c["cpu_fault_ns"] + c["cpu_touch_ns"]), 6),
+            "cpu_faults": [cf_pages] * 6,
+            "bytes_dtoh": [0] * 6,
+        },
+        "remote": {"allocs": 6, "touches": rem_t, "kernel_ns": reps(rem_t * c["remote_touch_ns"], 12)},
     }
 
 
@@ -143,16 +196,25 @@ def fit(raw: dict) -> dict[str, float]:
 
 def expected(**true: float) -> dict[str, float]:
     c = {**TRUE, **true}
-    return {"pinned_htod_gbps": c["pinned_gbps"], "pinned_dtoh_gbps": c["pinned_gbps"],
-            "htod_gbps": c["htod_gbps"], "prefetch_htod_gbps": c["htod_gbps"],
-            "dtoh_gbps": c["dtoh_gbps"], "prefetch_dtoh_gbps": c["dtoh_gbps"],
-            "migrate_block_ns": c["migrate_block_ns"],
-            "copy_latency_ns": (c["copy_htod_ns"] + c["copy_dtoh_ns"]) / 2,
-            "chunk_zero_ns": c["chunk_zero_ns"], "fault_batch_ns": c["fault_batch_ns"],
-            "replay_ns": c["fault_batch_ns"], "fault_ns": 2 * c["fault_batch_ns"] / 256,
-            "fault_block_ns": c["fault_block_ns"], "gpu_touch_ns": c["gpu_touch_ns"],
-            "cpu_touch_ns": c["cpu_touch_ns"], "cpu_fault_ns": c["cpu_fault_ns"],
-            "remote_touch_ns": c["remote_touch_ns"]}
+    return {
+        "pinned_htod_gbps": c["pinned_gbps"],
+        "pinned_dtoh_gbps": c["pinned_gbps"],
+        "htod_gbps": c["htod_gbps"],
+        "prefetch_htod_gbps": c["htod_gbps"],
+        "dtoh_gbps": c["dtoh_gbps"],
+        "prefetch_dtoh_gbps": c["dtoh_gbps"],
+        "migrate_block_ns": c["migrate_block_ns"],
+        "copy_latency_ns": (c["copy_htod_ns"] + c["copy_dtoh_ns"]) / 2,
+        "chunk_zero_ns": c["chunk_zero_ns"],
+        "fault_batch_ns": c["fault_batch_ns"],
+        "replay_ns": c["fault_batch_ns"],
+        "fault_ns": 2 * c["fault_batch_ns"] / 256,
+        "fault_block_ns": c["fault_block_ns"],
+        "gpu_touch_ns": c["gpu_touch_ns"],
+        "cpu_touch_ns": c["cpu_touch_ns"],
+        "cpu_fault_ns": c["cpu_fault_ns"],
+        "remote_touch_ns": c["remote_touch_ns"],
+    }
 
 
 def test_fit_recovers_the_constants_of_synthetic_raw_data():
@@ -225,8 +287,7 @@ def test_copy_less_cpu_fault_ignores_the_dtoh_rate_and_the_read_back():
     _v, src = calibrate.fit_profile(legacy, "x", "g")
     assert "version-1" in src["cpu_fault_ns"]
     _v, src = calibrate.fit_profile(raw, "x", "g")
-    assert "moving no data" in src["cpu_fault_ns"] and "read-back leaves 64.0 us" in src[
-        "cpu_fault_ns"]
+    assert "moving no data" in src["cpu_fault_ns"] and "read-back leaves 64.0 us" in src["cpu_fault_ns"]
 
 
 def test_copy_less_cpu_fault_subtracts_bytes_if_the_driver_copied_some():
@@ -273,8 +334,9 @@ def test_statistics():
 
 def test_write_profile_reports_the_deviation_between_runs(tmp_path):
     a = synthetic_raw(seed=4, jitter=0.01)
-    b = synthetic_raw(seed=5, jitter=0.01, copy_htod_ns=TRUE["copy_htod_ns"] / 1.2,
-                      copy_dtoh_ns=TRUE["copy_dtoh_ns"] / 1.2)
+    b = synthetic_raw(
+        seed=5, jitter=0.01, copy_htod_ns=TRUE["copy_htod_ns"] / 1.2, copy_dtoh_ns=TRUE["copy_dtoh_ns"] / 1.2
+    )
     res = calibrate.write_profile([{"raw": a}, {"raw": b}], str(tmp_path), "x")
     dev, spread = res["deviation"], res["spread"]
     assert set(dev) == set(spread) == set(NUMERIC)
@@ -300,8 +362,7 @@ def test_write_profile_reports_the_deviation_between_runs(tmp_path):
 def test_one_run_has_no_deviation(tmp_path):
     res = calibrate.write_profile([{"raw": synthetic_raw()}], str(tmp_path), "x")
     assert set(res["deviation"].values()) == {0.0}
-    assert "one calibration run" in load_profile(str(tmp_path / "x.json")).sources[
-        "_reproducibility"]
+    assert "one calibration run" in load_profile(str(tmp_path / "x.json")).sources["_reproducibility"]
 
 
 # --- the benchmark workloads (pure builders) ----------------------------------------------------
@@ -348,8 +409,13 @@ class _FakeGpu:
         c = TRUE
         self.B = 2 * c["fault_batch_ns"]
         self.copy_lat = (c["copy_htod_ns"] + c["copy_dtoh_ns"]) / 2
-        self.P = (self.B / 256 + c["fault_block_ns"] + c["chunk_zero_ns"] + self.copy_lat
-                  + calibrate.BIG_PAGE / c["htod_gbps"])
+        self.P = (
+            self.B / 256
+            + c["fault_block_ns"]
+            + c["chunk_zero_ns"]
+            + self.copy_lat
+            + calibrate.BIG_PAGE / c["htod_gbps"]
+        )
         gpu = self
 
         class Event:
@@ -362,15 +428,25 @@ class _FakeGpu:
         def advance(ns):
             gpu.now += ns
 
-        rt = NS(memcpy=lambda dst, src, n, kind: advance(n / c["pinned_gbps"]),
-                deviceSynchronize=lambda: None,
-                memsetAsync=lambda ptr, v, n, s: advance(c["chunk_zero_ns"]),
-                memcpyAsync=lambda dst, src, n, kind, s: advance(
-                    c["copy_htod_ns"] if kind == 1 else c["copy_dtoh_ns"]))
-        self.cp = NS(cuda=NS(alloc_pinned_memory=lambda n: NS(ptr=1), alloc=lambda n: NS(ptr=2),
-                             PinnedMemory=lambda n: NS(ptr=3), Event=Event,
-                             get_elapsed_time=lambda a, b: (b.t - a.t) / 1e6,
-                             Stream=NS(null=NS(ptr=0)), runtime=rt))
+        rt = NS(
+            memcpy=lambda dst, src, n, kind: advance(n / c["pinned_gbps"]),
+            deviceSynchronize=lambda: None,
+            memsetAsync=lambda ptr, v, n, s: advance(c["chunk_zero_ns"]),
+            memcpyAsync=lambda dst, src, n, kind, s: advance(
+                c["copy_htod_ns"] if kind == 1 else c["copy_dtoh_ns"]
+            ),
+        )
+        self.cp = NS(
+            cuda=NS(
+                alloc_pinned_memory=lambda n: NS(ptr=1),
+                alloc=lambda n: NS(ptr=2),
+                PinnedMemory=lambda n: NS(ptr=3),
+                Event=Event,
+                get_elapsed_time=lambda a, b: (b.t - a.t) / 1e6,
+                Stream=NS(null=NS(ptr=0)),
+                runtime=rt,
+            )
+        )
         self.time = NS(perf_counter_ns=lambda: int(gpu.now), perf_counter=lambda: gpu.now / 1e9)
 
     def execute(self, w, threads=65536, **_kw):
@@ -385,12 +461,18 @@ class _FakeGpu:
                 d = "htod" if p.location[0] == "device" else "dtoh"
                 bw = c[f"{d}_gbps"]
                 row[f"bytes_{d}"] = p.nbytes
-                t = (p.nbytes // blk * (c["migrate_block_ns"] + blk / bw)
-                     if p.nbytes == w.allocs[0].pages * 4096 else 20000 + p.nbytes / bw)
+                t = (
+                    p.nbytes // blk * (c["migrate_block_ns"] + blk / bw)
+                    if p.nbytes == w.allocs[0].pages * 4096
+                    else 20000 + p.nbytes / bw
+                )
             elif p.name == "touch":
                 N = p.touches
-                row.update(bytes_htod=N * calibrate.BIG_PAGE, gpu_faults_notified=N,
-                           gpu_fault_groups=N if threads == 1 else 4)
+                row.update(
+                    bytes_htod=N * calibrate.BIG_PAGE,
+                    gpu_faults_notified=N,
+                    gpu_fault_groups=N if threads == 1 else 4,
+                )
                 t = N * (self.B + self.P) if threads == 1 else -(-N // 256) * self.B + N * self.P
             elif p.name.startswith("resident"):
                 t = p.touches * c["gpu_touch_ns"]
@@ -400,10 +482,18 @@ class _FakeGpu:
                 t = p.touches * c["cpu_touch_ns"]
             elif p.name.startswith("back"):
                 faults = 6 * w.allocs[0].pages // 512
-                row.update(cpu_faults=faults, bytes_dtoh=self.size, migration_records=2 * faults,
-                           checks={"records_complete": True})
-                t = (faults * (c["cpu_fault_ns"] + 25000) + self.size / c["dtoh_gbps"]
-                     + 2 * faults * self.copy_lat + p.touches * c["cpu_touch_ns"])
+                row.update(
+                    cpu_faults=faults,
+                    bytes_dtoh=self.size,
+                    migration_records=2 * faults,
+                    checks={"records_complete": True},
+                )
+                t = (
+                    faults * (c["cpu_fault_ns"] + 25000)
+                    + self.size / c["dtoh_gbps"]
+                    + 2 * faults * self.copy_lat
+                    + p.touches * c["cpu_touch_ns"]
+                )
             elif w.name == "cal_cpu_fault" and p.name.startswith("cpu_write"):
                 row.update(cpu_faults=p.touches, bytes_dtoh=0)
                 t = p.touches * (c["cpu_fault_ns"] + c["cpu_touch_ns"])
@@ -418,9 +508,16 @@ def test_run_benchmarks_records_what_the_fit_needs(monkeypatch):
     size = 8 * MiB
     fake = _FakeGpu(size)
     monkeypatch.setattr(runtime, "load_cuda", lambda: (fake.cp, None))
-    monkeypatch.setattr(runtime, "device_info", lambda *a: {
-        "gpu": "NVIDIA H200", "driver_version": "x", "date": "d",
-        "uvm_params": {"uvm_perf_fault_batch_count": "256"}})
+    monkeypatch.setattr(
+        runtime,
+        "device_info",
+        lambda *a: {
+            "gpu": "NVIDIA H200",
+            "driver_version": "x",
+            "date": "d",
+            "uvm_params": {"uvm_perf_fault_batch_count": "256"},
+        },
+    )
     monkeypatch.setattr(executor, "execute", fake.execute)
     monkeypatch.setattr(calibrate, "time", fake.time)
     raw = json.loads(json.dumps(calibrate.run_benchmarks(size, log=lambda _m: None)))

@@ -40,25 +40,45 @@ def recs(*rows):
 
 def test_attribution_by_window():
     windows = np.array([[100, 200], [300, 400], [500, 600]], dtype=np.uint64)
-    r = recs((HTOD, 1, 50, 2), (HTOD, 1, 100, 2), (HTOD, 1, 250, 2), (HTOD, 1, 400, 2),
-             (HTOD, 1, 550, 2), (HTOD, 1, 700, 2))
+    r = recs(
+        (HTOD, 1, 50, 2),
+        (HTOD, 1, 100, 2),
+        (HTOD, 1, 250, 2),
+        (HTOD, 1, 400, 2),
+        (HTOD, 1, 550, 2),
+        (HTOD, 1, 700, 2),
+    )
     idx, rule = attribute(r, windows)
     assert idx.tolist() == [0, 0, 0, 1, 2, -1]
     assert rule == {"before_first": 1, "between": 1, "after_last": 1}
 
 
 def test_totals_by_cause_and_kind():
-    r = recs((HTOD, 64 << 10, 1, CAUSE["coherence"]), (HTOD, 960 << 10, 2, CAUSE["prefetch"]),
-             (HTOD, 2 * MiB, 3, CAUSE["user"]), (HTOD, 4096, 4, CAUSE["access_counters"]),
-             (DTOH, 4096, 5, CAUSE["coherence"]), (DTOH, 61440, 6, CAUSE["prefetch"]),
-             (DTOH, 2 * MiB, 7, CAUSE["user"]), (DTOH, 2 * MiB, 8, CAUSE["eviction"]),
-             (GPU_FAULT, 3, 9, 1), (GPU_FAULT, 1, 10, 2), (CPU_FAULT, 0x4005D0, 11, 0),
-             (CPU_FAULT, 0x4005D0, 12, 0), (THRASHING, 8192, 13, 0), (THROTTLING, 0, 14, 0),
-             (REMOTE_MAP, 2 * MiB, 15, 2))
+    r = recs(
+        (HTOD, 64 << 10, 1, CAUSE["coherence"]),
+        (HTOD, 960 << 10, 2, CAUSE["prefetch"]),
+        (HTOD, 2 * MiB, 3, CAUSE["user"]),
+        (HTOD, 4096, 4, CAUSE["access_counters"]),
+        (DTOH, 4096, 5, CAUSE["coherence"]),
+        (DTOH, 61440, 6, CAUSE["prefetch"]),
+        (DTOH, 2 * MiB, 7, CAUSE["user"]),
+        (DTOH, 2 * MiB, 8, CAUSE["eviction"]),
+        (GPU_FAULT, 3, 9, 1),
+        (GPU_FAULT, 1, 10, 2),
+        (CPU_FAULT, 0x4005D0, 11, 0),
+        (CPU_FAULT, 0x4005D0, 12, 0),
+        (THRASHING, 8192, 13, 0),
+        (THROTTLING, 0, 14, 0),
+        (REMOTE_MAP, 2 * MiB, 15, 2),
+    )
     t = cupti_totals(r)
     assert t["bytes_htod"] == (64 << 10) + (960 << 10) + 2 * MiB + 4096
-    assert (t["bytes_htod_fault"], t["bytes_htod_prefetch"], t["bytes_htod_user"],
-            t["bytes_htod_access_counter"]) == (64 << 10, 960 << 10, 2 * MiB, 4096)
+    assert (
+        t["bytes_htod_fault"],
+        t["bytes_htod_prefetch"],
+        t["bytes_htod_user"],
+        t["bytes_htod_access_counter"],
+    ) == (64 << 10, 960 << 10, 2 * MiB, 4096)
     assert t["bytes_dtoh_fault"] == 4096 + 61440  # CPU-fault prefetch pages count as fault
     assert t["bytes_dtoh_prefetch"] == 61440
     assert (t["bytes_dtoh_user"], t["bytes_dtoh_eviction"]) == (2 * MiB, 2 * MiB)
@@ -86,8 +106,12 @@ def test_counter_deltas():
     a = np.zeros(10, dtype=np.uint64)
     b = a.copy()
     b[0], b[1], b[2], b[9] = 10, 20, 3, 4
-    assert counter_deltas(a, b) == {"bytes_htod": 10, "bytes_dtoh": 20, "cpu_faults": 3,
-                                    "gpu_faults_notified": 4}
+    assert counter_deltas(a, b) == {
+        "bytes_htod": 10,
+        "bytes_dtoh": 20,
+        "cpu_faults": 3,
+        "gpu_faults_notified": 4,
+    }
 
 
 def _check_adds_up(s):
@@ -95,20 +119,32 @@ def _check_adds_up(s):
         assert sum(o["totals"].get(key, 0) for o in s["ops"]) == total, key
     for part in [s] + s["ops"]:
         t = part["totals"]
-        assert t["bytes_htod"] == (t["bytes_htod_fault"] + t["bytes_htod_prefetch"]
-                                   + t["bytes_htod_user"] + t["bytes_htod_access_counter"]
-                                   + t["bytes_htod_other"] + t["bytes_htod_unattributed"])
-        assert t["bytes_dtoh"] == (t["bytes_dtoh_fault"] + t["bytes_dtoh_eviction"]
-                                   + t["bytes_dtoh_user"] + t["bytes_dtoh_other"]
-                                   + t["bytes_dtoh_unattributed"])
+        assert t["bytes_htod"] == (
+            t["bytes_htod_fault"]
+            + t["bytes_htod_prefetch"]
+            + t["bytes_htod_user"]
+            + t["bytes_htod_access_counter"]
+            + t["bytes_htod_other"]
+            + t["bytes_htod_unattributed"]
+        )
+        assert t["bytes_dtoh"] == (
+            t["bytes_dtoh_fault"]
+            + t["bytes_dtoh_eviction"]
+            + t["bytes_dtoh_user"]
+            + t["bytes_dtoh_other"]
+            + t["bytes_dtoh_unattributed"]
+        )
 
 
 def test_summary_adds_up_on_synthetic_run():
-    r = recs((HTOD, MiB, 150, CAUSE["coherence"]), (DTOH, MiB, 350, CAUSE["coherence"]),
-             (CPU_FAULT, 1, 360, 0))
+    r = recs(
+        (HTOD, MiB, 150, CAUSE["coherence"]), (DTOH, MiB, 350, CAUSE["coherence"]), (CPU_FAULT, 1, 360, 0)
+    )
     w = np.array([[100, 200], [300, 400]], dtype=np.uint64)
-    d = [{"bytes_htod": 2 * MiB, "bytes_dtoh": 0, "cpu_faults": 0, "gpu_faults_notified": 3},
-         {"bytes_htod": 0, "bytes_dtoh": MiB, "cpu_faults": 1, "gpu_faults_notified": 0}]
+    d = [
+        {"bytes_htod": 2 * MiB, "bytes_dtoh": 0, "cpu_faults": 0, "gpu_faults_notified": 3},
+        {"bytes_htod": 0, "bytes_dtoh": MiB, "cpu_faults": 1, "gpu_faults_notified": 0},
+    ]
     s = summarize(r, w, d)
     _check_adds_up(s)
     assert s["checks"]["bytes_htod_missing"] == MiB

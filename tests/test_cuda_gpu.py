@@ -8,8 +8,7 @@ import pytest
 from uvmlab.cuda.runtime import GpuMemoryRefusedError, gpu_available
 from uvmlab.workload.ir import WorkloadBuilder
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not gpu_available(), reason="no NVIDIA GPU with CuPy here")]
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not gpu_available(), reason="no NVIDIA GPU with CuPy here")]
 
 MiB = 1 << 20
 
@@ -25,12 +24,12 @@ def test_kernel_writes_exactly_the_ir_pages(threads):
     b = WorkloadBuilder("order", seed=1)
     a = b.alloc("a", 16 * MiB)
     pages = np.random.default_rng(1).permutation(b.pages(a))[:1000]
-    b.kernel("w", [b.index(a, pages, access="write"), b.run(a, start=4001, count=3, stride=7,
-                                                              access="write")])
+    b.kernel(
+        "w", [b.index(a, pages, access="write"), b.run(a, start=4001, count=3, stride=7, access="write")]
+    )
     w = b.build()
     got = {}
-    res = _execute(w, threads=threads, word=3,
-                   on_finish=lambda views: got.update(a=views[0].copy()))
+    res = _execute(w, threads=threads, word=3, on_finish=lambda views: got.update(a=views[0].copy()))
     expect = np.zeros(b.pages(a), dtype=np.uint32)
     expect[pages] = np.arange(len(pages))
     expect[[4001, 4008, 4015]] = len(pages) + np.arange(3)
@@ -68,10 +67,8 @@ def test_demand_stream_moves_every_byte_and_accounts_for_it():
     assert k["bytes_htod"] == 256 * MiB  # from the driver's counters: every page had to move
     assert back["bytes_dtoh"] == 256 * MiB and back["cpu_faults"] > 0
     t = res.totals
-    causes = sum(t.get(f"bytes_htod_{c}", 0) for c in
-                 ("fault", "prefetch", "user", "access_counter"))
-    assert causes + res.extra["bytes_htod_other"] + res.extra["bytes_htod_unattributed"] \
-        == t["bytes_htod"]
+    causes = sum(t.get(f"bytes_htod_{c}", 0) for c in ("fault", "prefetch", "user", "access_counter"))
+    assert causes + res.extra["bytes_htod_other"] + res.extra["bytes_htod_unattributed"] == t["bytes_htod"]
     assert res.meta["uvm_params"]["uvm_perf_fault_batch_count"]
     assert res.meta["driver_version"]
 

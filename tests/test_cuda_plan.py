@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from uvmlab.core.errors import WorkloadError
 from uvmlab.cuda.plan import (
     WORDS_PER_PAGE,
     cpu_chunks,
@@ -14,8 +15,7 @@ from uvmlab.cuda.plan import (
     location_of,
     plan_workload,
 )
-from uvmlab.cuda.suite import SUITE, suite_workloads
-from uvmlab.errors import WorkloadError
+from uvmlab.validation.suite import SUITE, suite_workloads
 from uvmlab.workload.ir import Access, Advice, CpuOp, KernelOp, WorkloadBuilder
 
 
@@ -26,14 +26,17 @@ def _mixed():
     d = b.alloc("d", "1MiB", kind="device")
     b.cpu("init", [b.run(a, access="write"), b.run(p, access="write")])
     rng = np.random.default_rng(0)
-    b.kernel("k", [
-        b.run(a, start=5, count=7, stride=3),
-        b.index(a, rng.integers(0, b.pages(a), 100), access="write"),
-        b.run(p, access="atomic"),
-        b.run(a, start=b.pages(a) - 1, count=4, stride=-2, access="atomic"),
-        b.index(a, np.array([3, 3, 1]), access="read"),
-        b.run(d, count=5, stride=0, access="write"),
-    ])
+    b.kernel(
+        "k",
+        [
+            b.run(a, start=5, count=7, stride=3),
+            b.index(a, rng.integers(0, b.pages(a), 100), access="write"),
+            b.run(p, access="atomic"),
+            b.run(a, start=b.pages(a) - 1, count=4, stride=-2, access="atomic"),
+            b.index(a, np.array([3, 3, 1]), access="read"),
+            b.run(d, count=5, stride=0, access="write"),
+        ],
+    )
     b.kernel("k2", [b.index(a, np.arange(10, 0, -1))])
     b.sync()
     b.free(p)
@@ -65,7 +68,7 @@ def test_expansion_in_pieces_equals_whole():
 
 @pytest.mark.parametrize("name", [n for n, _ in SUITE])
 def test_suite_kernels_encode_exactly(name):
-    (_, w), = suite_workloads([name])
+    ((_, w),) = suite_workloads([name])
     for op in w.ops:
         if isinstance(op, KernelOp):
             enc = encode_kernel(w, op)
@@ -74,10 +77,12 @@ def test_suite_kernels_encode_exactly(name):
             np.testing.assert_array_equal(p0, p1)
             np.testing.assert_array_equal(a0, a1)
             # the pool slice shipped to the GPU holds only what this kernel needs
-            n_index = int(w.segments[op.seg_lo:op.seg_hi]["count"][
-                w.segments[op.seg_lo:op.seg_hi]["kind"] == 1].sum())
-            assert len(enc.pool) <= max(1, len(w.pool)) and (n_index == 0 or
-                                                               len(enc.pool) >= 1)
+            n_index = int(
+                w.segments[op.seg_lo : op.seg_hi]["count"][
+                    w.segments[op.seg_lo : op.seg_hi]["kind"] == 1
+                ].sum()
+            )
+            assert len(enc.pool) <= max(1, len(w.pool)) and (n_index == 0 or len(enc.pool) >= 1)
 
 
 def test_encoding_is_compact_for_runs():
@@ -117,8 +122,7 @@ def test_plan_translates_every_op():
     plan = plan_workload(b.build())
     assert plan[0].advice == Advice.SET_READ_MOSTLY and plan[0].nbytes == 4 << 20
     assert plan[1].location == ("host", 0) and plan[1].offset == 2 << 20
-    assert (plan[2].offset, plan[2].nbytes, plan[2].location) == (16 * 4096, 32 * 4096,
-                                                                 ("device", 0))
+    assert (plan[2].offset, plan[2].nbytes, plan[2].location) == (16 * 4096, 32 * 4096, ("device", 0))
     assert plan[3].name == "prefetch->cpu" and plan[3].nbytes == 4 << 20
 
 

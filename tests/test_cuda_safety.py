@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
+from uvmlab.core.errors import GpuUnavailableError, UvmlabError
 from uvmlab.cuda import runtime
 from uvmlab.cuda.runtime import GpuMemoryRefusedError, check_fits, footprint
-from uvmlab.errors import GpuUnavailableError, UvmlabError
 from uvmlab.workload.ir import WorkloadBuilder
 
 GiB = 1 << 30
@@ -87,7 +87,8 @@ def _small():
 
 
 def test_no_gpu_every_entry_point_says_so_in_one_line(no_cupy, tmp_path):
-    from uvmlab.cuda import calibrate, executor, suite
+    from uvmlab.cuda import executor
+    from uvmlab.validation import calibrate, suite
 
     calls = [
         runtime.load_cuda,
@@ -105,13 +106,21 @@ def test_no_gpu_every_entry_point_says_so_in_one_line(no_cupy, tmp_path):
     assert runtime.gpu_available() is False
 
 
-def test_cli_entry_points_exit_nonzero_without_gpu(no_cupy, tmp_path, capsys):
-    from uvmlab.cuda import calibrate, suite
+def test_cli_entry_points_exit_nonzero_without_gpu(no_cupy, tmp_path, capsys, monkeypatch):
+    from uvmlab.cli import main
 
-    assert suite.main(["--out", str(tmp_path), "--only", "pingpong"]) == 3
-    assert calibrate.main(["--out", str(tmp_path), "--name", "x"]) == 3
-    out = capsys.readouterr().out
-    assert out.count("error:") == 2
+    codes = []
+    for argv in (
+        ["capture", "--out", str(tmp_path), "--only", "pingpong"],
+        ["calibrate", "--out", str(tmp_path), "--name", "x"],
+    ):
+        monkeypatch.setattr(sys, "argv", ["uvmlab", *argv])
+        with pytest.raises(SystemExit) as e:
+            main()
+        codes.append(e.value.code)
+    assert codes == [3, 3]
+    err = capsys.readouterr().err
+    assert err.count("uvmlab: error:") == 2
 
 
 def test_cupti_capture_without_cupti(monkeypatch):

@@ -99,8 +99,10 @@ def _four_blocks():
 
 
 def test_replay_policies_count_replays_as_the_spec_says():
-    res = {p: run_engine(_four_blocks(), params={"uvm_perf_fault_replay_policy": p}).drv.counters
-           for p in (0, 1, 2, 3)}
+    res = {
+        p: run_engine(_four_blocks(), params={"uvm_perf_fault_replay_policy": p}).drv.counters
+        for p in (0, 1, 2, 3)
+    }
     block, batch, flush, once = res[0], res[1], res[2], res[3]
     # BATCH and BATCH_FLUSH replay once per batch; one batch holds all four faults
     assert batch["replays"] == batch["fault_batches"]

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from uvmlab.api import load_workload, resolve_gpu_memory
-from uvmlab.cuda.suite import suite_workloads
 from uvmlab.driver.hal import get_gpu
 from uvmlab.driver.params import Params
 from uvmlab.engine.core import Engine
 from uvmlab.timing.cost_model import load_profile, profile_for_gpu
+from uvmlab.validation.suite import suite_workloads
 from uvmlab.workload.ir import WorkloadBuilder
 
 SMALL = {
@@ -34,14 +34,26 @@ SMALL = {
 }
 
 
-def run(workload, fast: bool, params: dict | None = None, gpu_memory: str | None = None,
-        concurrency: int = 4096, check: bool = False) -> Engine:
+def run(
+    workload,
+    fast: bool,
+    params: dict | None = None,
+    gpu_memory: str | None = None,
+    concurrency: int = 4096,
+    check: bool = False,
+) -> Engine:
     w = load_workload(workload)
     gpu = get_gpu("h200")
-    eng = Engine(w, gpu=gpu, params=Params.from_overrides(params or {}),
-                 profile=load_profile(profile_for_gpu(gpu.name)),
-                 gpu_memory_bytes=resolve_gpu_memory(gpu_memory, w, gpu),
-                 concurrency=concurrency, check=check, fast_path=fast)
+    eng = Engine(
+        w,
+        gpu=gpu,
+        params=Params.from_overrides(params or {}),
+        profile=load_profile(profile_for_gpu(gpu.name)),
+        gpu_memory_bytes=resolve_gpu_memory(gpu_memory, w, gpu),
+        concurrency=concurrency,
+        check=check,
+        fast_path=fast,
+    )
     eng.run()
     return eng
 
@@ -50,15 +62,24 @@ def state(eng: Engine) -> dict:
     drv = eng.drv
     va, th, pmm = drv.va, drv.thrashing, drv.pmm[0]
     return {
-        "clock": eng.clock, "touches": eng.touches, "rows": eng.rows, "fatal": eng.fatal,
+        "clock": eng.clock,
+        "touches": eng.touches,
+        "rows": eng.rows,
+        "fatal": eng.fatal,
         "counters": dict(drv.counters),
-        "residency": va.residency.copy(), "perm": va.perm.copy(), "gpu_chunk": va.gpu_chunk.copy(),
-        "pf_last": va.prefetch_last_proc.copy(), "pf_count": va.prefetch_fault_migrations.copy(),
-        "th_ts": th.block_last_ts.copy(), "th_proc": th.block_last_proc.copy(),
+        "residency": va.residency.copy(),
+        "perm": va.perm.copy(),
+        "gpu_chunk": va.gpu_chunk.copy(),
+        "pf_last": va.prefetch_last_proc.copy(),
+        "pf_count": va.prefetch_fault_migrations.copy(),
+        "th_ts": th.block_last_ts.copy(),
+        "th_proc": th.block_last_proc.copy(),
         "th_pages": th.block_has_pages.copy(),
-        "lists": {name: pmm.list_chunks(name).tolist()
-                  for name in ("free", "va_block_used", "va_block_unused")},
-        "chunk_state": pmm.state.copy(), "chunk_owner": pmm.owner.copy(),
+        "lists": {
+            name: pmm.list_chunks(name).tolist() for name in ("free", "va_block_used", "va_block_unused")
+        },
+        "chunk_state": pmm.state.copy(),
+        "chunk_owner": pmm.owner.copy(),
     }
 
 
@@ -79,36 +100,47 @@ def test_generators_default_params(name):
     assert_same(SMALL[name])
 
 
-ADVICE = ["read_mostly", "preferred_cpu_accessed_by_gpu", "preferred_gpu", "prefetch_roundtrip",
-          "mixed_kinds"]
+ADVICE = [
+    "read_mostly",
+    "preferred_cpu_accessed_by_gpu",
+    "preferred_gpu",
+    "prefetch_roundtrip",
+    "mixed_kinds",
+]
 
 
 @pytest.mark.parametrize("name", ADVICE)
 def test_validation_suite_with_advice(name):
     # advice (read-mostly, preferred location, accessed-by), explicit prefetch, mixed kinds
-    (_, w), = suite_workloads([name])
+    ((_, w),) = suite_workloads([name])
     assert_same(w)
 
 
 @pytest.mark.parametrize("name", ["read_mostly", "preferred_gpu"])
 def test_advice_workloads_under_thrashing_and_eviction(name):
-    (_, w), = suite_workloads([name])
+    ((_, w),) = suite_workloads([name])
     assert_same(w, gpu_memory="40MiB")
-    assert_same(w, params={"uvm_perf_thrashing_threshold": 1,
-                           "uvm_perf_thrashing_lapse_usec": 100000})
+    assert_same(w, params={"uvm_perf_thrashing_threshold": 1, "uvm_perf_thrashing_lapse_usec": 100000})
 
 
-@pytest.mark.parametrize("params", [
-    {"uvm_perf_prefetch_enable": 0},
-    {"uvm_perf_thrashing_enable": 0},
-    {"uvm_perf_prefetch_threshold": 1, "uvm_perf_prefetch_min_faults": 3},
-    # a hair trigger: blocks get per-page thrashing state, throttles and pins
-    {"uvm_perf_thrashing_threshold": 1, "uvm_perf_thrashing_lapse_usec": 100000,
-     "uvm_perf_thrashing_pin_threshold": 2},
-    {"uvm_perf_fault_replay_policy": 0},
-    {"uvm_perf_fault_replay_policy": 1},
-    {"uvm_perf_fault_replay_policy": 3},
-], ids=str)
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"uvm_perf_prefetch_enable": 0},
+        {"uvm_perf_thrashing_enable": 0},
+        {"uvm_perf_prefetch_threshold": 1, "uvm_perf_prefetch_min_faults": 3},
+        # a hair trigger: blocks get per-page thrashing state, throttles and pins
+        {
+            "uvm_perf_thrashing_threshold": 1,
+            "uvm_perf_thrashing_lapse_usec": 100000,
+            "uvm_perf_thrashing_pin_threshold": 2,
+        },
+        {"uvm_perf_fault_replay_policy": 0},
+        {"uvm_perf_fault_replay_policy": 1},
+        {"uvm_perf_fault_replay_policy": 3},
+    ],
+    ids=str,
+)
 def test_params_that_change_the_service(params):
     assert_same(SMALL["pingpong"], params=params)
     assert_same(SMALL["random"], params=params, concurrency=64)
@@ -166,7 +198,7 @@ def test_remote_hits_cost_remote_touch_time(name):
 
     from uvmlab.api import simulate
 
-    (_, w), = suite_workloads([name])
+    ((_, w),) = suite_workloads([name])
     prof = load_profile(profile_for_gpu("h200"))
     base = simulate(w, profile=prof)
     slow = simulate(w, profile=replace(prof, remote_touch_ns=prof.remote_touch_ns + 100.0))
@@ -191,8 +223,7 @@ def test_eviction_of_accessed_by_blocks_remaps_them():
 def test_eviction_with_access_counter_migrations_remaps_in_python():
     # map_remote_on_eviction applies only with access-counter migrations on: every victim is
     # then re-mapped, which the compiled path leaves to the reference path
-    eng = assert_same(SMALL["llm"], gpu_memory="150%",
-                      params={"uvm_perf_access_counter_migration_enable": 1})
+    eng = assert_same(SMALL["llm"], gpu_memory="150%", params={"uvm_perf_access_counter_migration_enable": 1})
     assert eng.drv.counters["evictions"] > 0
 
 
@@ -203,16 +234,26 @@ def run_with_policies(workload, fast: bool, policies, gpu_memory: str) -> tuple:
     gpu = get_gpu("h200")
     hooks = build_hooks(policies)
     prm = Params.from_overrides(dict(hooks.module_params))
-    eng = Engine(w, gpu=gpu, params=prm, profile=load_profile(profile_for_gpu(gpu.name)),
-                 gpu_memory_bytes=resolve_gpu_memory(gpu_memory, w, gpu), concurrency=4096,
-                 hooks=hooks, fast_path=fast)
+    eng = Engine(
+        w,
+        gpu=gpu,
+        params=prm,
+        profile=load_profile(profile_for_gpu(gpu.name)),
+        gpu_memory_bytes=resolve_gpu_memory(gpu_memory, w, gpu),
+        concurrency=4096,
+        hooks=hooks,
+        fast_path=fast,
+    )
     with hooks.session():
         eng.run()
     return eng, hooks
 
 
-@pytest.mark.parametrize("policies", ["lru", "mru", "lfu", "fifo", "fifo-chance", "belady",
-                                      "replay-adaptive", ["lfu", "replay-adaptive"]], ids=str)
+@pytest.mark.parametrize(
+    "policies",
+    ["lru", "mru", "lfu", "fifo", "fifo-chance", "belady", "replay-adaptive", ["lfu", "replay-adaptive"]],
+    ids=str,
+)
 def test_eviction_and_replay_policies_on_the_compiled_path(policies):
     # eviction and replay policies leave the compiled path usable: it stops at their hooks
     for spec in (SMALL["llm"], SMALL["train"]):

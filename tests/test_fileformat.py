@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from uvmlab.errors import TraceFileError, WorkloadError
+from uvmlab.core.errors import TraceFileError, WorkloadError
 from uvmlab.workload.fileformat import (
     FORMAT_VERSION,
     MAGIC,
@@ -35,8 +35,15 @@ def _mixed():
     b.advise(buf, "set_preferred_location", "gpu0")
     b.advise(buf, "set_read_mostly", start=4, num_pages=8)
     b.prefetch(buf, "gpu0", start=0, num_pages=16)
-    b.kernel("k", [b.run(buf, 3, 10, 7), b.index(buf, np.array([5, 1, 2047]), access="atomic"),
-                   b.run(dev, access="write")], compute_ns=999)
+    b.kernel(
+        "k",
+        [
+            b.run(buf, 3, 10, 7),
+            b.index(buf, np.array([5, 1, 2047]), access="atomic"),
+            b.run(dev, access="write"),
+        ],
+        compute_ns=999,
+    )
     b.sync()
     b.free(dev)
     b.cpu("back", [b.index(pin, np.array([0, 2, 1]))])
@@ -54,7 +61,7 @@ def _split(path: Path) -> tuple[dict, bytes]:
     """(header, data section) of a valid file, for building hostile variants of it."""
     raw = path.read_bytes()
     hlen = struct.unpack_from("<Q", raw, 12)[0]
-    return json.loads(raw[20:20 + hlen]), raw[20 + hlen:-4]
+    return json.loads(raw[20 : 20 + hlen]), raw[20 + hlen : -4]
 
 
 def _forge(path: Path, header: dict, data: bytes, version: int = FORMAT_VERSION) -> None:
@@ -131,8 +138,7 @@ def test_not_a_regular_file(tmp_path: Path) -> None:
 def test_truncated_at_any_point(good: Path, tmp_path: Path) -> None:
     raw = good.read_bytes()
     hlen = struct.unpack_from("<Q", raw, 12)[0]
-    cuts = [0, 3, 8, 15, 20, 21, 20 + hlen // 2, 20 + hlen, 20 + hlen + 17, len(raw) - 5,
-            len(raw) - 1]
+    cuts = [0, 3, 8, 15, 20, 21, 20 + hlen // 2, 20 + hlen, 20 + hlen + 17, len(raw) - 5, len(raw) - 1]
     for cut in cuts:
         p = tmp_path / f"cut{cut}.uvmw"
         p.write_bytes(raw[:cut])
@@ -180,14 +186,17 @@ def test_huge_header_length(good: Path) -> None:
     _fails(good, "header length")
 
 
-@pytest.mark.parametrize("field, value, words", [
-    ("offset", 1 << 40, ("outside", "segments")),
-    ("nbytes", 1 << 40, ("nbytes",)),
-    ("shape", [1 << 40], ("nbytes",)),
-    ("dtype", "|O", ("dtype",)),
-    ("dtype", ">u4", ("dtype",)),
-    ("offset", -8, ("non-negative",)),
-])
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("offset", 1 << 40, ("outside", "segments")),
+        ("nbytes", 1 << 40, ("nbytes",)),
+        ("shape", [1 << 40], ("nbytes",)),
+        ("dtype", "|O", ("dtype",)),
+        ("dtype", ">u4", ("dtype",)),
+        ("offset", -8, ("non-negative",)),
+    ],
+)
 def test_hostile_array_table(good: Path, field: str, value: object, words: tuple) -> None:
     header, data = _split(good)
     header["arrays"]["segments"][field] = value
@@ -195,20 +204,27 @@ def test_hostile_array_table(good: Path, field: str, value: object, words: tuple
     _fails(good, *words)
 
 
-@pytest.mark.parametrize("mutate, words", [
-    (lambda h: h.update(allocs="x"), ("allocs",)),
-    (lambda h: h["allocs"][0].__setitem__(1, 1 << 60), ("1 PiB",)),
-    (lambda h: h["allocs"][0].__setitem__(2, "gpu"), ("unknown kind",)),
-    (lambda h: h["ops"].append({"op": "launch"}), ("unknown type",)),
-    (lambda h: h["ops"][0].__setitem__("compute_ns", "1"), ("compute_ns",)),
-    (lambda h: h["ops"][0].__setitem__("seg_lo", True), ("seg_lo",)),
-    (lambda h: h["ops"][1].__setitem__("advice", "bogus"), ("advice",)),
-    (lambda h: h["ops"][0].pop("name"), ("fields",)),
-    (lambda h: h.pop("seed"), ("seed",)),
-    (lambda h: h["arrays"].update(extra={}), ("arrays",)),
-    (lambda h: h["ops"].append({"op": "kernel", "name": "x", "gpu": 1, "seg_lo": 0,
-                                "seg_hi": 10**6, "compute_ns": 0}), ("bad segment slice",)),
-])
+@pytest.mark.parametrize(
+    "mutate, words",
+    [
+        (lambda h: h.update(allocs="x"), ("allocs",)),
+        (lambda h: h["allocs"][0].__setitem__(1, 1 << 60), ("1 PiB",)),
+        (lambda h: h["allocs"][0].__setitem__(2, "gpu"), ("unknown kind",)),
+        (lambda h: h["ops"].append({"op": "launch"}), ("unknown type",)),
+        (lambda h: h["ops"][0].__setitem__("compute_ns", "1"), ("compute_ns",)),
+        (lambda h: h["ops"][0].__setitem__("seg_lo", True), ("seg_lo",)),
+        (lambda h: h["ops"][1].__setitem__("advice", "bogus"), ("advice",)),
+        (lambda h: h["ops"][0].pop("name"), ("fields",)),
+        (lambda h: h.pop("seed"), ("seed",)),
+        (lambda h: h["arrays"].update(extra={}), ("arrays",)),
+        (
+            lambda h: h["ops"].append(
+                {"op": "kernel", "name": "x", "gpu": 1, "seg_lo": 0, "seg_hi": 10**6, "compute_ns": 0}
+            ),
+            ("bad segment slice",),
+        ),
+    ],
+)
 def test_hostile_header(good: Path, mutate, words: tuple) -> None:
     header, data = _split(good)
     mutate(header)
@@ -226,15 +242,17 @@ def test_header_not_json(good: Path, tmp_path: Path) -> None:
 
 def _segment_offset(header: dict, i: int, field: str) -> int:
     from uvmlab.workload.ir import SEGMENT_DTYPE
-    return header["arrays"]["segments"]["offset"] + i * SEGMENT_DTYPE.itemsize + \
-        SEGMENT_DTYPE.fields[field][1]
+
+    return (
+        header["arrays"]["segments"]["offset"] + i * SEGMENT_DTYPE.itemsize + SEGMENT_DTYPE.fields[field][1]
+    )
 
 
 def test_touch_outside_allocation_in_valid_file(good: Path) -> None:
     header, data = _split(good)
     data = bytearray(data)
     at = _segment_offset(header, 2, "start")  # the run of 10 pages, stride 7, in "buf"
-    data[at:at + 8] = struct.pack("<q", 2040)
+    data[at : at + 8] = struct.pack("<q", 2040)
     _forge(good, header, bytes(data))
     _fails(good, "invalid workload", "outside its allocation")
 
@@ -243,7 +261,7 @@ def test_index_touch_outside_allocation_in_valid_file(good: Path) -> None:
     header, data = _split(good)
     data = bytearray(data)
     at = header["arrays"]["pool"]["offset"]
-    data[at:at + 4] = struct.pack("<I", 1 << 31)
+    data[at : at + 4] = struct.pack("<I", 1 << 31)
     _forge(good, header, bytes(data))
     _fails(good, "outside its allocation")
 
@@ -253,7 +271,7 @@ def test_run_that_would_overflow_int64(good: Path) -> None:
     data = bytearray(data)
     count, stride = _segment_offset(header, 2, "count"), _segment_offset(header, 2, "stride")
     # (count-1)*stride wraps to a small number in int64; the reader must not be fooled.
-    data[count:count + 8] = struct.pack("<q", (1 << 62) + 1)
-    data[stride:stride + 8] = struct.pack("<q", 4)
+    data[count : count + 8] = struct.pack("<q", (1 << 62) + 1)
+    data[stride : stride + 8] = struct.pack("<q", 4)
     _forge(good, header, bytes(data))
     _fails(good, "beyond any possible allocation")

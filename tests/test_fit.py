@@ -1,4 +1,4 @@
-"""``uvmlab fit``: fault-path constants fitted to captured times (uvmlab/cuda/fit.py)."""
+"""``uvmlab fit``: fault-path constants fitted to captured times (uvmlab/validation/fit.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from dataclasses import replace
 import pytest
 
 from uvmlab.api import load_workload, simulate
-from uvmlab.cuda import fit as ft
-from uvmlab.cuda.suite import suite_workloads
 from uvmlab.results.result import Result
 from uvmlab.timing.cost_model import load_profile
+from uvmlab.validation import fit as ft
+from uvmlab.validation.suite import suite_workloads
 from uvmlab.workload.ir import WorkloadBuilder
 
 
@@ -52,8 +52,9 @@ def _training(truth):
 
 def test_fit_recovers_the_times_of_a_known_profile():
     base = load_profile("h200-pcie5-measured")
-    truth = replace(load_profile("h200-pcie5"), htod_gbps=7.5, fault_ns=900.0,
-                    cpu_fault_ns=30000.0, name="truth")
+    truth = replace(
+        load_profile("h200-pcie5"), htod_gbps=7.5, fault_ns=900.0, cpu_fault_ns=30000.0, name="truth"
+    )
     training = _training(truth)
     rep = ft.fit_profile(base, training, gpu="h200", name="fitted")
     # the fitted profile reproduces every training time (the model is linear in the constants)
@@ -72,8 +73,7 @@ def test_constants_no_workload_exercises_are_kept():
     truth = replace(load_profile("h200-pcie5"), name="truth")
     w = load_workload("stream:size=8MiB,passes=1")
     real = simulate(w, gpu="h200", profile=truth)
-    rep = ft.fit_profile(base, {"stream": (w, real, real.totals["time_ns"])}, gpu="h200",
-                         name="x")
+    rep = ft.fit_profile(base, {"stream": (w, real, real.totals["time_ns"])}, gpu="h200", name="x")
     assert "advise_block_ns" in rep.fixed and "free_block_ns" in rep.fixed
     assert rep.profile.advise_block_ns == base.advise_block_ns
 
@@ -92,11 +92,11 @@ def test_shipped_profile_is_the_fit_of_the_stored_session(gpu):
     training = ft.suite_training(sets["suite"])
     assert len(training) == 15
     shipped = load_profile(f"{gpu}-pcie5")
-    rep = ft.fit_profile(load_profile(f"{gpu}-pcie5-measured"), training, gpu=gpu,
-                         name=shipped.name)
+    rep = ft.fit_profile(load_profile(f"{gpu}-pcie5-measured"), training, gpu=gpu, name=shipped.name)
     for field, _inverse in ft.FITTED:
-        assert getattr(rep.profile, field) == pytest.approx(getattr(shipped, field), rel=1e-3,
-                                                            abs=1e-3), field
+        assert getattr(rep.profile, field) == pytest.approx(getattr(shipped, field), rel=1e-3, abs=1e-3), (
+            field
+        )
     # and the hold-out set, never fitted to, is predicted within the issue's targets
     errs = ft.evaluate(shipped, sets["holdout"], dict(suite_workloads(set_name="holdout")), gpu)
     assert len(errs) == 12
@@ -105,7 +105,10 @@ def test_shipped_profile_is_the_fit_of_the_stored_session(gpu):
 
 
 def test_cli_bad_session_is_one_line_error(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "uvmlab", "fit", "--session", str(tmp_path / "no")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "uvmlab", "fit", "--session", str(tmp_path / "no")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from uvmlab.errors import TraceFileError
+from uvmlab.core.errors import TraceFileError
 from uvmlab.frontend import nvtables as nt
 from uvmlab.frontend.decode import decode, write_parquet, write_timeline
 from uvmlab.frontend.dispatch import pack

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from uvmlab.api import simulate
+from uvmlab.core.errors import UvmlabError
 from uvmlab.driver.hal import GPUS, get_gpu
 from uvmlab.driver.hal_arch import ARCHS, LINKS
-from uvmlab.errors import UvmlabError
 from uvmlab.timing.cost_model import load_profile, profile_for_gpu
 from uvmlab.workload.ir import WorkloadBuilder
 

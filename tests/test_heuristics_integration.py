@@ -14,8 +14,9 @@ def test_stream_migrates_mostly_in_large_prefetch_regions():
 
 
 def test_prefetch_disabled_random_migrates_4k_per_fault():
-    r = uvmlab.simulate("random:size=16MiB", params={"uvm_perf_prefetch_enable": 0},
-                        events=True, check_invariants=True)
+    r = uvmlab.simulate(
+        "random:size=16MiB", params={"uvm_perf_prefetch_enable": 0}, events=True, check_invariants=True
+    )
     mig = r.events[(r.events.event == "Migration") & (r.events.processor == 1)]
     assert r.totals["bytes_htod_prefetch"] == 0
     # each faulted page is its own run unless its neighbour faulted in the same batch
@@ -30,12 +31,17 @@ def test_access_counters_off_by_default_and_migrate_when_enabled():
     from uvmlab.workload.ir import Advice, AdviseOp
 
     # keep the data on the CPU and map it remotely, so the GPU's accesses are remote
-    ops = [AdviseOp(0, Advice.SET_PREFERRED_LOCATION, 0, 0, advised.allocs[0].pages),
-           AdviseOp(0, Advice.SET_ACCESSED_BY, 1, 0, advised.allocs[0].pages)]
+    ops = [
+        AdviseOp(0, Advice.SET_PREFERRED_LOCATION, 0, 0, advised.allocs[0].pages),
+        AdviseOp(0, Advice.SET_ACCESSED_BY, 1, 0, advised.allocs[0].pages),
+    ]
     advised.ops = ops + advised.ops
     off = uvmlab.simulate(advised, **base).totals
-    on = uvmlab.simulate(advised, params={"uvm_perf_access_counter_migration_enable": 1,
-                                           "uvm_perf_access_counter_threshold": 4}, **base).totals
+    on = uvmlab.simulate(
+        advised,
+        params={"uvm_perf_access_counter_migration_enable": 1, "uvm_perf_access_counter_threshold": 4},
+        **base,
+    ).totals
     assert off["bytes_htod_access_counter"] == 0
     assert on["bytes_htod_access_counter"] > 0
 

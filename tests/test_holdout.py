@@ -15,32 +15,55 @@ from pathlib import Path
 
 import pytest
 
-from uvmlab.cuda import suite as s
-from uvmlab.cuda import validate as v
+from uvmlab.core.counters import TOTALS
+from uvmlab.core.errors import WorkloadError
 from uvmlab.cuda.adapter import capture_from_result, load_captures, result_from_capture
 from uvmlab.cuda.plan import plan_workload
-from uvmlab.errors import WorkloadError
-from uvmlab.results.schema import TOTALS
+from uvmlab.validation import suite as s
+from uvmlab.validation import validate as v
 
 ROOT = Path(__file__).resolve().parents[1]
 HOLDOUT_NAMES = [n for n, _ in s.HOLDOUT]
 SUITE_NAMES = [n for n, _ in s.SUITE]
-SYNTHETIC_KINDS = {"stream", "random", "stride", "stencil", "gemm", "graph", "pingpong", "llm",
-                   "vecsearch", "train"}
+SYNTHETIC_KINDS = {
+    "stream",
+    "random",
+    "stride",
+    "stencil",
+    "gemm",
+    "graph",
+    "pingpong",
+    "llm",
+    "vecsearch",
+    "train",
+}
 #: the real GPU measures these canonical totals (the model also has raw faults, batches, ...)
-MEASURED = ("time_ns", "gpu_fault_groups", "cpu_faults", "bytes_htod", "bytes_dtoh",
-            "bytes_htod_fault", "bytes_htod_prefetch", "bytes_htod_user", "bytes_dtoh_fault",
-            "bytes_dtoh_prefetch", "bytes_dtoh_eviction", "bytes_dtoh_user")
+MEASURED = (
+    "time_ns",
+    "gpu_fault_groups",
+    "cpu_faults",
+    "bytes_htod",
+    "bytes_dtoh",
+    "bytes_htod_fault",
+    "bytes_htod_prefetch",
+    "bytes_htod_user",
+    "bytes_dtoh_fault",
+    "bytes_dtoh_prefetch",
+    "bytes_dtoh_eviction",
+    "bytes_dtoh_user",
+)
 HOLDOUT_FILES = sorted(p for d in v.STORED_HOLDOUT.values() for p in d.glob("*.json"))
 
 
 def uvmlab(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "uvmlab", *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "uvmlab", *args], capture_output=True, text=True, cwd=ROOT, timeout=600
+    )
 
 
-def fabricate(directory: Path, names: list[str], *, key: str = "h200", factor: float = 1.1,
-              set_name: str = "holdout") -> None:
+def fabricate(
+    directory: Path, names: list[str], *, key: str = "h200", factor: float = 1.1, set_name: str = "holdout"
+) -> None:
     """Captures of ``names`` "measured" as the model's run with every op ``factor`` slower, so
     that the model's time error is exactly 1/factor - 1 and its bytes are exact."""
     from uvmlab.api import simulate
@@ -59,17 +82,28 @@ def fabricate(directory: Path, names: list[str], *, key: str = "h200", factor: f
             ops.append(r)
         totals = {k: int(m.totals.get(k, 0)) for k in MEASURED}
         totals["time_ns"] = sum(r["time_ns"] for r in ops)
-        cap = {"format": "uvmlab-real-capture", "version": 1, "workload": w.name,
-               "totals": totals,
-               "extra": {"gpu_faults_notified": int(m.totals.get("gpu_faults", 0)),
-                         "wall_ns": totals["time_ns"] + 1_000_000},
-               "checks": {"records_complete": True},
-               "meta": {"gpu": gpu.marketing_name, "driver_version": "580.159.04",
-                        "date": "2026-11-23T00:00:00+00:00", "uvm_params": {},
-                        "workload_params": json.loads(json.dumps(dict(w.params))),
-                        "suite_name": name, "workload_set": set_name,
-                        "spec": s.spec_text(specs[name])},
-               "ops": ops}
+        cap = {
+            "format": "uvmlab-real-capture",
+            "version": 1,
+            "workload": w.name,
+            "totals": totals,
+            "extra": {
+                "gpu_faults_notified": int(m.totals.get("gpu_faults", 0)),
+                "wall_ns": totals["time_ns"] + 1_000_000,
+            },
+            "checks": {"records_complete": True},
+            "meta": {
+                "gpu": gpu.marketing_name,
+                "driver_version": "580.159.04",
+                "date": "2026-11-23T00:00:00+00:00",
+                "uvm_params": {},
+                "workload_params": json.loads(json.dumps(dict(w.params))),
+                "suite_name": name,
+                "workload_set": set_name,
+                "spec": s.spec_text(specs[name]),
+            },
+            "ops": ops,
+        }
         (directory / f"{name}.json").write_text(json.dumps(cap))
 
 
@@ -87,8 +121,12 @@ def test_holdout_builds_and_is_not_the_suite():
         assert s.spec_text(spec) not in suite_specs, name
         # not the same workload under another spec text either: same generator, other numbers
         for sname, sw in suite:
-            assert not (w.name == sw.name and w.params == sw.params and w.seed == sw.seed
-                        and w.touch_count() == sw.touch_count()), (name, sname)
+            assert not (
+                w.name == sw.name
+                and w.params == sw.params
+                and w.seed == sw.seed
+                and w.touch_count() == sw.touch_count()
+            ), (name, sname)
         assert s.MIN_HOLDOUT_MANAGED <= w.managed_bytes <= s.MAX_HOLDOUT_MANAGED, name
         assert w.managed_bytes <= s.MAX_SUITE_MANAGED
         plan_workload(w)  # the executor can run it on a GPU
@@ -136,8 +174,7 @@ def test_stored_holdout_capture_is_lossless_and_current(path):
 
 def test_report_says_holdout_captures_are_missing(monkeypatch, tmp_path):
     monkeypatch.setitem(v.STORED_HOLDOUT, "h200", tmp_path / "none")
-    secs = v.sections_for(["h200"], None, names=["mixed_kinds", "pingpong_b"],
-                          sets=("suite", "holdout"))
+    secs = v.sections_for(["h200"], None, names=["mixed_kinds", "pingpong_b"], sets=("suite", "holdout"))
     assert [(x.key, x.set_name) for x in secs] == [("h200", "suite"), ("h200", "holdout")]
     suite, hold = secs
     assert [c.name for c in suite.rows] == ["mixed_kinds"]
@@ -161,8 +198,9 @@ def test_report_with_holdout_captures(monkeypatch, tmp_path):
     d = tmp_path / "holdout-h200"
     fabricate(d, ["pingpong_b", "gemm_b", "train_b"], factor=1.1)
     monkeypatch.setitem(v.STORED_HOLDOUT, "h200", d)
-    secs = v.sections_for(["h200"], None, names=["mixed_kinds", "pingpong_b", "gemm_b",
-                                                 "train_b"], sets=("suite", "holdout"))
+    secs = v.sections_for(
+        ["h200"], None, names=["mixed_kinds", "pingpong_b", "gemm_b", "train_b"], sets=("suite", "holdout")
+    )
     hold = secs[1]
     assert hold.set_name == "holdout" and not hold.no_captures and not hold.missing
     assert [c.name for c in hold.rows] == ["gemm_b", "pingpong_b", "train_b"]  # set order
@@ -228,8 +266,17 @@ def test_validate_command_reports_holdout(tmp_path):
     d = tmp_path / "hold"
     fabricate(d, ["pingpong_b"])
     out = tmp_path / "v.md"
-    r = uvmlab("validate", "--gpu", "h200", "--only", "mixed_kinds,pingpong_b",
-               "--holdout-captures", str(d), "-o", str(out))
+    r = uvmlab(
+        "validate",
+        "--gpu",
+        "h200",
+        "--only",
+        "mixed_kinds,pingpong_b",
+        "--holdout-captures",
+        str(d),
+        "-o",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     text = out.read_text()
     assert "## NVIDIA H200, hold-out set (out-of-sample)" in text
@@ -238,21 +285,23 @@ def test_validate_command_reports_holdout(tmp_path):
     assert "suite (in-sample) (1 workloads" in r.stdout
 
     out2 = tmp_path / "suite.md"
-    r = uvmlab("validate", "--gpu", "h200", "--set", "suite", "--only", "mixed_kinds",
-               "-o", str(out2))
+    r = uvmlab("validate", "--gpu", "h200", "--set", "suite", "--only", "mixed_kinds", "-o", str(out2))
     assert r.returncode == 0, r.stderr
     assert "hold-out set (out-of-sample)" not in out2.read_text()
     assert "--set suite" in out2.read_text()  # the command line the report names
 
 
-@pytest.mark.parametrize("set_name,captured", [
-    ("holdout", ["holdout"]),
-    ("all", ["suite", "holdout"]),  # the default: both sets, each into its own stored directory
-])
-def test_capture_writes_each_set_where_the_report_reads_it(monkeypatch, tmp_path, set_name,
-                                                           captured):
+@pytest.mark.parametrize(
+    "set_name,captured",
+    [
+        ("holdout", ["holdout"]),
+        ("all", ["suite", "holdout"]),  # the default: both sets, each into its own stored directory
+    ],
+)
+def test_capture_writes_each_set_where_the_report_reads_it(monkeypatch, tmp_path, set_name, captured):
     """``validate --capture`` on an H200, with the GPU replaced by fabricated captures."""
-    from uvmlab.cuda import cli, runtime
+    from uvmlab.cli import gpu as cli
+    from uvmlab.cuda import runtime
 
     dirs = {"suite": tmp_path / "captures-h200", "holdout": tmp_path / "holdout-h200"}
     monkeypatch.setitem(v.STORED_CAPTURES, "h200", dirs["suite"])
@@ -268,10 +317,16 @@ def test_capture_writes_each_set_where_the_report_reads_it(monkeypatch, tmp_path
 
     monkeypatch.setattr(s, "run_suite", run_suite)
     out = tmp_path / "v.md"
-    cli.validate(captures=None, gpu=None, capture=True, set_name=set_name,
-                 holdout_captures=None, output=out,
-                 only=["mixed_kinds,pingpong_b" if "suite" in captured else "pingpong_b"],
-                 profile=None)
+    cli.validate(
+        captures=None,
+        gpu=None,
+        capture=True,
+        set_name=set_name,
+        holdout_captures=None,
+        output=out,
+        only=["mixed_kinds,pingpong_b" if "suite" in captured else "pingpong_b"],
+        profile=None,
+    )
     want = {"suite": ["mixed_kinds"], "holdout": ["pingpong_b"]}
     assert calls == [(c, dirs[c], want[c]) for c in captured]
     text = out.read_text()
@@ -281,13 +336,16 @@ def test_capture_writes_each_set_where_the_report_reads_it(monkeypatch, tmp_path
     assert "uvmlab validate --capture" in text
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["validate", "--set", "nosuch"], "nosuch"),
-    (["validate", "--set", "suite", "--only", "stream_b"], "stream_b"),
-    (["validate", "--set", "holdout", "--holdout-captures", "/tmp"], "--holdout-captures"),
-    # checked before the GPU is asked for, so a machine without one says this too
-    (["validate", "--capture", "--captures", "/tmp/x"], "--holdout-captures"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["validate", "--set", "nosuch"], "nosuch"),
+        (["validate", "--set", "suite", "--only", "stream_b"], "stream_b"),
+        (["validate", "--set", "holdout", "--holdout-captures", "/tmp"], "--holdout-captures"),
+        # checked before the GPU is asked for, so a machine without one says this too
+        (["validate", "--capture", "--captures", "/tmp/x"], "--holdout-captures"),
+    ],
+)
 def test_bad_set_arguments_are_one_line(args, needle):
     r = uvmlab(*args)
     assert r.returncode != 0 and "Traceback" not in r.stderr + r.stdout

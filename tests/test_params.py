@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from uvmlab.core.errors import ParamError, UvmlabError
 from uvmlab.driver.params import (
     MODELED_PARAMS,
     PARAM_SPECS,
@@ -16,7 +17,6 @@ from uvmlab.driver.params import (
     describe,
     parse_param_assignment,
 )
-from uvmlab.errors import ParamError, UvmlabError
 
 _ROOT = Path(__file__).resolve().parents[1]
 _CANDIDATES = [
@@ -36,39 +36,64 @@ def _probe_params(gpu: str) -> dict[str, str]:
 # Copied from shared/measurements/h200-uvm-probe.json ("uvm_params"), so that the check also runs
 # where the shared folder is absent. The probe file, when present, is checked too.
 PROBE_H200 = {
-    "uvm_ats_mode": "1", "uvm_block_cpu_to_cpu_copy_with_ce": "0",
-    "uvm_channel_gpfifo_loc": "auto", "uvm_channel_gpput_loc": "auto",
-    "uvm_channel_num_gpfifo_entries": "1024", "uvm_channel_pushbuffer_loc": "auto",
+    "uvm_ats_mode": "1",
+    "uvm_block_cpu_to_cpu_copy_with_ce": "0",
+    "uvm_channel_gpfifo_loc": "auto",
+    "uvm_channel_gpput_loc": "auto",
+    "uvm_channel_num_gpfifo_entries": "1024",
+    "uvm_channel_pushbuffer_loc": "auto",
     "uvm_conf_computing_channel_iv_rotation_limit": "2147483648",
-    "uvm_cpu_chunk_allocation_sizes": "2166784", "uvm_debug_enable_push_acquire_info": "0",
-    "uvm_debug_enable_push_desc": "0", "uvm_debug_prints": "0", "uvm_disable_hmm": "N",
-    "uvm_downgrade_force_membar_sys": "1", "uvm_enable_builtin_tests": "0",
-    "uvm_enable_debug_procfs": "0", "uvm_enable_va_space_mm": "1",
-    "uvm_exp_gpu_cache_peermem": "0", "uvm_exp_gpu_cache_sysmem": "0",
-    "uvm_fault_force_sysmem": "0", "uvm_force_prefetch_fault_support": "0",
-    "uvm_global_oversubscription": "1", "uvm_leak_checker": "0",
-    "uvm_page_table_location": "(null)", "uvm_peer_copy": "phys",
+    "uvm_cpu_chunk_allocation_sizes": "2166784",
+    "uvm_debug_enable_push_acquire_info": "0",
+    "uvm_debug_enable_push_desc": "0",
+    "uvm_debug_prints": "0",
+    "uvm_disable_hmm": "N",
+    "uvm_downgrade_force_membar_sys": "1",
+    "uvm_enable_builtin_tests": "0",
+    "uvm_enable_debug_procfs": "0",
+    "uvm_enable_va_space_mm": "1",
+    "uvm_exp_gpu_cache_peermem": "0",
+    "uvm_exp_gpu_cache_sysmem": "0",
+    "uvm_fault_force_sysmem": "0",
+    "uvm_force_prefetch_fault_support": "0",
+    "uvm_global_oversubscription": "1",
+    "uvm_leak_checker": "0",
+    "uvm_page_table_location": "(null)",
+    "uvm_peer_copy": "phys",
     "uvm_perf_access_counter_batch_count": "256",
     "uvm_perf_access_counter_migration_enable": "-1",
-    "uvm_perf_access_counter_threshold": "256", "uvm_perf_fault_batch_count": "256",
-    "uvm_perf_fault_coalesce": "1", "uvm_perf_fault_max_batches_per_service": "20",
-    "uvm_perf_fault_max_throttle_per_service": "5", "uvm_perf_fault_replay_policy": "2",
-    "uvm_perf_fault_replay_update_put_ratio": "50", "uvm_perf_map_remote_on_eviction": "1",
+    "uvm_perf_access_counter_threshold": "256",
+    "uvm_perf_fault_batch_count": "256",
+    "uvm_perf_fault_coalesce": "1",
+    "uvm_perf_fault_max_batches_per_service": "20",
+    "uvm_perf_fault_max_throttle_per_service": "5",
+    "uvm_perf_fault_replay_policy": "2",
+    "uvm_perf_fault_replay_update_put_ratio": "50",
+    "uvm_perf_map_remote_on_eviction": "1",
     "uvm_perf_map_remote_on_native_atomics_fault": "0",
     "uvm_perf_migrate_cpu_preunmap_block_order": "2",
-    "uvm_perf_migrate_cpu_preunmap_enable": "1", "uvm_perf_pma_batch_nonpinned_order": "6",
-    "uvm_perf_prefetch_enable": "1", "uvm_perf_prefetch_min_faults": "1",
-    "uvm_perf_prefetch_threshold": "51", "uvm_perf_reenable_prefetch_faults_lapse_msec": "1000",
-    "uvm_perf_thrashing_enable": "1", "uvm_perf_thrashing_epoch": "2000",
-    "uvm_perf_thrashing_lapse_usec": "500", "uvm_perf_thrashing_max_resets": "4",
-    "uvm_perf_thrashing_nap": "1", "uvm_perf_thrashing_pin": "300",
-    "uvm_perf_thrashing_pin_threshold": "10", "uvm_perf_thrashing_threshold": "3",
-    "uvm_release_asserts": "1", "uvm_release_asserts_dump_stack": "0",
+    "uvm_perf_migrate_cpu_preunmap_enable": "1",
+    "uvm_perf_pma_batch_nonpinned_order": "6",
+    "uvm_perf_prefetch_enable": "1",
+    "uvm_perf_prefetch_min_faults": "1",
+    "uvm_perf_prefetch_threshold": "51",
+    "uvm_perf_reenable_prefetch_faults_lapse_msec": "1000",
+    "uvm_perf_thrashing_enable": "1",
+    "uvm_perf_thrashing_epoch": "2000",
+    "uvm_perf_thrashing_lapse_usec": "500",
+    "uvm_perf_thrashing_max_resets": "4",
+    "uvm_perf_thrashing_nap": "1",
+    "uvm_perf_thrashing_pin": "300",
+    "uvm_perf_thrashing_pin_threshold": "10",
+    "uvm_perf_thrashing_threshold": "3",
+    "uvm_release_asserts": "1",
+    "uvm_release_asserts_dump_stack": "0",
     "uvm_release_asserts_set_global_error": "0",
 }
 
 
 # ---- names and defaults ------------------------------------------------------------------------
+
 
 def test_the_53_names_of_the_580_driver():
     assert len(PARAM_SPECS) == 53
@@ -108,8 +133,7 @@ def test_typed_defaults():
 def test_modeled_flags():
     assert "uvm_global_oversubscription" in MODELED_PARAMS
     for name, spec in PARAM_SPECS.items():
-        assert spec.modeled == (name.startswith("uvm_perf_")
-                                or name == "uvm_global_oversubscription"), name
+        assert spec.modeled == (name.startswith("uvm_perf_") or name == "uvm_global_oversubscription"), name
         assert spec.source.endswith(".c") and spec.meaning and spec.clamp
 
 
@@ -124,6 +148,7 @@ def test_describe_rows():
 
 
 # ---- unknown names -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "typo, expected",
@@ -164,6 +189,7 @@ def test_no_suggestion_for_nonsense():
 
 
 # ---- ranges ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "name, bad, range_text, driver_uses",
@@ -213,21 +239,29 @@ def test_values_outside_the_c_type_would_fail_module_load():
 @pytest.mark.parametrize(
     "name, good",
     [
-        ("uvm_perf_fault_replay_policy", 0), ("uvm_perf_fault_replay_policy", 3),
-        ("uvm_perf_prefetch_threshold", 0), ("uvm_perf_prefetch_threshold", 100),
-        ("uvm_perf_prefetch_min_faults", 20), ("uvm_perf_thrashing_threshold", 7),
-        ("uvm_perf_thrashing_pin_threshold", 255), ("uvm_perf_thrashing_nap", 100),
-        ("uvm_perf_thrashing_pin", 0), ("uvm_perf_thrashing_max_resets", 0),
+        ("uvm_perf_fault_replay_policy", 0),
+        ("uvm_perf_fault_replay_policy", 3),
+        ("uvm_perf_prefetch_threshold", 0),
+        ("uvm_perf_prefetch_threshold", 100),
+        ("uvm_perf_prefetch_min_faults", 20),
+        ("uvm_perf_thrashing_threshold", 7),
+        ("uvm_perf_thrashing_pin_threshold", 255),
+        ("uvm_perf_thrashing_nap", 100),
+        ("uvm_perf_thrashing_pin", 0),
+        ("uvm_perf_thrashing_max_resets", 0),
         ("uvm_perf_access_counter_threshold", 65535),
         ("uvm_perf_access_counter_migration_enable", -5),
         ("uvm_perf_access_counter_migration_enable", 1),
-        ("uvm_perf_fault_batch_count", 1), ("uvm_perf_fault_batch_count", 4096),
+        ("uvm_perf_fault_batch_count", 1),
+        ("uvm_perf_fault_batch_count", 4096),
         ("uvm_perf_fault_replay_update_put_ratio", 0),
         ("uvm_perf_prefetch_enable", 7),  # any nonzero value means on
         ("uvm_channel_num_gpfifo_entries", 32),
         ("uvm_cpu_chunk_allocation_sizes", 0x1000),
-        ("uvm_peer_copy", "virt"), ("uvm_page_table_location", "sys"),
-        ("uvm_page_table_location", None), ("uvm_disable_hmm", True),
+        ("uvm_peer_copy", "virt"),
+        ("uvm_page_table_location", "sys"),
+        ("uvm_page_table_location", None),
+        ("uvm_disable_hmm", True),
     ],
 )
 def test_values_in_range_are_accepted(name, good):
@@ -264,6 +298,7 @@ def test_string_choices():
 
 # ---- immutability, equality, pickling -----------------------------------------------------------
 
+
 def test_params_are_immutable_and_hashable():
     p = Params.defaults()
     with pytest.raises(AttributeError):
@@ -281,6 +316,7 @@ def test_params_are_immutable_and_hashable():
 
 
 # ---- TOML --------------------------------------------------------------------------------------
+
 
 def test_toml_round_trip(tmp_path):
     p = Params.defaults().replace(
@@ -339,14 +375,14 @@ def test_toml_missing_file(tmp_path):
 
 # ---- CLI assignments ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "text, expected",
     [
         ("uvm_perf_fault_batch_count=128", ("uvm_perf_fault_batch_count", 128)),
         (" uvm_perf_fault_batch_count = 64 ", ("uvm_perf_fault_batch_count", 64)),
         ("uvm_cpu_chunk_allocation_sizes=0x201000", ("uvm_cpu_chunk_allocation_sizes", 0x201000)),
-        ("uvm_perf_access_counter_migration_enable=-1",
-         ("uvm_perf_access_counter_migration_enable", -1)),
+        ("uvm_perf_access_counter_migration_enable=-1", ("uvm_perf_access_counter_migration_enable", -1)),
         ("uvm_disable_hmm=Y", ("uvm_disable_hmm", True)),
         ("uvm_disable_hmm=false", ("uvm_disable_hmm", False)),
         ("uvm_peer_copy=virt", ("uvm_peer_copy", "virt")),

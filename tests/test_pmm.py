@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from uvmlab.core.errors import UvmlabError
 from uvmlab.driver.hal import GPUS, get_gpu
 from uvmlab.driver.pmm import (
     ALLOCATED,
@@ -18,7 +19,6 @@ from uvmlab.driver.pmm import (
     OutOfMemory,
     Pmm,
 )
-from uvmlab.errors import UvmlabError
 
 MiB = 1 << 20
 
@@ -241,12 +241,12 @@ def test_gpu_sizes_from_probe():
 
 # ---- random operation sequences --------------------------------------------------------------
 
+
 class Reference:
     """A plain-Python statement of the same rules, to compare the array version against."""
 
     def __init__(self, n: int) -> None:
-        self.lists = {"free": list(range(n)), "used": [], "unused": [], "discarded": [],
-                      "reserved": []}
+        self.lists = {"free": list(range(n)), "used": [], "unused": [], "discarded": [], "reserved": []}
         self.state = [FREE] * n
         self.owner = [-1] * n
 
@@ -263,8 +263,20 @@ class Reference:
         self.lists[name].append(c)
 
 
-OPS = ["alloc", "unpin", "used", "unused", "discarded", "evict", "finish", "free", "head",
-       "tail", "reserve", "release"]
+OPS = [
+    "alloc",
+    "unpin",
+    "used",
+    "unused",
+    "discarded",
+    "evict",
+    "finish",
+    "free",
+    "head",
+    "tail",
+    "reserve",
+    "release",
+]
 
 
 def apply(pmm: Pmm, ref: Reference, op: str, arg: int) -> None:
@@ -333,8 +345,13 @@ def apply(pmm: Pmm, ref: Reference, op: str, arg: int) -> None:
 
 def check_same(pmm: Pmm, ref: Reference) -> None:
     pmm.check_invariants()
-    names = {"free": "free", "used": "va_block_used", "unused": "va_block_unused",
-             "discarded": "va_block_discarded", "reserved": "reserved"}
+    names = {
+        "free": "free",
+        "used": "va_block_used",
+        "unused": "va_block_unused",
+        "discarded": "va_block_discarded",
+        "reserved": "reserved",
+    }
     for short, full in names.items():
         assert pmm.list_chunks(full).tolist() == ref.lists[short], short
     assert pmm.state.tolist() == ref.state
@@ -346,8 +363,7 @@ def check_same(pmm: Pmm, ref: Reference) -> None:
 @settings(max_examples=200, deadline=None)
 @given(
     n=st.integers(min_value=1, max_value=12),
-    ops=st.lists(st.tuples(st.sampled_from(OPS), st.integers(min_value=0, max_value=1000)),
-                 max_size=120),
+    ops=st.lists(st.tuples(st.sampled_from(OPS), st.integers(min_value=0, max_value=1000)), max_size=120),
 )
 def test_random_sequences_match_reference_and_keep_invariants(n, ops):
     pmm = Pmm(n * ROOT_CHUNK_SIZE)

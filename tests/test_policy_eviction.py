@@ -129,15 +129,18 @@ def test_belady_never_evicts_more_than_lru_on_random_block_sequences(seed):
     w = b.build()
     for mem in (4 * MiB, 6 * MiB, 10 * MiB):
         lru = run_engine(w, gpu_memory=mem, concurrency=1).drv.counters["evictions"]
-        bel = run_engine(w, gpu_memory=mem, concurrency=1,
-                         hooks=Guard([load_policy("belady")])).drv.counters["evictions"]
+        bel = run_engine(w, gpu_memory=mem, concurrency=1, hooks=Guard([load_policy("belady")])).drv.counters[
+            "evictions"
+        ]
         assert bel <= lru, (seed, mem)
 
 
 def test_llm_sweep_oversubscribed_mru_and_lfu_beat_lru_and_belady_bounds_them():
     spec = "llm:size=32MiB"
-    r = {p: simulate(spec, gpu_memory="150%", policies=None if p == "default" else p).totals
-         for p in ("default", "mru", "lfu", "belady")}
+    r = {
+        p: simulate(spec, gpu_memory="150%", policies=None if p == "default" else p).totals
+        for p in ("default", "mru", "lfu", "belady")
+    }
     for p in ("mru", "lfu"):
         assert r[p]["time_ns"] < r["default"]["time_ns"], p
         assert r[p]["evictions"] < r["default"]["evictions"], p

@@ -87,8 +87,7 @@ class RandomPolicy(Policy):
         if r == 1:
             return int(lists[self.rng.integers(len(lists))])
         k = int(self.rng.integers(0, len(lists) + 1))
-        return [(int(c), "head" if self.rng.random() < 0.5 else "tail")
-                for c in self.rng.choice(lists, k)]
+        return [(int(c), "head" if self.rng.random() < 0.5 else "tail") for c in self.rng.choice(lists, k)]
 
     def decide_replay(self, ctx):
         if self._bad():
@@ -103,9 +102,16 @@ class RandomPolicy(Policy):
         return self.rng.integers(-1, 3, len(ctx.pages))
 
 
-WORKLOADS = ["random:size=16MiB,seed=1", "stream:size=8MiB,passes=2", "llm:size=16MiB,tokens=4",
-             "pingpong:size=8MiB,rounds=3", "stencil:size=8MiB,iters=2", "graph:size=16MiB,levels=3",
-             "vecsearch:size=16MiB,queries=16", "train:size=16MiB,steps=1"]
+WORKLOADS = [
+    "random:size=16MiB,seed=1",
+    "stream:size=8MiB,passes=2",
+    "llm:size=16MiB,tokens=4",
+    "pingpong:size=8MiB,rounds=3",
+    "stencil:size=8MiB,iters=2",
+    "graph:size=16MiB,levels=3",
+    "vecsearch:size=16MiB,queries=16",
+    "train:size=16MiB,steps=1",
+]
 
 
 @pytest.mark.parametrize("seed", range(24))
@@ -113,12 +119,12 @@ def test_random_policies_never_break_the_invariants(seed):
     spec = WORKLOADS[seed % len(WORKLOADS)]
     w = load_workload(spec)
     rng = np.random.default_rng(100 + seed)
-    mem = int(max(2 * MiB, w.managed_bytes * rng.choice([0.3, 0.5, 0.67, 1.5])) // (2 * MiB)
-              * 2 * MiB)
+    mem = int(max(2 * MiB, w.managed_bytes * rng.choice([0.3, 0.5, 0.67, 1.5])) // (2 * MiB) * 2 * MiB)
     p_bad = (0.0, 0.0, 0.0, 0.001, 0.01)[seed % 5]
     pol = RandomPolicy(seed, p_bad)
-    eng = run_engine(w, gpu_memory=mem, concurrency=int(rng.choice([64, 512, 4096])),
-                     hooks=Guard([pol], budget_ms=1000))  # checks invariants after every batch
+    eng = run_engine(
+        w, gpu_memory=mem, concurrency=int(rng.choice([64, 512, 4096])), hooks=Guard([pol], budget_ms=1000)
+    )  # checks invariants after every batch
     g = eng.drv.hooks
     assert eng.fatal is None, eng.fatal
     assert pol.calls > 0
@@ -126,6 +132,10 @@ def test_random_policies_never_break_the_invariants(seed):
     if p_bad == 0:
         assert g.ejections == 0 or "livelock" in g.ejected[0]["reason"], g.ejected
     # same inputs, same decisions, same result (the fuzz is reproducible)
-    again = run_engine(w, gpu_memory=mem, concurrency=eng.concurrency,
-                       hooks=Guard([RandomPolicy(seed, p_bad)], budget_ms=1000))
+    again = run_engine(
+        w,
+        gpu_memory=mem,
+        concurrency=eng.concurrency,
+        hooks=Guard([RandomPolicy(seed, p_bad)], budget_ms=1000),
+    )
     assert again.drv.counters == eng.drv.counters

@@ -8,14 +8,26 @@ import pytest
 from helpers import MiB, cpu_filled, run_engine
 
 from uvmlab import simulate
-from uvmlab.errors import PolicyError
+from uvmlab.core.errors import PolicyError
 from uvmlab.policy import BYPASS, DEFAULT, HINT_PIN, HINT_THROTTLE, REPLAY_DEFER, REPLAY_NOW, Policy
 from uvmlab.policy.guard import Guard
 from uvmlab.policy.loader import build_hooks, load_policies, load_policy
 
-KEYS = ("time_ns", "gpu_faults", "fault_batches", "replays", "bytes_htod", "bytes_htod_prefetch",
-        "bytes_htod_user", "bytes_dtoh", "evictions", "cpu_faults", "throttles", "pins",
-        "remote_maps")
+KEYS = (
+    "time_ns",
+    "gpu_faults",
+    "fault_batches",
+    "replays",
+    "bytes_htod",
+    "bytes_htod_prefetch",
+    "bytes_htod_user",
+    "bytes_dtoh",
+    "evictions",
+    "cpu_faults",
+    "throttles",
+    "pins",
+    "remote_maps",
+)
 SPEC = "llm:size=16MiB"  # a layer sweep: under 150 % it evicts on every token
 
 
@@ -55,13 +67,18 @@ class MruFor(Policy):
 def test_ejected_policy_equals_the_default_from_that_point_on(after):
     ref = simulate(SPEC, gpu_memory="150%", policies=MruFor(n=40))
     assert ref.totals["policy_ejections"] == 0
-    bad = simulate(SPEC, gpu_memory="150%", events=True,
-                   policies=build_hooks(MruFor(n=40, after=after), budget_ms=5))
+    bad = simulate(
+        SPEC, gpu_memory="150%", events=True, policies=build_hooks(MruFor(n=40, after=after), budget_ms=5)
+    )
     assert bad.totals["policy_ejections"] == 1
     (e,) = bad.meta["policy_ejected"]
     assert e["hook"] == "chunk_used" and e["policy"].startswith("mru-for")
-    assert {"raise": "RuntimeError", "slow": "budget", "bad-code": "expected 0",
-            "bad-move": "does not exist"}[after] in e["reason"]
+    assert {
+        "raise": "RuntimeError",
+        "slow": "budget",
+        "bad-code": "expected 0",
+        "bad-move": "does not exist",
+    }[after] in e["reason"]
     ev = bad.events[bad.events.event == "PolicyEjected"]
     assert len(ev) == 1 and ev["cause"].iloc[0] == "chunk_used"
     assert totals(bad) == totals(ref)
@@ -103,8 +120,12 @@ def test_a_hook_that_never_returns_is_stopped_by_the_watchdog():
             return DEFAULT
 
     t0 = time.monotonic()
-    r = simulate(SPEC, gpu_memory="150%", check_invariants=True,
-                 policies=Guard([Loops()], budget_ms=1, hard_limit_s=0.3))
+    r = simulate(
+        SPEC,
+        gpu_memory="150%",
+        check_invariants=True,
+        policies=Guard([Loops()], budget_ms=1, hard_limit_s=0.3),
+    )
     assert time.monotonic() - t0 < 60
     (e,) = r.meta["policy_ejected"]
     assert e["hook"] == "chunk_used" and "hard time limit" in e["reason"]
@@ -114,6 +135,7 @@ def test_a_hook_that_never_returns_is_stopped_by_the_watchdog():
 
 def test_invalid_victim_is_ejected():
     for victim in (-1, 10**6, "3", 2.0):
+
         class Bad(Policy):
             name = "bad-victim"
 
@@ -270,8 +292,7 @@ def test_composition_one_policy_per_family():
     with pytest.raises(PolicyError, match="both decide eviction"):
         build_hooks("mru+lfu")
     with pytest.raises(PolicyError, match="module parameter"):
-        build_hooks([load_policy("replay-once"), load_policy("pin-on-thrash"),
-                     _with_params("replay-block")])
+        build_hooks([load_policy("replay-once"), load_policy("pin-on-thrash"), _with_params("replay-block")])
 
 
 def _with_params(name):
@@ -301,13 +322,15 @@ def test_policies_from_a_file(tmp_path):
         "    name = 'keep-order'\n"
         "    params = {'unused': 3}\n"
         "    def chunk_used(self, ctx):\n"
-        "        return BYPASS\n")
+        "        return BYPASS\n"
+    )
     (p,) = load_policies(f"{f}")
     assert p.name == "keep-order"
     (p,) = load_policies(f"{f}:KeepOrder(unused=5)")
     assert p.unused == 5
     assert totals(simulate(SPEC, gpu_memory="150%", policies=str(f))) == totals(
-        simulate(SPEC, gpu_memory="150%", policies="fifo"))
+        simulate(SPEC, gpu_memory="150%", policies="fifo")
+    )
     two = tmp_path / "two.py"
     two.write_text(f.read_text() + "class Other(KeepOrder):\n    pass\n")
     with pytest.raises(PolicyError, match="defines 2 policy classes"):
@@ -331,9 +354,19 @@ def test_replay_adaptive_decides_as_documented():
     p = load_policy("replay-adaptive")
 
     def ctx(faults, unique, duplicates, pending):
-        return ReplayContext([], gpu=1, batch=0, faults=faults, unique=unique,
-                             duplicates=duplicates, throttled=False, pending=pending,
-                             default_policy=2, replays=0, now_ns=0)
+        return ReplayContext(
+            [],
+            gpu=1,
+            batch=0,
+            faults=faults,
+            unique=unique,
+            duplicates=duplicates,
+            throttled=False,
+            pending=pending,
+            default_policy=2,
+            replays=0,
+            now_ns=0,
+        )
 
     assert p.decide_replay(ctx(100, 40, 60, 500)) == REPLAY_NOW  # mostly duplicates
     assert p.decide_replay(ctx(20, 20, 0, 500)) == REPLAY_DEFER  # small, more waiting
@@ -342,4 +375,5 @@ def test_replay_adaptive_decides_as_documented():
     r = simulate("random:size=16MiB", concurrency=1024, policies=p, check_invariants=True)
     assert r.totals["policy_ejections"] == 0
     assert totals(simulate("random:size=16MiB", policies="replay-batch-flush")) == totals(
-        simulate("random:size=16MiB"))
+        simulate("random:size=16MiB")
+    )

@@ -13,8 +13,20 @@ from uvmlab.policy.library.prefetch_stride import PrefetchStride
 from uvmlab.policy.prefetch_tree import BitmapTree, compute_mask
 
 CPU_BIT, GPU_BIT = 1, 2
-KEYS = ("time_ns", "gpu_faults", "fault_batches", "replays", "bytes_htod", "bytes_htod_prefetch",
-        "bytes_dtoh", "evictions", "cpu_faults", "thrashing_events", "throttles", "pins")
+KEYS = (
+    "time_ns",
+    "gpu_faults",
+    "fault_batches",
+    "replays",
+    "bytes_htod",
+    "bytes_htod_prefetch",
+    "bytes_dtoh",
+    "evictions",
+    "cpu_faults",
+    "thrashing_events",
+    "throttles",
+    "pins",
+)
 
 
 def same(a, b):
@@ -25,8 +37,9 @@ def test_python_tree_walk_equals_the_driver_kernel():
     rng = np.random.default_rng(7)
     for _ in range(400):
         n = int(rng.choice([512, 512, rng.integers(1, 512)]))
-        first_va = int(rng.choice([0, 512 * 3, 512 * 5 + 512 - n, 7 * 512 + int(rng.integers(0,
-                                                                         512 - n + 1))]))
+        first_va = int(
+            rng.choice([0, 512 * 3, 512 * 5 + 512 - n, 7 * 512 + int(rng.integers(0, 512 - n + 1))])
+        )
         big = int(rng.choice([16, 32]))
         thr = int(rng.choice([0, 25, 51, 51, 90, 100]))
         faulted = rng.random(n) < rng.choice([0.01, 0.05, 0.3, 0.8])
@@ -34,14 +47,28 @@ def test_python_tree_walk_equals_the_driver_kernel():
         thrashing = rng.random(n) < rng.choice([0.0, 0.0, 0.05])
         cpu = bool(rng.integers(0, 2))
         cpu_rr = (rng.random(n) < 0.3) if cpu else None
-        want = pf.compute_prefetch_mask(faulted, resident, thrashing, block_first_page_va=first_va,
-                                        big_page_pages=big, threshold=thr, dest_is_cpu=cpu,
-                                        cpu_resident_readable=cpu_rr)
-        tree = BitmapTree(faulted, resident, thrashing, block_first_page_va=first_va, big=big,
-                          m_first=0, m_outer=n)
-        got = compute_mask(tree, faulted, thrashing, threshold=thr,
-                           region_for=lambda page, leaf, stock: stock, dest_is_cpu=cpu,
-                           cpu_resident_readable=cpu_rr)
+        want = pf.compute_prefetch_mask(
+            faulted,
+            resident,
+            thrashing,
+            block_first_page_va=first_va,
+            big_page_pages=big,
+            threshold=thr,
+            dest_is_cpu=cpu,
+            cpu_resident_readable=cpu_rr,
+        )
+        tree = BitmapTree(
+            faulted, resident, thrashing, block_first_page_va=first_va, big=big, m_first=0, m_outer=n
+        )
+        got = compute_mask(
+            tree,
+            faulted,
+            thrashing,
+            threshold=thr,
+            region_for=lambda page, leaf, stock: stock,
+            dest_is_cpu=cpu,
+            cpu_resident_readable=cpu_rr,
+        )
         assert np.array_equal(got, want), (n, first_va, big, thr)
 
 
@@ -52,12 +79,13 @@ class AlwaysDefault(Policy):
         return DEFAULT
 
 
-@pytest.mark.parametrize("spec", ["stream:size=16MiB,passes=2", "random:size=16MiB,seed=3",
-                                  "stride:size=16MiB", "pingpong:size=8MiB"])
+@pytest.mark.parametrize(
+    "spec",
+    ["stream:size=16MiB,passes=2", "random:size=16MiB,seed=3", "stride:size=16MiB", "pingpong:size=8MiB"],
+)
 def test_a_policy_that_always_answers_default_changes_nothing(spec):
     for mem in (None, "150%"):
-        assert same(simulate(spec, gpu_memory=mem),
-                    simulate(spec, gpu_memory=mem, policies=AlwaysDefault()))
+        assert same(simulate(spec, gpu_memory=mem), simulate(spec, gpu_memory=mem, policies=AlwaysDefault()))
 
 
 @pytest.mark.parametrize("threshold", [51, 30, 80])

@@ -321,9 +321,7 @@ def test_example_e_big_pages_align_with_tree_nodes(clamp):
     for j in range(0, (E_N - 5) // 16):
         first = 5 + 16 * j
         for p in (first, first + 7, first + 15):
-            out = cpm(
-                mask([p], E_N), None, None, block_first_page_va=E_VA, driver_offset_clamp=clamp
-            )
+            out = cpm(mask([p], E_N), None, None, block_first_page_va=E_VA, driver_offset_clamp=clamp)
             assert pages_of(out) == set(range(first, first + 16)) - {p}
 
 
@@ -360,9 +358,7 @@ def test_example_e_sequential_sweep_driver_quirk():
                 continue
             faulted = mask([p], E_N)
             out = cpm(faulted, resident, None, block_first_page_va=E_VA, driver_offset_clamp=clamp)
-            ref = ref_prefetch(
-                faulted, resident, None, block_first_page_va=E_VA, driver_offset_clamp=clamp
-            )
+            ref = ref_prefetch(faulted, resident, None, block_first_page_va=E_VA, driver_offset_clamp=clamp)
             assert np.array_equal(out, ref)
             faults.append(p)
             resident |= faulted | out
@@ -483,9 +479,7 @@ def test_cpu_destination_excludes_cpu_resident_readable():
     out = cpm(mask(faults), mask(range(64)), None, dest_is_cpu=True, cpu_resident_readable=readable)
     assert pages_of(out) == set(range(128)) - set(faults) - {0, 1, 2, 50, 120}
     # For a GPU destination the CPU mapping mask is ignored.
-    out = cpm(
-        mask(faults), mask(range(64)), None, dest_is_cpu=False, cpu_resident_readable=readable
-    )
+    out = cpm(mask(faults), mask(range(64)), None, dest_is_cpu=False, cpu_resident_readable=readable)
     assert pages_of(out) == set(range(128)) - set(faults)
 
 
@@ -582,9 +576,7 @@ def _hint(faulted, resident=None, **kw):
     kw.setdefault("dest", GPU0)
     kw.setdefault("block_first_page_va", 0)
     kw.setdefault("resident_anywhere_count", 1)
-    return prefetch_hint(
-        faulted, resident, None, last_proc=state[0], fault_migrations=state[1], **kw
-    )
+    return prefetch_hint(faulted, resident, None, last_proc=state[0], fault_migrations=state[1], **kw)
 
 
 def test_prefetch_hint_min_faults_and_enable():

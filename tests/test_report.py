@@ -9,19 +9,20 @@ from html.parser import HTMLParser
 
 import pytest
 
-from uvmlab.errors import UvmlabError
+from uvmlab.api import simulate_sampled
+from uvmlab.core.errors import UvmlabError
 from uvmlab.results import plots
 from uvmlab.results.report import render_report
 from uvmlab.results.result import Result
-from uvmlab.results.sampling import simulate_sampled
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def uvmlab(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "uvmlab", *args], capture_output=True,
-                          text=True, timeout=600, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "uvmlab", *args], capture_output=True, text=True, timeout=600, cwd=cwd
+    )
 
 
 class Page(HTMLParser):
@@ -62,18 +63,29 @@ def runs(tmp_path_factory):
     d = tmp_path_factory.mktemp("runs")
     a, b = d / "fits.json", d / "over.parquet"
     r1 = uvmlab("run", "stream:size=8MiB,passes=2", "--out", str(a))
-    r2 = uvmlab("run", "stream:size=8MiB,passes=2", "--gpu-memory", "150%", "--parquet",
-                str(b))
+    r2 = uvmlab("run", "stream:size=8MiB,passes=2", "--gpu-memory", "150%", "--parquet", str(b))
     assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
     return d, [a, b]
 
 
 def headless_dom(path, profile_dir):
     """Load ``path`` in headless Chromium; return (DOM after load, Chromium's log)."""
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-           "--no-first-run", "--disable-background-networking", "--disable-component-update",
-           "--disable-sync", f"--user-data-dir={profile_dir}", "--enable-logging=stderr",
-           "--v=0", "--dump-dom", path.as_uri()]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile_dir}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--dump-dom",
+        path.as_uri(),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout, r.stderr
@@ -106,8 +118,7 @@ def test_report_loads_in_headless_chromium_with_the_runs_numbers(runs, tmp_path)
     results = [Result.load(f) for f in files]
     for i, res in enumerate(results):
         shown = {k: v for t, run, k, v in page.cells if t == "summary-table" and run == str(i)}
-        for k in ("time_ns", "gpu_faults", "fault_batches", "bytes_htod", "bytes_dtoh",
-                  "evictions"):
+        for k in ("time_ns", "gpu_faults", "fault_batches", "bytes_htod", "bytes_dtoh", "evictions"):
             assert shown[k] == res.totals[k], k
     counters = [(k, v) for t, _, k, v in page.cells if t == "counters-table"]
     for i, res in enumerate(results):
@@ -120,8 +131,7 @@ def test_report_is_self_contained(runs):
     _, files = runs
     html = render_report([Result.load(f) for f in files])
     page = Page(html)
-    assert page.images and all(i["src"].startswith("data:image/png;base64,")
-                               for i in page.images)
+    assert page.images and all(i["src"].startswith("data:image/png;base64,") for i in page.images)
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
     assert "<link" not in html
 
@@ -137,8 +147,11 @@ def test_report_of_one_run_without_samples_or_events():
 def test_plots_render_png():
     res = simulate_sampled("stream:size=4MiB,passes=2", gpu_memory="150%", events=True)
     other = simulate_sampled("stream:size=4MiB,passes=2")
-    figs = [plots.residency_heatmap(res), plots.activity_plot(res),
-            plots.comparison_bars([res, other], ["150%", "fits"])]
+    figs = [
+        plots.residency_heatmap(res),
+        plots.activity_plot(res),
+        plots.comparison_bars([res, other], ["150%", "fits"]),
+    ]
     for f in figs:
         assert plots.png_bytes(f, dpi=40).startswith(PNG)
     res.events = None  # activity falls back to samples, then to per-op rows

@@ -7,12 +7,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from uvmlab.api import simulate
+from uvmlab.api import simulate, simulate_sampled
+from uvmlab.core.counters import EVENT_TYPES, OP_COLUMNS, RUN_COLUMNS, SAMPLE_COLUMNS, TOTAL_KEYS
+from uvmlab.core.errors import UvmlabError
 from uvmlab.driver.events import EVENT_COLUMNS
-from uvmlab.errors import UvmlabError
+from uvmlab.engine.sampling import STATES, record_samples
 from uvmlab.results.result import Result
-from uvmlab.results.sampling import STATES, record_samples, simulate_sampled
-from uvmlab.results.schema import EVENT_TYPES, OP_COLUMNS, RUN_COLUMNS, SAMPLE_COLUMNS, TOTAL_KEYS
 from uvmlab.results.tables import (
     events_frame,
     ops_frame,
@@ -44,8 +44,9 @@ def test_parquet_roundtrip_gives_the_same_result(sampled, tmp_path):
     df = pd.read_parquet(p)
     assert len(df) == len(sampled.events) and list(df.columns) == list(EVENT_COLUMNS)
     schema = pq.read_schema(p)
-    assert [str(schema.field(c).type) for c in EVENT_COLUMNS] == \
-        [{"int64": "int64", "string": "string"}[EVENT_TYPES[c]] for c in EVENT_COLUMNS]
+    assert [str(schema.field(c).type) for c in EVENT_COLUMNS] == [
+        {"int64": "int64", "string": "string"}[EVENT_TYPES[c]] for c in EVENT_COLUMNS
+    ]
 
 
 def test_json_roundtrip_keeps_events_and_samples(sampled, tmp_path):
@@ -91,11 +92,11 @@ def test_tables_have_the_documented_schema(sampled, tmp_path):
     plain = simulate("random:size=4MiB,seed=2")
     results = [sampled, plain]
     runs = runs_frame(results)
-    assert list(runs.columns)[:len(RUN_COLUMNS)] == list(RUN_COLUMNS)
+    assert list(runs.columns)[: len(RUN_COLUMNS)] == list(RUN_COLUMNS)
     assert set(TOTAL_KEYS) <= set(runs.columns)
     assert runs["gpu_faults"].tolist() == [r.totals["gpu_faults"] for r in results]
     ops = ops_frame(results)
-    assert list(ops.columns)[:len(OP_COLUMNS)] == list(OP_COLUMNS)
+    assert list(ops.columns)[: len(OP_COLUMNS)] == list(OP_COLUMNS)
     assert len(ops) == len(sampled.ops) + len(plain.ops)
     ev = events_frame(results)
     assert set(ev["run"]) == {0} and len(ev) == len(sampled.events)
@@ -131,8 +132,9 @@ def test_samples_agree_with_counters_and_final_residency(sampled):
     # nothing populated before the run, and at the end the GPU holds at most its memory
     assert np.all(s.residency[0, :, 0] == 255)
     f = s.fractions()[-1]
-    pages = np.minimum((np.arange(s.n_bins) + 1) * s.bin_pages, s.total_pages) - \
-        np.arange(s.n_bins) * s.bin_pages
+    pages = (
+        np.minimum((np.arange(s.n_bins) + 1) * s.bin_pages, s.total_pages) - np.arange(s.n_bins) * s.bin_pages
+    )
     on_gpu = float(((f[:, 2] + f[:, 3]) * pages).sum()) * 4096
     assert 0 < on_gpu <= sampled.gpu_memory_bytes * 1.02
     assert s.allocs and s.allocs[0]["pages"] == s.total_pages

@@ -5,14 +5,15 @@ import subprocess
 import sys
 from collections import defaultdict
 
+from uvmlab.api import simulate_sampled
 from uvmlab.results.perfetto import build_trace
 from uvmlab.results.result import Result
-from uvmlab.results.sampling import simulate_sampled
 
 
 def uvmlab(*args):
-    return subprocess.run([sys.executable, "-m", "uvmlab", *args], capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "uvmlab", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 def tracks(trace):
@@ -59,30 +60,47 @@ def check_trace_event_format(trace):
 def test_run_timeline_is_a_valid_trace_with_the_expected_tracks(tmp_path):
     out = tmp_path / "t.json"
     saved = tmp_path / "r.json"
-    r = uvmlab("run", "stream:size=8MiB,passes=2", "--gpu-memory", "150%", "--timeline",
-               str(out), "--out", str(saved))
+    r = uvmlab(
+        "run",
+        "stream:size=8MiB,passes=2",
+        "--gpu-memory",
+        "150%",
+        "--timeline",
+        str(out),
+        "--out",
+        str(saved),
+    )
     assert r.returncode == 0, r.stderr
     trace = json.loads(out.read_text())
     check_trace_event_format(trace)
     procs, threads, counters = tracks(trace)
     assert set(procs.values()) == {"CPU", "GPU 0"}
-    assert {"kernels", "fault batches", "replays", "migrations to GPU 0",
-            "evictions"} <= threads["GPU 0"]
+    assert {"kernels", "fault batches", "replays", "migrations to GPU 0", "evictions"} <= threads["GPU 0"]
     assert {"CPU phases", "CPU faults", "migrations to CPU"} <= threads["CPU"]
-    assert {"bytes migrated to GPU 0", "GPU faults (raw, cumulative)",
-            "resident on GPU 0 (bytes, sampled)"} <= counters["GPU 0"]
+    assert {
+        "bytes migrated to GPU 0",
+        "GPU faults (raw, cumulative)",
+        "resident on GPU 0 (bytes, sampled)",
+    } <= counters["GPU 0"]
     assert "bytes migrated to CPU" in counters["CPU"]
 
     res = Result.load(saved)
     # kernel slices are the run's kernels, at their simulated times (µs)
-    kernels = [e for e in trace["traceEvents"] if e["ph"] == "X" and e["cat"] == "op"
-               and e["name"].startswith("pass")]
+    kernels = [
+        e
+        for e in trace["traceEvents"]
+        if e["ph"] == "X" and e["cat"] == "op" and e["name"].startswith("pass")
+    ]
     ops = [o for o in res.ops if o["op"] == "kernel"]
-    assert [(k["name"], k["ts"], k["dur"]) for k in kernels] == \
-        [(o["name"], o["start_ns"] / 1000, o["time_ns"] / 1000) for o in ops]
+    assert [(k["name"], k["ts"], k["dur"]) for k in kernels] == [
+        (o["name"], o["start_ns"] / 1000, o["time_ns"] / 1000) for o in ops
+    ]
     # migrations by cause, and the counters end at the run's totals
-    causes = {e["args"]["cause"] for e in trace["traceEvents"]
-              if e["ph"] == "i" and e["name"].startswith("Migration")}
+    causes = {
+        e["args"]["cause"]
+        for e in trace["traceEvents"]
+        if e["ph"] == "i" and e["name"].startswith("Migration")
+    }
     assert {"Coherence", "Eviction"} <= causes
     last = {}
     for e in trace["traceEvents"]:
@@ -111,13 +129,12 @@ def test_timeline_from_a_saved_result_and_without_events(tmp_path):
 
 
 def test_instants_are_capped_but_slices_and_counters_are_not():
-    res = simulate_sampled("random:size=8MiB,seed=1", events=True,
-                           params={"uvm_perf_prefetch_enable": 0})
+    res = simulate_sampled("random:size=8MiB,seed=1", events=True, params={"uvm_perf_prefetch_enable": 0})
     full = build_trace(res)
     capped = build_trace(res, max_instants=50)
     n_inst = sum(e["ph"] == "i" for e in capped["traceEvents"])
     assert n_inst <= 50 and capped["otherData"]["instants_dropped"] > 0
     for ph in ("X", "C"):
-        assert sum(e["ph"] == ph for e in capped["traceEvents"]) == \
-            sum(e["ph"] == ph for e in full["traceEvents"])
-
+        assert sum(e["ph"] == ph for e in capped["traceEvents"]) == sum(
+            e["ph"] == ph for e in full["traceEvents"]
+        )

@@ -13,17 +13,18 @@ from pathlib import Path
 import pytest
 
 from uvmlab.api import simulate
-from uvmlab.errors import UvmlabError
+from uvmlab.core.errors import UvmlabError
+from uvmlab.lab.sweep import SweepSpec, load_sweep, run_sweep
 from uvmlab.results.result import Result
-from uvmlab.sweep import SweepSpec, load_sweep, run_sweep
 
 WORKLOAD = "stream:size=8MiB,passes=2"
 AXES = ["--param", "uvm_perf_prefetch_enable=0,1", "--gpu-memory", "100%,125%,150%"]
 
 
 def uvmlab(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "uvmlab", *args], capture_output=True,
-                          text=True, timeout=600, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "uvmlab", *args], capture_output=True, text=True, timeout=600, **kw
+    )
 
 
 def point_files(d: Path) -> dict[str, bytes]:
@@ -45,28 +46,32 @@ def reference(tmp_path_factory):
 
 
 def test_spec_is_the_cross_product_with_stable_ids():
-    spec = SweepSpec.from_cli(WORKLOAD, params=["uvm_perf_prefetch_enable=0,1",
-                                                "uvm_perf_fault_replay_policy=1,2,3"],
-                              gpu_memory="50%,150%")
+    spec = SweepSpec.from_cli(
+        WORKLOAD,
+        params=["uvm_perf_prefetch_enable=0,1", "uvm_perf_fault_replay_policy=1,2,3"],
+        gpu_memory="50%,150%",
+    )
     pts = spec.points()
     assert len(pts) == 2 * 3 * 2
     assert len({p.id for p in pts}) == len(pts) == len({p.label for p in pts})
     assert [p.id for p in pts] == [p.id for p in SweepSpec.from_dict(spec.to_dict()).points()]
     assert pts[0].label == "uvm_perf_prefetch_enable=0, uvm_perf_fault_replay_policy=1, mem=50%"
-    assert pts[0].config["params"] == {"uvm_perf_fault_replay_policy": 1,
-                                       "uvm_perf_prefetch_enable": 0}
+    assert pts[0].config["params"] == {"uvm_perf_fault_replay_policy": 1, "uvm_perf_prefetch_enable": 0}
     one = SweepSpec.from_cli(WORKLOAD).points()
     assert len(one) == 1 and one[0].label == "stream"
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--param", "uvm_perf_prefetch_enabel=0,1"], "uvm_perf_prefetch_enabel"),
-    (["--param", "uvm_perf_prefetch_threshold=50,500"], "uvm_perf_prefetch_threshold"),
-    (["--param", "uvm_perf_prefetch_enable=0,,1"], "empty value"),
-    (["--gpu-memory", "50%,50%"], "repeated"),
-    (["--gpu-memory", "lots"], "lots"),
-    (["--engine", "dask"], "dask"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--param", "uvm_perf_prefetch_enabel=0,1"], "uvm_perf_prefetch_enabel"),
+        (["--param", "uvm_perf_prefetch_threshold=50,500"], "uvm_perf_prefetch_threshold"),
+        (["--param", "uvm_perf_prefetch_enable=0,,1"], "empty value"),
+        (["--gpu-memory", "50%,50%"], "repeated"),
+        (["--gpu-memory", "lots"], "lots"),
+        (["--engine", "dask"], "dask"),
+    ],
+)
 def test_bad_sweeps_fail_with_one_line_before_running(tmp_path, args, needle):
     d = tmp_path / "s"
     r = uvmlab("sweep", WORKLOAD, *args, "-o", str(d))
@@ -93,9 +98,12 @@ def test_points_are_the_runs_themselves(reference):
 
 def test_sweep_killed_part_way_resumes_to_exactly_the_same_results(reference, tmp_path):
     d = tmp_path / "sweep"
-    proc = subprocess.Popen([sys.executable, "-m", "uvmlab", "sweep", WORKLOAD, *AXES, "-o",
-                             str(d), "-j", "1"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvmlab", "sweep", WORKLOAD, *AXES, "-o", str(d), "-j", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while not point_files(d) if (d / "points").exists() else True:
@@ -120,9 +128,13 @@ def test_sweep_killed_part_way_resumes_to_exactly_the_same_results(reference, tm
 
 def test_ctrl_c_stops_the_sweep_and_resume_finishes_it(reference, tmp_path):
     d = tmp_path / "sweep"
-    proc = subprocess.Popen([sys.executable, "-m", "uvmlab", "sweep", WORKLOAD, *AXES, "-o",
-                             str(d), "-j", "1"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvmlab", "sweep", WORKLOAD, *AXES, "-o", str(d), "-j", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     while not ((d / "points").exists() and point_files(d)):
         assert proc.poll() is None and time.monotonic() < deadline
@@ -154,8 +166,7 @@ def test_an_extended_sweep_reuses_the_points_it_shares(reference, tmp_path):
     for name, blob in point_files(reference).items():
         (d / "points" / name).write_bytes(blob)
     (d / "sweep.json").write_bytes((reference / "sweep.json").read_bytes())
-    spec = SweepSpec.from_cli(WORKLOAD, params=["uvm_perf_prefetch_enable=1"],
-                              gpu_memory="100%,150%,200%")
+    spec = SweepSpec.from_cli(WORKLOAD, params=["uvm_perf_prefetch_enable=1"], gpu_memory="100%,150%,200%")
     out = run_sweep(spec, d, resume=True, workers=1)
     assert len(out.reused) == 2 and len(out.computed) == 1 and not out.errors
     assert [r.workload for r in out.ordered()] == ["stream"] * 3
@@ -185,11 +196,11 @@ def test_policy_axis_none_is_the_default_driver(tmp_path):
     assert res.totals == simulate("random:size=4MiB,seed=5").totals
 
 
-@pytest.mark.skipif(importlib.util.find_spec("uvmlab.policy.loader") is None,
-                    reason="uvmlab.policy.loader not there yet")
+@pytest.mark.skipif(
+    importlib.util.find_spec("uvmlab.policy.loader") is None, reason="uvmlab.policy.loader not there yet"
+)
 def test_policy_axis_runs_each_policy(tmp_path):
-    spec = SweepSpec.from_cli("random:size=4MiB,seed=5", policies="none,lru",
-                              gpu_memory="150%")
+    spec = SweepSpec.from_cli("random:size=4MiB,seed=5", policies="none,lru", gpu_memory="150%")
     assert [p.label for p in spec.points()] == ["policy=none", "policy=lru"]
     out = run_sweep(spec, tmp_path / "s", workers=2)
     assert not out.errors
@@ -222,8 +233,7 @@ def test_trace_file_sweep_is_known_by_content(tmp_path):
 
 def test_local_and_ray_engines_give_identical_results(tmp_path):
     pytest.importorskip("ray", reason="Ray not installed (pip install 'uvmlab[ray]')")
-    spec = SweepSpec.from_cli(WORKLOAD, params=["uvm_perf_prefetch_enable=1"],
-                              gpu_memory="100%,150%")
+    spec = SweepSpec.from_cli(WORKLOAD, params=["uvm_perf_prefetch_enable=1"], gpu_memory="100%,150%")
     local = run_sweep(spec, tmp_path / "local", engine="local", workers=2)
     ray_ = run_sweep(spec, tmp_path / "ray", engine="ray", workers=2)
     assert not local.errors and not ray_.errors

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from uvmlab.errors import WorkloadError
-from uvmlab.units import PAGE_SIZE
+from uvmlab.core.errors import WorkloadError
+from uvmlab.core.sizes import PAGE_SIZE
 from uvmlab.workload.ir import SEG_INDEX, SEG_RUN, Access, CpuOp, KernelOp, WorkloadBuilder
 from uvmlab.workload.synthetic import WORKLOADS, describe, make_workload, parse_spec
 
@@ -17,11 +17,11 @@ RANDOM = {"random", "graph", "vecsearch", "sparse"}  # generators whose touches 
 def _touched_pages(w, op) -> np.ndarray:
     """Every (alloc, page) an op touches, expanded; only for small test workloads."""
     out = []
-    for s in w.segments[op.seg_lo:op.seg_hi]:
+    for s in w.segments[op.seg_lo : op.seg_hi]:
         if s["kind"] == SEG_RUN:
             pages = s["start"] + np.arange(s["count"]) * s["stride"]
         else:
-            pages = w.pool[s["start"]:s["start"] + s["count"]].astype(np.int64)
+            pages = w.pool[s["start"] : s["start"] + s["count"]].astype(np.int64)
         out.append(np.stack([np.full_like(pages, s["alloc"]), pages], axis=1))
     return np.concatenate(out) if out else np.zeros((0, 2), np.int64)
 
@@ -82,7 +82,7 @@ def test_stream_passes_read_then_write_every_page() -> None:
     w = make_workload("stream:size=1MiB,passes=2")
     kernels = [op for op in w.ops if isinstance(op, KernelOp)]
     assert len(kernels) == 2
-    segs = w.segments[kernels[0].seg_lo:kernels[0].seg_hi]
+    segs = w.segments[kernels[0].seg_lo : kernels[0].seg_hi]
     assert list(segs["access"]) == [Access.READ, Access.WRITE]
     assert list(segs["count"]) == [256, 256]
     assert w.ops[0].op == "cpu"  # the CPU initialises the buffer first
@@ -108,8 +108,10 @@ def test_stencil_reads_halo_rows_and_swaps() -> None:
     k0, k1 = [op for op in w.ops if isinstance(op, KernelOp)]
     t0 = _touched_pages(w, k0)
     rows = (4 << 20) // (64 << 10)
-    is_read = w.segments["access"][k0.seg_lo:k0.seg_hi].repeat(
-        w.segments["count"][k0.seg_lo:k0.seg_hi]) == Access.READ
+    is_read = (
+        w.segments["access"][k0.seg_lo : k0.seg_hi].repeat(w.segments["count"][k0.seg_lo : k0.seg_hi])
+        == Access.READ
+    )
     reads, writes = t0[is_read], t0[~is_read]
     assert len(reads) == (3 * rows - 2) * 16  # edge rows have one neighbour
     assert set(reads[:, 0]) == {0} and set(writes[:, 0]) == {1}
@@ -127,8 +129,7 @@ def test_gemm_reads_panels_and_writes_each_c_tile_once() -> None:
 
 def test_graph_reads_each_edge_page_once_and_skews_values() -> None:
     w = make_workload("graph:size=32MiB,levels=4,seed=3")
-    touched = np.concatenate([_touched_pages(w, op) for op in w.ops
-                              if isinstance(op, KernelOp)])
+    touched = np.concatenate([_touched_pages(w, op) for op in w.ops if isinstance(op, KernelOp)])
     edges = touched[touched[:, 0] == 1][:, 1]
     assert np.array_equal(np.sort(edges), np.arange(w.allocs[1].pages))
     values = touched[touched[:, 0] == 2][:, 1]
@@ -148,7 +149,7 @@ def test_llm_kv_cache_grows_each_token() -> None:
     reads = []
     for op in w.ops:
         if isinstance(op, KernelOp) and op.name.endswith("layer0"):
-            s = w.segments[op.seg_lo:op.seg_hi]
+            s = w.segments[op.seg_lo : op.seg_hi]
             reads.append(int(s["count"][(s["alloc"] == kv) & (s["access"] == Access.READ)].sum()))
     step = reads[1]
     assert step > 0 and reads == [0, step, 2 * step, 3 * step]
@@ -158,7 +159,7 @@ def test_vecsearch_probes_distinct_partitions() -> None:
     w = make_workload("vecsearch:size=16MiB,queries=5,nprobe=4,partitions=16")
     for op in w.ops:
         if isinstance(op, KernelOp):
-            s = w.segments[op.seg_lo:op.seg_hi]
+            s = w.segments[op.seg_lo : op.seg_hi]
             assert s["alloc"][0] == 0 and len(s) == 5
             assert len(np.unique(s["start"][1:])) == 4
 
@@ -166,8 +167,15 @@ def test_vecsearch_probes_distinct_partitions() -> None:
 def test_train_backward_runs_in_reverse() -> None:
     w = make_workload("train:size=8MiB,layers=3,steps=1")
     names = [op.name for op in w.ops if isinstance(op, KernelOp)]
-    assert names == ["step0.fwd0", "step0.fwd1", "step0.fwd2", "step0.bwd2", "step0.bwd1",
-                     "step0.bwd0", "step0.optimizer"]
+    assert names == [
+        "step0.fwd0",
+        "step0.fwd1",
+        "step0.fwd2",
+        "step0.bwd2",
+        "step0.bwd1",
+        "step0.bwd0",
+        "step0.optimizer",
+    ]
 
 
 def _kernels(w) -> list[KernelOp]:
@@ -185,7 +193,7 @@ def test_sparse_touches_one_whole_block_per_group_in_every_pass() -> None:
     assert np.array_equal(first, (blocks[:, None] * 512 + np.arange(512)).ravel())  # in order
     for k in ks[1:]:
         assert np.array_equal(_touched_pages(w, k)[:, 1], first)  # the same blocks every pass
-    accesses = [set(w.segments["access"][k.seg_lo:k.seg_hi]) for k in ks]
+    accesses = [set(w.segments["access"][k.seg_lo : k.seg_hi]) for k in ks]
     assert accesses == [{Access.WRITE}, {Access.READ}, {Access.READ}]
     assert all(w.segments["kind"] == SEG_RUN) and len(w.pool) == 0
     assert w.params == {"size": 64 << 20, "every": 4, "passes": 3}
@@ -225,11 +233,15 @@ def test_builder_runs_match_single_runs() -> None:
     def build(batch: bool):
         b = WorkloadBuilder("t")
         buf = b.alloc("buf", "8MiB")
-        many = b.runs(buf, np.array([0, 600, 900]), np.array([3, 0, 7]), stride=2) if batch \
+        many = (
+            b.runs(buf, np.array([0, 600, 900]), np.array([3, 0, 7]), stride=2)
+            if batch
             else [b.run(buf, 0, 3, stride=2), b.run(buf, 900, 7, stride=2)]
+        )
         b.kernel("k", [b.run(buf, 5, 1), *([many] if batch else many), b.run(buf, 1, 2)])
-        b.kernel("k2", [b.runs(buf, [10], 4, access="write")] if batch
-                 else [b.run(buf, 10, 4, access="write")])
+        b.kernel(
+            "k2", [b.runs(buf, [10], 4, access="write")] if batch else [b.run(buf, 10, 4, access="write")]
+        )
         return b.build()
 
     assert build(True) == build(False)
@@ -250,25 +262,28 @@ def test_spec_values_are_parsed() -> None:
     assert WORKLOADS["random"](size=2 << 20, seed=10, touches=1000) == w
 
 
-@pytest.mark.parametrize("spec, words", [
-    ("", ["empty"]),
-    ("strem", ["unknown workload 'strem'", "'stream'"]),
-    ("randon:size=1MiB", ["'random'"]),
-    ("stream:pases=2", ["no parameter 'pases'", "'passes'", "valid keys: size, seed, passes"]),
-    ("stream:passes", ["key=value"]),
-    ("stream:passes=1,passes=2", ["twice"]),
-    ("stream:size=lots", ["size", "'lots'"]),
-    ("stream:passes=two", ["passes", "'two'"]),
-    ("stream:passes=1.5", ["integer"]),
-    ("stream:passes=0", ["at least 1"]),
-    ("stream:seed=-1", ["seed"]),
-    ("vecsearch:nprobe=9,partitions=8", ["nprobe"]),
-    ("llm:layers=1000,tokens=10000", ["kernels"]),
-    ("sparse:passes=2,touches=100", ["passes or touches"]),
-    ("sparse:every=0", ["every", "at least 1"]),
-    ("sparse:touches=0", ["touches", "at least 1"]),
-    ("sparse:size=1TiB,every=2,passes=100", ["page-runs", "limit"]),
-])
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ("", ["empty"]),
+        ("strem", ["unknown workload 'strem'", "'stream'"]),
+        ("randon:size=1MiB", ["'random'"]),
+        ("stream:pases=2", ["no parameter 'pases'", "'passes'", "valid keys: size, seed, passes"]),
+        ("stream:passes", ["key=value"]),
+        ("stream:passes=1,passes=2", ["twice"]),
+        ("stream:size=lots", ["size", "'lots'"]),
+        ("stream:passes=two", ["passes", "'two'"]),
+        ("stream:passes=1.5", ["integer"]),
+        ("stream:passes=0", ["at least 1"]),
+        ("stream:seed=-1", ["seed"]),
+        ("vecsearch:nprobe=9,partitions=8", ["nprobe"]),
+        ("llm:layers=1000,tokens=10000", ["kernels"]),
+        ("sparse:passes=2,touches=100", ["passes or touches"]),
+        ("sparse:every=0", ["every", "at least 1"]),
+        ("sparse:touches=0", ["touches", "at least 1"]),
+        ("sparse:size=1TiB,every=2,passes=100", ["page-runs", "limit"]),
+    ],
+)
 def test_spec_errors_are_clear(spec: str, words: list[str]) -> None:
     with pytest.raises(WorkloadError) as ei:
         make_workload(spec)

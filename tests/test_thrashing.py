@@ -41,8 +41,14 @@ def make(**kw) -> tuple[ThrashingDetector, Recorder]:
     return ThrashingDetector(**kw, emit=rec), rec
 
 
-def detect(det: ThrashingDetector, t: int = T0, last: int = GPU, block: int = B,
-           page: int = P, other: int | None = None) -> int:
+def detect(
+    det: ThrashingDetector,
+    t: int = T0,
+    last: int = GPU,
+    block: int = B,
+    page: int = P,
+    other: int | None = None,
+) -> int:
     """The minimum sequence (§6.3): 5 alternating fault migrations 100 µs apart.
 
     Returns the time of the last one; the page ends resident on ``last``.
@@ -175,8 +181,12 @@ def test_eviction_events_are_ignored():
 
 @pytest.mark.parametrize(
     "cause,kw",
-    [("user", {}), ("non_replayable", {}), ("fault", {"transfer_copy": True}),
-     ("fault", {"read_dup_enabled": True})],
+    [
+        ("user", {}),
+        ("non_replayable", {}),
+        ("fault", {"transfer_copy": True}),
+        ("fault", {"read_dup_enabled": True}),
+    ],
 )
 def test_non_counted_migrations_reset(cause, kw):
     det, _ = make()
@@ -382,9 +392,17 @@ def test_pin_side_effects_and_unpin():
     assert not info["pinned"] and info["pinned_residency"] == -1
     assert info["num_events"] == 0 and info["processors"] == 0 and info["last_ts"] is None
     assert not det.thrashing_mask(B).any() and not det.pinned_mask(B).any()
-    assert rec.events[-1] == ("Unpin", {"block": B, "page": P, "residency": CPU,
-                                        "address": (B << 21) + P * 4096, "bytes": 4096,
-                                        "time_ns": tp + 150 * MS - 10 * US})
+    assert rec.events[-1] == (
+        "Unpin",
+        {
+            "block": B,
+            "page": P,
+            "residency": CPU,
+            "address": (B << 21) + P * 4096,
+            "bytes": 4096,
+            "time_ns": tp + 150 * MS - 10 * US,
+        },
+    )
     assert det.unpin_expired(tp + 10 * 150 * MS) == []
 
 
@@ -608,8 +626,14 @@ def _random_run(seed: int) -> list:
         elif op < 0.55:
             det.on_revocation(blk, pages, proc, t)
         elif op < 0.95:
-            h = det.get_hint(blk, pages[0], proc, t, preferred=rng.choice([-1, -1, -1, 0, 1]),
-                             closest=rng.choice([0, 1, 1 - proc if proc < 2 else 0]))
+            h = det.get_hint(
+                blk,
+                pages[0],
+                proc,
+                t,
+                preferred=rng.choice([-1, -1, -1, 0, 1]),
+                closest=rng.choice([0, 1, 1 - proc if proc < 2 else 0]),
+            )
             log.append(tuple(h))
         else:
             log.append(det.unpin_expired(t + rng.choice([0, 200 * MS])))

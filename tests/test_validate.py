@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from uvmlab.cuda import validate as v
+from uvmlab.core.counters import TOTALS
+from uvmlab.core.errors import TraceFileError, UvmlabError
 from uvmlab.cuda.adapter import (
     capture_from_result,
     load_captures,
@@ -21,10 +22,9 @@ from uvmlab.cuda.adapter import (
     result_from_capture,
 )
 from uvmlab.cuda.runtime import gpu_available
-from uvmlab.cuda.suite import SUITE
-from uvmlab.errors import TraceFileError, UvmlabError
 from uvmlab.results.result import Result
-from uvmlab.results.schema import TOTALS
+from uvmlab.validation import validate as v
+from uvmlab.validation.suite import SUITE
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURE_FILES = sorted(p for d in v.STORED_CAPTURES.values() for p in d.glob("*.json"))
@@ -33,8 +33,9 @@ no_gpu = pytest.mark.skipif(gpu_available(), reason="checks the no-GPU path")
 
 
 def uvmlab(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "uvmlab", *args], capture_output=True,
-                          text=True, cwd=cwd or ROOT, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "uvmlab", *args], capture_output=True, text=True, cwd=cwd or ROOT, timeout=600
+    )
 
 
 def assert_one_line_error(r: subprocess.CompletedProcess, code: int | None = None) -> str:
@@ -116,8 +117,15 @@ def fake_simulate(factor: float = 1.2):
         real = caps[key][w.name]  # every suite workload is named as its suite entry
         totals = {k: int(real.totals.get(k, 0)) for k in TOTALS}
         totals["time_ns"] = int(real.totals["time_ns"] * factor)
-        ops = [{"op_index": r["op_index"], "op": r["op"], "name": r["name"],
-                "time_ns": int(r["time_ns"] * factor)} for r in real.ops]
+        ops = [
+            {
+                "op_index": r["op_index"],
+                "op": r["op"],
+                "name": r["name"],
+                "time_ns": int(r["time_ns"] * factor),
+            }
+            for r in real.ops
+        ]
         return Result(workload=w.name, totals=totals, ops=ops, gpu=key, profile=profile or "")
 
     return simulate
@@ -170,8 +178,7 @@ def test_report_runs_the_real_model():
         assert c.model.source == "model" and c.model.profile == "h200-pcie5"
         assert c.model.gpu == "h200"
         t = c.model.totals["time_ns"]
-        assert c.error("time_ns") == pytest.approx((t - c.real.totals["time_ns"])
-                                                   / c.real.totals["time_ns"])
+        assert c.error("time_ns") == pytest.approx((t - c.real.totals["time_ns"]) / c.real.totals["time_ns"])
         assert c.model_wall_s > 0
     text = v.render([sec])
     assert "`mixed_kinds`" in text and "model faster than the GPU" in text
@@ -208,24 +215,30 @@ def test_validate_command_writes_the_report(tmp_path):
     assert "wrote" in r.stdout
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["validate", "--only", "nosuch"], "nosuch"),
-    (["validate", "--gpu", "a100"], "a100"),
-    (["validate", "--captures", "/nonexistent/dir"], "/nonexistent/dir"),
-    (["gpu-run", "randon:size=4MiB"], "random"),
-    (["calibrate", "--refit", "/nonexistent.raw.json"], "/nonexistent.raw.json"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["validate", "--only", "nosuch"], "nosuch"),
+        (["validate", "--gpu", "a100"], "a100"),
+        (["validate", "--captures", "/nonexistent/dir"], "/nonexistent/dir"),
+        (["gpu-run", "randon:size=4MiB"], "random"),
+        (["calibrate", "--refit", "/nonexistent.raw.json"], "/nonexistent.raw.json"),
+    ],
+)
 def test_bad_input_is_one_line(args, needle):
     assert needle in assert_one_line_error(uvmlab(*args))
 
 
 @no_gpu
-@pytest.mark.parametrize("args", [
-    ["validate", "--capture"],
-    ["gpu-run", "stream:size=4MiB"],
-    ["gpu-run", "stream", "--out", "never.json"],
-    ["calibrate"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["validate", "--capture"],
+        ["gpu-run", "stream:size=4MiB"],
+        ["gpu-run", "stream", "--out", "never.json"],
+        ["calibrate"],
+    ],
+)
 def test_gpu_commands_without_a_gpu_say_so_in_one_line(args, tmp_path):
     r = uvmlab(*args, cwd=tmp_path)
     line = assert_one_line_error(r, code=3)
@@ -234,7 +247,7 @@ def test_gpu_commands_without_a_gpu_say_so_in_one_line(args, tmp_path):
 
 
 def test_calibrate_refit_reproduces_the_shipped_profile(tmp_path):
-    raw = ROOT / "uvmlab" / "cuda" / "data" / "calibration" / "h200-pcie5-measured.raw.json"
+    raw = ROOT / "uvmlab" / "validation" / "data" / "calibration" / "h200-pcie5-measured.raw.json"
     r = uvmlab("calibrate", "--refit", str(raw), "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
     from uvmlab.timing.cost_model import CostProfile, load_profile

@@ -7,13 +7,18 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from uvmlab.core.errors import UvmlabError
+from uvmlab.core.units import parse_size
 from uvmlab.driver.hal import GpuSpec, get_gpu
 from uvmlab.driver.params import Params
-from uvmlab.errors import UvmlabError
+from uvmlab.engine.core import DEFAULT_CONCURRENCY, Engine
+from uvmlab.engine.sampling import DEFAULT_BINS, DEFAULT_MAX_SAMPLES, record_samples
+from uvmlab.policy.loader import build_hooks
 from uvmlab.results.result import Result
 from uvmlab.timing.cost_model import CostProfile, load_profile, profile_for_gpu
-from uvmlab.units import parse_size
+from uvmlab.workload.fileformat import read_workload
 from uvmlab.workload.ir import Workload
+from uvmlab.workload.synthetic import make_workload
 
 
 def load_workload(spec: str | Path | Workload) -> Workload:
@@ -22,11 +27,7 @@ def load_workload(spec: str | Path | Workload) -> Workload:
         return spec
     s = str(spec)
     if s.endswith(".uvmw") or Path(s).is_file():
-        from uvmlab.workload.fileformat import read_workload
-
         return read_workload(s)
-    from uvmlab.workload.synthetic import make_workload
-
     return make_workload(s)
 
 
@@ -48,38 +49,54 @@ def resolve_gpu_memory(value: str | int | None, workload: Workload, gpu: GpuSpec
     return parse_size(value, what="GPU memory")
 
 
-def simulate(workload: Workload | str, *, gpu: str | GpuSpec = "h200",
-             params: Params | Mapping[str, Any] | None = None,
-             profile: str | CostProfile | None = None, gpu_memory: str | int | None = None,
-             concurrency: int | None = None, events: bool = False,
-             check_invariants: bool = False, policies: Any = None,
-             progress: Callable[[int, int], None] | None = None,
-             fast_path: bool = True) -> Result:
+def simulate(
+    workload: Workload | str,
+    *,
+    gpu: str | GpuSpec = "h200",
+    params: Params | Mapping[str, Any] | None = None,
+    profile: str | CostProfile | None = None,
+    gpu_memory: str | int | None = None,
+    concurrency: int | None = None,
+    events: bool = False,
+    check_invariants: bool = False,
+    policies: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+    fast_path: bool = True,
+) -> Result:
     """Run ``workload`` through the modeled driver and return its Result.
 
     ``fast_path=False`` services every fault with the reference (interpreted) path; the
     answers are the same, only slower (kept to test the compiled path against).
     """
-    from uvmlab.engine.core import DEFAULT_CONCURRENCY, Engine
-
     w = load_workload(workload)
     spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
     prm = params if isinstance(params, Params) else Params.from_overrides(dict(params or {}))
-    prof = profile if isinstance(profile, CostProfile) else load_profile(
-        profile or profile_for_gpu(spec.name, spec.link))
+    prof = (
+        profile
+        if isinstance(profile, CostProfile)
+        else load_profile(profile or profile_for_gpu(spec.name, spec.link))
+    )
     cap = resolve_gpu_memory(gpu_memory, w, spec)
     hooks = None
     if policies:
-        from uvmlab.policy.loader import build_hooks
-
         hooks = build_hooks(policies)
         if not hooks.slots:
             hooks = None  # "default": nothing to hook
         elif hooks.module_params:  # e.g. a replay policy that is a driver module parameter
             prm = prm.replace(**hooks.module_params)
-    eng = Engine(w, gpu=spec, params=prm, profile=prof, gpu_memory_bytes=cap,
-                 concurrency=concurrency or DEFAULT_CONCURRENCY, events=events,
-                 check=check_invariants, hooks=hooks, progress=progress, fast_path=fast_path)
+    eng = Engine(
+        w,
+        gpu=spec,
+        params=prm,
+        profile=prof,
+        gpu_memory_bytes=cap,
+        concurrency=concurrency or DEFAULT_CONCURRENCY,
+        events=events,
+        check=check_invariants,
+        hooks=hooks,
+        progress=progress,
+        fast_path=fast_path,
+    )
     with hooks.session() if hooks is not None else contextlib.nullcontext():
         eng.run()  # the session arms the watchdog that stops hooks that never return
     drv = eng.drv
@@ -88,10 +105,27 @@ def simulate(workload: Workload | str, *, gpu: str | GpuSpec = "h200",
         drv.counters["policy_ejections"] = hooks.ejections
         meta["policies"] = hooks.labels
         meta["policy_ejected"] = list(hooks.ejected)
-    return Result(workload=w.name, totals=dict(drv.counters), ops=eng.rows, source="model",
-                  gpu=spec.name, params=prm.changed(), profile=prof.name,
-                  gpu_memory_bytes=cap, fatal=eng.fatal, wall_s=eng.wall_s,
-                  op_wall_s=eng.op_wall_s,
-                  meta={"seed": w.seed, "workload_params": dict(w.params),
-                        "concurrency": eng.concurrency, **meta},
-                  events=drv.log.to_pandas() if events else None)
+    return Result(
+        workload=w.name,
+        totals=dict(drv.counters),
+        ops=eng.rows,
+        source="model",
+        gpu=spec.name,
+        params=prm.changed(),
+        profile=prof.name,
+        gpu_memory_bytes=cap,
+        fatal=eng.fatal,
+        wall_s=eng.wall_s,
+        op_wall_s=eng.op_wall_s,
+        meta={"seed": w.seed, "workload_params": dict(w.params), "concurrency": eng.concurrency, **meta},
+        events=drv.log.to_pandas() if events else None,
+    )
+
+
+def simulate_sampled(
+    workload: Workload | str, *, bins: int = DEFAULT_BINS, max_samples: int = DEFAULT_MAX_SAMPLES, **kw: Any
+) -> Result:
+    """``simulate(workload, **kw)`` with residency and counter samples on the result."""
+    with record_samples(bins=bins, max_samples=max_samples) as rec:
+        res = simulate(workload, **kw)
+    return rec.attach(res)

@@ -24,9 +24,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from uvmlab.errors import ParamError, TraceFileError
+from uvmlab.core.counters import TOTALS
+from uvmlab.core.errors import ParamError, TraceFileError
+from uvmlab.driver.params import Params
 from uvmlab.results.result import Result
-from uvmlab.results.schema import TOTALS
 
 CAPTURE_FORMAT = "uvmlab-real-capture"
 CAPTURE_VERSION = 1
@@ -42,8 +43,6 @@ def sysfs_params_changed(uvm_params: dict[str, str]) -> dict[str, Any]:
     capture from a newer driver should still load. A value the model cannot parse is reported
     in the result's meta by the caller, not raised, for the same reason.
     """
-    from uvmlab.driver.params import Params
-
     return Params.from_sysfs(uvm_params, strict=False).changed()
 
 
@@ -52,8 +51,9 @@ def result_from_capture(d: dict[str, Any], *, where: str = "capture") -> Result:
     if not isinstance(d, dict) or d.get("format") != CAPTURE_FORMAT:
         raise TraceFileError(f"{where}: not a uvmlab real-GPU capture")
     if d.get("version") != CAPTURE_VERSION:
-        raise TraceFileError(f"{where}: capture format version {d.get('version')} "
-                             f"(this uvmlab reads {CAPTURE_VERSION})")
+        raise TraceFileError(
+            f"{where}: capture format version {d.get('version')} (this uvmlab reads {CAPTURE_VERSION})"
+        )
     try:
         meta = dict(d.get("meta") or {})
         totals = {k: int(v) for k, v in d["totals"].items()}
@@ -68,8 +68,9 @@ def result_from_capture(d: dict[str, Any], *, where: str = "capture") -> Result:
         raise TraceFileError(f"{where}: malformed capture ({e})") from None
     clash = set(totals) & set(extra)
     if clash:
-        raise TraceFileError(f"{where}: malformed capture (counters both in totals and extra: "
-                             f"{', '.join(sorted(clash))})")
+        raise TraceFileError(
+            f"{where}: malformed capture (counters both in totals and extra: {', '.join(sorted(clash))})"
+        )
     try:
         params = sysfs_params_changed(meta.get("uvm_params") or {})
     except ParamError as e:
@@ -77,10 +78,17 @@ def result_from_capture(d: dict[str, Any], *, where: str = "capture") -> Result:
         meta["uvm_params_error"] = str(e)
     meta[_META_CHECKS] = checks
     meta[_META_FORMAT] = CAPTURE_VERSION
-    return Result(workload=str(d.get("workload", "")), totals={**totals, **extra}, ops=ops,
-                  source="gpu", gpu=str(meta.get("gpu", "")), params=params,
-                  gpu_memory_bytes=int(meta.get("memory_total", 0) or 0),
-                  wall_s=extra.get("wall_ns", 0) / 1e9, meta=meta)
+    return Result(
+        workload=str(d.get("workload", "")),
+        totals={**totals, **extra},
+        ops=ops,
+        source="gpu",
+        gpu=str(meta.get("gpu", "")),
+        params=params,
+        gpu_memory_bytes=int(meta.get("memory_total", 0) or 0),
+        wall_s=extra.get("wall_ns", 0) / 1e9,
+        meta=meta,
+    )
 
 
 def capture_from_result(r: Result) -> dict[str, Any]:
@@ -98,8 +106,16 @@ def capture_from_result(r: Result) -> dict[str, Any]:
         o = dict(row)
         o["index"] = o.pop("op_index")
         ops.append(o)
-    return {"format": CAPTURE_FORMAT, "version": CAPTURE_VERSION, "workload": r.workload,
-            "totals": totals, "extra": extra, "checks": checks, "meta": meta, "ops": ops}
+    return {
+        "format": CAPTURE_FORMAT,
+        "version": CAPTURE_VERSION,
+        "workload": r.workload,
+        "totals": totals,
+        "extra": extra,
+        "checks": checks,
+        "meta": meta,
+        "ops": ops,
+    }
 
 
 def result_from_real(run: Any) -> Result:
@@ -138,5 +154,12 @@ def load_captures(directory: str | Path) -> dict[str, Result]:
     return out
 
 
-__all__ = ["CAPTURE_FORMAT", "capture_from_result", "load_captures", "load_real",
-           "result_from_capture", "result_from_real", "sysfs_params_changed"]
+__all__ = [
+    "CAPTURE_FORMAT",
+    "capture_from_result",
+    "load_captures",
+    "load_real",
+    "result_from_capture",
+    "result_from_real",
+    "sysfs_params_changed",
+]

@@ -36,31 +36,62 @@ from typing import Any
 
 import numpy as np
 
-from uvmlab.errors import GpuUnavailableError
-from uvmlab.units import PAGE_SIZE
+from uvmlab.core.errors import GpuUnavailableError
+from uvmlab.core.sizes import PAGE_SIZE
 
 # CUpti_ActivityUnifiedMemoryCounterKind
 HTOD, DTOH, CPU_FAULT, GPU_FAULT, THRASHING, THROTTLING, REMOTE_MAP = 1, 2, 3, 4, 5, 6, 7
-KIND_NAMES = {HTOD: "BYTES_TRANSFER_HTOD", DTOH: "BYTES_TRANSFER_DTOH",
-              CPU_FAULT: "CPU_PAGE_FAULT_COUNT", GPU_FAULT: "GPU_PAGE_FAULT",
-              THRASHING: "THRASHING", THROTTLING: "THROTTLING", REMOTE_MAP: "REMOTE_MAP"}
+KIND_NAMES = {
+    HTOD: "BYTES_TRANSFER_HTOD",
+    DTOH: "BYTES_TRANSFER_DTOH",
+    CPU_FAULT: "CPU_PAGE_FAULT_COUNT",
+    GPU_FAULT: "GPU_PAGE_FAULT",
+    THRASHING: "THRASHING",
+    THROTTLING: "THROTTLING",
+    REMOTE_MAP: "REMOTE_MAP",
+}
 # CUpti_ActivityUnifiedMemoryMigrationCause
-CAUSE = {"unknown": 0, "user": 1, "coherence": 2, "prefetch": 3, "eviction": 4,
-         "access_counters": 5}
+CAUSE = {"unknown": 0, "user": 1, "coherence": 2, "prefetch": 3, "eviction": 4, "access_counters": 5}
 # CUpti_ActivityUnifiedMemoryRemoteMapCause
-REMOTE_MAP_CAUSE = {"unknown": 0, "coherence": 1, "thrashing": 2, "policy": 3,
-                    "out_of_memory": 4, "eviction": 5}
+REMOTE_MAP_CAUSE = {
+    "unknown": 0,
+    "coherence": 1,
+    "thrashing": 2,
+    "policy": 3,
+    "out_of_memory": 4,
+    "eviction": 5,
+}
 
-RECORD_DTYPE = np.dtype([
-    ("kind", "u1"), ("flags", "<u4"), ("src", "<u4"), ("dst", "<u4"),
-    ("value", "<u8"), ("start", "<u8"), ("end", "<u8"), ("address", "<u8"),
-])
+RECORD_DTYPE = np.dtype(
+    [
+        ("kind", "u1"),
+        ("flags", "<u4"),
+        ("src", "<u4"),
+        ("dst", "<u4"),
+        ("value", "<u8"),
+        ("start", "<u8"),
+        ("end", "<u8"),
+        ("address", "<u8"),
+    ]
+)
 
 #: canonical keys CUPTI records can fill (design.md §4) and the extras kept beside them
-CUPTI_KEYS = ("bytes_htod", "bytes_dtoh", "bytes_htod_fault", "bytes_htod_prefetch",
-              "bytes_htod_user", "bytes_htod_access_counter", "bytes_dtoh_fault",
-              "bytes_dtoh_eviction", "bytes_dtoh_user", "gpu_fault_groups", "cpu_faults",
-              "thrashing_events", "throttles", "remote_maps")
+CUPTI_KEYS = (
+    "bytes_htod",
+    "bytes_dtoh",
+    "bytes_htod_fault",
+    "bytes_htod_prefetch",
+    "bytes_htod_user",
+    "bytes_htod_access_counter",
+    "bytes_dtoh_fault",
+    "bytes_dtoh_eviction",
+    "bytes_dtoh_user",
+    "gpu_fault_groups",
+    "cpu_faults",
+    "thrashing_events",
+    "throttles",
+    "remote_maps",
+)
 
 
 # --- pure parsing --------------------------------------------------------------------------------
@@ -79,8 +110,7 @@ def attribute(records: np.ndarray, windows: np.ndarray) -> tuple[np.ndarray, dic
     records needed these rules.
     """
     if len(windows) == 0:
-        return np.zeros(len(records), dtype=np.int64), {"before_first": 0, "between": 0,
-                                                        "after_last": 0}
+        return np.zeros(len(records), dtype=np.int64), {"before_first": 0, "between": 0, "after_last": 0}
     begins = windows[:, 0].astype(np.uint64)
     ends = windows[:, 1].astype(np.uint64)
     st = records["start"]
@@ -91,8 +121,11 @@ def attribute(records: np.ndarray, windows: np.ndarray) -> tuple[np.ndarray, dic
     after_last = (idx == len(windows) - 1) & ~inside
     between = ~inside & ~before & ~after_last
     idx[after_last] = -1
-    return idx, {"before_first": int(before.sum()), "between": int(between.sum()),
-                 "after_last": int(after_last.sum())}
+    return idx, {
+        "before_first": int(before.sum()),
+        "between": int(between.sum()),
+        "after_last": int(after_last.sum()),
+    }
 
 
 def cupti_totals(records: np.ndarray) -> dict[str, int]:
@@ -117,9 +150,11 @@ def cupti_totals(records: np.ndarray) -> dict[str, int]:
     out["bytes_dtoh_eviction"] = s(dtoh & (f == CAUSE["eviction"]))
     out["bytes_dtoh_user"] = s(dtoh & (f == CAUSE["user"]))
     out["bytes_htod_other"] = out["bytes_htod"] - sum(
-        out[f"bytes_htod_{c}"] for c in ("fault", "prefetch", "user", "access_counter"))
-    out["bytes_dtoh_other"] = out["bytes_dtoh"] - out["bytes_dtoh_fault"] - out[
-        "bytes_dtoh_eviction"] - out["bytes_dtoh_user"]
+        out[f"bytes_htod_{c}"] for c in ("fault", "prefetch", "user", "access_counter")
+    )
+    out["bytes_dtoh_other"] = (
+        out["bytes_dtoh"] - out["bytes_dtoh_fault"] - out["bytes_dtoh_eviction"] - out["bytes_dtoh_user"]
+    )
     gf = k == GPU_FAULT
     out["gpu_fault_groups"] = s(gf)
     out["gpu_fault_records"] = int(gf.sum())
@@ -136,8 +171,9 @@ def cupti_totals(records: np.ndarray) -> dict[str, int]:
     return out
 
 
-def combine(cupti: dict[str, int] | None, counters: dict[str, int] | None) -> tuple[
-        dict[str, int], dict[str, Any]]:
+def combine(
+    cupti: dict[str, int] | None, counters: dict[str, int] | None
+) -> tuple[dict[str, int], dict[str, Any]]:
     """Canonical totals of one operation (or a whole run) from both sources, and the checks.
 
     Byte totals and CPU faults come from the driver's counters when present (they cannot drop);
@@ -158,8 +194,9 @@ def combine(cupti: dict[str, int] | None, counters: dict[str, int] | None) -> tu
         key = f"bytes_{d}"
         if key not in totals:
             continue
-        causes = (("fault", "prefetch", "user", "access_counter") if d == "htod"
-                  else ("fault", "eviction", "user"))
+        causes = (
+            ("fault", "prefetch", "user", "access_counter") if d == "htod" else ("fault", "eviction", "user")
+        )
         have = sum(totals.get(f"{key}_{c}", 0) for c in causes) + totals.get(f"{key}_other", 0)
         totals[f"{key}_unattributed"] = totals[key] - have
         if cupti is not None and counters is not None:
@@ -169,14 +206,17 @@ def combine(cupti: dict[str, int] | None, counters: dict[str, int] | None) -> tu
     if cupti is not None and counters is not None:
         checks["cpu_fault_records"] = int(cupti["cpu_faults"])
         checks["cpu_faults_missing"] = int(counters["cpu_faults"]) - int(cupti["cpu_faults"])
-        checks["records_complete"] = (checks["bytes_htod_missing"] == 0
-                                      and checks["bytes_dtoh_missing"] == 0
-                                      and checks["cpu_faults_missing"] == 0)
+        checks["records_complete"] = (
+            checks["bytes_htod_missing"] == 0
+            and checks["bytes_dtoh_missing"] == 0
+            and checks["cpu_faults_missing"] == 0
+        )
     return totals, checks
 
 
-def summarize(records: np.ndarray, windows: np.ndarray,
-              counter_deltas: list[dict[str, int]] | None) -> dict[str, Any]:
+def summarize(
+    records: np.ndarray, windows: np.ndarray, counter_deltas: list[dict[str, int]] | None
+) -> dict[str, Any]:
     """Per-operation and whole-run totals and checks from records, windows and counter deltas.
 
     Returns ``{"ops": [{"totals", "checks"}...], "totals", "checks"}``; run totals are the sums
@@ -197,8 +237,9 @@ def summarize(records: np.ndarray, windows: np.ndarray,
         if d is not None:
             for key, val in d.items():
                 run_counters[key] = run_counters.get(key, 0) + val
-    totals, checks = combine(run_cupti if n else cupti_totals(records[:0]),
-                             run_counters if counter_deltas is not None else None)
+    totals, checks = combine(
+        run_cupti if n else cupti_totals(records[:0]), run_counters if counter_deltas is not None else None
+    )
     checks["attribution"] = rule
     checks["records"] = int(len(records))
     return {"ops": ops, "totals": totals, "checks": checks}
@@ -214,7 +255,7 @@ class CuptiCapture:
 
     def __init__(self) -> None:
         try:
-            from cupti import cupti
+            from cupti import cupti  # optional: present only on a CUDA machine (cupti-python)
         except Exception as e:
             raise GpuUnavailableError(f"CUPTI capture needs cupti-python ({e})") from None
         self.cupti = cupti
@@ -223,17 +264,32 @@ class CuptiCapture:
         K = cupti.ActivityUnifiedMemoryCounterKind
         C = cupti.ActivityUnifiedMemoryMigrationCause
         # The pure parser hard-codes CUPTI's enum values; refuse to run if this CUPTI differs.
-        expect = {K.BYTES_TRANSFER_HTOD: HTOD, K.BYTES_TRANSFER_DTOH: DTOH,
-                  K.CPU_PAGE_FAULT_COUNT: CPU_FAULT, K.GPU_PAGE_FAULT: GPU_FAULT,
-                  K.THRASHING: THRASHING, K.THROTTLING: THROTTLING, K.REMOTE_MAP: REMOTE_MAP,
-                  C.USER: CAUSE["user"], C.COHERENCE: CAUSE["coherence"],
-                  C.PREFETCH: CAUSE["prefetch"], C.EVICTION: CAUSE["eviction"],
-                  C.ACCESS_COUNTERS: CAUSE["access_counters"]}
+        expect = {
+            K.BYTES_TRANSFER_HTOD: HTOD,
+            K.BYTES_TRANSFER_DTOH: DTOH,
+            K.CPU_PAGE_FAULT_COUNT: CPU_FAULT,
+            K.GPU_PAGE_FAULT: GPU_FAULT,
+            K.THRASHING: THRASHING,
+            K.THROTTLING: THROTTLING,
+            K.REMOTE_MAP: REMOTE_MAP,
+            C.USER: CAUSE["user"],
+            C.COHERENCE: CAUSE["coherence"],
+            C.PREFETCH: CAUSE["prefetch"],
+            C.EVICTION: CAUSE["eviction"],
+            C.ACCESS_COUNTERS: CAUSE["access_counters"],
+        }
         bad = [m.name for m, v in expect.items() if int(m) != v]
         if bad:
             raise GpuUnavailableError(f"this CUPTI numbers {', '.join(bad)} differently")
-        kinds = [K.BYTES_TRANSFER_HTOD, K.BYTES_TRANSFER_DTOH, K.CPU_PAGE_FAULT_COUNT,
-                 K.GPU_PAGE_FAULT, K.THRASHING, K.THROTTLING, K.REMOTE_MAP]
+        kinds = [
+            K.BYTES_TRANSFER_HTOD,
+            K.BYTES_TRANSFER_DTOH,
+            K.CPU_PAGE_FAULT_COUNT,
+            K.GPU_PAGE_FAULT,
+            K.THRASHING,
+            K.THROTTLING,
+            K.REMOTE_MAP,
+        ]
         cfg = cupti.ActivityUnifiedMemoryCounterConfig(len(kinds))
         for i, k in enumerate(kinds):
             cfg[i].scope = int(cupti.ActivityUnifiedMemoryCounterScope.PROCESS_SINGLE_DEVICE)

@@ -33,10 +33,19 @@ from typing import Any
 
 import numpy as np
 
-from uvmlab.cuda.plan import WORDS_PER_PAGE, PlannedOp, alloc_nbytes, max_gpu_ordinal, plan_workload
+from uvmlab.core.counters import TOTALS
+from uvmlab.core.errors import UvmlabError, WorkloadError
+from uvmlab.cuda.cupti_capture import RECORD_DTYPE, get_capture, summarize
+from uvmlab.cuda.plan import (
+    WORDS_PER_PAGE,
+    PlannedOp,
+    alloc_nbytes,
+    cpu_chunks,
+    max_gpu_ordinal,
+    plan_workload,
+)
 from uvmlab.cuda.runtime import check_fits, device_info, footprint, load_cuda
-from uvmlab.errors import UvmlabError, WorkloadError
-from uvmlab.results.schema import TOTALS
+from uvmlab.cuda.uvm_counters import UvmCounters, counter_deltas
 from uvmlab.workload.ir import Access, Advice, AllocKind, Workload
 
 DEFAULT_THREADS = 65536
@@ -93,9 +102,16 @@ class RealRunResult:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": "uvmlab-real-capture", "version": 1, "workload": self.workload,
-                "totals": self.totals, "extra": self.extra, "checks": self.checks,
-                "meta": self.meta, "ops": self.ops}
+        return {
+            "format": "uvmlab-real-capture",
+            "version": 1,
+            "workload": self.workload,
+            "totals": self.totals,
+            "extra": self.extra,
+            "checks": self.checks,
+            "meta": self.meta,
+            "ops": self.ops,
+        }
 
     def save(self, path: str) -> None:
         """Write the capture as JSON atomically (temp file + rename)."""
@@ -139,8 +155,7 @@ class _Gpu:
         self.stream = self.cp.cuda.Stream.null
         key = device
         if key not in self._module_cache:
-            self._module_cache[key] = self.cp.RawModule(code=KERNEL_SRC).get_function(
-                "uvmlab_touch")
+            self._module_cache[key] = self.cp.RawModule(code=KERNEL_SRC).get_function("uvmlab_touch")
         self.kernel = self._module_cache[key]
         self.sink = self.cp.zeros(1, dtype=self.cp.uint32)
 
@@ -178,26 +193,31 @@ class _Gpu:
 
     def advise(self, ptr: int, nbytes: int, advice: Advice, loc: tuple[str, int]) -> None:
         A = self.rt.cudaMemoryAdvise
-        table = {Advice.SET_PREFERRED_LOCATION: A.cudaMemAdviseSetPreferredLocation,
-                 Advice.UNSET_PREFERRED_LOCATION: A.cudaMemAdviseUnsetPreferredLocation,
-                 Advice.SET_ACCESSED_BY: A.cudaMemAdviseSetAccessedBy,
-                 Advice.UNSET_ACCESSED_BY: A.cudaMemAdviseUnsetAccessedBy,
-                 Advice.SET_READ_MOSTLY: A.cudaMemAdviseSetReadMostly,
-                 Advice.UNSET_READ_MOSTLY: A.cudaMemAdviseUnsetReadMostly}
-        self.check(self.rt.cudaMemAdvise(ptr, nbytes, table[advice], self.location(loc)),
-                   f"cudaMemAdvise({advice.name})")
+        table = {
+            Advice.SET_PREFERRED_LOCATION: A.cudaMemAdviseSetPreferredLocation,
+            Advice.UNSET_PREFERRED_LOCATION: A.cudaMemAdviseUnsetPreferredLocation,
+            Advice.SET_ACCESSED_BY: A.cudaMemAdviseSetAccessedBy,
+            Advice.UNSET_ACCESSED_BY: A.cudaMemAdviseUnsetAccessedBy,
+            Advice.SET_READ_MOSTLY: A.cudaMemAdviseSetReadMostly,
+            Advice.UNSET_READ_MOSTLY: A.cudaMemAdviseUnsetReadMostly,
+        }
+        self.check(
+            self.rt.cudaMemAdvise(ptr, nbytes, table[advice], self.location(loc)),
+            f"cudaMemAdvise({advice.name})",
+        )
 
     def prefetch(self, ptr: int, nbytes: int, loc: tuple[str, int]) -> None:
-        self.check(self.rt.cudaMemPrefetchAsync(ptr, nbytes, self.location(loc), 0,
-                                                self.stream.ptr), "cudaMemPrefetchAsync")
+        self.check(
+            self.rt.cudaMemPrefetchAsync(ptr, nbytes, self.location(loc), 0, self.stream.ptr),
+            "cudaMemPrefetchAsync",
+        )
 
     def upload(self, p: PlannedOp, ptrs: list[int]) -> list:
         """Copy a kernel op's segment tables to (plain, non-managed) device memory."""
         enc = p.kernel
         assert enc is not None
         base = np.array([ptrs[a] for a in enc.alloc], dtype=np.uint64)
-        d = [self.cp.asarray(x) for x in (enc.cum, base, enc.start, enc.stride, enc.meta,
-                                          enc.pool)]
+        d = [self.cp.asarray(x) for x in (enc.cum, base, enc.start, enc.stride, enc.meta, enc.pool)]
         self.stream.synchronize()  # the uploads stay out of the op's window
         return d
 
@@ -207,8 +227,9 @@ class _Gpu:
         n = max(1, min(threads, enc.total))
         block = min(BLOCK, n)  # fewer than a block's worth: exactly that many threads
         grid = -(-n // block)
-        self.kernel((grid,), (block,), (*tables, np.int32(enc.nseg), np.int64(enc.total),
-                                        np.uint32(word), self.sink))
+        self.kernel(
+            (grid,), (block,), (*tables, np.int32(enc.nseg), np.int64(enc.total), np.uint32(word), self.sink)
+        )
 
     def synchronize(self) -> None:
         self.check(self.rt.cudaDeviceSynchronize(), "cudaDeviceSynchronize")
@@ -220,8 +241,6 @@ def _host_view(ptr: int, nbytes: int) -> np.ndarray:
 
 def _cpu_op(w: Workload, p: PlannedOp, views: dict[int, np.ndarray], word: int) -> int:
     """Apply a CPU op's touches with numpy, in IR order; returns a checksum (keeps reads alive)."""
-    from uvmlab.cuda.plan import cpu_chunks
-
     acc = 0
     op = w.ops[p.index]
     for ch in cpu_chunks(w, op, word=word):
@@ -235,10 +254,18 @@ def _cpu_op(w: Workload, p: PlannedOp, views: dict[int, np.ndarray], word: int) 
     return acc
 
 
-def execute(w: Workload, *, threads: int = DEFAULT_THREADS, device: int = 0, word: int = 0,
-            capture: bool = True, counters: bool = True, raw_path: str | None = None,
-            managed_fraction: float = 0.5,
-            on_finish: Callable[[dict[int, np.ndarray]], None] | None = None) -> RealRunResult:
+def execute(
+    w: Workload,
+    *,
+    threads: int = DEFAULT_THREADS,
+    device: int = 0,
+    word: int = 0,
+    capture: bool = True,
+    counters: bool = True,
+    raw_path: str | None = None,
+    managed_fraction: float = 0.5,
+    on_finish: Callable[[dict[int, np.ndarray]], None] | None = None,
+) -> RealRunResult:
     """Run ``w`` on the GPU and return what was measured.
 
     ``threads``: GPU threads in flight (each does one touch at a time). ``capture``: collect
@@ -256,18 +283,26 @@ def execute(w: Workload, *, threads: int = DEFAULT_THREADS, device: int = 0, wor
     gpu = _Gpu(device)
     ndev = int(gpu.cp.cuda.runtime.getDeviceCount())
     if max_gpu_ordinal(plan) >= ndev:
-        raise WorkloadError(f"workload {w.name!r} names gpu{max_gpu_ordinal(plan)} but this "
-                            f"machine has {ndev} GPU(s)")
+        raise WorkloadError(
+            f"workload {w.name!r} names gpu{max_gpu_ordinal(plan)} but this machine has {ndev} GPU(s)"
+        )
     free, _total = gpu.cp.cuda.runtime.memGetInfo()
     managed, dev_bytes = footprint(w.allocs)
     check_fits(w.name, managed, dev_bytes, int(free), managed_fraction=managed_fraction)
     meta = device_info(device)
-    meta.update({"threads": threads, "block": BLOCK, "word": word, "workload_params": w.params,
-                 "workload_seed": w.seed, "managed_bytes": managed})
+    meta.update(
+        {
+            "threads": threads,
+            "block": BLOCK,
+            "word": word,
+            "workload_params": w.params,
+            "workload_seed": w.seed,
+            "managed_bytes": managed,
+        }
+    )
 
     ctr = None
     if counters:
-        from uvmlab.cuda.uvm_counters import UvmCounters
         try:
             ctr = UvmCounters()
         except Exception as e:  # keep measuring with CUPTI alone, and say so
@@ -275,7 +310,6 @@ def execute(w: Workload, *, threads: int = DEFAULT_THREADS, device: int = 0, wor
     cap = None
     mark = 0
     if capture:
-        from uvmlab.cuda.cupti_capture import get_capture
         try:
             cap = get_capture()
             cap.flush()
@@ -329,8 +363,7 @@ def execute(w: Workload, *, threads: int = DEFAULT_THREADS, device: int = 0, wor
             h1 = time.perf_counter_ns()
             w1 = ts()
             c1 = ctr.snapshot() if ctr is not None else None
-            row: dict[str, Any] = {"index": p.index, "op": p.kind, "name": p.name,
-                                   "time_ns": h1 - h0}
+            row: dict[str, Any] = {"index": p.index, "op": p.kind, "name": p.name, "time_ns": h1 - h0}
             if ev0 is not None and ev1 is not None:
                 row["time_ns"] = int(gpu.cp.cuda.get_elapsed_time(ev0, ev1) * 1e6)
             if p.touches:
@@ -340,7 +373,6 @@ def execute(w: Workload, *, threads: int = DEFAULT_THREADS, device: int = 0, wor
             rows.append(row)
             windows.append((w0, w1))
             if c0 is not None and c1 is not None:
-                from uvmlab.cuda.uvm_counters import counter_deltas
                 deltas.append(counter_deltas(c0, c1))
         wall_ns = time.perf_counter_ns() - t_run
         if on_finish is not None:
@@ -355,15 +387,22 @@ def execute(w: Workload, *, threads: int = DEFAULT_THREADS, device: int = 0, wor
         if ctr is not None:
             ctr.close()
 
-    return _assemble(w, rows, windows, deltas if ctr is not None else None, cap, mark, meta,
-                     wall_ns, raw_path)
+    return _assemble(
+        w, rows, windows, deltas if ctr is not None else None, cap, mark, meta, wall_ns, raw_path
+    )
 
 
-def _assemble(w: Workload, rows: list[dict], windows: list[tuple[int, int]],
-              deltas: list[dict[str, int]] | None, cap: Any, mark: int, meta: dict,
-              wall_ns: int, raw_path: str | None) -> RealRunResult:
-    from uvmlab.cuda.cupti_capture import RECORD_DTYPE, summarize
-
+def _assemble(
+    w: Workload,
+    rows: list[dict],
+    windows: list[tuple[int, int]],
+    deltas: list[dict[str, int]] | None,
+    cap: Any,
+    mark: int,
+    meta: dict,
+    wall_ns: int,
+    raw_path: str | None,
+) -> RealRunResult:
     win = np.array(windows, dtype=np.uint64).reshape(-1, 2)
     if cap is not None:
         cap.flush()
@@ -393,16 +432,25 @@ def _assemble(w: Workload, rows: list[dict], windows: list[tuple[int, int]],
     return RealRunResult(w.name, canon, extra, rows, s["checks"], meta)
 
 
-def save_raw(path: str, records: np.ndarray, windows: np.ndarray,
-             deltas: list[dict[str, int]] | None, rows: list[dict]) -> None:
+def save_raw(
+    path: str, records: np.ndarray, windows: np.ndarray, deltas: list[dict[str, int]] | None, rows: list[dict]
+) -> None:
     """Raw capture for the parser's tests: records, op windows, counter deltas, op names."""
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     ops = [{"op": r["op"], "name": r["name"], "bytes": r.get("bytes", 0)} for r in rows]
     extra = {"deltas": deltas, "ops": ops}
-    np.savez_compressed(path, records=records, windows=windows,
-                        info=np.frombuffer(json.dumps(extra).encode(), dtype=np.uint8))
+    np.savez_compressed(
+        path, records=records, windows=windows, info=np.frombuffer(json.dumps(extra).encode(), dtype=np.uint8)
+    )
 
 
-__all__ = ["DEFAULT_THREADS", "KERNEL_SRC", "RealRunResult", "WORDS_PER_PAGE", "execute",
-           "split_totals", "write_json_atomic"]
+__all__ = [
+    "DEFAULT_THREADS",
+    "KERNEL_SRC",
+    "RealRunResult",
+    "WORDS_PER_PAGE",
+    "execute",
+    "split_totals",
+    "write_json_atomic",
+]

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from uvmlab.errors import WorkloadError
-from uvmlab.units import PAGE_SIZE
+from uvmlab.core.errors import WorkloadError
+from uvmlab.core.sizes import PAGE_SIZE
 from uvmlab.workload.ir import (
     SEG_INDEX,
     SEG_RUN,
@@ -64,8 +64,7 @@ class EncodedKernel:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.cum, self.alloc, self.start, self.stride, self.meta,
-                                      self.pool))
+        return sum(a.nbytes for a in (self.cum, self.alloc, self.start, self.stride, self.meta, self.pool))
 
 
 def encode_kernel(w: Workload, op: KernelOp) -> EncodedKernel:
@@ -75,7 +74,7 @@ def encode_kernel(w: Workload, op: KernelOp) -> EncodedKernel:
     test machines (``HostNativeAtomicSupported`` = 0), and the IR's intent there, a remote
     store to system memory, is the same either way.
     """
-    segs = w.segments[op.seg_lo:op.seg_hi]
+    segs = w.segments[op.seg_lo : op.seg_hi]
     n = len(segs)
     cum = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(segs["count"], out=cum[1:])
@@ -95,12 +94,12 @@ def encode_kernel(w: Workload, op: KernelOp) -> EncodedKernel:
         start[is_index] -= lo
     else:
         pool = np.zeros(1, dtype=np.uint32)  # the kernel wants a valid pointer
-    return EncodedKernel(cum, segs["alloc"].astype(np.int32), start, stride, meta.astype(np.uint32),
-                         pool)
+    return EncodedKernel(cum, segs["alloc"].astype(np.int32), start, stride, meta.astype(np.uint32), pool)
 
 
-def expand_encoded(enc: EncodedKernel, lo: int = 0, hi: int | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def expand_encoded(
+    enc: EncodedKernel, lo: int = 0, hi: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(alloc, page, access) of touches ``lo..hi`` as the CUDA kernel computes them.
 
     The same arithmetic as the device code (search the prefix sums, then start + k*stride or
@@ -125,7 +124,7 @@ def expand_ir(w: Workload, seg_lo: int, seg_hi: int) -> tuple[np.ndarray, np.nda
         if s["kind"] == SEG_RUN:
             p = int(s["start"]) + np.arange(n, dtype=np.int64) * int(s["stride"])
         else:
-            p = w.pool[int(s["start"]):int(s["start"]) + n].astype(np.int64)
+            p = w.pool[int(s["start"]) : int(s["start"]) + n].astype(np.int64)
         pages.append(p)
         allocs.append(np.full(n, int(s["alloc"]), dtype=np.int32))
         accesses.append(np.full(n, int(s["access"]), dtype=np.uint8))
@@ -143,10 +142,9 @@ class CpuChunk:
     words: np.ndarray  # int64 indices of uint32 words, in touch order
 
 
-def cpu_chunks(w: Workload, op: CpuOp, *, word: int = 0, chunk: int = 1 << 20
-               ) -> Iterator[CpuChunk]:
+def cpu_chunks(w: Workload, op: CpuOp, *, word: int = 0, chunk: int = 1 << 20) -> Iterator[CpuChunk]:
     """The CPU op's touches as word-index chunks of at most ``chunk`` touches, in IR order."""
-    for s in w.segments[op.seg_lo:op.seg_hi]:
+    for s in w.segments[op.seg_lo : op.seg_hi]:
         n, a, acc = int(s["count"]), int(s["alloc"]), Access(int(s["access"]))
         for lo in range(0, n, chunk):
             m = min(chunk, n - lo)
@@ -154,7 +152,7 @@ def cpu_chunks(w: Workload, op: CpuOp, *, word: int = 0, chunk: int = 1 << 20
                 pages = int(s["start"]) + (lo + np.arange(m, dtype=np.int64)) * int(s["stride"])
             else:
                 off = int(s["start"]) + lo
-                pages = w.pool[off:off + m].astype(np.int64)
+                pages = w.pool[off : off + m].astype(np.int64)
             yield CpuChunk(a, acc, pages * WORDS_PER_PAGE + word)
 
 
@@ -198,34 +196,64 @@ def plan_workload(w: Workload, *, word: int = 0) -> list[PlannedOp]:
     for i, op in enumerate(w.ops):
         if isinstance(op, KernelOp):
             enc = encode_kernel(w, op)
-            plan.append(PlannedOp(i, "kernel", op.name, kernel=enc, touches=enc.total,
-                                  location=location_of(op.gpu),
-                                  info={"compute_ns": op.compute_ns}))
+            plan.append(
+                PlannedOp(
+                    i,
+                    "kernel",
+                    op.name,
+                    kernel=enc,
+                    touches=enc.total,
+                    location=location_of(op.gpu),
+                    info={"compute_ns": op.compute_ns},
+                )
+            )
         elif isinstance(op, CpuOp):
-            segs = w.segments[op.seg_lo:op.seg_hi]
+            segs = w.segments[op.seg_lo : op.seg_hi]
             for a in np.unique(segs["alloc"]):
                 if w.allocs[a].kind == AllocKind.DEVICE:
                     raise WorkloadError(
-                        f"op {i} ({op.name}): the CPU cannot touch device allocation "
-                        f"{w.allocs[a].name!r}")
-            plan.append(PlannedOp(i, "cpu", op.name, touches=int(segs["count"].sum()),
-                                  info={"compute_ns": op.compute_ns}))
+                        f"op {i} ({op.name}): the CPU cannot touch device allocation {w.allocs[a].name!r}"
+                    )
+            plan.append(
+                PlannedOp(
+                    i, "cpu", op.name, touches=int(segs["count"].sum()), info={"compute_ns": op.compute_ns}
+                )
+            )
         elif isinstance(op, AdviseOp | PrefetchOp):
             a = w.allocs[op.alloc]
             if a.kind != AllocKind.MANAGED:
-                raise WorkloadError(f"op {i} ({op.op}): {a.name!r} is not managed memory; advice "
-                                    "and prefetch apply to managed allocations only")
+                raise WorkloadError(
+                    f"op {i} ({op.op}): {a.name!r} is not managed memory; advice "
+                    "and prefetch apply to managed allocations only"
+                )
             off = op.start_page * PAGE_SIZE
             nbytes = op.num_pages * PAGE_SIZE
             if isinstance(op, AdviseOp):
-                plan.append(PlannedOp(i, "advise", op.advice.name.lower(), alloc=op.alloc,
-                                      offset=off, nbytes=nbytes, advice=op.advice,
-                                      location=location_of(op.processor)))
+                plan.append(
+                    PlannedOp(
+                        i,
+                        "advise",
+                        op.advice.name.lower(),
+                        alloc=op.alloc,
+                        offset=off,
+                        nbytes=nbytes,
+                        advice=op.advice,
+                        location=location_of(op.processor),
+                    )
+                )
             else:
                 dest = processor_name(op.processor)
-                plan.append(PlannedOp(i, "prefetch", f"prefetch->{dest}", alloc=op.alloc,
-                                      offset=off, nbytes=nbytes,
-                                      location=location_of(op.processor)))
+                plan.append(
+                    PlannedOp(
+                        i,
+                        "prefetch",
+                        f"prefetch->{dest}",
+                        alloc=op.alloc,
+                        offset=off,
+                        nbytes=nbytes,
+                        location=location_of(op.processor),
+                    )
+                )
         elif isinstance(op, SyncOp):
             plan.append(PlannedOp(i, "sync", "sync"))
         elif isinstance(op, FreeOp):
@@ -243,5 +271,4 @@ def alloc_nbytes(w: Workload, i: int) -> int:
 
 def max_gpu_ordinal(plan: list[PlannedOp]) -> int:
     """Highest CUDA device ordinal the plan names (-1 when none)."""
-    return max((p.location[1] for p in plan if p.location and p.location[0] == "device"),
-               default=-1)
+    return max((p.location[1] for p in plan if p.location and p.location[0] == "device"), default=-1)

@@ -14,8 +14,10 @@ import os
 import subprocess
 from typing import Any
 
-from uvmlab.errors import GpuUnavailableError, UvmlabError
-from uvmlab.units import fmt_bytes
+from uvmlab.core.errors import GpuUnavailableError, UvmlabError
+from uvmlab.core.sizes import VA_BLOCK_SIZE
+from uvmlab.core.units import fmt_bytes
+from uvmlab.workload.ir import AllocKind
 
 #: a workload's managed allocations may use at most this share of the GPU's free memory. Asking
 #: the driver for more managed memory than the card has free can hang the GPU for everyone on
@@ -25,7 +27,6 @@ MANAGED_FREE_FRACTION = 0.5
 #: CUDA context, the kernel's segment tables and the driver's own page tables.
 TOTAL_FREE_FRACTION = 0.9
 #: cudaMallocManaged hands out whole 2 MiB VA blocks; count footprints in those units.
-VA_BLOCK_SIZE = 2 << 20
 
 UVM_PARAMS_DIR = "/sys/module/nvidia_uvm/parameters"
 
@@ -46,14 +47,13 @@ def load_cuda() -> tuple[Any, Any]:
     reason when any piece is missing.
     """
     try:
-        import cupy
+        import cupy  # optional: present only on a CUDA machine
     except Exception as e:  # ImportError, or CuPy failing to find libcuda
         raise GpuUnavailableError(f"the real-GPU backend needs CuPy ({_one_line(e)})") from None
     try:
-        from cuda.bindings import runtime as rt
+        from cuda.bindings import runtime as rt  # optional: present only on a CUDA machine
     except Exception as e:
-        raise GpuUnavailableError(
-            f"the real-GPU backend needs cuda-bindings ({_one_line(e)})") from None
+        raise GpuUnavailableError(f"the real-GPU backend needs cuda-bindings ({_one_line(e)})") from None
     try:
         n = int(cupy.cuda.runtime.getDeviceCount())
     except Exception as e:
@@ -81,16 +81,20 @@ def _round_block(n: int) -> int:
 
 def footprint(allocs: list) -> tuple[int, int]:
     """(managed bytes, device bytes) of a list of IR ``Alloc``, each rounded up to 2 MiB."""
-    from uvmlab.workload.ir import AllocKind
-
     managed = sum(_round_block(a.bytes) for a in allocs if a.kind == AllocKind.MANAGED)
     device = sum(_round_block(a.bytes) for a in allocs if a.kind == AllocKind.DEVICE)
     return managed, device
 
 
-def check_fits(name: str, managed_bytes: int, device_bytes: int, free_bytes: int, *,
-               managed_fraction: float = MANAGED_FREE_FRACTION,
-               total_fraction: float = TOTAL_FREE_FRACTION) -> None:
+def check_fits(
+    name: str,
+    managed_bytes: int,
+    device_bytes: int,
+    free_bytes: int,
+    *,
+    managed_fraction: float = MANAGED_FREE_FRACTION,
+    total_fraction: float = TOTAL_FREE_FRACTION,
+) -> None:
     """Refuse (``GpuMemoryRefusedError``) a workload that breaks the safety rule.
 
     Managed allocations may use at most ``managed_fraction`` of the free GPU memory, and managed
@@ -103,12 +107,14 @@ def check_fits(name: str, managed_bytes: int, device_bytes: int, free_bytes: int
         raise GpuMemoryRefusedError(
             f"refusing to run {name!r}: its managed allocations ({fmt_bytes(managed_bytes)}) "
             f"exceed {managed_fraction:.0%} of the GPU's free memory ({fmt_bytes(free_bytes)}); "
-            "study oversubscription in the model, not on the card")
+            "study oversubscription in the model, not on the card"
+        )
     if managed_bytes + device_bytes > total_fraction * free_bytes:
         raise GpuMemoryRefusedError(
             f"refusing to run {name!r}: managed + device allocations "
             f"({fmt_bytes(managed_bytes + device_bytes)}) exceed {total_fraction:.0%} of the "
-            f"GPU's free memory ({fmt_bytes(free_bytes)})")
+            f"GPU's free memory ({fmt_bytes(free_bytes)})"
+        )
 
 
 # --- describing the machine ---------------------------------------------------------------------
@@ -136,8 +142,12 @@ def driver_version() -> str:
     except OSError:
         pass
     try:
-        r = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                           capture_output=True, text=True, timeout=20)
+        r = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
         return r.stdout.strip().splitlines()[0] if r.stdout.strip() else ""
     except (OSError, subprocess.SubprocessError):
         return ""
@@ -146,8 +156,9 @@ def driver_version() -> str:
 def _smi_link() -> dict[str, str]:
     try:
         q = "--query-gpu=pcie.link.gen.current,pcie.link.width.current"
-        r = subprocess.run(["nvidia-smi", q, "--format=csv,noheader"],
-                           capture_output=True, text=True, timeout=20)
+        r = subprocess.run(
+            ["nvidia-smi", q, "--format=csv,noheader"], capture_output=True, text=True, timeout=20
+        )
         gen, width = (x.strip() for x in r.stdout.strip().splitlines()[0].split(","))
         return {"pcie_gen": gen, "pcie_width": width}
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
@@ -163,8 +174,13 @@ def device_info(device: int = 0) -> dict[str, Any]:
     with cp.cuda.Device(device):
         free, total = rtm.memGetInfo()
     attrs = {}
-    for a in ("ConcurrentManagedAccess", "PageableMemoryAccess", "DirectManagedMemAccessFromHost",
-              "HostNativeAtomicSupported", "MultiProcessorCount"):
+    for a in (
+        "ConcurrentManagedAccess",
+        "PageableMemoryAccess",
+        "DirectManagedMemAccessFromHost",
+        "HostNativeAtomicSupported",
+        "MultiProcessorCount",
+    ):
         try:
             attrs[a] = int(rtm.deviceGetAttribute(getattr(rtm, "cudaDevAttr" + a), device))
         except Exception as e:  # an attribute this CUDA does not know is worth a note, not a crash

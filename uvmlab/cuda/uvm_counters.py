@@ -38,7 +38,7 @@ import struct
 
 import numpy as np
 
-from uvmlab.errors import GpuUnavailableError
+from uvmlab.core.errors import GpuUnavailableError
 
 UVM_TOOLS_INIT_EVENT_TRACKER = 56
 UVM_TOOLS_ENABLE_COUNTERS = 60
@@ -105,8 +105,10 @@ class UvmCounters:
             except OSError as e:
                 errors.append(f"fd {uvm_fd}: {e.strerror}")
             os.close(fd)
-        raise GpuUnavailableError("UVM tools counters unavailable: "
-                                  + ("; ".join(errors) or "no /dev/nvidia-uvm fd in this process"))
+        raise GpuUnavailableError(
+            "UVM tools counters unavailable: "
+            + ("; ".join(errors) or "no /dev/nvidia-uvm fd in this process")
+        )
 
     def snapshot(self) -> np.ndarray:
         return self.values.copy()

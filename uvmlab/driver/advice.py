@@ -31,7 +31,7 @@ def advise(drv: UvmDriver, first_page: int, num_pages: int, advice: Advice, proc
     blocks = ((first_page + num_pages - 1) >> BLOCK_SHIFT) - (first_page >> BLOCK_SHIFT) + 1
     drv.charge(blocks * drv.profile.advise_block_ns)
     # blocks that may now carry advice: the compiled fault path checks their pages
-    va.block_advised[first_page >> BLOCK_SHIFT:(first_page >> BLOCK_SHIFT) + blocks] = True
+    va.block_advised[first_page >> BLOCK_SHIFT : (first_page >> BLOCK_SHIFT) + blocks] = True
     if advice == Advice.SET_PREFERRED_LOCATION:
         va.preferred[sl] = proc + 1
         # The preferred processor's remote mappings to pages not resident on it are unmapped,
@@ -80,7 +80,7 @@ def _collapse_duplicates(drv: UvmDriver, first_page: int, num_pages: int) -> Non
         s, e = max(lo, first_page), min(hi, end)
         res = va.residency[lo:hi]
         dup = np.zeros(hi - lo, dtype=bool)
-        dup[s - lo:e - lo] = (res[s - lo:e - lo] & (res[s - lo:e - lo] - 1)) != 0
+        dup[s - lo : e - lo] = (res[s - lo : e - lo] & (res[s - lo : e - lo] - 1)) != 0
         if not dup.any():
             continue
         pref = va.preferred[lo:hi].astype(np.int16) - 1

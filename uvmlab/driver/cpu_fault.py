@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from uvmlab.core.sizes import PAGE_SIZE
 from uvmlab.driver import events as ev
 from uvmlab.driver import va_block as vb
+from uvmlab.driver.fatal import ContextFatal
 from uvmlab.driver.va_space import BLOCK_SHIFT, CPU
-from uvmlab.units import PAGE_SIZE
 from uvmlab.workload.ir import Access, AllocKind
 
 if TYPE_CHECKING:
@@ -26,8 +27,6 @@ MAX_THROTTLE_RETRIES = 10_000  # a thread throttled this often is a model bug, n
 
 def cpu_fault(drv: UvmDriver, page: int, access: int) -> float:
     """Service one CPU fault on global ``page``; return the simulated ns the thread waited."""
-    from uvmlab.driver.uvm import ContextFatal
-
     va = drv.va
     block = page >> BLOCK_SHIFT
     alloc = int(va.block_alloc[block])
@@ -39,18 +38,25 @@ def cpu_fault(drv: UvmDriver, page: int, access: int) -> float:
     acc = Access.ATOMIC if access >= Access.WRITE else Access.READ
     c = drv.counters
     c["cpu_faults"] += 1
-    drv.log.add(drv.now_ns, ev.CPU_FAULT, CPU, page * PAGE_SIZE, PAGE_SIZE,
-                "write" if acc >= Access.WRITE else "read")
+    drv.log.add(
+        drv.now_ns, ev.CPU_FAULT, CPU, page * PAGE_SIZE, PAGE_SIZE, "write" if acc >= Access.WRITE else "read"
+    )
     waited = 0.0
     lo, hi = va.block_range(block)
     local = page - lo
     for _ in range(MAX_THROTTLE_RETRIES):
-        hint = drv.thrashing.get_hint(block, local, CPU, drv.now_ns + int(waited),
-                                      preferred=int(va.preferred[page]) - 1,
-                                      closest=va.closest_resident(int(va.residency[page]), CPU))
+        hint = drv.thrashing.get_hint(
+            block,
+            local,
+            CPU,
+            drv.now_ns + int(waited),
+            preferred=int(va.preferred[page]) - 1,
+            closest=va.closest_resident(int(va.residency[page]), CPU),
+        )
         if drv.hooks is not None:
-            hint = drv.hooks.thrashing_hints(drv, block, CPU, np.array([local]), np.array([page]),
-                                             [hint], drv.now_ns + int(waited))[0]
+            hint = drv.hooks.thrashing_hints(
+                drv, block, CPU, np.array([local]), np.array([page]), [hint], drv.now_ns + int(waited)
+            )[0]
         if hint.kind != vb.HINT_THROTTLE:
             break
         nap = max(0, hint.end_ns - (drv.now_ns + int(waited)))
@@ -68,6 +74,7 @@ def cpu_fault(drv: UvmDriver, page: int, access: int) -> float:
     if hint.kind == vb.HINT_PIN:
         pin[local] = True
     drv.charge(drv.profile.cpu_fault_ns)
-    vb.service_locked(drv, block, CPU, {dest: mask}, access_arr,
-                      np.full(n, dup, dtype=bool) & mask, pin, cause="fault")
+    vb.service_locked(
+        drv, block, CPU, {dest: mask}, access_arr, np.full(n, dup, dtype=bool) & mask, pin, cause="fault"
+    )
     return waited + drv.take_work()

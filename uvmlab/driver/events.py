@@ -7,7 +7,9 @@ appended to a list, turned into a pandas DataFrame at the end (``EventLog.to_pan
 
 from __future__ import annotations
 
-from uvmlab.results.schema import EXTRA, TOTAL_KEYS
+import pandas as pd
+
+from uvmlab.core.counters import EXTRA, TOTAL_KEYS
 
 # Tools event types (uvm_types.h UvmEventType), the ones the model emits.
 CPU_FAULT = "CpuFault"
@@ -45,12 +47,19 @@ class EventLog:
         self.enabled = enabled
         self.rows: list[tuple] = []
 
-    def add(self, time_ns: int, event: str, processor: int = -1, address: int = -1,
-            nbytes: int = 0, cause: str = "", src: int = -1, info: str = "") -> None:
+    def add(
+        self,
+        time_ns: int,
+        event: str,
+        processor: int = -1,
+        address: int = -1,
+        nbytes: int = 0,
+        cause: str = "",
+        src: int = -1,
+        info: str = "",
+    ) -> None:
         if self.enabled:
             self.rows.append((int(time_ns), event, processor, address, nbytes, cause, src, info))
 
     def to_pandas(self):  # -> pandas.DataFrame (import kept lazy: pandas is slow to import)
-        import pandas as pd
-
         return pd.DataFrame(self.rows, columns=list(EVENT_COLUMNS))

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from uvmlab.core.sizes import PAGE_SIZE
 from uvmlab.driver import events as ev
+from uvmlab.driver.block_copy import accessed_by_permission, map_pages, record_copies
 from uvmlab.driver.va_space import CPU
-from uvmlab.units import PAGE_SIZE
 
 if TYPE_CHECKING:
     from uvmlab.driver.uvm import UvmDriver
@@ -56,12 +57,11 @@ def evict_block_chunk(drv: UvmDriver, gpu: int, block: int, chunk: int) -> None:
     drv.counters["evictions"] += 1
     drv.counters["pages_evicted"] += int(on_gpu.sum())
     drv.charge(drv.profile.evict_chunk_ns)
-    drv.log.add(drv.now_ns, ev.EVICTION, gpu, lo * PAGE_SIZE, int(on_gpu.sum()) * PAGE_SIZE,
-                ev.CAUSE_EVICTION)
+    drv.log.add(
+        drv.now_ns, ev.EVICTION, gpu, lo * PAGE_SIZE, int(on_gpu.sum()) * PAGE_SIZE, ev.CAUSE_EVICTION
+    )
     if only_gpu.any():
-        from uvmlab.driver.va_block import _record_copies
-
-        _record_copies(drv, block, lo, CPU, gpu, only_gpu, None, "eviction")
+        record_copies(drv, block, lo, CPU, gpu, only_gpu, None, "eviction")
     va.perm[:, lo:hi][:, on_gpu] = 0  # make_resident's unmap step: every mapping goes
     res[on_gpu] = 1 << CPU
     va.gpu_chunk[gpu - 1, block] = -1
@@ -71,7 +71,6 @@ def evict_block_chunk(drv: UvmDriver, gpu: int, block: int, chunk: int) -> None:
     if drv.access_counters.migration_enabled and drv.params.uvm_perf_map_remote_on_eviction:
         remap |= on_gpu
     if remap.any():
-        from uvmlab.driver.va_block import accessed_by_permission, map_pages
-
-        map_pages(drv, gpu, np.flatnonzero(remap) + lo, accessed_by_permission(va, gpu, CPU),
-                  cause="Eviction")
+        map_pages(
+            drv, gpu, np.flatnonzero(remap) + lo, accessed_by_permission(va, gpu, CPU), cause="Eviction"
+        )

@@ -22,8 +22,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 
+from uvmlab.core.errors import UvmlabError
 from uvmlab.driver.hal_arch import ARCHS, LINKS, ArchHal
-from uvmlab.errors import UvmlabError
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -89,15 +89,19 @@ class GpuSpec:
         for field_name in ("big_page_size", "root_chunk_size"):
             v = getattr(self, field_name)
             if v <= 0 or v & (v - 1):
-                raise UvmlabError(
-                    f"GPU {self.name!r}: {field_name} must be a power of two, got {v}"
-                )
+                raise UvmlabError(f"GPU {self.name!r}: {field_name} must be a power of two, got {v}")
         if self.fault_buffer_entries < 1 or self.utlb_count < 1 or self.sm_count < 1:
             raise UvmlabError(f"GPU {self.name!r}: fault buffer, uTLB and SM counts must be >= 1")
-        if self.arch not in ARCHS or self.link not in LINKS or (
-                self.peer_link and self.peer_link not in LINKS) or self.peer_links < 0:
-            raise UvmlabError(f"GPU {self.name!r}: unknown architecture or link "
-                              f"({self.arch!r}, {self.link!r}, {self.peer_link!r})")
+        if (
+            self.arch not in ARCHS
+            or self.link not in LINKS
+            or (self.peer_link and self.peer_link not in LINKS)
+            or self.peer_links < 0
+        ):
+            raise UvmlabError(
+                f"GPU {self.name!r}: unknown architecture or link "
+                f"({self.arch!r}, {self.link!r}, {self.peer_link!r})"
+            )
 
     @property
     def arch_hal(self) -> ArchHal:
@@ -133,30 +137,57 @@ class GpuSpec:
 
 _RESERVE_ESTIMATE = 81559 * MiB - 81079 * MiB  # what RM kept on the measured H100 (480 MiB)
 
-_UNCONFIRMED_BUFFER = ("unconfirmed: the capacity is the hardware's reset value of the fault "
-                       "buffer size register, read by RM at boot (not in any source); "
-                       "placeholder 8192 entries, only caps the batch at 256")
+_UNCONFIRMED_BUFFER = (
+    "unconfirmed: the capacity is the hardware's reset value of the fault "
+    "buffer size register, read by RM at boot (not in any source); "
+    "placeholder 8192 entries, only caps the batch at 256"
+)
 
 
-def _datasheet_gpu(*, name: str, marketing_name: str, arch: str, memory_mib: int, sm_count: int,
-                   gpcs: int, max_tpc_per_gpc: int, link: str, memory_gbps: float,
-                   peer_link: str = "", peer_links: int = 0, pcie_p2p: bool = True,
-                   sources: dict[str, str]) -> GpuSpec:
+def _datasheet_gpu(
+    *,
+    name: str,
+    marketing_name: str,
+    arch: str,
+    memory_mib: int,
+    sm_count: int,
+    gpcs: int,
+    max_tpc_per_gpc: int,
+    link: str,
+    memory_gbps: float,
+    peer_link: str = "",
+    peer_links: int = 0,
+    pcie_p2p: bool = True,
+    sources: dict[str, str],
+) -> GpuSpec:
     """A GPU no one here has measured: capacity and counts from its datasheet / whitepaper, the
     free memory estimated with the H100's measured RM reserve, the uTLB count from its
     architecture's formula (hal_arch.ArchHal.utlb_count)."""
     return GpuSpec(
-        name=name, marketing_name=marketing_name, arch=arch, memory_bytes=memory_mib * MiB,
-        free_bytes=memory_mib * MiB - _RESERVE_ESTIMATE, sm_count=sm_count,
+        name=name,
+        marketing_name=marketing_name,
+        arch=arch,
+        memory_bytes=memory_mib * MiB,
+        free_bytes=memory_mib * MiB - _RESERVE_ESTIMATE,
+        sm_count=sm_count,
         utlb_count=ARCHS[arch].utlb_count(gpcs, max_tpc_per_gpc),
         has_access_counters=ARCHS[arch].access_counters.startswith(("yes", "when")),
-        link=link, memory_gbps=memory_gbps, peer_link=peer_link, peer_links=peer_links,
-        pcie_p2p=pcie_p2p, calibrated=False,
+        link=link,
+        memory_gbps=memory_gbps,
+        peer_link=peer_link,
+        peer_links=peer_links,
+        pcie_p2p=pcie_p2p,
+        calibrated=False,
         source=sources["memory_bytes"],
-        sources={"free_bytes": "estimate: memory_bytes minus the 480 MiB RM kept on the measured "
-                 "H100 (nvidia-smi total - free)", "fault_buffer_entries": _UNCONFIRMED_BUFFER,
-                 "utlb_count": f"{ARCHS[arch].utlbs_per_gpc} uTLBs per GPC x {gpcs} GPCs "
-                 f"({ARCHS[arch].sources['utlbs_per_gpc']})", **sources})
+        sources={
+            "free_bytes": "estimate: memory_bytes minus the 480 MiB RM kept on the measured "
+            "H100 (nvidia-smi total - free)",
+            "fault_buffer_entries": _UNCONFIRMED_BUFFER,
+            "utlb_count": f"{ARCHS[arch].utlbs_per_gpc} uTLBs per GPC x {gpcs} GPCs "
+            f"({ARCHS[arch].sources['utlbs_per_gpc']})",
+            **sources,
+        },
+    )
 
 
 GPUS: dict[str, GpuSpec] = {
@@ -209,8 +240,14 @@ GPUS: dict[str, GpuSpec] = {
         },
     ),
     "gtx1080ti": _datasheet_gpu(
-        name="gtx1080ti", marketing_name="NVIDIA GeForce GTX 1080 Ti", arch="pascal",
-        memory_mib=11 * 1024, sm_count=28, gpcs=6, max_tpc_per_gpc=5, link="pcie3",
+        name="gtx1080ti",
+        marketing_name="NVIDIA GeForce GTX 1080 Ti",
+        arch="pascal",
+        memory_mib=11 * 1024,
+        sm_count=28,
+        gpcs=6,
+        max_tpc_per_gpc=5,
+        link="pcie3",
         memory_gbps=484.0,
         sources={
             "memory_bytes": "NVIDIA GeForce GTX 1080 Ti specifications: 11 GB GDDR5X",
@@ -222,9 +259,17 @@ GPUS: dict[str, GpuSpec] = {
         },
     ),
     "p100": _datasheet_gpu(
-        name="p100", marketing_name="NVIDIA Tesla P100 SXM2 16GB", arch="pascal",
-        memory_mib=16 * 1024, sm_count=56, gpcs=6, max_tpc_per_gpc=5, link="pcie3",
-        memory_gbps=732.0, peer_link="nvlink1", peer_links=4,
+        name="p100",
+        marketing_name="NVIDIA Tesla P100 SXM2 16GB",
+        arch="pascal",
+        memory_mib=16 * 1024,
+        sm_count=56,
+        gpcs=6,
+        max_tpc_per_gpc=5,
+        link="pcie3",
+        memory_gbps=732.0,
+        peer_link="nvlink1",
+        peer_links=4,
         sources={
             "memory_bytes": "NVIDIA Tesla P100 whitepaper: 16 GB HBM2",
             "memory_gbps": "Tesla P100 whitepaper: 732 GB/s",
@@ -235,9 +280,17 @@ GPUS: dict[str, GpuSpec] = {
         },
     ),
     "v100": _datasheet_gpu(
-        name="v100", marketing_name="NVIDIA Tesla V100 SXM2 16GB", arch="volta",
-        memory_mib=16 * 1024, sm_count=80, gpcs=6, max_tpc_per_gpc=7, link="pcie3",
-        memory_gbps=900.0, peer_link="nvlink2", peer_links=6,
+        name="v100",
+        marketing_name="NVIDIA Tesla V100 SXM2 16GB",
+        arch="volta",
+        memory_mib=16 * 1024,
+        sm_count=80,
+        gpcs=6,
+        max_tpc_per_gpc=7,
+        link="pcie3",
+        memory_gbps=900.0,
+        peer_link="nvlink2",
+        peer_links=6,
         sources={
             "memory_bytes": "NVIDIA Tesla V100 GPU Architecture whitepaper: 16 GB HBM2",
             "memory_gbps": "Tesla V100 whitepaper: 900 GB/s",
@@ -248,9 +301,17 @@ GPUS: dict[str, GpuSpec] = {
         },
     ),
     "a100": _datasheet_gpu(
-        name="a100", marketing_name="NVIDIA A100-SXM4-40GB", arch="ampere",
-        memory_mib=40 * 1024, sm_count=108, gpcs=8, max_tpc_per_gpc=8, link="pcie4",
-        memory_gbps=1555.0, peer_link="nvlink3", peer_links=12,
+        name="a100",
+        marketing_name="NVIDIA A100-SXM4-40GB",
+        arch="ampere",
+        memory_mib=40 * 1024,
+        sm_count=108,
+        gpcs=8,
+        max_tpc_per_gpc=8,
+        link="pcie4",
+        memory_gbps=1555.0,
+        peer_link="nvlink3",
+        peer_links=12,
         sources={
             "memory_bytes": "NVIDIA A100 Tensor Core GPU Architecture whitepaper: 40 GB HBM2",
             "memory_gbps": "A100 whitepaper: 1555 GB/s",
@@ -261,9 +322,17 @@ GPUS: dict[str, GpuSpec] = {
         },
     ),
     "b200": _datasheet_gpu(
-        name="b200", marketing_name="NVIDIA B200", arch="blackwell",
-        memory_mib=180 * 1024, sm_count=148, gpcs=8, max_tpc_per_gpc=9, link="pcie5",
-        memory_gbps=8000.0, peer_link="nvlink5", peer_links=18,
+        name="b200",
+        marketing_name="NVIDIA B200",
+        arch="blackwell",
+        memory_mib=180 * 1024,
+        sm_count=148,
+        gpcs=8,
+        max_tpc_per_gpc=9,
+        link="pcie5",
+        memory_gbps=8000.0,
+        peer_link="nvlink5",
+        peer_links=18,
         sources={
             "memory_bytes": "NVIDIA DGX B200 user guide: 8 B200 GPUs with 1,440 GB in total",
             "memory_gbps": "NVIDIA Blackwell datasheet: HBM3e, 8 TB/s per GPU",
@@ -277,15 +346,21 @@ GPUS: dict[str, GpuSpec] = {
         },
     ),
     "rtx5090": _datasheet_gpu(
-        name="rtx5090", marketing_name="NVIDIA GeForce RTX 5090", arch="blackwell",
-        memory_mib=32 * 1024, sm_count=170, gpcs=12, max_tpc_per_gpc=8, link="pcie5",
-        memory_gbps=1792.0, pcie_p2p=False,
+        name="rtx5090",
+        marketing_name="NVIDIA GeForce RTX 5090",
+        arch="blackwell",
+        memory_mib=32 * 1024,
+        sm_count=170,
+        gpcs=12,
+        max_tpc_per_gpc=8,
+        link="pcie5",
+        memory_gbps=1792.0,
+        pcie_p2p=False,
         sources={
             "memory_bytes": "NVIDIA GeForce RTX 5090 specifications: 32 GB GDDR7",
             "memory_gbps": "NVIDIA RTX Blackwell GPU Architecture whitepaper: 1792 GB/s",
             "sm_count": "GeForce RTX 5090 specifications: 21760 CUDA cores = 170 SMs x 128",
-            "gpcs": "RTX Blackwell GPU Architecture whitepaper: GB202 full die has 12 GPCs of "
-            "8 TPCs",
+            "gpcs": "RTX Blackwell GPU Architecture whitepaper: GB202 full die has 12 GPCs of 8 TPCs",
             "link": "GeForce RTX 5090 specifications: PCI Express Gen 5; no NVLink",
             "pcie_p2p": "unconfirmed: peer-to-peer over PCIe is not offered on GeForce boards "
             "of this generation; the model gives RTX 5090 peers no peer mappings",

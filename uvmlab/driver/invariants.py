@@ -34,15 +34,18 @@ def check_invariants(drv: UvmDriver) -> None:
             continue
         r = res[mapped]
         if np.any(r == 0):
-            raise InvariantError(f"processor {p} maps a page resident nowhere: "
-                                 f"page {int(mapped[np.argmax(r == 0)])}")
+            raise InvariantError(
+                f"processor {p} maps a page resident nowhere: page {int(mapped[np.argmax(r == 0)])}"
+            )
         reachable = np.zeros(len(mapped), dtype=bool)
         for q in range(va.n_procs):
             if va.can_access(p, q):
                 reachable |= ((r >> q) & 1).astype(bool)
         if not reachable.all():
-            raise InvariantError(f"processor {p} maps page {int(mapped[np.argmax(~reachable)])}"
-                                 " whose only copies it cannot reach")
+            raise InvariantError(
+                f"processor {p} maps page {int(mapped[np.argmax(~reachable)])}"
+                " whose only copies it cannot reach"
+            )
     multi = np.flatnonzero(res & (res - 1))
     if len(multi) and np.any(va.perm[:, multi] > PERM_READ):
         raise InvariantError("a read-duplicated page is mapped writable")
@@ -54,14 +57,17 @@ def check_invariants(drv: UvmDriver) -> None:
         managed = blocks[va.alloc_kind[va.block_alloc[blocks]] == 0]
         chunks = va.gpu_chunk[g, managed]
         if np.any(chunks < 0):
-            raise InvariantError(f"block {int(managed[np.argmax(chunks < 0)])} has pages on "
-                                 f"gpu{g} but no GPU memory")
+            raise InvariantError(
+                f"block {int(managed[np.argmax(chunks < 0)])} has pages on gpu{g} but no GPU memory"
+            )
         if np.any(pmm.owner[chunks] != managed):
             raise InvariantError("a root chunk's owner disagrees with the block it backs")
         if pmm.used_bytes > pmm.capacity_bytes:
             raise InvariantError(f"gpu{g}: {pmm.used_bytes} bytes in use > capacity")
     c = drv.counters
-    for d, causes in (("htod", ("fault", "prefetch", "user", "access_counter")),
-                      ("dtoh", ("fault", "prefetch", "eviction", "user"))):
+    for d, causes in (
+        ("htod", ("fault", "prefetch", "user", "access_counter")),
+        ("dtoh", ("fault", "prefetch", "eviction", "user")),
+    ):
         if c[f"bytes_{d}"] != sum(c[f"bytes_{d}_{k}"] for k in causes):
             raise InvariantError(f"bytes_{d} does not equal the sum of its causes")

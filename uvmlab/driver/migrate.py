@@ -31,11 +31,11 @@ def migrate(drv: UvmDriver, first_page: int, num_pages: int, dest: int) -> None:
         if s >= e:
             continue
         mask = np.zeros(hi - lo, dtype=bool)
-        mask[s - lo:e - lo] = True
+        mask[s - lo : e - lo] = True
         rd = va.read_dup[s:e] == READ_DUP_ENABLED
         if rd.any():
             dup = np.zeros(hi - lo, dtype=bool)
-            dup[s - lo:e - lo] = rd
+            dup[s - lo : e - lo] = rd
             vb.make_resident(drv, block, dest, dup, "user", read_duplicate=True)
             mask &= ~dup
         if mask.any():

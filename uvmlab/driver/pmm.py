@@ -38,7 +38,7 @@ from enum import IntEnum
 import numpy as np
 from numba import njit
 
-from uvmlab.errors import UvmlabError
+from uvmlab.core.errors import UvmlabError
 
 ROOT_CHUNK_SIZE = 2 << 20  # UVM_CHUNK_SIZE_MAX (uvm_pmm_gpu.h)
 
@@ -91,13 +91,10 @@ class Pmm:
 
     def __init__(self, capacity_bytes: int) -> None:
         if isinstance(capacity_bytes, bool) or not isinstance(capacity_bytes, int | np.integer):
-            raise UvmlabError(f"GPU memory capacity must be an integer byte count, "
-                              f"got {capacity_bytes!r}")
+            raise UvmlabError(f"GPU memory capacity must be an integer byte count, got {capacity_bytes!r}")
         capacity_bytes = int(capacity_bytes)
         if capacity_bytes < ROOT_CHUNK_SIZE:
-            raise UvmlabError(
-                f"GPU memory capacity {capacity_bytes} B is smaller than one 2 MiB root chunk"
-            )
+            raise UvmlabError(f"GPU memory capacity {capacity_bytes} B is smaller than one 2 MiB root chunk")
         if capacity_bytes > MAX_CAPACITY_BYTES:
             raise UvmlabError(f"GPU memory capacity {capacity_bytes} B is larger than 64 TiB")
         n = capacity_bytes // ROOT_CHUNK_SIZE
@@ -256,8 +253,7 @@ class Pmm:
         """
         c = self._check_index(chunk)
         if self._state[c] != TEMP_PINNED:
-            raise ValueError(f"unpin_allocated: chunk {c} is {self._state_name(c)}, "
-                             "not TEMP_PINNED")
+            raise ValueError(f"unpin_allocated: chunk {c} is {self._state_name(c)}, not TEMP_PINNED")
         self._state[c] = ALLOCATED
         self._push_tail(c, LIST_USED)
 
@@ -294,8 +290,7 @@ class Pmm:
         """The evicted root chunk goes to the allocating caller, TEMP_PINNED (§7.6 step 3)."""
         c = self._check_index(chunk)
         if self._state[c] != IN_EVICTION:
-            raise ValueError(f"finish_eviction: chunk {c} is {self._state_name(c)}, "
-                             "not IN_EVICTION")
+            raise ValueError(f"finish_eviction: chunk {c} is {self._state_name(c)}, not IN_EVICTION")
         if new_owner < 0:
             raise ValueError(f"new_owner must be a VA block id >= 0, got {new_owner}")
         self._state[c] = TEMP_PINNED
@@ -339,8 +334,7 @@ class Pmm:
         used <= capacity.
         """
         n = self.n_root_chunks
-        seen, lst, code, where, k = _walk_lists(self._next, self._prev, n, _N_LISTS,
-                                                self._count)
+        seen, lst, code, where, k = _walk_lists(self._next, self._prev, n, _N_LISTS, self._count)
         label = _LIST_LABEL[lst] if 0 <= lst < _N_LISTS else "?"
         _require(code != 1, f"list {label}: bad link to node {where}")
         _require(code != 2, f"chunk {where}: prev link broken")
@@ -361,15 +355,18 @@ class Pmm:
         _require(bool(np.isin(st, list(expect)).all()), "unknown chunk state")
         for state, lists in expect.items():
             bad = (st == state) & ~np.isin(self._list, lists)
-            _require(not bad.any(),
-                     f"{ChunkState(state).name} chunks on the wrong list: "
-                     f"{np.flatnonzero(bad)[:5].tolist()}")
+            _require(
+                not bad.any(),
+                f"{ChunkState(state).name} chunks on the wrong list: {np.flatnonzero(bad)[:5].tolist()}",
+            )
         no_owner = (st == FREE) | (st == RESERVED)
         _require(bool((self._owner[no_owner] == -1).all()), "free/reserved chunk has an owner")
         held = (st == TEMP_PINNED) | (st == ALLOCATED)
         _require(bool((self._owner[held] >= 0).all()), "held chunk has no owner")
-        _require(int(self._count.sum()) + int(((st == TEMP_PINNED) | (st == IN_EVICTION)).sum()) == n,
-                 "chunk counts do not add up")
+        _require(
+            int(self._count.sum()) + int(((st == TEMP_PINNED) | (st == IN_EVICTION)).sum()) == n,
+            "chunk counts do not add up",
+        )
         _require(0 <= self.used_bytes <= self.capacity_bytes, "used bytes exceed capacity")
 
     # ---- internals ---------------------------------------------------------------------------
@@ -392,18 +389,18 @@ class Pmm:
         # root_chunk_update_eviction_list (uvm_pmm_gpu.c): only ALLOCATED or TEMP_PINNED user
         # chunks may be marked; pinned or in-eviction chunks are on no list and stay put.
         c = self._check_index(chunk)
-        if not chunk_update_eviction_list(self._state, self._prev, self._next, self._list,
-                                          self._count, self.n_root_chunks, c, lst):
+        if not chunk_update_eviction_list(
+            self._state, self._prev, self._next, self._list, self._count, self.n_root_chunks, c, lst
+        ):
             raise ValueError(f"{what}: chunk {c} is {self._state_name(c)}, not a UVM chunk")
 
     # The list primitives are compiled functions shared with the compiled fault path
-    # (uvmlab.driver.fast_service), so both move chunks by the same code.
+    # (uvmlab.driver.compiled.fast_service), so both move chunks by the same code.
     def _unlink(self, c: int) -> None:
         chunk_unlink(self._prev, self._next, self._list, self._count, c)
 
     def _push_tail(self, c: int, lst: int) -> None:
-        chunk_push_tail(self._prev, self._next, self._list, self._count, self.n_root_chunks, c,
-                        lst)
+        chunk_push_tail(self._prev, self._next, self._list, self._count, self.n_root_chunks, c, lst)
 
     def _push_head(self, c: int, lst: int) -> None:
         s = self.n_root_chunks + lst
@@ -412,8 +409,7 @@ class Pmm:
         chunk_insert_between(self._prev, self._next, self._list, self._count, s, h, c, lst)
 
     def _pop_head(self, lst: int) -> int:
-        return int(chunk_pop_head(self._prev, self._next, self._list, self._count,
-                                  self.n_root_chunks, lst))
+        return int(chunk_pop_head(self._prev, self._next, self._list, self._count, self.n_root_chunks, lst))
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """(state, owner, list id, prev, next, count) for compiled code that moves chunks with

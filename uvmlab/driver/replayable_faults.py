@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit
 
+from uvmlab.core.sizes import PAGE_SIZE
 from uvmlab.driver import events as ev
 from uvmlab.driver import va_block as vb
-from uvmlab.driver.fast_service import CHUNK_USED, DONE, NEED_CHUNK
+from uvmlab.driver.compiled.fast_service import CHUNK_USED, DONE, NEED_CHUNK
+from uvmlab.driver.fatal import ContextFatal
 from uvmlab.driver.perf.thrashing import HINT_NONE
 from uvmlab.driver.va_space import BLOCK_SHIFT, PERM_READ
-from uvmlab.units import PAGE_SIZE
 from uvmlab.workload.ir import Access
 
 if TYPE_CHECKING:
@@ -48,9 +49,9 @@ class FaultBuffer:
     def push(self, page: np.ndarray, access: np.ndarray, utlb: np.ndarray) -> None:
         room = self.capacity - self.n
         k = min(room, len(page))
-        self.page[self.n:self.n + k] = page[:k]
-        self.access[self.n:self.n + k] = access[:k]
-        self.utlb[self.n:self.n + k] = utlb[:k]
+        self.page[self.n : self.n + k] = page[:k]
+        self.access[self.n : self.n + k] = access[:k]
+        self.utlb[self.n : self.n + k] = utlb[:k]
         self.n += k
         self.overflows += len(page) - k
 
@@ -59,9 +60,9 @@ class FaultBuffer:
         out = (self.page[:k].copy(), self.access[:k].copy(), self.utlb[:k].copy())
         rest = self.n - k
         if rest:
-            self.page[:rest] = self.page[k:self.n]
-            self.access[:rest] = self.access[k:self.n]
-            self.utlb[:rest] = self.utlb[k:self.n]
+            self.page[:rest] = self.page[k : self.n]
+            self.access[:rest] = self.access[k : self.n]
+            self.utlb[:rest] = self.utlb[k : self.n]
         self.n = rest
         return out
 
@@ -107,8 +108,9 @@ def coalesce(page, access, utlb, n_utlb, enabled):
     return rep_page[:m], rep_access[:m], rep_count[:m]
 
 
-def service_replayable_faults(drv: UvmDriver, buf: FaultBuffer, gpu: int,
-                              replay: Callable[[], None], n_utlb: int) -> None:
+def service_replayable_faults(
+    drv: UvmDriver, buf: FaultBuffer, gpu: int, replay: Callable[[], None], n_utlb: int
+) -> None:
     """§3.2 ``uvm_parent_gpu_service_replayable_faults``: one bottom half."""
     p = drv.params
     policy = p.uvm_perf_fault_replay_policy
@@ -128,8 +130,10 @@ def service_replayable_faults(drv: UvmDriver, buf: FaultBuffer, gpu: int,
         drv.log.add(drv.now_ns, ev.GPU_FAULT_REPLAY, gpu)
         replay()
 
-    while (num_throttled < p.uvm_perf_fault_max_throttle_per_service
-           and num_batches < p.uvm_perf_fault_max_batches_per_service):
+    while (
+        num_throttled < p.uvm_perf_fault_max_throttle_per_service
+        and num_batches < p.uvm_perf_fault_max_batches_per_service
+    ):
         page, access, utlb = buf.take(batch_count)
         if len(page) == 0:
             break
@@ -140,12 +144,14 @@ def service_replayable_faults(drv: UvmDriver, buf: FaultBuffer, gpu: int,
         drv.charge(drv.profile.fault_batch_ns + len(page) * drv.profile.fault_ns)
         drv.log.add(drv.now_ns, ev.GPU_FAULT, gpu, int(rp[0]) * PAGE_SIZE, len(page))
         throttled, duplicates = service_fault_batch(
-            drv, gpu, rp, ra, rc, do_replay if policy == REPLAY_BLOCK else None)
+            drv, gpu, rp, ra, rc, do_replay if policy == REPLAY_BLOCK else None
+        )
         c["gpu_faults_duplicate"] += duplicates
         decision = 0
         if drv.hooks is not None:  # policy migrations, then decide_replay: 1 now, 0 default, -1 defer
-            decision = drv.hooks.after_batch(drv, gpu, policy, num_batches, len(page), len(rp),
-                                             duplicates, throttled, buf.n, replays)
+            decision = drv.hooks.after_batch(
+                drv, gpu, policy, num_batches, len(page), len(rp), duplicates, throttled, buf.n, replays
+            )
         if decision > 0:
             do_replay()
         elif decision < 0:
@@ -164,8 +170,14 @@ def service_replayable_faults(drv: UvmDriver, buf: FaultBuffer, gpu: int,
         do_replay()
 
 
-def service_fault_batch(drv: UvmDriver, gpu: int, page: np.ndarray, access: np.ndarray,
-                        count: np.ndarray, block_replay: Callable[[], None] | None) -> tuple[bool, int]:
+def service_fault_batch(
+    drv: UvmDriver,
+    gpu: int,
+    page: np.ndarray,
+    access: np.ndarray,
+    count: np.ndarray,
+    block_replay: Callable[[], None] | None,
+) -> tuple[bool, int]:
     """§3.5-§3.7: sort, then service each VA block's entries in one call.
 
     Returns (batch had throttled faults, duplicate count as ``num_duplicate_faults`` §3.4).
@@ -180,8 +192,7 @@ def service_fault_batch(drv: UvmDriver, gpu: int, page: np.ndarray, access: np.n
     starts = np.concatenate(([0], cuts))
     stops = np.concatenate((cuts, [len(page)]))
     throttled = False
-    fast = drv.fast if block_replay is None and drv.fast is not None and drv.fast.usable() \
-        else None
+    fast = drv.fast if block_replay is None and drv.fast is not None and drv.fast.usable() else None
     keep_all = ~same_as_prev  # a duplicate page is serviced once, most intrusive first
     k, nb = 0, len(starts)
     fresh = -1  # the block whose chunk was allocated for it in this batch (NEED_CHUNK)
@@ -196,15 +207,13 @@ def service_fault_batch(drv: UvmDriver, gpu: int, page: np.ndarray, access: np.n
                     fresh = block
                 continue
             if status == CHUNK_USED:  # the block is serviced but for its policy hook
-                drv.hooks.chunk_used(drv, gpu, block, int(drv.va.gpu_chunk[gpu - 1, block]),
-                                     fresh == block)
+                drv.hooks.chunk_used(drv, gpu, block, int(drv.va.gpu_chunk[gpu - 1, block]), fresh == block)
                 drv.charge(drv.profile.fault_block_ns)
                 k += 1
                 continue
         s, e = int(starts[k]), int(stops[k])
         keep = keep_all[s:e]
-        throttled |= service_block_faults(drv, gpu, int(blocks[s]), page[s:e][keep],
-                                          access[s:e][keep])
+        throttled |= service_block_faults(drv, gpu, int(blocks[s]), page[s:e][keep], access[s:e][keep])
         drv.charge(drv.profile.fault_block_ns)
         if block_replay is not None:
             block_replay()
@@ -212,14 +221,11 @@ def service_fault_batch(drv: UvmDriver, gpu: int, page: np.ndarray, access: np.n
     return throttled, duplicates
 
 
-def service_block_faults(drv: UvmDriver, gpu: int, block: int, pages: np.ndarray,
-                         access: np.ndarray) -> bool:
+def service_block_faults(drv: UvmDriver, gpu: int, block: int, pages: np.ndarray, access: np.ndarray) -> bool:
     """§3.7 ``service_fault_batch_block_locked`` for the unique faulted pages of one block."""
     va = drv.va
     alloc = int(va.block_alloc[block])
     if alloc < 0 or not va.alloc_live[alloc]:
-        from uvmlab.driver.uvm import ContextFatal
-
         raise ContextFatal("invalid address", gpu, int(pages[0]))
     need = np.maximum(access, PERM_READ)
     stale = va.perm[gpu, pages] >= need  # §3.7 step 4: already authorized
@@ -231,10 +237,17 @@ def service_block_faults(drv: UvmDriver, gpu: int, block: int, pages: np.ndarray
     local = pages - lo
     th = drv.thrashing
     if th.tracks_pages(block):
-        hints = [th.get_hint(block, int(lp), gpu, drv.now_ns,
-                             preferred=int(va.preferred[pg]) - 1,
-                             closest=va.closest_resident(int(va.residency[pg]), gpu))
-                 for lp, pg in zip(local.tolist(), pages.tolist(), strict=True)]
+        hints = [
+            th.get_hint(
+                block,
+                int(lp),
+                gpu,
+                drv.now_ns,
+                preferred=int(va.preferred[pg]) - 1,
+                closest=va.closest_resident(int(va.residency[pg]), gpu),
+            )
+            for lp, pg in zip(local.tolist(), pages.tolist(), strict=True)
+        ]
     else:  # the common case: no per-page thrashing state, every hint is NONE
         hints = [HINT_NONE] * len(pages)
     if drv.hooks is not None:  # a thrashing policy may override NONE / THROTTLE / PIN per page
@@ -250,8 +263,13 @@ def service_block_faults(drv: UvmDriver, gpu: int, block: int, pages: np.ndarray
     # Fast path: a page with no advice, one copy and no hint goes to the requester (§4.1 rule 14
     # or rule 9); everything else takes the rule-by-rule path.
     res = va.residency[pages]
-    simple = ((va.preferred[pages] == 0) & (va.accessed_by[pages] == 0)
-              & (va.read_dup[pages] == 0) & ((res & (res - 1)) == 0) & (kinds == vb.HINT_NONE))
+    simple = (
+        (va.preferred[pages] == 0)
+        & (va.accessed_by[pages] == 0)
+        & (va.read_dup[pages] == 0)
+        & ((res & (res - 1)) == 0)
+        & (kinds == vb.HINT_NONE)
+    )
     if simple.any():
         m = np.zeros(n, dtype=bool)
         m[local[simple]] = True

@@ -17,12 +17,13 @@ what its work costs to ``work_ns``, which the engine charges to whoever waited f
 
 from __future__ import annotations
 
+from typing import Any
+
 from uvmlab.driver.events import EventLog, zero_counters
-from uvmlab.driver.fast_service import FastPath
 from uvmlab.driver.hal import GpuSpec
+from uvmlab.driver.hooks import DriverHooks
 from uvmlab.driver.params import Params
 from uvmlab.driver.perf import events as pe
-from uvmlab.driver.perf.access_counters import AccessCounters
 from uvmlab.driver.perf.events import PerfEvents
 from uvmlab.driver.perf.thrashing import ThrashingDetector
 from uvmlab.driver.pmm import Pmm
@@ -31,23 +32,18 @@ from uvmlab.timing.cost_model import CostProfile
 from uvmlab.workload.ir import Alloc
 
 
-class ContextFatal(Exception):
-    """Raised inside the model when a fault ends the context (a fatal fault, out of memory).
-
-    Not a user error: the engine catches it, records a FatalFault event and ends the workload.
-    """
-
-    def __init__(self, reason: str, processor: int, page: int) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.processor = processor
-        self.page = page
-
-
 class UvmDriver:
-    def __init__(self, allocs: list[Alloc], *, gpu: GpuSpec, params: Params,
-                 profile: CostProfile, gpu_memory_bytes: int | None = None,
-                 events: bool = False, hooks=None, fast_path: bool = True) -> None:
+    def __init__(
+        self,
+        allocs: list[Alloc],
+        *,
+        gpu: GpuSpec,
+        params: Params,
+        profile: CostProfile,
+        gpu_memory_bytes: int | None = None,
+        events: bool = False,
+        hooks: DriverHooks | None = None,
+    ) -> None:
         self.params = params
         self.gpu = gpu
         self.profile = profile
@@ -61,29 +57,52 @@ class UvmDriver:
         self.hooks = hooks
         p = params
         self.thrashing = ThrashingDetector(
-            enable=p.uvm_perf_thrashing_enable, threshold=p.uvm_perf_thrashing_threshold,
+            enable=p.uvm_perf_thrashing_enable,
+            threshold=p.uvm_perf_thrashing_threshold,
             pin_threshold=p.uvm_perf_thrashing_pin_threshold,
-            lapse_usec=p.uvm_perf_thrashing_lapse_usec, nap=p.uvm_perf_thrashing_nap,
-            epoch=p.uvm_perf_thrashing_epoch, pin=p.uvm_perf_thrashing_pin,
-            max_resets=p.uvm_perf_thrashing_max_resets, can_access=VaSpace.can_access,
-            emit=self._thrashing_event)
+            lapse_usec=p.uvm_perf_thrashing_lapse_usec,
+            nap=p.uvm_perf_thrashing_nap,
+            epoch=p.uvm_perf_thrashing_epoch,
+            pin=p.uvm_perf_thrashing_pin,
+            max_resets=p.uvm_perf_thrashing_max_resets,
+            can_access=VaSpace.can_access,
+            emit=self._thrashing_event,
+        )
         self.thrashing.counters = self.counters  # its detections and hints count in our totals
         self.thrashing.reserve_blocks(self.va.n_blocks)
         self.perf_events = PerfEvents()
         th = self.thrashing
-        self.perf_events.register(pe.MIGRATION, lambda **k: th.on_migration(
-            k["block"], k["pages"], k["dst"], k["cause"], k["now_ns"],
-            transfer_copy=k["transfer_copy"], read_dup_enabled=k["read_dup_enabled"]))
-        self.perf_events.register(pe.REVOCATION, lambda **k: th.on_revocation(
-            k["block"], k["pages"], k["processor"], k["now_ns"]))
+        self.perf_events.register(
+            pe.MIGRATION,
+            lambda **k: th.on_migration(
+                k["block"],
+                k["pages"],
+                k["dst"],
+                k["cause"],
+                k["now_ns"],
+                transfer_copy=k["transfer_copy"],
+                read_dup_enabled=k["read_dup_enabled"],
+            ),
+        )
+        self.perf_events.register(
+            pe.REVOCATION, lambda **k: th.on_revocation(k["block"], k["pages"], k["processor"], k["now_ns"])
+        )
         self.perf_events.register(pe.BLOCK_DESTROY, lambda **k: th.destroy_block(k["block"]))
-        self.access_counters = AccessCounters(self, gpu)
-        # the compiled fault path for plain blocks (None: every fault takes the reference path)
-        self.fast = FastPath(self) if fast_path else None
+        # set by ``driver.instance.create_driver``, which builds them on this state
+        self.access_counters: Any = None
+        self.fast: Any = None  # the compiled fault path (None: every fault takes the reference path)
 
     def _thrashing_event(self, name: str, fields: dict) -> None:
-        self.log.add(self.now_ns, name, fields.get("processor", -1),
-                     fields.get("address", -1), fields.get("bytes", 0), "", -1, "")
+        self.log.add(
+            self.now_ns,
+            name,
+            fields.get("processor", -1),
+            fields.get("address", -1),
+            fields.get("bytes", 0),
+            "",
+            -1,
+            "",
+        )
 
     def charge(self, ns: float) -> None:
         """Add simulated work done by the driver on behalf of the current requester."""

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from uvmlab.driver import events as ev
+from uvmlab.core.sizes import PAGE_SIZE
+from uvmlab.driver.block_copy import accessed_by_permission, map_pages, record_copies
+from uvmlab.driver.eviction import evict_for_allocation
 from uvmlab.driver.perf import events as pe
 from uvmlab.driver.perf import prefetch as pf
 from uvmlab.driver.perf.thrashing import Hint
@@ -27,7 +29,6 @@ from uvmlab.driver.va_space import (
     READ_DUP_DISABLED,
     READ_DUP_ENABLED,
 )
-from uvmlab.units import PAGE_SIZE
 from uvmlab.workload.ir import Access
 
 if TYPE_CHECKING:
@@ -36,17 +37,11 @@ if TYPE_CHECKING:
 HINT_NONE, HINT_THROTTLE, HINT_PIN = 0, 1, 2
 
 # migration cause (driver's uvm_make_resident_cause_t) -> (counter suffix, Tools cause)
-CAUSES = {
-    "fault": ("fault", ev.CAUSE_COHERENCE),
-    "prefetch": ("prefetch", ev.CAUSE_PREFETCH),
-    "eviction": ("eviction", ev.CAUSE_EVICTION),
-    "user": ("user", ev.CAUSE_USER),
-    "access_counter": ("access_counter", ev.CAUSE_ACCESS_COUNTERS),
-}
 
 
-def select_residency(drv: UvmDriver, page: int, requester: int, access: int,
-                     hint: Hint | None) -> tuple[int, bool]:
+def select_residency(
+    drv: UvmDriver, page: int, requester: int, access: int, hint: Hint | None
+) -> tuple[int, bool]:
     """§4.1 ``block_select_processor_residency``: (destination, read-duplicate?) for one page."""
     va = drv.va
     rd_policy = int(va.read_dup[page])
@@ -54,7 +49,8 @@ def select_residency(drv: UvmDriver, page: int, requester: int, access: int,
     hint_kind = HINT_NONE if hint is None else hint.kind
     duplicated = resident & (resident - 1) != 0  # on more than one processor
     may_read_dup = rd_policy == READ_DUP_ENABLED or (
-        rd_policy != READ_DUP_DISABLED and duplicated and hint_kind != HINT_PIN)
+        rd_policy != READ_DUP_DISABLED and duplicated and hint_kind != HINT_PIN
+    )
     if may_read_dup:
         return requester, access <= Access.READ  # rules 3 and 4
     pref = int(va.preferred[page]) - 1
@@ -74,60 +70,18 @@ def select_residency(drv: UvmDriver, page: int, requester: int, access: int,
     return requester, False  # rule 14
 
 
-def new_permissions(drv: UvmDriver, requester: int, residency: int, access: np.ndarray,
-                    read_dup: np.ndarray) -> np.ndarray:
+def new_permissions(
+    drv: UvmDriver, requester: int, residency: int, access: np.ndarray, read_dup: np.ndarray
+) -> np.ndarray:
     """§4.2 ``compute_new_permission`` for many pages. CPU writes arrive as ATOMIC
     (ATOMIC_STRONG)."""
-    perm = np.where(access <= Access.READ, PERM_READ,
-                    np.where(access == Access.WRITE, PERM_WRITE, PERM_ATOMIC)).astype(np.uint8)
+    perm = np.where(
+        access <= Access.READ, PERM_READ, np.where(access == Access.WRITE, PERM_WRITE, PERM_ATOMIC)
+    ).astype(np.uint8)
     perm[(perm == PERM_READ) & ~read_dup] = PERM_WRITE  # so that a later write needs no fault
     if drv.va.has_native_atomics(requester, residency):
         perm[perm == PERM_WRITE] = PERM_ATOMIC
     return perm
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """[start, stop) runs of True in a boolean array."""
-    if not mask.any():
-        return []
-    d = np.diff(np.concatenate(([0], mask.view(np.int8), [0])))
-    starts = np.flatnonzero(d == 1)
-    stops = np.flatnonzero(d == -1)
-    return list(zip(starts.tolist(), stops.tolist(), strict=True))
-
-
-def _record_copies(drv: UvmDriver, block: int, lo: int, dest: int, src: int,
-                   copied: np.ndarray, prefetched: np.ndarray | None, cause: str,
-                   transfer_copy: bool = False) -> None:
-    """Count one migration per contiguous run of one cause (§4.4 step 4) and charge its time."""
-    to_gpu = dest != CPU
-    direction = "htod" if to_gpu else "dtoh"
-    prof = drv.profile
-    c = drv.counters
-    # The block's copies are pushed together and waited for once: one latency, then bandwidth.
-    drv.charge(prof.copy_latency_ns if cause != "user" else prof.migrate_block_ns)
-    for which, mask in (("main", copied & ~prefetched if prefetched is not None else copied),
-                        ("prefetch", copied & prefetched if prefetched is not None else None)):
-        if mask is None:
-            continue
-        run_cause = "prefetch" if which == "prefetch" else cause
-        suffix, tools_cause = CAUSES[run_cause]
-        for s, e in _runs(mask):
-            nbytes = (e - s) * PAGE_SIZE
-            c["bytes_" + direction] += nbytes
-            c[f"bytes_{direction}_{suffix}"] += nbytes
-            c["migrations"] += 1
-            bw = (prof.htod_gbps if to_gpu else prof.dtoh_gbps) if cause != "user" else \
-                (prof.prefetch_htod_gbps if to_gpu else prof.prefetch_dtoh_gbps)
-            drv.charge(nbytes / bw)
-            drv.log.add(drv.now_ns, ev.MIGRATION, dest, (lo + s) * PAGE_SIZE, nbytes,
-                        tools_cause, src)
-            if run_cause not in ("eviction",):
-                drv.perf_events.notify(
-                    pe.MIGRATION, block=block,
-                    pages=np.arange(s, e) + (lo - (block << BLOCK_SHIFT)), dst=dest,
-                    cause=run_cause, now_ns=drv.now_ns, transfer_copy=transfer_copy,
-                    read_dup_enabled=bool(drv.va.read_dup[lo + s] == READ_DUP_ENABLED))
 
 
 def ensure_gpu_chunk(drv: UvmDriver, block: int, gpu: int) -> bool:
@@ -140,8 +94,6 @@ def ensure_gpu_chunk(drv: UvmDriver, block: int, gpu: int) -> bool:
     pmm = drv.pmm[g]
     chunk = pmm.alloc_root_chunk(block)
     if chunk < 0:
-        from uvmlab.driver.eviction import evict_for_allocation
-
         chunk = evict_for_allocation(drv, gpu, block)
     drv.va.gpu_chunk[g, block] = chunk
     drv.charge(drv.profile.chunk_zero_ns)  # block_zero_new_gpu_chunk: CE memset
@@ -152,8 +104,15 @@ def ensure_gpu_chunk(drv: UvmDriver, block: int, gpu: int) -> bool:
     return True
 
 
-def make_resident(drv: UvmDriver, block: int, dest: int, mask: np.ndarray, cause: str,
-                  prefetched: np.ndarray | None = None, read_duplicate: bool = False) -> None:
+def make_resident(
+    drv: UvmDriver,
+    block: int,
+    dest: int,
+    mask: np.ndarray,
+    cause: str,
+    prefetched: np.ndarray | None = None,
+    read_duplicate: bool = False,
+) -> None:
     """§4.4 / §4.5: make the pages of ``mask`` (block-local) resident on ``dest``.
 
     MOVE (default) leaves ``dest`` as the only copy; ``read_duplicate`` COPYs and keeps the
@@ -169,9 +128,10 @@ def make_resident(drv: UvmDriver, block: int, dest: int, mask: np.ndarray, cause
     need_copy = mask & ~on_dest & (res != 0)
     if dest == CPU:  # first touch: the kernel zeroes pages; migrated ones are mapped one by one
         prof = drv.profile
-        drv.charge(int(np.count_nonzero(mask & (res == 0))) * PAGE_SIZE
-                   * prof.cpu_populate_ns_per_byte
-                   + int(np.count_nonzero(need_copy)) * prof.cpu_map_page_ns)
+        drv.charge(
+            int(np.count_nonzero(mask & (res == 0))) * PAGE_SIZE * prof.cpu_populate_ns_per_byte
+            + int(np.count_nonzero(need_copy)) * prof.cpu_map_page_ns
+        )
     fresh = dest != CPU and ensure_gpu_chunk(drv, block, dest)
     if read_duplicate:
         # §4.5: everyone but the holder is unmapped, the holder loses write; then copy.
@@ -197,8 +157,9 @@ def make_resident(drv: UvmDriver, block: int, dest: int, mask: np.ndarray, cause
         if dest != CPU and src != CPU and from_src.any():
             src = CPU  # no peer copies on PCIe: staged through the CPU (not reachable with 1 GPU)
         if from_src.any():
-            _record_copies(drv, block, lo, dest, src, from_src, prefetched, cause,
-                           transfer_copy=read_duplicate)
+            record_copies(
+                drv, block, lo, dest, src, from_src, prefetched, cause, transfer_copy=read_duplicate
+            )
     left_gpus = []
     if read_duplicate:
         res[mask] |= bit
@@ -221,31 +182,6 @@ def make_resident(drv: UvmDriver, block: int, dest: int, mask: np.ndarray, cause
                 drv.pmm[q - 1].mark_unused(chunk)
 
 
-def accessed_by_permission(va, proc: int, residency: int) -> int:
-    """The permission of an AccessedBy mapping (``uvm_va_block_add_mappings_after_migration``:
-    the highest possible). A GPU's mapping of sysmem allows atomics: on the H100/H200 captures,
-    GPU atomics through a SetAccessedBy mapping to CPU memory raised no faults."""
-    if va.has_native_atomics(proc, residency) or (proc != CPU and residency == CPU):
-        return PERM_ATOMIC
-    return PERM_WRITE
-
-
-def map_pages(drv: UvmDriver, proc: int, pages: np.ndarray, perm: int, cause: str = "Policy") -> None:
-    """Give ``proc`` a mapping with permission ``perm`` on global ``pages`` (sorted); count the
-    mappings that point at another processor's memory as MapRemote (one per contiguous run)."""
-    if len(pages) == 0:
-        return
-    va = drv.va
-    va.perm[proc, pages] = perm
-    remote = (va.residency[pages] >> proc & 1) == 0
-    if remote.any():
-        rp = pages[remote]
-        n_runs = 1 + int(np.count_nonzero(np.diff(rp) != 1))
-        drv.counters["remote_maps"] += n_runs
-        drv.log.add(drv.now_ns, ev.MAP_REMOTE, proc, int(rp[0]) * PAGE_SIZE,
-                    len(rp) * PAGE_SIZE, cause)
-
-
 def revoke_others(drv: UvmDriver, block: int, requester: int, pages: np.ndarray, perm: int) -> None:
     """§4.3 ``block_service_finish_revoke_prot`` for pages that kept their residency and that the
     requester now maps with >= RW: other processors lose WRITE (requester RWA) or ATOMIC."""
@@ -259,13 +195,19 @@ def revoke_others(drv: UvmDriver, block: int, requester: int, pages: np.ndarray,
         if hit.any():
             va.perm[q, pages[hit]] = cap
             local = pages[hit] - (block << BLOCK_SHIFT)
-            drv.perf_events.notify(pe.REVOCATION, block=block, pages=local, processor=q,
-                                   now_ns=drv.now_ns)
+            drv.perf_events.notify(pe.REVOCATION, block=block, pages=local, processor=q, now_ns=drv.now_ns)
 
 
-def service_locked(drv: UvmDriver, block: int, requester: int, new_res: dict[int, np.ndarray],
-                   access: np.ndarray, read_dup: np.ndarray, pin: np.ndarray,
-                   cause: str = "fault") -> None:
+def service_locked(
+    drv: UvmDriver,
+    block: int,
+    requester: int,
+    new_res: dict[int, np.ndarray],
+    access: np.ndarray,
+    read_dup: np.ndarray,
+    pin: np.ndarray,
+    cause: str = "fault",
+) -> None:
     """§4.3 ``uvm_va_block_service_locked``: prefetch, copy and finish for each destination.
 
     ``new_res`` maps destination -> block-local boolean mask; ``access`` holds the serviced
@@ -277,10 +219,9 @@ def service_locked(drv: UvmDriver, block: int, requester: int, new_res: dict[int
     prefetched = None
     if cause == "fault" and drv.perf_events.has_listeners(pe.FAULT):
         faulted = np.flatnonzero(np.logical_or.reduce(list(new_res.values())))
-        drv.perf_events.notify(pe.FAULT, block=block, pages=faulted, processor=requester,
-                               now_ns=drv.now_ns)
+        drv.perf_events.notify(pe.FAULT, block=block, pages=faulted, processor=requester, now_ns=drv.now_ns)
     if len(new_res) == 1:  # the prefetcher only runs with a single destination (§5.1)
-        (dest, faulted), = new_res.items()
+        ((dest, faulted),) = new_res.items()
         extra = prefetch_pages(drv, block, dest, faulted)
         if extra is not None and extra.any():
             prefetched = extra & ~faulted
@@ -302,8 +243,17 @@ def service_locked(drv: UvmDriver, block: int, requester: int, new_res: dict[int
         _finish(drv, block, requester, dest, mask, access, dup, pin, unchanged)
 
 
-def _finish(drv: UvmDriver, block: int, requester: int, dest: int, mask: np.ndarray,
-            access: np.ndarray, dup: np.ndarray, pin: np.ndarray, unchanged: np.ndarray) -> None:
+def _finish(
+    drv: UvmDriver,
+    block: int,
+    requester: int,
+    dest: int,
+    mask: np.ndarray,
+    access: np.ndarray,
+    dup: np.ndarray,
+    pin: np.ndarray,
+    unchanged: np.ndarray,
+) -> None:
     """§4.3 ``uvm_va_block_service_finish``: permissions, revocation, mappings."""
     va = drv.va
     lo = block << BLOCK_SHIFT
@@ -350,11 +300,20 @@ def prefetch_pages(drv: UvmDriver, block: int, dest: int, faulted: np.ndarray) -
         mask = drv.hooks.prefetch_hint(drv, block, dest, faulted, resident, thrashing, cpu_readable)
         return mask if mask.any() else None
     mask = pf.prefetch_hint(
-        faulted, resident, thrashing, block=block,
-        dest=dest, last_proc=va.prefetch_last_proc, fault_migrations=va.prefetch_fault_migrations,
-        block_first_page_va=lo, resident_anywhere_count=int(np.count_nonzero(res)),
-        preferred_location=int(va.preferred[lo]) - 1, enable=bool(p.uvm_perf_prefetch_enable),
+        faulted,
+        resident,
+        thrashing,
+        block=block,
+        dest=dest,
+        last_proc=va.prefetch_last_proc,
+        fault_migrations=va.prefetch_fault_migrations,
+        block_first_page_va=lo,
+        resident_anywhere_count=int(np.count_nonzero(res)),
+        preferred_location=int(va.preferred[lo]) - 1,
+        enable=bool(p.uvm_perf_prefetch_enable),
         min_faults=p.uvm_perf_prefetch_min_faults,
         big_page_pages=drv.gpu.big_page_size // PAGE_SIZE,
-        threshold=p.uvm_perf_prefetch_threshold, cpu_resident_readable=cpu_readable)
+        threshold=p.uvm_perf_prefetch_threshold,
+        cpu_resident_readable=cpu_readable,
+    )
     return mask if mask.any() else None

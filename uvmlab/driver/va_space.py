@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from uvmlab.core.sizes import BLOCK_SHIFT, PAGES_PER_BLOCK
 from uvmlab.driver.perf.prefetch import new_prefetch_info
 from uvmlab.workload.ir import Alloc, AllocKind
 
-PAGES_PER_BLOCK = 512  # UVM_VA_BLOCK_BITS = 21 with 4 KiB pages
-BLOCK_SHIFT = 9
 CPU = 0
 
 PERM_NONE, PERM_READ, PERM_WRITE, PERM_ATOMIC = 0, 1, 2, 3
@@ -62,8 +61,8 @@ class VaSpace:
         for i, a in enumerate(allocs):
             b0 = int(self.alloc_base[i]) >> BLOCK_SHIFT
             nb = -(-a.pages // PAGES_PER_BLOCK)
-            self.block_alloc[b0:b0 + nb] = i
-            self.block_pages[b0:b0 + nb] = PAGES_PER_BLOCK
+            self.block_alloc[b0 : b0 + nb] = i
+            self.block_pages[b0 : b0 + nb] = PAGES_PER_BLOCK
             self.block_pages[b0 + nb - 1] = a.pages - (nb - 1) * PAGES_PER_BLOCK
         # a block that ever had advice applied to any of its pages (conservative: never cleared)
         self.block_advised = np.zeros(self.n_blocks, dtype=np.bool_)

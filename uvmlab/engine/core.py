@@ -12,22 +12,23 @@ from collections.abc import Callable
 
 import numpy as np
 
+from uvmlab.core.errors import UvmlabError
 from uvmlab.driver import events as ev
 from uvmlab.driver.advice import advise
+from uvmlab.driver.compiled.fast_service import DONE, PAUSE
+from uvmlab.driver.compiled.scan import cpu_scan, expand, segment_columns
 from uvmlab.driver.cpu_fault import cpu_fault
 from uvmlab.driver.eviction import NoEvictableMemory
-from uvmlab.driver.fast_service import DONE, PAUSE
+from uvmlab.driver.fatal import ContextFatal
 from uvmlab.driver.hal import GpuSpec
+from uvmlab.driver.instance import create_driver
 from uvmlab.driver.invariants import check_invariants
 from uvmlab.driver.migrate import migrate
 from uvmlab.driver.params import Params
 from uvmlab.driver.perf import events as pe
-from uvmlab.driver.uvm import ContextFatal, UvmDriver
 from uvmlab.driver.va_space import CPU, PERM_ATOMIC
 from uvmlab.engine.gpu import GpuKernelRun
-from uvmlab.engine.scan import cpu_scan, expand, segment_columns
-from uvmlab.errors import UvmlabError
-from uvmlab.results.sampling import attach_sampler
+from uvmlab.engine.sampling import attach_sampler
 from uvmlab.timing.cost_model import CostProfile
 from uvmlab.workload.ir import (
     AdviseOp,
@@ -41,9 +42,21 @@ from uvmlab.workload.ir import (
 )
 
 #: counters copied into every per-operation row
-OP_COUNTERS = ("gpu_faults", "fault_batches", "replays", "cpu_faults", "bytes_htod", "bytes_dtoh",
-               "bytes_htod_prefetch", "bytes_dtoh_eviction", "evictions", "thrashing_events",
-               "throttles", "pins", "remote_maps")
+OP_COUNTERS = (
+    "gpu_faults",
+    "fault_batches",
+    "replays",
+    "cpu_faults",
+    "bytes_htod",
+    "bytes_dtoh",
+    "bytes_htod_prefetch",
+    "bytes_dtoh_eviction",
+    "evictions",
+    "thrashing_events",
+    "throttles",
+    "pins",
+    "remote_maps",
+)
 
 # GPU threads in flight, each doing one touch at a time: the real-GPU executor's default grid
 # (uvmlab.cuda.executor.DEFAULT_THREADS), so the model and the GPU run the same kernel shape.
@@ -52,12 +65,21 @@ THREADS_PER_BLOCK = 256  # the executor's CUDA block size
 
 
 class Engine:
-    def __init__(self, workload: Workload, *, gpu: GpuSpec, params: Params,
-                 profile: CostProfile, gpu_memory_bytes: int | None = None,
-                 concurrency: int = DEFAULT_CONCURRENCY, events: bool = False,
-                 check: bool = False, hooks=None,
-                 progress: Callable[[int, int], None] | None = None,
-                 fast_path: bool = True) -> None:
+    def __init__(
+        self,
+        workload: Workload,
+        *,
+        gpu: GpuSpec,
+        params: Params,
+        profile: CostProfile,
+        gpu_memory_bytes: int | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        events: bool = False,
+        check: bool = False,
+        hooks=None,
+        progress: Callable[[int, int], None] | None = None,
+        fast_path: bool = True,
+    ) -> None:
         if concurrency < 1:
             raise UvmlabError(f"GPU concurrency must be >= 1, got {concurrency}")
         self.workload = workload
@@ -68,9 +90,16 @@ class Engine:
         self.threads_per_block = THREADS_PER_BLOCK
         self.check = check
         self.progress = progress
-        self.drv = UvmDriver(workload.allocs, gpu=gpu, params=params, profile=profile,
-                             gpu_memory_bytes=gpu_memory_bytes, events=events, hooks=hooks,
-                             fast_path=fast_path)
+        self.drv = create_driver(
+            workload.allocs,
+            gpu=gpu,
+            params=params,
+            profile=profile,
+            gpu_memory_bytes=gpu_memory_bytes,
+            events=events,
+            hooks=hooks,
+            fast_path=fast_path,
+        )
         self.clock = 0.0
         # pinned host memory is mapped remotely by the GPU from the start (see gpu_scan)
         self.has_pinned = any(a.kind == AllocKind.PINNED for a in workload.allocs)
@@ -81,7 +110,7 @@ class Engine:
         self.kernel: GpuKernelRun | None = None  # the running kernel (policies that see the future)
         if hooks is not None:
             hooks.attach(self)
-        # residency / counter samples over time, only inside uvmlab.results.sampling.record_samples
+        # residency / counter samples over time, only inside uvmlab.engine.sampling.record_samples
         self.sampler = attach_sampler(self)
 
     # --- set-up ---------------------------------------------------------------------------
@@ -119,8 +148,13 @@ class Engine:
                 self._run_op(op)
             except (ContextFatal, NoEvictableMemory) as e:
                 self._record_fatal(k, e)
-            row = {"op_index": k, "op": op.op, "name": getattr(op, "name", op.op),
-                   "start_ns": int(start_clock), "time_ns": int(self.clock - start_clock)}
+            row = {
+                "op_index": k,
+                "op": op.op,
+                "name": getattr(op, "name", op.op),
+                "start_ns": int(start_clock),
+                "time_ns": int(self.clock - start_clock),
+            }
             row.update({c: self.drv.counters[c] - before[c] for c in OP_COUNTERS})
             self.rows.append(row)
             self.op_wall_s.append(time.perf_counter() - t_op)
@@ -138,13 +172,17 @@ class Engine:
         drv = self.drv
         proc = getattr(e, "processor", 1)
         page = getattr(e, "page", -1)
-        reason = getattr(e, "reason", None) or ("out of memory" if isinstance(e, NoEvictableMemory)
-                                                else str(e))
+        reason = getattr(e, "reason", None) or (
+            "out of memory" if isinstance(e, NoEvictableMemory) else str(e)
+        )
         drv.counters["fatal_faults"] += 1
-        drv.log.add(int(self.clock), ev.FATAL_FAULT, proc, page * 4096 if page >= 0 else -1,
-                    0, reason)
-        self.fatal = {"op": k, "reason": reason, "processor": "cpu" if proc == 0 else "gpu0",
-                      "address": page * 4096 if page >= 0 else -1}
+        drv.log.add(int(self.clock), ev.FATAL_FAULT, proc, page * 4096 if page >= 0 else -1, 0, reason)
+        self.fatal = {
+            "op": k,
+            "reason": reason,
+            "processor": "cpu" if proc == 0 else "gpu0",
+            "address": page * 4096 if page >= 0 else -1,
+        }
 
     def _run_op(self, op) -> None:
         drv = self.drv
@@ -152,8 +190,9 @@ class Engine:
         self.service_timers()
         if isinstance(op, KernelOp):
             if op.gpu - 1 >= drv.va.n_gpus:
-                raise UvmlabError(f"kernel {op.name!r} runs on gpu{op.gpu - 1}, "
-                                  f"but the model has {drv.va.n_gpus} GPU(s)")
+                raise UvmlabError(
+                    f"kernel {op.name!r} runs on gpu{op.gpu - 1}, but the model has {drv.va.n_gpus} GPU(s)"
+                )
             self.kernel = GpuKernelRun(self, op, op.gpu)
             self.kernel.run()
         elif isinstance(op, CpuOp):
@@ -176,7 +215,7 @@ class Engine:
 
     def _run_cpu(self, op: CpuOp) -> None:
         drv = self.drv
-        cols = segment_columns(self.workload.segments[op.seg_lo:op.seg_hi])
+        cols = segment_columns(self.workload.segments[op.seg_lo : op.seg_hi])
         total = int(cols[4].sum())
         per_touch = op.compute_ns / total if total else 0.0
         page = np.empty(min(1 << 18, max(total, 1)), dtype=np.int64)
@@ -185,8 +224,7 @@ class Engine:
         perm = drv.va.perm[CPU]
         fast = drv.fast if self.sampler is None else None
         while True:
-            seg_i, off, n = expand(*cols, self.workload.pool, drv.va.alloc_base, seg_i, off,
-                                   page, acc)
+            seg_i, off, n = expand(*cols, self.workload.pool, drv.va.alloc_base, seg_i, off, page, acc)
             if n == 0:
                 break
             pos = 0
@@ -194,7 +232,8 @@ class Engine:
                 if fast is not None and fast.usable() and not drv.thrashing.has_pins():
                     # plain faults in compiled code; one at a time when invariants are checked
                     pos, self.clock, done, faults, status = fast.run_cpu_touches(
-                        page, acc, pos, n, self.clock, per_touch, 1 if self.check else -1)
+                        page, acc, pos, n, self.clock, per_touch, 1 if self.check else -1
+                    )
                     self.touches += done
                     if self.check and faults:
                         self.check_invariants()

@@ -17,17 +17,16 @@ waits for fault servicing + remote-access time for touches served over PCIe.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numba import njit
 
+from uvmlab.driver.compiled.scan import expand, gpu_scan, segment_columns
 from uvmlab.driver.replayable_faults import FaultBuffer, service_replayable_faults
-from uvmlab.engine.scan import expand, gpu_scan, segment_columns
 
 if TYPE_CHECKING:
     from uvmlab.driver.uvm import UvmDriver
-    from uvmlab.engine.core import Engine
 
 CHUNK = 1 << 16  # touches expanded at a time
 MAX_IDLE_ROUNDS = 10_000  # bottom halves in a row without a completed touch: a model bug
@@ -38,8 +37,9 @@ class ModelStuck(RuntimeError):
     """The kernel stopped making progress; never expected, reported as an internal error."""
 
 
-def arrival_order(pos: np.ndarray, conc: int, tpb: int, n_sm: int,
-                  n_utlb: int) -> tuple[np.ndarray, np.ndarray]:
+def arrival_order(
+    pos: np.ndarray, conc: int, tpb: int, n_sm: int, n_utlb: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The order in which stalled accesses reach the fault buffer, and their uTLBs.
 
     Touch ``pos`` is done by thread ``pos % conc`` (a grid-stride loop, as the real-GPU
@@ -82,8 +82,7 @@ def _arrival_order_into(pos, n, conc, tpb, n_sm, k, order, order_sm, runs, sms):
     in O(n + n_sm) with a division only per thread block; ``runs`` (2 x n + 1) and ``sms``
     (5 x n_sm) are scratch. Raises ValueError if ``pos`` is not strictly ascending."""
     start, nxt = runs[_RUN_START], runs[_RUN_NEXT]  # run j covers [start[j], start[j + 1])
-    head, tail, cur, at, active = (sms[_SM_HEAD], sms[_SM_TAIL], sms[_SM_RUN], sms[_SM_AT],
-                                   sms[_SM_ACTIVE])
+    head, tail, cur, at, active = (sms[_SM_HEAD], sms[_SM_TAIL], sms[_SM_RUN], sms[_SM_AT], sms[_SM_ACTIVE])
     for s in range(n_sm):
         head[s] = -1
     n_runs = 0
@@ -143,23 +142,35 @@ def _arrival_order_into(pos, n, conc, tpb, n_sm, k, order, order_sm, runs, sms):
         m = kept
 
 
-def arrival_order_sorted(pos: np.ndarray, conc: int, tpb: int, n_sm: int,
-                         n_utlb: int) -> tuple[np.ndarray, np.ndarray]:
+def arrival_order_sorted(
+    pos: np.ndarray, conc: int, tpb: int, n_sm: int, n_utlb: int
+) -> tuple[np.ndarray, np.ndarray]:
     """``arrival_order`` for strictly ascending ``pos``, without sorting (see the note above)."""
     n = len(pos)
     pos = np.ascontiguousarray(pos, dtype=np.int64)
     order = np.empty(n, np.int64)
     order_sm = np.empty(n, np.int64)
-    _arrival_order_into(pos, n, conc, tpb, n_sm, n, order, order_sm,
-                        np.empty((2, n + 1), np.int64), np.empty((5, n_sm), np.int64))
+    _arrival_order_into(
+        pos,
+        n,
+        conc,
+        tpb,
+        n_sm,
+        n,
+        order,
+        order_sm,
+        np.empty((2, n + 1), np.int64),
+        np.empty((5, n_sm), np.int64),
+    )
     utlb = np.empty(n, np.int32)
     utlb[order] = order_sm % n_utlb
     return order, utlb
 
 
 @njit(cache=True)
-def _arrival_entries(pos, page, acc, n, conc, tpb, n_sm, n_utlb, k, out_page, out_acc, out_utlb,
-                     order, order_sm, runs, sms):
+def _arrival_entries(
+    pos, page, acc, n, conc, tpb, n_sm, n_utlb, k, out_page, out_acc, out_utlb, order, order_sm, runs, sms
+):
     """The first ``k`` fault entries, in arrival order, of the ``n`` stalled threads."""
     _arrival_order_into(pos, n, conc, tpb, n_sm, k, order, order_sm, runs, sms)
     for q in range(k):
@@ -203,12 +214,13 @@ def _append_stalls(idx, nf, base, page, acc, st_pos, st_page, st_acc, n):
 
 
 class GpuKernelRun:
-    def __init__(self, engine: Engine, op, gpu: int) -> None:
+    def __init__(self, engine: Any, op: Any, gpu: int) -> None:
+        # engine: the ``engine.core.Engine`` running this kernel (that module imports this one)
         self.e = engine
         self.drv: UvmDriver = engine.drv
         self.gpu = gpu
         w = engine.workload
-        self.cols = segment_columns(w.segments[op.seg_lo:op.seg_hi])
+        self.cols = segment_columns(w.segments[op.seg_lo : op.seg_hi])
         self.pool = w.pool
         self.total = int(self.cols[4].sum())
         self.ns_per_touch = op.compute_ns / self.total if self.total else 0.0
@@ -244,8 +256,7 @@ class GpuKernelRun:
     def _set_stalled(self, n: int) -> None:
         """The first ``n`` entries of the stall buffers are the stalled threads."""
         self.n_st = n
-        self.st_pos, self.st_page, self.st_acc = (
-            self._st_pos[:n], self._st_page[:n], self._st_acc[:n])
+        self.st_pos, self.st_page, self.st_acc = (self._st_pos[:n], self._st_page[:n], self._st_acc[:n])
 
     def _complete(self, n: int, remote: int) -> None:
         """Advance the clock by the compute share of ``n`` completed touches."""
@@ -263,8 +274,9 @@ class GpuKernelRun:
         gbit = np.uint8(1 << self.gpu)
         n = self.n_st
         if n:
-            n, done, remote = _reexecute(self._st_pos, self._st_page, self._st_acc, n, perm,
-                                         drv.va.residency, gbit)
+            n, done, remote = _reexecute(
+                self._st_pos, self._st_page, self._st_acc, n, perm, drv.va.residency, gbit
+            )
             if done:
                 self._complete(done, remote)
         free = self.conc - n
@@ -284,20 +296,35 @@ class GpuKernelRun:
             # allocations; without either, every mapped page is local and the scan skips the
             # residency load.
             remote_possible = drv.counters["remote_maps"] or self.e.has_pinned
-            self.pos, nf, hits, remote = gpu_scan(self.page, self.acc, self.pos, end, perm,
-                                                  drv.va.residency,
-                                                  gbit if remote_possible else np.uint8(0),
-                                                  free, self.out_idx)
+            self.pos, nf, hits, remote = gpu_scan(
+                self.page,
+                self.acc,
+                self.pos,
+                end,
+                perm,
+                drv.va.residency,
+                gbit if remote_possible else np.uint8(0),
+                free,
+                self.out_idx,
+            )
             if counting and remote:
-                seg = self.page[start:self.pos]
-                drv.access_counters.record_remote_accesses(
-                    seg[(drv.va.residency[seg] & gbit) == 0])
+                seg = self.page[start : self.pos]
+                drv.access_counters.record_remote_accesses(seg[(drv.va.residency[seg] & gbit) == 0])
             self._complete(hits, remote)
             if counting and drv.access_counters.pending and not nf:
                 break
             if nf:
-                _append_stalls(self.out_idx, nf, self.base, self.page, self.acc, self._st_pos,
-                               self._st_page, self._st_acc, n)
+                _append_stalls(
+                    self.out_idx,
+                    nf,
+                    self.base,
+                    self.page,
+                    self.acc,
+                    self._st_pos,
+                    self._st_page,
+                    self._st_acc,
+                    n,
+                )
                 n += nf
                 free -= nf
         self._set_stalled(n)
@@ -305,17 +332,32 @@ class GpuKernelRun:
             # only what the buffer can hold is ordered and pushed; the rest are dropped as
             # FaultBuffer.push would drop them, and counted the same way
             k = min(n, self.buf.capacity - self.buf.n)
-            _arrival_entries(self._st_pos, self._st_page, self._st_acc, n, self.conc,
-                             self.e.threads_per_block, self.e.gpu.sm_count, self.n_utlb, k,
-                             self._out_page, self._out_acc, self._out_utlb, self._order,
-                             self._order_sm, self._runs, self._sms)
+            _arrival_entries(
+                self._st_pos,
+                self._st_page,
+                self._st_acc,
+                n,
+                self.conc,
+                self.e.threads_per_block,
+                self.e.gpu.sm_count,
+                self.n_utlb,
+                k,
+                self._out_page,
+                self._out_acc,
+                self._out_utlb,
+                self._order,
+                self._order_sm,
+                self._runs,
+                self._sms,
+            )
             self.buf.push(self._out_page[:k], self._out_acc[:k], self._out_utlb[:k])
             self.buf.overflows += n - k
 
     def _load(self) -> bool:
         self.base += self.len
-        self.seg_i, self.off, n = expand(*self.cols, self.pool, self.e.drv.va.alloc_base,
-                                         self.seg_i, self.off, self.page, self.acc)
+        self.seg_i, self.off, n = expand(
+            *self.cols, self.pool, self.e.drv.va.alloc_base, self.seg_i, self.off, self.page, self.acc
+        )
         self.len, self.pos = n, 0
         return n > 0
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from uvmlab.errors import UvmlabError
+from uvmlab.core.errors import UvmlabError
 
 SHIM_SOURCE = Path(__file__).parent / "shim" / "ioctl_shim.c"
 
@@ -83,8 +83,13 @@ def capture(
         if prefix:
             run_env["UVMLAB_IOCTL_PREFIX"] = prefix
         try:
-            returncode = subprocess.run(argv, env=run_env, timeout=timeout, stdout=stdout,
-                                        stderr=subprocess.STDOUT if stdout else None).returncode
+            returncode = subprocess.run(
+                argv,
+                env=run_env,
+                timeout=timeout,
+                stdout=stdout,
+                stderr=subprocess.STDOUT if stdout else None,
+            ).returncode
         except OSError as exc:
             raise CaptureError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
         except subprocess.TimeoutExpired:

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from uvmlab.frontend import nvtables as nt
 from uvmlab.frontend.rm import ResourceManager, TreeEvent
 from uvmlab.frontend.trace import KIND_IOCTL, KIND_MARK, KIND_MMAP, KIND_MUNMAP, Record
@@ -89,8 +91,6 @@ class Decoded:
         return sorted(rows.values(), key=lambda r: (-r["count"], r["family"], r["call"]))
 
     def to_pandas(self) -> Any:
-        import pandas as pd
-
         cols = [f for f in Call.__dataclass_fields__ if f != "fields"]
         df = pd.DataFrame([[getattr(c, k) for k in cols] for c in self.calls], columns=cols)
         df["fields"] = [

@@ -25,7 +25,7 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass, field
 
-from uvmlab.errors import UvmlabError
+from uvmlab.core.errors import UvmlabError
 
 
 class ModuleError(UvmlabError):

@@ -15,7 +15,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from uvmlab.errors import TraceFileError
+from uvmlab.core.errors import TraceFileError
 
 MAGIC = b"UVMLIOC1"
 HEADER = struct.Struct("<8sII")

@@ -26,5 +26,18 @@ from uvmlab.policy.base import (
 )
 from uvmlab.policy.context import INF
 
-__all__ = ["BYPASS", "DEFAULT", "ENTER_LOOP", "HINT_NONE", "HINT_PIN", "HINT_THROTTLE", "INF",
-           "KEEP", "REPLAY_DEFAULT", "REPLAY_DEFER", "REPLAY_NOW", "Policy", "Region"]
+__all__ = [
+    "BYPASS",
+    "DEFAULT",
+    "ENTER_LOOP",
+    "HINT_NONE",
+    "HINT_PIN",
+    "HINT_THROTTLE",
+    "INF",
+    "KEEP",
+    "REPLAY_DEFAULT",
+    "REPLAY_DEFER",
+    "REPLAY_NOW",
+    "Policy",
+    "Region",
+]

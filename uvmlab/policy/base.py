@@ -42,7 +42,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, NamedTuple
 
-from uvmlab.errors import PolicyError
+import numba
+
+from uvmlab.core.errors import PolicyError
 
 # prefetch_before_compute / chunk_used return codes (gpu_ext §1.0)
 DEFAULT = 0
@@ -116,23 +118,22 @@ class Policy:
         for k, v in params.items():
             if k not in declared:
                 known = ", ".join(declared) or "none"
-                raise PolicyError(f"policy {self.label!r} has no parameter {k!r} (its parameters: "
-                                  f"{known})")
+                raise PolicyError(f"policy {self.label!r} has no parameter {k!r} (its parameters: {known})")
             values[k] = _convert(self.label, k, v, declared[k])
         self.params = values  # instance dict shadows the class-level declaration
         for k, v in values.items():
             setattr(self, k, v)
         cls = type(self)
         if cls.jit and "_jitted" not in cls.__dict__:
-            import numba
-
             compiled = {}
             for fname in cls.jit:
                 fn = cls.__dict__.get(fname)
                 fn = fn.__func__ if isinstance(fn, staticmethod) else None
                 if fn is None:
-                    raise PolicyError(f"policy {self.label!r}: jit names {fname!r}, which is not "
-                                      "a static method of the policy")
+                    raise PolicyError(
+                        f"policy {self.label!r}: jit names {fname!r}, which is not "
+                        "a static method of the policy"
+                    )
                 compiled[fname] = numba.njit(cache=True)(fn)  # compiles at its first call
             cls._jitted = compiled  # once per class, so every instance shares the compilation
         for fname, fn in cls.__dict__.get("_jitted", {}).items():
@@ -199,6 +200,7 @@ def _convert(policy: str, key: str, value: Any, default: Any) -> Any:
         if isinstance(default, str):
             return str(value)
     except (TypeError, ValueError):
-        raise PolicyError(f"policy {policy!r}: parameter {key}={value!r} is not a "
-                          f"{type(default).__name__}") from None
+        raise PolicyError(
+            f"policy {policy!r}: parameter {key}={value!r} is not a {type(default).__name__}"
+        ) from None
     return value

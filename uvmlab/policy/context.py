@@ -109,15 +109,49 @@ class PrefetchContext(_Requests):
     pages, clamped to ``max_region`` as the driver clamps it.
     """
 
-    __slots__ = ("block", "block_first_page", "n_pages", "dest", "page_index", "max_region",
-                 "faulted", "resident", "thrashing", "populated", "tree_offset", "leaf_count",
-                 "level_count", "alloc", "now_ns", "level", "node", "size", "counter",
-                 "subregion", "_cs")
+    __slots__ = (
+        "block",
+        "block_first_page",
+        "n_pages",
+        "dest",
+        "page_index",
+        "max_region",
+        "faulted",
+        "resident",
+        "thrashing",
+        "populated",
+        "tree_offset",
+        "leaf_count",
+        "level_count",
+        "alloc",
+        "now_ns",
+        "level",
+        "node",
+        "size",
+        "counter",
+        "subregion",
+        "_cs",
+    )
 
-    def __init__(self, req: list, *, block: int, block_first_page: int, n_pages: int, dest: int,
-                 faulted: np.ndarray, resident: np.ndarray, thrashing: np.ndarray,
-                 populated: np.ndarray, cs: np.ndarray, tree_offset: int, leaf_count: int,
-                 level_count: int, alloc: AllocInfo, now_ns: int) -> None:
+    def __init__(
+        self,
+        req: list,
+        *,
+        block: int,
+        block_first_page: int,
+        n_pages: int,
+        dest: int,
+        faulted: np.ndarray,
+        resident: np.ndarray,
+        thrashing: np.ndarray,
+        populated: np.ndarray,
+        cs: np.ndarray,
+        tree_offset: int,
+        leaf_count: int,
+        level_count: int,
+        alloc: AllocInfo,
+        now_ns: int,
+    ) -> None:
         super().__init__(req)
         self.block = block
         self.block_first_page = block_first_page
@@ -161,8 +195,18 @@ class ChunkContext(_ListRequests):
 
     __slots__ = ("gpu", "chunk", "block", "alloc", "event", "now_ns", "_guard")
 
-    def __init__(self, req: list, guard: Any, *, gpu: int, chunk: int, block: int,
-                 alloc: AllocInfo, event: str, now_ns: int) -> None:
+    def __init__(
+        self,
+        req: list,
+        guard: Any,
+        *,
+        gpu: int,
+        chunk: int,
+        block: int,
+        alloc: AllocInfo,
+        event: str,
+        now_ns: int,
+    ) -> None:
         super().__init__(req)
         self._guard = guard
         self.gpu = gpu
@@ -197,11 +241,20 @@ class EvictionContext(_ListRequests):
     of va_block_unused, else of va_block_used. ``used`` and ``unused`` are those lists, head
     first; ``owner`` gives each chunk's VA block."""
 
-    __slots__ = ("gpu", "n_root_chunks", "used", "unused", "now_ns", "position", "_owner",
-                 "_guard")
+    __slots__ = ("gpu", "n_root_chunks", "used", "unused", "now_ns", "position", "_owner", "_guard")
 
-    def __init__(self, req: list, guard: Any, *, gpu: int, used: np.ndarray, unused: np.ndarray,
-                 owner: np.ndarray, now_ns: int, position: int) -> None:
+    def __init__(
+        self,
+        req: list,
+        guard: Any,
+        *,
+        gpu: int,
+        used: np.ndarray,
+        unused: np.ndarray,
+        owner: np.ndarray,
+        now_ns: int,
+        position: int,
+    ) -> None:
         super().__init__(req)
         self._guard = guard
         self.gpu = gpu
@@ -239,14 +292,36 @@ class EvictionContext(_ListRequests):
 class ReplayContext(_Requests):
     """``decide_replay``: a fault batch was just serviced (seeds/003 §6.2's event data)."""
 
-    __slots__ = ("gpu", "batch", "faults", "unique", "duplicates", "throttled", "pending",
-                 "default_policy", "replays", "now_ns")
+    __slots__ = (
+        "gpu",
+        "batch",
+        "faults",
+        "unique",
+        "duplicates",
+        "throttled",
+        "pending",
+        "default_policy",
+        "replays",
+        "now_ns",
+    )
 
     POLICY_NAMES = ("block", "batch", "batch_flush", "once")
 
-    def __init__(self, req: list, *, gpu: int, batch: int, faults: int, unique: int,
-                 duplicates: int, throttled: bool, pending: int, default_policy: int, replays: int,
-                 now_ns: int) -> None:
+    def __init__(
+        self,
+        req: list,
+        *,
+        gpu: int,
+        batch: int,
+        faults: int,
+        unique: int,
+        duplicates: int,
+        throttled: bool,
+        pending: int,
+        default_policy: int,
+        replays: int,
+        now_ns: int,
+    ) -> None:
         super().__init__(req)
         self.gpu = gpu
         self.batch = batch  #: index of the batch in this bottom half (0 = first)
@@ -271,12 +346,21 @@ class ThrashingContext(_Requests):
     (``HINT_NONE`` 0, ``HINT_THROTTLE`` 1, ``HINT_PIN`` 2), ``thrashing`` the block's pages the
     detector flags as thrashing."""
 
-    __slots__ = ("block", "block_first_page", "requester", "pages", "default", "thrashing",
-                 "alloc", "now_ns")
+    __slots__ = ("block", "block_first_page", "requester", "pages", "default", "thrashing", "alloc", "now_ns")
 
-    def __init__(self, req: list, *, block: int, block_first_page: int, requester: int,
-                 pages: np.ndarray, default: np.ndarray, thrashing: np.ndarray, alloc: AllocInfo,
-                 now_ns: int) -> None:
+    def __init__(
+        self,
+        req: list,
+        *,
+        block: int,
+        block_first_page: int,
+        requester: int,
+        pages: np.ndarray,
+        default: np.ndarray,
+        thrashing: np.ndarray,
+        alloc: AllocInfo,
+        now_ns: int,
+    ) -> None:
         super().__init__(req)
         self.block = block
         self.block_first_page = block_first_page

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from uvmlab.engine.scan import expand, segment_columns
+from uvmlab.driver.compiled.scan import expand, segment_columns
 from uvmlab.workload.ir import CpuOp, KernelOp, Workload
 
 INF = np.iinfo(np.int64).max
@@ -59,7 +59,7 @@ class FutureOracle:
                 continue
             total = workload.touch_count(op)
             if isinstance(op, KernelOp) and total:
-                cols = segment_columns(workload.segments[op.seg_lo:op.seg_hi])
+                cols = segment_columns(workload.segments[op.seg_lo : op.seg_hi])
                 seg_i = off = 0
                 at = pos
                 last = -1

@@ -27,6 +27,7 @@ the Python interpreter (a numba loop) cannot be interrupted.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import signal
 import threading
@@ -38,11 +39,14 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from uvmlab.core.errors import PolicyError
+from uvmlab.core.sizes import PAGE_SIZE
 from uvmlab.driver import events as ev
+from uvmlab.driver.eviction import NoEvictableMemory
+from uvmlab.driver.migrate import migrate
 from uvmlab.driver.perf import prefetch as pf
 from uvmlab.driver.perf.thrashing import Hint
 from uvmlab.driver.pmm import ALLOCATED
-from uvmlab.errors import PolicyError
 from uvmlab.policy import base
 from uvmlab.policy.context import (
     AllocInfo,
@@ -56,7 +60,6 @@ from uvmlab.policy.context import (
 )
 from uvmlab.policy.future import FutureOracle, position, stalled
 from uvmlab.policy.prefetch_tree import BitmapTree, compute_mask
-from uvmlab.units import PAGE_SIZE
 from uvmlab.workload.ir import AllocKind
 
 CPU = 0
@@ -126,15 +129,20 @@ class Guard:
     ``policies``: policy objects, at most one per family (prefetch, eviction, replay, thrashing).
     """
 
-    def __init__(self, policies: Iterable[Any], *, budget_ms: float = 50.0,
-                 hard_limit_s: float | None = None, max_throttles: int = 64,
-                 migrate_fraction: float = 0.25) -> None:
+    def __init__(
+        self,
+        policies: Iterable[Any],
+        *,
+        budget_ms: float = 50.0,
+        hard_limit_s: float | None = None,
+        max_throttles: int = 64,
+        migrate_fraction: float = 0.25,
+    ) -> None:
         self.policies = list(policies)
         if budget_ms <= 0:
             raise PolicyError(f"the per-call time budget must be positive, got {budget_ms} ms")
         self.budget_s = budget_ms / 1000.0
-        self.hard_limit_s = hard_limit_s if hard_limit_s is not None else max(10.0,
-                                                                              20 * self.budget_s)
+        self.hard_limit_s = hard_limit_s if hard_limit_s is not None else max(10.0, 20 * self.budget_s)
         self.max_throttles = max_throttles
         self.migrate_fraction = migrate_fraction
         self.slots: list[_Slot] = []
@@ -142,12 +150,13 @@ class Guard:
         params: dict[str, Any] = {}
         for p in self.policies:
             hooks = base.implemented_hooks(p)
-            label = p.label if isinstance(p, base.Policy) else (
-                getattr(p, "name", "") or type(p).__name__)
+            label = p.label if isinstance(p, base.Policy) else (getattr(p, "name", "") or type(p).__name__)
             for fam in base.families(p):
                 if fam in owner:
-                    raise PolicyError(f"policies {owner[fam]!r} and {label!r} both decide "
-                                      f"{fam}; compose at most one policy per family")
+                    raise PolicyError(
+                        f"policies {owner[fam]!r} and {label!r} both decide "
+                        f"{fam}; compose at most one policy per family"
+                    )
                 owner[fam] = label
             for k, v in (getattr(p, "module_params", None) or {}).items():
                 if k in params and params[k] != v:
@@ -213,19 +222,27 @@ class Guard:
         va = drv.va
         kinds = {int(k): k.name.lower() for k in AllocKind}
         self.allocs = tuple(
-            AllocInfo(i, a.name, tenant_of_name(a.name), kinds[int(a.kind)],
-                      int(va.alloc_base[i]), int(a.pages)) for i, a in enumerate(va.allocs))
+            AllocInfo(
+                i, a.name, tenant_of_name(a.name), kinds[int(a.kind)], int(va.alloc_base[i]), int(a.pages)
+            )
+            for i, a in enumerate(va.allocs)
+        )
         self._block_alloc = np.array(va.block_alloc, copy=True)
         self.future = None
         if self.needs_future and self.engine is not None:
             self.future = FutureOracle(self.engine.workload, va.alloc_base, va.n_blocks)
         pmm = drv.pmm[0]
-        tenants = tuple(dict.fromkeys(a.tenant for a in self.allocs
-                                      if a.kind == "managed"))
-        info = RunInfo(workload=getattr(getattr(self.engine, "workload", None), "name", ""),
-                       gpu=drv.gpu.name, n_root_chunks=pmm.n_root_chunks,
-                       capacity_bytes=pmm.capacity_bytes, allocs=self.allocs, tenants=tenants,
-                       params=drv.params.to_dict(), future=self.future is not None)
+        tenants = tuple(dict.fromkeys(a.tenant for a in self.allocs if a.kind == "managed"))
+        info = RunInfo(
+            workload=getattr(getattr(self.engine, "workload", None), "name", ""),
+            gpu=drv.gpu.name,
+            n_root_chunks=pmm.n_root_chunks,
+            capacity_bytes=pmm.capacity_bytes,
+            allocs=self.allocs,
+            tenants=tenants,
+            params=drv.params.to_dict(),
+            future=self.future is not None,
+        )
         for s in self.slots:
             start = getattr(s.policy, "start", None)
             if callable(start):
@@ -277,12 +294,10 @@ class Guard:
         slot.ejected = True
         self.ejections += 1
         now = int(self.drv.now_ns) if self.drv is not None else 0
-        self.ejected.append({"policy": slot.label, "hook": hook, "reason": reason,
-                             "time_ns": now})
+        self.ejected.append({"policy": slot.label, "hook": hook, "reason": reason, "time_ns": now})
         if self.drv is not None:
             self.drv.counters["policy_ejections"] = self.ejections
-            self.drv.log.add(now, ev.POLICY_EJECTED, -1, -1, 0, hook, -1,
-                             f"{slot.label}: {reason}")
+            self.drv.log.add(now, ev.POLICY_EJECTED, -1, -1, 0, hook, -1, f"{slot.label}: {reason}")
         self._rebind()
 
     def _call(self, hook: str, ctx: Any, req: list) -> tuple[_Slot, Any] | None:
@@ -375,9 +390,16 @@ class Guard:
         req.clear()
 
     # ---- prefetch -----------------------------------------------------------------------------
-    def prefetch_hint(self, drv: Any, block: int, dest: int, faulted: np.ndarray,
-                      resident: np.ndarray, thrashing: np.ndarray,
-                      cpu_readable: np.ndarray | None) -> np.ndarray:
+    def prefetch_hint(
+        self,
+        drv: Any,
+        block: int,
+        dest: int,
+        faulted: np.ndarray,
+        resident: np.ndarray,
+        thrashing: np.ndarray,
+        cpu_readable: np.ndarray | None,
+    ) -> np.ndarray:
         """``uvm_perf_prefetch_get_hint_va_block`` with the prefetch hooks in its tree walk."""
         if self.drv is not drv:
             self._attach_driver(drv)
@@ -385,28 +407,47 @@ class Guard:
         n = len(faulted)
         if not p.uvm_perf_prefetch_enable:
             return np.zeros(n, dtype=bool)
-        count = pf.update_prefetch_info(va.prefetch_last_proc, va.prefetch_fault_migrations,
-                                        block, dest, int(np.count_nonzero(faulted)))
+        count = pf.update_prefetch_info(
+            va.prefetch_last_proc, va.prefetch_fault_migrations, block, dest, int(np.count_nonzero(faulted))
+        )
         lo = block << 9
         threshold = int(p.uvm_perf_prefetch_threshold)
-        if pf.first_touch_shortcut_applies(int(np.count_nonzero(va.residency[lo:lo + n])), dest,
-                                           int(va.preferred[lo]) - 1):
+        if pf.first_touch_shortcut_applies(
+            int(np.count_nonzero(va.residency[lo : lo + n])), dest, int(va.preferred[lo]) - 1
+        ):
             out = ~faulted & ~thrashing  # §5.3 step 3: the whole block, no tree, no hook
             if dest == CPU and cpu_readable is not None:
                 out &= ~cpu_readable
         else:
-            tree = BitmapTree(faulted, resident, thrashing, block_first_page_va=lo,
-                              big=drv.gpu.big_page_size // PAGE_SIZE, m_first=0, m_outer=n)
+            tree = BitmapTree(
+                faulted,
+                resident,
+                thrashing,
+                block_first_page_va=lo,
+                big=drv.gpu.big_page_size // PAGE_SIZE,
+                m_first=0,
+                m_outer=n,
+            )
             req: list = []
             ctx = PrefetchContext(
-                req, block=block, block_first_page=lo, n_pages=n, dest=dest,
-                faulted=_ro(faulted), resident=_ro(resident), thrashing=_ro(thrashing),
-                populated=_ro(tree.populated(n)), cs=tree.cs, tree_offset=tree.offset,
-                leaf_count=tree.leaf_count, level_count=tree.level_count,
-                alloc=self.allocs[int(self._block_alloc[block])], now_ns=int(drv.now_ns))
+                req,
+                block=block,
+                block_first_page=lo,
+                n_pages=n,
+                dest=dest,
+                faulted=_ro(faulted),
+                resident=_ro(resident),
+                thrashing=_ro(thrashing),
+                populated=_ro(tree.populated(n)),
+                cs=tree.cs,
+                tree_offset=tree.offset,
+                leaf_count=tree.leaf_count,
+                level_count=tree.level_count,
+                alloc=self.allocs[int(self._block_alloc[block])],
+                now_ns=int(drv.now_ns),
+            )
 
-            def region_for(page: int, leaf: int,
-                           stock: tuple[int, int] | None) -> tuple[int, int] | None:
+            def region_for(page: int, leaf: int, stock: tuple[int, int] | None) -> tuple[int, int] | None:
                 ctx.page_index = page
                 ctx.level = -1
                 got = self._call("prefetch_before_compute", ctx, req)
@@ -418,40 +459,68 @@ class Guard:
                     return stock
                 if _is_int(d) and int(d) == base.ENTER_LOOP:
                     if "prefetch_on_tree_iter" not in slot.fns:
-                        self._reject(slot, "prefetch_before_compute",
-                                     "returned ENTER_LOOP but has no prefetch_on_tree_iter", req)
+                        self._reject(
+                            slot,
+                            "prefetch_before_compute",
+                            "returned ENTER_LOOP but has no prefetch_on_tree_iter",
+                            req,
+                        )
                         return stock
                     self._apply(req, dest if dest != CPU else 1)
                     return self._tree_loop(slot, ctx, req, tree, leaf, stock, dest)
                 region = _as_region(d)
                 if region is None:
-                    self._reject(slot, "prefetch_before_compute",
-                                 f"returned {_short(d)}: not DEFAULT, ENTER_LOOP or a region", req)
+                    self._reject(
+                        slot,
+                        "prefetch_before_compute",
+                        f"returned {_short(d)}: not DEFAULT, ENTER_LOOP or a region",
+                        req,
+                    )
                     return stock
                 f, o = region
                 if not 0 <= f <= o <= n:
-                    self._reject(slot, "prefetch_before_compute",
-                                 f"region [{f}, {o}) is outside the VA block's [0, {n})", req)
+                    self._reject(
+                        slot,
+                        "prefetch_before_compute",
+                        f"region [{f}, {o}) is outside the VA block's [0, {n})",
+                        req,
+                    )
                     return stock
                 self._apply(req, dest if dest != CPU else 1)
                 return f, o
 
-            out = compute_mask(tree, faulted, thrashing, threshold=threshold,
-                               region_for=region_for, dest_is_cpu=dest == CPU,
-                               cpu_resident_readable=cpu_readable)
+            out = compute_mask(
+                tree,
+                faulted,
+                thrashing,
+                threshold=threshold,
+                region_for=region_for,
+                dest_is_cpu=dest == CPU,
+                cpu_resident_readable=cpu_readable,
+            )
         if not pf.hint_allowed(count, int(p.uvm_perf_prefetch_min_faults)):
             return np.zeros(n, dtype=bool)
         return out
 
-    def _tree_loop(self, slot: _Slot, ctx: PrefetchContext, req: list, tree: BitmapTree,
-                   leaf: int, stock: tuple[int, int] | None,
-                   dest: int) -> tuple[int, int] | None:
+    def _tree_loop(
+        self,
+        slot: _Slot,
+        ctx: PrefetchContext,
+        req: list,
+        tree: BitmapTree,
+        leaf: int,
+        stock: tuple[int, int] | None,
+        dest: int,
+    ) -> tuple[int, int] | None:
         """ENTER_LOOP: on_tree_iter per node, leaf to root; the last selection wins. A failure
         inside the walk gives this page the driver's region."""
         sel = None
-        ns, ne, cnt, sf, so = (a.tolist() for a in _nodes(
-            leaf, tree.level_count, tree.leaf_count, tree.cs, tree.offset, tree.m_first,
-            tree.m_outer))
+        ns, ne, cnt, sf, so = (
+            a.tolist()
+            for a in _nodes(
+                leaf, tree.level_count, tree.leaf_count, tree.cs, tree.offset, tree.m_first, tree.m_outer
+            )
+        )
         region = base.Region
         for k in range(tree.level_count):
             s, e = ns[k], ne[k]
@@ -464,23 +533,36 @@ class Guard:
             if got is None:
                 return stock
             d = got[1]
-            if d is None or d is True or d is False or isinstance(d, np.bool_) or (
-                    _is_int(d) and int(d) in (0, 1)):
+            if (
+                d is None
+                or d is True
+                or d is False
+                or isinstance(d, np.bool_)
+                or (_is_int(d) and int(d) in (0, 1))
+            ):
                 if d:
                     sel = (s, e)
                 if req:
                     self._apply(req, dest if dest != CPU else 1)
             else:
-                self._reject(slot, "prefetch_on_tree_iter",
-                             f"returned {_short(d)}: expected True / False", req)
+                self._reject(
+                    slot, "prefetch_on_tree_iter", f"returned {_short(d)}: expected True / False", req
+                )
                 return stock
         return None if sel is None else tree.to_block(*sel)
 
     # ---- eviction -----------------------------------------------------------------------------
     def _chunk_ctx(self, gpu: int, block: int, chunk: int, event: str, req: list) -> ChunkContext:
-        return ChunkContext(req, self, gpu=gpu, chunk=chunk, block=block,
-                            alloc=self.allocs[int(self._block_alloc[block])], event=event,
-                            now_ns=int(self.drv.now_ns))
+        return ChunkContext(
+            req,
+            self,
+            gpu=gpu,
+            chunk=chunk,
+            block=block,
+            alloc=self.allocs[int(self._block_alloc[block])],
+            event=event,
+            now_ns=int(self.drv.now_ns),
+        )
 
     def chunk_activate(self, drv: Any, gpu: int, block: int, chunk: int) -> None:
         """chunk_update_lists_locked: a root chunk was allocated to ``block`` (tail of used)."""
@@ -490,8 +572,7 @@ class Guard:
         if "chunk_activate" not in self._by_hook:
             return
         req: list = []
-        got = self._call("chunk_activate", self._chunk_ctx(gpu, block, chunk, "activate", req),
-                         req)
+        got = self._call("chunk_activate", self._chunk_ctx(gpu, block, chunk, "activate", req), req)
         if got is not None:
             self._apply(req, gpu)
 
@@ -517,8 +598,7 @@ class Guard:
             if not d:
                 pmm.mark_used(chunk)
             return
-        self._reject(slot, "chunk_used", f"returned {_short(d)}: expected 0 (DEFAULT) or "
-                     "1 (BYPASS)", req)
+        self._reject(slot, "chunk_used", f"returned {_short(d)}: expected 0 (DEFAULT) or 1 (BYPASS)", req)
         pmm.mark_used(chunk)
 
     def eviction_prepare(self, drv: Any, gpu: int) -> None:
@@ -529,9 +609,16 @@ class Guard:
         if "eviction_prepare" in self._by_hook:
             req: list = []
             frontier = position(self.engine) if self.engine is not None else 0
-            ctx = EvictionContext(req, self, gpu=gpu, used=self._list(gpu, "used"),
-                                  unused=self._list(gpu, "unused"), owner=_ro(pmm.owner),
-                                  now_ns=int(drv.now_ns), position=frontier)
+            ctx = EvictionContext(
+                req,
+                self,
+                gpu=gpu,
+                used=self._list(gpu, "used"),
+                unused=self._list(gpu, "unused"),
+                owner=_ro(pmm.owner),
+                now_ns=int(drv.now_ns),
+                position=frontier,
+            )
             got = self._call("eviction_prepare", ctx, req)
             if got is not None:
                 slot, d = got
@@ -547,9 +634,11 @@ class Guard:
                         victim = int(d)
                 else:
                     moves = _as_moves(d)
-                    problem = (f"returned {_short(d)}: expected None, a chunk or "
-                               "[(chunk, 'head'|'tail')]" if moves is None
-                               else self._check_requests(moves, "eviction_prepare"))
+                    problem = (
+                        f"returned {_short(d)}: expected None, a chunk or [(chunk, 'head'|'tail')]"
+                        if moves is None
+                        else self._check_requests(moves, "eviction_prepare")
+                    )
                     if problem:
                         self._reject(slot, "eviction_prepare", problem, req)
                         req = []
@@ -588,8 +677,7 @@ class Guard:
 
     def _next_use(self, blocks: Any) -> Any:
         if self.future is None:
-            raise RuntimeError("next_use is only for policies with needs_future = True, "
-                               "run by the engine")
+            raise RuntimeError("next_use is only for policies with needs_future = True, run by the engine")
         frontier = position(self.engine)
         b = np.asarray(blocks, dtype=np.int64)
         nu = self.future.next_use(b.ravel(), frontier)
@@ -604,8 +692,19 @@ class Guard:
         return nu
 
     # ---- after a fault batch: policy migrations, then decide_replay ---------------------------
-    def after_batch(self, drv: Any, gpu: int, policy: int, batch: int, faults: int, unique: int,
-                    duplicates: int, throttled: bool, pending: int, replays: int) -> int:
+    def after_batch(
+        self,
+        drv: Any,
+        gpu: int,
+        policy: int,
+        batch: int,
+        faults: int,
+        unique: int,
+        duplicates: int,
+        throttled: bool,
+        pending: int,
+        replays: int,
+    ) -> int:
         if self.drv is not drv:
             self._attach_driver(drv)
         if batch == 0 or replays != self._seen_replays:
@@ -618,9 +717,19 @@ class Guard:
         if "decide_replay" not in self._by_hook:
             return 0
         req: list = []
-        ctx = ReplayContext(req, gpu=gpu, batch=batch, faults=faults, unique=unique,
-                            duplicates=duplicates, throttled=bool(throttled), pending=pending,
-                            default_policy=int(policy), replays=replays, now_ns=int(drv.now_ns))
+        ctx = ReplayContext(
+            req,
+            gpu=gpu,
+            batch=batch,
+            faults=faults,
+            unique=unique,
+            duplicates=duplicates,
+            throttled=bool(throttled),
+            pending=pending,
+            default_policy=int(policy),
+            replays=replays,
+            now_ns=int(drv.now_ns),
+        )
         got = self._call("decide_replay", ctx, req)
         if got is None:
             return 0
@@ -628,8 +737,12 @@ class Guard:
         if d is None:
             d = 0
         if not _is_int(d) or int(d) not in (-1, 0, 1):
-            self._reject(slot, "decide_replay", f"returned {_short(d)}: expected 1 (now), "
-                         "0 (default) or -1 (defer)", req)
+            self._reject(
+                slot,
+                "decide_replay",
+                f"returned {_short(d)}: expected 1 (now), 0 (default) or -1 (defer)",
+                req,
+            )
             return 0
         self._apply(req, gpu)
         return int(d)
@@ -637,9 +750,6 @@ class Guard:
     def _run_migrations(self, drv: Any) -> None:
         """Run queued policy migrations (UVM_MIGRATE to the GPU), at most ``migrate_fraction`` of
         GPU memory per fault batch; never by evicting a chunk that waiting warps need."""
-        from uvmlab.driver.eviction import NoEvictableMemory
-        from uvmlab.driver.migrate import migrate
-
         reqs, self._pending = self._pending, []
         pmm = drv.pmm[0]
         budget = max(512, int(pmm.n_root_chunks * 512 * self.migrate_fraction))
@@ -651,7 +761,7 @@ class Guard:
                 while page < end:
                     stop = min(end, ((page >> 9) + 1) << 9)
                     if budget < stop - page or not self._room(drv, gpu, page >> 9):
-                        self.migrations_dropped += end - page + sum(r[1] for r in reqs[i + 1:])
+                        self.migrations_dropped += end - page + sum(r[1] for r in reqs[i + 1 :])
                         return
                     try:
                         migrate(drv, page, stop - page, gpu)
@@ -676,8 +786,16 @@ class Guard:
         return pmm.count("used") > protected
 
     # ---- thrashing -------------------------------------------------------------------------------
-    def thrashing_hints(self, drv: Any, block: int, requester: int, local: np.ndarray,
-                        pages: np.ndarray, hints: list[Hint], now_ns: int) -> list[Hint]:
+    def thrashing_hints(
+        self,
+        drv: Any,
+        block: int,
+        requester: int,
+        local: np.ndarray,
+        pages: np.ndarray,
+        hints: list[Hint],
+        now_ns: int,
+    ) -> list[Hint]:
         if self.drv is not drv:
             self._attach_driver(drv)
         if "thrashing_hint" not in self._by_hook:
@@ -685,12 +803,17 @@ class Guard:
         kinds = np.array([h.kind for h in hints], dtype=np.int8)
         lo = block << 9
         req: list = []
-        ctx = ThrashingContext(req, block=block, block_first_page=lo, requester=requester,
-                               pages=_ro(np.asarray(local, dtype=np.int64)), default=_ro(kinds),
-                               thrashing=_ro(drv.thrashing.thrashing_mask(block)
-                                             [: int(drv.va.block_pages[block])]),
-                               alloc=self.allocs[int(self._block_alloc[block])],
-                               now_ns=int(now_ns))
+        ctx = ThrashingContext(
+            req,
+            block=block,
+            block_first_page=lo,
+            requester=requester,
+            pages=_ro(np.asarray(local, dtype=np.int64)),
+            default=_ro(kinds),
+            thrashing=_ro(drv.thrashing.thrashing_mask(block)[: int(drv.va.block_pages[block])]),
+            alloc=self.allocs[int(self._block_alloc[block])],
+            now_ns=int(now_ns),
+        )
         got = self._call("thrashing_hint", ctx, req)
         if got is None:
             return hints
@@ -700,15 +823,24 @@ class Guard:
             return hints
         new = _as_kinds(d, len(hints))
         if new is None:
-            self._reject(slot, "thrashing_hint", f"returned {_short(d)}: expected a hint kind "
-                         f"or {len(hints)} of them (-1 keep, 0 none, 1 throttle, 2 pin)", req)
+            self._reject(
+                slot,
+                "thrashing_hint",
+                f"returned {_short(d)}: expected a hint kind "
+                f"or {len(hints)} of them (-1 keep, 0 none, 1 throttle, 2 pin)",
+                req,
+            )
             return hints
         changed = np.flatnonzero((new != base.KEEP) & (new != kinds))
         throttled = [int(pages[i]) for i in changed.tolist() if new[i] == base.HINT_THROTTLE]
         for pg in throttled:  # a policy that keeps a page waiting forever is a livelock
             if self._streak.get((requester, pg), 0) >= self.max_throttles:
-                self._reject(slot, "thrashing_hint", f"throttled page {pg} more than "
-                             f"{self.max_throttles} times in a row (livelock)", req)
+                self._reject(
+                    slot,
+                    "thrashing_hint",
+                    f"throttled page {pg} more than {self.max_throttles} times in a row (livelock)",
+                    req,
+                )
                 return hints
         for i in np.flatnonzero(new != base.HINT_THROTTLE).tolist():
             self._streak.pop((requester, int(pages[i])), None)
@@ -763,8 +895,7 @@ class _Watchdog:
         if signal.getsignal(self.SIG) not in (signal.SIG_DFL, None):
             return  # the program uses this signal: run without the watchdog
         self.old = signal.signal(self.SIG, self._handler)
-        self.thread = threading.Thread(target=self._run, name="uvmlab-policy-watchdog",
-                                       daemon=True)
+        self.thread = threading.Thread(target=self._run, name="uvmlab-policy-watchdog", daemon=True)
         self.thread.start()
 
     def _handler(self, signum: int, frame: Any) -> None:
@@ -774,15 +905,16 @@ class _Watchdog:
             raise HookTimeout
 
     def _run(self) -> None:
-        import _thread
-
         poll = min(0.05, self.g.hard_limit_s / 4)
         while not self.stopping.wait(poll):
             g = self.g
             seq = g._call_seq
             now = time.perf_counter()
-            if (g._in_call and now - g._call_t0 > g.hard_limit_s
-                    and (seq != self.fired_seq or now - self.fired_at > g.hard_limit_s)):
+            if (
+                g._in_call
+                and now - g._call_t0 > g.hard_limit_s
+                and (seq != self.fired_seq or now - self.fired_at > g.hard_limit_s)
+            ):
                 self.fired_seq = seq
                 self.fired_at = now
                 _thread.interrupt_main(self.SIG)

@@ -23,9 +23,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from uvmlab.errors import PolicyError
+from uvmlab.core.errors import PolicyError
 from uvmlab.policy import base
 from uvmlab.policy.guard import Guard
+from uvmlab.policy.library import REGISTRY
 
 NO_POLICY = ("default", "driver", "none-at-all")
 _ITEM = re.compile(r"^\s*(?P<name>[^()]+?)\s*(?:\((?P<args>.*)\))?\s*$", re.S)
@@ -33,8 +34,6 @@ _ITEM = re.compile(r"^\s*(?P<name>[^()]+?)\s*(?:\((?P<args>.*)\))?\s*$", re.S)
 
 def builtin_policies() -> dict[str, type]:
     """Name -> class of every built-in policy."""
-    from uvmlab.policy.library import REGISTRY
-
     return dict(REGISTRY)
 
 
@@ -81,8 +80,10 @@ def load_policy(item: str, params: Mapping[str, Any] | None = None) -> Any:
         if key not in reg:
             close = difflib.get_close_matches(key, list(reg), n=3, cutoff=0.5)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise PolicyError(f"unknown policy {name!r}{hint}; `uvmlab policy list` shows the "
-                              "built-ins, or give a path/to/file.py")
+            raise PolicyError(
+                f"unknown policy {name!r}{hint}; `uvmlab policy list` shows the "
+                "built-ins, or give a path/to/file.py"
+            )
         cls = reg[key]
     try:
         return cls(**args)
@@ -119,19 +120,21 @@ def load_policies(spec: Any, params: Mapping[str, Mapping[str, Any]] | None = No
     if isinstance(spec, list | tuple):
         return [p for s in spec for p in load_policies(s, params)]
     if not base.implemented_hooks(spec) and not getattr(spec, "module_params", None):
-        raise PolicyError(f"{spec!r} implements none of the policy hooks "
-                          f"({', '.join(base.HOOKS)})")
+        raise PolicyError(f"{spec!r} implements none of the policy hooks ({', '.join(base.HOOKS)})")
     return [spec]
 
 
-def build_hooks(policies: Any, *, budget_ms: float | None = None,
-                hard_limit_s: float | None = None,
-                params: Mapping[str, Mapping[str, Any]] | None = None) -> Guard:
+def build_hooks(
+    policies: Any,
+    *,
+    budget_ms: float | None = None,
+    hard_limit_s: float | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Guard:
     """The guarded hooks object for ``simulate(..., policies=...)`` (a Guard is used as is)."""
     if isinstance(policies, Guard):
         return policies
-    return Guard(load_policies(policies, params), budget_ms=budget_ms or 50.0,
-                 hard_limit_s=hard_limit_s)
+    return Guard(load_policies(policies, params), budget_ms=budget_ms or 50.0, hard_limit_s=hard_limit_s)
 
 
 def parse_param_overrides(assignments: Iterable[str]) -> dict[str, dict[str, str]]:
@@ -172,19 +175,24 @@ def _load_file_class(name: str) -> type:
     except BaseException as e:  # a broken user file must not take the CLI down with a traceback
         if isinstance(e, KeyboardInterrupt):
             raise
-        raise PolicyError(f"cannot load policy file {path}: {type(e).__name__}: "
-                          f"{' '.join(str(e).split())}") from None
+        raise PolicyError(
+            f"cannot load policy file {path}: {type(e).__name__}: {' '.join(str(e).split())}"
+        ) from None
     if cls_name:
         cls = getattr(mod, cls_name, None)
         if not isinstance(cls, type):
             raise PolicyError(f"policy file {path} has no class {cls_name!r}")
         return cls
-    found = [v for v in vars(mod).values()
-             if isinstance(v, type) and v.__module__ == modname
-             and (issubclass(v, base.Policy) or any(callable(getattr(v, h, None))
-                                                    for h in base.HOOKS))]
+    found = [
+        v
+        for v in vars(mod).values()
+        if isinstance(v, type)
+        and v.__module__ == modname
+        and (issubclass(v, base.Policy) or any(callable(getattr(v, h, None)) for h in base.HOOKS))
+    ]
     if len(found) != 1:
         names = ", ".join(c.__name__ for c in found) or "none"
-        raise PolicyError(f"policy file {path} defines {len(found)} policy classes ({names}); "
-                          f"name one as {path}:ClassName")
+        raise PolicyError(
+            f"policy file {path} defines {len(found)} policy classes ({names}); name one as {path}:ClassName"
+        )
     return found[0]

@@ -41,7 +41,7 @@ def _build(faulted, resident, thrashing, block_first_page_va, big, m_first, m_ou
             if len(thrashing) > 0:
                 any_thr |= thrashing[p]
         if any_fault and not any_thr:
-            leaves[max(a, offset):b] = True
+            leaves[max(a, offset) : b] = True
     cs = np.zeros(leaf_count + 1, dtype=np.int64)
     for t in range(leaf_count):
         cs[t + 1] = cs[t] + leaves[t]
@@ -57,19 +57,32 @@ _EMPTY = np.zeros(0, dtype=np.bool_)
 class BitmapTree:
     """``uvm_perf_prefetch_bitmap_tree_t`` for one block operation, built as the kernel does."""
 
-    def __init__(self, faulted: np.ndarray, resident: np.ndarray | None,
-                 thrashing: np.ndarray | None, *, block_first_page_va: int, big: int,
-                 m_first: int, m_outer: int) -> None:
+    def __init__(
+        self,
+        faulted: np.ndarray,
+        resident: np.ndarray | None,
+        thrashing: np.ndarray | None,
+        *,
+        block_first_page_va: int,
+        big: int,
+        m_first: int,
+        m_outer: int,
+    ) -> None:
         self.leaves, self.cs, self.offset, self.leaf_count, self.level_count = _build(
-            faulted, _EMPTY if resident is None else resident,
-            _EMPTY if thrashing is None else thrashing, block_first_page_va, big, m_first,
-            m_outer)
+            faulted,
+            _EMPTY if resident is None else resident,
+            _EMPTY if thrashing is None else thrashing,
+            block_first_page_va,
+            big,
+            m_first,
+            m_outer,
+        )
         self.m_first, self.m_outer = m_first, m_outer
 
     def populated(self, n: int) -> np.ndarray:
         """The leaves in block-page terms (pages outside the region are False)."""
         out = np.zeros(n, dtype=bool)
-        out[self.m_first:self.m_outer] = self.leaves[self.offset:]
+        out[self.m_first : self.m_outer] = self.leaves[self.offset :]
         return out
 
     def leaf(self, page: int) -> int:
@@ -135,10 +148,16 @@ def _stock_regions(cs, leaf_count, level_count, threshold, leaves, offset, m_fir
     return f_out, o_out
 
 
-def compute_mask(tree: BitmapTree, faulted: np.ndarray, thrashing: np.ndarray | None,
-                 *, threshold: int,
-                 region_for: Callable[[int, int, tuple[int, int] | None], tuple[int, int] | None],
-                 dest_is_cpu: bool, cpu_resident_readable: np.ndarray | None) -> np.ndarray:
+def compute_mask(
+    tree: BitmapTree,
+    faulted: np.ndarray,
+    thrashing: np.ndarray | None,
+    *,
+    threshold: int,
+    region_for: Callable[[int, int, tuple[int, int] | None], tuple[int, int] | None],
+    dest_is_cpu: bool,
+    cpu_resident_readable: np.ndarray | None,
+) -> np.ndarray:
     """compute_prefetch_mask + the post-filter, asking ``region_for(page, leaf, stock)`` for
     each walk start, where ``stock`` is the driver's region for it. ``region_for`` returns a
     block-page region ``(first, outer)`` or None."""
@@ -150,10 +169,10 @@ def compute_mask(tree: BitmapTree, faulted: np.ndarray, thrashing: np.ndarray | 
         starts &= ~thrashing[m_first:m_outer]
     pages = np.flatnonzero(starts) + m_first
     leaves = pages - m_first + tree.offset
-    sf, so = _stock_regions(tree.cs, tree.leaf_count, tree.level_count, threshold, leaves,
-                            tree.offset, m_first, m_outer)
-    for page, leaf, f, o in zip(pages.tolist(), leaves.tolist(), sf.tolist(), so.tolist(),
-                                strict=True):
+    sf, so = _stock_regions(
+        tree.cs, tree.leaf_count, tree.level_count, threshold, leaves, tree.offset, m_first, m_outer
+    )
+    for page, leaf, f, o in zip(pages.tolist(), leaves.tolist(), sf.tolist(), so.tolist(), strict=True):
         r = region_for(page, leaf, None if o < 0 else (f, o))
         if r is None:
             continue

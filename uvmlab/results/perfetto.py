@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from uvmlab.driver import events as ev
-from uvmlab.results.sampling import SAMPLED_COUNTERS
+from uvmlab.engine.sampling import SAMPLED_COUNTERS
+from uvmlab.results.io import write_atomic
 
 if TYPE_CHECKING:
     from uvmlab.results.result import Result
@@ -51,9 +52,20 @@ _INSTANT_TRACKS = {
 }
 
 #: track order within a process (others follow in order of appearance)
-TRACK_ORDER = ("kernels", "CPU phases", "host API", "fault batches", "replays", "CPU faults",
-               "migrations", "evictions", "remote maps", "thrashing", "read duplication",
-               "errors")
+TRACK_ORDER = (
+    "kernels",
+    "CPU phases",
+    "host API",
+    "fault batches",
+    "replays",
+    "CPU faults",
+    "migrations",
+    "evictions",
+    "remote maps",
+    "thrashing",
+    "read duplication",
+    "errors",
+)
 
 
 def _proc_name(p: int) -> str:
@@ -70,10 +82,18 @@ class _Trace:
         pid = max(proc, 0) + 1
         if pid not in self.pids:
             self.pids.add(pid)
-            self.events.append({"ph": "M", "name": "process_name", "pid": pid, "tid": 0,
-                                "args": {"name": _proc_name(max(proc, 0))}})
-            self.events.append({"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0,
-                                "args": {"sort_index": pid}})
+            self.events.append(
+                {
+                    "ph": "M",
+                    "name": "process_name",
+                    "pid": pid,
+                    "tid": 0,
+                    "args": {"name": _proc_name(max(proc, 0))},
+                }
+            )
+            self.events.append(
+                {"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0, "args": {"sort_index": pid}}
+            )
         return pid
 
     def tid(self, proc: int, track: str) -> tuple[int, int]:
@@ -84,33 +104,73 @@ class _Trace:
             self.tids[key] = tid
             base = track.split(" to ")[0]
             order = TRACK_ORDER.index(base) if base in TRACK_ORDER else len(TRACK_ORDER) + tid
-            self.events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
-                                "args": {"name": track}})
-            self.events.append({"ph": "M", "name": "thread_sort_index", "pid": pid, "tid": tid,
-                                "args": {"sort_index": order}})
+            self.events.append(
+                {"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": track}}
+            )
+            self.events.append(
+                {
+                    "ph": "M",
+                    "name": "thread_sort_index",
+                    "pid": pid,
+                    "tid": tid,
+                    "args": {"sort_index": order},
+                }
+            )
         return pid, self.tids[key]
 
-    def slice(self, proc: int, track: str, name: str, ts_ns: int, dur_ns: int,
-              args: dict[str, Any] | None = None, cat: str = "op") -> None:
+    def slice(
+        self,
+        proc: int,
+        track: str,
+        name: str,
+        ts_ns: int,
+        dur_ns: int,
+        args: dict[str, Any] | None = None,
+        cat: str = "op",
+    ) -> None:
         pid, tid = self.tid(proc, track)
-        self.events.append({"ph": "X", "name": name, "cat": cat, "pid": pid, "tid": tid,
-                            "ts": ts_ns / 1000.0, "dur": max(0, dur_ns) / 1000.0,
-                            "args": args or {}})
+        self.events.append(
+            {
+                "ph": "X",
+                "name": name,
+                "cat": cat,
+                "pid": pid,
+                "tid": tid,
+                "ts": ts_ns / 1000.0,
+                "dur": max(0, dur_ns) / 1000.0,
+                "args": args or {},
+            }
+        )
 
-    def instant(self, proc: int, track: str, name: str, ts_ns: int, args: dict[str, Any],
-                cat: str) -> None:
+    def instant(self, proc: int, track: str, name: str, ts_ns: int, args: dict[str, Any], cat: str) -> None:
         pid, tid = self.tid(proc, track)
-        self.events.append({"ph": "i", "s": "t", "name": name, "cat": cat, "pid": pid,
-                            "tid": tid, "ts": ts_ns / 1000.0, "args": args})
+        self.events.append(
+            {
+                "ph": "i",
+                "s": "t",
+                "name": name,
+                "cat": cat,
+                "pid": pid,
+                "tid": tid,
+                "ts": ts_ns / 1000.0,
+                "args": args,
+            }
+        )
 
-    def counter(self, proc: int, name: str, ts_ns: np.ndarray, series: dict[str, np.ndarray]
-                ) -> None:
+    def counter(self, proc: int, name: str, ts_ns: np.ndarray, series: dict[str, np.ndarray]) -> None:
         pid = self.pid(proc)
         idx = _thin(len(ts_ns), MAX_COUNTER_POINTS)
         for i in idx:
-            self.events.append({"ph": "C", "name": name, "pid": pid, "tid": 0,
-                                "ts": int(ts_ns[i]) / 1000.0,
-                                "args": {k: int(v[i]) for k, v in series.items()}})
+            self.events.append(
+                {
+                    "ph": "C",
+                    "name": name,
+                    "pid": pid,
+                    "tid": 0,
+                    "ts": int(ts_ns[i]) / 1000.0,
+                    "args": {k: int(v[i]) for k, v in series.items()},
+                }
+            )
 
 
 def _thin(n: int, cap: int) -> np.ndarray:
@@ -135,8 +195,7 @@ def build_trace(res: Result, *, max_instants: int = MAX_INSTANTS) -> dict[str, A
         elif kind == "cpu":
             tr.slice(0, "CPU phases", name, start, dur, args)
         else:
-            tr.slice(0, "host API", name if kind in ("", name) else f"{kind} {name}", start,
-                     dur, args)
+            tr.slice(0, "host API", name if kind in ("", name) else f"{kind} {name}", start, dur, args)
     dropped = 0
     if res.events is not None and len(res.events):
         dropped = _add_events(tr, res.events, max_instants)
@@ -144,10 +203,18 @@ def build_trace(res: Result, *, max_instants: int = MAX_INSTANTS) -> dict[str, A
         _add_sample_counters(tr, res.samples)
     if res.samples is not None:
         _add_residency(tr, res.samples)
-    other = {"workload": res.workload, "source": res.source, "gpu": res.gpu,
-             "profile": res.profile, "gpu_memory_bytes": res.gpu_memory_bytes,
-             "params": res.params, "totals": res.canonical(), "time_unit": "simulated ns",
-             "instants_dropped": dropped, "producer": "uvmlab"}
+    other = {
+        "workload": res.workload,
+        "source": res.source,
+        "gpu": res.gpu,
+        "profile": res.profile,
+        "gpu_memory_bytes": res.gpu_memory_bytes,
+        "params": res.params,
+        "totals": res.canonical(),
+        "time_unit": "simulated ns",
+        "instants_dropped": dropped,
+        "producer": "uvmlab",
+    }
     if res.fatal:
         other["fatal"] = res.fatal
     return {"traceEvents": tr.events, "displayTimeUnit": "ns", "otherData": other}
@@ -173,8 +240,15 @@ def _add_events(tr: _Trace, df: Any, max_instants: int) -> int:
         elif n == ev.THROTTLING_END:
             start = open_throttle.pop((int(proc[i]), int(addr[i])), None)
             if start is not None:
-                tr.slice(int(proc[i]), "thrashing", "throttled", start, int(t[i]) - start,
-                         {"address": hex(int(addr[i]))}, cat="thrashing")
+                tr.slice(
+                    int(proc[i]),
+                    "thrashing",
+                    "throttled",
+                    start,
+                    int(t[i]) - start,
+                    {"address": hex(int(addr[i]))},
+                    cat="thrashing",
+                )
         else:
             instant_rows.append(i)
     keep = np.asarray(instant_rows, dtype=np.int64)
@@ -222,18 +296,23 @@ def _add_events(tr: _Trace, df: Any, max_instants: int) -> int:
     e = order[name[order] == ev.EVICTION]
     for p in sorted(set(int(x) for x in proc[e])):
         ep = e[proc[e] == p]
-        tr.counter(p, "evictions (root chunks, cumulative)", t[ep],
-                   {"evictions": np.arange(1, len(ep) + 1)})
+        tr.counter(p, "evictions (root chunks, cumulative)", t[ep], {"evictions": np.arange(1, len(ep) + 1)})
     return dropped
 
 
 def _add_sample_counters(tr: _Trace, s: Any) -> None:
     """Without events: the same counters at the sampled times."""
     cnt = s.counters
-    to_gpu = {k.removeprefix("bytes_htod_"): cnt[k] for k in SAMPLED_COUNTERS
-              if k.startswith("bytes_htod_") and k in cnt}
-    to_cpu = {k.removeprefix("bytes_dtoh_"): cnt[k] for k in SAMPLED_COUNTERS
-              if k.startswith("bytes_dtoh_") and k in cnt}
+    to_gpu = {
+        k.removeprefix("bytes_htod_"): cnt[k]
+        for k in SAMPLED_COUNTERS
+        if k.startswith("bytes_htod_") and k in cnt
+    }
+    to_cpu = {
+        k.removeprefix("bytes_dtoh_"): cnt[k]
+        for k in SAMPLED_COUNTERS
+        if k.startswith("bytes_dtoh_") and k in cnt
+    }
     tr.counter(1, "bytes migrated to GPU 0", s.time_ns, to_gpu)
     tr.counter(0, "bytes migrated to CPU", s.time_ns, to_cpu)
     if "gpu_faults" in cnt:
@@ -241,27 +320,24 @@ def _add_sample_counters(tr: _Trace, s: Any) -> None:
     if "cpu_faults" in cnt:
         tr.counter(0, "CPU faults (cumulative)", s.time_ns, {"faults": cnt["cpu_faults"]})
     if "evictions" in cnt:
-        tr.counter(1, "evictions (root chunks, cumulative)", s.time_ns,
-                   {"evictions": cnt["evictions"]})
+        tr.counter(1, "evictions (root chunks, cumulative)", s.time_ns, {"evictions": cnt["evictions"]})
 
 
 def _add_residency(tr: _Trace, s: Any) -> None:
     if s.n_samples == 0 or s.n_bins == 0:
         return
-    pages = np.minimum(np.arange(1, s.n_bins + 1) * s.bin_pages, s.total_pages) - \
-        np.arange(s.n_bins) * s.bin_pages
+    pages = (
+        np.minimum(np.arange(1, s.n_bins + 1) * s.bin_pages, s.total_pages)
+        - np.arange(s.n_bins) * s.bin_pages
+    )
     f = s.fractions()
     on_gpu = ((f[:, :, 2] + f[:, :, 3]) * pages).sum(axis=1) * 4096
     on_cpu = ((f[:, :, 1] + f[:, :, 3]) * pages).sum(axis=1) * 4096
-    tr.counter(1, "resident on GPU 0 (bytes, sampled)", s.time_ns,
-               {"bytes": on_gpu.round().astype(np.int64)})
-    tr.counter(0, "resident on CPU (bytes, sampled)", s.time_ns,
-               {"bytes": on_cpu.round().astype(np.int64)})
+    tr.counter(1, "resident on GPU 0 (bytes, sampled)", s.time_ns, {"bytes": on_gpu.round().astype(np.int64)})
+    tr.counter(0, "resident on CPU (bytes, sampled)", s.time_ns, {"bytes": on_cpu.round().astype(np.int64)})
 
 
 def write_timeline(res: Result, path: str | Path, *, max_instants: int = MAX_INSTANTS) -> None:
     """Write ``res`` as a Trace Event JSON file, atomically."""
-    from uvmlab.results.result import write_atomic
-
     trace = build_trace(res, max_instants=max_instants)
     write_atomic(Path(path), json.dumps(trace, separators=(",", ":")).encode())

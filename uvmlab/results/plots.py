@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-from uvmlab.errors import UvmlabError
+from uvmlab.core.errors import UvmlabError
+from uvmlab.results.io import write_atomic
+from uvmlab.results.tables import run_label
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -22,14 +28,17 @@ if TYPE_CHECKING:
 
 #: colours of a page range's state: not populated, CPU, GPU 0, both (read-duplicated)
 STATE_COLORS = {"none": "#eeeeee", "cpu": "#4c72b0", "gpu": "#55a868", "both": "#8172b2"}
-CAUSE_COLORS = {"Coherence": "#4c72b0", "Prefetch": "#55a868", "Eviction": "#c44e52",
-                "User": "#8172b2", "AccessCounters": "#ccb974", "other": "#937860"}
+CAUSE_COLORS = {
+    "Coherence": "#4c72b0",
+    "Prefetch": "#55a868",
+    "Eviction": "#c44e52",
+    "User": "#8172b2",
+    "AccessCounters": "#ccb974",
+    "other": "#937860",
+}
 
 
 def _figure(w: float, h: float) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(w, h), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -43,10 +52,6 @@ def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
 
 
 def save_png(fig: Figure, path: str, dpi: int = 100) -> None:
-    from pathlib import Path
-
-    from uvmlab.results.result import write_atomic
-
     write_atomic(Path(path), png_bytes(fig, dpi))
 
 
@@ -76,8 +81,7 @@ def _op_strip(ax: Any, res: Result, scale: float) -> None:
             spans[o["op"]].append((o["start_ns"] / scale, o["time_ns"] / scale))
     for sp, y, color in zip(spans.values(), (0, 1), ("#55a868", "#4c72b0"), strict=True):
         if sp:
-            ax.broken_barh(sp, (y + 0.1, 0.8), facecolors=color, edgecolors="white",
-                           linewidth=0.3)
+            ax.broken_barh(sp, (y + 0.1, 0.8), facecolors=color, edgecolors="white", linewidth=0.3)
     ax.set_yticks([0.5, 1.5], ["kernels", "CPU"])
     ax.set_ylim(0, 2)
     ax.tick_params(axis="x", labelbottom=False)
@@ -87,8 +91,10 @@ def residency_heatmap(res: Result, *, width: int = 600, title: str | None = None
     """Page range (y) × simulated time (x), coloured by which processor holds the pages."""
     s = res.samples
     if s is None or s.n_samples == 0 or s.n_bins == 0:
-        raise UvmlabError(f"{res.workload}: the result has no residency samples (run it with "
-                          f"--out, --timeline or uvmlab.results.simulate_sampled)")
+        raise UvmlabError(
+            f"{res.workload}: the result has no residency samples (run it with "
+            f"--out, --timeline or uvmlab.api.simulate_sampled)"
+        )
     end = _end_ns(res)
     unit, scale = time_unit(end)
     # step-hold the (unevenly spaced) samples onto an even time grid: each column shows the
@@ -105,24 +111,43 @@ def residency_heatmap(res: Result, *, width: int = 600, title: str | None = None
     ax = fig.add_subplot(gs[1], sharex=strip)
     _op_strip(strip, res, scale)
     total_mib = s.total_pages * 4096 / 2**20
-    ax.imshow(img, aspect="auto", origin="lower", interpolation="nearest",
-              extent=(0, end / scale, 0, total_mib))
+    ax.imshow(
+        img, aspect="auto", origin="lower", interpolation="nearest", extent=(0, end / scale, 0, total_mib)
+    )
     for a in s.allocs:
         y0 = a["first_page"] * 4096 / 2**20
         if y0 > 0:
             ax.axhline(y0, color="black", linewidth=0.6)
-        ax.text(1.005, (y0 + a["pages"] * 2048 / 2**20) / total_mib, a["name"],
-                transform=ax.transAxes, va="center", fontsize=8, clip_on=False)
+        ax.text(
+            1.005,
+            (y0 + a["pages"] * 2048 / 2**20) / total_mib,
+            a["name"],
+            transform=ax.transAxes,
+            va="center",
+            fontsize=8,
+            clip_on=False,
+        )
     ax.set_xlabel(f"simulated time ({unit})")
     ax.set_ylabel("managed memory (MiB)")
-    from matplotlib.patches import Patch
-
-    ax.legend(handles=[Patch(color=STATE_COLORS[k], label=lab) for k, lab in
-                       (("gpu", "GPU 0"), ("cpu", "CPU"), ("both", "both (read-dup)"),
-                        ("none", "not populated"))],
-              loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=4, fontsize=8, frameon=False)
-    strip.set_title(title or f"residency: {res.workload} on {res.gpu or 'model'}"
-                    f"{_mem_note(res)}", loc="left", fontsize=10)
+    ax.legend(
+        handles=[
+            Patch(color=STATE_COLORS[k], label=lab)
+            for k, lab in (
+                ("gpu", "GPU 0"),
+                ("cpu", "CPU"),
+                ("both", "both (read-dup)"),
+                ("none", "not populated"),
+            )
+        ],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.13),
+        ncol=4,
+        fontsize=8,
+        frameon=False,
+    )
+    strip.set_title(
+        title or f"residency: {res.workload} on {res.gpu or 'model'}{_mem_note(res)}", loc="left", fontsize=10
+    )
     return fig
 
 
@@ -134,12 +159,13 @@ def _mem_note(res: Result) -> str:
 
 def _rgb(h: str) -> tuple[float, float, float]:
     h = h.lstrip("#")
-    return tuple(int(h[i:i + 2], 16) / 255 for i in (0, 2, 4))  # type: ignore[return-value]
+    return tuple(int(h[i : i + 2], 16) / 255 for i in (0, 2, 4))  # type: ignore[return-value]
 
 
 # --- activity over time --------------------------------------------------------------------
-def activity_series(res: Result, bins: int = 200) -> tuple[np.ndarray, dict[str, np.ndarray],
-                                                             dict[str, np.ndarray], str]:
+def activity_series(
+    res: Result, bins: int = 200
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray], str]:
     """Per time bin: faults by kind and bytes migrated by direction and cause.
 
     Returns (bin edges in ns, {"GPU faults": n, "CPU faults": n},
@@ -156,9 +182,10 @@ def activity_series(res: Result, bins: int = 200) -> tuple[np.ndarray, dict[str,
         nb = df["bytes"].to_numpy(np.float64)
         cause = df["cause"].astype(str).to_numpy()
         proc = df["processor"].to_numpy(np.int64)
-        faults = {"GPU faults": np.histogram(t[name == "GpuFault"], edges,
-                                             weights=nb[name == "GpuFault"])[0],
-                  "CPU faults": np.histogram(t[name == "CpuFault"], edges)[0].astype(float)}
+        faults = {
+            "GPU faults": np.histogram(t[name == "GpuFault"], edges, weights=nb[name == "GpuFault"])[0],
+            "CPU faults": np.histogram(t[name == "CpuFault"], edges)[0].astype(float),
+        }
         moved: dict[str, np.ndarray] = {}
         mig = name == "Migration"
         for direction, sel in (("HtoD", mig & (proc > 0)), ("DtoH", mig & (proc == 0))):
@@ -178,31 +205,57 @@ def activity_series(res: Result, bins: int = 200) -> tuple[np.ndarray, dict[str,
     def per_bin(v: np.ndarray) -> np.ndarray:
         return np.diff(np.interp(edges, tt, v)) if len(tt) else np.zeros(bins)
 
-    faults = {"GPU faults": per_bin(cum.get("gpu_faults", np.zeros(len(tt)))),
-              "CPU faults": per_bin(cum.get("cpu_faults", np.zeros(len(tt))))}
-    names = {"bytes_htod_fault": "HtoD Coherence", "bytes_htod_prefetch": "HtoD Prefetch",
-             "bytes_htod_user": "HtoD User", "bytes_htod_access_counter": "HtoD AccessCounters",
-             "bytes_htod_other": "HtoD other", "bytes_dtoh_fault": "DtoH Coherence",
-             "bytes_dtoh_prefetch": "DtoH Prefetch", "bytes_dtoh_eviction": "DtoH Eviction",
-             "bytes_dtoh_user": "DtoH User", "bytes_dtoh_other": "DtoH other"}
+    faults = {
+        "GPU faults": per_bin(cum.get("gpu_faults", np.zeros(len(tt)))),
+        "CPU faults": per_bin(cum.get("cpu_faults", np.zeros(len(tt)))),
+    }
+    names = {
+        "bytes_htod_fault": "HtoD Coherence",
+        "bytes_htod_prefetch": "HtoD Prefetch",
+        "bytes_htod_user": "HtoD User",
+        "bytes_htod_access_counter": "HtoD AccessCounters",
+        "bytes_htod_other": "HtoD other",
+        "bytes_dtoh_fault": "DtoH Coherence",
+        "bytes_dtoh_prefetch": "DtoH Prefetch",
+        "bytes_dtoh_eviction": "DtoH Eviction",
+        "bytes_dtoh_user": "DtoH User",
+        "bytes_dtoh_other": "DtoH other",
+    }
     moved = {names[k]: per_bin(v) for k, v in cum.items() if k in names and v[-1] > 0}
     return edges, faults, moved, source
 
 
 def _ops_cumulative(res: Result) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     t = [0.0]
-    acc = {"gpu_faults": [0.0], "cpu_faults": [0.0], "bytes_htod_prefetch": [0.0],
-           "bytes_htod_other": [0.0], "bytes_dtoh_eviction": [0.0], "bytes_dtoh_other": [0.0]}
+    acc = {
+        "gpu_faults": [0.0],
+        "cpu_faults": [0.0],
+        "bytes_htod_prefetch": [0.0],
+        "bytes_htod_other": [0.0],
+        "bytes_dtoh_eviction": [0.0],
+        "bytes_dtoh_other": [0.0],
+    }
     for o in res.ops:
         start, dur = float(o.get("start_ns", 0)), float(o.get("time_ns", 0))
-        g = {k: float(o.get(k, 0)) for k in ("gpu_faults", "cpu_faults", "bytes_htod",
-                                             "bytes_htod_prefetch", "bytes_dtoh",
-                                             "bytes_dtoh_eviction")}
-        delta = {"gpu_faults": g["gpu_faults"], "cpu_faults": g["cpu_faults"],
-                 "bytes_htod_prefetch": g["bytes_htod_prefetch"],
-                 "bytes_htod_other": g["bytes_htod"] - g["bytes_htod_prefetch"],
-                 "bytes_dtoh_eviction": g["bytes_dtoh_eviction"],
-                 "bytes_dtoh_other": g["bytes_dtoh"] - g["bytes_dtoh_eviction"]}
+        g = {
+            k: float(o.get(k, 0))
+            for k in (
+                "gpu_faults",
+                "cpu_faults",
+                "bytes_htod",
+                "bytes_htod_prefetch",
+                "bytes_dtoh",
+                "bytes_dtoh_eviction",
+            )
+        }
+        delta = {
+            "gpu_faults": g["gpu_faults"],
+            "cpu_faults": g["cpu_faults"],
+            "bytes_htod_prefetch": g["bytes_htod_prefetch"],
+            "bytes_htod_other": g["bytes_htod"] - g["bytes_htod_prefetch"],
+            "bytes_dtoh_eviction": g["bytes_dtoh_eviction"],
+            "bytes_dtoh_other": g["bytes_dtoh"] - g["bytes_dtoh_eviction"],
+        }
         if start > t[-1]:
             t.append(start)
             for k in acc:
@@ -241,12 +294,21 @@ def activity_plot(res: Result, *, bins: int = 200, title: str | None = None) -> 
         gbps = v / width_ns  # bytes per ns = GB/s
         color = CAUSE_COLORS.get(cause, CAUSE_COLORS["other"])
         if direction == "HtoD":
-            ax2.bar(x, gbps, w, bottom=bottom_up, align="edge", color=color, label=k,
-                    linewidth=0)
+            ax2.bar(x, gbps, w, bottom=bottom_up, align="edge", color=color, label=k, linewidth=0)
             bottom_up += gbps
         else:
-            ax2.bar(x, -gbps, w, bottom=-bottom_down, align="edge", color=color, label=k,
-                    linewidth=0, hatch="//", edgecolor="white")
+            ax2.bar(
+                x,
+                -gbps,
+                w,
+                bottom=-bottom_down,
+                align="edge",
+                color=color,
+                label=k,
+                linewidth=0,
+                hatch="//",
+                edgecolor="white",
+            )
             bottom_down += gbps
     ax2.axhline(0, color="black", linewidth=0.5)
     ax2.set_ylabel("GB/s  (HtoD up, DtoH down)")
@@ -254,8 +316,9 @@ def activity_plot(res: Result, *, bins: int = 200, title: str | None = None) -> 
     ax2.set_xlim(0, end / scale)
     if moved:
         ax2.legend(fontsize=8, loc="upper right", ncol=2)
-    strip.set_title(title or f"faults and migrations: {res.workload} (from {source})",
-                    loc="left", fontsize=10)
+    strip.set_title(
+        title or f"faults and migrations: {res.workload} (from {source})", loc="left", fontsize=10
+    )
     return fig
 
 
@@ -271,18 +334,21 @@ COMPARE_METRICS: tuple[tuple[str, str, float], ...] = (
 )
 
 
-def comparison_bars(results: Sequence[Result], labels: Sequence[str] | None = None, *,
-                    metrics: Sequence[tuple[str, str, float]] = COMPARE_METRICS,
-                    title: str | None = None) -> Figure:
+def comparison_bars(
+    results: Sequence[Result],
+    labels: Sequence[str] | None = None,
+    *,
+    metrics: Sequence[tuple[str, str, float]] = COMPARE_METRICS,
+    title: str | None = None,
+) -> Figure:
     """One horizontal bar chart per metric, one bar per run (policy / parameter comparisons)."""
-    from uvmlab.results.tables import run_label
-
     labels = list(labels) if labels is not None else [run_label(r) for r in results]
     n = len(results)
     ncols = min(3, len(metrics))
     nrows = -(-len(metrics) // ncols)
-    fig = _figure(3.2 * ncols + 0.12 * max(len(x) for x in labels) if labels else 9,
-                  nrows * (0.7 + 0.28 * max(n, 2)))
+    fig = _figure(
+        3.2 * ncols + 0.12 * max(len(x) for x in labels) if labels else 9, nrows * (0.7 + 0.28 * max(n, 2))
+    )
     axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel()
     y = np.arange(n)
     for ax, (key, label, div) in zip(axes, metrics, strict=False):
@@ -296,12 +362,11 @@ def comparison_bars(results: Sequence[Result], labels: Sequence[str] | None = No
         for i, val in enumerate(v):
             # the best (smallest) value is starred where the runs differ at all
             text = f"{val:,.0f}" if val >= 100 else f"{val:.3g}"
-            ax.text(val, i, f" {text}" + (" *" if differ and val == v.min() else ""),
-                    va="center", fontsize=7)
+            ax.text(val, i, f" {text}" + (" *" if differ and val == v.min() else ""), va="center", fontsize=7)
         ax.margins(x=0.3)
         if not v.any():
             ax.set_xlim(0, 1)
-    for ax in axes[len(metrics):]:
+    for ax in axes[len(metrics) :]:
         ax.set_visible(False)
     for ax in axes[::ncols]:
         ax.set_yticks(y, labels, fontsize=8)

@@ -23,8 +23,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from uvmlab.results.schema import EXTRA, TOTALS
-from uvmlab.units import fmt_bytes, fmt_ns
+from uvmlab.core.counters import EXTRA, TOTALS
+from uvmlab.core.errors import UvmlabError
+from uvmlab.core.units import fmt_bytes, fmt_ns
+from uvmlab.core.version import __version__
+from uvmlab.results import plots
+from uvmlab.results.io import write_atomic
+from uvmlab.results.tables import run_label
 
 if TYPE_CHECKING:
     from uvmlab.results.result import Result
@@ -33,14 +38,33 @@ MAX_DETAILED = 24  # runs that get their own section with plots
 MAX_OP_ROWS = 500  # per-operation rows shown per run
 
 SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("time", "time_ns"), ("GPU faults", "gpu_faults"), ("batches", "fault_batches"),
-    ("replays", "replays"), ("CPU faults", "cpu_faults"), ("HtoD", "bytes_htod"),
-    ("HtoD prefetch", "bytes_htod_prefetch"), ("DtoH", "bytes_dtoh"),
-    ("DtoH eviction", "bytes_dtoh_eviction"), ("evictions", "evictions"),
-    ("thrashing", "thrashing_events"), ("remote maps", "remote_maps"),
+    ("time", "time_ns"),
+    ("GPU faults", "gpu_faults"),
+    ("batches", "fault_batches"),
+    ("replays", "replays"),
+    ("CPU faults", "cpu_faults"),
+    ("HtoD", "bytes_htod"),
+    ("HtoD prefetch", "bytes_htod_prefetch"),
+    ("DtoH", "bytes_dtoh"),
+    ("DtoH eviction", "bytes_dtoh_eviction"),
+    ("evictions", "evictions"),
+    ("thrashing", "thrashing_events"),
+    ("remote maps", "remote_maps"),
 )
-OP_COLUMNS = ("op_index", "op", "name", "start_ns", "time_ns", "gpu_faults", "fault_batches",
-              "cpu_faults", "bytes_htod", "bytes_dtoh", "evictions", "thrashing_events")
+OP_COLUMNS = (
+    "op_index",
+    "op",
+    "name",
+    "start_ns",
+    "time_ns",
+    "gpu_faults",
+    "fault_batches",
+    "cpu_faults",
+    "bytes_htod",
+    "bytes_dtoh",
+    "evictions",
+    "thrashing_events",
+)
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em auto;max-width:1200px;
@@ -79,13 +103,14 @@ def _fmt(key: str, v: int) -> str:
 
 def _num_td(key: str, v: int, human: bool = True) -> str:
     text = _fmt(key, v) if human else f"{v:,}"
-    return f'<td class="n" data-key="{_e(key)}" data-value="{int(v)}" title="{int(v):,}">' \
-           f"{_e(text)}</td>"
+    return f'<td class="n" data-key="{_e(key)}" data-value="{int(v)}" title="{int(v):,}">{_e(text)}</td>'
 
 
 def _img(png: bytes, alt: str, cls: str) -> str:
-    return (f'<img class="plot {cls}" alt="{_e(alt)}" '
-            f'src="data:image/png;base64,{base64.b64encode(png).decode()}">')
+    return (
+        f'<img class="plot {cls}" alt="{_e(alt)}" '
+        f'src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+    )
 
 
 def _params_text(r: Result) -> str:
@@ -99,8 +124,6 @@ def _params_text(r: Result) -> str:
 def unique_labels(results: Sequence[Result], names: Sequence[str] | None = None) -> list[str]:
     """Labels for runs: the sweep point label or workload name, made unique with ``names``
     (file names) or a number where two runs would read the same."""
-    from uvmlab.results.tables import run_label
-
     labels = [run_label(r) for r in results]
     if len(set(labels)) < len(labels):
         if names is not None and len(set(names)) == len(names):
@@ -110,40 +133,47 @@ def unique_labels(results: Sequence[Result], names: Sequence[str] | None = None)
     return labels
 
 
-def render_report(results: Sequence[Result], labels: Sequence[str] | None = None, *,
-                  title: str = "uvmlab report", max_detailed: int = MAX_DETAILED,
-                  notes: Sequence[str] = ()) -> str:
+def render_report(
+    results: Sequence[Result],
+    labels: Sequence[str] | None = None,
+    *,
+    title: str = "uvmlab report",
+    max_detailed: int = MAX_DETAILED,
+    notes: Sequence[str] = (),
+) -> str:
     """The report page for ``results`` as an HTML string."""
-    from uvmlab import __version__
-    from uvmlab.errors import UvmlabError
-    from uvmlab.results import plots
-
     if not results:
         raise UvmlabError("no results to report")
     labels = list(labels) if labels is not None else unique_labels(results)
     out: list[str] = []
     w = out.append
-    w("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">")
-    w(f"<title>{_e(title)}</title><style>{CSS}</style></head>\n<body data-report=\"uvmlab\">")
+    w('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">')
+    w(f'<title>{_e(title)}</title><style>{CSS}</style></head>\n<body data-report="uvmlab">')
     w(f"<h1>{_e(title)}</h1>")
-    w(f'<p class="meta">{len(results)} run(s); made by uvmlab {_e(__version__)}. Times are '
-      f"simulated (model runs) or measured (real-GPU runs); hover a number for its exact "
-      f"value.</p>")
+    w(
+        f'<p class="meta">{len(results)} run(s); made by uvmlab {_e(__version__)}. Times are '
+        f"simulated (model runs) or measured (real-GPU runs); hover a number for its exact "
+        f"value.</p>"
+    )
     for n in notes:
         w(f'<p class="meta">{_e(n)}</p>')
 
     # 1. summary
-    w('<section id="summary"><h2>Summary</h2><div class="wrap">'
-      '<table class="summary" id="summary-table"><thead><tr><th>run</th><th>workload</th>'
-      "<th>source</th><th>GPU</th><th>GPU memory</th><th>parameters</th>")
+    w(
+        '<section id="summary"><h2>Summary</h2><div class="wrap">'
+        '<table class="summary" id="summary-table"><thead><tr><th>run</th><th>workload</th>'
+        "<th>source</th><th>GPU</th><th>GPU memory</th><th>parameters</th>"
+    )
     w("".join(f"<th>{_e(lab)}</th>" for lab, _ in SUMMARY_COLUMNS))
     w("<th>fatal</th></tr></thead><tbody>")
     for i, (r, lab) in enumerate(zip(results, labels, strict=True)):
         cls = ' class="fatal"' if r.fatal else ""
         mem = fmt_bytes(r.gpu_memory_bytes) if r.gpu_memory_bytes else "-"
-        w(f'<tr{cls} data-run="{i}"><td><a href="#run-{i}">{_e(lab)}</a></td>'
-          f"<td>{_e(r.workload)}</td><td>{_e(r.source)}</td><td>{_e(r.gpu)}</td>"
-          f"<td>{_e(mem)}</td><td>{_e(_params_text(r))}</td>")
+        w(
+            f'<tr{cls} data-run="{i}"><td><a href="#run-{i}">{_e(lab)}</a></td>'
+            f"<td>{_e(r.workload)}</td><td>{_e(r.source)}</td><td>{_e(r.gpu)}</td>"
+            f"<td>{_e(mem)}</td><td>{_e(_params_text(r))}</td>"
+        )
         w("".join(_num_td(k, int(r.totals.get(k, 0))) for _, k in SUMMARY_COLUMNS))
         w(f"<td>{_e(r.fatal['reason']) if r.fatal else ''}</td></tr>")
     w("</tbody></table></div></section>")
@@ -153,34 +183,48 @@ def render_report(results: Sequence[Result], labels: Sequence[str] | None = None
         fig = plots.comparison_bars(results, labels)
         w('<section id="comparison"><h2>Comparison</h2>')
         w(_img(plots.png_bytes(fig, dpi=90), "comparison of the runs' counters", "comparison"))
-        w("<p class=\"meta\">* marks the smallest value where the runs differ; red bars are "
-          "runs whose context died.</p></section>")
+        w(
+            '<p class="meta">* marks the smallest value where the runs differ; red bars are '
+            "runs whose context died.</p></section>"
+        )
 
     # 3. all counters
-    w('<section id="counters"><h2>All counters</h2><div class="wrap">'
-      '<table class="counters" id="counters-table"><thead><tr><th>counter</th><th>meaning</th>')
+    w(
+        '<section id="counters"><h2>All counters</h2><div class="wrap">'
+        '<table class="counters" id="counters-table"><thead><tr><th>counter</th><th>meaning</th>'
+    )
     w("".join(f"<th>{_e(lab)}</th>" for lab in labels))
     w("</tr></thead><tbody>")
     for key, meaning in (*TOTALS.items(), *EXTRA.items()):
         if not any(key in r.totals for r in results):
             continue
-        w(f'<tr><td><code>{_e(key)}</code></td><td>{_e(meaning)}</td>')
-        w("".join(_num_td(key, int(r.totals[key]), human=False) if key in r.totals
-                  else "<td>-</td>" for r in results))
+        w(f"<tr><td><code>{_e(key)}</code></td><td>{_e(meaning)}</td>")
+        w(
+            "".join(
+                _num_td(key, int(r.totals[key]), human=False) if key in r.totals else "<td>-</td>"
+                for r in results
+            )
+        )
         w("</tr>")
     w("</tbody></table></div></section>")
 
     # 4. per run
     for i, (r, lab) in enumerate(zip(results, labels, strict=True)):
         if i >= max_detailed:
-            w(f'<p class="meta">{len(results) - max_detailed} more run(s) are in the tables '
-              f"above but get no section of their own.</p>")
+            w(
+                f'<p class="meta">{len(results) - max_detailed} more run(s) are in the tables '
+                f"above but get no section of their own.</p>"
+            )
             break
         w(f'<section class="run" id="run-{i}"><h2>{_e(lab)}</h2>')
         w(f"<pre>{_e(r.summary())}</pre>")
-        info = {"gpu": r.gpu, "profile": r.profile, "params": r.params,
-                "gpu_memory_bytes": r.gpu_memory_bytes, **{k: v for k, v in r.meta.items()
-                                                           if k != "point"}}
+        info = {
+            "gpu": r.gpu,
+            "profile": r.profile,
+            "params": r.params,
+            "gpu_memory_bytes": r.gpu_memory_bytes,
+            **{k: v for k, v in r.meta.items() if k != "point"},
+        }
         w(f'<p class="meta">{_e(json.dumps(info, sort_keys=True, default=str))}</p>')
         if r.samples is not None and r.samples.n_samples and r.samples.n_bins:
             fig = plots.residency_heatmap(r, title=f"residency: {lab}")
@@ -196,9 +240,11 @@ def render_report(results: Sequence[Result], labels: Sequence[str] | None = None
 def _ops_table(r: Result, i: int) -> str:
     rows = r.ops[:MAX_OP_ROWS]
     more = len(r.ops) - len(rows)
-    parts = [f"<details{' open' if len(r.ops) <= 20 else ''}><summary>per-operation table "
-             f"({len(r.ops)} operations)</summary><div class=\"wrap\">"
-             f'<table class="ops" id="ops-{i}"><thead><tr>']
+    parts = [
+        f"<details{' open' if len(r.ops) <= 20 else ''}><summary>per-operation table "
+        f'({len(r.ops)} operations)</summary><div class="wrap">'
+        f'<table class="ops" id="ops-{i}"><thead><tr>'
+    ]
     parts.append("".join(f"<th>{_e(c)}</th>" for c in OP_COLUMNS))
     parts.append("</tr></thead><tbody>")
     for op in rows:
@@ -217,11 +263,10 @@ def _ops_table(r: Result, i: int) -> str:
     return "".join(parts)
 
 
-def write_report(results: Sequence[Result], path: str | Path,
-                 labels: Sequence[str] | None = None, **kw: object) -> Path:
+def write_report(
+    results: Sequence[Result], path: str | Path, labels: Sequence[str] | None = None, **kw: object
+) -> Path:
     """Render and write the report atomically; returns the path."""
-    from uvmlab.results.result import write_atomic
-
     p = Path(path)
     write_atomic(p, render_report(results, labels, **kw).encode())  # type: ignore[arg-type]
     return p

@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from uvmlab.errors import TraceFileError
-from uvmlab.results.schema import EXTRA, TOTAL_KEYS, TOTALS
-from uvmlab.units import fmt_bytes, fmt_ns
+import pandas as pd
+
+from uvmlab.core.counters import EXTRA, TOTAL_KEYS, TOTALS
+from uvmlab.core.errors import TraceFileError
+from uvmlab.core.units import fmt_bytes, fmt_ns
+from uvmlab.engine.sampling import Samples
+from uvmlab.results.io import (
+    events_from_columns,
+    events_to_columns,
+    read_result_parquet,
+    write_atomic,
+    write_result_parquet,
+)
 
 RESULT_VERSION = 1
 
@@ -38,7 +46,7 @@ class Result:
     meta: dict[str, Any] = field(default_factory=dict)
     op_wall_s: list[float] = field(default_factory=list)  # the model's wall time per operation
     events: Any = None  # pandas.DataFrame when the run recorded events
-    samples: Any = None  # uvmlab.results.sampling.Samples when the run was sampled
+    samples: Any = None  # uvmlab.engine.sampling.Samples when the run was sampled
 
     def __eq__(self, other: object) -> bool:
         # field by field, events and samples by value (a DataFrame has no plain ==)
@@ -61,49 +69,60 @@ class Result:
 
     def to_pandas(self):
         """Per-operation rows as a DataFrame (one row per IR operation)."""
-        import pandas as pd
-
         return pd.DataFrame(self.ops)
 
     def totals_series(self):
-        import pandas as pd
-
         return pd.Series(self.totals, name=self.workload)
 
     def summary(self) -> str:
         """A short human-readable summary."""
         t = self.totals
         lines = [f"{self.workload} ({self.source}, {self.gpu}): {fmt_ns(t.get('time_ns', 0))}"]
-        lines.append(f"  GPU faults {t.get('gpu_faults', 0):,} in {t.get('fault_batches', 0):,} "
-                     f"batches, {t.get('replays', 0):,} replays; CPU faults "
-                     f"{t.get('cpu_faults', 0):,}")
-        lines.append(f"  HtoD {fmt_bytes(t.get('bytes_htod', 0))} (fault "
-                     f"{fmt_bytes(t.get('bytes_htod_fault', 0))}, prefetch "
-                     f"{fmt_bytes(t.get('bytes_htod_prefetch', 0))}, user "
-                     f"{fmt_bytes(t.get('bytes_htod_user', 0))}); DtoH "
-                     f"{fmt_bytes(t.get('bytes_dtoh', 0))} (eviction "
-                     f"{fmt_bytes(t.get('bytes_dtoh_eviction', 0))})")
-        lines.append(f"  evictions {t.get('evictions', 0):,}; thrashing "
-                     f"{t.get('thrashing_events', 0):,} (throttles {t.get('throttles', 0):,}, "
-                     f"pins {t.get('pins', 0):,}); remote maps {t.get('remote_maps', 0):,}")
+        lines.append(
+            f"  GPU faults {t.get('gpu_faults', 0):,} in {t.get('fault_batches', 0):,} "
+            f"batches, {t.get('replays', 0):,} replays; CPU faults "
+            f"{t.get('cpu_faults', 0):,}"
+        )
+        lines.append(
+            f"  HtoD {fmt_bytes(t.get('bytes_htod', 0))} (fault "
+            f"{fmt_bytes(t.get('bytes_htod_fault', 0))}, prefetch "
+            f"{fmt_bytes(t.get('bytes_htod_prefetch', 0))}, user "
+            f"{fmt_bytes(t.get('bytes_htod_user', 0))}); DtoH "
+            f"{fmt_bytes(t.get('bytes_dtoh', 0))} (eviction "
+            f"{fmt_bytes(t.get('bytes_dtoh_eviction', 0))})"
+        )
+        lines.append(
+            f"  evictions {t.get('evictions', 0):,}; thrashing "
+            f"{t.get('thrashing_events', 0):,} (throttles {t.get('throttles', 0):,}, "
+            f"pins {t.get('pins', 0):,}); remote maps {t.get('remote_maps', 0):,}"
+        )
         if self.fatal:
             lines.append(f"  FATAL at op {self.fatal['op']}: {self.fatal['reason']}")
         return "\n".join(lines)
 
     # --- files ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"format": "uvmlab-result", "version": RESULT_VERSION, "workload": self.workload,
-                "source": self.source, "gpu": self.gpu, "params": self.params,
-                "profile": self.profile, "gpu_memory_bytes": self.gpu_memory_bytes,
-                "fatal": self.fatal, "wall_s": self.wall_s, "op_wall_s": self.op_wall_s,
-                "meta": self.meta,
-                "totals": self.totals, "ops": self.ops, **self._extras_dict()}
+        return {
+            "format": "uvmlab-result",
+            "version": RESULT_VERSION,
+            "workload": self.workload,
+            "source": self.source,
+            "gpu": self.gpu,
+            "params": self.params,
+            "profile": self.profile,
+            "gpu_memory_bytes": self.gpu_memory_bytes,
+            "fatal": self.fatal,
+            "wall_s": self.wall_s,
+            "op_wall_s": self.op_wall_s,
+            "meta": self.meta,
+            "totals": self.totals,
+            "ops": self.ops,
+            **self._extras_dict(),
+        }
 
     def _extras_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
         if self.events is not None:
-            from uvmlab.results.tables import events_to_columns
-
             d["events"] = events_to_columns(self.events)
         if self.samples is not None:
             d["samples"] = self.samples.to_dict()
@@ -114,27 +133,31 @@ class Result:
         if not isinstance(d, dict) or d.get("format") != "uvmlab-result":
             raise TraceFileError(f"{where}: not a uvmlab result file")
         if d.get("version") != RESULT_VERSION:
-            raise TraceFileError(f"{where}: result format version {d.get('version')} "
-                                 f"(this uvmlab reads {RESULT_VERSION})")
+            raise TraceFileError(
+                f"{where}: result format version {d.get('version')} (this uvmlab reads {RESULT_VERSION})"
+            )
         try:
             events = samples = None
             if d.get("events") is not None:
-                from uvmlab.results.tables import events_from_columns
-
                 events = events_from_columns(d["events"])
             if d.get("samples") is not None:
-                from uvmlab.results.sampling import Samples
-
                 samples = Samples.from_dict(d["samples"])
-            return cls(workload=str(d["workload"]), totals={k: int(v) for k, v in
-                                                            d["totals"].items()},
-                       ops=list(d["ops"]), source=d.get("source", "model"), gpu=d.get("gpu", ""),
-                       params=dict(d.get("params", {})), profile=d.get("profile", ""),
-                       gpu_memory_bytes=int(d.get("gpu_memory_bytes", 0)), fatal=d.get("fatal"),
-                       wall_s=float(d.get("wall_s", 0.0)),
-                       op_wall_s=[float(x) for x in d.get("op_wall_s", [])],
-                       meta=dict(d.get("meta", {})),
-                       events=events, samples=samples)
+            return cls(
+                workload=str(d["workload"]),
+                totals={k: int(v) for k, v in d["totals"].items()},
+                ops=list(d["ops"]),
+                source=d.get("source", "model"),
+                gpu=d.get("gpu", ""),
+                params=dict(d.get("params", {})),
+                profile=d.get("profile", ""),
+                gpu_memory_bytes=int(d.get("gpu_memory_bytes", 0)),
+                fatal=d.get("fatal"),
+                wall_s=float(d.get("wall_s", 0.0)),
+                op_wall_s=[float(x) for x in d.get("op_wall_s", [])],
+                meta=dict(d.get("meta", {})),
+                events=events,
+                samples=samples,
+            )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise TraceFileError(f"{where}: malformed result ({e})") from None
 
@@ -149,17 +172,13 @@ class Result:
     def to_parquet(self, path: str | Path) -> None:
         """One Parquet file: the event stream as the table (empty when no events were recorded),
         the rest of the result as JSON under the metadata key ``uvmlab.result``."""
-        from uvmlab.results.tables import write_result_parquet
-
-        write_result_parquet(self, Path(path))
+        write_result_parquet(self.to_dict(), self.events, Path(path))
 
     @classmethod
     def load(cls, path: str | Path) -> Result:
         p = Path(path)
         if p.suffix == ".parquet":
-            from uvmlab.results.tables import read_result_parquet
-
-            return read_result_parquet(p)
+            return cls.from_dict(read_result_parquet(p), where=str(p))
         try:
             text = p.read_text()
         except OSError as e:
@@ -169,32 +188,6 @@ class Result:
         except json.JSONDecodeError as e:
             raise TraceFileError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
         return cls.from_dict(d, where=str(p))
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp makes the file private (0600); give it the mode a plain open() would
-        os.fchmod(fd, _file_mode(path))
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _file_mode(path: Path) -> int:
-    try:
-        return path.stat().st_mode & 0o777  # replacing a file keeps its mode
-    except OSError:
-        mask = os.umask(0o022)
-        os.umask(mask)
-        return 0o666 & ~mask
 
 
 __all__ = ["Result", "write_atomic", "TOTALS", "EXTRA"]

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 
-from uvmlab.errors import UvmlabError
+from uvmlab.core.errors import UvmlabError
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,11 @@ class CostProfile:
 
 
 def builtin_profiles() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("uvmlab.timing").joinpath("profiles")
-                  .iterdir() if p.name.endswith(".json"))
+    return sorted(
+        p.name[:-5]
+        for p in resources.files("uvmlab.timing").joinpath("profiles").iterdir()
+        if p.name.endswith(".json")
+    )
 
 
 def profile_for_gpu(gpu: str, link: str = "pcie5") -> str:
@@ -102,8 +105,7 @@ def load_profile(name_or_path: str | None = None) -> CostProfile:
     else:
         res = resources.files("uvmlab.timing").joinpath("profiles", f"{name_or_path}.json")
         if not res.is_file():
-            raise UvmlabError(f"no cost profile {name_or_path!r}; built-in: "
-                              f"{', '.join(builtin_profiles())}")
+            raise UvmlabError(f"no cost profile {name_or_path!r}; built-in: {', '.join(builtin_profiles())}")
         text = res.read_text()
     try:
         return CostProfile.from_dict(json.loads(text))

@@ -29,8 +29,8 @@ from typing import Any, BinaryIO, NoReturn
 
 import numpy as np
 
-from uvmlab.errors import TraceFileError, WorkloadError
-from uvmlab.units import MAX_SIZE
+from uvmlab.core.errors import TraceFileError, WorkloadError
+from uvmlab.core.units import MAX_SIZE
 from uvmlab.workload.ir import (
     IR_VERSION,
     OP_TYPES,
@@ -84,8 +84,7 @@ def write_workload(w: Workload, path: str | os.PathLike[str]) -> None:
     directory = os.path.dirname(os.path.abspath(p))
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(p)}.", suffix=".tmp",
-                                   dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(p)}.", suffix=".tmp", dir=directory)
         with os.fdopen(fd, "wb") as f:
             crc = 0
             for chunk in _file_chunks(header, blobs):
@@ -108,8 +107,10 @@ def _encode(w: Workload) -> tuple[bytes, list[tuple[int, np.ndarray]]]:
     """The padded JSON header and (offset, byte view) of each array blob."""
     params = _json_roundtrip(w.params)
     if params != w.params:
-        raise WorkloadError(f"workload {w.name!r}: params must be plain JSON values (str keys; "
-                            "str, int, float, bool, None, lists, dicts) to be saved")
+        raise WorkloadError(
+            f"workload {w.name!r}: params must be plain JSON values (str keys; "
+            "str, int, float, bool, None, lists, dicts) to be saved"
+        )
     arrays = {
         "segments": np.ascontiguousarray(w.segments, dtype=SEGMENT_DTYPE),
         "pool": np.ascontiguousarray(w.pool, dtype="<u4"),
@@ -118,8 +119,12 @@ def _encode(w: Workload) -> tuple[bytes, list[tuple[int, np.ndarray]]]:
     blobs: list[tuple[int, np.ndarray]] = []
     offset = 0
     for name, arr in arrays.items():
-        table[name] = {"dtype": _ARRAYS[name][0], "shape": list(arr.shape), "offset": offset,
-                       "nbytes": arr.nbytes}
+        table[name] = {
+            "dtype": _ARRAYS[name][0],
+            "shape": list(arr.shape),
+            "offset": offset,
+            "nbytes": arr.nbytes,
+        }
         blobs.append((offset, arr.reshape(-1).view(np.uint8)))
         offset = _aligned(offset + arr.nbytes)
     header = {
@@ -145,7 +150,7 @@ def _file_chunks(header: bytes, blobs: list[tuple[int, np.ndarray]]) -> Iterator
         if offset > pos:
             yield bytes(offset - pos)
         for lo in range(0, len(data), _CHUNK):
-            yield data[lo:lo + _CHUNK].tobytes()
+            yield data[lo : lo + _CHUNK].tobytes()
         pos = offset + len(data)
 
 
@@ -208,14 +213,13 @@ def _read(p: str) -> tuple[Workload, int, int]:
 
 def _read_open(f: BinaryIO, size: int, fail: _Fail) -> tuple[Workload, int, int]:
     head = f.read(_PRELUDE.size)
-    if len(head) >= len(MAGIC) and head[:len(MAGIC)] != MAGIC:
+    if len(head) >= len(MAGIC) and head[: len(MAGIC)] != MAGIC:
         fail("not a uvmlab workload file (bad magic bytes)")
     if size < _PRELUDE.size + _TRAILER.size:
         fail(f"truncated: only {size} bytes")
     _, version, hlen = _PRELUDE.unpack(head)
     if version > FORMAT_VERSION:
-        fail(f"format version {version} is newer than this uvmlab reads ({FORMAT_VERSION}); "
-             "upgrade uvmlab")
+        fail(f"format version {version} is newer than this uvmlab reads ({FORMAT_VERSION}); upgrade uvmlab")
     if version < 1:
         fail(f"unknown format version {version}")
     if hlen > MAX_HEADER_BYTES:
@@ -255,7 +259,7 @@ def _crc_of(f: BinaryIO, end: int) -> int:
     view = memoryview(buf)
     crc, pos = 0, 0
     while pos < end:
-        n = f.readinto(view[:min(len(buf), end - pos)])
+        n = f.readinto(view[: min(len(buf), end - pos)])
         if not n:
             break  # the file shrank under us; the mismatch reports it
         crc = zlib.crc32(view[:n], crc)
@@ -301,8 +305,7 @@ def _check_header(h: dict[str, Any], fail: _Fail) -> dict[str, Any]:
     if not _is_int(h["version"]) or h["version"] < 1:
         fail(f"header IR version {h['version']!r} is not a positive integer")
     if h["version"] > IR_VERSION:
-        fail(f"IR version {h['version']} is newer than this uvmlab reads ({IR_VERSION}); "
-             "upgrade uvmlab")
+        fail(f"IR version {h['version']} is newer than this uvmlab reads ({IR_VERSION}); upgrade uvmlab")
     if not isinstance(h["params"], dict):
         fail("header 'params' is not an object")
     if not isinstance(h["arrays"], dict):
@@ -313,8 +316,13 @@ def _check_header(h: dict[str, Any], fail: _Fail) -> dict[str, Any]:
     kinds = {k.name.lower(): k for k in AllocKind}
     allocs = []
     for i, a in enumerate(h["allocs"]):
-        if not (isinstance(a, list) and len(a) == 3 and isinstance(a[0], str) and _is_int(a[1])
-                and isinstance(a[2], str)):
+        if not (
+            isinstance(a, list)
+            and len(a) == 3
+            and isinstance(a[0], str)
+            and _is_int(a[1])
+            and isinstance(a[2], str)
+        ):
             fail(f"allocation {i} is not [name, bytes, kind]")
         if not 0 < a[1] <= MAX_SIZE:
             fail(f"allocation {i} ({a[0]!r}) has size {a[1]} outside 1 byte .. 1 PiB")
@@ -325,8 +333,14 @@ def _check_header(h: dict[str, Any], fail: _Fail) -> dict[str, Any]:
     if not isinstance(h["ops"], list):
         fail("header 'ops' is not a list")
     ops = [_op_from_json(k, d, fail) for k, d in enumerate(h["ops"])]
-    return {"name": h["name"], "allocs": allocs, "ops": ops, "seed": h["seed"],
-            "params": h["params"], "version": h["version"]}
+    return {
+        "name": h["name"],
+        "allocs": allocs,
+        "ops": ops,
+        "seed": h["seed"],
+        "params": h["params"],
+        "version": h["version"],
+    }
 
 
 def _op_from_json(k: int, d: object, fail: _Fail) -> Op:
@@ -357,8 +371,9 @@ def _op_from_json(k: int, d: object, fail: _Fail) -> Op:
     return cls(**kwargs)
 
 
-def _read_arrays(f: BinaryIO, table: dict[str, Any], data_start: int, data_len: int,
-                 fail: _Fail) -> dict[str, np.ndarray]:
+def _read_arrays(
+    f: BinaryIO, table: dict[str, Any], data_start: int, data_len: int, fail: _Fail
+) -> dict[str, np.ndarray]:
     if set(table) != set(_ARRAYS):
         fail(f"arrays table holds {sorted(table)[:8]}, expected {sorted(_ARRAYS)}")
     out = {}
@@ -369,17 +384,17 @@ def _read_arrays(f: BinaryIO, table: dict[str, Any], data_start: int, data_len: 
         if e["dtype"] != descr:
             fail(f"array {name!r}: dtype {str(e['dtype'])[:80]} is not the allowed {descr}")
         shape, off, nbytes = e["shape"], e["offset"], e["nbytes"]
-        if not (isinstance(shape, list) and len(shape) == 1 and _is_int(shape[0])
-                and shape[0] >= 0):
+        if not (isinstance(shape, list) and len(shape) == 1 and _is_int(shape[0]) and shape[0] >= 0):
             fail(f"array {name!r}: shape {str(shape)[:40]} is not [length]")
         if not (_is_int(off) and _is_int(nbytes) and off >= 0 and nbytes >= 0):
             fail(f"array {name!r}: offset and nbytes must be non-negative integers")
         if nbytes != shape[0] * dtype.itemsize:
-            fail(f"array {name!r}: nbytes {nbytes} != length {shape[0]} x itemsize "
-                 f"{dtype.itemsize}")
+            fail(f"array {name!r}: nbytes {nbytes} != length {shape[0]} x itemsize {dtype.itemsize}")
         if off + nbytes > data_len:
-            fail(f"array {name!r}: bytes {off}..{off + nbytes} lie outside the data section "
-                 f"({data_len} bytes); truncated or corrupt")
+            fail(
+                f"array {name!r}: bytes {off}..{off + nbytes} lie outside the data section "
+                f"({data_len} bytes); truncated or corrupt"
+            )
         # Sizes are proven to fit inside the file, so this allocation is at most the file size.
         buf = bytearray(nbytes)
         f.seek(data_start + off)
@@ -400,8 +415,7 @@ def _check_bounded(segs: np.ndarray, pool: np.ndarray, ops: list[Op], fail: _Fai
         fail("invalid workload: a run segment reaches beyond any possible allocation")
     index_touches = int(np.maximum(segs["count"][~run], 0).sum(dtype=np.float64))
     if index_touches > max(_REUSE_FACTOR * len(pool), _REUSE_FLOOR):
-        fail(f"index segments reference {index_touches} pool entries, far more than the "
-             f"pool's {len(pool)}")
+        fail(f"index segments reference {index_touches} pool entries, far more than the pool's {len(pool)}")
     n_seg, sliced = len(segs), 0
     for op in ops:
         if op.op in ("kernel", "cpu"):

@@ -18,8 +18,9 @@ from enum import IntEnum
 
 import numpy as np
 
-from uvmlab.errors import WorkloadError
-from uvmlab.units import PAGE_SIZE, parse_size
+from uvmlab.core.errors import WorkloadError
+from uvmlab.core.sizes import PAGE_SIZE
+from uvmlab.core.units import parse_size
 
 IR_VERSION = 1
 
@@ -47,8 +48,14 @@ class Access(IntEnum):
     ATOMIC = 3  # the IR's atomic; the driver services it as ATOMIC_STRONG
 
 
-ACCESS_NAMES = {"read": Access.READ, "r": Access.READ, "write": Access.WRITE, "w": Access.WRITE,
-                "atomic": Access.ATOMIC, "a": Access.ATOMIC}
+ACCESS_NAMES = {
+    "read": Access.READ,
+    "r": Access.READ,
+    "write": Access.WRITE,
+    "w": Access.WRITE,
+    "atomic": Access.ATOMIC,
+    "a": Access.ATOMIC,
+}
 
 
 class AllocKind(IntEnum):
@@ -155,8 +162,12 @@ class FreeOp:
 
 Op = AdviseOp | PrefetchOp | KernelOp | CpuOp | SyncOp | FreeOp
 OP_TYPES: dict[str, type] = {
-    "advise": AdviseOp, "prefetch": PrefetchOp, "kernel": KernelOp, "cpu": CpuOp,
-    "sync": SyncOp, "free": FreeOp,
+    "advise": AdviseOp,
+    "prefetch": PrefetchOp,
+    "kernel": KernelOp,
+    "cpu": CpuOp,
+    "sync": SyncOp,
+    "free": FreeOp,
 }
 
 
@@ -175,7 +186,7 @@ class Workload:
 
     # -- derived facts ------------------------------------------------------------------------
     def touch_count(self, op: KernelOp | CpuOp | None = None) -> int:
-        segs = self.segments if op is None else self.segments[op.seg_lo:op.seg_hi]
+        segs = self.segments if op is None else self.segments[op.seg_lo : op.seg_hi]
         return int(segs["count"].sum())
 
     @property
@@ -254,10 +265,10 @@ def validate_workload(w: Workload) -> None:
             if lo < 0 or lo + n > len(pool):
                 raise WorkloadError(f"index segment {i} points outside the index pool")
             a = w.allocs[segs["alloc"][i]]
-            if n and int(pool[lo:lo + n].max()) >= a.pages:
+            if n and int(pool[lo : lo + n].max()) >= a.pages:
                 raise WorkloadError(
                     f"touch outside its allocation: segment {i} touches page "
-                    f"{int(pool[lo:lo + n].max())} of {a.name!r}, which has {a.pages} pages"
+                    f"{int(pool[lo : lo + n].max())} of {a.name!r}, which has {a.pages} pages"
                 )
     live = [True] * n_alloc
     n_seg = len(segs)
@@ -269,10 +280,9 @@ def validate_workload(w: Workload) -> None:
                 raise WorkloadError(f"op {k} ({op.name}) has negative compute time")
             if isinstance(op, KernelOp) and op.gpu < 1:
                 raise WorkloadError(f"op {k} ({op.name}): a kernel must run on a GPU")
-            for a in np.unique(segs["alloc"][op.seg_lo:op.seg_hi]):
+            for a in np.unique(segs["alloc"][op.seg_lo : op.seg_hi]):
                 if not live[a]:
-                    raise WorkloadError(
-                        f"op {k} ({op.name}) touches {w.allocs[a].name!r} after it was freed")
+                    raise WorkloadError(f"op {k} ({op.name}) touches {w.allocs[a].name!r} after it was freed")
         elif isinstance(op, AdviseOp | PrefetchOp):
             if not 0 <= op.alloc < n_alloc:
                 raise WorkloadError(f"op {k} ({op.op}) names an allocation that does not exist")
@@ -280,7 +290,8 @@ def validate_workload(w: Workload) -> None:
             if op.start_page < 0 or op.num_pages <= 0 or op.start_page + op.num_pages > pages:
                 raise WorkloadError(
                     f"op {k} ({op.op}) covers pages {op.start_page}..{op.start_page + op.num_pages}"
-                    f" outside {w.allocs[op.alloc].name!r} ({pages} pages)")
+                    f" outside {w.allocs[op.alloc].name!r} ({pages} pages)"
+                )
             if not live[op.alloc]:
                 raise WorkloadError(f"op {k} ({op.op}) uses {w.allocs[op.alloc].name!r} after free")
         elif isinstance(op, FreeOp):
@@ -344,8 +355,9 @@ class WorkloadBuilder:
     >>> w = b.build()
     """
 
-    def __init__(self, name: str, *, seed: int = 0, params: dict | None = None,
-                 default_ns_per_touch: float = 2.0) -> None:
+    def __init__(
+        self, name: str, *, seed: int = 0, params: dict | None = None, default_ns_per_touch: float = 2.0
+    ) -> None:
         self.name = name
         self.seed = seed
         self.params = dict(params or {})
@@ -365,7 +377,8 @@ class WorkloadBuilder:
                 kind = AllocKind[kind.upper()]
             except KeyError:
                 raise WorkloadError(
-                    f"unknown allocation kind {kind!r}: use managed, device or pinned") from None
+                    f"unknown allocation kind {kind!r}: use managed, device or pinned"
+                ) from None
         self.allocs.append(Alloc(name, parse_size(size, what=f"allocation {name!r}"), kind))
         return len(self.allocs) - 1
 
@@ -376,19 +389,27 @@ class WorkloadBuilder:
         total = self.allocs[alloc].pages
         return start, (total - start if num is None else num)
 
-    def advise(self, alloc: int, advice: str | Advice, processor: str | int = "gpu0",
-               start: int = 0, num_pages: int | None = None) -> None:
+    def advise(
+        self,
+        alloc: int,
+        advice: str | Advice,
+        processor: str | int = "gpu0",
+        start: int = 0,
+        num_pages: int | None = None,
+    ) -> None:
         if isinstance(advice, str):
             try:
                 advice = Advice[advice.upper()]
             except KeyError:
-                raise WorkloadError(f"unknown advice {advice!r}; one of "
-                                    f"{', '.join(a.name.lower() for a in Advice)}") from None
+                raise WorkloadError(
+                    f"unknown advice {advice!r}; one of {', '.join(a.name.lower() for a in Advice)}"
+                ) from None
         s, n = self._range(alloc, start, num_pages)
         self.ops.append(AdviseOp(alloc, advice, processor_id(processor), s, n))
 
-    def prefetch(self, alloc: int, processor: str | int = "gpu0", start: int = 0,
-                 num_pages: int | None = None) -> None:
+    def prefetch(
+        self, alloc: int, processor: str | int = "gpu0", start: int = 0, num_pages: int | None = None
+    ) -> None:
         s, n = self._range(alloc, start, num_pages)
         self.ops.append(PrefetchOp(alloc, processor_id(processor), s, n))
 
@@ -399,15 +420,27 @@ class WorkloadBuilder:
         self.ops.append(FreeOp(alloc))
 
     # touch segments
-    def run(self, alloc: int, start: int = 0, count: int | None = None, stride: int = 1,
-            access: str | Access = "read") -> Touches:
+    def run(
+        self,
+        alloc: int,
+        start: int = 0,
+        count: int | None = None,
+        stride: int = 1,
+        access: str | Access = "read",
+    ) -> Touches:
         """Pages ``start, start+stride, ...``; by default every page of the allocation."""
         if count is None:
             count = (self.allocs[alloc].pages - start + stride - 1) // stride
         return Touches(alloc, SEG_RUN, _access(access), int(start), int(count), int(stride))
 
-    def runs(self, alloc: int, starts: np.ndarray, counts: np.ndarray | int, stride: int = 1,
-             access: str | Access = "read") -> RunBatch:
+    def runs(
+        self,
+        alloc: int,
+        starts: np.ndarray,
+        counts: np.ndarray | int,
+        stride: int = 1,
+        access: str | Access = "read",
+    ) -> RunBatch:
         """One run per entry of ``starts`` (``counts`` pages each, a scalar or an array), in order:
         for patterns of thousands of runs, such as one per 2 MiB block of a huge allocation."""
         st = np.asarray(starts, dtype=np.int64).ravel()
@@ -423,9 +456,11 @@ class WorkloadBuilder:
         if arr.min() < 0 or arr.max() >= self.allocs[alloc].pages:
             raise WorkloadError(
                 f"touch outside its allocation: page {int(arr.max())} of "
-                f"{self.allocs[alloc].name!r}, which has {self.allocs[alloc].pages} pages")
-        return Touches(alloc, SEG_INDEX, _access(access), 0, int(arr.size), 0,
-                       arr.astype(np.uint32, copy=False))
+                f"{self.allocs[alloc].name!r}, which has {self.allocs[alloc].pages} pages"
+            )
+        return Touches(
+            alloc, SEG_INDEX, _access(access), 0, int(arr.size), 0, arr.astype(np.uint32, copy=False)
+        )
 
     def _flush(self) -> None:
         if self._segments:
@@ -459,14 +494,19 @@ class WorkloadBuilder:
             n += t.count
         return lo, self._n_segments, n
 
-    def kernel(self, name: str, touches: Sequence[Touches | RunBatch], *, gpu: str | int = "gpu0",
-               compute_ns: int | None = None) -> None:
+    def kernel(
+        self,
+        name: str,
+        touches: Sequence[Touches | RunBatch],
+        *,
+        gpu: str | int = "gpu0",
+        compute_ns: int | None = None,
+    ) -> None:
         lo, hi, n = self._add_touches(touches)
         ns = int(n * self.default_ns_per_touch) if compute_ns is None else int(compute_ns)
         self.ops.append(KernelOp(name, processor_id(gpu), lo, hi, ns))
 
-    def cpu(self, name: str, touches: Sequence[Touches | RunBatch], *,
-            compute_ns: int | None = None) -> None:
+    def cpu(self, name: str, touches: Sequence[Touches | RunBatch], *, compute_ns: int | None = None) -> None:
         lo, hi, n = self._add_touches(touches)
         ns = int(n * 50) if compute_ns is None else int(compute_ns)
         self.ops.append(CpuOp(name, lo, hi, ns))
@@ -475,7 +515,14 @@ class WorkloadBuilder:
         self._flush()
         segs = np.concatenate(self._parts) if self._parts else np.zeros(0, dtype=SEGMENT_DTYPE)
         pool = np.concatenate(self._pools) if self._pools else np.zeros(0, dtype=np.uint32)
-        w = Workload(self.name, list(self.allocs), list(self.ops), segs, pool.astype(np.uint32),
-                     self.seed, dict(self.params))
+        w = Workload(
+            self.name,
+            list(self.allocs),
+            list(self.ops),
+            segs,
+            pool.astype(np.uint32),
+            self.seed,
+            dict(self.params),
+        )
         w.validate()
         return w

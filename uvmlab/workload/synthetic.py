@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from uvmlab.errors import WorkloadError
-from uvmlab.units import PAGE_SIZE, parse_size
+from uvmlab.core.errors import WorkloadError
+from uvmlab.core.sizes import PAGE_SIZE, PAGES_PER_BLOCK
+from uvmlab.core.units import parse_size
 from uvmlab.workload.ir import Workload, WorkloadBuilder
 
 MAX_KERNELS = 1_000_000  # a generator loop beyond this is a typo in a parameter, not a workload
@@ -46,8 +47,10 @@ class Generator:
         for key in kwargs:
             if key not in self.params:
                 hint = _did_you_mean(key, self.params)
-                raise WorkloadError(f"workload {self.name!r} has no parameter {key!r}{hint}; "
-                                    f"valid keys: {', '.join(self.params)}")
+                raise WorkloadError(
+                    f"workload {self.name!r} has no parameter {key!r}{hint}; "
+                    f"valid keys: {', '.join(self.params)}"
+                )
         args = {k: self._convert(k, v) for k, v in kwargs.items()}
         try:
             return self.fn(**args)
@@ -101,8 +104,10 @@ def get_generator(name: str) -> Generator:
     try:
         return WORKLOADS[name]
     except KeyError:
-        raise WorkloadError(f"unknown workload {name!r}{_did_you_mean(name, WORKLOADS)}; "
-                            f"known workloads: {', '.join(WORKLOADS)}") from None
+        raise WorkloadError(
+            f"unknown workload {name!r}{_did_you_mean(name, WORKLOADS)}; "
+            f"known workloads: {', '.join(WORKLOADS)}"
+        ) from None
 
 
 def make_workload(spec: str) -> Workload:
@@ -113,10 +118,12 @@ def make_workload(spec: str) -> Workload:
 
 def describe() -> list[dict[str, Any]]:
     """One entry per generator: ``name``, one-line ``description`` (also as ``summary``, the
-    key uvmlab/cli.py reads), ``params`` with defaults (``None`` means "derived from the other
+    key uvmlab/cli/main.py reads), ``params`` with defaults (``None`` means "derived from the other
     parameters"; the generator's docstring says how)."""
-    return [{"name": g.name, "description": g.summary, "summary": g.summary,
-             "params": dict(g.params)} for g in WORKLOADS.values()]
+    return [
+        {"name": g.name, "description": g.summary, "summary": g.summary, "params": dict(g.params)}
+        for g in WORKLOADS.values()
+    ]
 
 
 def _did_you_mean(word: str, options: object) -> str:
@@ -215,8 +222,9 @@ def random(size: str | int = "256MiB", seed: int = 0, touches: int | None = None
 
 
 @_register
-def stride(size: str | int = "256MiB", seed: int = 0, stride: str | int = "64KiB",
-           passes: int = 4) -> Workload:
+def stride(
+    size: str | int = "256MiB", seed: int = 0, stride: str | int = "64KiB", passes: int = 4
+) -> Workload:
     """Strided reads: each pass touches one page every ``stride`` bytes, shifted a page per pass.
 
     Strides below 4 KiB touch every page. Shows how the prefetcher's density threshold reacts to
@@ -236,8 +244,7 @@ def stride(size: str | int = "256MiB", seed: int = 0, stride: str | int = "64KiB
 
 
 @_register
-def stencil(size: str | int = "256MiB", seed: int = 0, iters: int = 4,
-            row: str | int = "1MiB") -> Workload:
+def stencil(size: str | int = "256MiB", seed: int = 0, iters: int = 4, row: str | int = "1MiB") -> Workload:
     """2-D stencil with a halo: two grids of ``row``-byte rows, swapped every iteration.
 
     Each iteration writes output row r after reading input rows r-1, r, r+1, so every input page
@@ -284,8 +291,11 @@ def gemm(size: str | int = "256MiB", seed: int = 0, tile: str | int = "2MiB") ->
     touches = []
     for i in range(t):
         for j in range(t):
-            touches += [b.run(a, i * panel, panel), b.run(bm, j * panel, panel),
-                        b.run(c, (i * t + j) * tile_pages, tile_pages, access="write")]
+            touches += [
+                b.run(a, i * panel, panel),
+                b.run(bm, j * panel, panel),
+                b.run(c, (i * t + j) * tile_pages, tile_pages, access="write"),
+            ]
     b.kernel("gemm", touches)
     b.sync()
     b.cpu("readback", [b.run(c)])
@@ -362,26 +372,29 @@ def llm(size: str | int = "256MiB", seed: int = 0, layers: int = 8, tokens: int 
     w_pages = max(1, pages * 3 // 4 // layers)
     step = max(1, (pages - w_pages * layers) // layers // tokens)
     kv_layer = tokens * step
-    b = _builder("llm", seed, size=_bytes(layers * (w_pages + kv_layer)), layers=layers,
-                 tokens=tokens)
+    b = _builder("llm", seed, size=_bytes(layers * (w_pages + kv_layer)), layers=layers, tokens=tokens)
     weights = b.alloc("weights", _bytes(layers * w_pages))
     kv = b.alloc("kv_cache", _bytes(layers * kv_layer))
     b.cpu("load_weights", [b.run(weights, access="write")])
     for t in range(tokens):
         for layer in range(layers):
             base = layer * kv_layer
-            b.kernel(f"tok{t}.layer{layer}", [
-                b.run(weights, layer * w_pages, w_pages),
-                b.run(kv, base, t * step),  # empty for the first token; the builder drops it
-                b.run(kv, base + t * step, step, access="write"),
-            ])
+            b.kernel(
+                f"tok{t}.layer{layer}",
+                [
+                    b.run(weights, layer * w_pages, w_pages),
+                    b.run(kv, base, t * step),  # empty for the first token; the builder drops it
+                    b.run(kv, base + t * step, step, access="write"),
+                ],
+            )
     b.sync()
     return b.build()
 
 
 @_register
-def vecsearch(size: str | int = "256MiB", seed: int = 0, queries: int = 64, nprobe: int = 8,
-              partitions: int = 256) -> Workload:
+def vecsearch(
+    size: str | int = "256MiB", seed: int = 0, queries: int = 64, nprobe: int = 8, partitions: int = 256
+) -> Workload:
     """IVF vector search: each query reads all centroids, then ``nprobe`` random partitions.
 
     The centroid table (1/64 of ``size``) stays hot; partition lists are read whole, chosen
@@ -394,16 +407,21 @@ def vecsearch(size: str | int = "256MiB", seed: int = 0, queries: int = 64, npro
     _cap(queries)
     cent_pages = max(1, pages // 64)
     part_pages = max(1, (pages - cent_pages) // partitions)
-    b = _builder("vecsearch", seed, size=_bytes(cent_pages + partitions * part_pages),
-                 queries=queries, nprobe=nprobe, partitions=partitions)
+    b = _builder(
+        "vecsearch",
+        seed,
+        size=_bytes(cent_pages + partitions * part_pages),
+        queries=queries,
+        nprobe=nprobe,
+        partitions=partitions,
+    )
     cent = b.alloc("centroids", _bytes(cent_pages))
     lists = b.alloc("lists", _bytes(partitions * part_pages))
     b.cpu("load_index", [b.run(cent, access="write"), b.run(lists, access="write")])
     rng = np.random.default_rng(seed)
     for q in range(queries):
         probes = rng.choice(partitions, nprobe, replace=False)
-        b.kernel(f"query{q}", [b.run(cent)]
-                 + [b.run(lists, int(p) * part_pages, part_pages) for p in probes])
+        b.kernel(f"query{q}", [b.run(cent)] + [b.run(lists, int(p) * part_pages, part_pages) for p in probes])
     b.sync()
     return b.build()
 
@@ -429,23 +447,36 @@ def train(size: str | int = "256MiB", seed: int = 0, layers: int = 8, steps: int
     for s in range(steps):
         for lyr in range(layers):
             inputs = [b.run(acts, (lyr - 1) * al, al)] if lyr else []
-            b.kernel(f"step{s}.fwd{lyr}", [b.run(weights, lyr * wl, wl), *inputs,
-                                           b.run(acts, lyr * al, al, access="write")])
+            b.kernel(
+                f"step{s}.fwd{lyr}",
+                [b.run(weights, lyr * wl, wl), *inputs, b.run(acts, lyr * al, al, access="write")],
+            )
         for lyr in reversed(range(layers)):
-            b.kernel(f"step{s}.bwd{lyr}", [b.run(acts, lyr * al, al), b.run(weights, lyr * wl, wl),
-                                           b.run(grads, lyr * wl, wl, access="write")])
+            b.kernel(
+                f"step{s}.bwd{lyr}",
+                [
+                    b.run(acts, lyr * al, al),
+                    b.run(weights, lyr * wl, wl),
+                    b.run(grads, lyr * wl, wl, access="write"),
+                ],
+            )
         b.kernel(f"step{s}.optimizer", [b.run(grads), b.run(weights, access="write")])
     b.sync()
     return b.build()
 
 
 MAX_SPARSE_RUNS = 1 << 23  # page-runs in one sparse workload: 8 Mi segments are 240 MiB of IR
-BLOCK_PAGES = 512  # a 2 MiB VA block
+BLOCK_PAGES = PAGES_PER_BLOCK  # a 2 MiB VA block
 
 
 @_register
-def sparse(size: str | int = "256MiB", seed: int = 0, every: int = 16, passes: int | None = None,
-           touches: int | None = None) -> Workload:
+def sparse(
+    size: str | int = "256MiB",
+    seed: int = 0,
+    every: int = 16,
+    passes: int | None = None,
+    touches: int | None = None,
+) -> Workload:
     """Sparse streaming: GPU passes over one whole 2 MiB block in every ``every`` of a huge buffer.
 
     The buffer (``size``) is cut into groups of ``every`` 2 MiB blocks; the seed picks one block
@@ -480,8 +511,10 @@ def sparse(size: str | int = "256MiB", seed: int = 0, every: int = 16, passes: i
     _positive(passes=passes)
     _cap(passes)
     if passes * len(starts) > MAX_SPARSE_RUNS:
-        raise WorkloadError(f"parameters ask for {passes * len(starts)} page-runs; the limit is "
-                            f"{MAX_SPARSE_RUNS} (raise every or lower passes)")
+        raise WorkloadError(
+            f"parameters ask for {passes * len(starts)} page-runs; the limit is "
+            f"{MAX_SPARSE_RUNS} (raise every or lower passes)"
+        )
     b = _builder("sparse", seed, size=_bytes(pages), every=every, passes=passes)
     buf = b.alloc("buf", _bytes(pages))
     for k in range(passes):

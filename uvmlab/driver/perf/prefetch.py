@@ -278,9 +278,7 @@ def _check_args(
         raise ValueError(f"faulted: expected 1..{PAGES_PER_VA_BLOCK} pages, got {faulted.shape}")
     n = faulted.shape[0]
     if block_first_page_va < 0 or block_first_page_va % PAGES_PER_VA_BLOCK + n > PAGES_PER_VA_BLOCK:
-        raise ValueError(
-            f"block at VA page {block_first_page_va} with {n} pages crosses a 2 MiB boundary"
-        )
+        raise ValueError(f"block at VA page {block_first_page_va} with {n} pages crosses a 2 MiB boundary")
     if not 1 <= big_page_pages <= PAGES_PER_VA_BLOCK or big_page_pages & (big_page_pages - 1):
         raise ValueError(f"big_page_pages must be a power of two in [1, 512], got {big_page_pages}")
     if not 0 <= threshold <= 100:
@@ -455,16 +453,20 @@ def prefetch_hint(
         return np.zeros(n, dtype=np.bool_)
     # Steps 1 and 7 together: the tree does not read the counter, so incrementing first is
     # the same as the driver's increment at the end of prenotify.
-    count = update_prefetch_info(
-        last_proc, fault_migrations, block, dest, int(np.count_nonzero(faulted))
-    )
+    count = update_prefetch_info(last_proc, fault_migrations, block, dest, int(np.count_nonzero(faulted)))
     mask = compute_prefetch_mask(
-        faulted, resident, thrashing, block_first_page_va=block_first_page_va,
-        big_page_pages=big_page_pages, threshold=threshold, dest_is_cpu=dest == CPU_ID,
-        cpu_resident_readable=cpu_resident_readable, max_region=max_region,
+        faulted,
+        resident,
+        thrashing,
+        block_first_page_va=block_first_page_va,
+        big_page_pages=big_page_pages,
+        threshold=threshold,
+        dest_is_cpu=dest == CPU_ID,
+        cpu_resident_readable=cpu_resident_readable,
+        max_region=max_region,
         driver_offset_clamp=driver_offset_clamp,
-        first_touch=first_touch_shortcut_applies(resident_anywhere_count, dest,
-                                                 preferred_location))
+        first_touch=first_touch_shortcut_applies(resident_anywhere_count, dest, preferred_location),
+    )
     if not hint_allowed(count, min_faults) or not mask.any():
         return np.zeros(n, dtype=np.bool_)
     return mask

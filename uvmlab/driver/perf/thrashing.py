@@ -54,8 +54,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-PAGES_PER_BLOCK = 512
-PAGE_SIZE = 4096
+from uvmlab.core.sizes import PAGE_SIZE, PAGES_PER_BLOCK
+
 #: processor masks are uint16: the CPU plus up to 15 GPUs
 MAX_PROCESSORS = 16
 CPU = 0
@@ -116,8 +116,17 @@ class _Pages:
     """``page_thrashing_info_t`` for the 512 pages of one block, as parallel numpy arrays."""
 
     __slots__ = (
-        "last_ts", "num_events", "has_migration", "has_revocation", "pinned", "pinned_residency",
-        "processors", "throttled", "throttle_end", "throttling_count", "dnt",
+        "last_ts",
+        "num_events",
+        "has_migration",
+        "has_revocation",
+        "pinned",
+        "pinned_residency",
+        "processors",
+        "throttled",
+        "throttle_end",
+        "throttling_count",
+        "dnt",
     )
 
     def __init__(self) -> None:
@@ -144,8 +153,14 @@ class _Block:
     """
 
     __slots__ = (
-        "pages", "last_thrashing_ts", "reset_count",
-        "thrashing_pages", "num_thrashing_pages", "pinned_mask", "num_pinned", "pinned_count",
+        "pages",
+        "last_thrashing_ts",
+        "reset_count",
+        "thrashing_pages",
+        "num_thrashing_pages",
+        "pinned_mask",
+        "num_pinned",
+        "pinned_count",
         "throttling_count",
     )
 
@@ -166,8 +181,12 @@ class _Block:
 def _where(block: int, page: int) -> dict:
     """Common event fields. Blocks are global 2 MiB VA block numbers, so the page's address is
     ``uvm_va_block_cpu_page_address``."""
-    return {"block": block, "page": page,
-            "address": block * PAGES_PER_BLOCK * PAGE_SIZE + page * PAGE_SIZE, "bytes": PAGE_SIZE}
+    return {
+        "block": block,
+        "page": page,
+        "address": block * PAGES_PER_BLOCK * PAGE_SIZE + page * PAGE_SIZE,
+        "bytes": PAGE_SIZE,
+    }
 
 
 def _stale(now: int, stamp: int, limit: int) -> bool:
@@ -328,8 +347,11 @@ class ThrashingDetector:
         old = len(self.block_last_ts)
         if n_blocks <= old:
             return
-        for name, fill in (("block_last_ts", NO_STAMP), ("block_last_proc", INVALID),
-                           ("block_has_pages", False)):
+        for name, fill in (
+            ("block_last_ts", NO_STAMP),
+            ("block_last_proc", INVALID),
+            ("block_has_pages", False),
+        ):
             a = getattr(self, name)
             b = np.full(n_blocks, fill, dtype=a.dtype)
             b[:old] = a
@@ -387,11 +409,11 @@ class ThrashingDetector:
         """
         if not self.enable:
             return
-        self._record_event(block, self._blocks.get(block), pages, processor, now_ns,
-                           revocation=True)
+        self._record_event(block, self._blocks.get(block), pages, processor, now_ns, revocation=True)
 
-    def _record_event(self, block: int, bs: _Block | None, pages: PageSel, processor: int,
-                      now: int, *, revocation: bool) -> None:
+    def _record_event(
+        self, block: int, bs: _Block | None, pages: PageSel, processor: int, now: int, *, revocation: bool
+    ) -> None:
         if not 0 <= processor < self.num_processors:
             raise ValueError(f"processor {processor} outside 0..{self.num_processors - 1}")
         if bs is None:
@@ -403,8 +425,11 @@ class ThrashingDetector:
             # Allocate per-page tracking only once two different processors touched the block
             # within one lapse; otherwise only remember this event.
             last_ts = int(self.block_last_ts[block])
-            if (last_ts == NO_STAMP or self.block_last_proc[block] == processor
-                    or _stale(now, last_ts, self.lapse_ns)):
+            if (
+                last_ts == NO_STAMP
+                or self.block_last_proc[block] == processor
+                or _stale(now, last_ts, self.lapse_ns)
+            ):
                 self.block_last_ts[block] = now
                 self.block_last_proc[block] = processor
                 return
@@ -419,8 +444,9 @@ class ThrashingDetector:
         self.block_last_ts[block] = now
         self.block_last_proc[block] = processor
 
-    def _record_pages(self, block: int, bs: _Block, pg: _Pages, pages: list[int], processor: int,
-                      now: int, revocation: bool) -> None:
+    def _record_pages(
+        self, block: int, bs: _Block, pg: _Pages, pages: list[int], processor: int, now: int, revocation: bool
+    ) -> None:
         """The per-page loop of ``thrashing_event_cb``, one page at a time (few pages)."""
         bit = 1 << processor
         stamp = now & _STAMP_MASK
@@ -448,8 +474,16 @@ class ThrashingDetector:
                 # reset also drops the stamp just written, so the next event starts afresh.
                 self._reset_page(block, bs, page, now)
 
-    def _record_region(self, block: int, bs: _Block, pg: _Pages, index: slice | np.ndarray,
-                       processor: int, now: int, revocation: bool) -> None:
+    def _record_region(
+        self,
+        block: int,
+        bs: _Block,
+        pg: _Pages,
+        index: slice | np.ndarray,
+        processor: int,
+        now: int,
+        revocation: bool,
+    ) -> None:
         """The same loop as :meth:`_record_pages`, vectorised for large regions."""
         prev = pg.last_ts[index]  # fancy indexing copies; a slice view must be copied
         if isinstance(index, slice):
@@ -480,8 +514,9 @@ class ThrashingDetector:
         # Only pages in thrashing_pages can be at/above the threshold, hence the cheap pre-check.
         reset = None
         if bs.num_thrashing_pages:
-            reset = (~within & (prev != NO_STAMP) & (pg.num_events[index] >= self.threshold)
-                     & ~pg.pinned[index])
+            reset = (
+                ~within & (prev != NO_STAMP) & (pg.num_events[index] >= self.threshold) & ~pg.pinned[index]
+            )
             if not reset.any():
                 reset = None
         if detected is not None or reset is not None:
@@ -500,9 +535,15 @@ class ThrashingDetector:
     def _thrashing_detected(self, block: int, bs: _Block, pg: _Pages, page: int, now: int) -> None:
         self.counters["thrashing_events"] += 1
         if self._emit is not None:
-            self._emit("ThrashingDetected", {**_where(block, page), "size": PAGE_SIZE,
-                                             "processors": int(pg.processors[page]),
-                                             "time_ns": now})
+            self._emit(
+                "ThrashingDetected",
+                {
+                    **_where(block, page),
+                    "size": PAGE_SIZE,
+                    "processors": int(pg.processors[page]),
+                    "time_ns": now,
+                },
+            )
         if not bs.thrashing_pages[page]:
             bs.thrashing_pages[page] = True
             bs.num_thrashing_pages += 1
@@ -512,12 +553,19 @@ class ThrashingDetector:
     def tracks_pages(self, block: int) -> bool:
         """Whether ``get_hint`` can answer anything but NONE for pages of ``block`` (step 1 of
         ``uvm_perf_thrashing_get_hint``: no per-page state means NONE, with no side effects)."""
-        return self.enable and block < len(self.block_has_pages) and bool(
-            self.block_has_pages[block])
+        return self.enable and block < len(self.block_has_pages) and bool(self.block_has_pages[block])
 
-    def get_hint(self, block: int, page: int, requester: int, now_ns: int, *,
-                 preferred: int = INVALID, closest: int = INVALID,
-                 resident_mask: int | None = None) -> Hint:
+    def get_hint(
+        self,
+        block: int,
+        page: int,
+        requester: int,
+        now_ns: int,
+        *,
+        preferred: int = INVALID,
+        closest: int = INVALID,
+        resident_mask: int | None = None,
+    ) -> Hint:
         """``uvm_perf_thrashing_get_hint`` for one page and requesting processor.
 
         ``preferred``: the policy's preferred location (-1 none). ``closest``: the closest
@@ -534,8 +582,12 @@ class ThrashingDetector:
 
         # Epoch reset: no thrashing for a whole epoch -> forget the block (at most max_resets
         # times; never once a page of the block has been pinned, see _Block.pinned_count).
-        if (bs.last_thrashing_ts != NO_STAMP and _stale(now_ns, bs.last_thrashing_ts, self.epoch_ns)
-                and bs.pinned_count == 0 and bs.reset_count < self.max_resets):
+        if (
+            bs.last_thrashing_ts != NO_STAMP
+            and _stale(now_ns, bs.last_thrashing_ts, self.epoch_ns)
+            and bs.pinned_count == 0
+            and bs.reset_count < self.max_resets
+        ):
             self._epoch_reset(block, bs, now_ns)
             return HINT_NONE
 
@@ -596,8 +648,7 @@ class ThrashingDetector:
 
     def _closest_common_location(self, procs: int, requester: int) -> int:
         """``thrashing_processors_common_locations`` + ``uvm_processor_mask_find_closest_id``."""
-        common = [q for q in range(self.num_processors)
-                  if all(self._can_access(p, q) for p in _bits(procs))]
+        common = [q for q in range(self.num_processors) if all(self._can_access(p, q) for p in _bits(procs))]
         if not common:
             return requester
         if requester in common:
@@ -611,8 +662,7 @@ class ThrashingDetector:
                 return gpus[0] if gpus else CPU
         return common[0]
 
-    def _migration_hint(self, pg: _Pages, page: int, r: int, pref: int,
-                        closest: int) -> tuple[int, int]:
+    def _migration_hint(self, pg: _Pages, page: int, r: int, pref: int, closest: int) -> tuple[int, int]:
         """``get_hint_for_migration_thrashing`` (§6.5); returns (kind, residency)."""
         procs = int(pg.processors[page])
         dnt = int(pg.dnt[page])
@@ -661,38 +711,37 @@ class ThrashingDetector:
             res = CPU
         return kind, res
 
-    def _throttle(self, block: int, bs: _Block, pg: _Pages, page: int, requester: int,
-                  now: int) -> Hint:
+    def _throttle(self, block: int, bs: _Block, pg: _Pages, page: int, requester: int, now: int) -> Hint:
         """``thrashing_throttle_processor`` plus the THROTTLE hint."""
         bit = 1 << requester
         if not int(pg.throttled[page]) & bit:
             pg.throttled[page] |= np.uint16(bit)
             if requester != CPU and self._emit is not None:
-                self._emit("ThrottlingStart", {**_where(block, page), "processor": requester,
-                                               "time_ns": now})
+                self._emit("ThrottlingStart", {**_where(block, page), "processor": requester, "time_ns": now})
             if not pg.pinned[page] and pg.throttling_count[page] < _THROTTLING_COUNT_MAX:
                 pg.throttling_count[page] += 1
             bs.throttling_count += 1
         self.counters["throttles"] += 1
         return Hint(HINT_THROTTLE_KIND, INVALID, int(pg.throttle_end[page]), 0)
 
-    def _throttle_end_processor(self, block: int, pg: _Pages, page: int, processor: int,
-                                now: int | None) -> None:
+    def _throttle_end_processor(
+        self, block: int, pg: _Pages, page: int, processor: int, now: int | None
+    ) -> None:
         """``thrashing_throttle_end_processor``."""
         pg.throttled[page] &= np.uint16(~(1 << processor) & 0xFFFF)
         if pg.throttled[page] == 0:
             pg.throttle_end[page] = NO_STAMP
         if processor != CPU and self._emit is not None:
-            self._emit("ThrottlingEnd", {**_where(block, page), "processor": processor,
-                                         "time_ns": now})
+            self._emit("ThrottlingEnd", {**_where(block, page), "processor": processor, "time_ns": now})
 
     def _throttling_reset_page(self, block: int, pg: _Pages, page: int, now: int | None) -> None:
         """``thrashing_throttling_reset_page``: end throttling for every throttled processor."""
         for p in _bits(int(pg.throttled[page])):
             self._throttle_end_processor(block, pg, page, p, now)
 
-    def _pin_page(self, block: int, bs: _Block, pg: _Pages, page: int, residency: int,
-                  resident_mask: int, now: int) -> None:
+    def _pin_page(
+        self, block: int, bs: _Block, pg: _Pages, page: int, residency: int, resident_mask: int, now: int
+    ) -> None:
         """``thrashing_pin_page``."""
         was_pinned = bool(pg.pinned[page])
         # Flush pending ThrottlingEnd events when pinning for the first time or moving the page.
@@ -808,8 +857,7 @@ class ThrashingDetector:
             self._reset_page(block, bs, page, now_ns)
             out.append((block, page, residency))
             if self._emit is not None:
-                self._emit("Unpin", {**_where(block, page), "residency": residency,
-                                     "time_ns": now_ns})
+                self._emit("Unpin", {**_where(block, page), "residency": residency, "time_ns": now_ns})
         return out
 
     # ------------------------------------------------------------------ queries

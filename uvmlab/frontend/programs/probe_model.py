@@ -19,20 +19,23 @@ def model_answers(real: dict[str, Any] | None = None) -> dict[str, dict[str, Any
 
     def alloc(path: str, h_root: int, h_parent: int, h_new: int, h_class: int, size: int = 48):
         fields = nt.NVOS64 if size != 32 else nt.NVOS21
-        params = pack(fields, size, hRoot=h_root, hObjectParent=h_parent, hObjectNew=h_new,
-                      hClass=h_class)
+        params = pack(fields, size, hRoot=h_root, hObjectParent=h_parent, hObjectNew=h_new, hClass=h_class)
         ret, after = fe.ioctl(path, nt.nv_ioctl(0x2B, size), params)
         f = nt.unpack_fields(fields, after)
         return _result(ret, f.get("status"), f.get("hObjectNew"))
 
     def free(h_root: int, h_parent: int, h_old: int):
-        ret, after = fe.ioctl(CTL, nt.nv_ioctl(0x29, 16),
-                              pack(nt.NVOS00, 16, hRoot=h_root, hObjectParent=h_parent, hObjectOld=h_old))
+        ret, after = fe.ioctl(
+            CTL,
+            nt.nv_ioctl(0x29, 16),
+            pack(nt.NVOS00, 16, hRoot=h_root, hObjectParent=h_parent, hObjectOld=h_old),
+        )
         return _result(ret, nt.unpack_fields(nt.NVOS00, after).get("status"), None)
 
     def control(h_client: int, h_object: int, cmd: int):
-        ret, after = fe.ioctl(CTL, nt.nv_ioctl(0x2A, 32),
-                              pack(nt.NVOS54, 32, hClient=h_client, hObject=h_object, cmd=cmd))
+        ret, after = fe.ioctl(
+            CTL, nt.nv_ioctl(0x2A, 32), pack(nt.NVOS54, 32, hClient=h_client, hObject=h_object, cmd=cmd)
+        )
         return _result(ret, nt.unpack_fields(nt.NVOS54, after).get("status"), None)
 
     out["alloc_client"] = alloc(CTL, 0, 0, 0, ROOT)
@@ -64,12 +67,16 @@ def model_answers(real: dict[str, Any] | None = None) -> dict[str, dict[str, Any
 
     out["uvm_register_gpu_before_initialize"] = uvm("UVM_REGISTER_GPU", gpu_uuid=gpu_uuid)
     out["uvm_initialize"] = uvm("UVM_INITIALIZE", flags=0)
-    out["uvm_migrate_unaligned"] = uvm("UVM_MIGRATE", base=0x7F0000000001, length=4096,
-                                       destinationUuid=nt.CPU_UUID, flags=0)
+    out["uvm_migrate_unaligned"] = uvm(
+        "UVM_MIGRATE", base=0x7F0000000001, length=4096, destinationUuid=nt.CPU_UUID, flags=0
+    )
     rng = {"base": 0x7E0000000000, "length": 2 << 20}
-    out["uvm_preferred_location_unmapped"] = uvm("UVM_SET_PREFERRED_LOCATION",
-                                                 requestedBase=rng["base"], length=rng["length"],
-                                                 preferredLocation=gpu_uuid)
+    out["uvm_preferred_location_unmapped"] = uvm(
+        "UVM_SET_PREFERRED_LOCATION",
+        requestedBase=rng["base"],
+        length=rng["length"],
+        preferredLocation=gpu_uuid,
+    )
     out["uvm_migrate_unmapped_to_cpu"] = uvm("UVM_MIGRATE", **rng, destinationUuid=nt.CPU_UUID, flags=0)
     out["uvm_migrate_bad_flags"] = uvm("UVM_MIGRATE", **rng, destinationUuid=nt.CPU_UUID, flags=0x100)
     out["uvm_register_unknown_gpu"] = uvm("UVM_REGISTER_GPU", gpu_uuid=gpu_uuid)
@@ -77,12 +84,10 @@ def model_answers(real: dict[str, Any] | None = None) -> dict[str, dict[str, Any
 
 
 def _result(ret: int, status: Any, handle: Any) -> dict[str, Any]:
-    return {"ret": -1 if ret < 0 else 0, "errno": -ret if ret < 0 else 0, "status": status,
-            "handle": handle}
+    return {"ret": -1 if ret < 0 else 0, "errno": -ret if ret < 0 else 0, "status": status, "handle": handle}
 
 
 if __name__ == "__main__":
     import json
 
     print(json.dumps(model_answers(), indent=1))
-

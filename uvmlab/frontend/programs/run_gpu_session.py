@@ -73,8 +73,12 @@ def main(out: Path) -> int:
     try:
         facts = machine_facts()
     except Exception as exc:  # facts are a bonus: never lose the captures over them
-        facts = {"error": repr(exc), "driver_version": sh("cat /sys/module/nvidia/version"),
-                 "nvidia_smi": sh("nvidia-smi -L"), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        facts = {
+            "error": repr(exc),
+            "driver_version": sh("cat /sys/module/nvidia/version"),
+            "nvidia_smi": sh("nvidia-smi -L"),
+            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
     (work / "machine.json").write_text(json.dumps(facts, indent=1))
     print("machine:", facts["nvidia_smi"], facts["driver_version"], flush=True)
     shim = build_shim(work / "shim")
@@ -116,8 +120,7 @@ def main(out: Path) -> int:
         t = time.time()
         log = work / f"{name}.out"
         with open(log, "w") as f:
-            s = capture(argv, work / "traces" / f"{name}.ioctl.gz", shim=shim, timeout=120,
-                        stdout=f)
+            s = capture(argv, work / "traces" / f"{name}.ioctl.gz", shim=shim, timeout=120, stdout=f)
         print(f"--- {name} output:", log.read_text()[-1500:], flush=True)
         print(
             f"capture {name}: rc={s.returncode} raw={s.bytes_raw} B "

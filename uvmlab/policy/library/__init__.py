@@ -19,12 +19,29 @@ from uvmlab.policy.library.replay_adaptive import ReplayAdaptive
 from uvmlab.policy.library.replay_driver import ReplayBatch, ReplayBatchFlush, ReplayBlock, ReplayOnce
 from uvmlab.policy.library.thrash_pin import ThrashPin
 
-REGISTRY: dict[str, type] = {c.name: c for c in (
-    PrefetchNone, PrefetchAlwaysMax, PrefetchAdaptiveSequential, PrefetchStride, PrefetchTree,
-    PrefetchCrossBlock,
-    EvictLru, EvictFifo, EvictMru, EvictLfu, EvictFifoChance, EvictTenantQuota, EvictBelady,
-    ReplayBlock, ReplayBatch, ReplayBatchFlush, ReplayOnce, ReplayAdaptive,
-    ThrashPin,
-)}
+REGISTRY: dict[str, type] = {
+    c.name: c
+    for c in (
+        PrefetchNone,
+        PrefetchAlwaysMax,
+        PrefetchAdaptiveSequential,
+        PrefetchStride,
+        PrefetchTree,
+        PrefetchCrossBlock,
+        EvictLru,
+        EvictFifo,
+        EvictMru,
+        EvictLfu,
+        EvictFifoChance,
+        EvictTenantQuota,
+        EvictBelady,
+        ReplayBlock,
+        ReplayBatch,
+        ReplayBatchFlush,
+        ReplayOnce,
+        ReplayAdaptive,
+        ThrashPin,
+    )
+}
 
 __all__ = ["REGISTRY"]

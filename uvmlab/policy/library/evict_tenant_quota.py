@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from uvmlab.errors import PolicyError
+from uvmlab.core.errors import PolicyError
 from uvmlab.policy.base import Policy
 from uvmlab.policy.context import EvictionContext, RunInfo
 
@@ -33,8 +33,9 @@ class EvictTenantQuota(Policy):
             try:
                 self._shares[t.strip()] = float(v) / 100
             except ValueError:
-                raise PolicyError(f"tenant-quota: cannot read quota {part!r} "
-                                  "(expected TENANT=PERCENT)") from None
+                raise PolicyError(
+                    f"tenant-quota: cannot read quota {part!r} (expected TENANT=PERCENT)"
+                ) from None
         if sum(self._shares.values()) > 1 + 1e-9:
             raise PolicyError("tenant-quota: quotas add up to more than 100 %")
 

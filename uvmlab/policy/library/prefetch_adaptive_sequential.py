@@ -10,7 +10,7 @@ any prefetcher.
 
 from __future__ import annotations
 
-from uvmlab.errors import PolicyError
+from uvmlab.core.errors import PolicyError
 from uvmlab.policy.base import DEFAULT, Policy, Region
 from uvmlab.policy.context import PrefetchContext
 
@@ -24,8 +24,10 @@ class PrefetchAdaptiveSequential(Policy):
     def __init__(self, **params: object) -> None:
         super().__init__(**params)
         if self.direction not in ("auto", "forward", "backward", "start"):
-            raise PolicyError("adaptive-sequential: direction must be auto, forward, backward "
-                              f"or start, not {self.direction!r}")
+            raise PolicyError(
+                "adaptive-sequential: direction must be auto, forward, backward "
+                f"or start, not {self.direction!r}"
+            )
         if not 0 < self.percent <= 100 or self.pages < 0:
             raise PolicyError("adaptive-sequential: percent must be in (0, 100], pages >= 0")
 

@@ -10,10 +10,9 @@ whatever lies past the end of a sweep, and under oversubscription its migrations
 
 from __future__ import annotations
 
+from uvmlab.core.sizes import PAGES_PER_BLOCK
 from uvmlab.policy.base import DEFAULT, Policy, Region
 from uvmlab.policy.context import PrefetchContext
-
-PAGES_PER_BLOCK = 512
 
 
 class PrefetchCrossBlock(Policy):

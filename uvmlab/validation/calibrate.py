@@ -1,6 +1,6 @@
 """Micro-benchmarks on a real GPU that measure the cost model's constants (design.md §6).
 
-``python -m uvmlab.cuda.calibrate --out DIR --name h100-pcie5-measured`` runs every benchmark,
+``uvmlab calibrate --out DIR --name h100-pcie5-measured`` runs every benchmark,
 writes the raw measurements (``DIR/<name>.raw.json``) and the fitted profile
 (``DIR/<name>.json``, ``CostProfile.to_json``, with ``sources`` saying how each value was got).
 
@@ -91,7 +91,6 @@ over the runs, minus 1: the issue's "two runs within 10 %", independent of the r
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -101,10 +100,15 @@ from typing import Any
 
 import numpy as np
 
-from uvmlab.units import PAGE_SIZE
+from uvmlab.core.sizes import PAGE_SIZE, PAGES_PER_BLOCK
+
+# module references, not names: tests replace these functions with fakes
+from uvmlab.cuda import executor, runtime
+from uvmlab.cuda.executor import write_json_atomic
+from uvmlab.timing.cost_model import CostProfile
 from uvmlab.workload.ir import Workload, WorkloadBuilder
 
-BLOCK_PAGES = 512  # 2 MiB VA block
+BLOCK_PAGES = PAGES_PER_BLOCK  # 2 MiB VA block
 BIG_PAGE = 64 << 10
 PIECES = (64 << 10, 2 << 20)  # prefetch piece sizes per 2 MiB block
 REPS = 3  # pinned copies (stable to 0.5 %) and the reported first_touch
@@ -139,8 +143,15 @@ WARM_HOST_BYTES = 4 << 30  # host memory touched once before measuring (see cali
 FAULT_BATCH = 256  # uvm_perf_fault_batch_count default; read from the machine when present
 RAW_VERSION = 2  # raw files without "calibrate_version" are version 1 (fitted the old way)
 #: constants the benchmarks do not measure (fixed values, reported without a spread)
-UNMEASURED = ("bottom_half_ns", "evict_chunk_ns", "cpu_populate_ns_per_byte", "cpu_map_page_ns",
-              "advise_block_ns", "read_dup_page_ns", "free_block_ns")
+UNMEASURED = (
+    "bottom_half_ns",
+    "evict_chunk_ns",
+    "cpu_populate_ns_per_byte",
+    "cpu_map_page_ns",
+    "advise_block_ns",
+    "read_dup_page_ns",
+    "free_block_ns",
+)
 
 
 def _passes(target_touches: int, pages: int, least: int) -> int:
@@ -179,8 +190,9 @@ def wl_random(size: int, step_pages: int, seed: int = 0) -> Workload:
     return b.build()
 
 
-def wl_stream_back(size: int, passes: int | None = None, reps: int = TOUCH_REPS,
-                   cpu_passes: int | None = None) -> Workload:
+def wl_stream_back(
+    size: int, passes: int | None = None, reps: int = TOUCH_REPS, cpu_passes: int | None = None
+) -> Workload:
     """CPU init, then ``reps`` times: GPU demand stream, resident passes, CPU read-back (faults),
     CPU passes over the now CPU-resident buffer. Pass counts default to ~RESIDENT_TOUCHES and
     ~CPU_TOUCHES touches per phase."""
@@ -266,7 +278,7 @@ def _tmean(x: Any, trim: float = TRIM) -> float:
     modes' frequencies, and a single wild repetition does not move it."""
     a = np.sort(np.asarray(_seq(x), dtype=float))
     k = max(int(len(a) * trim), 1 if len(a) >= 5 else 0)
-    return float(a[k:len(a) - k].mean())
+    return float(a[k : len(a) - k].mean())
 
 
 def _low(x: Any) -> float:
@@ -308,18 +320,29 @@ def _stats(raw: dict[str, Any]) -> dict[str, Stat]:
     """
     if int(raw.get("calibrate_version", 1)) < 2:
         best, med = (_best, "best"), (_med, "median")
-        return {"bulk": best, "latency": best, "parallel": med, "serial": med, "resident": best,
-                "cpu_resident": best, "remote": best}
+        return {
+            "bulk": best,
+            "latency": best,
+            "parallel": med,
+            "serial": med,
+            "resident": best,
+            "cpu_resident": best,
+            "remote": best,
+        }
     bursts = int(raw.get("latency_bursts", 1))
     tmean = (_tmean, "trimmed mean")
-    return {"bulk": tmean,
-            "latency": (lambda x: _burst_median(x, bursts), f"mean of {bursts} burst medians"),
-            "parallel": (_low, "10th percentile"), "serial": (_low, "10th percentile"),
-            "resident": (_med, "median"), "cpu_resident": tmean, "remote": tmean}
+    return {
+        "bulk": tmean,
+        "latency": (lambda x: _burst_median(x, bursts), f"mean of {bursts} burst medians"),
+        "parallel": (_low, "10th percentile"),
+        "serial": (_low, "10th percentile"),
+        "resident": (_med, "median"),
+        "cpu_resident": tmean,
+        "remote": tmean,
+    }
 
 
-def fit_profile(raw: dict[str, Any], name: str, gpu: str) -> tuple[dict[str, float],
-                                                                    dict[str, str]]:
+def fit_profile(raw: dict[str, Any], name: str, gpu: str) -> tuple[dict[str, float], dict[str, str]]:
     """Cost-profile constants and their sources from the raw measurements (pure).
 
     Lists in ``raw`` are repetitions; the module docstring says which statistic each fit uses
@@ -333,8 +356,10 @@ def fit_profile(raw: dict[str, Any], name: str, gpu: str) -> tuple[dict[str, flo
     for d in ("htod", "dtoh"):
         t = _best(p[f"{d}_ns"])
         v[f"pinned_{d}_gbps"] = p["bytes"] / t
-        src[f"pinned_{d}_gbps"] = (f"pinned cudaMemcpy {p['bytes'] >> 20} MiB {d.upper()} in "
-                                   f"{t / 1e6:.2f} ms (best of {_n(p[f'{d}_ns'])})")
+        src[f"pinned_{d}_gbps"] = (
+            f"pinned cudaMemcpy {p['bytes'] >> 20} MiB {d.upper()} in "
+            f"{t / 1e6:.2f} ms (best of {_n(p[f'{d}_ns'])})"
+        )
 
     # explicit migration: per-block calls of two piece sizes give the copy bandwidth (slope, the
     # per-call overhead cancels) and the per-block intercept; the bulk call is then fitted
@@ -365,26 +390,30 @@ def fit_profile(raw: dict[str, Any], name: str, gpu: str) -> tuple[dict[str, flo
             f"bulk prefetch {d.upper()} of {pf['bytes_full'] >> 20} MiB: {per_block[d] / 1e3:.1f} "
             f"us per 2 MiB block ({bulk_name} of {len(ts)}) = migrate_block_ns + "
             f"2 MiB / bw. One call per block instead: slope {slope[d]:.1f} GB/s, intercept "
-            f"{icpt[d] / 1e3:.1f} us per call (a per-call cost the model does not have)")
-        src[f"{d}_gbps"] = (f"= prefetch_{d}_gbps: the fault path uses the same copy engines, "
-                            "in bulk")
+            f"{icpt[d] / 1e3:.1f} us per call (a per-call cost the model does not have)"
+        )
+        src[f"{d}_gbps"] = f"= prefetch_{d}_gbps: the fault path uses the same copy engines, in bulk"
         if min(ts) > 0 and max(ts) / min(ts) > 1.3:
             src[f"prefetch_{d}_gbps"] += (
                 f". Repetitions varied {max(ts) / min(ts):.2f}x ({min(ts) / 1e6:.1f} to "
-                f"{max(ts) / 1e6:.1f} ms, median {_med(ts) / 1e6:.1f}): bimodal on these machines")
+                f"{max(ts) / 1e6:.1f} ms, median {_med(ts) / 1e6:.1f}): bimodal on these machines"
+            )
     src["migrate_block_ns"] = (
         "min over directions of (bulk time per block - 2 MiB / copy bandwidth), floored at 0: "
         f"HtoD {(per_block['htod'] - blk / slope['htod']) / 1e3:.1f} us, DtoH "
-        f"{(per_block['dtoh'] - blk / slope['dtoh']) / 1e3:.1f} us")
+        f"{(per_block['dtoh'] - blk / slope['dtoh']) / 1e3:.1f} us"
+    )
     # Short latencies (~5-8 us, mostly the host's submission): many samples in bursts spread
     # over the run, not the best of a few (that moved 38 % between two runs).
     lat, lat_name = st["latency"]
     cl = raw["copy_4k_ns"]
     lh, ld = lat(cl["htod"]), lat(cl["dtoh"])
     v["copy_latency_ns"] = (lh + ld) / 2
-    src["copy_latency_ns"] = (f"one 4 KiB pinned cudaMemcpyAsync between CUDA events: HtoD "
-                              f"{lh:.0f} ns, DtoH {ld:.0f} ns ({lat_name} of {_n(cl['htod'])}), "
-                              "mean")
+    src["copy_latency_ns"] = (
+        f"one 4 KiB pinned cudaMemcpyAsync between CUDA events: HtoD "
+        f"{lh:.0f} ns, DtoH {ld:.0f} ns ({lat_name} of {_n(cl['htod'])}), "
+        "mean"
+    )
 
     # GPU faults: rand2m one thread (serial) vs all in flight.
     r1, rp = raw["rand2m_serial"], raw["rand2m_parallel"]
@@ -410,26 +439,32 @@ def fit_profile(raw: dict[str, Any], name: str, gpu: str) -> tuple[dict[str, flo
         f"{t1n / 1e3:.1f} us/fault ({ser_name} of {_n(r1['kernel_ns'])}), all in flight "
         f"{tpn / 1e3:.1f} us/fault ({par_name} of {_n(rp['kernel_ns'])}), nb=ceil(N/{batch})="
         f"{nb}: B = (T1/N - Tp/N)/(1 - nb/N) = {B / 1e3:.1f} us per batch, P = T1/N - B = "
-        f"{P / 1e3:.1f} us per fault; fault_batch_ns = B/2")
+        f"{P / 1e3:.1f} us per fault; fault_batch_ns = B/2"
+    )
     src["replay_ns"] = "B/2 (see fault_batch_ns)"
     src["bottom_half_ns"] = "0: not separable from the per-batch cost B in these benchmarks"
     src["fault_ns"] = f"B / fault_batch_count ({batch})"
-    src["chunk_zero_ns"] = (f"cudaMemsetAsync of 2 MiB of device memory (CUDA events, {lat_name} "
-                            f"of {_n(ms)})")
-    src["fault_block_ns"] = ("P - fault_ns - chunk_zero_ns - (copy_latency_ns + bytes per fault / "
-                             "htod_gbps): each rand2m fault gets a fresh chunk and one copy")
+    src["chunk_zero_ns"] = f"cudaMemsetAsync of 2 MiB of device memory (CUDA events, {lat_name} of {_n(ms)})"
+    src["fault_block_ns"] = (
+        "P - fault_ns - chunk_zero_ns - (copy_latency_ns + bytes per fault / "
+        "htod_gbps): each rand2m fault gets a fresh chunk and one copy"
+    )
 
     sb = raw["stream_back"]
     res, res_name = st["resident"]
     cres, cres_name = st["cpu_resident"]
     v["gpu_touch_ns"] = res(sb["resident_ns"]) / sb["resident_touches"]
     v["cpu_touch_ns"] = cres(sb["cpu_resident_ns"]) / sb["cpu_resident_touches"]
-    src["gpu_touch_ns"] = (f"resident reads, {sb['resident_touches']} touches per kernel "
-                           f"({res(sb['resident_ns']) / 1e6:.2f} ms), default threads ({res_name} "
-                           f"of {_n(sb['resident_ns'])})")
-    src["cpu_touch_ns"] = (f"CPU reads of CPU-resident pages, {sb['cpu_resident_touches']} "
-                           f"touches per phase, numpy gather ({cres_name} of "
-                           f"{_n(sb['cpu_resident_ns'])})")
+    src["gpu_touch_ns"] = (
+        f"resident reads, {sb['resident_touches']} touches per kernel "
+        f"({res(sb['resident_ns']) / 1e6:.2f} ms), default threads ({res_name} "
+        f"of {_n(sb['resident_ns'])})"
+    )
+    src["cpu_touch_ns"] = (
+        f"CPU reads of CPU-resident pages, {sb['cpu_resident_touches']} "
+        f"touches per phase, numpy gather ({cres_name} of "
+        f"{_n(sb['cpu_resident_ns'])})"
+    )
     back = _med(sb["back_ns"])
     dbytes, faults = (_med(sb[k]) for k in ("back_bytes_dtoh", "back_cpu_faults"))
     # Runs are counted from CUPTI records; where CUPTI dropped some, use the driver's pattern
@@ -441,46 +476,64 @@ def fit_profile(raw: dict[str, Any], name: str, gpu: str) -> tuple[dict[str, flo
     runs = _med([r if c else 2 * f for r, c, f in zip(runs_each, ok, f_each, strict=True)])
     copies = dbytes / v["dtoh_gbps"] + runs * v["copy_latency_ns"]
     back_per_fault = (back - copies - sb["touches"] * v["cpu_touch_ns"]) / max(1.0, faults)
-    back_text = (f"back: {back / 1e6:.1f} ms (median of {_n(sb['back_ns'])}) for "
-                 f"{faults:.0f} CPU faults moving {int(dbytes) >> 20} MiB in {runs:.0f} runs")
+    back_text = (
+        f"back: {back / 1e6:.1f} ms (median of {_n(sb['back_ns'])}) for "
+        f"{faults:.0f} CPU faults moving {int(dbytes) >> 20} MiB in {runs:.0f} runs"
+    )
     cf = raw.get("cpu_fault")
     if cf is not None and _med(cf["cpu_faults"]) > 0:
         # Faults that copy nothing: their time is the fault alone, no DtoH rate is subtracted
         # (the read-back fit below subtracts ~40 % of its time at a bimodal DtoH rate, so a 21 %
         # rate spread became a 56 % spread of cpu_fault_ns). Should the driver copy something
         # after all, the counters say so and the bytes are taken off at dtoh_gbps.
-        per = [max(0.0, (t - cf["touches"] * v["cpu_touch_ns"] - b / v["dtoh_gbps"]) / max(1, f))
-               for t, f, b in zip(_seq(cf["write_ns"]), _seq(cf["cpu_faults"]),
-                                  _seq(cf["bytes_dtoh"]), strict=True)]
+        per = [
+            max(0.0, (t - cf["touches"] * v["cpu_touch_ns"] - b / v["dtoh_gbps"]) / max(1, f))
+            for t, f, b in zip(
+                _seq(cf["write_ns"]), _seq(cf["cpu_faults"]), _seq(cf["bytes_dtoh"]), strict=True
+            )
+        ]
         v["cpu_fault_ns"] = _med(per)
         moved = max(_seq(cf["bytes_dtoh"]))
         src["cpu_fault_ns"] = (
             "CPU writes to read-duplicated pages, one collapse fault per page, "
             f"{_med(cf['cpu_faults']):.0f} faults per phase "
-            + ("moving no data" if moved == 0 else f"moving up to {moved / 1024:.0f} KiB "
-               "(subtracted at dtoh_gbps)")
+            + (
+                "moving no data"
+                if moved == 0
+                else f"moving up to {moved / 1024:.0f} KiB (subtracted at dtoh_gbps)"
+            )
             + f": (phase time - touches * cpu_touch_ns) / faults, median of {len(per)}. The "
             f"read-back leaves {back_per_fault / 1e3:.1f} us per fault after its copies ({back_text}"
             "; not fitted: the difference of noisy terms, it is what cpu_map_page_ns of the "
-            "<gpu>-pcie5 profile fits to the captures)")
+            "<gpu>-pcie5 profile fits to the captures)"
+        )
     else:
         v["cpu_fault_ns"] = max(0.0, back_per_fault)
-        src["cpu_fault_ns"] = (f"{back_text}, minus copies (bytes/dtoh_gbps + runs * "
-                               "copy_latency_ns) and touches, per fault (the raw file has no "
-                               "copy-less CPU faults: a version-1 file)")
+        src["cpu_fault_ns"] = (
+            f"{back_text}, minus copies (bytes/dtoh_gbps + runs * "
+            "copy_latency_ns) and touches, per fault (the raw file has no "
+            "copy-less CPU faults: a version-1 file)"
+        )
     rm = raw["remote"]
     rem, rem_name = st["remote"]
     v["remote_touch_ns"] = rem(rm["kernel_ns"]) / rm["touches"]
-    src["remote_touch_ns"] = (f"GPU reads of pinned host memory, {rm['touches']} touches per "
-                              f"kernel, default threads ({rem_name} of {_n(rm['kernel_ns'])}"
-                              + (f" on {rm['allocs']} allocations" if "allocs" in rm else "")
-                              + ")")
+    src["remote_touch_ns"] = (
+        f"GPU reads of pinned host memory, {rm['touches']} touches per "
+        f"kernel, default threads ({rem_name} of {_n(rm['kernel_ns'])}"
+        + (f" on {rm['allocs']} allocations" if "allocs" in rm else "")
+        + ")"
+    )
     v["evict_chunk_ns"] = 10000.0
     src["evict_chunk_ns"] = "not measured: oversubscription is not forced on the card (default)"
     # Costs these micro-benchmarks do not isolate (they warm host memory up and never advise or
     # free in the timed region); the <gpu>-pcie5 profiles fit them to the validation captures.
-    for k in ("cpu_populate_ns_per_byte", "cpu_map_page_ns", "advise_block_ns", "read_dup_page_ns",
-              "free_block_ns"):
+    for k in (
+        "cpu_populate_ns_per_byte",
+        "cpu_map_page_ns",
+        "advise_block_ns",
+        "read_dup_page_ns",
+        "free_block_ns",
+    ):
         v[k] = 0.0
         src[k] = "not measured by calibrate (0); see the <gpu>-pcie5 profile for a captures fit"
     return v, src
@@ -532,11 +585,11 @@ def _latency_burst(cp: Any, out: dict[str, Any]) -> None:
     out["latency_bursts"] += 1  # hb and db are freed on return
 
 
-def run_benchmarks(size: int = 512 << 20, *, threads: int = 65536, fault_reps: int = FAULT_REPS,
-                   log: Any = print) -> dict[str, Any]:
+def run_benchmarks(
+    size: int = 512 << 20, *, threads: int = 65536, fault_reps: int = FAULT_REPS, log: Any = print
+) -> dict[str, Any]:
     """Run every benchmark once; return the raw measurements (JSON-able)."""
-    return _interleaved([_benchmark_stages(size, threads=threads, fault_reps=fault_reps,
-                                           log=log)])[0]
+    return _interleaved([_benchmark_stages(size, threads=threads, fault_reps=fault_reps, log=log)])[0]
 
 
 def _interleaved(runs: list[Iterator[None]]) -> list[dict[str, Any]]:
@@ -556,25 +609,28 @@ def _interleaved(runs: list[Iterator[None]]) -> list[dict[str, Any]]:
     return [r for r in out if r is not None]
 
 
-def _benchmark_stages(size: int, *, threads: int, fault_reps: int,
-                      log: Any) -> Generator[None, None, dict[str, Any]]:
+def _benchmark_stages(
+    size: int, *, threads: int, fault_reps: int, log: Any
+) -> Generator[None, None, dict[str, Any]]:
     """The benchmarks of one calibration run, yielding between stages (see ``_interleaved``);
     returns the raw measurements."""
-    from uvmlab.cuda.executor import execute
-    from uvmlab.cuda.runtime import device_info, load_cuda
-
-    cp, _rt = load_cuda()
-    info = device_info()
-    raw: dict[str, Any] = {"calibrate_version": RAW_VERSION, "size": size, "threads": threads,
-                           "gpu": info["gpu"], "driver_version": info["driver_version"],
-                           "date": info["date"], "uvm_params": info["uvm_params"]}
+    cp, _rt = runtime.load_cuda()
+    info = runtime.device_info()
+    raw: dict[str, Any] = {
+        "calibrate_version": RAW_VERSION,
+        "size": size,
+        "threads": threads,
+        "gpu": info["gpu"],
+        "driver_version": info["driver_version"],
+        "date": info["date"],
+        "uvm_params": info["uvm_params"],
+    }
     raw["fault_batch_count"] = int(info["uvm_params"].get("uvm_perf_fault_batch_count", 256))
 
     def run(w: Workload, **kw: Any) -> Any:
         t = time.perf_counter()
-        r = execute(w, threads=kw.pop("threads", threads), **kw)
-        log(f"  {w.name}: {time.perf_counter() - t:.2f} s, complete="
-            f"{r.checks.get('records_complete')}")
+        r = executor.execute(w, threads=kw.pop("threads", threads), **kw)
+        log(f"  {w.name}: {time.perf_counter() - t:.2f} s, complete={r.checks.get('records_complete')}")
         return r
 
     # pinned copies
@@ -603,27 +659,29 @@ def _benchmark_stages(size: int, *, threads: int, fault_reps: int,
     pr = run(wl_prefetch(size))
     pref = [x for x in pr.ops if x["op"] == "prefetch"]
     n = size // (BLOCK_PAGES * PAGE_SIZE)
-    bulk, pieces = pref[:2 * BULK_ROUNDS], pref[2 * BULK_ROUNDS:]
+    bulk, pieces = pref[: 2 * BULK_ROUNDS], pref[2 * BULK_ROUNDS :]
     npieces = len(PIECES)
 
     def piece(rep: int, i: int, d: int) -> list[dict]:
         lo = ((rep * npieces + i) * 2 + d) * n
-        return pieces[lo:lo + n]
+        return pieces[lo : lo + n]
 
     raw["prefetch"] = {
-        "blocks": n, "bytes_full": size, "pieces": list(PIECES),
+        "blocks": n,
+        "bytes_full": size,
+        "pieces": list(PIECES),
         "htod_full_ns": [x["time_ns"] for x in bulk[0::2]],
         "dtoh_full_ns": [x["time_ns"] for x in bulk[1::2]],
         "htod_full_bytes": [x.get("bytes_htod") for x in bulk[0::2]],
         "dtoh_full_bytes": [x.get("bytes_dtoh") for x in bulk[1::2]],
-        "htod_piece_ns": [[sum(x["time_ns"] for x in piece(r, i, 0)) for r in range(PIECE_ROUNDS)]
-                          for i in range(npieces)],
-        "dtoh_piece_ns": [[sum(x["time_ns"] for x in piece(r, i, 1)) for r in range(PIECE_ROUNDS)]
-                          for i in range(npieces)],
-        "htod_piece_bytes": [sum(x.get("bytes_htod", 0) for x in piece(0, i, 0))
-                             for i in range(npieces)],
-        "dtoh_piece_bytes": [sum(x.get("bytes_dtoh", 0) for x in piece(0, i, 1))
-                             for i in range(npieces)],
+        "htod_piece_ns": [
+            [sum(x["time_ns"] for x in piece(r, i, 0)) for r in range(PIECE_ROUNDS)] for i in range(npieces)
+        ],
+        "dtoh_piece_ns": [
+            [sum(x["time_ns"] for x in piece(r, i, 1)) for r in range(PIECE_ROUNDS)] for i in range(npieces)
+        ],
+        "htod_piece_bytes": [sum(x.get("bytes_htod", 0) for x in piece(0, i, 0)) for i in range(npieces)],
+        "dtoh_piece_bytes": [sum(x.get("bytes_dtoh", 0) for x in piece(0, i, 1)) for i in range(npieces)],
     }
     _latency_burst(cp, raw)
     yield
@@ -681,8 +739,7 @@ def _benchmark_stages(size: int, *, threads: int, fault_reps: int,
         "back_ns": [x["time_ns"] for x in backs],
         "back_bytes_dtoh": [x.get("bytes_dtoh", 0) for x in backs],
         "back_cpu_faults": [x.get("cpu_faults", 0) for x in backs],
-        "back_dtoh_runs": [x.get("migration_records", 0) or 2 * x.get("cpu_faults", 0)
-                           for x in backs],
+        "back_dtoh_runs": [x.get("migration_records", 0) or 2 * x.get("cpu_faults", 0) for x in backs],
         "back_records_complete": [x.get("checks", {}).get("records_complete") for x in backs],
         "cpu_resident_touches": _op(r, "cpu_resident0")["touches"],
         "cpu_resident_ns": [_op(r, f"cpu_resident{i}")["time_ns"] for i in range(TOUCH_REPS)],
@@ -693,13 +750,13 @@ def _benchmark_stages(size: int, *, threads: int, fault_reps: int,
     r = run(wl_cpu_fault(cf_size))
     writes = [_op(r, f"cpu_write{i}") for i in range(CPU_FAULT_REPS)]
     raw["cpu_fault"] = {
-        "bytes": cf_size, "touches": writes[0]["touches"],
+        "bytes": cf_size,
+        "touches": writes[0]["touches"],
         "write_ns": [x["time_ns"] for x in writes],
         "cpu_faults": [x.get("cpu_faults", 0) for x in writes],
         "bytes_dtoh": [x.get("bytes_dtoh", 0) for x in writes],
         "bytes_htod": [x.get("bytes_htod", 0) for x in writes],
-        "gpu_read_bytes_htod": [_op(r, f"gpu_read{i}").get("bytes_htod", 0)
-                                for i in range(CPU_FAULT_REPS)],
+        "gpu_read_bytes_htod": [_op(r, f"gpu_read{i}").get("bytes_htod", 0) for i in range(CPU_FAULT_REPS)],
     }
     _latency_burst(cp, raw)
     yield
@@ -713,11 +770,14 @@ def _benchmark_stages(size: int, *, threads: int, fault_reps: int,
     r = run(wl_pingpong(64 << 20))
     rounds = [x["time_ns"] for x in r.ops]
     per_round = [rounds[i] + rounds[i + 1] for i in range(0, len(rounds), 2)]
-    raw["pingpong"] = {"bytes": 64 << 20, "round_ns": per_round,
-                       "round_ns_median": float(np.median(per_round)),
-                       "bytes_htod": r.totals.get("bytes_htod"),
-                       "bytes_dtoh": r.totals.get("bytes_dtoh"),
-                       "thrashing_events": r.totals.get("thrashing_events")}
+    raw["pingpong"] = {
+        "bytes": 64 << 20,
+        "round_ns": per_round,
+        "round_ns_median": float(np.median(per_round)),
+        "bytes_htod": r.totals.get("bytes_htod"),
+        "bytes_dtoh": r.totals.get("bytes_dtoh"),
+        "thrashing_events": r.totals.get("thrashing_events"),
+    }
     _latency_burst(cp, raw)
     return raw
 
@@ -732,30 +792,28 @@ def write_profile(runs: list[dict[str, Any]], out_dir: str, name: str) -> dict[s
     constant from the first run's value; ``deviation``: largest over smallest value minus 1, the
     issue's "two runs within 10 %"). Each measured constant's source ends with every run's value
     and their deviation. Pure apart from the files."""
-    from uvmlab.cuda.executor import write_json_atomic
-    from uvmlab.timing.cost_model import CostProfile
-
     fits = [fit_profile(r["raw"], name, r["raw"]["gpu"]) for r in runs]
     for r, (v, _src) in zip(runs, fits, strict=True):
         r["fit"] = v
     vals, srcs = fits[0]
-    spread = {k: max((abs(r["fit"][k] - v0) / v0 for r in runs[1:]), default=0.0) if v0 else 0.0
-              for k, v0 in vals.items()}
+    spread = {
+        k: max((abs(r["fit"][k] - v0) / v0 for r in runs[1:]), default=0.0) if v0 else 0.0
+        for k, v0 in vals.items()
+    }
     deviation = {k: run_deviation([r["fit"][k] for r in runs]) for k in vals}
     raw0 = runs[0]["raw"]
     srcs = dict(srcs)
     measured = [k for k in vals if k not in UNMEASURED]
     if len(runs) > 1:
         for k in measured:
-            srcs[k] += (f" [runs: {', '.join(_fmt(r['fit'][k]) for r in runs)}; "
-                        f"{deviation[k]:.1%} apart]")
+            srcs[k] += f" [runs: {', '.join(_fmt(r['fit'][k]) for r in runs)}; {deviation[k]:.1%} apart]"
     over = sorted(((d, k) for k, d in deviation.items() if d > 0.10), reverse=True)
-    rest = sorted(((d, k) for k, d in deviation.items() if d <= 0.10 and k in measured),
-                  reverse=True)
+    rest = sorted(((d, k) for k, d in deviation.items() if d <= 0.10 and k in measured), reverse=True)
     srcs["_measured"] = (
-        f"uvmlab.cuda.calibrate on {raw0['gpu']}, driver {raw0['driver_version']}, "
+        f"uvmlab.validation.calibrate on {raw0['gpu']}, driver {raw0['driver_version']}, "
         f"{raw0['date']}; fitted on run 1 of {len(runs)}; raw: "
-        f"uvmlab/cuda/data/calibration/{name}.raw.json")
+        f"uvmlab/validation/data/calibration/{name}.raw.json"
+    )
     if len(runs) < 2:
         srcs["_reproducibility"] = "one calibration run: no run-to-run deviation measured"
     else:
@@ -763,16 +821,18 @@ def write_profile(runs: list[dict[str, Any]], out_dir: str, name: str) -> dict[s
             f"deviation between the {len(runs)} runs (largest / smallest - 1; the raw file's "
             f"'deviation', its 'spread' is relative to run 1): {len(measured) - len(over)} of "
             f"{len(measured)} measured constants within 10 %; "
-            + ("over 10 %: " + ", ".join(f"{k} {d:.1%}" for d, k in over) if over
-               else "none over 10 %")
-            + (f"; largest of the others: {rest[0][1]} {rest[0][0]:.1%}" if rest else ""))
-    prof = CostProfile(name=name, gpu=raw0["gpu"],
-                       **{k: float(round(v, 4)) for k, v in vals.items()}, sources=srcs)
+            + ("over 10 %: " + ", ".join(f"{k} {d:.1%}" for d, k in over) if over else "none over 10 %")
+            + (f"; largest of the others: {rest[0][1]} {rest[0][0]:.1%}" if rest else "")
+        )
+    prof = CostProfile(
+        name=name, gpu=raw0["gpu"], **{k: float(round(v, 4)) for k, v in vals.items()}, sources=srcs
+    )
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
         f.write(prof.to_json())
-    write_json_atomic(os.path.join(out_dir, f"{name}.raw.json"),
-                      {"runs": runs, "spread": spread, "deviation": deviation})
+    write_json_atomic(
+        os.path.join(out_dir, f"{name}.raw.json"), {"runs": runs, "spread": spread, "deviation": deviation}
+    )
     return {"profile": json.loads(prof.to_json()), "spread": spread, "deviation": deviation}
 
 
@@ -783,12 +843,17 @@ def refit(raw_path: str, out_dir: str, name: str) -> dict[str, Any]:
     return write_profile(runs, out_dir, name)
 
 
-def calibrate(out_dir: str, name: str, *, size: int = 512 << 20, repeats: int = 2,
-              fault_reps: int = FAULT_REPS, log: Any = print) -> dict[str, Any]:
+def calibrate(
+    out_dir: str,
+    name: str,
+    *,
+    size: int = 512 << 20,
+    repeats: int = 2,
+    fault_reps: int = FAULT_REPS,
+    log: Any = print,
+) -> dict[str, Any]:
     """Run the benchmarks ``repeats`` times on the GPU and write the profile and raw files."""
-    from uvmlab.cuda.runtime import load_cuda
-
-    load_cuda()
+    runtime.load_cuda()
     # Warm-up, discarded: the first touches of guest RAM on these VMs are slow (memory is
     # backed on first use), and GPU clocks / driver paths ramp up; measured without this, the
     # first run's DtoH and CPU-fault numbers came out up to 70 % slower than the second's.
@@ -797,38 +862,9 @@ def calibrate(out_dir: str, name: str, *, size: int = 512 << 20, repeats: int = 
     log("warm-up run (discarded)")
     run_benchmarks(min(size, 128 << 20), fault_reps=min(fault_reps, 3), log=lambda _msg: None)
     log(f"{repeats} calibration runs, their benchmark stages interleaved")
-    raws = _interleaved([_benchmark_stages(size, threads=65536, fault_reps=fault_reps, log=log)
-                         for _ in range(repeats)])
+    raws = _interleaved(
+        [_benchmark_stages(size, threads=65536, fault_reps=fault_reps, log=log) for _ in range(repeats)]
+    )
     for r in raws:
         r["interleaved_runs"] = repeats
     return write_profile([{"raw": r} for r in raws], out_dir, name)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--name", required=True)
-    ap.add_argument("--size", default="512MiB")
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--fault-reps", type=int, default=FAULT_REPS,
-                    help="all-in-flight rand2m repetitions per run (one serial per "
-                         f"{SERIAL_EVERY}); ~1.4 s each at the default size")
-    ap.add_argument("--refit", metavar="RAW_JSON", help="refit a saved raw file; no GPU needed")
-    a = ap.parse_args(argv)
-    from uvmlab.errors import UvmlabError
-    from uvmlab.units import parse_size
-    try:
-        if a.refit:
-            res = refit(a.refit, a.out, a.name)
-        else:
-            res = calibrate(a.out, a.name, size=parse_size(a.size), repeats=a.repeats,
-                            fault_reps=a.fault_reps)
-    except UvmlabError as e:
-        print(f"error: {e}")
-        return e.exit_code
-    print(json.dumps(res, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

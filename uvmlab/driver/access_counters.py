@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from uvmlab.driver import va_block as vb
 from uvmlab.driver.va_space import BLOCK_SHIFT, PAGES_PER_BLOCK
 
 if TYPE_CHECKING:
@@ -34,8 +35,7 @@ class AccessCounters:
     def __init__(self, drv: UvmDriver, gpu: GpuSpec) -> None:
         p = drv.params
         setting = p.uvm_perf_access_counter_migration_enable
-        self.migration_enabled = bool(gpu.has_access_counters and (
-            setting > 0 or (setting < 0 and gpu.ats)))
+        self.migration_enabled = bool(gpu.has_access_counters and (setting > 0 or (setting < 0 and gpu.ats)))
         self.threshold = p.uvm_perf_access_counter_threshold
         self.batch_count = p.uvm_perf_access_counter_batch_count
         self.drv = drv
@@ -62,11 +62,9 @@ class AccessCounters:
 
     def service(self, gpu: int) -> None:
         """``service_notifications``: migrate accessed sub-regions of notified regions."""
-        from uvmlab.driver import va_block as vb
-
         drv = self.drv
         va = drv.va
-        batch, self.pending = self.pending[: self.batch_count], self.pending[self.batch_count:]
+        batch, self.pending = self.pending[: self.batch_count], self.pending[self.batch_count :]
         for block, bits in sorted(batch):
             lo, hi = va.block_range(block)
             if not np.any(va.perm[gpu, lo:hi]):
@@ -74,12 +72,19 @@ class AccessCounters:
             mask = np.zeros(hi - lo, dtype=bool)
             for s in range(SUBREGIONS):
                 if bits >> s & 1:
-                    mask[s * PAGES_PER_SUBREGION:(s + 1) * PAGES_PER_SUBREGION] = True
+                    mask[s * PAGES_PER_SUBREGION : (s + 1) * PAGES_PER_SUBREGION] = True
             mask &= (va.residency[lo:hi] >> gpu & 1) == 0
             mask &= va.residency[lo:hi] != 0
             if not mask.any():
                 continue
             access = np.zeros(hi - lo, dtype=np.uint8)  # PREFETCH
-            vb.service_locked(drv, block, gpu, {gpu: mask}, access,
-                              np.zeros(hi - lo, dtype=bool), np.zeros(hi - lo, dtype=bool),
-                              cause="access_counter")
+            vb.service_locked(
+                drv,
+                block,
+                gpu,
+                {gpu: mask},
+                access,
+                np.zeros(hi - lo, dtype=bool),
+                np.zeros(hi - lo, dtype=bool),
+                cause="access_counter",
+            )

@@ -18,6 +18,7 @@ same bytes on a local pool or on Ray.
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
 import signal
 import threading
@@ -28,15 +29,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from uvmlab.errors import UvmlabError
-from uvmlab.results.result import Result, write_atomic
+import pandas  # noqa: F401  (now rather than while loading the first result: see top)
+
+from uvmlab.api import load_workload, simulate
+from uvmlab.core.errors import UvmlabError
 
 # Imported here, not on first use: loading a point's result must not import modules (whose
 # dataclasses run exec()) while a Ctrl-C may land — CPython 3.11 then exits by SIGINT even
 # though the interrupt was handled.
-from uvmlab.results.sampling import Samples  # noqa: F401
-from uvmlab.results.tables import events_from_columns  # noqa: F401
-from uvmlab.sweep.spec import NO_POLICY_NAMES, Point, SweepSpec
+from uvmlab.engine.sampling import (
+    Samples,  # noqa: F401
+    record_samples,
+)
+from uvmlab.lab.sweep.spec import NO_POLICY_NAMES, Point, SweepSpec
+from uvmlab.results.io import (
+    events_from_columns,  # noqa: F401
+    write_atomic,
+)
+from uvmlab.results.result import Result
 
 SWEEP_FORMAT = "uvmlab-sweep"
 SWEEP_VERSION = 1
@@ -44,8 +54,7 @@ ENGINES = ("local", "ray")
 
 
 # --- one point (runs in a worker) -------------------------------------------------------------
-def run_point(config: dict[str, Any], workload: Any, point_meta: dict[str, Any]
-              ) -> dict[str, Any]:
+def run_point(config: dict[str, Any], workload: Any, point_meta: dict[str, Any]) -> dict[str, Any]:
     """Run one point; returns ``{"id", "result"}`` (a Result dict) or ``{"id", "error"}``.
 
     Errors come back as text rather than exceptions so that one bad point does not stop the
@@ -54,15 +63,18 @@ def run_point(config: dict[str, Any], workload: Any, point_meta: dict[str, Any]
     t0 = time.perf_counter()
     pid = point_meta["id"]
     try:
-        from uvmlab.api import simulate
-        from uvmlab.results.sampling import record_samples
-
         pol = config["policies"]
         policies = None if not pol or pol.strip().lower() in NO_POLICY_NAMES else pol
         with record_samples(enabled=bool(config["samples"])) as rec:
-            res = simulate(workload, gpu=config["gpu"], params=config["params"],
-                           profile=config["profile"], gpu_memory=config["gpu_memory"],
-                           events=bool(config["events"]), policies=policies)
+            res = simulate(
+                workload,
+                gpu=config["gpu"],
+                params=config["params"],
+                profile=config["profile"],
+                gpu_memory=config["gpu_memory"],
+                events=bool(config["events"]),
+                policies=policies,
+            )
         if config["samples"]:
             rec.attach(res)
         res.wall_s = 0.0  # host time is not part of the result (module docstring)
@@ -72,8 +84,7 @@ def run_point(config: dict[str, Any], workload: Any, point_meta: dict[str, Any]
     except UvmlabError as e:
         return {"id": pid, "error": " ".join(str(e).split()), "wall_s": time.perf_counter() - t0}
     except Exception:  # a model bug: keep its traceback for the log, go on with other points
-        return {"id": pid, "error": traceback.format_exc(), "wall_s": time.perf_counter() - t0,
-                "bug": True}
+        return {"id": pid, "error": traceback.format_exc(), "wall_s": time.perf_counter() - t0, "bug": True}
 
 
 def _point_blob(result: dict[str, Any]) -> bytes:
@@ -143,17 +154,22 @@ def load_sweep(directory: str | Path) -> tuple[SweepSpec, list[Point], dict[str,
 
 
 def _write_manifest(directory: Path, spec: SweepSpec, points: list[Point]) -> None:
-    m = {"format": SWEEP_FORMAT, "version": SWEEP_VERSION, "spec": spec.to_dict(),
-         "points": [{"id": p.id, "label": p.label, "axes": p.axes, "config": p.config}
-                    for p in points]}
+    m = {
+        "format": SWEEP_FORMAT,
+        "version": SWEEP_VERSION,
+        "spec": spec.to_dict(),
+        "points": [{"id": p.id, "label": p.label, "axes": p.axes, "config": p.config} for p in points],
+    }
     write_atomic(directory / "sweep.json", json.dumps(m, indent=1).encode())
 
 
 def _prepare(directory: Path, spec: SweepSpec, points: list[Point], resume: bool) -> None:
     manifest = directory / "sweep.json"
     if manifest.exists() and not resume:
-        raise UvmlabError(f"{directory} already holds a sweep: add --resume to finish it, or "
-                          f"choose another directory with --out")
+        raise UvmlabError(
+            f"{directory} already holds a sweep: add --resume to finish it, or "
+            f"choose another directory with --out"
+        )
     if not manifest.exists() and directory.exists() and any(directory.iterdir()):
         raise UvmlabError(f"{directory} is not empty and holds no sweep; choose another --out")
     (directory / "points").mkdir(parents=True, exist_ok=True)
@@ -163,9 +179,16 @@ def _prepare(directory: Path, spec: SweepSpec, points: list[Point], resume: bool
 
 
 # --- running -------------------------------------------------------------------------------
-def run_sweep(spec: SweepSpec, directory: str | Path | None = None, *, engine: str = "local",
-              workers: int | None = None, address: str | None = None, resume: bool = False,
-              progress: Callable[[int, int, str], None] | None = None) -> SweepOutcome:
+def run_sweep(
+    spec: SweepSpec,
+    directory: str | Path | None = None,
+    *,
+    engine: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    resume: bool = False,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> SweepOutcome:
     """Run every point of ``spec`` not already done in ``directory``.
 
     ``progress(done, total, label)`` is called once at the start and after each point. On
@@ -178,7 +201,7 @@ def run_sweep(spec: SweepSpec, directory: str | Path | None = None, *, engine: s
     points = spec.points()
     workload_obj = _check_workload(spec, points)
     if spec.events:
-        import pandas  # noqa: F401  (now rather than while loading the first result: see top)
+        pass
     _prepare(d, spec, points, resume)
     out = SweepOutcome(d, points, {})
     todo = []
@@ -202,8 +225,12 @@ def run_sweep(spec: SweepSpec, directory: str | Path | None = None, *, engine: s
     try:
         for res in results:
             p = by_id[res["id"]]
-            entry = {"id": p.id, "label": p.label, "engine": engine,
-                     "wall_s": round(float(res.get("wall_s", 0.0)), 6)}
+            entry = {
+                "id": p.id,
+                "label": p.label,
+                "engine": engine,
+                "wall_s": round(float(res.get("wall_s", 0.0)), 6),
+            }
             if "error" in res:
                 out.errors[p.id] = res["error"]
                 entry["error"] = res["error"]
@@ -224,17 +251,23 @@ def run_sweep(spec: SweepSpec, directory: str | Path | None = None, *, engine: s
 def _check_workload(spec: SweepSpec, points: list[Point]) -> Any:
     """Load the workload once here, so a bad spec fails before any worker starts; what the
     workers get: the spec string (cheap to send), or the loaded trace for a file."""
-    from uvmlab.api import load_workload
-
     w = load_workload(spec.workload)
     return w if points and points[0].config["workload_sha256"] else spec.workload
 
 
 def _tasks(points: list[Point], workload: Any) -> Iterator[tuple[dict, Any, dict]]:
     for p in points:
-        yield p.config, workload, {"id": p.id, "label": p.label, "axes": p.axes,
-                                   "policies": p.config["policies"],
-                                   "gpu_memory": p.config["gpu_memory"]}
+        yield (
+            p.config,
+            workload,
+            {
+                "id": p.id,
+                "label": p.label,
+                "axes": p.axes,
+                "policies": p.config["policies"],
+                "gpu_memory": p.config["gpu_memory"],
+            },
+        )
 
 
 # local process pool
@@ -255,10 +288,9 @@ def _pool_task(args: tuple[dict, Any, dict]) -> dict[str, Any]:
     return run_point(*args)
 
 
-def _run_local(spec: SweepSpec, todo: list[Point], workload: Any, workers: int,
-               address: str | None) -> Iterator[dict[str, Any]]:
-    import multiprocessing as mp
-
+def _run_local(
+    spec: SweepSpec, todo: list[Point], workload: Any, workers: int, address: str | None
+) -> Iterator[dict[str, Any]]:
     if address:
         raise UvmlabError("--address is for --engine ray")
     # spawn, not fork: workers start clean (no copied threads or locks), as they would on
@@ -274,16 +306,16 @@ def _run_local(spec: SweepSpec, todo: list[Point], workload: Any, workers: int,
 
 
 # Ray
-def _run_ray(spec: SweepSpec, todo: list[Point], workload: Any, workers: int,
-             address: str | None) -> Iterator[dict[str, Any]]:
+def _run_ray(
+    spec: SweepSpec, todo: list[Point], workload: Any, workers: int, address: str | None
+) -> Iterator[dict[str, Any]]:
     try:
-        import ray
+        import ray  # optional dependency (the ray extra), imported only for --engine ray
     except ImportError:
         raise UvmlabError("--engine ray needs Ray: pip install 'uvmlab[ray]'") from None
     started = not ray.is_initialized()
     if started:
-        kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                              "logging_level": "warning"}
+        kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "warning"}
         if address:
             kw["address"] = address
         else:
@@ -294,8 +326,7 @@ def _run_ray(spec: SweepSpec, todo: list[Point], workload: Any, workers: int,
             raise UvmlabError(f"cannot reach the Ray cluster at {address}: {e}") from None
     remote = ray.remote(num_cpus=1, max_retries=0)(run_point)
     wl_ref = ray.put(workload)  # once, not once per task (a trace can be large)
-    pending = {remote.remote(cfg, wl_ref, meta): meta["id"] for cfg, _, meta in
-               _tasks(todo, workload)}
+    pending = {remote.remote(cfg, wl_ref, meta): meta["id"] for cfg, _, meta in _tasks(todo, workload)}
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)

@@ -3,7 +3,7 @@
 ``SUITE`` is a list of ``(name, spec)`` where a spec is a ``synthetic.make_workload`` string or
 a builder function defined here. :func:`suite_workloads` builds them without a GPU, so the model
 side can run the very same workloads and compare with the captures that
-``python -m uvmlab.cuda.suite --out uvmlab/cuda/data/captures`` saves (one JSON per workload:
+``uvmlab capture --out uvmlab/validation/data/captures`` saves (one JSON per workload:
 canonical totals, per-operation rows, GPU, driver, every nvidia_uvm parameter, date).
 
 Every managed footprint is at most 1 GiB. Together the suite covers every IR operation: all six
@@ -20,15 +20,20 @@ captures of ``SUITE``, so the suite's errors are in-sample; the hold-out capture
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import time
 from collections.abc import Callable
 
 import numpy as np
 
+from uvmlab.core.errors import WorkloadError
+
+# module references, not names: tests replace these functions with fakes
+from uvmlab.cuda import executor, runtime
+from uvmlab.cuda.executor import DEFAULT_THREADS
+from uvmlab.validation.stored import STORED_SETS, gpu_key
 from uvmlab.workload.ir import Workload, WorkloadBuilder
+from uvmlab.workload.synthetic import make_workload
 
 #: a suite entry: a ``synthetic.make_workload`` spec string or a builder function defined here
 Spec = str | Callable[[], Workload]
@@ -131,8 +136,9 @@ def mixed_kinds() -> Workload:
     p = b.alloc("pinned", 16 << 20, kind="pinned")
     b.cpu("init", [b.run(m, access="write"), b.run(p, access="write")])
     b.kernel("gpu_mix", [b.run(m), b.run(d, access="write"), b.run(p)])
-    b.kernel("gpu_atomic", [b.index(m, np.arange(0, b.pages(m), 7), access="atomic"),
-                            b.run(d, access="atomic")])
+    b.kernel(
+        "gpu_atomic", [b.index(m, np.arange(0, b.pages(m), 7), access="atomic"), b.run(d, access="atomic")]
+    )
     b.sync()
     b.cpu("cpu_read", [b.run(m), b.run(p)])
     b.free(d)
@@ -196,7 +202,6 @@ def set_specs(set_name: str = "suite") -> list[tuple[str, Spec]]:
     try:
         return SETS[set_name]
     except KeyError:
-        from uvmlab.errors import WorkloadError
         raise WorkloadError(f"unknown workload set {set_name!r}; known: {', '.join(SETS)}") from None
 
 
@@ -209,13 +214,13 @@ def build(spec: Spec) -> Workload:
     """A suite entry's workload: a generator spec string, or a builder function called."""
     if callable(spec):
         return spec()
-    from uvmlab.workload.synthetic import make_workload
-
     return make_workload(spec)
 
 
-def suite_workloads(names: list[str] | None = None, set_name: str = "suite",
-                    ) -> list[tuple[str, Workload]]:
+def suite_workloads(
+    names: list[str] | None = None,
+    set_name: str = "suite",
+) -> list[tuple[str, Workload]]:
     """The workloads of set ``set_name`` (default: the suite), built (no GPU needed),
     optionally only those named."""
     specs = set_specs(set_name)
@@ -223,37 +228,44 @@ def suite_workloads(names: list[str] | None = None, set_name: str = "suite",
     if names:
         unknown = [n for n in names if n not in known]
         if unknown:
-            from uvmlab.errors import WorkloadError
             label = "suite" if set_name == "suite" else f"{set_name} set"
-            raise WorkloadError(f"unknown {label} workload(s) {', '.join(unknown)}; "
-                                f"known: {', '.join(known)}")
+            raise WorkloadError(
+                f"unknown {label} workload(s) {', '.join(unknown)}; known: {', '.join(known)}"
+            )
     return [(n, build(s)) for n, s in specs if not names or n in names]
 
 
 def spec_text(spec: Spec) -> str:
     """A spec as the captures and the report name it."""
-    return spec if isinstance(spec, str) else f"uvmlab.cuda.suite:{spec.__name__}"
+    return spec if isinstance(spec, str) else f"uvmlab.validation.suite:{spec.__name__}"
 
 
-def run_suite(out_dir: str, names: list[str] | None = None, *, threads: int | None = None,
-              raw_sample: str | None = None, log: Callable[[str], None] = print,
-              set_name: str = "suite") -> list[str]:
+def run_suite(
+    out_dir: str,
+    names: list[str] | None = None,
+    *,
+    threads: int | None = None,
+    raw_sample: str | None = None,
+    log: Callable[[str], None] = print,
+    set_name: str = "suite",
+) -> list[str]:
     """Run a workload set (default: the suite) on the GPU, one capture JSON per workload in
     ``out_dir``; returns paths.
 
     ``raw_sample``: name of the workload whose raw CUPTI records are also saved (as
     ``cupti_sample.npz`` beside ``out_dir``) for the parser's CPU-only tests.
     """
-    from uvmlab.cuda.executor import DEFAULT_THREADS, execute
-
     specs = dict(set_specs(set_name))
     todo = suite_workloads(names, set_name)  # a bad name fails before the GPU is touched
     paths = []
     for name, w in todo:
         t = time.perf_counter()
-        raw = os.path.join(os.path.dirname(os.path.abspath(out_dir)), "cupti_sample.npz") \
-            if raw_sample == name else None
-        res = execute(w, threads=threads or DEFAULT_THREADS, raw_path=raw)
+        raw = (
+            os.path.join(os.path.dirname(os.path.abspath(out_dir)), "cupti_sample.npz")
+            if raw_sample == name
+            else None
+        )
+        res = executor.execute(w, threads=threads or DEFAULT_THREADS, raw_path=raw)
         res.meta["suite_name"] = name
         res.meta["workload_set"] = set_name
         res.meta["spec"] = spec_text(specs[name])
@@ -261,51 +273,18 @@ def run_suite(out_dir: str, names: list[str] | None = None, *, threads: int | No
         res.save(path)
         paths.append(path)
         c = res.checks
-        log(f"{name}: {time.perf_counter() - t:.1f} s, htod {res.totals.get('bytes_htod', 0) >> 20}"
+        log(
+            f"{name}: {time.perf_counter() - t:.1f} s, htod {res.totals.get('bytes_htod', 0) >> 20}"
             f" MiB, dtoh {res.totals.get('bytes_dtoh', 0) >> 20} MiB, cpu_faults "
             f"{res.totals.get('cpu_faults')}, records complete: {c.get('records_complete')}, "
-            f"missing htod {c.get('bytes_htod_missing', 0) >> 20} MiB")
+            f"missing htod {c.get('bytes_htod_missing', 0) >> 20} MiB"
+        )
     return paths
 
 
 def default_out(set_name: str) -> str:
-    """Where ``python -m uvmlab.cuda.suite`` writes without --out: the suite's historical
+    """Where ``uvmlab capture`` writes without --out: the suite's historical
     default, or the stored hold-out directory of this machine's GPU (which needs the GPU)."""
     if set_name == "suite":
-        return "uvmlab/cuda/data/captures"
-    from uvmlab.cuda.runtime import device_info
-    from uvmlab.cuda.validate import STORED_SETS, gpu_key
-
-    return str(STORED_SETS[set_name][gpu_key(device_info()["gpu"])])
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="run the validation suite (or the hold-out set) "
-                                             "on the GPU")
-    ap.add_argument("--set", dest="set_name", choices=list(SETS), default="suite",
-                    help="which workload set (default: suite)")
-    ap.add_argument("--out", default=None, help="capture directory (default: the suite's "
-                    "uvmlab/cuda/data/captures as before; the hold-out set's stored directory "
-                    "of this GPU, uvmlab/cuda/data/holdout-<gpu>)")
-    ap.add_argument("--only", nargs="*")
-    ap.add_argument("--threads", type=int)
-    ap.add_argument("--raw-sample", default=None)
-    ap.add_argument("--list", action="store_true")
-    a = ap.parse_args(argv)
-    from uvmlab.errors import UvmlabError
-    try:
-        if a.list:
-            for n, w in suite_workloads(a.only, a.set_name):
-                print(json.dumps({"name": n, "ops": len(w.ops), "managed": w.managed_bytes,
-                                  "touches": w.touch_count()}))
-            return 0
-        run_suite(a.out or default_out(a.set_name), a.only, threads=a.threads,
-                  raw_sample=a.raw_sample, set_name=a.set_name)
-    except UvmlabError as e:
-        print(f"error: {e}")
-        return e.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        return "uvmlab/validation/data/captures"
+    return str(STORED_SETS[set_name][gpu_key(runtime.device_info()["gpu"])])

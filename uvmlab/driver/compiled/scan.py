@@ -13,8 +13,7 @@ SEG_RUN = 0
 
 
 @njit(cache=True)
-def expand(alloc, kind, access, start, count, stride, pool, alloc_base, seg_i, off, out_page,
-           out_acc):
+def expand(alloc, kind, access, start, count, stride, pool, alloc_base, seg_i, off, out_page, out_acc):
     """Fill ``out_page``/``out_acc`` with global pages from segment ``seg_i`` at offset ``off``
     onward; return (next segment, next offset, touches written)."""
     n = 0
@@ -85,5 +84,6 @@ def cpu_scan(page, acc, pos, end, perm):
 
 def segment_columns(segments: np.ndarray) -> tuple[np.ndarray, ...]:
     """Contiguous per-field arrays of a segment slice, in ``expand``'s argument order."""
-    return tuple(np.ascontiguousarray(segments[f])
-                 for f in ("alloc", "kind", "access", "start", "count", "stride"))
+    return tuple(
+        np.ascontiguousarray(segments[f]) for f in ("alloc", "kind", "access", "start", "count", "stride")
+    )

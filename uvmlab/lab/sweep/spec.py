@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from uvmlab.errors import UvmlabError
+from uvmlab.core.errors import UvmlabError
+from uvmlab.driver.params import Params, parse_param_assignment
+from uvmlab.policy.loader import load_policies
 
 POINT_FORMAT = 1  # bump when a point's result would change for the same config
 NO_POLICY_NAMES = ("none", "default", "driver")  # the driver's own behaviour, no hooks
@@ -47,9 +49,18 @@ class SweepSpec:
     samples: bool = True
 
     @classmethod
-    def from_cli(cls, workload: str, *, params: Sequence[str] = (), policies: str | None = None,
-                 gpu_memory: str | None = None, gpu: str = "h200", profile: str | None = None,
-                 events: bool = False, samples: bool = True) -> SweepSpec:
+    def from_cli(
+        cls,
+        workload: str,
+        *,
+        params: Sequence[str] = (),
+        policies: str | None = None,
+        gpu_memory: str | None = None,
+        gpu: str = "h200",
+        profile: str | None = None,
+        events: bool = False,
+        samples: bool = True,
+    ) -> SweepSpec:
         """Parse ``--param name=v1,v2`` (repeatable), ``--policies a,b``, ``--gpu-memory 50%,1GiB``."""
         axes: list[tuple[str, list[str]]] = []
         for text in params:
@@ -61,26 +72,45 @@ class SweepSpec:
             if not all(values):
                 raise UvmlabError(f"--param {name}: empty value in {raw!r}")
             if any(n == name for n, _ in axes):
-                raise UvmlabError(f"--param {name} given twice (list its values once: "
-                                  f"{name}=v1,v2)")
+                raise UvmlabError(f"--param {name} given twice (list its values once: {name}=v1,v2)")
             axes.append((name, values))
         pol = _split(policies, "--policies", top_level=True) if policies else ["none"]
         mem: list[str | None] = list(_split(gpu_memory, "--gpu-memory")) if gpu_memory else [None]
-        return cls(workload=workload, gpu=gpu, profile=profile, params=axes, policies=pol,
-                   gpu_memory=mem, events=events, samples=samples)
+        return cls(
+            workload=workload,
+            gpu=gpu,
+            profile=profile,
+            params=axes,
+            policies=pol,
+            gpu_memory=mem,
+            events=events,
+            samples=samples,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"workload": self.workload, "gpu": self.gpu, "profile": self.profile,
-                "params": [[n, list(v)] for n, v in self.params], "policies": self.policies,
-                "gpu_memory": self.gpu_memory, "events": self.events, "samples": self.samples}
+        return {
+            "workload": self.workload,
+            "gpu": self.gpu,
+            "profile": self.profile,
+            "params": [[n, list(v)] for n, v in self.params],
+            "policies": self.policies,
+            "gpu_memory": self.gpu_memory,
+            "events": self.events,
+            "samples": self.samples,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SweepSpec:
-        return cls(workload=d["workload"], gpu=d.get("gpu", "h200"), profile=d.get("profile"),
-                   params=[(str(n), [str(x) for x in v]) for n, v in d.get("params", [])],
-                   policies=list(d.get("policies", ["none"])),
-                   gpu_memory=list(d.get("gpu_memory", [None])), events=bool(d.get("events")),
-                   samples=bool(d.get("samples", True)))
+        return cls(
+            workload=d["workload"],
+            gpu=d.get("gpu", "h200"),
+            profile=d.get("profile"),
+            params=[(str(n), [str(x) for x in v]) for n, v in d.get("params", [])],
+            policies=list(d.get("policies", ["none"])),
+            gpu_memory=list(d.get("gpu_memory", [None])),
+            events=bool(d.get("events")),
+            samples=bool(d.get("samples", True)),
+        )
 
     @property
     def name(self) -> str:
@@ -96,8 +126,6 @@ class SweepSpec:
     def points(self) -> list[Point]:
         """The cross product, parameters first (in the order given), then policies, then GPU
         memory; every value checked before anything runs."""
-        from uvmlab.driver.params import Params, parse_param_assignment
-
         typed: list[list[tuple[str, Any]]] = []
         for name, values in self.params:
             typed.append([parse_param_assignment(f"{name}={v}") for v in values])
@@ -107,8 +135,11 @@ class SweepSpec:
             if p.strip().lower() not in NO_POLICY_NAMES:
                 _check_policy(p)
         wl_hash = _file_hash(self.workload)
-        varying = {"params": [len(v) > 1 for v in typed],
-                   "policies": len(self.policies) > 1, "gpu_memory": len(self.gpu_memory) > 1}
+        varying = {
+            "params": [len(v) > 1 for v in typed],
+            "policies": len(self.policies) > 1,
+            "gpu_memory": len(self.gpu_memory) > 1,
+        }
         points = []
         for combo in itertools.product(*typed) if typed else [()]:
             overrides = dict(combo)
@@ -117,14 +148,20 @@ class SweepSpec:
                 for mem in self.gpu_memory:
                     # a trace file is known by its content, not its path: the same sweep
                     # resumed from another directory finds its points again
-                    config = {"workload": f"file:{Path(self.workload).name}" if wl_hash
-                              else self.workload, "workload_sha256": wl_hash,
-                              "gpu": self.gpu, "profile": self.profile,
-                              "params": {k: overrides[k] for k in sorted(overrides)},
-                              "policies": pol, "gpu_memory": mem, "events": self.events,
-                              "samples": self.samples}
-                    parts = [f"{k}={v}" for (k, v), vary in
-                             zip(combo, varying["params"], strict=True) if vary]
+                    config = {
+                        "workload": f"file:{Path(self.workload).name}" if wl_hash else self.workload,
+                        "workload_sha256": wl_hash,
+                        "gpu": self.gpu,
+                        "profile": self.profile,
+                        "params": {k: overrides[k] for k in sorted(overrides)},
+                        "policies": pol,
+                        "gpu_memory": mem,
+                        "events": self.events,
+                        "samples": self.samples,
+                    }
+                    parts = [
+                        f"{k}={v}" for (k, v), vary in zip(combo, varying["params"], strict=True) if vary
+                    ]
                     if varying["policies"]:
                         parts.append(f"policy={pol}")
                     if varying["gpu_memory"]:
@@ -162,7 +199,7 @@ def _split(text: str, what: str, top_level: bool = False) -> list[str]:
 def _check_policy(spec: str) -> None:
     """Load the policies of one axis value now, so that a bad name fails before any run."""
     try:
-        from uvmlab.policy.loader import load_policies
+        pass
     except ModuleNotFoundError:
         raise UvmlabError(f"--policies {spec}: this uvmlab has no policy support") from None
     load_policies(spec)  # a PolicyError (a UvmlabError) names what is wrong

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit
 
+from uvmlab.driver.compiled.scan import cpu_scan
 from uvmlab.driver.perf import events as pe
 from uvmlab.driver.perf.prefetch import _prefetch_kernel
 from uvmlab.driver.pmm import (
@@ -54,7 +55,6 @@ from uvmlab.driver.va_space import (
     PERM_WRITE,
     READ_DUP_ENABLED,
 )
-from uvmlab.engine.scan import cpu_scan
 from uvmlab.workload.ir import AllocKind
 
 if TYPE_CHECKING:
@@ -66,17 +66,46 @@ DONE, SLOW, NEED_CHUNK, PAUSE, CHUNK_USED = 0, 1, 2, 3, 4
 PLAIN, ADVISED = 1, 2
 
 # Counter deltas returned by the compiled code, in this order.
-COUNTERS = ("bytes_htod", "bytes_htod_fault", "bytes_htod_prefetch", "bytes_dtoh",
-            "bytes_dtoh_fault", "bytes_dtoh_prefetch", "migrations", "cpu_faults",
-            "bytes_dtoh_eviction", "evictions", "pages_evicted")
-_HTOD, _HTOD_FAULT, _HTOD_PREFETCH, _DTOH, _DTOH_FAULT, _DTOH_PREFETCH, _MIGRATIONS, \
-    _CPU_FAULTS, _DTOH_EVICTION, _EVICTIONS, _PAGES_EVICTED = range(len(COUNTERS))
+COUNTERS = (
+    "bytes_htod",
+    "bytes_htod_fault",
+    "bytes_htod_prefetch",
+    "bytes_dtoh",
+    "bytes_dtoh_fault",
+    "bytes_dtoh_prefetch",
+    "migrations",
+    "cpu_faults",
+    "bytes_dtoh_eviction",
+    "evictions",
+    "pages_evicted",
+)
+(
+    _HTOD,
+    _HTOD_FAULT,
+    _HTOD_PREFETCH,
+    _DTOH,
+    _DTOH_FAULT,
+    _DTOH_PREFETCH,
+    _MIGRATIONS,
+    _CPU_FAULTS,
+    _DTOH_EVICTION,
+    _EVICTIONS,
+    _PAGES_EVICTED,
+) = range(len(COUNTERS))
 
 # Cost constants passed as one float array, in this order.
-_COSTS = ("chunk_zero_ns", "copy_latency_ns", "htod_gbps", "dtoh_gbps", "fault_block_ns",
-          "cpu_fault_ns", "cpu_populate_ns_per_byte", "cpu_map_page_ns", "evict_chunk_ns")
-_ZERO, _LAT, _HTOD_BW, _DTOH_BW, _BLOCK_NS, _CPU_FAULT_NS, _POPULATE, _MAP, _EVICT = \
-    range(len(_COSTS))
+_COSTS = (
+    "chunk_zero_ns",
+    "copy_latency_ns",
+    "htod_gbps",
+    "dtoh_gbps",
+    "fault_block_ns",
+    "cpu_fault_ns",
+    "cpu_populate_ns_per_byte",
+    "cpu_map_page_ns",
+    "evict_chunk_ns",
+)
+_ZERO, _LAT, _HTOD_BW, _DTOH_BW, _BLOCK_NS, _CPU_FAULT_NS, _POPULATE, _MAP, _EVICT = range(len(_COSTS))
 
 _NO_STAMP = -1
 _READ_DUP_ENABLED = READ_DUP_ENABLED
@@ -89,16 +118,30 @@ class FastPath:
     def __init__(self, drv: UvmDriver) -> None:
         va, p, th = drv.va, drv.params, drv.thrashing
         self.drv = drv
-        self.va = (va.residency, va.perm, va.preferred, va.accessed_by, va.read_dup,
-                   va.block_alloc, va.block_pages, va.alloc_live, va.alloc_kind, va.gpu_chunk,
-                   va.prefetch_last_proc, va.prefetch_fault_migrations, va.block_advised)
+        self.va = (
+            va.residency,
+            va.perm,
+            va.preferred,
+            va.accessed_by,
+            va.read_dup,
+            va.block_alloc,
+            va.block_pages,
+            va.alloc_live,
+            va.alloc_kind,
+            va.gpu_chunk,
+            va.prefetch_last_proc,
+            va.prefetch_fault_migrations,
+            va.block_advised,
+        )
         self.pmm = drv.pmm[0].arrays()
         self.n_chunks = drv.pmm[0].n_root_chunks
-        self.th = (bool(th.enable), th.lapse_ns, th.block_last_ts, th.block_last_proc,
-                   th.block_has_pages)
-        self.pf = (bool(p.uvm_perf_prefetch_enable), int(p.uvm_perf_prefetch_min_faults),
-                   int(p.uvm_perf_prefetch_threshold),
-                   drv.gpu.big_page_size // 4096)
+        self.th = (bool(th.enable), th.lapse_ns, th.block_last_ts, th.block_last_proc, th.block_has_pages)
+        self.pf = (
+            bool(p.uvm_perf_prefetch_enable),
+            int(p.uvm_perf_prefetch_min_faults),
+            int(p.uvm_perf_prefetch_threshold),
+            drv.gpu.big_page_size // 4096,
+        )
         self.costs = np.array([getattr(drv.profile, c) for c in _COSTS], dtype=np.float64)
         self.ctr = np.zeros(len(COUNTERS), dtype=np.int64)
         self._builtin_migration = drv.perf_events.listeners(pe.MIGRATION)
@@ -107,10 +150,13 @@ class FastPath:
         """Whether the compiled path may run now: nothing observes or steers the service."""
         drv = self.drv
         ev = drv.perf_events
-        return ((drv.hooks is None or not drv.hooks.steers_block_service)
-                and not drv.log.enabled and drv.va.n_procs == 2
-                and ev.listeners(pe.MIGRATION) == self._builtin_migration
-                and not ev.has_listeners(pe.FAULT))
+        return (
+            (drv.hooks is None or not drv.hooks.steers_block_service)
+            and not drv.log.enabled
+            and drv.va.n_procs == 2
+            and ev.listeners(pe.MIGRATION) == self._builtin_migration
+            and not ev.has_listeners(pe.FAULT)
+        )
 
     def flush_counters(self) -> None:
         """Add the compiled code's counter deltas to the driver's counters."""
@@ -119,8 +165,16 @@ class FastPath:
             c[COUNTERS[i]] += int(self.ctr[i])
         self.ctr[:] = 0
 
-    def service_blocks(self, gpu: int, page: np.ndarray, access: np.ndarray, keep: np.ndarray,
-                       starts: np.ndarray, stops: np.ndarray, k: int) -> tuple[int, int]:
+    def service_blocks(
+        self,
+        gpu: int,
+        page: np.ndarray,
+        access: np.ndarray,
+        keep: np.ndarray,
+        starts: np.ndarray,
+        stops: np.ndarray,
+        k: int,
+    ) -> tuple[int, int]:
         """Service the batch's blocks ``k, k+1, ...`` (each followed by its fault_block_ns)
         until one needs the reference path; return (that block's index, SLOW / NEED_CHUNK), or
         (len(starts), DONE). With policy hooks attached, chunks are allocated by the caller
@@ -130,19 +184,41 @@ class FastPath:
         work = np.array([drv.work_ns])
         # Evictions whose victims must be re-mapped remotely (AccessedBy, or
         # map_remote_on_eviction with access-counter migrations) stay in Python.
-        remap_all = bool(drv.access_counters.migration_enabled
-                         and drv.params.uvm_perf_map_remote_on_eviction)
-        k, status = _service_blocks(self.va, self.pmm, self.n_chunks, self.th, self.pf,
-                                    self.costs, self.ctr, work, drv.now_ns, gpu, page, access,
-                                    keep, starts, stops, k, not remap_all,
-                                    drv.hooks is not None)
+        remap_all = bool(drv.access_counters.migration_enabled and drv.params.uvm_perf_map_remote_on_eviction)
+        k, status = _service_blocks(
+            self.va,
+            self.pmm,
+            self.n_chunks,
+            self.th,
+            self.pf,
+            self.costs,
+            self.ctr,
+            work,
+            drv.now_ns,
+            gpu,
+            page,
+            access,
+            keep,
+            starts,
+            stops,
+            k,
+            not remap_all,
+            drv.hooks is not None,
+        )
         drv.work_ns = float(work[0])
         self.flush_counters()
         return int(k), int(status)
 
-    def run_cpu_touches(self, page: np.ndarray, acc: np.ndarray, pos: int, n: int,
-                        clock: float, per_touch: float, max_faults: int
-                        ) -> tuple[int, float, int, int, int]:
+    def run_cpu_touches(
+        self,
+        page: np.ndarray,
+        acc: np.ndarray,
+        pos: int,
+        n: int,
+        clock: float,
+        per_touch: float,
+        max_faults: int,
+    ) -> tuple[int, float, int, int, int]:
         """Run CPU touches ``pos..n`` as the engine's CPU loop does, servicing faults on plain
         blocks in compiled code. Stops at the end (DONE), before a fault the reference path
         must service (SLOW; the clock includes the touches up to it), or before the fault after
@@ -150,8 +226,21 @@ class FastPath:
         faults serviced, status); ``drv.now_ns`` is left at the last serviced fault's time."""
         drv = self.drv
         pos, clock, touches, faults, now, status = _cpu_touches(
-            self.va, self.pmm, self.n_chunks, self.th, self.pf, self.costs, self.ctr, page, acc,
-            pos, n, clock, per_touch, max_faults)
+            self.va,
+            self.pmm,
+            self.n_chunks,
+            self.th,
+            self.pf,
+            self.costs,
+            self.ctr,
+            page,
+            acc,
+            pos,
+            n,
+            clock,
+            per_touch,
+            max_faults,
+        )
         if faults:
             drv.now_ns = int(now)
             self.flush_counters()
@@ -229,8 +318,20 @@ def _prefetch(va, pf, block, lo, n, dest, fpages, nf, mode):
                 first_touch = False
                 break
     # no thrashing pages: the block has no per-page thrashing state
-    mask = _prefetch_kernel(faulted, resident, np.zeros(n, np.bool_), cpu_rr, lo, big,
-                            threshold, 0, n, dest == CPU, True, first_touch)
+    mask = _prefetch_kernel(
+        faulted,
+        resident,
+        np.zeros(n, np.bool_),
+        cpu_rr,
+        lo,
+        big,
+        threshold,
+        0,
+        n,
+        dest == CPU,
+        True,
+        first_touch,
+    )
     m = nf
     if count >= min_faults:
         for i in range(n):
@@ -283,8 +384,7 @@ def _plan(va, th, block, lo, dest, requester, pages, now, dup_ok):
         # thrashing_event_cb: a migration within a lapse of another processor's creates
         # per-page state. Every copy here goes to one destination, so only the first can.
         last_ts = th[2][block]
-        if last_ts != _NO_STAMP and th[3][block] != dest and now >= last_ts \
-                and now - last_ts <= th[1]:
+        if last_ts != _NO_STAMP and th[3][block] != dest and now >= last_ts and now - last_ts <= th[1]:
             return False, need_copy
     return True, need_copy
 
@@ -301,7 +401,7 @@ def _count_migration(ctr, work, nbytes, total, by_cause, bw):
 
 @njit(cache=True)
 def _copies(th, costs, ctr, work, block, dest, pages, need_copy, extra, now):
-    """``_record_copies``: one latency, then one migration per run of contiguous pages, the
+    """``block_copy.record_copies``: one latency, then one migration per run of contiguous pages, the
     faulted pages' runs first, then the prefetched ones'; each run bumps the block's
     thrashing stamp (the block-level branch of the callback)."""
     work[0] += costs[_LAT]
@@ -315,15 +415,16 @@ def _copies(th, costs, ctr, work, block, dest, pages, need_copy, extra, now):
                 k += 1
                 continue
             j = k + 1
-            while j < m and need_copy[j] and extra[j] == (which == 1) \
-                    and pages[j] == pages[j - 1] + 1:
+            while j < m and need_copy[j] and extra[j] == (which == 1) and pages[j] == pages[j - 1] + 1:
                 j += 1
             if to_gpu:
-                _count_migration(ctr, work, (j - k) * 4096, _HTOD,
-                                 _HTOD_PREFETCH if which else _HTOD_FAULT, bw)
+                _count_migration(
+                    ctr, work, (j - k) * 4096, _HTOD, _HTOD_PREFETCH if which else _HTOD_FAULT, bw
+                )
             else:
-                _count_migration(ctr, work, (j - k) * 4096, _DTOH,
-                                 _DTOH_PREFETCH if which else _DTOH_FAULT, bw)
+                _count_migration(
+                    ctr, work, (j - k) * 4096, _DTOH, _DTOH_PREFETCH if which else _DTOH_FAULT, bw
+                )
             if th[0]:
                 th[2][block] = now
                 th[3][block] = dest
@@ -331,8 +432,25 @@ def _copies(th, costs, ctr, work, block, dest, pages, need_copy, extra, now):
 
 
 @njit(cache=True)
-def _make_resident_and_map(va, pmm, n_chunks, th, costs, ctr, work, block, lo, n, dest,
-                           requester, pages, need_copy, extra, now, hooked):
+def _make_resident_and_map(
+    va,
+    pmm,
+    n_chunks,
+    th,
+    costs,
+    ctr,
+    work,
+    block,
+    lo,
+    n,
+    dest,
+    requester,
+    pages,
+    need_copy,
+    extra,
+    now,
+    hooked,
+):
     """``make_resident`` (MOVE) to ``dest`` then ``_finish``'s mappings, for a checked plan."""
     residency, perm = va[0], va[1]
     gpu_chunk = va[9]
@@ -379,8 +497,9 @@ def _make_resident_and_map(va, pmm, n_chunks, th, costs, ctr, work, block, lo, n
         perm[requester, lo + pages[k]] = PERM_ATOMIC  # §4.2: RW upgraded to RWA on local memory
     if dest != CPU:
         if not hooked:  # block_mark_memory_used; with hooks the caller runs chunk_used
-            chunk_update_eviction_list(state, prev, nxt, list_of, count, n_chunks,
-                                       gpu_chunk[dest - 1, block], LIST_USED)
+            chunk_update_eviction_list(
+                state, prev, nxt, list_of, count, n_chunks, gpu_chunk[dest - 1, block], LIST_USED
+            )
     elif left_gpu:  # the GPU lost pages: if it has none of the block left, va_block_unused
         for q in range(1, perm.shape[0]):
             qbit = 1 << q
@@ -391,8 +510,7 @@ def _make_resident_and_map(va, pmm, n_chunks, th, costs, ctr, work, block, lo, n
                     break
             c = gpu_chunk[q - 1, block]
             if not left and c >= 0:
-                chunk_update_eviction_list(state, prev, nxt, list_of, count, n_chunks, c,
-                                           LIST_UNUSED)
+                chunk_update_eviction_list(state, prev, nxt, list_of, count, n_chunks, c, LIST_UNUSED)
 
 
 @njit(cache=True)
@@ -453,8 +571,9 @@ def _evict_block_chunk(va, costs, ctr, work, vb, gpu):
 
 
 @njit(cache=True)
-def _service_block(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page, access, keep,
-                   s, e, may_evict, hooked):
+def _service_block(
+    va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page, access, keep, s, e, may_evict, hooked
+):
     """§3.7 for one block: (DONE | SLOW | NEED_CHUNK)."""
     block = page[s] >> BLOCK_SHIFT
     lo = block << BLOCK_SHIFT
@@ -475,8 +594,9 @@ def _service_block(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page, 
         r = residency[p]
         if r & (r - 1):
             return SLOW
-        if mode == ADVISED and (read_dup[p] == _READ_DUP_ENABLED
-                                or not _dest_is_requester(preferred[p] - 1, r, gpu)):
+        if mode == ADVISED and (
+            read_dup[p] == _READ_DUP_ENABLED or not _dest_is_requester(preferred[p] - 1, r, gpu)
+        ):
             return SLOW  # read duplication, or a remote mapping of the preferred location
         fpages[nf] = p - lo
         nf += 1
@@ -488,24 +608,61 @@ def _service_block(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page, 
     ok, need_copy = _plan(va, th, block, lo, gpu, gpu, pages, now, -1)
     if not ok:
         return SLOW
-    if va[9][gpu - 1, block] < 0 and (hooked or pmm[5][LIST_FREE] == 0 and not (
-            may_evict and _victim_is_plain(va, pmm, n_chunks, gpu))):
+    if va[9][gpu - 1, block] < 0 and (
+        hooked or pmm[5][LIST_FREE] == 0 and not (may_evict and _victim_is_plain(va, pmm, n_chunks, gpu))
+    ):
         return NEED_CHUNK  # nothing changed yet: the caller evicts, then calls again
     if pf[0]:  # update_prefetch_info
         va[10][block] = gpu
         va[11][block] = pf_count
-    _make_resident_and_map(va, pmm, n_chunks, th, costs, ctr, work, block, lo, n, gpu, gpu,
-                           pages, need_copy, extra, now, hooked)
+    _make_resident_and_map(
+        va, pmm, n_chunks, th, costs, ctr, work, block, lo, n, gpu, gpu, pages, need_copy, extra, now, hooked
+    )
     return CHUNK_USED if hooked else DONE
 
 
 @njit(cache=True)
-def _service_blocks(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page, access, keep,
-                    starts, stops, k, may_evict, hooked):
+def _service_blocks(
+    va,
+    pmm,
+    n_chunks,
+    th,
+    pf,
+    costs,
+    ctr,
+    work,
+    now,
+    gpu,
+    page,
+    access,
+    keep,
+    starts,
+    stops,
+    k,
+    may_evict,
+    hooked,
+):
     nb = starts.shape[0]
     while k < nb:
-        status = _service_block(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page,
-                                access, keep, starts[k], stops[k], may_evict, hooked)
+        status = _service_block(
+            va,
+            pmm,
+            n_chunks,
+            th,
+            pf,
+            costs,
+            ctr,
+            work,
+            now,
+            gpu,
+            page,
+            access,
+            keep,
+            starts[k],
+            stops[k],
+            may_evict,
+            hooked,
+        )
         if status != DONE:
             return k, status
         work[0] += costs[_BLOCK_NS]
@@ -514,8 +671,7 @@ def _service_blocks(va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page,
 
 
 @njit(cache=True)
-def _cpu_touches(va, pmm, n_chunks, th, pf, costs, ctr, page, acc, pos, n, clock, per_touch,
-                 max_faults):
+def _cpu_touches(va, pmm, n_chunks, th, pf, costs, ctr, page, acc, pos, n, clock, per_touch, max_faults):
     """The CPU phase loop of ``Engine._run_cpu`` (scan to the next miss, advance the clock by
     the hits' compute share, service the fault synchronously), with the same arithmetic."""
     perm = va[1][CPU]
@@ -576,8 +732,9 @@ def _cpu_fault(va, pmm, n_chunks, th, pf, costs, ctr, work, now, page, access):
     if pf[0]:
         va[10][block] = CPU
         va[11][block] = pf_count
-    _make_resident_and_map(va, pmm, n_chunks, th, costs, ctr, work, block, lo, n, CPU, CPU,
-                           pages, need_copy, extra, now, False)
+    _make_resident_and_map(
+        va, pmm, n_chunks, th, costs, ctr, work, block, lo, n, CPU, CPU, pages, need_copy, extra, now, False
+    )
     return DONE
 
 

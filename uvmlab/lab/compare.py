@@ -10,16 +10,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from uvmlab.errors import UvmlabError
+import matplotlib
+import matplotlib.pyplot as plt
+
+from uvmlab.api import load_workload, simulate
+from uvmlab.core.errors import UvmlabError
+from uvmlab.core.units import fmt_bytes, fmt_ns
 from uvmlab.policy.loader import NO_POLICY, build_hooks, split_top
 from uvmlab.results.result import Result
-from uvmlab.units import fmt_bytes, fmt_ns
 
 #: (header, total key) of the comparison table, after policy / time / speedup
-COLUMNS = (("GPU faults", "gpu_faults"), ("HtoD fault", "bytes_htod_fault"),
-           ("HtoD prefetch", "bytes_htod_prefetch"), ("HtoD user", "bytes_htod_user"),
-           ("DtoH evict", "bytes_dtoh_eviction"), ("evictions", "evictions"),
-           ("ejected", "policy_ejections"))
+COLUMNS = (
+    ("GPU faults", "gpu_faults"),
+    ("HtoD fault", "bytes_htod_fault"),
+    ("HtoD prefetch", "bytes_htod_prefetch"),
+    ("HtoD user", "bytes_htod_user"),
+    ("DtoH evict", "bytes_dtoh_eviction"),
+    ("evictions", "evictions"),
+    ("ejected", "policy_ejections"),
+)
 
 
 @dataclass
@@ -41,16 +50,22 @@ def parse_policy_list(text: str) -> list[str]:
     return specs
 
 
-def compare(workload: Any, specs: Sequence[str], *,
-            policy_params: Mapping[str, Mapping[str, Any]] | None = None,
-            budget_ms: float | None = None, progress: Callable[[str], None] | None = None,
-            **simulate_kw: Any) -> list[Row]:
+def compare(
+    workload: Any,
+    specs: Sequence[str],
+    *,
+    policy_params: Mapping[str, Mapping[str, Any]] | None = None,
+    budget_ms: float | None = None,
+    progress: Callable[[str], None] | None = None,
+    **simulate_kw: Any,
+) -> list[Row]:
     """Run ``workload`` with the driver's default, then with each policy spec."""
-    from uvmlab.api import load_workload, simulate
-
     w = load_workload(workload)
-    hooks = [(s, build_hooks(s, budget_ms=budget_ms, params=policy_params)) for s in specs
-             if s.strip().lower() not in NO_POLICY]  # load all first: fail before running
+    hooks = [
+        (s, build_hooks(s, budget_ms=budget_ms, params=policy_params))
+        for s in specs
+        if s.strip().lower() not in NO_POLICY
+    ]  # load all first: fail before running
     if progress:
         progress("default")
     base = simulate(w, **simulate_kw)
@@ -90,19 +105,19 @@ def markdown(rows: Sequence[Row]) -> str:
 def plot(rows: Sequence[Row], path: str | Path, title: str = "") -> None:
     """Bar charts of speedup and of evictions / bytes moved per policy (matplotlib)."""
     try:
-        import matplotlib
-
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
     except ImportError:
         raise UvmlabError("--plot needs matplotlib (pip install 'uvmlab[plot]')") from None
     path = Path(path)
     names = [r.policy for r in rows]
-    fig, axes = plt.subplots(3, 1, figsize=(max(6.0, 2 + 0.7 * len(rows)), 9), sharex=True,
-                             constrained_layout=True)
-    panels = (("speedup vs driver default", [r.speedup for r in rows], "{:.2f}x"),
-              ("evictions (root chunks)", [r.totals["evictions"] for r in rows], "{:,.0f}"),
-              ("GiB host to device", [r.totals["bytes_htod"] / 2**30 for r in rows], "{:.2f}"))
+    fig, axes = plt.subplots(
+        3, 1, figsize=(max(6.0, 2 + 0.7 * len(rows)), 9), sharex=True, constrained_layout=True
+    )
+    panels = (
+        ("speedup vs driver default", [r.speedup for r in rows], "{:.2f}x"),
+        ("evictions (root chunks)", [r.totals["evictions"] for r in rows], "{:,.0f}"),
+        ("GiB host to device", [r.totals["bytes_htod"] / 2**30 for r in rows], "{:.2f}"),
+    )
     for ax, (label, values, fmt) in zip(axes, panels, strict=True):
         bars = ax.bar(range(len(rows)), values, color=["0.55"] + ["C0"] * (len(rows) - 1))
         ax.set_title(label, fontsize=10)
@@ -113,8 +128,7 @@ def plot(rows: Sequence[Row], path: str | Path, title: str = "") -> None:
     axes[-1].set_xticks(range(len(rows)), names, rotation=40, ha="right", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".",
-                               suffix=path.suffix or ".png")
+    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", suffix=path.suffix or ".png")
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=120)

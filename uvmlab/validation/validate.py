@@ -30,8 +30,10 @@ tunes the model needs; the hand-written discussion (``data/validation_notes.md``
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import functools
+import json
 import math
 import statistics
 import subprocess
@@ -41,29 +43,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from uvmlab import api  # api.simulate at call time: tests replace it with a fake
+from uvmlab.core.errors import UvmlabError, WorkloadError
+from uvmlab.core.units import fmt_bytes, fmt_ns
+from uvmlab.core.version import __version__
 from uvmlab.cuda.adapter import load_captures
-from uvmlab.errors import UvmlabError
-from uvmlab.results.result import Result, write_atomic
-from uvmlab.units import fmt_bytes, fmt_ns
+from uvmlab.cuda.plan import plan_workload
+from uvmlab.driver.hal import get_gpu
+from uvmlab.results.io import write_atomic
+from uvmlab.results.result import Result
+from uvmlab.timing.cost_model import builtin_profiles, load_profile
+from uvmlab.validation.fit import latest_session, session_sets
+from uvmlab.validation.stored import (
+    CALIBRATION,
+    NOTES,
+    SET_LABELS,
+    STORED_CAPTURES,
+    STORED_HOLDOUT,
+    STORED_SETS,
+    gpu_key,
+)
+from uvmlab.validation.suite import HOLDOUT, set_specs, spec_text, suite_workloads
 
-DATA = Path(__file__).resolve().parent / "data"
-#: the stored captures of each GPU (the H100 set came first and kept the plain name)
-STORED_CAPTURES: dict[str, Path] = {"h100": DATA / "captures", "h200": DATA / "captures-h200"}
-#: the stored captures of the hold-out set (never fit anything to these)
-STORED_HOLDOUT: dict[str, Path] = {"h100": DATA / "holdout-h100", "h200": DATA / "holdout-h200"}
-#: the stored captures of each workload set
-STORED_SETS: dict[str, dict[str, Path]] = {"suite": STORED_CAPTURES, "holdout": STORED_HOLDOUT}
-#: how the report names each set
-SET_LABELS: dict[str, str] = {"suite": "suite", "holdout": "hold-out set"}
-NOTES = DATA / "validation_notes.md"
-CALIBRATION = DATA / "calibration"
 DEFAULT_OUTPUT = Path("docs") / "validation.md"
 
 #: (label, canonical key) of the compared totals, in table order
-METRICS: tuple[tuple[str, str], ...] = (("time", "time_ns"), ("HtoD", "bytes_htod"),
-                                        ("DtoH", "bytes_dtoh"),
-                                        ("GPU fault groups", "gpu_fault_groups"),
-                                        ("CPU faults", "cpu_faults"))
+METRICS: tuple[tuple[str, str], ...] = (
+    ("time", "time_ns"),
+    ("HtoD", "bytes_htod"),
+    ("DtoH", "bytes_dtoh"),
+    ("GPU fault groups", "gpu_fault_groups"),
+    ("CPU faults", "cpu_faults"),
+)
 #: the issue's targets: every workload's time within 25 %, their median within 10 %, bytes within
 #: 5 % everywhere, two calibrations within 10 % of each other
 TIME_TARGET = 0.25
@@ -72,56 +83,43 @@ BYTES_TARGET = 0.05
 CALIBRATION_TARGET = 0.10
 #: op kinds grouped for the time breakdown
 KIND_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("CPU phases", ("cpu",)), ("kernels", ("kernel",)), ("prefetch", ("prefetch",)),
-    ("advise / free / sync", ("advise", "free", "sync")))
+    ("CPU phases", ("cpu",)),
+    ("kernels", ("kernel",)),
+    ("prefetch", ("prefetch",)),
+    ("advise / free / sync", ("advise", "free", "sync")),
+)
 #: counters CUPTI records fill (lower bounds when records were lost); the rest are counters
-CUPTI_ONLY = ("gpu_fault_groups", "bytes_htod_prefetch", "thrashing_events", "throttles",
-              "remote_maps")
+CUPTI_ONLY = ("gpu_fault_groups", "bytes_htod_prefetch", "thrashing_events", "throttles", "remote_maps")
 
 
 # --- which GPU, which profile -------------------------------------------------------------------
-
-
-def gpu_key(device_name: str) -> str:
-    """The model's GPU spec key (``h100``, ``h200``) for a device name reported by CUDA."""
-    from uvmlab.driver.hal import GPUS
-
-    for key, spec in GPUS.items():
-        if device_name.strip() == spec.marketing_name:
-            return key
-    for key in GPUS:  # e.g. "NVIDIA H100 PCIe": same architecture, nearest spec
-        if key in device_name.lower().replace(" ", ""):
-            return key
-    raise UvmlabError(f"the model has no GPU spec for {device_name!r} "
-                      f"(known: {', '.join(spec.marketing_name for spec in GPUS.values())})")
 
 
 def fitted_constants(profile: str) -> list[str] | None:
     """The constants of built-in ``profile`` that differ from its micro-benchmark calibration
     (``<profile>-measured``): those that came from the suite's captures. None when the profile
     has no such calibration to compare with (a profile file, or the raw calibration itself)."""
-    import dataclasses
-
-    from uvmlab.timing.cost_model import builtin_profiles, load_profile
-
     if profile.endswith("-measured") or f"{profile}-measured" not in builtin_profiles():
         return None
     fitted, measured = load_profile(profile), load_profile(f"{profile}-measured")
-    return [f.name for f in dataclasses.fields(fitted) if f.name not in ("name", "sources")
-            and getattr(fitted, f.name) != getattr(measured, f.name)]
+    return [
+        f.name
+        for f in dataclasses.fields(fitted)
+        if f.name not in ("name", "sources") and getattr(fitted, f.name) != getattr(measured, f.name)
+    ]
 
 
 def measured_profile(key: str) -> str:
     """The model's built-in profile for GPU ``key`` (``<key>-pcie5``: the calibrated constants
     plus those fitted to the captures), else its raw calibration (``<key>-pcie5-measured``)."""
-    from uvmlab.timing.cost_model import builtin_profiles
-
     names = builtin_profiles()
     for n in (f"{key}-pcie5", f"{key}-pcie5-measured"):
         if n in names:
             return n
-    raise UvmlabError(f"no cost profile for {key} among the built-in profiles "
-                      f"({', '.join(names)}); run `uvmlab calibrate` on one")
+    raise UvmlabError(
+        f"no cost profile for {key} among the built-in profiles "
+        f"({', '.join(names)}); run `uvmlab calibrate` on one"
+    )
 
 
 # --- comparing ----------------------------------------------------------------------------------
@@ -248,17 +246,15 @@ class Section:
 
 def _same_workload(real: Result, w: Any) -> str | None:
     """Why a capture is not of workload ``w`` as the suite builds it now, or None."""
-    import json
-
-    from uvmlab.cuda.plan import plan_workload
-
     plan = plan_workload(w)  # the executor's names for the ops (advice, prefetch target, ...)
     if len(real.ops) != len(plan):
         return f"{len(real.ops)} operations captured, the suite has {len(plan)}"
     for k, (row, p) in enumerate(zip(real.ops, plan, strict=True)):
         if row.get("op") != p.kind or row.get("name") != p.name:
-            return (f"operation {k} is {row.get('op')} {row.get('name')!r} in the capture, "
-                    f"{p.kind} {p.name!r} in the suite")
+            return (
+                f"operation {k} is {row.get('op')} {row.get('name')!r} in the capture, "
+                f"{p.kind} {p.name!r} in the suite"
+            )
         if "touches" in row and row["touches"] != p.touches:
             return f"operation {k} touched {row['touches']} pages, the suite's {p.touches}"
     want = json.loads(json.dumps(dict(w.params)))
@@ -268,9 +264,15 @@ def _same_workload(real: Result, w: Any) -> str | None:
     return None
 
 
-def compare_gpu(key: str, captures_dir: str | Path | None = None, *,
-                names: list[str] | None = None, profile: str | None = None,
-                log: Callable[[str], None] | None = None, set_name: str = "suite") -> Section:
+def compare_gpu(
+    key: str,
+    captures_dir: str | Path | None = None,
+    *,
+    names: list[str] | None = None,
+    profile: str | None = None,
+    log: Callable[[str], None] | None = None,
+    set_name: str = "suite",
+) -> Section:
     """Run the model on every workload of set ``set_name`` captured on GPU ``key`` and compare.
 
     ``captures_dir`` defaults to the stored captures of that GPU and set; ``profile`` to its
@@ -279,21 +281,19 @@ def compare_gpu(key: str, captures_dir: str | Path | None = None, *,
     not exist yet: then every workload is listed as missing (``no_captures``) rather than raised,
     so that the report can say so; a directory given explicitly must exist.
     """
-    from uvmlab.api import simulate
-    from uvmlab.cuda.suite import set_specs, spec_text, suite_workloads
-    from uvmlab.driver.hal import get_gpu
-
     spec = get_gpu(key)
     specs = dict(set_specs(set_name))
     todo = suite_workloads(names, set_name)
     stored = STORED_SETS.get(set_name, {})
     cdir = Path(captures_dir) if captures_dir is not None else stored.get(spec.name)
     if cdir is None:
-        raise UvmlabError(f"no stored {SET_LABELS.get(set_name, set_name)} captures for {key}; "
-                          "give --captures DIR")
+        raise UvmlabError(
+            f"no stored {SET_LABELS.get(set_name, set_name)} captures for {key}; give --captures DIR"
+        )
     prof = profile or measured_profile(spec.name)
-    sec = Section(key=spec.name, captures_dir=cdir, profile=prof, set_name=set_name,
-                  marketing_name=spec.marketing_name)
+    sec = Section(
+        key=spec.name, captures_dir=cdir, profile=prof, set_name=set_name, marketing_name=spec.marketing_name
+    )
     if captures_dir is None and set_name != "suite" and not any(cdir.glob("*.json")):
         sec.no_captures = True
         sec.missing = [n for n, _w in todo]
@@ -305,7 +305,7 @@ def compare_gpu(key: str, captures_dir: str | Path | None = None, *,
     # (or compiles them) and the modules, which the GPU side's CUDA context creation and kernel
     # compilation are not counted against either.
     t0 = time.perf_counter()
-    simulate("stream:size=4MiB", gpu=spec, profile=prof)
+    api.simulate("stream:size=4MiB", gpu=spec, profile=prof)
     sec.warmup_s = time.perf_counter() - t0
     for name, w in todo:
         real = captures.get(name)
@@ -317,13 +317,15 @@ def compare_gpu(key: str, captures_dir: str | Path | None = None, *,
             sec.stale.append(f"{name}: {why}")
             continue
         t0 = time.perf_counter()
-        model = simulate(w, gpu=spec, params=real.params, profile=prof)
+        model = api.simulate(w, gpu=spec, params=real.params, profile=prof)
         wall = time.perf_counter() - t0
         sec.rows.append(Comparison(name, spec_text(specs[name]), real, model, wall))
         if log is not None:
             e = rel_error(model.totals["time_ns"], real.totals.get("time_ns", 0))
-            log(f"{spec.name} {name}: real {fmt_ns(real.totals.get('time_ns', 0))}, model "
-                f"{fmt_ns(model.totals['time_ns'])} ({fmt_err(e)}), model wall {wall:.2f} s")
+            log(
+                f"{spec.name} {name}: real {fmt_ns(real.totals.get('time_ns', 0))}, model "
+                f"{fmt_ns(model.totals['time_ns'])} ({fmt_err(e)}), model wall {wall:.2f} s"
+            )
     return sec
 
 
@@ -335,14 +337,14 @@ def _session_times(key: str, set_name: str) -> dict[str, list[int]]:
 @functools.lru_cache(maxsize=4)
 def _session_times_by_set(key: str) -> dict[str, dict[str, list[int]]]:
     # one read of the session's files per GPU, for both sets' sections
-    from uvmlab.cuda.fit import latest_session, session_sets
-
     try:
         sets = session_sets(latest_session(key))
     except UvmlabError:
         return {}
-    return {s: {n: sorted(r.totals.get("time_ns", 0) for r in rs) for n, rs in runs.items()}
-            for s, runs in sets.items()}
+    return {
+        s: {n: sorted(r.totals.get("time_ns", 0) for r in rs) for n, rs in runs.items()}
+        for s, runs in sets.items()
+    }
 
 
 # --- numbers as text ----------------------------------------------------------------------------
@@ -382,8 +384,6 @@ def calibration_spread(profile: str) -> dict[str, float] | None:
     ``spread``, the largest deviation from run 1). Constants the runs do not measure (the same
     fixed value in every run, e.g. ``evict_chunk_ns`` or the 0 placeholders that the
     ``<gpu>-pcie5`` profiles fit to captures) are left out. None when there is no raw file."""
-    import json
-
     p = CALIBRATION / f"{profile}.raw.json"
     if not p.is_file():
         return None
@@ -418,43 +418,68 @@ def verdicts(sec: Section) -> Verdicts:
         # labels are the same as below so that the summary table lines them up
         why = "no captures" if sec.no_captures else "no workload compared"
         labels = [f"{lb} bytes within {BYTES_TARGET:.0%} on every workload" for lb in ("HtoD", "DtoH")]
-        labels += [f"time within {TIME_TARGET:.0%} on every workload",
-                   f"median time error within {TIME_MEDIAN_TARGET:.0%}", _speed_label(sec),
-                   f"two calibration runs within {CALIBRATION_TARGET:.0%} of each other"]
+        labels += [
+            f"time within {TIME_TARGET:.0%} on every workload",
+            f"median time error within {TIME_MEDIAN_TARGET:.0%}",
+            _speed_label(sec),
+            f"two calibration runs within {CALIBRATION_TARGET:.0%} of each other",
+        ]
         return Verdicts([(lb, None, why) for lb in labels])
     for label, key in (("HtoD", "bytes_htod"), ("DtoH", "bytes_dtoh")):
         errs = sec.errors(key)
         ok = _within(errs, BYTES_TARGET)
         bad = [f"{name} {fmt_err(e)}" for name, e in errs if abs(e) > BYTES_TARGET]
-        items.append((f"{label} bytes within {BYTES_TARGET:.0%} on every workload",
-                      ok == n and len(errs) == n,
-                      f"{ok}/{n}" + (f"; misses: {', '.join(bad)}" if bad else "")))
+        items.append(
+            (
+                f"{label} bytes within {BYTES_TARGET:.0%} on every workload",
+                ok == n and len(errs) == n,
+                f"{ok}/{n}" + (f"; misses: {', '.join(bad)}" if bad else ""),
+            )
+        )
     t = sec.errors("time_ns")
     ok = _within(t, TIME_TARGET)
-    items.append((f"time within {TIME_TARGET:.0%} on every workload", ok == n and len(t) == n,
-                  f"{ok}/{n}"))
+    items.append((f"time within {TIME_TARGET:.0%} on every workload", ok == n and len(t) == n, f"{ok}/{n}"))
     med = _median_abs(t)
     worst = _worst(t)
-    items.append((f"median time error within {TIME_MEDIAN_TARGET:.0%}",
-                  med is not None and med <= TIME_MEDIAN_TARGET,
-                  f"median abs. error {fmt_err(med).lstrip('+')}" + (
-                      f", worst {worst[0]} {fmt_err(worst[1])}" if worst else "")))
+    items.append(
+        (
+            f"median time error within {TIME_MEDIAN_TARGET:.0%}",
+            med is not None and med <= TIME_MEDIAN_TARGET,
+            f"median abs. error {fmt_err(med).lstrip('+')}"
+            + (f", worst {worst[0]} {fmt_err(worst[1])}" if worst else ""),
+        )
+    )
     mw, gt = sec.model_wall_s(), sec.gpu_time_s()
-    items.append((_speed_label(sec), mw < gt,
-                  f"model {mw:.2f} s wall vs GPU {gt:.2f} s measured ({mw / gt:.1f}x)"
-                  if gt else f"model {mw:.2f} s"))
+    items.append(
+        (
+            _speed_label(sec),
+            mw < gt,
+            f"model {mw:.2f} s wall vs GPU {gt:.2f} s measured ({mw / gt:.1f}x)"
+            if gt
+            else f"model {mw:.2f} s",
+        )
+    )
     # calibration runs are stored under the raw calibration's name (<gpu>-pcie5-measured)
     calibrated = sec.profile if sec.profile.endswith("-measured") else f"{sec.profile}-measured"
     spread = calibration_spread(calibrated)
     if spread is None:
-        items.append((f"two calibration runs within {CALIBRATION_TARGET:.0%} of each other", None,
-                      f"no raw calibration file for {sec.profile}"))
+        items.append(
+            (
+                f"two calibration runs within {CALIBRATION_TARGET:.0%} of each other",
+                None,
+                f"no raw calibration file for {sec.profile}",
+            )
+        )
     else:
         over = sorted(((v, k) for k, v in spread.items() if v > CALIBRATION_TARGET), reverse=True)
-        items.append((f"two calibration runs within {CALIBRATION_TARGET:.0%} of each other",
-                      not over, f"{len(spread) - len(over)}/{len(spread)} constants of "
-                      f"{sec.profile}" + (
-                          "; over: " + ", ".join(f"{k} {v:.0%}" for v, k in over) if over else "")))
+        items.append(
+            (
+                f"two calibration runs within {CALIBRATION_TARGET:.0%} of each other",
+                not over,
+                f"{len(spread) - len(over)}/{len(spread)} constants of "
+                f"{sec.profile}" + ("; over: " + ", ".join(f"{k} {v:.0%}" for v, k in over) if over else ""),
+            )
+        )
     return Verdicts(items)
 
 
@@ -465,14 +490,21 @@ def _git_version() -> str:
     """The model's version as git knows it (the errors change as the model is tuned)."""
     root = Path(__file__).resolve().parents[2]
     try:
-        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10)
+        rev = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         if rev.returncode != 0:
             return ""
         # modified tracked files only: new untracked files change nothing until code imports them
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
-                                "--untracked-files=no", "--", "uvmlab"],
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", "uvmlab"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return rev.stdout.strip() + (" with local changes" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return ""
@@ -486,8 +518,6 @@ def _table(header: list[str], rows: list[list[str]], right_from: int = 1) -> lis
 
 
 def _section_md(sec: Section) -> list[str]:
-    from uvmlab.timing.cost_model import load_profile
-
     L: list[str] = []
     dates = sec.meta_values("date")
     drivers = sec.meta_values("driver_version")
@@ -495,9 +525,11 @@ def _section_md(sec: Section) -> list[str]:
     L.append(f"## {sec.gpu_name}" if sec.set_name == "suite" else f"## {sec.title}")
     L.append("")
     if sec.no_captures:
-        L.append(f"- **no captures of the {sec.set_label}** in `{_rel(sec.captures_dir)}`: the "
-                 f"{sec.sample or ''} targets cannot be evaluated on this GPU yet. Capture them on "
-                 f"an {sec.gpu_name} with `uvmlab validate --capture --set {sec.set_name}`.")
+        L.append(
+            f"- **no captures of the {sec.set_label}** in `{_rel(sec.captures_dir)}`: the "
+            f"{sec.sample or ''} targets cannot be evaluated on this GPU yet. Capture them on "
+            f"an {sec.gpu_name} with `uvmlab validate --capture --set {sec.set_name}`."
+        )
         L.append(f"- workloads waiting for a capture: {', '.join(sec.missing)}")
         L.append("")
         return L
@@ -505,16 +537,22 @@ def _section_md(sec: Section) -> list[str]:
     m = sec.rows[0].real.meta if sec.rows else {}
     cuda = m.get("cuda_runtime")
     link = f", PCIe gen {m['pcie_gen']} x{m['pcie_width']}" if m.get("pcie_gen") else ""
-    L.append(f"- GPU: {sec.gpu_name}{link}; driver {', '.join(drivers) or 'unknown'}"
-             + (f", CUDA runtime {cuda // 1000}.{cuda % 1000 // 10}" if isinstance(cuda, int) else "")
-             + (f", kernel {m['kernel']}" if m.get("kernel") else ""))
-    L.append(f"- captured: {dates[0][:10] if dates else 'unknown'}"
-             + (f" ({dates[0]} to {dates[-1]})" if len(dates) > 1 else "")
-             + f"; captures: `{_rel(sec.captures_dir)}`")
+    L.append(
+        f"- GPU: {sec.gpu_name}{link}; driver {', '.join(drivers) or 'unknown'}"
+        + (f", CUDA runtime {cuda // 1000}.{cuda % 1000 // 10}" if isinstance(cuda, int) else "")
+        + (f", kernel {m['kernel']}" if m.get("kernel") else "")
+    )
+    L.append(
+        f"- captured: {dates[0][:10] if dates else 'unknown'}"
+        + (f" ({dates[0]} to {dates[-1]})" if len(dates) > 1 else "")
+        + f"; captures: `{_rel(sec.captures_dir)}`"
+    )
     changed = sorted({k for c in sec.rows for k in c.real.params})
-    L.append(f"- model: GPU spec `{sec.key}`, cost profile `{sec.profile}` "
-             f"({load_profile(sec.profile).gpu}), module parameters as read from the machine's "
-             "sysfs: " + (", ".join(changed) if changed else "all at the driver's defaults"))
+    L.append(
+        f"- model: GPU spec `{sec.key}`, cost profile `{sec.profile}` "
+        f"({load_profile(sec.profile).gpu}), module parameters as read from the machine's "
+        "sysfs: " + (", ".join(changed) if changed else "all at the driver's defaults")
+    )
     if sec.missing:
         L.append(f"- **no capture** for: {', '.join(sec.missing)}")
     for s in sec.stale:
@@ -523,9 +561,14 @@ def _section_md(sec: Section) -> list[str]:
 
     L.append("### Targets")
     L.append("")
-    L += _table(["target", "met", "numbers"],
-                [[t, "n/a" if ok is None else ("yes" if ok else "**no**"), txt]
-                 for t, ok, txt in verdicts(sec).items], right_from=99)
+    L += _table(
+        ["target", "met", "numbers"],
+        [
+            [t, "n/a" if ok is None else ("yes" if ok else "**no**"), txt]
+            for t, ok, txt in verdicts(sec).items
+        ],
+        right_from=99,
+    )
     L.append("")
 
     L.append("### Time and bytes migrated")
@@ -535,20 +578,39 @@ def _section_md(sec: Section) -> list[str]:
         r = [f"`{c.name}`"]
         for key in ("time_ns", "bytes_htod", "bytes_dtoh"):
             lb = c.lower_bound(key)
-            r += [fmt_value(key, c.real_value(key), lb), fmt_value(key, c.model_value(key)),
-                  fmt_err(c.error(key))]
+            r += [
+                fmt_value(key, c.real_value(key), lb),
+                fmt_value(key, c.model_value(key)),
+                fmt_err(c.error(key)),
+            ]
             if key == "time_ns" and sec.repeats:
                 t = sec.repeats.get(c.name, [])
                 r.append(f"{fmt_ns(t[0])} – {fmt_ns(t[-1])} ({len(t)})" if t else "")
         rows.append(r)
     spread = ["real min – max (runs)"] if sec.repeats else []
-    L += _table(["workload", "time real", "time model", "error", *spread, "HtoD real",
-                 "HtoD model", "error", "DtoH real", "DtoH model", "error"], rows)
+    L += _table(
+        [
+            "workload",
+            "time real",
+            "time model",
+            "error",
+            *spread,
+            "HtoD real",
+            "HtoD model",
+            "error",
+            "DtoH real",
+            "DtoH model",
+            "error",
+        ],
+        rows,
+    )
     L.append("")
     if sec.repeats:
-        L.append("The real time is the median run of the repetitions captured in one session "
-                 "(`uvmlab/cuda/data/repeats/`); *min – max* is their range: the noise floor "
-                 "that no model of this machine can beat.")
+        L.append(
+            "The real time is the median run of the repetitions captured in one session "
+            "(`uvmlab/validation/data/repeats/`); *min – max* is their range: the noise floor "
+            "that no model of this machine can beat."
+        )
         L.append("")
 
     L.append("### Faults")
@@ -564,16 +626,34 @@ def _section_md(sec: Section) -> list[str]:
             r += [fmt_value(key, c.real_value(key), lb), fmt_value(key, c.model_value(key)), err]
         served_real = c.real.totals.get("gpu_faults_notified")
         served_model = c.model_value("gpu_faults") - c.model_value("gpu_faults_duplicate")
-        r += [fmt_value("n", served_real), f"{served_model:,}",
-              fmt_err(None if served_real is None else rel_error(served_model, served_real))]
+        r += [
+            fmt_value("n", served_real),
+            f"{served_model:,}",
+            fmt_err(None if served_real is None else rel_error(served_model, served_real)),
+        ]
         rows.append(r)
-    L += _table(["workload", "GPU fault groups real", "model", "error", "CPU faults real",
-                 "model", "error", "GPU faults serviced real", "model", "error"], rows)
+    L += _table(
+        [
+            "workload",
+            "GPU fault groups real",
+            "model",
+            "error",
+            "CPU faults real",
+            "model",
+            "error",
+            "GPU faults serviced real",
+            "model",
+            "error",
+        ],
+        rows,
+    )
     L.append("")
-    L.append("GPU fault groups: CUPTI's GPU_PAGE_FAULT records on the GPU, fault batches in the "
-             "model. GPU faults serviced (not a target, shown because it explains the fault "
-             "groups): the driver's GpuPageFaultCount counter (one per representative fault after "
-             "duplicate merging) on the GPU, raw minus duplicate faults in the model.")
+    L.append(
+        "GPU fault groups: CUPTI's GPU_PAGE_FAULT records on the GPU, fault batches in the "
+        "model. GPU faults serviced (not a target, shown because it explains the fault "
+        "groups): the driver's GpuPageFaultCount counter (one per representative fault after "
+        "duplicate merging) on the GPU, raw minus duplicate faults in the model."
+    )
     L.append("")
 
     L.append("### Where the time goes")
@@ -583,52 +663,74 @@ def _section_md(sec: Section) -> list[str]:
         kr, km = c.kind_times(c.real), c.kind_times(c.model)
         r = [f"`{c.name}`"]
         for label, _kinds in KIND_GROUPS:
-            r.append("–" if kr[label] == 0 and km[label] == 0 else
-                     f"{fmt_ns(kr[label])} / {fmt_ns(km[label])}")
+            r.append(
+                "–" if kr[label] == 0 and km[label] == 0 else f"{fmt_ns(kr[label])} / {fmt_ns(km[label])}"
+            )
         miss = c.largest_op_miss()
-        r.append(f"{miss[0]}: {'+' if miss[1] >= 0 else '−'}{fmt_ns(abs(miss[1]))}"
-                 if miss else "–")
+        r.append(f"{miss[0]}: {'+' if miss[1] >= 0 else '−'}{fmt_ns(abs(miss[1]))}" if miss else "–")
         rows.append(r)
-    L += _table(["workload"] + [f"{label} real / model" for label, _ in KIND_GROUPS]
-                + ["largest single-op miss (model − real)"], rows)
+    L += _table(
+        ["workload"]
+        + [f"{label} real / model" for label, _ in KIND_GROUPS]
+        + ["largest single-op miss (model − real)"],
+        rows,
+    )
     L.append("")
-    pre = [(c.name, c.real.totals.get("bytes_htod_prefetch"), c.model_value("bytes_htod_prefetch"),
-            c.lower_bound("bytes_htod_prefetch")) for c in sec.rows]
-    L.append("HtoD moved by the driver's prefetcher, real / model: " + "; ".join(
-        f"`{n}` {fmt_value('bytes', r, lb)} / {fmt_bytes(mv)}" for n, r, mv, lb in pre
-        if (r or mv)) + ".")
+    pre = [
+        (
+            c.name,
+            c.real.totals.get("bytes_htod_prefetch"),
+            c.model_value("bytes_htod_prefetch"),
+            c.lower_bound("bytes_htod_prefetch"),
+        )
+        for c in sec.rows
+    ]
+    L.append(
+        "HtoD moved by the driver's prefetcher, real / model: "
+        + "; ".join(
+            f"`{n}` {fmt_value('bytes', r, lb)} / {fmt_bytes(mv)}" for n, r, mv, lb in pre if (r or mv)
+        )
+        + "."
+    )
     L.append("")
 
     mw, gt, gw = sec.model_wall_s(), sec.gpu_time_s(), sec.gpu_wall_s()
-    L.append(f"**Wall-clock time of the whole {sec.set_label}:** model {mw:.2f} s (plus a "
-             f"{sec.warmup_s:.2f} s "
-             f"warm-up that loads the compiled functions) vs the GPU's {gt:.2f} s of measured "
-             f"operations ({gw:.2f} s of run loop): the model is "
-             + (f"{gt / mw:.1f}x faster" if mw < gt else f"{mw / gt:.1f}x slower")
-             + " than the GPU it models. Slowest in the model: " + ", ".join(
-                 f"`{c.name}` {c.model_wall_s:.2f} s (GPU {c.real.totals.get('time_ns', 0) / 1e9:.2f} s)"
-                 for c in sorted(sec.rows, key=lambda c: -c.model_wall_s)[:3]) + ".")
+    L.append(
+        f"**Wall-clock time of the whole {sec.set_label}:** model {mw:.2f} s (plus a "
+        f"{sec.warmup_s:.2f} s "
+        f"warm-up that loads the compiled functions) vs the GPU's {gt:.2f} s of measured "
+        f"operations ({gw:.2f} s of run loop): the model is "
+        + (f"{gt / mw:.1f}x faster" if mw < gt else f"{mw / gt:.1f}x slower")
+        + " than the GPU it models. Slowest in the model: "
+        + ", ".join(
+            f"`{c.name}` {c.model_wall_s:.2f} s (GPU {c.real.totals.get('time_ns', 0) / 1e9:.2f} s)"
+            for c in sorted(sec.rows, key=lambda c: -c.model_wall_s)[:3]
+        )
+        + "."
+    )
     L.append("")
     return L
 
 
 def _sample_lines(sec: Section) -> list[str]:
     """The bullet that says whether this section's errors are in-sample, and why."""
-    from uvmlab.cuda.suite import set_specs
-
     n = len(set_specs(sec.set_name))
     if sec.set_name == "holdout":
-        return [f"- set: the **hold-out set** (`HOLDOUT` in `uvmlab/cuda/suite.py`, {n} workloads: "
-                "the suite's kinds with other sizes, seeds and shapes), **out-of-sample**: no "
-                "constant of the model was fitted to these captures"]
+        return [
+            f"- set: the **hold-out set** (`HOLDOUT` in `uvmlab/validation/suite.py`, {n} workloads: "
+            "the suite's kinds with other sizes, seeds and shapes), **out-of-sample**: no "
+            "constant of the model was fitted to these captures"
+        ]
     if sec.set_name != "suite":
         return [f"- set: `{sec.set_name}`"]
     if not sec.fitted:
         return []
-    return [f"- set: the validation suite, **in-sample**: {len(sec.fitted)} constants of "
-            f"`{sec.profile}` ({', '.join(sec.fitted)}) are not the micro-benchmark calibration "
-            f"`{sec.profile}-measured` but were fitted to the suite's captures, so these errors "
-            "flatter the model; the hold-out set's are the out-of-sample test"]
+    return [
+        f"- set: the validation suite, **in-sample**: {len(sec.fitted)} constants of "
+        f"`{sec.profile}` ({', '.join(sec.fitted)}) are not the micro-benchmark calibration "
+        f"`{sec.profile}-measured` but were fitted to the suite's captures, so these errors "
+        "flatter the model; the hold-out set's are the out-of-sample test"
+    ]
 
 
 def _rel(p: Path) -> str:
@@ -640,59 +742,68 @@ def _rel(p: Path) -> str:
 
 def _sample_paragraph(sections: list[Section]) -> list[str]:
     """What is in-sample and what is not, above the summary table (empty when neither applies)."""
-    from uvmlab.cuda.suite import HOLDOUT
-
     fitted = [s for s in sections if s.set_name == "suite" and s.fitted]
     holdout = [s for s in sections if s.set_name == "holdout"]
     if not fitted and not holdout:
         return []
     text = "**In-sample and out-of-sample.** "
     if fitted:
-        text += ("Some constants of the model's profiles (" + ", ".join(
-            f"`{p}`" for p in dict.fromkeys(s.profile for s in fitted)) + ") were fitted to the "
+        text += (
+            "Some constants of the model's profiles ("
+            + ", ".join(f"`{p}`" for p in dict.fromkeys(s.profile for s in fitted))
+            + ") were fitted to the "
             "suite's captures (each GPU's section lists them), so the suite's time errors are "
             "**in-sample**: they say how well the fit reproduces the data it was fitted to, not "
-            "how well the model predicts. ")
+            "how well the model predicts. "
+        )
     if holdout:
-        text += (f"The hold-out set (`HOLDOUT` in `uvmlab/cuda/suite.py`, {len(HOLDOUT)} "
-                 "workloads: every synthetic kind of the suite and two of its advice workloads "
-                 "again, with other sizes, seeds and shapes) is captured the same way and nothing "
-                 "is ever fitted to it: its sections, with the same targets, are the "
-                 "**out-of-sample** test.")
+        text += (
+            f"The hold-out set (`HOLDOUT` in `uvmlab/validation/suite.py`, {len(HOLDOUT)} "
+            "workloads: every synthetic kind of the suite and two of its advice workloads "
+            "again, with other sizes, seeds and shapes) is captured the same way and nothing "
+            "is ever fitted to it: its sections, with the same targets, are the "
+            "**out-of-sample** test."
+        )
         absent = [s.gpu_name for s in holdout if s.no_captures]
         if absent:
-            text += (" Hold-out captures are **missing** for " + ", ".join(absent) + " (capture "
-                     "with `uvmlab validate --capture --set holdout` on each), so the "
-                     "out-of-sample targets are undecided there.")
+            text += (
+                " Hold-out captures are **missing** for " + ", ".join(absent) + " (capture "
+                "with `uvmlab validate --capture --set holdout` on each), so the "
+                "out-of-sample targets are undecided there."
+            )
     else:
-        text += ("No hold-out set is reported here (`uvmlab validate --set all` adds it), so "
-                 "there is no out-of-sample figure.")
+        text += (
+            "No hold-out set is reported here (`uvmlab validate --set all` adds it), so "
+            "there is no out-of-sample figure."
+        )
     return [text.strip(), ""]
 
 
-def render(sections: list[Section], *, notes: str | None = None,
-           command: str = "uvmlab validate") -> str:
+def render(sections: list[Section], *, notes: str | None = None, command: str = "uvmlab validate") -> str:
     """``docs/validation.md`` as text."""
-    import uvmlab
-
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     git = _git_version()
     L = ["# Validation: the model against real GPUs", ""]
-    L.append(f"Generated by `{command}` on {now}; model: uvmlab {uvmlab.__version__}"
-             + (f", git {git}" if git else "") + ". Regenerate from the stored captures (no GPU "
-             "needed) with `uvmlab validate`; re-capture on a GPU with `uvmlab validate --capture` "
-             "(`--set holdout`: the hold-out set only, leaving the suite's fitted captures alone).")
+    L.append(
+        f"Generated by `{command}` on {now}; model: uvmlab {__version__}"
+        + (f", git {git}" if git else "")
+        + ". Regenerate from the stored captures (no GPU "
+        "needed) with `uvmlab validate`; re-capture on a GPU with `uvmlab validate --capture` "
+        "(`--set holdout`: the hold-out set only, leaving the suite's fitted captures alone)."
+    )
     L.append("")
     suite = [s for s in sections if s.set_name == "suite"]
-    L.append("Each workload of the validation suite (`uvmlab/cuda/suite.py`: "
-             f"{len(suite[0].rows) if suite else 0} workloads covering every IR operation, "
-             "none oversubscribed) ran on the GPU, serialised, with CUDA managed memory; the "
-             "captures (JSON, in the repository) hold the driver's lossless counters, CUPTI "
-             "records, per-operation times, the GPU, driver and every `nvidia_uvm` parameter. The "
-             "model runs the same workload with that GPU's spec, its measured cost profile and "
-             "the machine's module parameters. Error = (model − real) / real. Real bytes and CPU "
-             "faults are the driver's counters (exact); fault groups are CUPTI records "
-             "(\"≥\": CUPTI lost records, a lower bound, not scored).")
+    L.append(
+        "Each workload of the validation suite (`uvmlab/validation/suite.py`: "
+        f"{len(suite[0].rows) if suite else 0} workloads covering every IR operation, "
+        "none oversubscribed) ran on the GPU, serialised, with CUDA managed memory; the "
+        "captures (JSON, in the repository) hold the driver's lossless counters, CUPTI "
+        "records, per-operation times, the GPU, driver and every `nvidia_uvm` parameter. The "
+        "model runs the same workload with that GPU's spec, its measured cost profile and "
+        "the machine's module parameters. Error = (model − real) / real. Real bytes and CPU "
+        "faults are the driver's counters (exact); fault groups are CUPTI records "
+        '("≥": CUPTI lost records, a lower bound, not scored).'
+    )
     L.append("")
     L += _sample_paragraph(sections)
     if len(sections) > 1:
@@ -705,8 +816,9 @@ def render(sections: list[Section], *, notes: str | None = None,
             cells = []
             for v in vs:
                 ok, txt = v[i][1], v[i][2]
-                cells.append(("n/a" if ok is None else "met" if ok else "**not met**")
-                             + f" ({txt.split(';')[0]})")
+                cells.append(
+                    ("n/a" if ok is None else "met" if ok else "**not met**") + f" ({txt.split(';')[0]})"
+                )
             L.append(f"| {label} | " + " | ".join(cells) + " |")
         L.append("")
     for s in sections:
@@ -729,11 +841,16 @@ def load_notes() -> str | None:
     return NOTES.read_text() if NOTES.is_file() else None
 
 
-def sections_for(gpus: list[str] | None, captures: str | Path | None, *,
-                 names: list[str] | None = None, profile: str | None = None,
-                 log: Callable[[str], None] | None = None,
-                 sets: tuple[str, ...] | list[str] = ("suite",),
-                 holdout_captures: str | Path | None = None) -> list[Section]:
+def sections_for(
+    gpus: list[str] | None,
+    captures: str | Path | None,
+    *,
+    names: list[str] | None = None,
+    profile: str | None = None,
+    log: Callable[[str], None] | None = None,
+    sets: tuple[str, ...] | list[str] = ("suite",),
+    holdout_captures: str | Path | None = None,
+) -> list[Section]:
     """The sections ``uvmlab validate`` reports: for the GPUs asked for (else every GPU with
     stored suite captures), one section per workload set of ``sets``, GPU by GPU.
 
@@ -741,8 +858,6 @@ def sections_for(gpus: list[str] | None, captures: str | Path | None, *,
     ``holdout_captures`` that of the hold-out set when both sets are asked for. A set none of
     whose workloads is among ``names`` is left out.
     """
-    from uvmlab.cuda.suite import set_specs
-
     sets = list(sets)
     dirs: dict[str, str | Path | None] = {s: None for s in sets}
     if sets:
@@ -753,10 +868,11 @@ def sections_for(gpus: list[str] | None, captures: str | Path | None, *,
         known = {n for s in sets for n, _ in set_specs(s)}
         unknown = [n for n in names if n not in known]
         if unknown:
-            from uvmlab.errors import WorkloadError
-            raise WorkloadError(f"unknown workload(s) {', '.join(unknown)} in the "
-                                f"{' and '.join(SET_LABELS.get(s, s) for s in sets)}; known: "
-                                f"{', '.join(sorted(known))}")
+            raise WorkloadError(
+                f"unknown workload(s) {', '.join(unknown)} in the "
+                f"{' and '.join(SET_LABELS.get(s, s) for s in sets)}; known: "
+                f"{', '.join(sorted(known))}"
+            )
         sets = [s for s in sets if any(n in names for n, _ in set_specs(s))]
     given = [d for s, d in dirs.items() if d is not None and s in sets]
     if given:
@@ -770,11 +886,24 @@ def sections_for(gpus: list[str] | None, captures: str | Path | None, *,
     for k in keys:
         for s in sets:
             wanted = [n for n, _ in set_specs(s) if n in names] if names else None
-            out.append(compare_gpu(k, dirs[s], names=wanted, profile=profile, log=log,
-                                   set_name=s))
+            out.append(compare_gpu(k, dirs[s], names=wanted, profile=profile, log=log, set_name=s))
     return out
 
 
-__all__ = ["METRICS", "STORED_CAPTURES", "STORED_HOLDOUT", "STORED_SETS", "Comparison", "Section",
-           "compare_gpu", "fitted_constants", "gpu_key", "measured_profile", "rel_error", "render",
-           "sections_for", "verdicts", "write_report"]
+__all__ = [
+    "METRICS",
+    "STORED_CAPTURES",
+    "STORED_HOLDOUT",
+    "STORED_SETS",
+    "Comparison",
+    "Section",
+    "compare_gpu",
+    "fitted_constants",
+    "gpu_key",
+    "measured_profile",
+    "rel_error",
+    "render",
+    "sections_for",
+    "verdicts",
+    "write_report",
+]

@@ -1,7 +1,7 @@
 """Samples of a run over simulated time: residency per page range and cumulative counters.
 
 The engine takes no samples unless a caller asks: ``with record_samples() as rec:`` around
-``simulate`` (or :func:`simulate_sampled`) makes the engine built inside it attach a
+``simulate`` (or ``uvmlab.api.simulate_sampled``) makes the engine built inside it attach a
 :class:`Sampler`. The sampler is called between fault batches (from ``Engine.service_timers``,
 which runs before every bottom half and every CPU fault) and after every operation.
 
@@ -25,19 +25,29 @@ import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from uvmlab.results.result import Result
-
 #: cumulative counters recorded with every sample (canonical names, design.md §4)
 SAMPLED_COUNTERS: tuple[str, ...] = (
-    "gpu_faults", "fault_batches", "replays", "cpu_faults",
-    "bytes_htod_fault", "bytes_htod_prefetch", "bytes_htod_user", "bytes_htod_access_counter",
-    "bytes_dtoh_fault", "bytes_dtoh_prefetch", "bytes_dtoh_eviction", "bytes_dtoh_user",
-    "evictions", "thrashing_events", "throttles", "pins", "remote_maps",
+    "gpu_faults",
+    "fault_batches",
+    "replays",
+    "cpu_faults",
+    "bytes_htod_fault",
+    "bytes_htod_prefetch",
+    "bytes_htod_user",
+    "bytes_htod_access_counter",
+    "bytes_dtoh_fault",
+    "bytes_dtoh_prefetch",
+    "bytes_dtoh_eviction",
+    "bytes_dtoh_user",
+    "evictions",
+    "thrashing_events",
+    "throttles",
+    "pins",
+    "remote_maps",
 )
 
 #: residency states of a page, the last axis of ``Samples.residency``
@@ -80,13 +90,18 @@ class Samples:
 
     def to_dict(self) -> dict[str, Any]:
         # residency as base64 of its raw bytes: a JSON list of 150 000 small ints is 4x larger
-        return {"time_ns": [int(t) for t in self.time_ns],
-                "counters": {k: [int(x) for x in v] for k, v in self.counters.items()},
-                "residency_shape": list(self.residency.shape),
-                "residency_b64": base64.b64encode(
-                    np.ascontiguousarray(self.residency, dtype=np.uint8).tobytes()).decode(),
-                "bin_pages": int(self.bin_pages), "total_pages": int(self.total_pages),
-                "allocs": [dict(a) for a in self.allocs], "states": list(STATES)}
+        return {
+            "time_ns": [int(t) for t in self.time_ns],
+            "counters": {k: [int(x) for x in v] for k, v in self.counters.items()},
+            "residency_shape": list(self.residency.shape),
+            "residency_b64": base64.b64encode(
+                np.ascontiguousarray(self.residency, dtype=np.uint8).tobytes()
+            ).decode(),
+            "bin_pages": int(self.bin_pages),
+            "total_pages": int(self.total_pages),
+            "allocs": [dict(a) for a in self.allocs],
+            "states": list(STATES),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Samples:
@@ -102,10 +117,14 @@ class Samples:
         counters = {str(k): np.asarray(v, dtype=np.int64) for k, v in d["counters"].items()}
         if any(len(v) != len(t) for v in counters.values()):
             raise ValueError("a counter series and the times differ in length")
-        return cls(time_ns=t, counters=counters,
-                   residency=np.frombuffer(raw, dtype=np.uint8).reshape(shape).copy(),
-                   bin_pages=int(d["bin_pages"]), total_pages=int(d["total_pages"]),
-                   allocs=[dict(a) for a in d.get("allocs", [])])
+        return cls(
+            time_ns=t,
+            counters=counters,
+            residency=np.frombuffer(raw, dtype=np.uint8).reshape(shape).copy(),
+            bin_pages=int(d["bin_pages"]),
+            total_pages=int(d["total_pages"]),
+            allocs=[dict(a) for a in d.get("allocs", [])],
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Samples):
@@ -116,8 +135,9 @@ class Samples:
 class Sampler:
     """Takes :class:`Samples` of one engine's driver; see the module docstring."""
 
-    def __init__(self, engine: Any, *, bins: int = DEFAULT_BINS,
-                 max_samples: int = DEFAULT_MAX_SAMPLES) -> None:
+    def __init__(
+        self, engine: Any, *, bins: int = DEFAULT_BINS, max_samples: int = DEFAULT_MAX_SAMPLES
+    ) -> None:
         self.drv = engine.drv
         va = self.drv.va
         managed = [i for i in range(len(va.alloc_base)) if va.is_managed(i)]
@@ -135,9 +155,16 @@ class Sampler:
             allocs.append({"name": engine.workload.allocs[i].name, "first_page": off, "pages": n})
             off += n
         self.allocs = allocs
-        offsets = np.concatenate([np.arange(0, int(va.alloc_pages[i]), stride, dtype=np.int64)
-                                  + a["first_page"] for i, a in zip(managed, allocs, strict=True)]
-                                 ) if managed else np.empty(0, np.int64)
+        offsets = (
+            np.concatenate(
+                [
+                    np.arange(0, int(va.alloc_pages[i]), stride, dtype=np.int64) + a["first_page"]
+                    for i, a in zip(managed, allocs, strict=True)
+                ]
+            )
+            if managed
+            else np.empty(0, np.int64)
+        )
         self.pages = np.concatenate(idx) if idx else np.empty(0, np.int64)
         self.bin_of = (offsets // self.bin_pages).astype(np.int64) if self.bins else offsets
         self.per_bin = np.bincount(self.bin_of, minlength=self.bins).astype(np.float64)
@@ -197,13 +224,16 @@ class Sampler:
         self.interval = max(self.interval * 2, span / self.max_samples)
 
     def samples(self) -> Samples:
-        counts = np.asarray(self.counts, dtype=np.int64).reshape(len(self.times),
-                                                                 len(SAMPLED_COUNTERS))
-        res = (np.stack(self.rows) if self.rows else np.zeros((0, self.bins, 4), np.uint8))
-        return Samples(time_ns=np.asarray(self.times, dtype=np.int64),
-                       counters={k: counts[:, j].copy() for j, k in enumerate(SAMPLED_COUNTERS)},
-                       residency=res.astype(np.uint8), bin_pages=self.bin_pages,
-                       total_pages=self.total_pages, allocs=list(self.allocs))
+        counts = np.asarray(self.counts, dtype=np.int64).reshape(len(self.times), len(SAMPLED_COUNTERS))
+        res = np.stack(self.rows) if self.rows else np.zeros((0, self.bins, 4), np.uint8)
+        return Samples(
+            time_ns=np.asarray(self.times, dtype=np.int64),
+            counters={k: counts[:, j].copy() for j, k in enumerate(SAMPLED_COUNTERS)},
+            residency=res.astype(np.uint8),
+            bin_pages=self.bin_pages,
+            total_pages=self.total_pages,
+            allocs=list(self.allocs),
+        )
 
 
 class Recording:
@@ -218,19 +248,19 @@ class Recording:
     def samples(self) -> Samples | None:
         return self.sampler.samples() if self.sampler is not None else None
 
-    def attach(self, result: Result) -> Result:
+    def attach(self, result: Any) -> Any:
         """Put the samples on ``result`` (returned for chaining)."""
         result.samples = self.samples
         return result
 
 
-_ACTIVE: contextvars.ContextVar[Recording | None] = contextvars.ContextVar(
-    "uvmlab_sampling", default=None)
+_ACTIVE: contextvars.ContextVar[Recording | None] = contextvars.ContextVar("uvmlab_sampling", default=None)
 
 
 @contextmanager
-def record_samples(enabled: bool = True, *, bins: int = DEFAULT_BINS,
-                   max_samples: int = DEFAULT_MAX_SAMPLES) -> Iterator[Recording]:
+def record_samples(
+    enabled: bool = True, *, bins: int = DEFAULT_BINS, max_samples: int = DEFAULT_MAX_SAMPLES
+) -> Iterator[Recording]:
     """Within this block, each engine built samples its run; ``enabled=False`` records nothing."""
     rec = Recording(bins, max_samples)
     token = _ACTIVE.set(rec if enabled else None)
@@ -247,13 +277,3 @@ def attach_sampler(engine: Any) -> Sampler | None:
         return None
     rec.sampler = Sampler(engine, bins=rec.bins, max_samples=rec.max_samples)
     return rec.sampler
-
-
-def simulate_sampled(workload: Any, *, bins: int = DEFAULT_BINS,
-                     max_samples: int = DEFAULT_MAX_SAMPLES, **kw: Any) -> Result:
-    """``uvmlab.simulate(workload, **kw)`` with residency and counter samples on the result."""
-    from uvmlab.api import simulate
-
-    with record_samples(bins=bins, max_samples=max_samples) as rec:
-        res = simulate(workload, **kw)
-    return rec.attach(res)

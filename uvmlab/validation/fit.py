@@ -31,20 +31,27 @@ from typing import Any
 
 import numpy as np
 
-from uvmlab.errors import UvmlabError
+from uvmlab import api  # api.simulate at call time: tests replace it with a fake
+from uvmlab.core.errors import UvmlabError
+from uvmlab.cuda.adapter import load_real
 from uvmlab.results.result import Result
 from uvmlab.timing.cost_model import CostProfile
+from uvmlab.validation.stored import REPEATS
+from uvmlab.validation.suite import suite_workloads
 
 #: the constants fitted to captures, as (profile field, parameter is the field's inverse)
 FITTED: tuple[tuple[str, bool], ...] = (
-    ("htod_gbps", True), ("fault_ns", False), ("cpu_fault_ns", False),
-    ("cpu_populate_ns_per_byte", False), ("cpu_map_page_ns", False), ("advise_block_ns", False),
-    ("read_dup_page_ns", False), ("free_block_ns", False))
+    ("htod_gbps", True),
+    ("fault_ns", False),
+    ("cpu_fault_ns", False),
+    ("cpu_populate_ns_per_byte", False),
+    ("cpu_map_page_ns", False),
+    ("advise_block_ns", False),
+    ("read_dup_page_ns", False),
+    ("free_block_ns", False),
+)
 MAX_ITERATIONS = 4
 CONVERGED = 0.01  # largest relative change of a parameter between iterations
-
-
-REPEATS = Path(__file__).resolve().parent / "data" / "repeats"
 
 
 def latest_session(gpu: str) -> Path:
@@ -71,8 +78,6 @@ def session_sets(directory: str | Path) -> dict[str, dict[str, list[Result]]]:
 
 
 def _load_runs(files: list[Path]) -> dict[str, list[Result]]:
-    from uvmlab.cuda.adapter import load_real
-
     out: dict[str, list[Result]] = {}
     for f in files:
         r = load_real(f)
@@ -83,8 +88,6 @@ def _load_runs(files: list[Path]) -> dict[str, list[Result]]:
 def suite_training(runs: Mapping[str, list[Result]]) -> dict[str, tuple[Any, Result, float]]:
     """``fit_profile``'s training set from a session's suite runs: each workload as the suite
     builds it, its median run (for the machine's module parameters) and its median time."""
-    from uvmlab.cuda.suite import suite_workloads
-
     work = dict(suite_workloads(set_name="suite"))
     return {n: (work[n], median_run(rs), median_time(rs)) for n, rs in runs.items() if n in work}
 
@@ -136,12 +139,16 @@ class FitReport:
     iterations: int
 
 
-def fit_profile(base: CostProfile, training: Mapping[str, tuple[Any, Result, float]], *,
-                gpu: str, name: str, log: Callable[[str], None] | None = None) -> FitReport:
+def fit_profile(
+    base: CostProfile,
+    training: Mapping[str, tuple[Any, Result, float]],
+    *,
+    gpu: str,
+    name: str,
+    log: Callable[[str], None] | None = None,
+) -> FitReport:
     """Fit ``FITTED`` on ``training``: name -> (workload, a real run for its module
     parameters, real time in ns). Returns the fitted profile and its training errors."""
-    from uvmlab.api import simulate
-
     names = sorted(training)
     if not names:
         raise UvmlabError("no training workloads to fit on")
@@ -150,8 +157,15 @@ def fit_profile(base: CostProfile, training: Mapping[str, tuple[Any, Result, flo
         raise UvmlabError("a training capture has no time")
 
     def times(prof: CostProfile) -> np.ndarray:
-        return np.array([simulate(training[n][0], gpu=gpu, params=training[n][1].params,
-                                  profile=prof).totals["time_ns"] for n in names], dtype=float)
+        return np.array(
+            [
+                api.simulate(training[n][0], gpu=gpu, params=training[n][1].params, profile=prof).totals[
+                    "time_ns"
+                ]
+                for n in names
+            ],
+            dtype=float,
+        )
 
     theta = _theta(base)
     every = list(range(len(FITTED)))
@@ -191,30 +205,44 @@ def fit_profile(base: CostProfile, training: Mapping[str, tuple[Any, Result, flo
         if f in fixed:
             sources[f] = f"{sources.get(f, 'base profile')} (no training workload exercises it)"
         else:
-            sources[f] = (f"fit to captures (uvmlab fit, {date}): relative-error least squares "
-                          f"over {len(names)} workloads' median real times, θ >= 0")
-    sources["_fit"] = (f"base {base.name}; training: {', '.join(names)}; median |error| "
-                       f"{statistics.median(abs(e) for e in errors.values()):.1%}")
-    prof = replace(prof, name=name, sources=sources,
-                   **{f: float(round(getattr(prof, f), 4)) for f, _ in FITTED})
+            sources[f] = (
+                f"fit to captures (uvmlab fit, {date}): relative-error least squares "
+                f"over {len(names)} workloads' median real times, θ >= 0"
+            )
+    sources["_fit"] = (
+        f"base {base.name}; training: {', '.join(names)}; median |error| "
+        f"{statistics.median(abs(e) for e in errors.values()):.1%}"
+    )
+    prof = replace(
+        prof, name=name, sources=sources, **{f: float(round(getattr(prof, f), 4)) for f, _ in FITTED}
+    )
     return FitReport(prof, names, errors, fixed, it)
 
 
-def evaluate(prof: CostProfile, runs: Mapping[str, list[Result]], workloads: Mapping[str, Any],
-             gpu: str) -> dict[str, float]:
+def evaluate(
+    prof: CostProfile, runs: Mapping[str, list[Result]], workloads: Mapping[str, Any], gpu: str
+) -> dict[str, float]:
     """Relative time error of the model with ``prof`` against each workload's median real time."""
-    from uvmlab.api import simulate
-
     out = {}
     for name, rs in sorted(runs.items()):
         if name not in workloads:
             continue
         real = median_time(rs)
-        model = simulate(workloads[name], gpu=gpu, params=median_run(rs).params,
-                         profile=prof).totals["time_ns"]
+        model = api.simulate(workloads[name], gpu=gpu, params=median_run(rs).params, profile=prof).totals[
+            "time_ns"
+        ]
         out[name] = (model - real) / real
     return out
 
 
-__all__ = ["FITTED", "FitReport", "evaluate", "fit_profile", "latest_session", "median_run",
-           "median_time", "session_sets", "suite_training"]
+__all__ = [
+    "FITTED",
+    "FitReport",
+    "evaluate",
+    "fit_profile",
+    "latest_session",
+    "median_run",
+    "median_time",
+    "session_sets",
+    "suite_training",
+]

@@ -53,40 +53,72 @@ EXTRA: dict[str, str] = {
 
 #: the event stream (uvmlab.driver.events.EVENT_COLUMNS), one row per Tools-style event
 EVENT_TYPES: dict[str, str] = {
-    "time_ns": "int64",     # simulated time the event was recorded
-    "event": "string",      # Tools event name: Migration, GpuFault, CpuFault, Eviction, ...
-    "processor": "int64",   # 0 = CPU, 1.. = GPUs; the destination for Migration
-    "address": "int64",     # first byte's VA (-1: none)
-    "bytes": "int64",       # bytes moved; for GpuFault the number of raw faults in the batch
-    "cause": "string",      # Migration cause (Coherence, Prefetch, Eviction, User, ...); r/w
-    "src": "int64",         # Migration source processor (-1: none)
-    "info": "string",       # free text (policy ejection reason, ...)
+    "time_ns": "int64",  # simulated time the event was recorded
+    "event": "string",  # Tools event name: Migration, GpuFault, CpuFault, Eviction, ...
+    "processor": "int64",  # 0 = CPU, 1.. = GPUs; the destination for Migration
+    "address": "int64",  # first byte's VA (-1: none)
+    "bytes": "int64",  # bytes moved; for GpuFault the number of raw faults in the batch
+    "cause": "string",  # Migration cause (Coherence, Prefetch, Eviction, User, ...); r/w
+    "src": "int64",  # Migration source processor (-1: none)
+    "info": "string",  # free text (policy ejection reason, ...)
 }
 
 #: runs.parquet: one row per run
 RUN_COLUMNS: dict[str, str] = {
-    "run": "int64", "label": "string", "workload": "string", "source": "string",
-    "gpu": "string", "profile": "string", "gpu_memory_bytes": "int64",
+    "run": "int64",
+    "label": "string",
+    "workload": "string",
+    "source": "string",
+    "gpu": "string",
+    "profile": "string",
+    "gpu_memory_bytes": "int64",
     "params": "string",  # JSON object of the module parameters changed from their defaults
-    "policies": "string", "seed": "int64",
+    "policies": "string",
+    "seed": "int64",
     "fatal": "string",  # why the context died, empty when it did not
     "wall_s": "float64",
-    **{k: "int64" for k in TOTALS}, **{k: "int64" for k in EXTRA},
+    **{k: "int64" for k in TOTALS},
+    **{k: "int64" for k in EXTRA},
 }
 
 #: ops.parquet: one row per IR operation per run
 OP_COLUMNS: dict[str, str] = {
-    "run": "int64", "op_index": "int64", "op": "string", "name": "string",
-    "start_ns": "int64", "time_ns": "int64",
-    **{k: "int64" for k in ("gpu_faults", "fault_batches", "replays", "cpu_faults",
-                            "bytes_htod", "bytes_dtoh", "bytes_htod_prefetch",
-                            "bytes_dtoh_eviction", "evictions", "thrashing_events", "throttles",
-                            "pins", "remote_maps")},
+    "run": "int64",
+    "op_index": "int64",
+    "op": "string",
+    "name": "string",
+    "start_ns": "int64",
+    "time_ns": "int64",
+    **{
+        k: "int64"
+        for k in (
+            "gpu_faults",
+            "fault_batches",
+            "replays",
+            "cpu_faults",
+            "bytes_htod",
+            "bytes_dtoh",
+            "bytes_htod_prefetch",
+            "bytes_dtoh_eviction",
+            "evictions",
+            "thrashing_events",
+            "throttles",
+            "pins",
+            "remote_maps",
+        )
+    },
 }
 
 #: samples.parquet: residency over time, one row per run, sample and page range
 SAMPLE_COLUMNS: dict[str, str] = {
-    "run": "int64", "sample": "int64", "time_ns": "int64", "range": "int64",
-    "first_page": "int64", "end_page": "int64",  # 4 KiB pages in the managed allocations
-    "none": "float32", "cpu": "float32", "gpu": "float32", "both": "float32",  # fractions
+    "run": "int64",
+    "sample": "int64",
+    "time_ns": "int64",
+    "range": "int64",
+    "first_page": "int64",
+    "end_page": "int64",  # 4 KiB pages in the managed allocations
+    "none": "float32",
+    "cpu": "float32",
+    "gpu": "float32",
+    "both": "float32",  # fractions
 }

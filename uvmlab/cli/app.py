@@ -1,0 +1,74 @@
+"""The ``uvmlab`` command: the app, its command groups (one module each), and ``main``.
+
+Every user-facing failure is a ``UvmlabError``: ``main`` prints it as one line on stderr and
+exits non-zero. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from uvmlab.cli.common import err
+from uvmlab.cli.gpu import register as register_gpu
+from uvmlab.cli.model import register as register_model
+from uvmlab.cli.policy import register as register_policy
+from uvmlab.cli.results import register as register_results
+from uvmlab.cli.sweep import register as register_sweep
+from uvmlab.core.errors import UvmlabError
+from uvmlab.core.version import __version__
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="uvmlab: a faithful, programmable model of NVIDIA's UVM driver.",
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"uvmlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """uvmlab: a faithful, programmable model of NVIDIA's UVM driver."""
+
+
+for _register in (register_model, register_policy, register_results, register_sweep, register_gpu):
+    _register(app)
+
+
+def main() -> None:
+    try:
+        rc = app(standalone_mode=False)  # click returns the code of a typer.Exit here
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
+    except UvmlabError as e:
+        print(f"uvmlab: error: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err.print("uvmlab: interrupted")
+        sys.exit(130)
+    except (typer.Exit, SystemExit) as e:
+        sys.exit(getattr(e, "exit_code", getattr(e, "code", 0)))
+    except Exception as e:  # usage errors from click (typer ships its own copy of click)
+        if hasattr(e, "format_message") and hasattr(e, "exit_code"):
+            print(f"uvmlab: error: {' '.join(e.format_message().split())} (see --help)", file=sys.stderr)
+            sys.exit(e.exit_code)
+        if type(e).__name__ == "Abort":
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""What every command group shares: the consoles, option types, parameter parsing, a progress bar
+that appears only on long runs, and the totals table."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from uvmlab.api import simulate
+from uvmlab.core.units import fmt_bytes, fmt_ns
+from uvmlab.driver.params import Params, parse_param_assignment
+from uvmlab.results.result import Result
+
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", help="Module parameter, e.g. uvm_perf_prefetch_enable=0 (repeatable)."),
+]
+GpuOpt = Annotated[str, typer.Option("--gpu", help="GPU model: h200 or h100.")]
+MemOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gpu-memory",
+        help="GPU memory for the model: a size ('16GiB') or an oversubscription "
+        "ratio ('150%' = the workload needs 1.5x the GPU's memory).",
+    ),
+]
+ProfileOpt = Annotated[str | None, typer.Option("--profile", help="Cost profile name or JSON file.")]
+ParamFileOpt = Annotated[
+    Path | None, typer.Option("--params-file", help="TOML file of module parameters ([params] table).")
+]
+
+
+def parse_params(assignments: list[str] | None, params_file: Path | None) -> Params:
+    """The module parameters of ``--param k=v`` options over a ``--params-file``."""
+    overrides: dict = {}
+    if params_file is not None:
+        overrides.update(Params.from_toml(params_file).changed())
+    for a in assignments or []:
+        k, v = parse_param_assignment(a)
+        overrides[k] = v
+    return Params.from_overrides(overrides)
+
+
+class LazyProgress:
+    """A progress bar that appears only when a run takes longer than a couple of seconds."""
+
+    def __init__(self, label: str, quiet: bool = False) -> None:
+        self.label = label
+        self.t0 = time.monotonic()
+        self.progress = None
+        self.task = None
+        self.quiet = quiet or not err.is_terminal
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if self.progress is None:
+            if time.monotonic() - self.t0 < 2.0:
+                return
+            self.progress = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                "{task.percentage:>3.0f}%",
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task(self.label, total=total)
+        self.progress.update(self.task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def simulate_with_progress(workload: Any, progress_label: str, quiet: bool = False, **kw: Any) -> Result:
+    """``uvmlab.api.simulate`` with a progress bar on stderr for runs longer than 2 s."""
+    bar = LazyProgress(progress_label, quiet)
+    try:
+        return simulate(workload, progress=bar, **kw)
+    finally:
+        bar.close()
+
+
+TOTALS_SHOWN = [
+    ("time", "time_ns"),
+    ("GPU faults", "gpu_faults"),
+    ("batches", "fault_batches"),
+    ("CPU faults", "cpu_faults"),
+    ("HtoD", "bytes_htod"),
+    ("HtoD prefetch", "bytes_htod_prefetch"),
+    ("DtoH", "bytes_dtoh"),
+    ("evictions", "evictions"),
+    ("thrashing", "thrashing_events"),
+]
+
+
+def _fmt(key: str, v: int) -> str:
+    if key == "time_ns":
+        return fmt_ns(v)
+    if key.startswith("bytes"):
+        return fmt_bytes(v)
+    return f"{v:,}"
+
+
+def results_table(title: str, rows: list[tuple[str, Result]]) -> Table:
+    """One row of the main totals per result."""
+    t = Table(title=title, title_justify="left")
+    t.add_column("workload")
+    for label, _ in TOTALS_SHOWN:
+        t.add_column(label, justify="right")
+    for name, r in rows:
+        t.add_row(name, *[_fmt(k, r.totals.get(k, 0)) for _, k in TOTALS_SHOWN])
+    return t

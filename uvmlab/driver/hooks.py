@@ -1,0 +1,86 @@
+"""Every point where the modelled driver hands a decision to a policy, as one typed Protocol.
+
+The driver calls these through ``UvmDriver.hooks`` (None: the driver's own behaviour, no call at
+all). ``uvmlab.policy.guard.Guard`` implements them: it validates each decision, times each call
+against its budget and ejects a policy that misbehaves (docs/policies.md). The points mirror the
+driver's own decision sites, named after its functions:
+
+* ``prefetch_hint`` — ``uvm_perf_prefetch_get_hint_va_block`` (uvm_perf_prefetch.c);
+* ``thrashing_hints`` — ``uvm_perf_thrashing_get_hint`` (uvm_perf_thrashing.c);
+* ``chunk_activate`` / ``chunk_used`` / ``eviction_prepare`` — the PMM's used list and the
+  choice of a victim root chunk (``chunk_update_lists_locked``, ``pick_root_chunk_to_evict``,
+  uvm_pmm_gpu.c);
+* ``after_batch`` — the replay decision after a fault batch (uvm_gpu_replayable_faults.c).
+
+``drv`` is the ``uvm.UvmDriver`` calling (typed ``Any`` here: that module imports this one).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from uvmlab.driver.perf.thrashing import Hint
+
+
+class DriverHooks(Protocol):
+    #: the compiled fault path leaves blocks to the reference path when a policy steers them
+    steers_block_service: bool
+    #: whether ``prefetch_hint`` replaces the driver's prefetch decision
+    prefetch_active: bool
+
+    def prefetch_hint(
+        self,
+        drv: Any,
+        block: int,
+        dest: int,
+        faulted: np.ndarray,
+        resident: np.ndarray,
+        thrashing: np.ndarray,
+        cpu_readable: np.ndarray | None,
+    ) -> np.ndarray:
+        """The pages of ``block`` to prefetch to ``dest`` with the ``faulted`` ones (a mask)."""
+        ...
+
+    def thrashing_hints(
+        self,
+        drv: Any,
+        block: int,
+        requester: int,
+        local: np.ndarray,
+        pages: np.ndarray,
+        hints: list[Hint],
+        now_ns: int,
+    ) -> list[Hint]:
+        """The thrashing hint (NONE / THROTTLE / PIN) of each faulted page; ``hints`` are the
+        driver's own."""
+        ...
+
+    def chunk_activate(self, drv: Any, gpu: int, block: int, chunk: int) -> None:
+        """Root chunk ``chunk`` of ``gpu`` was allocated to ``block``."""
+        ...
+
+    def chunk_used(self, drv: Any, gpu: int, block: int, chunk: int, fresh: bool) -> None:
+        """``block``'s chunk was used by a fault service (``fresh``: just allocated)."""
+        ...
+
+    def eviction_prepare(self, drv: Any, gpu: int) -> None:
+        """``gpu`` is about to evict: a policy may reorder the eviction list now."""
+        ...
+
+    def after_batch(
+        self,
+        drv: Any,
+        gpu: int,
+        policy: int,
+        batch: int,
+        faults: int,
+        unique: int,
+        duplicates: int,
+        throttled: bool,
+        pending: int,
+        replays: int,
+    ) -> int:
+        """After a serviced fault batch: 1 replay now, 0 the driver's replay policy, -1 defer."""
+        ...

@@ -1,0 +1,40 @@
+"""Builds one modelled driver instance: the state (``uvm.UvmDriver``), then the parts that
+work on it (access counters, the compiled fault path), which import the state's modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from uvmlab.driver.access_counters import AccessCounters
+from uvmlab.driver.compiled.fast_service import FastPath
+from uvmlab.driver.hal import GpuSpec
+from uvmlab.driver.params import Params
+from uvmlab.driver.uvm import UvmDriver
+from uvmlab.timing.cost_model import CostProfile
+from uvmlab.workload.ir import Alloc
+
+
+def create_driver(
+    allocs: list[Alloc],
+    *,
+    gpu: GpuSpec,
+    params: Params,
+    profile: CostProfile,
+    gpu_memory_bytes: int | None = None,
+    events: bool = False,
+    hooks: Any = None,
+    fast_path: bool = True,
+) -> UvmDriver:
+    """A driver over ``allocs``; ``fast_path=False`` services every fault on the reference path."""
+    drv = UvmDriver(
+        allocs,
+        gpu=gpu,
+        params=params,
+        profile=profile,
+        gpu_memory_bytes=gpu_memory_bytes,
+        events=events,
+        hooks=hooks,
+    )
+    drv.access_counters = AccessCounters(drv, gpu)
+    drv.fast = FastPath(drv) if fast_path else None
+    return drv
