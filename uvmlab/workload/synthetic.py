@@ -521,3 +521,4 @@ def sparse(
         b.kernel(f"pass{k}", [b.runs(buf, starts, counts, access="read" if k else "write")])
     b.sync()
     return b.build()
+from uvmlab.workload import rodinia  # noqa: E402, F401  (registers the Rodinia-shaped generators)
