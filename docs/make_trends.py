@@ -64,7 +64,7 @@ def prefetch_rows() -> list[str]:
 
 
 def main() -> None:
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
     text = "\n".join(
         [
             "# Published trends on older GPUs: the model on the GTX 1080 Ti profile",
