@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from uvmlab.units import PAGE_SIZE
+from uvmlab.core.sizes import PAGE_SIZE
+from uvmlab.workload.genutil import _builder, _bytes, _cap, _indexable, _pages, _positive
 from uvmlab.workload.ir import Workload, WorkloadBuilder
-from uvmlab.workload.synthetic import _builder, _bytes, _cap, _indexable, _pages, _positive, _register
 
 WAVE = 28 * 2048  # threads resident at once on a GTX 1080 Ti (28 SMs x 2048 threads)
 SWEEP_NS_PER_PAGE = PAGE_SIZE / 484.0  # a page of bytes at the GTX 1080 Ti's 484 GB/s
@@ -77,7 +77,6 @@ def _bfs_levels(starts: np.ndarray, edges: np.ndarray, source: int) -> list[np.n
     return levels
 
 
-@_register
 def bfs(size: str | int = "64MiB", seed: int = 0, degree: int = 6, ns_per_update: int = 2) -> Workload:
     """Rodinia BFS: per level a frontier kernel (adjacency lists, random neighbour updates) and
     a mask-update kernel, over a random graph of average ``degree``.
@@ -130,7 +129,6 @@ def bfs(size: str | int = "64MiB", seed: int = 0, degree: int = 6, ns_per_update
     return b.build()
 
 
-@_register
 def backprop(size: str | int = "64MiB", seed: int = 0, hidden: int = 16) -> Workload:
     """Rodinia back-propagation, one training step: forward kernel over the input units and the
     input-to-hidden weights, the small layers on the CPU, then the weight-adjust kernel over the
@@ -171,7 +169,6 @@ def backprop(size: str | int = "64MiB", seed: int = 0, hidden: int = 16) -> Work
     return b.build()
 
 
-@_register
 def ra(
     size: str | int = "64MiB", seed: int = 0, updates_per_entry: int = 4, ns_per_update: int = 2
 ) -> Workload:
@@ -197,7 +194,6 @@ def ra(
     return b.build()
 
 
-@_register
 def fdtd(size: str | int = "64MiB", seed: int = 0, steps: int = 4) -> Workload:
     """Polybench fdtd-2d: per time step, ey -= f(hz) (rows i, i-1), ex -= f(hz) (columns j,
     j-1), hz -= f(ex, ey): three row-major sweeps over three equal grids."""
@@ -217,7 +213,6 @@ def fdtd(size: str | int = "64MiB", seed: int = 0, steps: int = 4) -> Workload:
     return b.build()
 
 
-@_register
 def hotspot(size: str | int = "64MiB", seed: int = 0, iters: int = 4) -> Workload:
     """Rodinia hotspot: per iteration read the temperature grid (5-point stencil) and the power
     grid, write the output grid, then swap input and output."""
@@ -238,3 +233,7 @@ def hotspot(size: str | int = "64MiB", seed: int = 0, iters: int = 4) -> Workloa
     b.sync()
     b.cpu("result", [b.run(t_in)])
     return b.build()
+
+
+#: registered by ``synthetic`` with the other built-in generators
+GENERATORS = (bfs, backprop, ra, fdtd, hotspot)
