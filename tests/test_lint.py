@@ -38,7 +38,12 @@ def test_package_data_globs_cover_every_data_file():
 
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())
     globs = cfg["tool"]["setuptools"]["package-data"]
-    for folder in ("uvmlab/validation/data", "uvmlab/cuda/data", "uvmlab/timing/profiles"):
+    for folder in (
+        "uvmlab/validation/data",
+        "uvmlab/cuda/data",
+        "uvmlab/timing/profiles",
+        "uvmlab/vgpu/data",
+    ):
         pkg_dir = ROOT / folder.rsplit("/", 1)[0]
         pkg = folder.rsplit("/", 1)[0].replace("/", ".")
         covered = {p for g in globs.get(pkg, []) for p in pkg_dir.glob(g) if p.is_file()}

@@ -17,6 +17,7 @@ from uvmlab.cli.model import register as register_model
 from uvmlab.cli.policy import register as register_policy
 from uvmlab.cli.results import register as register_results
 from uvmlab.cli.sweep import register as register_sweep
+from uvmlab.cli.vgpu import register as register_vgpu
 from uvmlab.core.errors import UvmlabError
 from uvmlab.core.version import __version__
 
@@ -44,7 +45,14 @@ def _root(
     """uvmlab: a faithful, programmable model of NVIDIA's UVM driver."""
 
 
-for _register in (register_model, register_policy, register_results, register_sweep, register_gpu):
+for _register in (
+    register_model,
+    register_policy,
+    register_results,
+    register_sweep,
+    register_gpu,
+    register_vgpu,
+):
     _register(app)
 
 

@@ -33,9 +33,23 @@ def evict_for_allocation(drv: UvmDriver, gpu: int, for_block: int) -> int:
         raise NoEvictableMemory(f"gpu{gpu - 1}: no GPU memory left and nothing evictable")
     owner = int(pmm.owner[victim])
     if owner >= 0:
-        evict_block_chunk(drv, gpu, owner, victim)
-    pmm.finish_eviction(victim, for_block)
+        if drv.share is None:
+            evict_block_chunk(drv, gpu, owner, victim)
+        else:  # the victim may be another VA space's block (one PMM per GPU, pmm_share.py)
+            _evict_shared(drv, gpu, owner, victim)
+    pmm.finish_eviction(victim, drv.owner_base + for_block)
     return victim
+
+
+def _evict_shared(drv: UvmDriver, gpu: int, owner: int, victim: int) -> None:
+    """Evict a chunk of whichever VA space owns it; the work is done for ``drv``'s fault."""
+    space, block = drv.share.space_of(owner)
+    space.now_ns = drv.now_ns
+    before = space.counters["bytes_dtoh_eviction"]
+    evict_block_chunk(space, gpu, block, victim)
+    drv.share.record_eviction(drv.tenant, space.tenant, space.counters["bytes_dtoh_eviction"] - before)
+    if space is not drv:
+        drv.charge(space.take_work())  # the faulting process waits for the eviction
 
 
 def pick_victim(drv: UvmDriver, gpu: int) -> int:

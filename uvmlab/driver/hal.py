@@ -79,6 +79,11 @@ class GpuSpec:
     pcie_p2p: bool = True  # can peers map each other's memory over PCIe (RM's P2P support)
     calibrated: bool = False  # its timing profile was measured on this GPU
     sources: dict[str, str] = field(default_factory=dict)
+    # GPU idle time when the runlist scheduler switches between two contexts (TSGs) of
+    # different processes or vGPUs, used by uvmlab.vgpu's time slicer. *Unconfirmed* model
+    # constant: no public figure for a TSG switch; gpu_ext reports 312 µs for a preempt
+    # requested through an ioctl, which includes far more than the switch itself.
+    context_switch_ns: int = 25_000
 
     def __post_init__(self) -> None:
         if self.memory_bytes <= 0 or not 0 < self.free_bytes <= self.memory_bytes:

@@ -9,6 +9,7 @@ from uvmlab.driver.access_counters import AccessCounters
 from uvmlab.driver.compiled.fast_service import FastPath
 from uvmlab.driver.hal import GpuSpec
 from uvmlab.driver.params import Params
+from uvmlab.driver.pmm_share import PmmShare
 from uvmlab.driver.uvm import UvmDriver
 from uvmlab.timing.cost_model import CostProfile
 from uvmlab.workload.ir import Alloc
@@ -24,8 +25,14 @@ def create_driver(
     events: bool = False,
     hooks: Any = None,
     fast_path: bool = True,
+    share: PmmShare | None = None,
+    tenant: str = "",
 ) -> UvmDriver:
-    """A driver over ``allocs``; ``fast_path=False`` services every fault on the reference path."""
+    """A driver over ``allocs``; ``fast_path=False`` services every fault on the reference path.
+
+    ``share``: the GPU memory is shared with other VA spaces (``pmm_share.py``); ``tenant``
+    names this one. The compiled path is off then: its chunk owners are one VA space's blocks.
+    """
     drv = UvmDriver(
         allocs,
         gpu=gpu,
@@ -34,7 +41,9 @@ def create_driver(
         gpu_memory_bytes=gpu_memory_bytes,
         events=events,
         hooks=hooks,
+        share=share,
+        tenant=tenant,
     )
     drv.access_counters = AccessCounters(drv, gpu)
-    drv.fast = FastPath(drv) if fast_path else None
+    drv.fast = FastPath(drv) if fast_path and share is None else None
     return drv

@@ -60,7 +60,7 @@ def check_invariants(drv: UvmDriver) -> None:
             raise InvariantError(
                 f"block {int(managed[np.argmax(chunks < 0)])} has pages on gpu{g} but no GPU memory"
             )
-        if np.any(pmm.owner[chunks] != managed):
+        if np.any(pmm.owner[chunks] != drv.owner_base + managed):
             raise InvariantError("a root chunk's owner disagrees with the block it backs")
         if pmm.used_bytes > pmm.capacity_bytes:
             raise InvariantError(f"gpu{g}: {pmm.used_bytes} bytes in use > capacity")

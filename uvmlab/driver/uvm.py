@@ -27,6 +27,7 @@ from uvmlab.driver.perf import events as pe
 from uvmlab.driver.perf.events import PerfEvents
 from uvmlab.driver.perf.thrashing import ThrashingDetector
 from uvmlab.driver.pmm import Pmm
+from uvmlab.driver.pmm_share import PmmShare
 from uvmlab.driver.va_space import VaSpace
 from uvmlab.timing.cost_model import CostProfile
 from uvmlab.workload.ir import Alloc
@@ -43,13 +44,24 @@ class UvmDriver:
         gpu_memory_bytes: int | None = None,
         events: bool = False,
         hooks: DriverHooks | None = None,
+        share: PmmShare | None = None,
+        tenant: str = "",
     ) -> None:
         self.params = params
         self.gpu = gpu
         self.profile = profile
         self.va = VaSpace(allocs, n_gpus=1)
-        capacity = gpu.memory_bytes if gpu_memory_bytes is None else gpu_memory_bytes
-        self.pmm = [Pmm(capacity)]  # one per GPU; index = processor id - 1
+        self.tenant = tenant
+        # With ``share`` this VA space allocates from a GPU memory other VA spaces use too
+        # (pmm_share.py): its chunks' owner ids are owner_base + block.
+        self.share = share
+        if share is None:
+            capacity = gpu.memory_bytes if gpu_memory_bytes is None else gpu_memory_bytes
+            self.pmm = [Pmm(capacity)]  # one per GPU; index = processor id - 1
+            self.owner_base = 0
+        else:
+            self.pmm = [share.pmm]
+            self.owner_base = share.join(self)
         self.counters = zero_counters()
         self.log = EventLog(events)
         self.now_ns = 0

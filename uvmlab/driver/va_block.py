@@ -92,7 +92,7 @@ def ensure_gpu_chunk(drv: UvmDriver, block: int, gpu: int) -> bool:
     if drv.va.gpu_chunk[g, block] >= 0:
         return False
     pmm = drv.pmm[g]
-    chunk = pmm.alloc_root_chunk(block)
+    chunk = pmm.alloc_root_chunk(drv.owner_base + block)
     if chunk < 0:
         chunk = evict_for_allocation(drv, gpu, block)
     drv.va.gpu_chunk[g, block] = chunk

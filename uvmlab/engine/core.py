@@ -26,6 +26,7 @@ from uvmlab.driver.invariants import check_invariants
 from uvmlab.driver.migrate import migrate
 from uvmlab.driver.params import Params
 from uvmlab.driver.perf import events as pe
+from uvmlab.driver.pmm_share import PmmShare
 from uvmlab.driver.va_space import CPU, PERM_ATOMIC
 from uvmlab.engine.gpu import GpuKernelRun
 from uvmlab.engine.sampling import attach_sampler
@@ -79,6 +80,8 @@ class Engine:
         hooks=None,
         progress: Callable[[int, int], None] | None = None,
         fast_path: bool = True,
+        share: PmmShare | None = None,
+        tenant: str = "",
     ) -> None:
         if concurrency < 1:
             raise UvmlabError(f"GPU concurrency must be >= 1, got {concurrency}")
@@ -99,12 +102,15 @@ class Engine:
             events=events,
             hooks=hooks,
             fast_path=fast_path,
+            share=share,
+            tenant=tenant,
         )
         self.clock = 0.0
         # pinned host memory is mapped remotely by the GPU from the start (see gpu_scan)
         self.has_pinned = any(a.kind == AllocKind.PINNED for a in workload.allocs)
         self.touches = 0
         self.rows: list[dict] = []
+        self.wall_s = 0.0
         self.op_wall_s: list[float] = []  # the model's own wall time per operation (benchmarks)
         self.fatal: dict | None = None
         self.kernel: GpuKernelRun | None = None  # the running kernel (policies that see the future)
@@ -132,41 +138,56 @@ class Engine:
 
     # --- running --------------------------------------------------------------------------
     def run(self) -> None:
-        t0 = time.perf_counter()
-        w = self.workload
-        total_touches = max(1, w.touch_count())
+        if not self.start():
+            return
+        for k in range(len(self.workload.ops)):
+            self.step(k)
+            if self.fatal is not None:
+                break  # the context is dead: the rest of the workload does not run
+        self.finish()
+
+    # Stepping, for callers that interleave several engines on one clock (uvmlab.vgpu): start(),
+    # then step(k) for each op in order with ``clock`` set to when it starts, then finish().
+    def start(self) -> bool:
+        """Place the allocations; False (and ``fatal`` set) when that already fails."""
+        self._t0 = time.perf_counter()
+        self._total_touches = max(1, self.workload.touch_count())
         try:
             self._place_allocations()
         except UvmlabError as e:
             self.fatal = {"op": -1, "reason": str(e), "processor": "gpu0", "address": -1}
-            return
-        for k, op in enumerate(w.ops):
-            start_clock = self.clock
-            t_op = time.perf_counter()
-            before = {c: self.drv.counters[c] for c in OP_COUNTERS}
-            try:
-                self._run_op(op)
-            except (ContextFatal, NoEvictableMemory) as e:
-                self._record_fatal(k, e)
-            row = {
-                "op_index": k,
-                "op": op.op,
-                "name": getattr(op, "name", op.op),
-                "start_ns": int(start_clock),
-                "time_ns": int(self.clock - start_clock),
-            }
-            row.update({c: self.drv.counters[c] - before[c] for c in OP_COUNTERS})
-            self.rows.append(row)
-            self.op_wall_s.append(time.perf_counter() - t_op)
-            if self.sampler is not None:
-                self.sampler.sample(self.clock, force=True)
-            if self.progress is not None:
-                self.progress(self.touches, total_touches)
-            if self.fatal is not None:
-                break  # the context is dead: the rest of the workload does not run
+            return False
+        return True
+
+    def step(self, k: int) -> None:
+        """Run operation ``k`` from ``clock``; appends its row."""
+        op = self.workload.ops[k]
+        start_clock = self.clock
+        t_op = time.perf_counter()
+        before = {c: self.drv.counters[c] for c in OP_COUNTERS}
+        try:
+            self._run_op(op)
+        except (ContextFatal, NoEvictableMemory) as e:
+            self._record_fatal(k, e)
+        row = {
+            "op_index": k,
+            "op": op.op,
+            "name": getattr(op, "name", op.op),
+            "start_ns": int(start_clock),
+            "time_ns": int(self.clock - start_clock),
+        }
+        row.update({c: self.drv.counters[c] - before[c] for c in OP_COUNTERS})
+        self.rows.append(row)
+        self.op_wall_s.append(time.perf_counter() - t_op)
+        if self.sampler is not None:
+            self.sampler.sample(self.clock, force=True)
+        if self.progress is not None:
+            self.progress(self.touches, self._total_touches)
+
+    def finish(self) -> None:
         self.drv.counters["time_ns"] = int(self.clock)
         self.drv.counters["touches"] = self.touches
-        self.wall_s = time.perf_counter() - t0
+        self.wall_s = time.perf_counter() - self._t0
 
     def _record_fatal(self, k: int, e: Exception) -> None:
         drv = self.drv

@@ -276,7 +276,10 @@ class EvictionContext(_ListRequests):
         return self._guard._alloc_index(blocks)
 
     def tenant_of(self, blocks: np.ndarray | int) -> list[str] | str:
+        """The tenant of each block (of each chunk ``owner`` gives, with a shared PMM)."""
         g = self._guard
+        if g.drv.share is not None:  # owner ids of several VA spaces (driver/pmm_share.py)
+            return g.drv.share.tenant_of(blocks)
         if np.ndim(blocks) == 0:
             return g.allocs[int(g._alloc_index(blocks))].tenant
         return [g.allocs[int(i)].tenant for i in g._alloc_index(blocks)]

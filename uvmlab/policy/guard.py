@@ -223,7 +223,12 @@ class Guard:
         kinds = {int(k): k.name.lower() for k in AllocKind}
         self.allocs = tuple(
             AllocInfo(
-                i, a.name, tenant_of_name(a.name), kinds[int(a.kind)], int(va.alloc_base[i]), int(a.pages)
+                i,
+                a.name,
+                tenant_of_name(a.name) if drv.share is None else drv.tenant,
+                kinds[int(a.kind)],
+                int(va.alloc_base[i]),
+                int(a.pages),
             )
             for i, a in enumerate(va.allocs)
         )
@@ -232,7 +237,12 @@ class Guard:
         if self.needs_future and self.engine is not None:
             self.future = FutureOracle(self.engine.workload, va.alloc_base, va.n_blocks)
         pmm = drv.pmm[0]
-        tenants = tuple(dict.fromkeys(a.tenant for a in self.allocs if a.kind == "managed"))
+        # several VA spaces over one PMM (driver/pmm_share.py): a tenant is a VA space
+        tenants = (
+            drv.share.tenants
+            if drv.share is not None
+            else tuple(dict.fromkeys(a.tenant for a in self.allocs if a.kind == "managed"))
+        )
         info = RunInfo(
             workload=getattr(getattr(self.engine, "workload", None), "name", ""),
             gpu=drv.gpu.name,

@@ -1,0 +1,47 @@
+"""The stored real co-location capture and the model's best-effort mode against it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from uvmlab.vgpu.realcheck import compare, host_gap_ns, load_capture
+
+CAPS = sorted((Path(__file__).resolve().parent.parent / "uvmlab" / "vgpu" / "data").glob("colocate-*.json"))
+
+
+@pytest.mark.parametrize("path", CAPS, ids=lambda p: p.stem)
+def test_capture_is_stamped_and_complete(path):
+    cap = load_capture(path)
+    dev = cap["device"]
+    assert dev["gpu"].startswith("NVIDIA") and dev["driver_version"] and dev["date"]
+    assert set(cap["alone_before"]) == set(cap["workloads"]) == set(cap["alone_after"])
+    for cfg in cap["colocated"]:
+        assert len(cfg["results"]) == len(cfg["tenants"]) in (2, 4)
+        for r in cfg["results"]:
+            assert "error" not in r and len(r["rep_wall_ns"]) == cap["reps"]
+    for a in cap["alone_before"].values():
+        assert 0 <= host_gap_ns(a) < a["total_ns"] / cap["reps"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", CAPS, ids=lambda p: p.stem)
+def test_more_processes_slow_stream_more_real_and_model(path):
+    """The measured trend as ratios: four copies of a fault-heavy workload slow each other more
+    than two do, on the GPU and in the model; two copies are matched within 25 %; and the real
+    slowdowns lie between the model's two variants (fault stalls holding the time slice or not)."""
+    cap = load_capture(path)
+    rows = compare(cap, only=[["stream"] * 2, ["stream"] * 4], reps=3)
+    two = [r for r in rows if r["n"] == 2]
+    four = [r for r in rows if r["n"] == 4]
+    mean = lambda rs, k: sum(r[k] for r in rs) / len(rs)  # noqa: E731
+    assert mean(four, "real_slowdown") > mean(two, "real_slowdown") > 1.0
+    assert mean(four, "model_slowdown") > mean(two, "model_slowdown") > 1.0
+    assert mean(two, "model_slowdown") == pytest.approx(mean(two, "real_slowdown"), rel=0.25)
+    for rs in (two, four):
+        assert (
+            mean(rs, "model_overlap_slowdown") * 0.98
+            <= mean(rs, "real_slowdown")
+            <= mean(rs, "model_slowdown") * 1.02
+        )
