@@ -53,10 +53,17 @@ def record_copies(
     prefetched: np.ndarray | None,
     cause: str,
     transfer_copy: bool = False,
+    notify: bool = True,
 ) -> None:
-    """Count one migration per contiguous run of one cause (§4.4 step 4) and charge its time."""
+    """Count one migration per contiguous run of one cause (§4.4 step 4) and charge its time.
+
+    A copy between two GPUs (``dtod``) runs over their peer link at the topology's peer copy
+    bandwidth and is counted per ordered pair; ``notify=False`` for the first leg of a copy
+    staged through sysmem, which is not a migration of its own to the thrashing detector.
+    """
     to_gpu = dest != CPU
-    direction = "htod" if to_gpu else "dtoh"
+    peer = to_gpu and src != CPU
+    direction = "dtod" if peer else ("htod" if to_gpu else "dtoh")
     prof = drv.profile
     c = drv.counters
     # The block's copies are pushed together and waited for once: one latency, then bandwidth.
@@ -74,14 +81,16 @@ def record_copies(
             c["bytes_" + direction] += nbytes
             c[f"bytes_{direction}_{suffix}"] += nbytes
             c["migrations"] += 1
-            bw = (
-                (prof.htod_gbps if to_gpu else prof.dtoh_gbps)
-                if cause != "user"
-                else (prof.prefetch_htod_gbps if to_gpu else prof.prefetch_dtoh_gbps)
-            )
+            if peer:
+                c[f"bytes_gpu{src - 1}_to_gpu{dest - 1}"] += nbytes
+                bw = drv.topology.peer_gbps
+            elif cause != "user":
+                bw = prof.htod_gbps if to_gpu else prof.dtoh_gbps
+            else:
+                bw = prof.prefetch_htod_gbps if to_gpu else prof.prefetch_dtoh_gbps
             drv.charge(nbytes / bw)
             drv.log.add(drv.now_ns, ev.MIGRATION, dest, (lo + s) * PAGE_SIZE, nbytes, tools_cause, src)
-            if run_cause not in ("eviction",):
+            if notify and run_cause not in ("eviction",):
                 drv.perf_events.notify(
                     pe.MIGRATION,
                     block=block,
@@ -92,6 +101,34 @@ def record_copies(
                     transfer_copy=transfer_copy,
                     read_dup_enabled=bool(drv.va.read_dup[lo + s] == READ_DUP_ENABLED),
                 )
+
+
+def copy_to(
+    drv: UvmDriver,
+    block: int,
+    lo: int,
+    dest: int,
+    need_copy: np.ndarray,
+    res: np.ndarray,
+    prefetched: np.ndarray | None,
+    cause: str,
+    transfer_copy: bool = False,
+) -> None:
+    """``block_copy_resident_pages``: copy the pages of ``need_copy`` to ``dest``, each from the
+    closest holder ``dest`` can copy from directly (the CPU, a peer with a copy mode); pages
+    only held by GPUs that ``dest`` cannot reach are staged through sysmem (down, then up)."""
+    left = need_copy
+    for src in drv.topology.copy_sources(dest):
+        from_src = left & ((res >> src) & 1).astype(bool)
+        if from_src.any():
+            record_copies(drv, block, lo, dest, src, from_src, prefetched, cause, transfer_copy)
+            left = left & ~from_src
+    for src in range(1, drv.va.n_procs):
+        staged = left & ((res >> src) & 1).astype(bool)
+        if staged.any():
+            record_copies(drv, block, lo, CPU, src, staged, prefetched, cause, transfer_copy, notify=False)
+            record_copies(drv, block, lo, dest, CPU, staged, prefetched, cause, transfer_copy)
+            left = left & ~staged
 
 
 def accessed_by_permission(va, proc: int, residency: int) -> int:

@@ -76,15 +76,26 @@ def evict_block_chunk(drv: UvmDriver, gpu: int, block: int, chunk: int) -> None:
     )
     if only_gpu.any():
         record_copies(drv, block, lo, CPU, gpu, only_gpu, None, "eviction")
-    va.perm[:, lo:hi][:, on_gpu] = 0  # make_resident's unmap step: every mapping goes
-    res[on_gpu] = 1 << CPU
+    # make_resident's unmap step: every mapping of the evicted copy goes. Another GPU holding
+    # its own (read-duplicated) copy maps that one and keeps it; there is none with one GPU.
+    for q in range(va.n_procs):
+        drop = on_gpu if q in (CPU, gpu) else on_gpu & ~((res >> q) & 1).astype(bool)
+        va.perm[q, lo:hi][drop] = 0
+    res[on_gpu] &= ~gbit
+    res[only_gpu] = 1 << CPU
     va.gpu_chunk[gpu - 1, block] = -1
-    # Deferred block_add_eviction_mappings: AccessedBy processors are re-mapped to sysmem.
-    # map_remote_on_eviction only applies with access-counter migrations on (§7.8).
-    remap = on_gpu & ((va.accessed_by[lo:hi] >> gpu) & 1).astype(bool)
-    if drv.access_counters.migration_enabled and drv.params.uvm_perf_map_remote_on_eviction:
-        remap |= on_gpu
-    if remap.any():
-        map_pages(
-            drv, gpu, np.flatnonzero(remap) + lo, accessed_by_permission(va, gpu, CPU), cause="Eviction"
-        )
+    # Deferred block_add_eviction_mappings: AccessedBy GPUs are re-mapped to the closest copy
+    # left (sysmem, or a peer's duplicate). map_remote_on_eviction only applies with
+    # access-counter migrations on (§7.8).
+    acc_by = va.accessed_by[lo:hi]
+    for q in range(1, va.n_procs):
+        remap = on_gpu & ((acc_by >> q) & 1).astype(bool) & (va.perm[q, lo:hi] == 0)
+        if q == gpu and drv.access_counters.migration_enabled and drv.params.uvm_perf_map_remote_on_eviction:
+            remap |= on_gpu
+        for holder in va.topology_order(q):
+            sel = remap & ((res >> holder) & 1).astype(bool)
+            if sel.any() and va.can_access(q, holder):
+                map_pages(
+                    drv, q, np.flatnonzero(sel) + lo, accessed_by_permission(va, q, holder), cause="Eviction"
+                )
+            remap = remap & ~sel

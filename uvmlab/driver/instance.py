@@ -27,11 +27,14 @@ def create_driver(
     fast_path: bool = True,
     share: PmmShare | None = None,
     tenant: str = "",
+    n_gpus: int = 1,
 ) -> UvmDriver:
     """A driver over ``allocs``; ``fast_path=False`` services every fault on the reference path.
 
     ``share``: the GPU memory is shared with other VA spaces (``pmm_share.py``); ``tenant``
     names this one. The compiled path is off then: its chunk owners are one VA space's blocks.
+    ``n_gpus``: GPUs of the part ``gpu`` in the VA space; the compiled path models one GPU, so
+    with several every fault takes the reference path (same answers, slower).
     """
     drv = UvmDriver(
         allocs,
@@ -43,7 +46,8 @@ def create_driver(
         hooks=hooks,
         share=share,
         tenant=tenant,
+        n_gpus=n_gpus,
     )
     drv.access_counters = AccessCounters(drv, gpu)
-    drv.fast = FastPath(drv) if fast_path and share is None else None
+    drv.fast = FastPath(drv) if fast_path and share is None and n_gpus == 1 else None
     return drv

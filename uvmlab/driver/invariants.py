@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from uvmlab.driver.peer import DTOD_CAUSES
 from uvmlab.driver.va_space import BLOCK_SHIFT, PERM_READ
 
 if TYPE_CHECKING:
@@ -71,3 +72,7 @@ def check_invariants(drv: UvmDriver) -> None:
     ):
         if c[f"bytes_{d}"] != sum(c[f"bytes_{d}_{k}"] for k in causes):
             raise InvariantError(f"bytes_{d} does not equal the sum of its causes")
+    if va.n_gpus > 1:  # GPU-to-GPU copies: by cause and by ordered pair, both add up
+        peers = [k for k in c if k.startswith("bytes_gpu")]
+        if not c["bytes_dtod"] == sum(c[f"bytes_dtod_{k}"] for k in DTOD_CAUSES) == sum(c[k] for k in peers):
+            raise InvariantError("bytes_dtod does not equal the sum of its causes or of its GPU pairs")

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from uvmlab.core.errors import UvmlabError
 from uvmlab.driver.events import EventLog, zero_counters
 from uvmlab.driver.hal import GpuSpec
 from uvmlab.driver.hooks import DriverHooks
 from uvmlab.driver.params import Params
+from uvmlab.driver.peer import Topology, peer_counter_names
 from uvmlab.driver.perf import events as pe
 from uvmlab.driver.perf.events import PerfEvents
 from uvmlab.driver.perf.thrashing import ThrashingDetector
@@ -46,23 +48,29 @@ class UvmDriver:
         hooks: DriverHooks | None = None,
         share: PmmShare | None = None,
         tenant: str = "",
+        n_gpus: int = 1,
     ) -> None:
         self.params = params
-        self.gpu = gpu
+        self.gpu = gpu  # every GPU of the VA space is this part
         self.profile = profile
-        self.va = VaSpace(allocs, n_gpus=1)
+        self.topology = Topology(n_gpus, gpu)
+        self.va = VaSpace(allocs, n_gpus=n_gpus, topology=self.topology)
         self.tenant = tenant
         # With ``share`` this VA space allocates from a GPU memory other VA spaces use too
         # (pmm_share.py): its chunks' owner ids are owner_base + block.
         self.share = share
         if share is None:
             capacity = gpu.memory_bytes if gpu_memory_bytes is None else gpu_memory_bytes
-            self.pmm = [Pmm(capacity)]  # one per GPU; index = processor id - 1
+            self.pmm = [Pmm(capacity) for _ in range(n_gpus)]  # one per GPU; index = processor id - 1
             self.owner_base = 0
         else:
+            if n_gpus != 1:
+                raise UvmlabError("a GPU memory shared between VA spaces (vGPU) holds one GPU")
             self.pmm = [share.pmm]
             self.owner_base = share.join(self)
         self.counters = zero_counters()
+        if n_gpus > 1:  # peer copies exist only with several GPUs: one GPU's totals stay as they were
+            self.counters.update(dict.fromkeys(peer_counter_names(n_gpus), 0))
         self.log = EventLog(events)
         self.now_ns = 0
         self.work_ns = 0.0
@@ -77,7 +85,8 @@ class UvmDriver:
             epoch=p.uvm_perf_thrashing_epoch,
             pin=p.uvm_perf_thrashing_pin,
             max_resets=p.uvm_perf_thrashing_max_resets,
-            can_access=VaSpace.can_access,
+            can_access=self.va.can_access,
+            fast_access=self.topology.fast_access,
             emit=self._thrashing_event,
         )
         self.thrashing.counters = self.counters  # its detections and hints count in our totals

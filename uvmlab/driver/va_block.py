@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from uvmlab.core.sizes import PAGE_SIZE
-from uvmlab.driver.block_copy import accessed_by_permission, map_pages, record_copies
+from uvmlab.driver.block_copy import accessed_by_permission, copy_to, map_pages
 from uvmlab.driver.eviction import evict_for_allocation
 from uvmlab.driver.perf import events as pe
 from uvmlab.driver.perf import prefetch as pf
@@ -124,7 +124,7 @@ def make_resident(
     bit = np.uint8(1 << dest)
     on_dest = (res & bit) != 0
     # Pages resident nowhere are populated without a copy (first touch); the rest are copied
-    # from the closest holder. With one GPU, every holder that is not dest is "the other one".
+    # from the closest holder dest can copy from (block_copy.copy_to).
     need_copy = mask & ~on_dest & (res != 0)
     if dest == CPU:  # first touch: the kernel zeroes pages; migrated ones are mapped one by one
         prof = drv.profile
@@ -150,16 +150,7 @@ def make_resident(
         # invalidates read duplicates, ReadDuplicateInvalidate)
         moving = mask & (res != bit)
         va.perm[:, lo:hi][:, moving] = 0  # dest is re-mapped by the caller
-    for src in range(va.n_procs):
-        if src == dest:
-            continue
-        from_src = need_copy & ((res >> src) & 1).astype(bool)
-        if dest != CPU and src != CPU and from_src.any():
-            src = CPU  # no peer copies on PCIe: staged through the CPU (not reachable with 1 GPU)
-        if from_src.any():
-            record_copies(
-                drv, block, lo, dest, src, from_src, prefetched, cause, transfer_copy=read_duplicate
-            )
+    copy_to(drv, block, lo, dest, need_copy, res, prefetched, cause, transfer_copy=read_duplicate)
     left_gpus = []
     if read_duplicate:
         res[mask] |= bit

@@ -10,19 +10,24 @@ range policy (preferred location, accessed-by, read duplication) stored per page
 on any sub-range needs no range splitting. The arrays are created with ``np.zeros``, which the
 OS backs lazily: untouched parts of a 1 TiB allocation cost no memory.
 
-Processors: 0 is the CPU, 1.. are GPUs. Permissions are cumulative levels (§2.3):
-0 none, 1 READ, 2 WRITE (RW), 3 ATOMIC (RWA).
+Processors: 0 is the CPU, 1.. are GPUs (at most 7: residency and accessed-by are one byte per
+page). Who can map and copy whose memory is the VA space's ``Topology`` (``driver/peer.py``);
+without one, the single-GPU PCIe platform: GPUs map sysmem, the CPU never maps vidmem.
+Permissions are cumulative levels (§2.3): 0 none, 1 READ, 2 WRITE (RW), 3 ATOMIC (RWA).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from uvmlab.core.errors import UvmlabError
 from uvmlab.core.sizes import BLOCK_SHIFT, PAGES_PER_BLOCK
+from uvmlab.driver.peer import Topology
 from uvmlab.driver.perf.prefetch import new_prefetch_info
 from uvmlab.workload.ir import Alloc, AllocKind
 
 CPU = 0
+MAX_GPUS = 7  # one residency / accessed-by bit per processor in a uint8
 
 PERM_NONE, PERM_READ, PERM_WRITE, PERM_ATOMIC = 0, 1, 2, 3
 
@@ -32,9 +37,21 @@ READ_DUP_UNSET, READ_DUP_ENABLED, READ_DUP_DISABLED = 0, 1, 2
 class VaSpace:
     """The state of one process's managed memory: ranges, blocks, pages, per processor."""
 
-    def __init__(self, allocs: list[Alloc], n_gpus: int = 1) -> None:
+    def __init__(self, allocs: list[Alloc], n_gpus: int = 1, topology: Topology | None = None) -> None:
+        if not 1 <= n_gpus <= MAX_GPUS:
+            raise UvmlabError(f"the model holds 1 to {MAX_GPUS} GPUs in one VA space, got {n_gpus}")
         self.n_gpus = n_gpus
         self.n_procs = 1 + n_gpus
+        self.topology = topology
+        # relationships as nested lists: they are read per page on the reference fault path
+        if topology is None:
+            self._access = [[p == q or q == CPU for q in range(self.n_procs)] for p in range(self.n_procs)]
+            self._atomics = [[p == q for q in range(self.n_procs)] for p in range(self.n_procs)]
+            self._closest = [[p, *[q for q in range(self.n_procs) if q != p]] for p in range(self.n_procs)]
+        else:
+            self._access = topology.can_access.tolist()
+            self._atomics = topology.native_atomics.tolist()
+            self._closest = topology.closest_order
         self.allocs = allocs
         base = []
         next_page = PAGES_PER_BLOCK  # leave VA 0..2 MiB unused, like a real address space
@@ -71,43 +88,37 @@ class VaSpace:
         # prefetch_info (uvm_perf_prefetch.c): last destination and fault migrations to it
         self.prefetch_last_proc, self.prefetch_fault_migrations = new_prefetch_info(self.n_blocks)
 
-    # --- topology of the PCIe test platform (uvm-driver-behavior.md §0) ---------------------
-    @staticmethod
-    def can_access(p: int, q: int) -> bool:
-        """Can processor p map memory resident on q? GPUs map sysmem; the CPU never maps vidmem
-        over PCIe; there are no GPU peers without NVLink."""
-        return p == q or q == CPU
+    # --- processor relationships (uvm_va_space.c; driver/peer.py) -------------------------
+    def can_access(self, p: int, q: int) -> bool:
+        """Can processor p map memory resident on q (``va_space->can_access``)?"""
+        return self._access[p][q]
 
-    @staticmethod
-    def has_native_atomics(p: int, q: int) -> bool:
-        """Native atomics only to local memory on PCIe (no NVLink/C2C)."""
-        return p == q
+    def has_native_atomics(self, p: int, q: int) -> bool:
+        """Does p keep atomics on a mapping of q's memory (local, or an NVLink peer)?"""
+        return self._atomics[p][q]
 
     # --- helpers ---------------------------------------------------------------------------
     def block_range(self, block: int) -> tuple[int, int]:
         first = block << BLOCK_SHIFT
         return first, first + int(self.block_pages[block])
 
-    def closest_resident(self, residency_bits: int, p: int) -> int:
-        """`uvm_va_block_page_get_closest_resident`: p itself, then GPUs p can access, then the CPU.
+    def topology_order(self, p: int) -> list[int]:
+        """Processors in closest-first order for ``p`` (itself first)."""
+        return self._closest[p]
 
-        When p can access none of the holders, the first holder is returned (the caller's rules
-        then check accessibility).
+    def closest_resident(self, residency_bits: int, p: int) -> int:
+        """`uvm_va_block_page_get_closest_resident`: p itself, then fast-link peers, then other
+        GPUs p can access, then the CPU (``Topology.closest_order``).
+
+        When p can access none of the holders, the first such holder in that order is returned
+        (the caller's rules then check accessibility).
         """
         if residency_bits == 0:
             return -1
-        if residency_bits >> p & 1:
-            return p
-        first = -1
-        for q in range(1, self.n_procs):
+        for q in self._closest[p]:
             if residency_bits >> q & 1:
-                if self.can_access(p, q):
-                    return q
-                if first < 0:
-                    first = q
-        if residency_bits & 1:
-            return CPU
-        return first
+                return q
+        return -1
 
     def gpu_resident_count(self, block: int, gpu: int) -> int:
         lo, hi = self.block_range(block)

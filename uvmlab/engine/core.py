@@ -40,6 +40,7 @@ from uvmlab.workload.ir import (
     PrefetchOp,
     SyncOp,
     Workload,
+    processor_name,
 )
 
 #: counters copied into every per-operation row
@@ -82,6 +83,7 @@ class Engine:
         fast_path: bool = True,
         share: PmmShare | None = None,
         tenant: str = "",
+        n_gpus: int = 1,
     ) -> None:
         if concurrency < 1:
             raise UvmlabError(f"GPU concurrency must be >= 1, got {concurrency}")
@@ -104,7 +106,10 @@ class Engine:
             fast_path=fast_path,
             share=share,
             tenant=tenant,
+            n_gpus=n_gpus,
         )
+        # per-operation counters; GPU-to-GPU bytes only where there are peers
+        self.op_counters = OP_COUNTERS + (("bytes_dtod",) if n_gpus > 1 else ())
         self.clock = 0.0
         # pinned host memory is mapped remotely by the GPU from the start (see gpu_scan)
         self.has_pinned = any(a.kind == AllocKind.PINNED for a in workload.allocs)
@@ -131,10 +136,10 @@ class Engine:
                 va.residency[lo:hi] = 1 << 1
                 va.perm[1, lo:hi] = PERM_ATOMIC
             elif a.kind == AllocKind.PINNED:
-                # cudaMallocHost: CPU memory that the GPU maps remotely, no faults
+                # cudaMallocHost: CPU memory that every GPU maps remotely (portable under UVA)
                 va.residency[lo:hi] = 1 << CPU
                 va.perm[CPU, lo:hi] = PERM_ATOMIC
-                va.perm[1, lo:hi] = PERM_ATOMIC
+                va.perm[1:, lo:hi] = PERM_ATOMIC
 
     # --- running --------------------------------------------------------------------------
     def run(self) -> None:
@@ -164,7 +169,7 @@ class Engine:
         op = self.workload.ops[k]
         start_clock = self.clock
         t_op = time.perf_counter()
-        before = {c: self.drv.counters[c] for c in OP_COUNTERS}
+        before = {c: self.drv.counters[c] for c in self.op_counters}
         try:
             self._run_op(op)
         except (ContextFatal, NoEvictableMemory) as e:
@@ -176,7 +181,7 @@ class Engine:
             "start_ns": int(start_clock),
             "time_ns": int(self.clock - start_clock),
         }
-        row.update({c: self.drv.counters[c] - before[c] for c in OP_COUNTERS})
+        row.update({c: self.drv.counters[c] - before[c] for c in self.op_counters})
         self.rows.append(row)
         self.op_wall_s.append(time.perf_counter() - t_op)
         if self.sampler is not None:
@@ -201,7 +206,7 @@ class Engine:
         self.fatal = {
             "op": k,
             "reason": reason,
-            "processor": "cpu" if proc == 0 else "gpu0",
+            "processor": processor_name(proc),
             "address": page * 4096 if page >= 0 else -1,
         }
 

@@ -266,6 +266,15 @@ class GpuKernelRun:
         e.clock += n * self.ns_per_touch + remote * e.profile.remote_touch_ns
         e.touches += n
 
+    def _peer_touches(self, start: int, perm: np.ndarray, gbit: np.uint8) -> None:
+        """Touches just completed on a peer GPU's memory cost ``remote_touch_ns`` (measured for
+        sysmem over PCIe) scaled by the link: host link rate / peer link rate (an estimate)."""
+        seg, acc = self.page[start : self.pos], self.acc[start : self.pos]
+        res = self.drv.va.residency[seg]
+        hit = perm[seg] >= np.maximum(acc, 1)
+        peer = int(np.count_nonzero(hit & ((res & gbit) == 0) & ((res & 1) == 0)))
+        self.e.clock += peer * self.e.profile.remote_touch_ns * (self.drv.topology.peer_touch_factor - 1.0)
+
     def step(self) -> None:
         """A replay (or the kernel's launch): re-execute stalled warps, then issue new touches;
         every access that misses writes a fault entry, in the order the SMs report them."""
@@ -311,6 +320,8 @@ class GpuKernelRun:
                 seg = self.page[start : self.pos]
                 drv.access_counters.record_remote_accesses(seg[(drv.va.residency[seg] & gbit) == 0])
             self._complete(hits, remote)
+            if remote and drv.va.n_gpus > 1:
+                self._peer_touches(start, perm, gbit)
             if counting and drv.access_counters.pending and not nf:
                 break
             if nf:

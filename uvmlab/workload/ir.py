@@ -190,6 +190,14 @@ class Workload:
         return int(segs["count"].sum())
 
     @property
+    def gpus(self) -> int:
+        """How many GPUs the workload runs on: the highest GPU any kernel, prefetch or advice
+        names (``gpu1`` -> 2), at least one. The IR names the processor of each such op."""
+        procs = [op.gpu for op in self.ops if isinstance(op, KernelOp)]
+        procs += [op.processor for op in self.ops if isinstance(op, AdviseOp | PrefetchOp)]
+        return max([1, *procs])
+
+    @property
     def managed_bytes(self) -> int:
         return sum(a.bytes for a in self.allocs if a.kind == AllocKind.MANAGED)
 
