@@ -11,6 +11,7 @@ from uvmlab.core.errors import TraceFileError
 from uvmlab.frontend import nvtables as nt
 from uvmlab.frontend.decode import decode, write_parquet, write_timeline
 from uvmlab.frontend.dispatch import pack
+from uvmlab.frontend.fuzz import fuzz_records
 from uvmlab.frontend.trace import (
     KIND_IOCTL,
     KIND_MARK,
@@ -136,39 +137,6 @@ def test_missing_and_directory(tmp_path):
         read_trace(tmp_path / "nope")
     with pytest.raises(TraceFileError, match="directory"):
         read_trace(tmp_path)
-
-
-def fuzz_records(rng: random.Random, n: int) -> list[Record]:
-    requests = (
-        [nt.nv_ioctl(e.nr, s) for e in nt.ESCAPES.values() for s in (e.sizes or (8,))]
-        + list(nt.UVM_IOCTLS)
-        + [rng.getrandbits(32) for _ in range(20)]
-    )
-    paths = [CTL, "/dev/nvidia0", UVM, "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset", ""]
-    out = []
-    for i in range(n):
-        size = rng.choice([0, 1, 7, 16, 24, 28, 32, 40, 48, 56, 80, 300, rng.randrange(0, 600)])
-        before = rng.randbytes(size)
-        after = rng.randbytes(rng.choice([0, size, rng.randrange(0, 600)]))
-        out.append(
-            Record(
-                i,
-                rng.choice([1, 1, 1, 2, 3, 4, 9]),
-                1,
-                1,
-                rng.getrandbits(40),
-                rng.getrandbits(40),
-                rng.randrange(-1, 50),
-                rng.choice([0, -1]),
-                rng.randrange(0, 40),
-                rng.choice(paths),
-                rng.choice(requests),
-                rng.getrandbits(64),
-                before,
-                after,
-            )
-        )
-    return out
 
 
 def test_fuzzed_parameter_bytes_never_crash_the_decoder():
