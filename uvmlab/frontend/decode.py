@@ -279,7 +279,7 @@ def decode(records: list[Record]) -> Decoded:
     for r in records:
         c = decode_record(r, t0)
         dec.calls.append(c)
-        if c.family == "rm" and c.named or c.name in ("NV_ESC_RM_ALLOC", "NV_ESC_RM_FREE"):
+        if c.family == "rm":
             _replay_rm(dec, c)
     return dec
 
