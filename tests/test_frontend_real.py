@@ -1,0 +1,43 @@
+"""The stored real traces (captured on a GPU machine, uvmlab/frontend/data/traces/): naming
+coverage, the handle tree model against the real driver's answers, replay against the IR twin."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from uvmlab.frontend.decode import decode
+from uvmlab.frontend.programs.probe_model import model_answers
+from uvmlab.frontend.programs.twins import managed_advise_ir
+from uvmlab.frontend.replay import canonical, host_calls, replay_records
+from uvmlab.frontend.trace import read_trace
+
+DATA = Path(__file__).resolve().parent.parent / "uvmlab" / "frontend" / "data" / "traces"
+TRACES = ["cuda_init", "managed_advise", "cupy_program", "torch_program"]
+
+
+@pytest.mark.parametrize("name", TRACES)
+def test_real_trace_calls_are_named(name):
+    dec = decode(read_trace(DATA / f"{name}.ioctl.gz"))
+    assert len(dec.calls) > 50
+    assert dec.named_fraction() >= 0.95, dec.unnamed().most_common(10)
+    # the RM model answers every alloc/free/dup of the real program as the driver did
+    assert dec.model_checked > 10 and dec.model_agreed == dec.model_checked, dec.disagreements[:5]
+
+
+def test_replay_of_the_real_managed_program_matches_its_ir_twin():
+    rep = replay_records(read_trace(DATA / "managed_advise.ioctl.gz"))
+    assert rep.checked > 0 and rep.agreed == rep.checked, rep.disagreements
+    got = canonical(host_calls(rep.workload()))
+    want = canonical(host_calls(managed_advise_ir()))
+    assert got == want
+
+
+def test_models_answer_the_probed_refusals_as_the_real_driver():
+    real = json.loads((DATA / "rm_probe.json").read_text())
+    model = model_answers(real)
+    for case, r in real.items():
+        m = model[case]
+        assert (m["ret"], m["errno"]) == (r["ret"], r["errno"]), case
+        if r["ret"] == 0 and case != "alloc_client":
+            assert m["status"] == r["status"], case
