@@ -6,7 +6,10 @@ import struct
 
 import pytest
 
+from uvmlab.api import simulate
 from uvmlab.frontend import nvtables as nt
+from uvmlab.frontend.client import managed_advise_session
+from uvmlab.frontend.decode import decode
 from uvmlab.frontend.programs.twins import managed_advise_ir
 from uvmlab.frontend.replay import canonical, host_calls, replay_records
 from uvmlab.frontend.trace import KIND_IOCTL, KIND_MMAP, KIND_MUNMAP, Record
@@ -119,9 +122,18 @@ def test_replay_reports_disagreement_with_the_driver():
 
 @pytest.mark.slow
 def test_replayed_prefetches_move_what_the_twin_moves():
-    import uvmlab
-
     w = replay_records(managed_advise_like_trace()).workload()
-    rows = [r for r in uvmlab.simulate(w).ops if r["op"] == "prefetch"]
-    twin_rows = [r for r in uvmlab.simulate(managed_advise_ir()).ops if r["op"] == "prefetch"]
+    rows = [r for r in simulate(w).ops if r["op"] == "prefetch"]
+    twin_rows = [r for r in simulate(managed_advise_ir()).ops if r["op"] == "prefetch"]
     assert [r["bytes_dtoh"] for r in rows] == [r["bytes_dtoh"] for r in twin_rows]
+
+
+def test_modelled_session_decodes_fully_and_replays_as_the_twin():
+    mc = managed_advise_session()
+    dec = decode(mc.records)
+    assert dec.named_fraction() == 1.0 and dec.rm.count() == 0  # everything freed at exit
+    kinds = [e.class_name for _, e in dec.tree if e.op == "alloc"]
+    assert kinds[:3] == ["NV01_ROOT", "NV01_DEVICE_0", "NV20_SUBDEVICE_0"]
+    assert "HOPPER_CHANNEL_GPFIFO_A" in kinds  # under its channel group (resource_list.h)
+    rep = replay_records(mc.records)
+    assert canonical(host_calls(rep.workload())) == canonical(host_calls(managed_advise_ir()))

@@ -13,6 +13,7 @@ import typer
 
 from uvmlab.cli.common import err
 from uvmlab.cli.gpu import register as register_gpu
+from uvmlab.cli.ioctl import register as register_ioctl
 from uvmlab.cli.model import register as register_model
 from uvmlab.cli.policy import register as register_policy
 from uvmlab.cli.results import register as register_results
@@ -52,6 +53,7 @@ for _register in (
     register_sweep,
     register_gpu,
     register_vgpu,
+    register_ioctl,
 ):
     _register(app)
 

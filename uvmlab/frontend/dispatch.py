@@ -6,7 +6,8 @@ copies ``_IOC_SIZE`` bytes in, handles the OS escapes itself) -> ``rm_ioctl`` (`
 ``RmIoctl`` (``escape.c``: checks the size and the file, then allocs / frees / controls through
 the resource server) -> the parameter struct copied back out. ``nvidia_ioctl`` turns any status
 other than ``NV_OK`` from ``rm_ioctl`` into -EINVAL; the RM object errors travel in the struct's
-``status`` field with the ioctl returning 0. ``/dev/nvidia-uvm`` goes to ``uvm_dev.UvmFile``.
+``status`` field with the ioctl returning 0. ``/dev/nvidia-uvm`` goes to ``uvm_ioctl`` below and
+``uvm_dev.UvmFile``.
 
 Modelled: the size and file checks of every escape, and the object escapes (ALLOC, FREE,
 CONTROL, DUP_OBJECT, SHARE, MAP_MEMORY) through ``rm.ResourceManager``. Not modelled: what the
@@ -22,6 +23,7 @@ import struct
 
 from uvmlab.frontend import nvtables as nt
 from uvmlab.frontend.rm import ResourceManager
+from uvmlab.frontend.uvm_dev import UvmFile
 
 NV_ABSOLUTE_MAX_IOCTL_SIZE = 16384  # nv.h
 
@@ -86,3 +88,18 @@ def pack(fields: tuple[nt.Field, ...], size: int, **values: int) -> bytes:
     for name, value in values.items():
         _put(buf, fields, name, value)
     return bytes(buf)
+
+
+def uvm_ioctl(file: UvmFile, request: int, params: bytes) -> tuple[int, bytes]:
+    """``uvm_unlocked_ioctl`` (``uvm.c``): copy ``sizeof(cmd##_PARAMS)`` in, act, copy it out with
+    ``rmStatus`` set. An unknown command falls through to ``uvm_test_ioctl``, which answers
+    -ENOSYS while the module's built-in tests are disabled (the default)."""
+    u = nt.UVM_IOCTLS.get(request)
+    if u is None:
+        return -errno.ENOSYS, bytes(params)
+    if len(params) < u.size:
+        return -errno.EFAULT, bytes(params)
+    buf = bytearray(params[: u.size])
+    status = file.ioctl(u.name, nt.unpack_fields(u.fields, bytes(buf)))
+    _put(buf, u.fields, "rmStatus", status)
+    return 0, bytes(buf)

@@ -47,13 +47,27 @@ def _controls(root: Path) -> dict[int, str]:
     return out
 
 
+def _split_top(text: str) -> list[str]:
+    """Split at the commas outside parentheses."""
+    out, depth, cur = [], 0, []
+    for ch in text:
+        if ch == "," and depth == 0:
+            out.append("".join(cur).strip())
+            cur = []
+            continue
+        depth += (ch == "(") - (ch == ")")
+        cur.append(ch)
+    out.append("".join(cur).strip())
+    return out
+
+
 def _resource_list(root: Path) -> dict[str, tuple[str, bool, str]]:
     """External class -> (internal class, multi-instance, parents) from resource_list.h."""
     text = (root / "src/nvidia/src/kernel/rmapi/resource_list.h").read_text(errors="replace")
     out: dict[str, tuple[str, bool, str]] = {}
     for m in re.finditer(r"RS_ENTRY\((.*?)\n\)", text, re.S):
         body = " ".join(re.sub(r"/\*.*?\*/", "", m.group(1)).split())
-        fields = [f.strip() for f in re.split(r",(?![^()]*\))", body)]
+        fields = _split_top(body)
         if len(fields) < 4:
             continue
         ext, internal, multi, parents = fields[:4]

@@ -13,11 +13,14 @@ from uvmlab.frontend.decode import Call, Decoded
 
 def call_row(c: Call) -> dict[str, Any]:
     """One call as the listing shows it."""
-    ioc = (
-        f"{c.ioc_dir} '{chr(c.ioc_type)}' {c.ioc_nr:#04x} {c.ioc_size}"
-        if (c.kind == "ioctl" and 32 <= c.ioc_type < 127)
-        else (f"{c.ioc_dir} {c.ioc_type:#04x} {c.ioc_nr:#04x} {c.ioc_size}" if c.kind == "ioctl" else "")
-    )
+    if c.kind != "ioctl":
+        ioc = ""
+    elif c.family == "uvm":  # nvidia-uvm's commands are plain numbers, not _IOC-encoded
+        ioc = f"cmd {c.request:#x}"
+    elif 32 <= c.ioc_type < 127:
+        ioc = f"{c.ioc_dir} '{chr(c.ioc_type)}' {c.ioc_nr:#04x} {c.ioc_size}"
+    else:
+        ioc = f"{c.ioc_dir} {c.ioc_type:#04x} {c.ioc_nr:#04x} {c.ioc_size}"
     return {
         "#": c.index,
         "t_us": round(c.t_ns / 1000, 1),

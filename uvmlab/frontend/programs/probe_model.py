@@ -3,6 +3,7 @@ parameter bytes, for comparison with what the real driver answered."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from uvmlab.frontend import nvtables as nt
@@ -88,6 +89,4 @@ def _result(ret: int, status: Any, handle: Any) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    import json
-
     print(json.dumps(model_answers(), indent=1))
