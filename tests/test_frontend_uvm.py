@@ -137,3 +137,10 @@ def test_modelled_session_decodes_fully_and_replays_as_the_twin():
     assert "HOPPER_CHANNEL_GPFIFO_A" in kinds  # under its channel group (resource_list.h)
     rep = replay_records(mc.records)
     assert canonical(host_calls(rep.workload())) == canonical(host_calls(managed_advise_ir()))
+
+
+def test_unknown_gpu_uuid_is_not_found():
+    f = UvmFile(present_gpus={GPU})
+    f.ioctl("UVM_INITIALIZE", {})
+    assert f.ioctl("UVM_REGISTER_GPU", {"gpu_uuid": bytes(16 * [7])}) == S["NV_ERR_GPU_UUID_NOT_FOUND"]
+    assert f.ioctl("UVM_REGISTER_GPU", {"gpu_uuid": GPU}) == S["NV_OK"]

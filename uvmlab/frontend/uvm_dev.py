@@ -83,6 +83,9 @@ class UvmFile:
     builder: WorkloadBuilder = field(init=False)
     calls: list[HostCall] = field(default_factory=list)
     ignored: dict[str, int] = field(default_factory=dict)  # ioctls with no IR counterpart
+    # UUIDs of the machine's GPUs; None accepts any (a replay takes the GPUs the driver accepted).
+    # An unknown one is NV_ERR_GPU_UUID_NOT_FOUND (nvGpuOpsGetGpuInfo, nv_gpu_ops.c).
+    present_gpus: set[bytes] | None = None
 
     def __post_init__(self) -> None:
         self.builder = WorkloadBuilder(self.name, params={"source": "ioctl trace"})
@@ -149,6 +152,8 @@ class UvmFile:
             uuid = f.get("gpu_uuid")
             if not isinstance(uuid, bytes) or uuid == nt.CPU_UUID:
                 return S["NV_ERR_INVALID_DEVICE"]
+            if self.present_gpus is not None and uuid not in self.present_gpus:
+                return S["NV_ERR_GPU_UUID_NOT_FOUND"]
             if uuid in self.gpus:
                 return S["NV_ERR_INVALID_DEVICE"]
             self.gpus[uuid] = len(self.gpus) + 1

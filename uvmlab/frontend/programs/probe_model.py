@@ -60,8 +60,8 @@ def model_answers(real: dict[str, Any] | None = None) -> dict[str, dict[str, Any
     out["free_client"] = free(c, c, c)
     out["alloc_under_freed_client"] = alloc(CTL, c, c, 0x5C000009, DEVICE)
 
-    u = UvmFile()
-    gpu_uuid = bytes(range(0x10, 0x20))
+    gpu_uuid = bytes(range(0x10, 0x20))  # a UUID no GPU of the machine has
+    u = UvmFile(present_gpus=set())
 
     def uvm(name: str, **fields: Any):
         return _result(0, u.ioctl(name, fields), None)
