@@ -1,9 +1,14 @@
 """The GPU-machine session for issue 19: build the programs, capture their ioctls, read the facts.
 
 Run on the GPU machine from the repo root: ``python3 -m uvmlab.frontend.programs.run_gpu_session OUT``.
-Writes ``OUT/frontend_capture.tar.gz`` holding ``traces/*.ioctl.gz``, ``device_attributes.json``
-and ``machine.json`` (loaded modules with their holders and reference counts, device files,
-driver version). Stdlib only: the GPU machine's Python may lack the project's dependencies.
+Writes ``OUT/frontend_capture.tar.gz`` holding ``traces/*.ioctl.gz``, ``device_attributes.json``,
+the programs' output (``*.out``; ``rm_probe.out`` is the real driver's answers as JSON) and
+``machine.json`` (loaded modules with their holders and reference counts, device files, driver
+version). Stdlib only: the GPU machine's Python may lack the project's dependencies.
+
+Back on the development machine, ``python -m uvmlab.frontend.programs.run_gpu_session --store TAR``
+puts each file where the repo keeps it: the traces, ``machine.json`` and ``rm_probe.json`` in
+``uvmlab/frontend/data/traces/``, the attributes in ``uvmlab/cuda/data/device_attributes_<gpu>.json``.
 """
 
 from __future__ import annotations
@@ -133,5 +138,33 @@ def main(out: Path) -> int:
     return 0
 
 
+def store(tar_path: Path, repo: Path) -> int:
+    """Unpack a session's tarball into the repo's data folders."""
+    traces = repo / "uvmlab" / "frontend" / "data" / "traces"
+    traces.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp, tarfile.open(tar_path) as tar:
+        tar.extractall(tmp, filter="data")
+        root = Path(tmp) / "frontend_capture"
+        for f in sorted((root / "traces").glob("*.ioctl.gz")):
+            (traces / f.name).write_bytes(f.read_bytes())
+        (traces / "machine.json").write_text((root / "machine.json").read_text())
+        probe = root / "rm_probe.out"
+        if probe.exists():
+            text = probe.read_text()
+            doc = json.loads(text[text.index("{") : text.rindex("}") + 1])
+            (traces / "rm_probe.json").write_text(json.dumps(doc, indent=1) + "\n")
+        attrs = root / "device_attributes.json"
+        if attrs.exists():
+            doc = json.loads(attrs.read_text())
+            name = str(doc.get("name", doc.get("nvidia_smi", "gpu")))
+            gpu = next((g for g in ("h200", "h100") if g in name.lower()), "gpu")
+            out = repo / "uvmlab" / "cuda" / "data" / f"device_attributes_{gpu}.json"
+            out.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"stored {tar_path} into {traces}")
+    return 0
+
+
 if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--store":
+        raise SystemExit(store(Path(sys.argv[2]), Path(__file__).resolve().parents[3]))
     raise SystemExit(main(Path(sys.argv[1] if len(sys.argv) > 1 else "out")))
