@@ -206,3 +206,20 @@ def test_invariants_hold_on_mixed_three_gpu_runs(gpu, seed):
     assert t["bytes_dtod"] == sum(v for k, v in t.items() if k.startswith("bytes_gpu"))
     if gpu == "rtx5090":  # no P2P: every GPU-to-GPU move is staged through sysmem
         assert t["bytes_dtod"] == 0
+
+
+def test_cli_too_few_gpus_is_a_one_line_error(tmp_path):
+    import subprocess
+    import sys
+
+    from uvmlab.workload.fileformat import write_workload
+
+    p = tmp_path / "two.uvmw"
+    write_workload(two_gpu(("kernel", "gpu1", "read")), p)
+    cmd = [sys.executable, "-m", "uvmlab", "run", str(p), "--gpu", "h100"]
+    ok = subprocess.run([*cmd, "--json"], capture_output=True, text=True, timeout=600)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run([*cmd, "--gpus", "1"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    lines = [ln for ln in bad.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "needs 2 GPUs" in lines[0]

@@ -69,6 +69,14 @@ def run(
             "path/file.py[:Class], or a+b (see `uvmlab policy list`).",
         ),
     ] = None,
+    gpus: Annotated[
+        int | None,
+        typer.Option(
+            "--gpus",
+            min=1,
+            help="GPUs of the --gpu part in the VA space (default: as many as the workload names).",
+        ),
+    ] = None,
 ) -> None:
     """Run one workload in the model and print its totals."""
     prm = parse_params(param, params_file)
@@ -85,6 +93,7 @@ def run(
             gpu_memory=gpu_memory,
             policies=policy,
             events=events or timeline is not None or parquet is not None,
+            gpus=gpus,
         )
     if keep:
         rec.attach(res)
