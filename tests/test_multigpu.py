@@ -49,7 +49,8 @@ def test_topology_follows_the_link():
     assert pcie.closest_order[1] == [1, 2, 0]  # GPUs before the CPU
     none = Topology(2, GPUS["rtx5090"])  # no P2P: peers reach each other only through sysmem
     assert not none.can_access[1, 2] and not none.can_copy_from[1, 2]
-    assert none.copy_source(2, 0b010) == -1 and none.copy_source(2, 0b011) == 0
+    assert none.copy_sources(2) == [0]  # only sysmem: a peer's pages are staged through it
+    assert nv.copy_sources(2) == [1, 0]  # the NVLink peer first
     assert not nv.can_access[0, 1]  # the CPU never maps vidmem here
     assert nv.peer_gbps == pytest.approx(GPUS["h100"].peer_gbps * PEER_COPY_EFFICIENCY)
 

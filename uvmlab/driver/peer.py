@@ -73,6 +73,11 @@ class Topology:
                 self.native_atomics |= peers
         # closest-copy order per processor (uvm_processor_mask_find_closest_id)
         self.closest_order: list[list[int]] = [self._closest(p) for p in range(n)]
+        # read on every block copy and thrashing decision: plain lists, computed once
+        self._copy_sources = [
+            [q for q in self.closest_order[d] if q != d and self.can_copy_from[d, q]] for d in range(n)
+        ]
+        self._fast = ((self.fast_link & self.native_atomics) | eye).tolist()
 
     def _closest(self, p: int) -> list[int]:
         others = [q for q in range(1, self.n_gpus + 1) if q != p]
@@ -85,20 +90,12 @@ class Topology:
     def fast_access(self, p: int, q: int) -> bool:
         """``p`` is in ``q``'s fast set (``thrashing_processors_have_fast_access_to``: a fast link
         and native atomics, or ``q`` itself)."""
-        return p == q or bool(self.fast_link[p, q] and self.native_atomics[p, q])
+        return self._fast[p][q]
 
     def copy_sources(self, dest: int) -> list[int]:
         """The processors a copy to ``dest`` reads from directly, closest first
         (``block_copy_resident_pages``: the CPU and, with a peer copy mode, peers)."""
-        return [q for q in self.closest_order[dest] if q != dest and self.can_copy_from[dest, q]]
-
-    def copy_source(self, dest: int, holders: int) -> int:
-        """The processor a copy to ``dest`` reads from, among the residency bits ``holders``:
-        the closest holder ``dest`` can copy from directly; -1 if none can (staged via the CPU)."""
-        for q in self.closest_order[dest]:
-            if q != dest and holders >> q & 1 and self.can_copy_from[dest, q]:
-                return q
-        return -1
+        return self._copy_sources[dest]
 
 
 def peer_counter_names(n_gpus: int) -> list[str]:
