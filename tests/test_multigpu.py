@@ -224,3 +224,17 @@ def test_cli_too_few_gpus_is_a_one_line_error(tmp_path):
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     lines = [ln for ln in bad.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "needs 2 GPUs" in lines[0]
+
+
+def test_gpus_writing_one_page_back_and_forth_thrash_and_pin():
+    # two GPUs writing 64 KiB in turn, faster than the thrashing lapse: the thrashing module
+    # (uvm_perf_thrashing.c) sees it across peers and pins pages, mapping them remotely
+    b = WorkloadBuilder("gpu_pingpong")
+    buf = b.alloc("buf", 64 << 10)
+    b.cpu("init", [b.run(buf, access="write")])
+    for i in range(20):
+        b.kernel(f"g0_{i}", [b.run(buf, access="write")], gpu="gpu0", compute_ns=1000)
+        b.kernel(f"g1_{i}", [b.run(buf, access="write")], gpu="gpu1", compute_ns=1000)
+    t = run(b.build()).totals
+    assert t["thrashing_events"] > 0 and t["pins"] > 0 and t["remote_maps"] > 0
+    assert t["bytes_dtod"] < 40 * (64 << 10)  # pinned pages stop moving on every kernel

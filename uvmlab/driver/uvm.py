@@ -87,6 +87,7 @@ class UvmDriver:
             max_resets=p.uvm_perf_thrashing_max_resets,
             can_access=self.va.can_access,
             fast_access=self.topology.fast_access,
+            num_processors=self.va.n_procs,
             emit=self._thrashing_event,
         )
         self.thrashing.counters = self.counters  # its detections and hints count in our totals
