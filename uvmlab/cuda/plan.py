@@ -186,8 +186,8 @@ def plan_workload(w: Workload, *, word: int = 0) -> list[PlannedOp]:
     """Check that the real GPU can run ``w`` and translate every op; raise ``WorkloadError`` if not.
 
     What cannot run on a real GPU: the CPU touching a device (cudaMalloc) allocation, advice or
-    prefetch on memory that is not managed, and (so far) a workload on several GPUs. ``word`` is the uint32 word of each page that
-    touches use (0..1023).
+    prefetch on memory that is not managed, and (so far) a workload on several GPUs. ``word`` is
+    the uint32 word of each page that touches use (0..1023).
     """
     w.validate()
     if w.gpus > 1:  # every kernel would run on one device: the peer traffic would be wrong
