@@ -133,7 +133,7 @@ def _encode(w: Workload) -> tuple[bytes, list[tuple[int, np.ndarray]]]:
         "seed": w.seed,
         "version": w.version,
         "params": w.params,
-        "allocs": [[a.name, a.bytes, a.kind.name.lower()] for a in w.allocs],
+        "allocs": [_alloc_to_json(a) for a in w.allocs],
         "ops": [_op_to_json(op) for op in w.ops],
         "arrays": table,
     }
@@ -152,6 +152,14 @@ def _file_chunks(header: bytes, blobs: list[tuple[int, np.ndarray]]) -> Iterator
         for lo in range(0, len(data), _CHUNK):
             yield data[lo : lo + _CHUNK].tobytes()
         pos = offset + len(data)
+
+
+def _alloc_to_json(a: Alloc) -> list[Any]:
+    """``[name, bytes, kind]``; a file allocation (IR version 2) adds its page-cache state."""
+    out: list[Any] = [a.name, a.bytes, a.kind.name.lower()]
+    if a.kind == AllocKind.FILE:
+        out.append({"cached_pages": a.cached_pages, "dirty_pages": a.dirty_pages})
+    return out
 
 
 def _op_to_json(op: Op) -> dict[str, Any]:
@@ -318,7 +326,7 @@ def _check_header(h: dict[str, Any], fail: _Fail) -> dict[str, Any]:
     for i, a in enumerate(h["allocs"]):
         if not (
             isinstance(a, list)
-            and len(a) == 3
+            and len(a) in (3, 4)
             and isinstance(a[0], str)
             and _is_int(a[1])
             and isinstance(a[2], str)
@@ -328,7 +336,22 @@ def _check_header(h: dict[str, Any], fail: _Fail) -> dict[str, Any]:
             fail(f"allocation {i} ({a[0]!r}) has size {a[1]} outside 1 byte .. 1 PiB")
         if a[2] not in kinds:
             fail(f"allocation {i} ({a[0]!r}) has unknown kind {a[2]!r}")
-        allocs.append(Alloc(a[0], a[1], kinds[a[2]]))
+        cached = dirty = 0
+        if len(a) == 4:  # a file's page-cache state (IR version 2)
+            st = a[3]
+            if not (
+                isinstance(st, dict)
+                and set(st) == {"cached_pages", "dirty_pages"}
+                and all(_is_int(v) and 0 <= v <= MAX_SIZE for v in st.values())
+            ):
+                fail(
+                    f"allocation {i} ({a[0]!r}): page-cache state is not "
+                    "{cached_pages, dirty_pages} with non-negative integers"
+                )
+            cached, dirty = st["cached_pages"], st["dirty_pages"]
+        if (len(a) == 4) != (a[2] == "file"):
+            fail(f"allocation {i} ({a[0]!r}): page-cache state goes with kind 'file' only")
+        allocs.append(Alloc(a[0], a[1], kinds[a[2]], cached, dirty))
 
     if not isinstance(h["ops"], list):
         fail("header 'ops' is not a list")

@@ -22,7 +22,9 @@ from uvmlab.core.errors import WorkloadError
 from uvmlab.core.sizes import PAGE_SIZE
 from uvmlab.core.units import parse_size
 
-IR_VERSION = 1
+#: 2 added pageable and file-backed allocations (HMM, GAIA) and the maquire / mrelease ops;
+#: version-1 workloads still load (they use none of these).
+IR_VERSION = 2
 
 SEG_RUN = 0  #: pages start + i*stride, i < count
 SEG_INDEX = 1  #: pages pool[start : start+count]
@@ -62,6 +64,12 @@ class AllocKind(IntEnum):
     MANAGED = 0  # cudaMallocManaged: migrates on demand
     DEVICE = 1  # cudaMalloc: GPU memory, never migrates, CPU cannot touch it
     PINNED = 2  # cudaMallocHost: CPU memory, the GPU maps it remotely
+    PAGEABLE = 3  # malloc'd memory: the GPU touches it only through HMM (IR version 2)
+    FILE = 4  # a file mmap'd into GAIA's shared CPU-GPU page cache (IR version 2)
+
+
+#: allocation kinds and ops that need IR version 2
+_V2_KINDS = (AllocKind.PAGEABLE, AllocKind.FILE)
 
 
 class Advice(IntEnum):
@@ -97,9 +105,15 @@ def processor_name(pid: int) -> str:
 
 @dataclass(frozen=True)
 class Alloc:
+    """One allocation. For ``FILE`` allocations, ``cached_pages`` is how many of the file's
+    first pages start in the host page cache and ``dirty_pages`` how many of those start dirty
+    (written, not yet on disk); both are 0 for every other kind."""
+
     name: str
     bytes: int
     kind: AllocKind = AllocKind.MANAGED
+    cached_pages: int = 0
+    dirty_pages: int = 0
 
     @property
     def pages(self) -> int:
@@ -150,6 +164,29 @@ class CpuOp:
 
 
 @dataclass(frozen=True)
+class AcquireOp:
+    """GAIA's ``maquire(start, len, flags)``: make ``processor``'s view of the file range
+    current (the other side's published writes become visible to it)."""
+
+    alloc: int
+    processor: int
+    start_page: int
+    num_pages: int
+    op: str = field(default="maquire", init=False)
+
+
+@dataclass(frozen=True)
+class ReleaseOp:
+    """GAIA's ``mrelease``: publish ``processor``'s writes to the file range."""
+
+    alloc: int
+    processor: int
+    start_page: int
+    num_pages: int
+    op: str = field(default="mrelease", init=False)
+
+
+@dataclass(frozen=True)
 class SyncOp:
     op: str = field(default="sync", init=False)
 
@@ -160,7 +197,7 @@ class FreeOp:
     op: str = field(default="free", init=False)
 
 
-Op = AdviseOp | PrefetchOp | KernelOp | CpuOp | SyncOp | FreeOp
+Op = AdviseOp | PrefetchOp | KernelOp | CpuOp | SyncOp | FreeOp | AcquireOp | ReleaseOp
 OP_TYPES: dict[str, type] = {
     "advise": AdviseOp,
     "prefetch": PrefetchOp,
@@ -168,6 +205,8 @@ OP_TYPES: dict[str, type] = {
     "cpu": CpuOp,
     "sync": SyncOp,
     "free": FreeOp,
+    "maquire": AcquireOp,
+    "mrelease": ReleaseOp,
 }
 
 
@@ -234,6 +273,21 @@ def validate_workload(w: Workload) -> None:
         if a.name in names:
             raise WorkloadError(f"allocation name {a.name!r} is used twice")
         names.add(a.name)
+        if a.kind in _V2_KINDS and w.version < 2:
+            raise WorkloadError(
+                f"allocation {a.name!r}: kind {a.kind.name.lower()} needs IR "
+                f"version 2, the workload says {w.version}"
+            )
+        if a.kind != AllocKind.FILE and (a.cached_pages or a.dirty_pages):
+            raise WorkloadError(
+                f"allocation {a.name!r}: only file allocations have page-cache "
+                "state (cached_pages, dirty_pages)"
+            )
+        if not 0 <= a.dirty_pages <= a.cached_pages <= a.pages:
+            raise WorkloadError(
+                f"allocation {a.name!r}: need 0 <= dirty_pages ({a.dirty_pages}) <= cached_pages "
+                f"({a.cached_pages}) <= pages ({a.pages})"
+            )
     segs, pool = w.segments, w.pool
     if segs.dtype != SEGMENT_DTYPE:
         raise WorkloadError("touch segments have the wrong dtype")
@@ -291,7 +345,7 @@ def validate_workload(w: Workload) -> None:
             for a in np.unique(segs["alloc"][op.seg_lo : op.seg_hi]):
                 if not live[a]:
                     raise WorkloadError(f"op {k} ({op.name}) touches {w.allocs[a].name!r} after it was freed")
-        elif isinstance(op, AdviseOp | PrefetchOp):
+        elif isinstance(op, AdviseOp | PrefetchOp | AcquireOp | ReleaseOp):
             if not 0 <= op.alloc < n_alloc:
                 raise WorkloadError(f"op {k} ({op.op}) names an allocation that does not exist")
             pages = w.allocs[op.alloc].pages
@@ -302,6 +356,15 @@ def validate_workload(w: Workload) -> None:
                 )
             if not live[op.alloc]:
                 raise WorkloadError(f"op {k} ({op.op}) uses {w.allocs[op.alloc].name!r} after free")
+            if isinstance(op, AcquireOp | ReleaseOp):
+                if w.version < 2:
+                    raise WorkloadError(f"op {k} ({op.op}) needs IR version 2, the workload says {w.version}")
+                if w.allocs[op.alloc].kind != AllocKind.FILE:
+                    raise WorkloadError(
+                        f"op {k} ({op.op}) names {w.allocs[op.alloc].name!r}, which is not a file allocation"
+                    )
+                if op.processor > 1:
+                    raise WorkloadError(f"op {k} ({op.op}): GAIA's page cache spans the CPU and gpu0 only")
         elif isinstance(op, FreeOp):
             if not 0 <= op.alloc < n_alloc or not live[op.alloc]:
                 raise WorkloadError(f"op {k} frees an allocation that is not live")
@@ -385,10 +448,34 @@ class WorkloadBuilder:
                 kind = AllocKind[kind.upper()]
             except KeyError:
                 raise WorkloadError(
-                    f"unknown allocation kind {kind!r}: use managed, device or pinned"
+                    f"unknown allocation kind {kind!r}: use managed, device, pinned, pageable or file"
                 ) from None
         self.allocs.append(Alloc(name, parse_size(size, what=f"allocation {name!r}"), kind))
         return len(self.allocs) - 1
+
+    def file(self, name: str, size: str | int, *, cached: float = 1.0, dirty: float = 0.0) -> int:
+        """A file mmap'd into GAIA's shared page cache; ``cached`` / ``dirty`` are the fractions
+        of its pages (from the start) that begin in the host page cache / begin dirty there."""
+        if not 0.0 <= dirty <= cached <= 1.0:
+            raise WorkloadError(f"file {name!r}: need 0 <= dirty ({dirty}) <= cached ({cached}) <= 1")
+        nbytes = parse_size(size, what=f"file {name!r}")
+        pages = -(-nbytes // PAGE_SIZE)
+        self.allocs.append(
+            Alloc(name, nbytes, AllocKind.FILE, int(round(cached * pages)), int(round(dirty * pages)))
+        )
+        return len(self.allocs) - 1
+
+    def maquire(
+        self, alloc: int, processor: str | int = "gpu0", start: int = 0, num_pages: int | None = None
+    ) -> None:
+        s, n = self._range(alloc, start, num_pages)
+        self.ops.append(AcquireOp(alloc, processor_id(processor), s, n))
+
+    def mrelease(
+        self, alloc: int, processor: str | int = "gpu0", start: int = 0, num_pages: int | None = None
+    ) -> None:
+        s, n = self._range(alloc, start, num_pages)
+        self.ops.append(ReleaseOp(alloc, processor_id(processor), s, n))
 
     def pages(self, alloc: int) -> int:
         return self.allocs[alloc].pages
@@ -531,6 +618,15 @@ class WorkloadBuilder:
             pool.astype(np.uint32),
             self.seed,
             dict(self.params),
+            needed_version(self.allocs, self.ops),
         )
         w.validate()
         return w
+
+
+def needed_version(allocs: Sequence[Alloc], ops: Sequence[Op]) -> int:
+    """The lowest IR version that can express these allocations and ops: a workload that uses
+    nothing new stays at version 1, so its file reads in older uvmlab releases too."""
+    if any(a.kind in _V2_KINDS for a in allocs) or any(isinstance(op, AcquireOp | ReleaseOp) for op in ops):
+        return 2
+    return 1
