@@ -17,7 +17,7 @@ from uvmlab.policy.loader import build_hooks
 from uvmlab.results.result import Result
 from uvmlab.timing.cost_model import CostProfile, load_profile, profile_for_gpu
 from uvmlab.workload.fileformat import read_workload
-from uvmlab.workload.ir import Workload
+from uvmlab.workload.ir import AllocKind, Workload
 from uvmlab.workload.synthetic import make_workload
 
 
@@ -49,6 +49,21 @@ def resolve_gpu_memory(value: str | int | None, workload: Workload, gpu: GpuSpec
     return parse_size(value, what="GPU memory")
 
 
+def refuse_hostmem(w: Workload) -> None:
+    """File and pageable allocations need the GAIA and HMM models, which this engine is not."""
+    kinds = {a.kind for a in w.allocs}
+    if AllocKind.FILE in kinds:
+        raise UvmlabError(
+            f"workload {w.name!r} has file allocations: run it on the GAIA model "
+            "(`uvmlab gaia run`, uvmlab.gaia.engine.simulate_gaia)"
+        )
+    if AllocKind.PAGEABLE in kinds:
+        raise UvmlabError(
+            f"workload {w.name!r} has pageable allocations, which a GPU reaches only through HMM: "
+            "run it with `uvmlab hmm run` (uvmlab.hmm.simulate.simulate_hmm)"
+        )
+
+
 def simulate(
     workload: Workload | str,
     *,
@@ -72,6 +87,7 @@ def simulate(
     as many as the workload names (``Workload.gpus``).
     """
     w = load_workload(workload)
+    refuse_hostmem(w)
     n_gpus = w.gpus if gpus is None else gpus
     if n_gpus < w.gpus:
         raise UvmlabError(
