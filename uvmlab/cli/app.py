@@ -12,7 +12,9 @@ from typing import Annotated
 import typer
 
 from uvmlab.cli.common import err
+from uvmlab.cli.gaia import register as register_gaia
 from uvmlab.cli.gpu import register as register_gpu
+from uvmlab.cli.hmm import register as register_hmm
 from uvmlab.cli.ioctl import register as register_ioctl
 from uvmlab.cli.model import register as register_model
 from uvmlab.cli.policy import register as register_policy
@@ -54,6 +56,8 @@ for _register in (
     register_gpu,
     register_vgpu,
     register_ioctl,
+    register_gaia,
+    register_hmm,
 ):
     _register(app)
 
