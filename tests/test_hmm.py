@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 import uvmlab
-from uvmlab.core.errors import UvmlabError
+from uvmlab.core.errors import UvmlabError, WorkloadError
+from uvmlab.cuda.plan import plan_workload
 from uvmlab.driver.hal import get_gpu
 from uvmlab.hmm.simulate import simulate_hmm
 from uvmlab.hmm.support import hal_supports_hmm, machine_report
@@ -172,3 +173,10 @@ def test_machine_report_reads_the_attributes_file(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     assert machine_report("h200", files=[("bad", bad)]).pageable_memory_access is None
+
+
+def test_real_gpu_backend_refuses_pageable_memory():
+    b = WorkloadBuilder("real")
+    b.kernel("k", [b.run(_buf(b))])
+    with pytest.raises(WorkloadError, match="pageable memory"):
+        plan_workload(b.build())

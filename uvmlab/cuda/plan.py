@@ -185,15 +185,24 @@ def location_of(processor: int) -> tuple[str, int]:
 def plan_workload(w: Workload, *, word: int = 0) -> list[PlannedOp]:
     """Check that the real GPU can run ``w`` and translate every op; raise ``WorkloadError`` if not.
 
-    What cannot run on a real GPU: the CPU touching a device (cudaMalloc) allocation, advice or
-    prefetch on memory that is not managed, and (so far) a workload on several GPUs. ``word`` is
-    the uint32 word of each page that touches use (0..1023).
+    What cannot run on a real GPU: pageable (HMM) and file (GAIA) allocations, the CPU touching a
+    device (cudaMalloc) allocation, advice or prefetch on memory that is not managed, and (so far)
+    a workload on several GPUs. ``word`` is the uint32 word of each page that touches use
+    (0..1023).
     """
     w.validate()
     if w.gpus > 1:  # every kernel would run on one device: the peer traffic would be wrong
         raise WorkloadError(
             f"workload {w.name!r} runs on {w.gpus} GPUs; the real-GPU backend runs one GPU so far"
         )
+    for a in w.allocs:
+        if a.kind in (AllocKind.PAGEABLE, AllocKind.FILE):
+            # malloc'd memory needs PageableMemoryAccess=1 (HMM), which the lab's GPUs do not
+            # report (`uvmlab hmm support`); a GAIA file mapping needs GAIA's kernel
+            raise WorkloadError(
+                f"allocation {a.name!r} is {a.kind.name.lower()} memory: the real-GPU backend runs "
+                "managed, device and pinned allocations (see docs/gaia-hmm.md)"
+            )
     if not 0 <= word < WORDS_PER_PAGE:
         raise WorkloadError(f"touch word must be in 0..{WORDS_PER_PAGE - 1}, got {word}")
     plan: list[PlannedOp] = []
