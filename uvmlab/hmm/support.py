@@ -97,6 +97,7 @@ def machine_report(gpu: str, files: list[tuple[str, Any]] | None = None) -> Mach
                 files.append((f"{pkg.replace('.', '/')}/{rel}", resources.files(pkg).joinpath(rel)))
             except ModuleNotFoundError:
                 continue
+    found: list[MachineReport] = []
     for label, path in files:
         try:
             if not path.is_file():
@@ -106,8 +107,19 @@ def machine_report(gpu: str, files: list[tuple[str, Any]] | None = None) -> Mach
             continue
         report = _report(gpu, label, data)
         if report is not None:
-            return report
-    return MachineReport(gpu, None, "", {})
+            found.append(report)
+    if not found:
+        return MachineReport(gpu, None, "", {})
+    # the first file gives the attribute; the others fill in what it did not record (the
+    # attributes file has no kernel or module parameters, a capture's metadata has them)
+    first = found[0]
+    details = dict(first.details)
+    for other in found[1:]:
+        if other.details.get("driver_version") == details.get("driver_version"):
+            for k, v in other.details.items():
+                if v and not details.get(k):
+                    details[k] = v
+    return MachineReport(gpu, first.pageable_memory_access, first.source, details)
 
 
 def _report(gpu: str, label: str, data: Any) -> MachineReport | None:
