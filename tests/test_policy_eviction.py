@@ -88,6 +88,23 @@ def test_tenant_quota_evicts_from_the_tenant_over_its_share():
     assert residency_of(q, x, [0])[0] == CPU_BIT
 
 
+def test_tenant_priority_evicts_the_lower_priority_tenant_first():
+    b = WorkloadBuilder("tenants")
+    x = b.alloc("lc/x", "4MiB")
+    y = b.alloc("be/y", "4MiB")
+    b.cpu("init", [b.run(x, access="write"), b.run(y, access="write")])
+    _touch(b, x, [0], name="lc0")  # lc's chunk is the least recently used
+    _touch(b, y, [0], name="be0")
+    _touch(b, x, [1], name="lc1")
+    _touch(b, y, [1], name="be1")  # needs a chunk
+    w = b.build()
+    lru = run_engine(w, gpu_memory=6 * MiB)
+    assert residency_of(lru, x, [0])[0] == CPU_BIT  # LRU takes lc's old chunk
+    p = run_engine(w, gpu_memory=6 * MiB, hooks=Guard([load_policy("tenant-priority(order=lc;be)")]))
+    assert residency_of(p, x, [0])[0] == GPU_BIT  # lc is protected: be pays, with its own LRU
+    assert residency_of(p, y, [0])[0] == CPU_BIT
+
+
 def test_belady_evicts_the_block_needed_last():
     b, a = cpu_filled("8MiB")
     for blk in (0, 1, 2, 3, 1, 0):

@@ -66,6 +66,8 @@ def test_run_writes_a_row_per_tenant(tmp_path):
     res = json.loads((out / "result.json").read_text())
     assert res["tenants"][1]["policy"] == "prefetch-none"
     assert (out / "timeline.png").stat().st_size > 0 and (out / "tenants.png").exists()
+    runs = pq.read_table(out / "tables" / "runs.parquet").to_pandas()
+    assert len(runs) == 2 and (out / "compare.png").exists()  # the single-run views, per tenant
 
 
 def test_bad_scenarios_are_one_line(tmp_path):

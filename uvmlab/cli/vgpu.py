@@ -13,7 +13,8 @@ from rich.table import Table
 
 from uvmlab.cli.common import err, out
 from uvmlab.core.units import fmt_bytes, fmt_ns
-from uvmlab.results.plots import save_png
+from uvmlab.results.plots import comparison_bars, save_png
+from uvmlab.results.tables import write_tables
 from uvmlab.vgpu import export
 from uvmlab.vgpu.host import VgpuHost
 from uvmlab.vgpu.report import run_scenario
@@ -89,7 +90,8 @@ def run_cmd(
         typer.Option(
             "--out",
             "-o",
-            help="Write result.json, tenants.parquet, ops.parquet, timeline.json (Perfetto) and plots here.",
+            help="Write result.json, tenants.parquet, ops.parquet, timeline.json (Perfetto), plots, "
+            "and tables/ (the single-run Parquet tables, a run per tenant) here.",
         ),
     ] = None,
     no_alone: Annotated[
@@ -122,6 +124,10 @@ def run_cmd(
         save_png(export.timeline_figure(res), str(out_dir / "timeline.png"))
         if not no_alone:
             save_png(export.tenants_figure(res), str(out_dir / "tenants.png"))
+        # the single-run views, a tenant per run: runs.parquet has a row per tenant
+        singles = res.tenant_results()
+        write_tables(singles, out_dir / "tables", [t.name for t in sc.tenants])
+        save_png(comparison_bars(singles, [t.name for t in sc.tenants]), str(out_dir / "compare.png"))
     if as_json:
         print(json.dumps(res.to_dict(), indent=1))
         return

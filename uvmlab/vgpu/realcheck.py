@@ -16,6 +16,7 @@ within a minute).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ def compare(
     context_switch_ns: float | None = None,
     only: list[list[str]] | None = None,
     reps: int | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[dict]:
     """One row per tenant of every co-located configuration (or of those in ``only``): real
     and model slowdowns. ``reps`` runs the model with fewer repetitions (tests)."""
@@ -57,6 +59,8 @@ def compare(
         names = cfg["tenants"]
         if only is not None and names not in only:
             continue
+        if log is not None:
+            log(f"  model: {' + '.join(names)} ({reps} repetitions, both variants)")
         tenants = [
             TenantSpec(name=f"{n}{j}", workload=_spec(n), repeat=reps, host_gap_ns=host_gap_ns(alone[n]))
             for j, n in enumerate(names)

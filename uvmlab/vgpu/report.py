@@ -29,6 +29,7 @@ import numpy as np
 
 from uvmlab.api import load_workload
 from uvmlab.results.io import write_atomic
+from uvmlab.results.result import Result
 from uvmlab.vgpu.run import ScenarioRun, run_tenants, unit_latencies
 from uvmlab.vgpu.scenario import Scenario
 from uvmlab.vgpu.scheduler import GPU
@@ -101,6 +102,35 @@ class VgpuResult:
                 for (r, v), (c, b) in sorted(self.together.evicted.items())
             ],
         }
+
+    def tenant_results(self) -> list[Result]:
+        """One single-run ``Result`` per tenant (its operations over all repetitions, on the
+        shared clock; its driver counters; ``time_ns`` its makespan), so that every view of a
+        single run (tables, plots, comparisons) works on tenants too."""
+        out = []
+        sc = self.scenario
+        for t, o, row in zip(sc.tenants, self.together.outcomes, self.rows, strict=True):
+            ops: list[dict[str, Any]] = []
+            for rep, eng in enumerate(o.engines):
+                for r in eng.rows:
+                    name = f"r{rep}.{r['name']}" if t.repeat > 1 else r["name"]
+                    ops.append({**r, "op_index": len(ops), "name": name})
+            totals = {**o.counters, "time_ns": int(row["makespan_ns"])}
+            out.append(
+                Result(
+                    workload=t.name,
+                    totals=totals,
+                    ops=ops,
+                    source="model",
+                    gpu=sc.gpu,
+                    gpu_memory_bytes=o.quota_bytes or self.together.capacity_bytes,
+                    fatal={"op": -1, "reason": o.fatal, "processor": "gpu0", "address": -1}
+                    if o.fatal
+                    else None,
+                    meta={"tenant": t.name, "workload_spec": t.workload, "scenario": sc.name},
+                )
+            )
+        return out
 
     def save_json(self, path: str | Path) -> None:
         write_atomic(Path(path), json.dumps(self.to_dict(), indent=1).encode())
