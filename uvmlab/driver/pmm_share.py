@@ -52,11 +52,14 @@ class PmmShare:
         return self._spaces[i], owner - self._bases[i]
 
     def tenant_of(self, owners: np.ndarray | int) -> list[str] | str:
-        """The tenant name of each owner id (-1: ``""``)."""
-        if np.ndim(owners) == 0:
-            o = int(owners)
-            return "" if o < 0 else self.space_of(o)[0].tenant
-        return [self.tenant_of(int(o)) for o in np.asarray(owners).ravel()]
+        """The tenant name of each owner id (-1: ``""``), for a whole list at once."""
+        o = np.asarray(owners, dtype=np.int64)
+        names = np.array([d.tenant for d in self._spaces] + [""], dtype=object)
+        idx = np.searchsorted(np.asarray(self._bases, dtype=np.int64), o, side="right") - 1
+        idx = np.where((o < 0) | (idx < 0), len(self._spaces), idx)
+        if o.ndim == 0:
+            return str(names[int(idx)])
+        return names[idx.ravel()].tolist()
 
     @property
     def tenants(self) -> tuple[str, ...]:
