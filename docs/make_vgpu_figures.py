@@ -122,7 +122,7 @@ def real_section() -> list[str]:
         cap = load_capture(cap_path)
         dev = cap["device"]
         log(f"model for {cap_path.name} ...")
-        rows = compare(cap)
+        rows = compare(cap, log=log)
         lines += [
             f"**{dev.get('gpu')}**, driver {dev.get('driver_version')}, captured "
             f"{dev.get('date')} ({cap['reps']} repetitions per process; "
