@@ -161,3 +161,16 @@ def test_fuzzed_files_fail_cleanly(tmp_path):
         except TraceFileError:
             refused += 1
     assert 0 < refused < 400  # corrupt lengths are refused, corrupt payloads still decode
+
+
+def test_tree_follows_the_driver_where_the_model_disagrees():
+    c = 0xC1D00001
+    recs = [
+        alloc(0, 0, 0, 0, 0x0000, h_out=c),
+        alloc(1, c, c, 0x10, 0x0080),
+        alloc(2, c, 0x10, 0x20, 0xBEEF),  # a class the model does not know, accepted by the driver
+        alloc(3, c, 0x20, 0x30, 0x003E),
+    ]  # a child of it (the model's parent rule says no)
+    dec = decode(recs)
+    assert dec.model_checked == 4 and dec.model_agreed == 2 and len(dec.disagreements) == 2
+    assert dec.rm.object(c, 0x20) is not None and dec.rm.object(c, 0x30).parent.handle == 0x20

@@ -267,6 +267,10 @@ def _replay_rm(dec: Decoded, c: Call) -> None:
     if got == real:
         dec.model_agreed += 1
     else:
+        if real == 0 and c.name != "NV_ESC_RM_FREE":  # keep the tree on the driver's side
+            h_new = int(f.get("hObjectNew_out", f.get("hObject_out", 0)))
+            if c.name == "NV_ESC_RM_ALLOC" and h_new:
+                rm.adopt(int(f["hRoot"]), int(f["hObjectParent"]), h_new, int(f["hClass"]))
         dec.disagreements.append(
             f"call {c.index} {c.name} {c.detail}: driver {nt.status_name(real)}, model {nt.status_name(got)}"
         )

@@ -163,6 +163,26 @@ class ResourceManager:
         self._event("alloc", h_root, obj)
         return NV_OK, handle
 
+    def adopt(self, h_root: int, h_parent: int, handle: int, h_class: int) -> None:
+        """Insert an object the real driver created where the model refused it (a class or parent
+        rule the model lacks), so that a decoded trace's tree keeps following the driver."""
+        cls = rm_classes().get(h_class)
+        name, internal = (cls.name, cls.internal) if cls else (f"class 0x{h_class:04x}", "")
+        if internal == CLIENT_INTERNAL or h_root not in self.clients:
+            if handle not in self.clients:
+                root = RmObject(handle, h_class, name, CLIENT_INTERNAL, None)
+                self.clients[handle] = RmClient(root, {handle: root})
+                self._event("alloc", handle, root)
+            return
+        client = self.clients[h_root]
+        if handle in client.objects:
+            return
+        parent = client.objects.get(h_parent) or client.root
+        obj = RmObject(handle, h_class, name, internal, parent)
+        parent.children[handle] = obj
+        client.objects[handle] = obj
+        self._event("alloc", h_root, obj)
+
     # -- NV_ESC_RM_FREE ----------------------------------------------------------------------
     def free(self, h_root: int, h_parent: int, h_old: int) -> int:
         """Free an object and its subtree (the client itself when ``h_old`` is its handle)."""
