@@ -29,7 +29,9 @@ import uvmlab
 import uvmlab.driver.replayable_faults as rf
 import uvmlab.engine.gpu as eg
 from uvmlab.api import load_workload
-from uvmlab.driver.compiled.fast_service import PLAIN, _prefetch
+from uvmlab.core.sizes import BLOCK_SHIFT
+from uvmlab.driver.compiled.prefetch import prefetch_pages
+from uvmlab.driver.compiled.state import PLAIN
 from uvmlab.workload.ir import KernelOp
 
 OFF = {"uvm_perf_prefetch_enable": 0, "uvm_perf_thrashing_enable": 0}
@@ -127,7 +129,7 @@ def profile(title: str, spec: str, **kw) -> None:
         )
 
     parts = [
-        ("compiled: block service (_service_blocks)", by_name.get("_service_blocks", 0.0)),
+        ("compiled: block service (service_blocks)", by_name.get("service_blocks", 0.0)),
         (
             "compiled: replay step (re-execute, arrival order, scan)",
             sum(by_name.get(n, 0.0) for n in REPLAY_STEP),
@@ -168,7 +170,7 @@ def profile(title: str, spec: str, **kw) -> None:
     step = sum(by_name.get(n, 0.0) for n in REPLAY_STEP)
     print(
         f"counts: {c['block_services']:,} block services ({c['block_services'] / batches:.0f} "
-        f"per batch, {by_name.get('_service_blocks', 0.0) / max(c['block_services'], 1) * 1e6:.2f}"
+        f"per batch, {by_name.get('service_blocks', 0.0) / max(c['block_services'], 1) * 1e6:.2f}"
         f" us each compiled), {c['pages_in']:,} pages made GPU-resident "
         f"({c['pages_in'] / max(faults, 1):.1f} per fault); {c['replays']:,} replays re-executing"
         f" {c['stalled'] / max(c['replays'], 1):,.0f} stalled threads on average: replay step "
@@ -184,13 +186,13 @@ def profile(title: str, spec: str, **kw) -> None:
 def _prefetch_loop(va, pf, lo, n, fpages, nf, iters):
     total = 0
     for _ in range(iters):
-        pages, _extra, _count = _prefetch(va, pf, lo >> 9, lo, n, 1, fpages, nf, PLAIN)
+        pages, _extra, _count = prefetch_pages(va, pf, lo >> BLOCK_SHIFT, lo, n, 1, fpages, nf, PLAIN)
         total += pages.shape[0]
     return total
 
 
 def prefetch_cost(nf: int = 1, iters: int = 20000) -> float:
-    """Seconds per call of the compiled prefetcher (§5) on one 512-page block with ``nf``
+    """Seconds per call of the compiled prefetcher (uvm_perf_prefetch.c) on one 512-page block with ``nf``
     faulted pages, the driver state of a fresh 1 GiB random workload."""
     from uvmlab.driver.hal import get_gpu
     from uvmlab.driver.params import Params

@@ -128,7 +128,7 @@ def oversubscription_table() -> None:
 
 def hot_set_table() -> None:
     """Where the hot/cold workload's migrations go at 150 %: the hot set is only ever *hit*
-    after its first fault, so the driver's list never refreshes it (§7.4)."""
+    after its first fault, so the driver's list never refreshes it (uvm_pmm_gpu.c)."""
     from uvmlab.driver.va_space import VaSpace
 
     w = hotcold()

@@ -1,4 +1,4 @@
-"""The modeled driver core against the spec (shared/reference/uvm-driver-behavior.md).
+"""The modeled driver core against the driver's behaviour (docs/model.md).
 
 Every run here uses the invariant checker after every fault batch and CPU fault.
 """
@@ -24,7 +24,8 @@ def test_gpu_read_of_cpu_resident_page_faults_once_and_migrates():
     assert c["gpu_faults"] == 1
     assert eng.rows[2]["gpu_faults"] == 0  # the second kernel hits
     assert residency_of(eng, a, [0])[0] == GPU_BIT
-    # §5.4 B: an isolated fault moves its 64 KiB big page: 1 fault page + 15 prefetched pages
+    # uvm_perf_prefetch.c, worked example B: an isolated fault moves its 64 KiB big page: 1 fault page + 15
+    # prefetched pages
     assert c["bytes_htod_fault"] == 4096
     assert c["bytes_htod_prefetch"] == 15 * 4096
     assert (residency_of(eng, a, range(16)) == GPU_BIT).all()
@@ -43,7 +44,8 @@ def test_prefetch_disabled_migrates_4k_per_fault():
 
 
 def test_cpu_sequential_read_of_gpu_block_takes_six_faults():
-    """§10 / §14 'back': 6 CPU faults per 2 MiB block (16, 16, 32, 64, 128, 256 pages), and
+    """the CPU fault path of uvm_va_block.c / the H200 probe 'back': 6 CPU faults per 2 MiB block (16, 16,
+    32, 64, 128, 256 pages), and
     every fault produces one fault-page migration plus one prefetch run."""
     b, a = cpu_filled("4MiB")
     b.prefetch(a, "gpu0")
@@ -71,7 +73,7 @@ def test_explicit_prefetch_moves_one_event_per_block_and_then_no_faults():
     assert c["gpu_faults"] == 0
     ev = eng.drv.log.to_pandas()
     user = ev[(ev.event == "Migration") & (ev.cause == "User")]
-    assert len(user) == 8 and set(user.bytes) == {2 * MiB}  # §11: one 2 MiB event per block
+    assert len(user) == 8 and set(user.bytes) == {2 * MiB}  # uvm_migrate.c: one 2 MiB event per block
 
 
 def test_adjacent_and_interleaved_duplicates_are_coalesced_and_counted():
@@ -80,7 +82,7 @@ def test_adjacent_and_interleaved_duplicates_are_coalesced_and_counted():
     eng = run_engine(b.build())
     c = eng.drv.counters
     assert c["gpu_faults"] == 6
-    # raw entries minus distinct pages (§3.4): 6 - 3
+    # raw entries minus distinct pages (uvm_gpu_replayable_faults.c): 6 - 3
     assert c["gpu_faults_duplicate"] == 3
 
 
@@ -117,7 +119,7 @@ def test_replay_policies_count_replays_as_the_spec_says():
 
 def test_batch_without_flush_refetches_stale_faults():
     """BATCH replays without flushing: the faults still in the buffer are fetched later and
-    found stale; BATCH_FLUSH discards them first (§3.8)."""
+    found stale; BATCH_FLUSH discards them first (uvm_gpu_replayable_faults.c)."""
     b, a = cpu_filled("64MiB")
     b.kernel("all", [b.run(a, 0, 16384, stride=1)])
     w = b.build()
@@ -176,7 +178,7 @@ def test_accessed_by_keeps_data_in_place_and_maps_remotely():
     b.kernel("read", [b.run(a)])
     eng = run_engine(b.build())
     c = eng.drv.counters
-    assert c["gpu_faults"] == 0  # SET_ACCESSED_BY mapped the GPU at once (§9)
+    assert c["gpu_faults"] == 0  # SET_ACCESSED_BY mapped the GPU at once (uvm_policy.c)
     assert c["bytes_htod"] == 0 and c["remote_maps"] >= 1
     assert (residency_of(eng, a, range(512)) == CPU_BIT).all()
 
@@ -188,7 +190,9 @@ def test_preferred_location_cpu_keeps_pages_on_cpu_for_gpu_faults():
     eng = run_engine(b.build())
     c = eng.drv.counters
     assert c["gpu_faults"] >= 1
-    assert c["bytes_htod"] == 0  # §4.1 rule 12: to the preferred location, mapped remotely
+    assert (
+        c["bytes_htod"] == 0
+    )  # block_select_processor_residency rule 12: to the preferred location, mapped remotely
     assert (residency_of(eng, a, range(8)) == CPU_BIT).all()
 
 
@@ -198,7 +202,7 @@ def test_preferred_location_gpu_first_touch_populates_whole_block():
     b.advise(a, "set_preferred_location", "gpu0")
     b.kernel("write", [b.run(a, 0, 1, access="write")])
     eng = run_engine(b.build())
-    # §5.3 step 3: the first-touch shortcut populates the entire block on the preferred GPU
+    # uvm_perf_prefetch.c step 3: the first-touch shortcut populates the entire block on the preferred GPU
     assert (residency_of(eng, a, range(512)) == GPU_BIT).all()
     assert (residency_of(eng, a, range(512, 1024)) == 0).all()
     assert eng.drv.counters["bytes_htod"] == 0  # nothing was resident anywhere: no copies
@@ -237,7 +241,7 @@ def test_pingpong_within_the_lapse_is_detected_as_thrashing():
 
 
 def test_slow_pingpong_is_never_thrashing():
-    """§6.3 / the probe: rounds slower than the 500 µs lapse never trigger detection."""
+    """thrashing_event_cb / the probe: rounds slower than the 500 µs lapse never trigger detection."""
     eng = run_engine(_pingpong(2_000_000))
     assert eng.drv.counters["thrashing_events"] == 0
 

@@ -1,4 +1,4 @@
-"""Eviction under oversubscription follows the PMM's list rules (spec §7.4-§7.8)."""
+"""Eviction under oversubscription follows the PMM's list rules (uvm_pmm_gpu.c, uvm_va_block.c)."""
 
 import numpy as np
 from helpers import MiB, cpu_filled, residency_of, run_engine

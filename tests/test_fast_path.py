@@ -163,7 +163,8 @@ def test_one_chunk_gpu_evicts_every_block():
 
 
 def advice_mix():
-    """Preferred location CPU seen from GPU faults (remote mappings, §4.1 rules 9 and 12), read
+    """Preferred location CPU seen from GPU faults (remote mappings, block_select_processor_residency rules 9
+    and 12), read
     duplication to the CPU and its collapse by CPU writes, and a preferred GPU under CPU reads."""
     b = WorkloadBuilder("advice_mix")
     a, c, d = (b.alloc(n, 8 << 20) for n in "acd")

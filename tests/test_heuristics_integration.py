@@ -1,4 +1,4 @@
-"""The heuristics working together in whole runs (spec §5, §7, §14)."""
+"""The heuristics working together in whole runs (prefetch, eviction, the H200 probe)."""
 
 import uvmlab
 
@@ -8,7 +8,8 @@ def test_stream_migrates_mostly_in_large_prefetch_regions():
     t = r.totals
     assert t["bytes_htod_prefetch"] > 0.8 * t["bytes_htod"]
     mig = r.events[(r.events.event == "Migration") & (r.events.processor == 1)]
-    # the tree grows regions beyond single 64 KiB big pages, within the block (§5.4 A)
+    # the tree grows regions beyond single 64 KiB big pages, within the block (uvm_perf_prefetch.c, worked
+    # example A)
     assert mig.bytes.max() > 16 * 4096
     assert mig.bytes.max() <= 512 * 4096  # never beyond the 2 MiB block
 

@@ -1,4 +1,4 @@
-"""Module parameters: names, defaults and load-time rules of nvidia-uvm 580 (reference §1)."""
+"""Module parameters: names, defaults and load-time rules of nvidia-uvm 580 (its module parameters)."""
 
 from __future__ import annotations
 
@@ -18,23 +18,15 @@ from uvmlab.driver.params import (
     parse_param_assignment,
 )
 
-_ROOT = Path(__file__).resolve().parents[1]
-_CANDIDATES = [
-    _ROOT / "shared" / "measurements",
-    _ROOT.parent / "shared" / "measurements",
-]
+PROBES = Path(__file__).resolve().parents[1] / "uvmlab" / "validation" / "data" / "probes"
 
 
 def _probe_params(gpu: str) -> dict[str, str]:
-    for base in _CANDIDATES:
-        f = base / f"{gpu}-uvm-probe.json"
-        if f.exists():
-            return json.loads(f.read_text())["uvm_params"]
-    pytest.skip(f"{gpu}-uvm-probe.json not available")
+    return json.loads((PROBES / f"{gpu}-uvm-probe.json").read_text())["uvm_params"]
 
 
-# Copied from shared/measurements/h200-uvm-probe.json ("uvm_params"), so that the check also runs
-# where the shared folder is absent. The probe file, when present, is checked too.
+# The H200's /sys/module/nvidia_uvm/parameters as the project's probe read them (driver 580.159.04;
+# the whole probe is uvmlab/validation/data/probes/h200-uvm-probe.json).
 PROBE_H200 = {
     "uvm_ats_mode": "1",
     "uvm_block_cpu_to_cpu_copy_with_ce": "0",

@@ -1,4 +1,4 @@
-"""PMM list rules and victim choice (uvm_pmm_gpu.c; reference §7.4-§7.5)."""
+"""PMM list rules and victim choice (uvm_pmm_gpu.c: its eviction lists and ``pick_root_chunk_to_evict``)."""
 
 from __future__ import annotations
 

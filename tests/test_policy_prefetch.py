@@ -8,9 +8,9 @@ from helpers import MiB, cpu_filled, residency_of, run_engine
 from uvmlab import simulate
 from uvmlab.driver.perf import prefetch as pf
 from uvmlab.policy import DEFAULT, ENTER_LOOP, Policy, Region
+from uvmlab.policy.bitmap_tree import BitmapTree, compute_mask
 from uvmlab.policy.guard import Guard
 from uvmlab.policy.library.prefetch_stride import PrefetchStride
-from uvmlab.policy.prefetch_tree import BitmapTree, compute_mask
 
 CPU_BIT, GPU_BIT = 1, 2
 KEYS = (

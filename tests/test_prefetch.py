@@ -1,6 +1,7 @@
 """Tests for the bitmap-tree prefetcher (uvmlab/driver/perf/prefetch.py).
 
-Expected values come from uvm-driver-behavior.md §5.4 (examples A–E) and §10, and from
+Expected values come from worked examples A–E of uvm_perf_prefetch.c's algorithm, from the CPU fault path of
+uvm_va_block.c, and from
 ``ref_prefetch`` below: a slow, literal re-reading of uvm_perf_prefetch.c (580.142) written
 independently of the numba kernel. It keeps page masks as 512-bit Python integers, shifts them as
 ``uvm_page_mask_shift_{left,right}`` do, walks the tree with the driver's iterator arithmetic
@@ -234,7 +235,7 @@ def ref_prefetch(
 
 
 # ---------------------------------------------------------------------------------------------
-# §5.4 worked examples (2 MiB aligned block, 64 KiB big pages, threshold 51)
+# worked examples of uvm_perf_prefetch.c's algorithm (2 MiB aligned block, 64 KiB big pages, threshold 51)
 # ---------------------------------------------------------------------------------------------
 
 # (fault page, D already holds [0, held), winning node, pages migrated by prefetch)
@@ -252,7 +253,8 @@ EXAMPLE_A = [
 @pytest.mark.parametrize("dest_is_cpu", [False, True])
 def test_example_a_rows(fault, held, node, migrated, dest_is_cpu):
     resident = mask(range(held))
-    # For a CPU destination the held pages are also mapped readable by the CPU (§10), so the
+    # For a CPU destination the held pages are also mapped readable by the CPU (the CPU fault path of
+    # uvm_va_block.c), so the
     # driver drops them from the mask; for a GPU they stay in it (the copy skips them).
     cpu_rr = resident if dest_is_cpu else None
     out = cpm(mask([fault]), resident, None, dest_is_cpu=dest_is_cpu, cpu_resident_readable=cpu_rr)
@@ -284,7 +286,14 @@ def test_example_a_sequential_sweep(dest_is_cpu):
         resident |= faulted | out
     assert faults == [0, 16, 32, 64, 128, 256]  # 6 faults per 2 MiB block
     assert events == [15, 15, 31, 63, 127, 255]
-    assert [e + 1 for e in events] == [16, 16, 32, 64, 128, 256]  # §10, per fault event
+    assert [e + 1 for e in events] == [
+        16,
+        16,
+        32,
+        64,
+        128,
+        256,
+    ]  # the CPU fault path of uvm_va_block.c, per fault event
     assert max(events) * PAGE_SIZE == 1_044_480
     assert resident.all()
 
@@ -739,7 +748,8 @@ def test_property_basic_invariants(case):
 def test_property_big_page_granularity(case):
     # In a block whose tree needs no offset, with threshold < 100, every faulted page whose part
     # (big page, suffix, or the whole region) holds no thrashing page gets that whole part:
-    # the part is a full tree node, so the winning node contains it. The 64 KiB minimum of §5.5.
+    # the part is a full tree node, so the winning node contains it. The 64 KiB minimum of
+    # uvm_perf_prefetch.c.
     faulted, resident, thrashing, kw = case
     kw.update(dest_is_cpu=False, threshold=min(kw["threshold"], 99))
     n = len(faulted)

@@ -10,7 +10,7 @@ import pytest
 from uvmlab.api import simulate, simulate_sampled
 from uvmlab.core.counters import EVENT_TYPES, OP_COLUMNS, RUN_COLUMNS, SAMPLE_COLUMNS, TOTAL_KEYS
 from uvmlab.core.errors import UvmlabError
-from uvmlab.driver.events import EVENT_COLUMNS
+from uvmlab.driver.tools import EVENT_COLUMNS
 from uvmlab.engine.sampling import STATES, record_samples
 from uvmlab.results.result import Result
 from uvmlab.results.tables import (

@@ -1,4 +1,4 @@
-"""ThrashingDetector (uvmlab.driver.perf.thrashing) against reference §6 / uvm_perf_thrashing.c."""
+"""ThrashingDetector (uvmlab.driver.perf.thrashing) against uvm_perf_thrashing.c / uvm_perf_thrashing.c."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 
 from uvmlab.driver.perf.thrashing import (
     HINT_NONE,
-    HINT_NONE_KIND,
-    HINT_PIN_KIND,
-    HINT_THROTTLE_KIND,
+    HINT_PIN,
+    HINT_THROTTLE,
+    NO_HINT,
     Hint,
     ThrashingDetector,
 )
@@ -49,7 +49,7 @@ def detect(
     page: int = P,
     other: int | None = None,
 ) -> int:
-    """The minimum sequence (§6.3): 5 alternating fault migrations 100 µs apart.
+    """The minimum sequence (``thrashing_event_cb``): 5 alternating fault migrations 100 µs apart.
 
     Returns the time of the last one; the page ends resident on ``last``.
     """
@@ -64,7 +64,8 @@ def end_of(t: int) -> int:
     return (t + 500 * US) & ~63
 
 
-# --------------------------------------------------------------------------- detection (§6.3)
+# --------------------------------------------------------------------------- detection
+# (``thrashing_event_cb``)
 
 
 def test_minimum_detection_sequence():
@@ -116,7 +117,7 @@ def test_slow_ping_pong_never_detected(gap_us):
     for i in range(200):
         t = T0 + i * gap_us * US
         p = GPU if i % 2 == 0 else CPU
-        assert det.get_hint(B, P, p, t, closest=1 - p) is HINT_NONE
+        assert det.get_hint(B, P, p, t, closest=1 - p) is NO_HINT
         det.on_migration(B, [P], p, "fault", t + 10 * US)
     assert rec.events == []
     assert det.page_info(B, P) is None  # the per-page array was never even allocated
@@ -124,7 +125,7 @@ def test_slow_ping_pong_never_detected(gap_us):
 
 
 def test_sub_threshold_count_survives_slow_gaps():
-    """§6.3 step 2.5: a gap over a lapse on a page below the threshold resets nothing."""
+    """thrashing_event_cb step 2.5: a gap over a lapse on a page below the threshold resets nothing."""
     det, rec = make()
     det.on_migration(B, [P], GPU, "fault", T0)
     det.on_migration(B, [P], CPU, "fault", T0 + 100 * US)  # allocate + first stamp
@@ -198,7 +199,7 @@ def test_non_counted_migrations_reset(cause, kw):
     det.on_migration(B, (P, P + 1), CPU, cause, t + 30 * US, **kw)
     assert det.page_info(B, P)["num_events"] == 0
     assert not det.thrashing_mask(B).any()
-    assert det.get_hint(B, P, GPU, t + 40 * US, closest=CPU) is HINT_NONE
+    assert det.get_hint(B, P, GPU, t + 40 * US, closest=CPU) is NO_HINT
     # thrashing_reset_pages_in_region only walks thrashing_pages: the sub-threshold page keeps
     # its count, and the block's last event is not updated by the reset
     assert det.page_info(B, P + 1)["num_events"] == 1
@@ -224,21 +225,22 @@ def test_disabled_always_none():
     detect(det)
     for i in range(20):
         t = T0 + 500 * US + i * 50 * US
-        assert det.get_hint(B, P, i % 2, t, closest=CPU) is HINT_NONE
+        assert det.get_hint(B, P, i % 2, t, closest=CPU) is NO_HINT
     assert det.block_info(B) is None and rec.events == []
     assert not det.thrashing_mask(B).any()
 
 
 def test_fast_path_is_allocation_free():
     det, _ = make()
-    assert det.get_hint(123, 5, GPU, T0) is HINT_NONE
+    assert det.get_hint(123, 5, GPU, T0) is NO_HINT
     assert det.block_info(123) is None  # nothing created by asking
     det.on_migration(123, [5], GPU, "fault", T0)  # block state, but no per-page array yet
-    assert det.get_hint(123, 5, CPU, T0 + 10 * US) is HINT_NONE
+    assert det.get_hint(123, 5, CPU, T0 + 10 * US) is NO_HINT
     assert det.block_info(123)["has_pages"] is False
 
 
-# --------------------------------------------------------------------------- hints (§6.4-6.7)
+# --------------------------------------------------------------------------- hints
+# (uvm_perf_thrashing_get_hint)
 
 
 def test_section_6_7_trace():
@@ -247,7 +249,7 @@ def test_section_6_7_trace():
     t = detect(det, last=CPU)  # page resident on the CPU
     t0 = t + 20 * US
     h = det.get_hint(B, P, GPU, t0, closest=CPU)
-    assert h is HINT_NONE
+    assert h is NO_HINT
     info = det.page_info(B, P)
     assert info["dnt"] == GPU and info["throttle_end"] == end_of(t0)
     assert t0 + 500 * US - 64 < info["throttle_end"] <= t0 + 500 * US
@@ -255,11 +257,11 @@ def test_section_6_7_trace():
     assert det.page_info(B, P)["num_events"] == 4
 
     h = det.get_hint(B, P, CPU, t0 + 100 * US, closest=GPU)
-    assert h.kind == HINT_THROTTLE_KIND and h.end_ns == end_of(t0)
+    assert h.kind == HINT_THROTTLE and h.end_ns == end_of(t0)
     assert det.page_info(B, P)["throttling_count"] == 1
     # a retry inside the period is throttled again but does not count again
     h = det.get_hint(B, P, CPU, t0 + 300 * US, closest=GPU)
-    assert h.kind == HINT_THROTTLE_KIND
+    assert h.kind == HINT_THROTTLE
     assert det.page_info(B, P)["throttling_count"] == 1
     assert det.counters["throttles"] == 2
     # CPU throttling events are recorded by the CPU fault path around its sleep, not here
@@ -267,7 +269,7 @@ def test_section_6_7_trace():
 
     # the CPU wakes after the end; > 500 µs since the GPU migration -> NONE
     h = det.get_hint(B, P, CPU, t0 + 600 * US, closest=GPU)
-    assert h is HINT_NONE
+    assert h is NO_HINT
     info = det.page_info(B, P)
     assert info["throttled"] == 0 and info["throttle_end"] is None
     # the CPU migrates P back: the gap exceeds the lapse, so P's thrashing state is reset ...
@@ -282,15 +284,15 @@ def test_gpu_throttle_events():
     det, rec = make()
     t = detect(det, last=GPU)
     t0 = t + 20 * US
-    assert det.get_hint(B, P, CPU, t0, closest=GPU) is HINT_NONE  # dnt = CPU
+    assert det.get_hint(B, P, CPU, t0, closest=GPU) is NO_HINT  # dnt = CPU
     det.on_migration(B, [P], CPU, "fault", t0 + 20 * US)
     for k in range(5):  # the GPU re-faults after every replay
         h = det.get_hint(B, P, GPU, t0 + (40 + 10 * k) * US, closest=CPU)
-        assert h.kind == HINT_THROTTLE_KIND and h.end_ns == end_of(t0)
+        assert h.kind == HINT_THROTTLE and h.end_ns == end_of(t0)
     assert rec.count("ThrottlingStart") == 1
     # after the end, inside a lapse of the last event: a new period, dnt toggles to the GPU
     h = det.get_hint(B, P, GPU, end_of(t0) + 1 * US, closest=CPU)
-    assert h is HINT_NONE
+    assert h is NO_HINT
     assert rec.names()[-2:] == ["ThrottlingStart", "ThrottlingEnd"]
     assert rec.events[-1][1]["processor"] == GPU
     assert det.page_info(B, P)["dnt"] == GPU
@@ -299,28 +301,28 @@ def test_gpu_throttle_events():
 def test_not_thrashing_any_more_after_a_lapse():
     det, _ = make()
     t = detect(det)
-    assert det.get_hint(B, P, CPU, t + 501 * US, closest=GPU) is HINT_NONE
+    assert det.get_hint(B, P, CPU, t + 501 * US, closest=GPU) is NO_HINT
     info = det.page_info(B, P)
     assert info["num_events"] == 3 and info["dnt"] == -1  # step 5 returns before any update
 
 
 def test_pin_after_pin_threshold_periods():
-    """A fast ping-pong ends in PIN to the dnt processor (§6.5 case 6)."""
+    """A fast ping-pong ends in PIN to the dnt processor (get_hint_for_migration_thrashing case 6)."""
     det, rec = make()
     t = detect(det, last=GPU)
     resident = GPU
     now = t + 20 * US
     next_fault = {CPU: now, GPU: now}
-    hint = HINT_NONE
+    hint = NO_HINT
     for _ in range(10_000):
         r = 1 - resident
         now = next_fault[r]
         before = det.page_info(B, P)
         hint = det.get_hint(B, P, r, now, closest=resident)
         after = det.page_info(B, P)
-        if hint.kind == HINT_PIN_KIND:
+        if hint.kind == HINT_PIN:
             break
-        if hint.kind == HINT_NONE_KIND:
+        if hint.kind == HINT_NONE:
             det.on_migration(B, [P], r, "fault", now + 40 * US)
             resident = r
             next_fault[1 - r] = now + 60 * US
@@ -328,7 +330,7 @@ def test_pin_after_pin_threshold_periods():
             assert after["dnt"] != r  # case 5: only the non-dnt processor is throttled
             # the GPU re-faults right after the replay; the CPU sleeps until the end
             next_fault[r] = now + 5 * US if r == GPU else max(hint.end_ns, now) + 1 * US
-    assert hint.kind == HINT_PIN_KIND
+    assert hint.kind == HINT_PIN
     assert before["throttling_count"] >= 10
     assert after["dnt"] == r and hint.residency == r  # pinned to the requester (case 6)
     assert hint.processors == BOTH
@@ -340,16 +342,17 @@ def test_pin_after_pin_threshold_periods():
 
 def pin_via_case6(det: ThrashingDetector, a: int, b: int, t: int = T0) -> tuple[int, int]:
     """With pin_threshold=1: ``a`` wins a period, ``b`` is throttled once, then ``b`` starts the
-    next period as dnt and is pinned to itself (§6.5 case 6). Nobody is throttled at the pin, so
+    next period as dnt and is pinned to itself (get_hint_for_migration_thrashing case 6). Nobody is throttled
+    at the pin, so
     the new period keeps running. Returns (pin time, period end)."""
     t = detect(det, t=t, last=b, other=a)  # page resident on b
-    assert det.get_hint(B, P, a, t + 20 * US, closest=b) is HINT_NONE  # dnt = a
+    assert det.get_hint(B, P, a, t + 20 * US, closest=b) is NO_HINT  # dnt = a
     det.on_migration(B, [P], a, "fault", t + 30 * US)
     h = det.get_hint(B, P, b, t + 40 * US, closest=a)
-    assert h.kind == HINT_THROTTLE_KIND and det.page_info(B, P)["throttling_count"] == 1
+    assert h.kind == HINT_THROTTLE and det.page_info(B, P)["throttling_count"] == 1
     tp = h.end_ns + 1 * US  # b re-faults just after the end, within a lapse of a's migration
     h = det.get_hint(B, P, b, tp, closest=a)
-    assert h.kind == HINT_PIN_KIND and h.residency == b
+    assert h.kind == HINT_PIN and h.residency == b
     info = det.page_info(B, P)
     assert info["dnt"] == b and info["throttled"] == 0
     return tp, info["throttle_end"]
@@ -370,17 +373,18 @@ def test_pin_side_effects_and_unpin():
     det.on_migration(B, [P], GPU, "fault", tp + 10 * US)
     assert det.page_info(B, P) == before
 
-    # the CPU cannot map vidmem over PCIe: throttled while the GPU is dnt (§6.5 case 4) ...
+    # the CPU cannot map vidmem over PCIe: throttled while the GPU is dnt (get_hint_for_migration_thrashing
+    # case 4) ...
     h = det.get_hint(B, P, CPU, tp + 50 * US, closest=GPU)
-    assert h.kind == HINT_THROTTLE_KIND and h.end_ns == end
+    assert h.kind == HINT_THROTTLE and h.end_ns == end
     assert det.page_info(B, P)["throttling_count"] == 0  # pinned pages do not count
     # ... until a new period makes it dnt: then it is re-pinned to the CPU (all can access it)
     h = det.get_hint(B, P, CPU, end + 1 * US, closest=GPU)
-    assert h == (HINT_PIN_KIND, CPU, 0, BOTH)
+    assert h == (HINT_PIN, CPU, 0, BOTH)
     assert det.page_info(B, P)["pinned_residency"] == CPU
     # the GPU can map sysmem: PIN to the pinned residency (just map it)
     h = det.get_hint(B, P, GPU, end + 100 * US, closest=CPU)
-    assert h.kind == HINT_PIN_KIND and h.residency == CPU
+    assert h.kind == HINT_PIN and h.residency == CPU
     # re-pinning does not move the deadline
     assert det.next_deadline() == tp + 150 * MS
 
@@ -411,15 +415,15 @@ def test_first_pin_flushes_the_throttling_period():
     processor that was throttled starts the next period as dnt and re-pins at once."""
     det, rec = make(pin_threshold=1)
     t = detect(det, last=CPU)
-    assert det.get_hint(B, P, GPU, t + 20 * US, closest=CPU) is HINT_NONE  # dnt = GPU
+    assert det.get_hint(B, P, GPU, t + 20 * US, closest=CPU) is NO_HINT  # dnt = GPU
     det.on_migration(B, [P], GPU, "fault", t + 30 * US)
-    assert det.get_hint(B, P, CPU, t + 60 * US, closest=GPU).kind == HINT_THROTTLE_KIND
+    assert det.get_hint(B, P, CPU, t + 60 * US, closest=GPU).kind == HINT_THROTTLE
     h = det.get_hint(B, P, GPU, t + 100 * US, closest=GPU)  # dnt, count 1 -> PIN to the GPU
-    assert h.kind == HINT_PIN_KIND and h.residency == GPU
+    assert h.kind == HINT_PIN and h.residency == GPU
     info = det.page_info(B, P)
     assert info["throttled"] == 0 and info["throttle_end"] is None
     h = det.get_hint(B, P, CPU, t + 150 * US, closest=GPU)
-    assert h.kind == HINT_PIN_KIND and h.residency == CPU
+    assert h.kind == HINT_PIN and h.residency == CPU
 
 
 def test_pin_forever_when_pin_is_zero():
@@ -450,7 +454,7 @@ def test_revocation_thrashing_on_pinned_page_throttles():
         h = det.get_hint(B, P, GPU, tp + 30 * US, closest=CPU)
         # without revocations the GPU just maps the CPU copy (case 4); with them the non-dnt
         # processor is throttled before the decision tree is consulted
-        assert h.kind == (HINT_THROTTLE_KIND if revoke else HINT_PIN_KIND)
+        assert h.kind == (HINT_THROTTLE if revoke else HINT_PIN)
 
 
 # --------------------------------------------------------------------------- preferred location
@@ -461,9 +465,9 @@ def test_case1_pin_to_preferred_when_all_can_access_it():
     t = detect(det, last=GPU)
     # pref = CPU, procs {CPU, GPU}: everybody can map sysmem -> PIN to the CPU, for either
     h = det.get_hint(B, P, GPU, t + 20 * US, preferred=CPU, closest=GPU)
-    assert h.kind == HINT_PIN_KIND and h.residency == CPU and h.processors == BOTH
+    assert h.kind == HINT_PIN and h.residency == CPU and h.processors == BOTH
     h = det.get_hint(B, P, CPU, t + 40 * US, preferred=CPU, closest=GPU)
-    assert h.kind == HINT_PIN_KIND and h.residency == CPU
+    assert h.kind == HINT_PIN and h.residency == CPU
     assert det.counters["pins"] == 2
 
 
@@ -473,7 +477,7 @@ def _pref_gpu_period(det: ThrashingDetector) -> Hint:
     The CPU cannot map vidmem (no case 1) and pref is thrashing (no case 2).
     """
     t = detect(det, last=GPU)
-    assert det.get_hint(B, P, CPU, t + 20 * US, preferred=GPU, closest=GPU) is HINT_NONE
+    assert det.get_hint(B, P, CPU, t + 20 * US, preferred=GPU, closest=GPU) is NO_HINT
     assert det.page_info(B, P)["dnt"] == CPU
     det.on_migration(B, [P], CPU, "fault", t + 30 * US)
     return det.get_hint(B, P, GPU, t + 40 * US, preferred=GPU, closest=CPU)
@@ -482,18 +486,18 @@ def _pref_gpu_period(det: ThrashingDetector) -> Hint:
 def test_case3_requester_is_preferred_location():
     det, _ = make()
     h = _pref_gpu_period(det)
-    assert h.kind == HINT_THROTTLE_KIND  # pref != dnt
+    assert h.kind == HINT_THROTTLE  # pref != dnt
     # next period: the GPU becomes dnt, throttling_count 1 < 10 -> NONE
-    assert det.get_hint(B, P, GPU, h.end_ns + 1 * US, preferred=GPU, closest=CPU) is HINT_NONE
+    assert det.get_hint(B, P, GPU, h.end_ns + 1 * US, preferred=GPU, closest=CPU) is NO_HINT
     assert det.page_info(B, P)["dnt"] == GPU
 
 
 def test_case3_pin_to_preferred_after_pin_threshold():
     det, _ = make(pin_threshold=1)
     h = _pref_gpu_period(det)
-    assert h.kind == HINT_THROTTLE_KIND
+    assert h.kind == HINT_THROTTLE
     h = det.get_hint(B, P, GPU, h.end_ns + 1 * US, preferred=GPU, closest=CPU)
-    assert h.kind == HINT_PIN_KIND and h.residency == GPU
+    assert h.kind == HINT_PIN and h.residency == GPU
 
 
 def test_case3_pinned_elsewhere():
@@ -501,10 +505,10 @@ def test_case3_pinned_elsewhere():
     tp, end = pin_via_case6(det, GPU, CPU)  # pinned on the CPU (no preferred location yet)
     # the GPU becomes the preferred location and faults: pinned elsewhere, not dnt -> THROTTLE
     h = det.get_hint(B, P, GPU, tp + 20 * US, preferred=GPU, closest=CPU)
-    assert h.kind == HINT_THROTTLE_KIND
+    assert h.kind == HINT_THROTTLE
     # next period (dnt toggles CPU -> GPU, the requester): PIN to pref
     h = det.get_hint(B, P, GPU, end + 1 * US, preferred=GPU, closest=CPU)
-    assert h.kind == HINT_PIN_KIND and h.residency == GPU
+    assert h.kind == HINT_PIN and h.residency == GPU
 
 
 def test_case4_common_location_for_multi_gpu():
@@ -514,9 +518,9 @@ def test_case4_common_location_for_multi_gpu():
     g1, g2 = 1, 2
     tp, end = pin_via_case6(det, g1, g2)
     h = det.get_hint(B, P, g1, tp + 20 * US, closest=g2)  # g1 cannot map g2
-    assert h.kind == HINT_THROTTLE_KIND
+    assert h.kind == HINT_THROTTLE
     h = det.get_hint(B, P, g1, end + 1 * US, closest=g2)
-    assert h.kind == HINT_PIN_KIND and h.residency == CPU and h.processors == 0b110
+    assert h.kind == HINT_PIN and h.residency == CPU and h.processors == 0b110
 
 
 # --------------------------------------------------------------------------- epoch reset
@@ -535,9 +539,9 @@ def test_epoch_reset_and_max_resets():
         last = _thrash_and_quiet(det, t)
         assert det.block_info(B)["last_thrashing_ts"] == last
         # exactly one epoch later is not "more than" an epoch
-        assert det.get_hint(B, P, GPU, last + 1000 * MS, closest=CPU) is HINT_NONE
+        assert det.get_hint(B, P, GPU, last + 1000 * MS, closest=CPU) is NO_HINT
         assert det.block_info(B)["has_pages"] is True
-        assert det.get_hint(B, 400, GPU, last + 1000 * MS + 1, closest=CPU) is HINT_NONE
+        assert det.get_hint(B, 400, GPU, last + 1000 * MS + 1, closest=CPU) is NO_HINT
         info = det.block_info(B)
         assert info["has_pages"] is False and info["reset_count"] == n
         assert info["last_ts"] is None and info["last_thrashing_ts"] is None
@@ -545,7 +549,7 @@ def test_epoch_reset_and_max_resets():
         t = last + 2000 * MS
     # the fifth time the block keeps its per-page tracking forever
     last = _thrash_and_quiet(det, t)
-    assert det.get_hint(B, P, GPU, last + 5000 * MS, closest=CPU) is HINT_NONE
+    assert det.get_hint(B, P, GPU, last + 5000 * MS, closest=CPU) is NO_HINT
     info = det.block_info(B)
     assert info["has_pages"] is True and info["reset_count"] == 4
     assert det.page_info(B, P)["num_events"] == 3
@@ -567,8 +571,8 @@ def test_epoch_reset_ends_gpu_throttling():
     t = detect(det, last=GPU)
     det.get_hint(B, P, CPU, t + 20 * US, closest=GPU)  # dnt = CPU
     det.on_migration(B, [P], CPU, "fault", t + 30 * US)
-    assert det.get_hint(B, P, GPU, t + 40 * US, closest=CPU).kind == HINT_THROTTLE_KIND
-    assert det.get_hint(B, 0, GPU, t + 30 * US + 1001 * MS) is HINT_NONE
+    assert det.get_hint(B, P, GPU, t + 40 * US, closest=CPU).kind == HINT_THROTTLE
+    assert det.get_hint(B, 0, GPU, t + 30 * US + 1001 * MS) is NO_HINT
     assert rec.names()[-1] == "ThrottlingEnd"
 
 

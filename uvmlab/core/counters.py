@@ -1,4 +1,4 @@
-"""Canonical counter names (design.md §4): the same keys for a model run and a real-GPU run.
+"""Canonical counter names (docs/results.md): the same keys for a model run and a real-GPU run.
 
 A counter that does not apply is 0; one that was not measured is absent. Units are bytes and
 nanoseconds.
@@ -51,7 +51,7 @@ EXTRA: dict[str, str] = {
 # Column name -> type ("int64", "float64", "float32", "string"). Types are fixed, not inferred,
 # so that every file has the same schema; new columns are only ever appended.
 
-#: the event stream (uvmlab.driver.events.EVENT_COLUMNS), one row per Tools-style event
+#: the event stream (uvmlab.driver.tools.EVENT_COLUMNS), one row per Tools-style event
 EVENT_TYPES: dict[str, str] = {
     "time_ns": "int64",  # simulated time the event was recorded
     "event": "string",  # Tools event name: Migration, GpuFault, CpuFault, Eviction, ...

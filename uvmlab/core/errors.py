@@ -1,4 +1,4 @@
-"""The one exception family for user-facing failures (design.md §9).
+"""The one exception family for user-facing failures (docs/architecture.md).
 
 The CLI turns every ``UvmlabError`` into a one-line message and a non-zero exit; anything else
 is a bug and keeps its traceback.

@@ -1,4 +1,4 @@
-"""The real-GPU backend (design.md §7): run workloads on an NVIDIA GPU with managed memory.
+"""The real-GPU backend (docs/validation.md): run workloads on an NVIDIA GPU with managed memory.
 
 - ``executor.execute(workload)``: runs the IR on the GPU and returns a ``RealRunResult`` whose
   ``totals`` use the canonical names of ``uvmlab.core.counters``;

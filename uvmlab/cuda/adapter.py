@@ -1,4 +1,4 @@
-"""Real-GPU captures as :class:`uvmlab.results.result.Result` objects (design.md §4, §7).
+"""Real-GPU captures as :class:`uvmlab.results.result.Result` objects (docs/results.md, docs/validation.md).
 
 The executor saves a run as a *capture* (``"format": "uvmlab-real-capture"``, see
 ``data/README.md``): canonical ``totals`` (only what was measured), ``extra`` counters, run

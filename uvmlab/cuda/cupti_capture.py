@@ -75,7 +75,7 @@ RECORD_DTYPE = np.dtype(
     ]
 )
 
-#: canonical keys CUPTI records can fill (design.md §4) and the extras kept beside them
+#: canonical keys CUPTI records can fill (docs/results.md) and the extras kept beside them
 CUPTI_KEYS = (
     "bytes_htod",
     "bytes_dtoh",
@@ -143,7 +143,7 @@ def cupti_totals(records: np.ndarray) -> dict[str, int]:
     out["bytes_htod_prefetch"] = s(htod & (f == CAUSE["prefetch"]))
     out["bytes_htod_user"] = s(htod & (f == CAUSE["user"]))
     out["bytes_htod_access_counter"] = s(htod & (f == CAUSE["access_counters"]))
-    # design.md §4: bytes_dtoh_fault counts CPU-fault migrations *including* the pages the
+    # docs/results.md: bytes_dtoh_fault counts CPU-fault migrations *including* the pages the
     # prefetcher added to them; CUPTI tags those added pages with cause PREFETCH.
     out["bytes_dtoh_fault"] = s(dtoh & ((f == CAUSE["coherence"]) | (f == CAUSE["prefetch"])))
     out["bytes_dtoh_prefetch"] = s(dtoh & (f == CAUSE["prefetch"]))

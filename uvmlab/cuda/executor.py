@@ -92,7 +92,7 @@ extern "C" __global__ void uvmlab_touch(
 
 @dataclass
 class RealRunResult:
-    """What one real-GPU run measured, in the result schema's names (design.md §4)."""
+    """What one real-GPU run measured, in the result schema's names (docs/results.md)."""
 
     workload: str
     totals: dict[str, int]  # canonical keys that were measured (absent = not measured)

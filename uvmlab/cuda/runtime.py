@@ -2,7 +2,7 @@
 
 Every GPU entry point of ``uvmlab.cuda`` goes through :func:`load_cuda`, so that a machine without
 CuPy, without the CUDA bindings or without a GPU gets one ``GpuUnavailableError`` with a one-line
-reason instead of an ``ImportError`` traceback. The safety rule of design.md §7 (managed memory
+reason instead of an ``ImportError`` traceback. The safety rule of docs/validation.md (managed memory
 stays well below the GPU's free memory) is a pure function here so it can be tested without a GPU.
 """
 

@@ -1,4 +1,4 @@
-"""Access counters (uvm_gpu_access_counters.c; spec §8), Volta and later.
+"""Access counters (uvm_gpu_access_counters.c), Volta and later.
 
 The GPU counts accesses to memory it maps *remotely* (sysmem here) per 2 MiB region; when a
 region reaches ``uvm_perf_access_counter_threshold`` a notification carries the region and a
@@ -10,7 +10,8 @@ the GPU (access type PREFETCH, operation ACCESS_COUNTERS, prefetcher included) w
 Enablement (``is_migration_enabled``): ``uvm_perf_access_counter_migration_enable`` 0 = off,
 >0 = on, -1 = on only with ATS — so **off** on the x86 PCIe platform the model defaults to.
 Driver 580 on a 4 KiB-page kernel additionally forwards notifications to tools only (the
-PAGE_SIZE gate, §8); the model ignores that gate when a user turns migrations on, so that the
+PAGE_SIZE gate, uvm_gpu_access_counters.c); the model ignores that gate when a user turns migrations on, so
+that the
 mechanism can be studied — this is the one place where the model does more than the x86 driver.
 """
 

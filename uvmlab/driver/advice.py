@@ -1,4 +1,4 @@
-"""Memory advice: preferred location, accessed-by, read duplication (uvm_policy.c; spec §9).
+"""Memory advice: preferred location, accessed-by, read duplication (uvm_policy.c).
 
 The policy is stored per page (see ``va_space``), so advice on any sub-range is exact without
 splitting ranges. Immediate effects follow the ioctls 42-47; the effect at fault time is in

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from uvmlab.core.sizes import PAGE_SIZE
-from uvmlab.driver import events as ev
+from uvmlab.driver import tools
 from uvmlab.driver.perf import events as pe
 from uvmlab.driver.va_space import (
     BLOCK_SHIFT,
@@ -24,12 +24,13 @@ from uvmlab.driver.va_space import (
 if TYPE_CHECKING:
     from uvmlab.driver.uvm import UvmDriver
 
+# migration cause (the driver's uvm_make_resident_cause_t) -> (counter suffix, Tools cause)
 CAUSES = {
-    "fault": ("fault", ev.CAUSE_COHERENCE),
-    "prefetch": ("prefetch", ev.CAUSE_PREFETCH),
-    "eviction": ("eviction", ev.CAUSE_EVICTION),
-    "user": ("user", ev.CAUSE_USER),
-    "access_counter": ("access_counter", ev.CAUSE_ACCESS_COUNTERS),
+    "fault": ("fault", tools.CAUSE_COHERENCE),
+    "prefetch": ("prefetch", tools.CAUSE_PREFETCH),
+    "eviction": ("eviction", tools.CAUSE_EVICTION),
+    "user": ("user", tools.CAUSE_USER),
+    "access_counter": ("access_counter", tools.CAUSE_ACCESS_COUNTERS),
 }
 
 
@@ -55,7 +56,7 @@ def record_copies(
     transfer_copy: bool = False,
     notify: bool = True,
 ) -> None:
-    """Count one migration per contiguous run of one cause (§4.4 step 4) and charge its time.
+    """Count one migration per contiguous run of one cause (uvm_va_block_make_resident_copy step 4) and charge its time.
 
     A copy between two GPUs (``dtod``) runs over their peer link at the topology's peer copy
     bandwidth and is counted per ordered pair; ``notify=False`` for the first leg of a copy
@@ -89,7 +90,7 @@ def record_copies(
             else:
                 bw = prof.prefetch_htod_gbps if to_gpu else prof.prefetch_dtoh_gbps
             drv.charge(nbytes / bw)
-            drv.log.add(drv.now_ns, ev.MIGRATION, dest, (lo + s) * PAGE_SIZE, nbytes, tools_cause, src)
+            drv.log.add(drv.now_ns, tools.MIGRATION, dest, (lo + s) * PAGE_SIZE, nbytes, tools_cause, src)
             if notify and run_cause not in ("eviction",):
                 drv.perf_events.notify(
                     pe.MIGRATION,
@@ -152,4 +153,4 @@ def map_pages(drv: UvmDriver, proc: int, pages: np.ndarray, perm: int, cause: st
         rp = pages[remote]
         n_runs = 1 + int(np.count_nonzero(np.diff(rp) != 1))
         drv.counters["remote_maps"] += n_runs
-        drv.log.add(drv.now_ns, ev.MAP_REMOTE, proc, int(rp[0]) * PAGE_SIZE, len(rp) * PAGE_SIZE, cause)
+        drv.log.add(drv.now_ns, tools.MAP_REMOTE, proc, int(rp[0]) * PAGE_SIZE, len(rp) * PAGE_SIZE, cause)

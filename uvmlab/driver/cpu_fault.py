@@ -1,4 +1,5 @@
-"""CPU faults on managed memory (uvm_va_space_cpu_fault → block_cpu_fault_locked; spec §10).
+"""CPU faults on managed memory (uvm_va_space_cpu_fault → block_cpu_fault_locked; the CPU fault path of
+uvm_va_block.c).
 
 A CPU fault services exactly one page (plus what the prefetcher adds, with the CPU's 64 KiB
 big page), synchronously: the faulting thread waits for the copy. A THROTTLE hint makes the
@@ -13,9 +14,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from uvmlab.core.sizes import PAGE_SIZE
-from uvmlab.driver import events as ev
+from uvmlab.driver import tools
 from uvmlab.driver import va_block as vb
 from uvmlab.driver.fatal import ContextFatal
+from uvmlab.driver.perf.thrashing import HINT_PIN, HINT_THROTTLE
 from uvmlab.driver.va_space import BLOCK_SHIFT, CPU
 from uvmlab.workload.ir import Access, AllocKind
 
@@ -34,12 +36,17 @@ def cpu_fault(drv: UvmDriver, page: int, access: int) -> float:
         raise ContextFatal("invalid address (SIGSEGV)", CPU, page)
     if va.alloc_kind[alloc] == AllocKind.DEVICE:
         raise ContextFatal("CPU access to device memory (SIGBUS)", CPU, page)
-    # CPU writes are serviced as ATOMIC_STRONG (§10 step 1)
+    # CPU writes are serviced as ATOMIC_STRONG (the CPU fault path of uvm_va_block.c step 1)
     acc = Access.ATOMIC if access >= Access.WRITE else Access.READ
     c = drv.counters
     c["cpu_faults"] += 1
     drv.log.add(
-        drv.now_ns, ev.CPU_FAULT, CPU, page * PAGE_SIZE, PAGE_SIZE, "write" if acc >= Access.WRITE else "read"
+        drv.now_ns,
+        tools.CPU_FAULT,
+        CPU,
+        page * PAGE_SIZE,
+        PAGE_SIZE,
+        "write" if acc >= Access.WRITE else "read",
     )
     waited = 0.0
     lo, hi = va.block_range(block)
@@ -57,12 +64,12 @@ def cpu_fault(drv: UvmDriver, page: int, access: int) -> float:
             hint = drv.hooks.thrashing_hints(
                 drv, block, CPU, np.array([local]), np.array([page]), [hint], drv.now_ns + int(waited)
             )[0]
-        if hint.kind != vb.HINT_THROTTLE:
+        if hint.kind != HINT_THROTTLE:
             break
         nap = max(0, hint.end_ns - (drv.now_ns + int(waited)))
-        drv.log.add(drv.now_ns + int(waited), ev.THROTTLING_START, CPU, page * PAGE_SIZE)
+        drv.log.add(drv.now_ns + int(waited), tools.THROTTLING_START, CPU, page * PAGE_SIZE)
         waited += 1.25 * nap + 1000  # usleep_range(nap, 1.5 nap) and the retry
-        drv.log.add(drv.now_ns + int(waited), ev.THROTTLING_END, CPU, page * PAGE_SIZE)
+        drv.log.add(drv.now_ns + int(waited), tools.THROTTLING_END, CPU, page * PAGE_SIZE)
     drv.now_ns += int(waited)
     dest, dup = vb.select_residency(drv, page, CPU, int(acc), hint)
     n = hi - lo
@@ -71,7 +78,7 @@ def cpu_fault(drv: UvmDriver, page: int, access: int) -> float:
     access_arr = np.zeros(n, dtype=np.uint8)
     access_arr[local] = acc
     pin = np.zeros(n, dtype=bool)
-    if hint.kind == vb.HINT_PIN:
+    if hint.kind == HINT_PIN:
         pin[local] = True
     drv.charge(drv.profile.cpu_fault_ns)
     vb.service_locked(

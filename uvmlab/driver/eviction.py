@@ -1,4 +1,4 @@
-"""Eviction of GPU root chunks under oversubscription (uvm_pmm_gpu.c, uvm_va_block.c §7.5-§7.8).
+"""Eviction of GPU root chunks under oversubscription (uvm_pmm_gpu.c, uvm_va_block.c).
 
 A full 2 MiB VA block is backed by exactly one root chunk, so evicting a chunk moves that block's
 GPU-resident pages to the CPU in one go (``uvm_va_block_evict_chunks``), with cause EVICTION.
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from uvmlab.core.sizes import PAGE_SIZE
-from uvmlab.driver import events as ev
+from uvmlab.driver import tools
 from uvmlab.driver.block_copy import accessed_by_permission, map_pages, record_copies
 from uvmlab.driver.va_space import CPU
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 class NoEvictableMemory(Exception):
-    """No victim exists (§7.10): the fault service fails with NV_ERR_NO_MEMORY, a global error
+    """No victim exists (uvm_pmm_gpu.c): the fault service fails with NV_ERR_NO_MEMORY, a global error
     that cancels the batch and ends the context (not a user error: the engine records it)."""
 
 
@@ -53,7 +53,7 @@ def _evict_shared(drv: UvmDriver, gpu: int, owner: int, victim: int) -> None:
 
 
 def pick_victim(drv: UvmDriver, gpu: int) -> int:
-    """§7.5 ``pick_root_chunk_to_evict``; an eviction policy hook may reorder the lists first."""
+    """``pick_root_chunk_to_evict`` (uvm_pmm_gpu.c); an eviction policy hook may reorder the lists first."""
     pmm = drv.pmm[gpu - 1]
     if drv.hooks is not None:
         drv.hooks.eviction_prepare(drv, gpu)
@@ -61,7 +61,7 @@ def pick_victim(drv: UvmDriver, gpu: int) -> int:
 
 
 def evict_block_chunk(drv: UvmDriver, gpu: int, block: int, chunk: int) -> None:
-    """§7.6 ``evict_root_chunk_from_va_block``: move the block's pages on ``gpu`` to the CPU."""
+    """``evict_root_chunk_from_va_block`` (uvm_pmm_gpu.c): move the block's pages on ``gpu`` to the CPU."""
     va = drv.va
     lo, hi = va.block_range(block)
     res = va.residency[lo:hi]
@@ -72,7 +72,7 @@ def evict_block_chunk(drv: UvmDriver, gpu: int, block: int, chunk: int) -> None:
     drv.counters["pages_evicted"] += int(on_gpu.sum())
     drv.charge(drv.profile.evict_chunk_ns)
     drv.log.add(
-        drv.now_ns, ev.EVICTION, gpu, lo * PAGE_SIZE, int(on_gpu.sum()) * PAGE_SIZE, ev.CAUSE_EVICTION
+        drv.now_ns, tools.EVICTION, gpu, lo * PAGE_SIZE, int(on_gpu.sum()) * PAGE_SIZE, tools.CAUSE_EVICTION
     )
     if only_gpu.any():
         record_copies(drv, block, lo, CPU, gpu, only_gpu, None, "eviction")
@@ -86,7 +86,7 @@ def evict_block_chunk(drv: UvmDriver, gpu: int, block: int, chunk: int) -> None:
     va.gpu_chunk[gpu - 1, block] = -1
     # Deferred block_add_eviction_mappings: AccessedBy GPUs are re-mapped to the closest copy
     # left (sysmem, or a peer's duplicate). map_remote_on_eviction only applies with
-    # access-counter migrations on (§7.8).
+    # access-counter migrations on (uvm_va_block.c).
     acc_by = va.accessed_by[lo:hi]
     for q in range(1, va.n_procs):
         remap = on_gpu & ((acc_by >> q) & 1).astype(bool) & (va.perm[q, lo:hi] == 0)

@@ -1,4 +1,4 @@
-"""Per-GPU facts the model needs (design.md §2; the driver's uvm_hal.c and uvm_<arch>*.c).
+"""Per-GPU facts the model needs (docs/architecture.md; the driver's uvm_hal.c and uvm_<arch>*.c).
 
 A :class:`GpuSpec` holds what the driver learns from the hardware and from RM at GPU
 registration: memory size, page sizes, fault-buffer capacity, uTLB count, which links exist and
@@ -12,7 +12,7 @@ A100, B200, RTX 5090) are described from NVIDIA's datasheets and whitepapers, ci
 
 All machines modelled are x86-64 with 4 KiB pages and no ATS, so the CPU cannot map GPU memory,
 the GPU can map system memory, and access-counter migrations are off by default even where the
-architecture has access counters (uvm-driver-behavior.md, sections 0 and 8).
+architecture has access counters (uvm_gpu_access_counters.c; docs/model.md).
 
 Values the UVM source does not fix are marked *unconfirmed* where they are set.
 """
@@ -206,7 +206,7 @@ GPUS: dict[str, GpuSpec] = {
         peer_link="nvlink4",
         peer_links=18,
         calibrated=True,
-        source="shared/measurements/h200-uvm-probe.json (smi: 143771 MiB total, 143156 MiB free, "
+        source="uvmlab/validation/data/probes/h200-uvm-probe.json (smi: 143771 MiB total, 143156 MiB free, "
         "PCIe gen 5 x16, driver 580.159.04)",
         sources={
             "memory_bytes": "nvidia-smi on the measured H200: 143771 MiB total, 143156 MiB free",
@@ -230,7 +230,7 @@ GPUS: dict[str, GpuSpec] = {
         peer_link="nvlink4",
         peer_links=18,
         calibrated=True,
-        source="shared/measurements/h100-uvm-probe.json (smi: 81559 MiB total, 81079 MiB free, "
+        source="uvmlab/validation/data/probes/h100-uvm-probe.json (smi: 81559 MiB total, 81079 MiB free, "
         "PCIe gen 5 x16, driver 580.159.04)",
         sources={
             "memory_bytes": "nvidia-smi on the measured H100: 81559 MiB total, 81079 MiB free",

@@ -1,10 +1,10 @@
-"""Explicit migration: ``UVM_MIGRATE`` / cudaMemPrefetchAsync (uvm_migrate.c; spec §11).
+"""Explicit migration: ``UVM_MIGRATE`` / cudaMemPrefetchAsync (uvm_migrate.c).
 
 Each VA block of the range is made resident on the destination with cause *User*: no
 prefetcher, no thrashing hint, and the pages' thrashing state is reset. Pages resident nowhere
 are populated at the destination. Mapping step (``block_migrate_add_mappings``): pages the
 destination does not map get an RWA mapping there; AccessedBy processors are re-mapped. The
-two-pass split and the CPU pre-unmap only matter with NVLink/C2C and are not modeled (§11:
+two-pass split and the CPU pre-unmap only matter with NVLink/C2C and are not modeled (uvm_migrate.c:
 "on the PCIe test platform it never runs").
 """
 

@@ -1,11 +1,11 @@
-"""Module parameters of nvidia-uvm 580 (design.md §2, uvm-driver-behavior.md §1).
+"""Module parameters of nvidia-uvm 580 (uvm.c and uvm_perf_*.c module_param declarations).
 
 Every parameter that ``nvidia-uvm.ko`` declares with ``module_param`` in the 580 branch (tag
 580.142, ``kernel-open/nvidia-uvm/``) is listed here with its source default, the range of values
 the driver uses *as given*, and what the driver does at load time with a value outside that range.
 The set is exactly the 53 names that ``/sys/module/nvidia_uvm/parameters`` reported for driver
-580.159.04 on the project's H200 and H100 (``shared/measurements/h200-uvm-probe.json``,
-``h100-uvm-probe.json``); every default equals the value reported there.
+580.159.04 on the project's H200 and H100 (``uvmlab/validation/data/probes/``); every default equals the
+value reported there.
 
 The model is stricter than the driver: the driver silently clamps or replaces a bad value (and
 prints a line to the kernel log), so a sweep that sets ``uvm_perf_prefetch_threshold=150`` on a

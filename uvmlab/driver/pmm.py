@@ -1,10 +1,10 @@
 """The GPU physical memory manager of one GPU (uvm_pmm_gpu.c), at 2 MiB root-chunk granularity.
 
-What is modeled (uvm-driver-behavior.md §7):
+What is modeled (uvm_pmm_gpu.c):
 
 * Memory is a pool of 2 MiB root chunks, indexed by physical address / 2 MiB as in the driver's
   root-chunk array. A full 2 MiB VA block is backed by exactly one root chunk, so the eviction
-  unit is one chunk (§7.7).
+  unit is one chunk (uvm_pmm_gpu.c).
 * Chunk states: FREE, TEMP_PINNED (allocated for a VA-block operation that has not finished),
   ALLOCATED (owned by a VA block and evictable), IN_EVICTION (chosen as a victim, off every
   list), and RESERVED (taken by a non-UVM PMA client such as ``cudaMalloc``; never evictable
@@ -14,19 +14,19 @@ What is modeled (uvm-driver-behavior.md §7):
   tail, as chunk_update_lists_locked does), and the eviction lists ``va_block_used`` (least
   recently used first), ``va_block_unused`` and ``va_block_discarded``. Every ALLOCATED chunk is
   on exactly one eviction list; TEMP_PINNED and IN_EVICTION chunks are on none, so they cannot be
-  chosen (§7.4, §7.5).
+  chosen (uvm_pmm_gpu.c, pick_root_chunk_to_evict).
 * The "LRU" is least recently *faulted-on or migrated-to*: only unpin_allocated and
   block_mark_memory_used move a chunk to the tail of ``va_block_used``. A GPU access that hits an
   existing mapping produces no fault and therefore no call here (the driver's TODO about moving
   chunks on mapping, pick_root_chunk_to_evict in uvm_pmm_gpu.c).
 
-Model note, PMA batching (§7.3): the driver takes non-pinned root chunks from PMA in batches of
+Model note, PMA batching (alloc_root_chunk): the driver takes non-pinned root chunks from PMA in batches of
 ``1 << uvm_perf_pma_batch_nonpinned_order`` (64 chunks, 128 MiB), keeps the surplus on PMM's free
 list and returns one free root chunk to PMA per free. That changes only the steps in which UVM's
 footprint grows; eviction starts when neither PMM nor PMA has a free root chunk left. So the
 model treats the GPU's capacity as one pool of root chunks with one free list.
 
-State lives in numpy arrays (design.md §8): ``state`` and ``owner`` per chunk, and doubly linked
+State lives in numpy arrays (docs/model.md): ``state`` and ``owner`` per chunk, and doubly linked
 lists as int32 ``prev``/``next`` arrays with one sentinel node per list, so every move is O(1) and
 there is no Python object per chunk.
 """
@@ -34,6 +34,7 @@ there is no Python object per chunk.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -77,7 +78,7 @@ LIST_NAMES: dict[str, int] = {
 _LIST_ALIASES = {"used": LIST_USED, "unused": LIST_UNUSED, "discarded": LIST_DISCARDED}
 _LIST_LABEL = {v: k for k, v in LIST_NAMES.items()}
 
-# Order in which pick_root_chunk_to_evict (uvm_pmm_gpu.c) looks for a victim.
+# Order in which pick_root_chunk_to_evict looks for a victim.
 _EVICTION_ORDER = (LIST_FREE, LIST_UNUSED, LIST_DISCARDED, LIST_USED)
 
 
@@ -195,7 +196,7 @@ class Pmm:
 
         The size is rounded up to whole root chunks. Only free chunks are used: with
         ``uvm_global_oversubscription`` the real PMA would evict UVM chunks to make room
-        (uvm_pmm_gpu_pma_evict_pages, §7.9); the caller does that eviction through
+        (uvm_pmm_gpu_pma_evict_pages, uvm_pmm_gpu.c); the caller does that eviction through
         :meth:`pick_root_chunk_to_evict` first, since it must move the evicted data.
         """
         if nbytes < 0:
@@ -234,7 +235,7 @@ class Pmm:
         """Take a free chunk without eviction (TEMP_PINNED, owned by ``owner``); -1 if none.
 
         The -1 is the driver's NV_ERR_NO_MEMORY from the no-eviction attempt; the caller then
-        allocates with eviction (block_alloc_gpu_chunk, §7.2).
+        allocates with eviction (block_alloc_gpu_chunk, uvm_va_block.c).
         """
         if owner < 0:
             raise ValueError(f"owner must be a VA block id >= 0, got {owner}")
@@ -287,7 +288,7 @@ class Pmm:
         return c
 
     def finish_eviction(self, chunk: int, new_owner: int) -> None:
-        """The evicted root chunk goes to the allocating caller, TEMP_PINNED (§7.6 step 3)."""
+        """The evicted root chunk goes to the allocating caller, TEMP_PINNED (evict_root_chunk step 3)."""
         c = self._check_index(chunk)
         if self._state[c] != IN_EVICTION:
             raise ValueError(f"finish_eviction: chunk {c} is {self._state_name(c)}, not IN_EVICTION")
@@ -411,10 +412,21 @@ class Pmm:
     def _pop_head(self, lst: int) -> int:
         return int(chunk_pop_head(self._prev, self._next, self._list, self._count, self.n_root_chunks, lst))
 
-    def arrays(self) -> tuple[np.ndarray, ...]:
-        """(state, owner, list id, prev, next, count) for compiled code that moves chunks with
-        the ``chunk_*`` primitives below; node ``n_root_chunks + L`` is list L's sentinel."""
-        return self._state, self._owner, self._list, self._prev, self._next, self._count
+    def arrays(self) -> PmmArrays:
+        """The lists' arrays, for compiled code that moves chunks with the ``chunk_*``
+        primitives below; node ``n_root_chunks + L`` is list L's sentinel."""
+        return PmmArrays(self._state, self._owner, self._list, self._prev, self._next, self._count)
+
+
+class PmmArrays(NamedTuple):
+    """A PMM's root-chunk arrays, named, as the compiled fault path receives them."""
+
+    state: np.ndarray  # per chunk: ChunkState
+    owner: np.ndarray  # per chunk: the VA block it backs (-1: none)
+    list_of: np.ndarray  # per chunk: the list it is on (NO_LIST: none)
+    prev: np.ndarray  # per node (chunks, then one sentinel per list): previous node
+    nxt: np.ndarray  # per node: next node
+    count: np.ndarray  # per list: chunks on it
 
 
 @njit(cache=True)

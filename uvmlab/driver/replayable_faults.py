@@ -1,10 +1,11 @@
-"""Replayable GPU fault servicing (uvm_gpu_replayable_faults.c; spec §3).
+"""Replayable GPU fault servicing (uvm_gpu_replayable_faults.c).
 
 The bottom half ``service_replayable_faults`` fetches batches of at most
 ``uvm_perf_fault_batch_count`` entries from the fault buffer, coalesces adjacent duplicates at
-fetch (§3.3), sorts by (page, most intrusive access first) (§3.5), services every VA block of
-the batch in one call (§3.6-§3.7) and replays according to ``uvm_perf_fault_replay_policy``
-(§3.8). The GPU side (warps stalled on faults, re-executed at each replay) lives in
+fetch (fetch_fault_buffer_entries), sorts by (page, most intrusive access first) (preprocess_fault_batch),
+services every VA block of
+the batch in one call (``service_fault_batch``) and replays according to ``uvm_perf_fault_replay_policy``
+(uvm_gpu_replayable_faults.c). The GPU side (warps stalled on faults, re-executed at each replay) lives in
 ``uvmlab.engine.gpu``; the bottom half reaches it through the ``replay`` callback.
 """
 
@@ -17,11 +18,11 @@ import numpy as np
 from numba import njit
 
 from uvmlab.core.sizes import PAGE_SIZE
-from uvmlab.driver import events as ev
+from uvmlab.driver import tools
 from uvmlab.driver import va_block as vb
 from uvmlab.driver.compiled.fast_service import CHUNK_USED, DONE, NEED_CHUNK
 from uvmlab.driver.fatal import ContextFatal
-from uvmlab.driver.perf.thrashing import HINT_NONE
+from uvmlab.driver.perf.thrashing import HINT_NONE, HINT_PIN, HINT_THROTTLE, NO_HINT
 from uvmlab.driver.va_space import BLOCK_SHIFT, PERM_READ
 from uvmlab.workload.ir import Access
 
@@ -74,7 +75,8 @@ class FaultBuffer:
 
 @njit(cache=True)
 def coalesce(page, access, utlb, n_utlb, enabled):
-    """§3.3 ``fetch_fault_buffer_try_merge_entry``: merge an entry into the last unfiltered entry
+    """``fetch_fault_buffer_try_merge_entry`` (uvm_gpu_replayable_faults.c): merge an entry into the last
+    unfiltered entry
     of its uTLB with the same page (any access), else into the last unfiltered entry of the batch
     with the same page and an access type >= its own. Returns representative indices, their
     instance counts and their (most intrusive) access types."""
@@ -111,7 +113,7 @@ def coalesce(page, access, utlb, n_utlb, enabled):
 def service_replayable_faults(
     drv: UvmDriver, buf: FaultBuffer, gpu: int, replay: Callable[[], None], n_utlb: int
 ) -> None:
-    """§3.2 ``uvm_parent_gpu_service_replayable_faults``: one bottom half."""
+    """``uvm_parent_gpu_service_replayable_faults`` (uvm_gpu_replayable_faults.c): one bottom half."""
     p = drv.params
     policy = p.uvm_perf_fault_replay_policy
     batch_count = min(drv.gpu.fault_batch_size(p.uvm_perf_fault_batch_count), buf.capacity)
@@ -119,7 +121,7 @@ def service_replayable_faults(
     c["bottom_halves"] += 1
     drv.charge(drv.profile.bottom_half_ns)
     num_batches = num_throttled = replays = 0
-    deferred = False  # a policy deferred a batch's replay (seeds/003 §6.2 decide_replay < 0)
+    deferred = False  # a policy deferred a batch's replay (``decide_replay`` < 0, docs/policies.md)
 
     def do_replay() -> None:
         nonlocal replays, deferred
@@ -127,7 +129,7 @@ def service_replayable_faults(
         deferred = False
         c["replays"] += 1
         drv.charge(drv.profile.replay_ns)
-        drv.log.add(drv.now_ns, ev.GPU_FAULT_REPLAY, gpu)
+        drv.log.add(drv.now_ns, tools.GPU_FAULT_REPLAY, gpu)
         replay()
 
     while (
@@ -142,7 +144,7 @@ def service_replayable_faults(
         c["fault_batches"] += 1
         c["gpu_fault_groups"] += 1
         drv.charge(drv.profile.fault_batch_ns + len(page) * drv.profile.fault_ns)
-        drv.log.add(drv.now_ns, ev.GPU_FAULT, gpu, int(rp[0]) * PAGE_SIZE, len(page))
+        drv.log.add(drv.now_ns, tools.GPU_FAULT, gpu, int(rp[0]) * PAGE_SIZE, len(page))
         throttled, duplicates = service_fault_batch(
             drv, gpu, rp, ra, rc, do_replay if policy == REPLAY_BLOCK else None
         )
@@ -178,9 +180,11 @@ def service_fault_batch(
     count: np.ndarray,
     block_replay: Callable[[], None] | None,
 ) -> tuple[bool, int]:
-    """§3.5-§3.7: sort, then service each VA block's entries in one call.
+    """``preprocess_fault_batch`` to ``service_fault_batch_block_locked`` (uvm_gpu_replayable_faults.c):
+    sort, then service each VA block's entries in one call.
 
-    Returns (batch had throttled faults, duplicate count as ``num_duplicate_faults`` §3.4).
+    Returns (batch had throttled faults, duplicate count as ``num_duplicate_faults``
+    uvm_gpu_replayable_faults.c).
     """
     order = np.lexsort((-access.astype(np.int16), page))
     page, access, count = page[order], access[order], count[order]
@@ -222,13 +226,14 @@ def service_fault_batch(
 
 
 def service_block_faults(drv: UvmDriver, gpu: int, block: int, pages: np.ndarray, access: np.ndarray) -> bool:
-    """§3.7 ``service_fault_batch_block_locked`` for the unique faulted pages of one block."""
+    """``service_fault_batch_block_locked`` (uvm_gpu_replayable_faults.c) for the unique faulted pages of one
+    block."""
     va = drv.va
     alloc = int(va.block_alloc[block])
     if alloc < 0 or not va.alloc_live[alloc]:
         raise ContextFatal("invalid address", gpu, int(pages[0]))
     need = np.maximum(access, PERM_READ)
-    stale = va.perm[gpu, pages] >= need  # §3.7 step 4: already authorized
+    stale = va.perm[gpu, pages] >= need  # service_fault_batch_block_locked step 4: already authorized
     pages, access = pages[~stale], access[~stale]
     if len(pages) == 0:
         return False
@@ -249,18 +254,19 @@ def service_block_faults(drv: UvmDriver, gpu: int, block: int, pages: np.ndarray
             for lp, pg in zip(local.tolist(), pages.tolist(), strict=True)
         ]
     else:  # the common case: no per-page thrashing state, every hint is NONE
-        hints = [HINT_NONE] * len(pages)
+        hints = [NO_HINT] * len(pages)
     if drv.hooks is not None:  # a thrashing policy may override NONE / THROTTLE / PIN per page
         hints = drv.hooks.thrashing_hints(drv, block, gpu, local, pages, hints, drv.now_ns)
     kinds = np.array([h.kind for h in hints], dtype=np.int8)
-    throttled = kinds == vb.HINT_THROTTLE
+    throttled = kinds == HINT_THROTTLE
     drv.counters["gpu_faults_throttled"] += int(throttled.sum())
     pin = np.zeros(n, dtype=bool)
-    pin[local[kinds == vb.HINT_PIN]] = True
+    pin[local[kinds == HINT_PIN]] = True
     acc_block = np.zeros(n, dtype=np.uint8)
     rd_block = np.zeros(n, dtype=bool)
     new_res: dict[int, np.ndarray] = {}
-    # Fast path: a page with no advice, one copy and no hint goes to the requester (§4.1 rule 14
+    # Fast path: a page with no advice, one copy and no hint goes to the requester
+    # (block_select_processor_residency rule 14
     # or rule 9); everything else takes the rule-by-rule path.
     res = va.residency[pages]
     simple = (
@@ -268,7 +274,7 @@ def service_block_faults(drv: UvmDriver, gpu: int, block: int, pages: np.ndarray
         & (va.accessed_by[pages] == 0)
         & (va.read_dup[pages] == 0)
         & ((res & (res - 1)) == 0)
-        & (kinds == vb.HINT_NONE)
+        & (kinds == HINT_NONE)
     )
     if simple.any():
         m = np.zeros(n, dtype=bool)

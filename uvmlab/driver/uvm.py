@@ -20,16 +20,17 @@ from __future__ import annotations
 from typing import Any
 
 from uvmlab.core.errors import UvmlabError
-from uvmlab.driver.events import EventLog, zero_counters
 from uvmlab.driver.hal import GpuSpec
 from uvmlab.driver.hooks import DriverHooks
 from uvmlab.driver.params import Params
 from uvmlab.driver.peer import Topology, peer_counter_names
 from uvmlab.driver.perf import events as pe
 from uvmlab.driver.perf.events import PerfEvents
+from uvmlab.driver.perf.prefetch import prefetch_params
 from uvmlab.driver.perf.thrashing import ThrashingDetector
 from uvmlab.driver.pmm import Pmm
 from uvmlab.driver.pmm_share import PmmShare
+from uvmlab.driver.tools import EventLog, zero_counters
 from uvmlab.driver.va_space import VaSpace
 from uvmlab.timing.cost_model import CostProfile
 from uvmlab.workload.ir import Alloc
@@ -75,6 +76,8 @@ class UvmDriver:
         self.now_ns = 0
         self.work_ns = 0.0
         self.hooks = hooks
+        # the prefetcher's parameters, read once for the reference path, compiled path and policies
+        self.prefetch_params = prefetch_params(params, gpu.big_page_size)
         p = params
         self.thrashing = ThrashingDetector(
             enable=p.uvm_perf_thrashing_enable,

@@ -3,9 +3,10 @@
 All functions take the driver and work on numpy slices of one block's pages (at most 512), so
 the Python overhead is per block operation, never per page.
 
-Spec sections (shared/reference/uvm-driver-behavior.md): §4.1 ``uvm_va_block_select_residency``,
-§4.2 ``compute_new_permission``, §4.3 ``uvm_va_block_service_locked``, §4.4
-``uvm_va_block_make_resident_copy``, §4.5 read duplication, §7.2 chunk allocation with eviction.
+Driver functions modelled here (uvm_va_block.c): ``uvm_va_block_select_residency``,
+``compute_new_permission``, ``uvm_va_block_service_locked``, ``uvm_va_block_make_resident_copy``,
+``uvm_va_block_make_resident_read_duplicate`` and ``block_alloc_gpu_chunk`` (chunk allocation,
+with eviction).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from uvmlab.driver.block_copy import accessed_by_permission, copy_to, map_pages
 from uvmlab.driver.eviction import evict_for_allocation
 from uvmlab.driver.perf import events as pe
 from uvmlab.driver.perf import prefetch as pf
-from uvmlab.driver.perf.thrashing import Hint
+from uvmlab.driver.perf.thrashing import HINT_NONE, HINT_PIN, Hint
 from uvmlab.driver.va_space import (
     BLOCK_SHIFT,
     CPU,
@@ -34,15 +35,11 @@ from uvmlab.workload.ir import Access
 if TYPE_CHECKING:
     from uvmlab.driver.uvm import UvmDriver
 
-HINT_NONE, HINT_THROTTLE, HINT_PIN = 0, 1, 2
-
-# migration cause (driver's uvm_make_resident_cause_t) -> (counter suffix, Tools cause)
-
 
 def select_residency(
     drv: UvmDriver, page: int, requester: int, access: int, hint: Hint | None
 ) -> tuple[int, bool]:
-    """§4.1 ``block_select_processor_residency``: (destination, read-duplicate?) for one page."""
+    """``block_select_processor_residency`` (uvm_va_block.c): (destination, read-duplicate?) for one page."""
     va = drv.va
     rd_policy = int(va.read_dup[page])
     resident = int(va.residency[page])
@@ -73,7 +70,7 @@ def select_residency(
 def new_permissions(
     drv: UvmDriver, requester: int, residency: int, access: np.ndarray, read_dup: np.ndarray
 ) -> np.ndarray:
-    """§4.2 ``compute_new_permission`` for many pages. CPU writes arrive as ATOMIC
+    """``compute_new_permission`` (uvm_va_block.c) for many pages. CPU writes arrive as ATOMIC
     (ATOMIC_STRONG)."""
     perm = np.where(
         access <= Access.READ, PERM_READ, np.where(access == Access.WRITE, PERM_WRITE, PERM_ATOMIC)
@@ -85,7 +82,7 @@ def new_permissions(
 
 
 def ensure_gpu_chunk(drv: UvmDriver, block: int, gpu: int) -> bool:
-    """§7.2 ``block_alloc_gpu_chunk``: back the block on ``gpu`` with a 2 MiB root chunk,
+    """``block_alloc_gpu_chunk`` (uvm_va_block.c): back the block on ``gpu`` with a 2 MiB root chunk,
     evicting the victim the PMM's list rules pick when no free chunk is left. Returns whether a
     chunk was allocated now."""
     g = gpu - 1
@@ -113,7 +110,8 @@ def make_resident(
     prefetched: np.ndarray | None = None,
     read_duplicate: bool = False,
 ) -> None:
-    """§4.4 / §4.5: make the pages of ``mask`` (block-local) resident on ``dest``.
+    """uvm_va_block_make_resident_copy / uvm_va_block_make_resident_read_duplicate: make the pages of
+    ``mask`` (block-local) resident on ``dest``.
 
     MOVE (default) leaves ``dest`` as the only copy; ``read_duplicate`` COPYs and keeps the
     other copies (revoking their write rights).
@@ -134,7 +132,8 @@ def make_resident(
         )
     fresh = dest != CPU and ensure_gpu_chunk(drv, block, dest)
     if read_duplicate:
-        # §4.5: everyone but the holder is unmapped, the holder loses write; then copy.
+        # uvm_va_block_make_resident_read_duplicate: everyone but the holder is unmapped, the holder loses
+        # write; then copy.
         moving = mask & ~on_dest
         perm = va.perm[:, lo:hi]
         for q in range(va.n_procs):
@@ -159,7 +158,7 @@ def make_resident(
             if q != dest and np.any(res[moving] >> q & 1):
                 left_gpus.append(q)
         res[mask] = bit
-    # PMM list upkeep: block_mark_memory_used for the destination GPU (§7.4) ...
+    # PMM list upkeep: block_mark_memory_used for the destination GPU (uvm_pmm_gpu.c) ...
     if dest != CPU:
         if drv.hooks is None:
             drv.pmm[dest - 1].mark_used(int(va.gpu_chunk[dest - 1, block]))
@@ -174,7 +173,7 @@ def make_resident(
 
 
 def revoke_others(drv: UvmDriver, block: int, requester: int, pages: np.ndarray, perm: int) -> None:
-    """§4.3 ``block_service_finish_revoke_prot`` for pages that kept their residency and that the
+    """``block_service_finish_revoke_prot`` (uvm_va_block.c) for pages that kept their residency and that the
     requester now maps with >= RW: other processors lose WRITE (requester RWA) or ATOMIC."""
     va = drv.va
     cap = PERM_READ if (perm == PERM_ATOMIC and requester != CPU) else PERM_WRITE
@@ -199,7 +198,7 @@ def service_locked(
     pin: np.ndarray,
     cause: str = "fault",
 ) -> None:
-    """§4.3 ``uvm_va_block_service_locked``: prefetch, copy and finish for each destination.
+    """``uvm_va_block_service_locked`` (uvm_va_block.c): prefetch, copy and finish for each destination.
 
     ``new_res`` maps destination -> block-local boolean mask; ``access`` holds the serviced
     access type per block-local page; ``read_dup`` and ``pin`` are block-local masks.
@@ -211,7 +210,7 @@ def service_locked(
     if cause == "fault" and drv.perf_events.has_listeners(pe.FAULT):
         faulted = np.flatnonzero(np.logical_or.reduce(list(new_res.values())))
         drv.perf_events.notify(pe.FAULT, block=block, pages=faulted, processor=requester, now_ns=drv.now_ns)
-    if len(new_res) == 1:  # the prefetcher only runs with a single destination (§5.1)
+    if len(new_res) == 1:  # the prefetcher only runs with a single destination (uvm_perf_prefetch.c)
         ((dest, faulted),) = new_res.items()
         extra = prefetch_pages(drv, block, dest, faulted)
         if extra is not None and extra.any():
@@ -245,7 +244,7 @@ def _finish(
     pin: np.ndarray,
     unchanged: np.ndarray,
 ) -> None:
-    """§4.3 ``uvm_va_block_service_finish``: permissions, revocation, mappings."""
+    """``uvm_va_block_service_finish`` (uvm_va_block.c): permissions, revocation, mappings."""
     va = drv.va
     lo = block << BLOCK_SHIFT
     idx = np.flatnonzero(mask)
@@ -277,9 +276,10 @@ def _finish(
 
 
 def prefetch_pages(drv: UvmDriver, block: int, dest: int, faulted: np.ndarray) -> np.ndarray | None:
-    """§5: the prefetch hint (``uvm_va_block_get_prefetch_hint``) for one destination, or None."""
+    """uvm_perf_prefetch.c: the prefetch hint (``uvm_va_block_get_prefetch_hint``) for one destination, or
+    None."""
     va = drv.va
-    p = drv.params
+    pp = drv.prefetch_params
     lo, hi = va.block_range(block)
     res = va.residency[lo:hi]
     resident = (res >> dest & 1).astype(bool)
@@ -301,10 +301,10 @@ def prefetch_pages(drv: UvmDriver, block: int, dest: int, faulted: np.ndarray) -
         block_first_page_va=lo,
         resident_anywhere_count=int(np.count_nonzero(res)),
         preferred_location=int(va.preferred[lo]) - 1,
-        enable=bool(p.uvm_perf_prefetch_enable),
-        min_faults=p.uvm_perf_prefetch_min_faults,
-        big_page_pages=drv.gpu.big_page_size // PAGE_SIZE,
-        threshold=p.uvm_perf_prefetch_threshold,
+        enable=pp.enable,
+        min_faults=pp.min_faults,
+        big_page_pages=pp.big_page_pages,
+        threshold=pp.threshold,
         cpu_resident_readable=cpu_readable,
     )
     return mask if mask.any() else None

@@ -13,7 +13,7 @@ OS backs lazily: untouched parts of a 1 TiB allocation cost no memory.
 Processors: 0 is the CPU, 1.. are GPUs (at most 7: residency and accessed-by are one byte per
 page). Who can map and copy whose memory is the VA space's ``Topology`` (``driver/peer.py``);
 without one, the single-GPU PCIe platform: GPUs map sysmem, the CPU never maps vidmem.
-Permissions are cumulative levels (§2.3): 0 none, 1 READ, 2 WRITE (RW), 3 ATOMIC (RWA).
+Permissions are cumulative levels (uvm_va_block.h): 0 none, 1 READ, 2 WRITE (RW), 3 ATOMIC (RWA).
 """
 
 from __future__ import annotations

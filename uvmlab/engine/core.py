@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from uvmlab.core.errors import UvmlabError
-from uvmlab.driver import events as ev
+from uvmlab.driver import tools
 from uvmlab.driver.advice import advise
 from uvmlab.driver.compiled.fast_service import DONE, PAUSE
 from uvmlab.driver.compiled.scan import cpu_scan, expand, segment_columns
@@ -202,7 +202,7 @@ class Engine:
             "out of memory" if isinstance(e, NoEvictableMemory) else str(e)
         )
         drv.counters["fatal_faults"] += 1
-        drv.log.add(int(self.clock), ev.FATAL_FAULT, proc, page * 4096 if page >= 0 else -1, 0, reason)
+        drv.log.add(int(self.clock), tools.FATAL_FAULT, proc, page * 4096 if page >= 0 else -1, 0, reason)
         self.fatal = {
             "op": k,
             "reason": reason,
@@ -302,7 +302,7 @@ class Engine:
             self.drv.pmm[0].release(-(-self.workload.allocs[alloc].bytes // (2 << 20)) * (2 << 20))
 
     def service_timers(self) -> None:
-        """The thrashing module's delayed unpin work (§6.6 Unpin)."""
+        """The thrashing module's delayed unpin work (uvm_perf_thrashing.c Unpin)."""
         drv = self.drv
         if self.sampler is not None:  # runs between fault batches: a consistent state
             self.sampler.sample(self.clock)

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-#: cumulative counters recorded with every sample (canonical names, design.md §4)
+#: cumulative counters recorded with every sample (canonical names, docs/results.md)
 SAMPLED_COUNTERS: tuple[str, ...] = (
     "gpu_faults",
     "fault_batches",

@@ -1,4 +1,4 @@
-"""Programmable policies: gpu_ext-style hooks in Python, under a guard (design.md §5).
+"""Programmable policies: gpu_ext-style hooks in Python, under a guard (docs/policies.md).
 
 * ``Policy`` and the decision codes — ``uvmlab.policy.base``
 * the read-only contexts hooks receive — ``uvmlab.policy.context``

@@ -1,8 +1,8 @@
-"""The policy interface: one method per decision point of the modeled driver (design.md §5).
+"""The policy interface: one method per decision point of the modeled driver (docs/policies.md).
 
 The hook names and return codes follow gpu_ext's struct_ops for nvidia-uvm
-(shared/reference/gpu_ext.md §1; eunomia-bpf/gpu_ext, arXiv 2512.12615) and the replay hook
-designed in shared/seeds/003 §6.2. Nothing here is copied from gpu_ext or NVIDIA code.
+(eunomia-bpf/gpu_ext, arXiv 2512.12615) and the project's own replay hook ``decide_replay``
+(docs/policies.md). Nothing here is copied from gpu_ext or NVIDIA code.
 
 A policy is a Python object. The driver calls a hook with a read-only *context* (see
 ``uvmlab.policy.context``) and the hook returns a *decision*; the guard (``uvmlab.policy.guard``)
@@ -46,21 +46,23 @@ import numba
 
 from uvmlab.core.errors import PolicyError
 
-# prefetch_before_compute / chunk_used return codes (gpu_ext §1.0)
+# the hint kinds, re-exported for policies (one set: uvmlab.driver.perf.thrashing)
+from uvmlab.driver.perf.thrashing import HINT_NONE as HINT_NONE
+from uvmlab.driver.perf.thrashing import HINT_PIN as HINT_PIN
+from uvmlab.driver.perf.thrashing import HINT_THROTTLE as HINT_THROTTLE
+
+# prefetch_before_compute / chunk_used return codes (gpu_ext the module parameters)
 DEFAULT = 0
 BYPASS = 1
 ENTER_LOOP = 2
 
-# decide_replay (seeds/003 §6.2: 1 = replay now, 0 = the driver's policy, -1 = defer)
+# decide_replay (docs/policies.md: 1 = replay now, 0 = the driver's policy, -1 = defer)
 REPLAY_NOW = 1
 REPLAY_DEFAULT = 0
 REPLAY_DEFER = -1
 
 # thrashing hints (uvm_perf_thrashing_hint_type_t); KEEP leaves the detector's hint
 KEEP = -1
-HINT_NONE = 0
-HINT_THROTTLE = 1
-HINT_PIN = 2
 
 #: hook name -> family; a composition may hold at most one policy per family
 HOOKS: dict[str, str] = {

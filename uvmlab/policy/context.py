@@ -1,7 +1,7 @@
 """The read-only contexts a hook receives, and the run information a policy starts with.
 
 gpu_ext's hooks get raw driver pointers and recover the VA block and owning process through
-companion kprobes (shared/reference/gpu_ext.md §1.2). Here every hook gets that context
+companion kprobes (eunomia-bpf/gpu_ext). Here every hook gets that context
 explicitly: the VA block, its allocation and tenant, sizes, and the bitmaps or lists that matter
 to the decision — as read-only numpy arrays that are copies, never views of driver state.
 
@@ -293,7 +293,7 @@ class EvictionContext(_ListRequests):
 
 
 class ReplayContext(_Requests):
-    """``decide_replay``: a fault batch was just serviced (seeds/003 §6.2's event data)."""
+    """``decide_replay``: a fault batch was just serviced (the event data of docs/policies.md)."""
 
     __slots__ = (
         "gpu",

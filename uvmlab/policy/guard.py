@@ -1,4 +1,4 @@
-"""The guard: the eBPF verifier's job, done at run time (design.md §5).
+"""The guard: the eBPF verifier's job, done at run time (docs/policies.md).
 
 ``Guard`` is the object the modeled driver holds as ``drv.hooks``. The driver calls it at each
 decision point; it builds the hook's read-only context, calls the policy, times the call,
@@ -40,14 +40,14 @@ import numpy as np
 from numba import njit
 
 from uvmlab.core.errors import PolicyError
-from uvmlab.core.sizes import PAGE_SIZE
-from uvmlab.driver import events as ev
+from uvmlab.driver import tools
 from uvmlab.driver.eviction import NoEvictableMemory
 from uvmlab.driver.migrate import migrate
 from uvmlab.driver.perf import prefetch as pf
 from uvmlab.driver.perf.thrashing import Hint
 from uvmlab.driver.pmm import ALLOCATED
 from uvmlab.policy import base
+from uvmlab.policy.bitmap_tree import BitmapTree, compute_mask
 from uvmlab.policy.context import (
     AllocInfo,
     ChunkContext,
@@ -59,7 +59,6 @@ from uvmlab.policy.context import (
     tenant_of_name,
 )
 from uvmlab.policy.future import FutureOracle, position, stalled
-from uvmlab.policy.prefetch_tree import BitmapTree, compute_mask
 from uvmlab.workload.ir import AllocKind
 
 CPU = 0
@@ -307,7 +306,7 @@ class Guard:
         self.ejected.append({"policy": slot.label, "hook": hook, "reason": reason, "time_ns": now})
         if self.drv is not None:
             self.drv.counters["policy_ejections"] = self.ejections
-            self.drv.log.add(now, ev.POLICY_EJECTED, -1, -1, 0, hook, -1, f"{slot.label}: {reason}")
+            self.drv.log.add(now, tools.POLICY_EJECTED, -1, -1, 0, hook, -1, f"{slot.label}: {reason}")
         self._rebind()
 
     def _call(self, hook: str, ctx: Any, req: list) -> tuple[_Slot, Any] | None:
@@ -413,19 +412,19 @@ class Guard:
         """``uvm_perf_prefetch_get_hint_va_block`` with the prefetch hooks in its tree walk."""
         if self.drv is not drv:
             self._attach_driver(drv)
-        va, p = drv.va, drv.params
+        va, pp = drv.va, drv.prefetch_params
         n = len(faulted)
-        if not p.uvm_perf_prefetch_enable:
+        if not pp.enable:
             return np.zeros(n, dtype=bool)
         count = pf.update_prefetch_info(
             va.prefetch_last_proc, va.prefetch_fault_migrations, block, dest, int(np.count_nonzero(faulted))
         )
         lo = block << 9
-        threshold = int(p.uvm_perf_prefetch_threshold)
+        threshold = pp.threshold
         if pf.first_touch_shortcut_applies(
             int(np.count_nonzero(va.residency[lo : lo + n])), dest, int(va.preferred[lo]) - 1
         ):
-            out = ~faulted & ~thrashing  # §5.3 step 3: the whole block, no tree, no hook
+            out = ~faulted & ~thrashing  # uvm_perf_prefetch.c step 3: the whole block, no tree, no hook
             if dest == CPU and cpu_readable is not None:
                 out &= ~cpu_readable
         else:
@@ -434,7 +433,7 @@ class Guard:
                 resident,
                 thrashing,
                 block_first_page_va=lo,
-                big=drv.gpu.big_page_size // PAGE_SIZE,
+                big=pp.big_page_pages,
                 m_first=0,
                 m_outer=n,
             )
@@ -508,7 +507,7 @@ class Guard:
                 dest_is_cpu=dest == CPU,
                 cpu_resident_readable=cpu_readable,
             )
-        if not pf.hint_allowed(count, int(p.uvm_perf_prefetch_min_faults)):
+        if not pf.hint_allowed(count, pp.min_faults):
             return np.zeros(n, dtype=bool)
         return out
 

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from uvmlab.core.counters import EVENT_TYPES
 from uvmlab.core.errors import TraceFileError
-from uvmlab.driver.events import EVENT_COLUMNS
+from uvmlab.driver.tools import EVENT_COLUMNS
 
 PARQUET_META_KEY = b"uvmlab.result"
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from uvmlab.driver import events as ev
+from uvmlab.driver import tools
 from uvmlab.engine.sampling import SAMPLED_COUNTERS
 from uvmlab.results.io import write_atomic
 
@@ -39,16 +39,16 @@ HOST_OPS = ("prefetch", "advise", "free", "sync", "alloc")
 
 # event -> (track on the event's processor, instant name); Migration is special (cause)
 _INSTANT_TRACKS = {
-    ev.CPU_FAULT: "CPU faults",
-    ev.GPU_FAULT: "fault batches",
-    ev.GPU_FAULT_REPLAY: "replays",
-    ev.EVICTION: "evictions",
-    ev.MAP_REMOTE: "remote maps",
-    ev.THRASHING_DETECTED: "thrashing",
-    ev.READ_DUPLICATE: "read duplication",
-    ev.READ_DUPLICATE_INVALIDATE: "read duplication",
-    ev.FATAL_FAULT: "errors",
-    ev.POLICY_EJECTED: "errors",
+    tools.CPU_FAULT: "CPU faults",
+    tools.GPU_FAULT: "fault batches",
+    tools.GPU_FAULT_REPLAY: "replays",
+    tools.EVICTION: "evictions",
+    tools.MAP_REMOTE: "remote maps",
+    tools.THRASHING_DETECTED: "thrashing",
+    tools.READ_DUPLICATE: "read duplication",
+    tools.READ_DUPLICATE_INVALIDATE: "read duplication",
+    tools.FATAL_FAULT: "errors",
+    tools.POLICY_EJECTED: "errors",
 }
 
 #: track order within a process (others follow in order of appearance)
@@ -235,9 +235,9 @@ def _add_events(tr: _Trace, df: Any, max_instants: int) -> int:
     instant_rows = []
     for i in range(len(t)):
         n = name[i]
-        if n == ev.THROTTLING_START:
+        if n == tools.THROTTLING_START:
             open_throttle[(int(proc[i]), int(addr[i]))] = int(t[i])
-        elif n == ev.THROTTLING_END:
+        elif n == tools.THROTTLING_END:
             start = open_throttle.pop((int(proc[i]), int(addr[i])), None)
             if start is not None:
                 tr.slice(
@@ -262,11 +262,11 @@ def _add_events(tr: _Trace, df: Any, max_instants: int) -> int:
         args: dict[str, Any] = {}
         if addr[i] >= 0:
             args["address"] = hex(int(addr[i]))
-        if n == ev.MIGRATION:
+        if n == tools.MIGRATION:
             track = f"migrations to {_proc_name(p)}"
             label = f"Migration {cause[i]}"
             args.update(bytes=int(nbytes[i]), cause=str(cause[i]), src=_proc_name(int(src[i])))
-        elif n == ev.GPU_FAULT:
+        elif n == tools.GPU_FAULT:
             track, label = "fault batches", "fault batch"
             args["faults"] = int(nbytes[i])
         else:
@@ -281,19 +281,19 @@ def _add_events(tr: _Trace, df: Any, max_instants: int) -> int:
 
     # counters: cumulative bytes migrated to each processor by cause, and faults
     order = np.argsort(t, kind="stable")
-    for p in sorted(set(int(x) for x in proc[name == ev.MIGRATION])):
-        m = order[(name[order] == ev.MIGRATION) & (proc[order] == p)]
+    for p in sorted(set(int(x) for x in proc[name == tools.MIGRATION])):
+        m = order[(name[order] == tools.MIGRATION) & (proc[order] == p)]
         causes = sorted(set(cause[m].tolist()))
         series = {c: np.cumsum(np.where(cause[m] == c, nbytes[m], 0)) for c in causes}
         tr.counter(p, f"bytes migrated to {_proc_name(p)}", t[m], series)
-    g = order[name[order] == ev.GPU_FAULT]
+    g = order[name[order] == tools.GPU_FAULT]
     for p in sorted(set(int(x) for x in proc[g])):
         gp = g[proc[g] == p]
         tr.counter(p, "GPU faults (raw, cumulative)", t[gp], {"faults": np.cumsum(nbytes[gp])})
-    c = order[name[order] == ev.CPU_FAULT]
+    c = order[name[order] == tools.CPU_FAULT]
     if len(c):
         tr.counter(0, "CPU faults (cumulative)", t[c], {"faults": np.arange(1, len(c) + 1)})
-    e = order[name[order] == ev.EVICTION]
+    e = order[name[order] == tools.EVICTION]
     for p in sorted(set(int(x) for x in proc[e])):
         ep = e[proc[e] == p]
         tr.counter(p, "evictions (root chunks, cumulative)", t[ep], {"evictions": np.arange(1, len(ep) + 1)})

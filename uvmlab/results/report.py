@@ -5,7 +5,7 @@ mailed, attached to an issue or opened from disk with no network. Layout:
 
 1. a summary table, one row per run, with the headline counters in human units;
 2. with several runs, comparison bars of the headline counters;
-3. every canonical counter (design.md §4) per run, as exact numbers;
+3. every canonical counter (docs/results.md) per run, as exact numbers;
 4. per run (up to ``max_detailed``): its summary, residency heatmap (sampled runs), faults and
    migrations over time, and its per-operation table.
 

@@ -1,4 +1,4 @@
-"""A run's result: canonical totals, per-operation rows, optional events (design.md §4).
+"""A run's result: canonical totals, per-operation rows, optional events (docs/results.md).
 
 Files: ``save``/``load`` pick the format by suffix. ``.json`` (default) holds everything,
 events as columns; ``.parquet`` holds the event stream as the Parquet table (what
@@ -56,7 +56,7 @@ class Result:
 
     def fingerprint(self) -> str:
         """SHA-256 of everything but host wall-clock time: equal for the same seed and inputs
-        on any engine (design.md §9)."""
+        on any engine (docs/architecture.md)."""
         d = self.to_dict()
         d.pop("wall_s", None)
         d.pop("op_wall_s", None)

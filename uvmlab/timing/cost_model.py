@@ -1,7 +1,7 @@
-"""The cost model (design.md §6): what each driver action costs in simulated nanoseconds.
+"""The cost model (docs/model.md): what each driver action costs in simulated nanoseconds.
 
 Constants live in a *profile* (``profiles/*.json``): measured on a real GPU by
-``uvmlab calibrate`` or, for the built-in default, derived from ``shared/measurements``. Each
+``uvmlab calibrate`` or, for the built-in default, derived from probes of the real driver. Each
 constant's provenance is stored beside it in the profile's ``sources`` table.
 
 Model (all times in ns):

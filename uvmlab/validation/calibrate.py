@@ -1,4 +1,4 @@
-"""Micro-benchmarks on a real GPU that measure the cost model's constants (design.md §6).
+"""Micro-benchmarks on a real GPU that measure the cost model's constants (docs/model.md).
 
 ``uvmlab calibrate --out DIR --name h100-pcie5-measured`` runs every benchmark,
 writes the raw measurements (``DIR/<name>.raw.json``) and the fitted profile
@@ -82,7 +82,7 @@ Fits (times in ns, bytes B, GB/s == B/ns):
 * ``gpu_touch_ns`` = median t_resident / touches; ``cpu_touch_ns`` = trimmed mean
   t_cpu_resident / touches; ``remote_touch_ns`` = trimmed mean t_remote / touches (throughput with
   the default threads in flight).
-* ``evict_chunk_ns`` is not measured: oversubscription is not forced on the card (design §7).
+* ``evict_chunk_ns`` is not measured: oversubscription is not forced on the card (see docs/model.md).
 
 ``write_profile`` fits every run, writes the profile fitted on run 1, and records per constant
 ``spread`` (the largest |run k - run 1| / run 1) and ``deviation`` (largest / smallest value

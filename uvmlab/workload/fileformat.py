@@ -1,4 +1,4 @@
-"""The ``.uvmw`` file format: a Workload on disk (design.md §3; schema in docs/trace-format.md).
+"""The ``.uvmw`` file format: a Workload on disk (schema in docs/trace-format.md).
 
 Layout, every integer little-endian::
 

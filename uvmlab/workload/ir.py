@@ -1,4 +1,4 @@
-"""The workload IR (design.md §3): allocations and an ordered list of operations.
+"""The workload IR (docs/trace-format.md): allocations and an ordered list of operations.
 
 Touch streams are compact. Every kernel and CPU phase owns a slice of one shared array of
 *segments* (``SEGMENT_DTYPE``); a segment is either a run ``start, start+stride, ...`` of
@@ -73,7 +73,7 @@ _V2_KINDS = (AllocKind.PAGEABLE, AllocKind.FILE)
 
 
 class Advice(IntEnum):
-    """cudaMemAdvise values, mapped to the driver ioctls 42-47 (uvm-driver-behavior.md §9)."""
+    """cudaMemAdvise values, mapped to the driver ioctls 42-47 (uvm_policy.c)."""
 
     SET_PREFERRED_LOCATION = 0
     UNSET_PREFERRED_LOCATION = 1

@@ -1,18 +1,19 @@
-"""The UVM bitmap-tree prefetcher (uvm-driver-behavior.md §5), as pure array functions.
+"""The UVM bitmap-tree prefetcher (uvm_perf_prefetch.c), as pure array functions.
 
 Model of ``kernel-open/nvidia-uvm/uvm_perf_prefetch.c`` (open-gpu-kernel-modules tag 580.142;
 the algorithm is unchanged in 595.45.04 apart from the 64 KiB big page being fixed and the
-preferred-location gate of §15). Everything works on one VA block of ``n <= 512`` pages given as
+preferred-location gate of driver 595). Everything works on one VA block of ``n <= 512`` pages given as
 boolean numpy arrays indexed by the page's position in the block.
 
 Layers, from the inside out:
 
-* :func:`compute_prefetch_mask` — §5.3 steps 2 and 4–6: bitmap tree, big-page alignment offset,
+* :func:`compute_prefetch_mask` — uvm_perf_prefetch.c steps 2 and 4–6: bitmap tree, big-page alignment offset,
   ``grow_fault_granularity``, the tree walk (``compute_prefetch_region``) and post-filtering. The
   hot part is one numba kernel; there is no Python loop over pages.
-* :func:`first_touch_shortcut_applies` — §5.3 step 3.
+* :func:`first_touch_shortcut_applies` — uvm_perf_prefetch.c step 3.
 * :func:`update_prefetch_info` / :func:`hint_allowed` — ``va_block->prefetch_info`` kept by the
-  caller in two per-block arrays (§5.3 steps 1 and 7, the ``uvm_perf_prefetch_min_faults`` gate).
+  caller in two per-block arrays (uvm_perf_prefetch.c steps 1 and 7, the ``uvm_perf_prefetch_min_faults``
+  gate).
 * :func:`prefetch_hint` — all of the above, as ``uvm_perf_prefetch_get_hint_va_block`` does it.
 
 The returned masks may contain pages that are already resident on the destination: the driver
@@ -22,16 +23,21 @@ as migrated bytes.
 
 Not modelled here: the range-group filter of ``uvm_perf_prefetch_get_hint_va_block`` (drops the
 prefetch pages of range-group ranges that contain no faulted page; range groups are a test-only
-feature of the driver), and the ATS variant ``uvm_perf_prefetch_compute_ats`` (§5.6).
+feature of the driver), and the ATS variant ``uvm_perf_prefetch_compute_ats`` (not modelled).
 """
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import numpy as np
 from numba import njit
 
+from uvmlab.core.sizes import PAGE_SIZE, PAGES_PER_BLOCK  # a VA block never crosses a 2 MiB boundary
+
 __all__ = [
-    "PAGES_PER_VA_BLOCK",
+    "PrefetchParams",
+    "prefetch_params",
     "PROC_INVALID",
     "PREFETCH_THRESHOLD_DEFAULT",
     "PREFETCH_MIN_FAULTS_DEFAULT",
@@ -45,11 +51,32 @@ __all__ = [
     "prefetch_hint",
 ]
 
-PAGES_PER_VA_BLOCK = 512  # 2 MiB / 4 KiB; a VA block never crosses a 2 MiB boundary
 CPU_ID = 0  # uvmlab processor ids (workload/ir.py): cpu = 0, gpu0 = 1, ...
 PROC_INVALID = -1  # UVM_ID_INVALID: what uvm_va_block_create puts in last_migration_proc_id
 PREFETCH_THRESHOLD_DEFAULT = 51  # UVM_PREFETCH_THRESHOLD_DEFAULT
 PREFETCH_MIN_FAULTS_DEFAULT = 1  # UVM_PREFETCH_MIN_FAULTS_DEFAULT
+
+
+class PrefetchParams(NamedTuple):
+    """The prefetcher's module parameters, read once per driver (``prefetch_params``) and used
+    by the reference path, the compiled path and the policy tree alike."""
+
+    enable: bool  # uvm_perf_prefetch_enable
+    min_faults: int  # uvm_perf_prefetch_min_faults (as set: the gate clamps it)
+    threshold: int  # uvm_perf_prefetch_threshold (as set: the tree clamps it)
+    big_page_pages: int  # the GPU's big page, in 4 KiB pages (the tree's alignment)
+
+
+def prefetch_params(params: Any, big_page_size: int) -> PrefetchParams:
+    """``params``: the driver's ``Params``; ``big_page_size``: the GPU's, in bytes."""
+    return PrefetchParams(
+        bool(params.uvm_perf_prefetch_enable),
+        int(params.uvm_perf_prefetch_min_faults),
+        int(params.uvm_perf_prefetch_threshold),
+        big_page_size // PAGE_SIZE,
+    )
+
+
 _MIN_FAULTS_MIN, _MIN_FAULTS_MAX = 1, 20  # UVM_PREFETCH_MIN_FAULTS_{MIN,MAX}
 _U16 = 0xFFFF  # prefetch_info.fault_migrations_to_last_proc is an NvU16 and wraps
 
@@ -127,7 +154,7 @@ def _prefetch_kernel(
             raise ValueError("faulted pages outside max_region")
 
     if shortcut:
-        # §5.3 step 3 (first touch on the preferred location): the whole region, no tree.
+        # uvm_perf_prefetch.c step 3 (first touch on the preferred location): the whole region, no tree.
         lo = m_first
         hi = m_outer
         out[lo:hi] = True
@@ -228,7 +255,7 @@ def _prefetch_kernel(
                     if o > m_outer:
                         o = m_outer
             else:
-                # What the clamp is evidently meant to do (§5.3 step 5.4 as the spec words it).
+                # What the clamp is evidently meant to do (uvm_perf_prefetch.c step 5.4 as the spec words it).
                 f = max(f - offset, m_first)
                 o = min(o - offset, m_outer)
             if o > f:
@@ -274,12 +301,12 @@ def _check_args(
     max_region: tuple[int, int] | None,
 ) -> tuple[np.ndarray, int, int]:
     faulted = np.asarray(faulted, dtype=np.bool_)
-    if faulted.ndim != 1 or not 1 <= faulted.shape[0] <= PAGES_PER_VA_BLOCK:
-        raise ValueError(f"faulted: expected 1..{PAGES_PER_VA_BLOCK} pages, got {faulted.shape}")
+    if faulted.ndim != 1 or not 1 <= faulted.shape[0] <= PAGES_PER_BLOCK:
+        raise ValueError(f"faulted: expected 1..{PAGES_PER_BLOCK} pages, got {faulted.shape}")
     n = faulted.shape[0]
-    if block_first_page_va < 0 or block_first_page_va % PAGES_PER_VA_BLOCK + n > PAGES_PER_VA_BLOCK:
+    if block_first_page_va < 0 or block_first_page_va % PAGES_PER_BLOCK + n > PAGES_PER_BLOCK:
         raise ValueError(f"block at VA page {block_first_page_va} with {n} pages crosses a 2 MiB boundary")
-    if not 1 <= big_page_pages <= PAGES_PER_VA_BLOCK or big_page_pages & (big_page_pages - 1):
+    if not 1 <= big_page_pages <= PAGES_PER_BLOCK or big_page_pages & (big_page_pages - 1):
         raise ValueError(f"big_page_pages must be a power of two in [1, 512], got {big_page_pages}")
     if not 0 <= threshold <= 100:
         raise ValueError(f"threshold must be in [0, 100], got {threshold}")
@@ -305,7 +332,8 @@ def compute_prefetch_mask(
     driver_offset_clamp: bool = True,
     first_touch: bool = False,
 ) -> np.ndarray:
-    """Pages to prefetch for one block operation with a single destination D (§5.3 steps 2, 4–6).
+    """Pages to prefetch for one block operation with a single destination D (uvm_perf_prefetch.c steps 2,
+    4–6).
 
     Args:
         faulted: pages migrating to D because of faults (D's ``new_residency`` mask).
@@ -330,7 +358,7 @@ def compute_prefetch_mask(
             including its clamp of a region that starts among the virtual leaves to page
             ``offset`` instead of page 0. It only matters for blocks whose first page is not
             big-page aligned; ``False`` gives the clamp the spec describes.
-        first_touch: §5.3 step 3 applies (see :func:`first_touch_shortcut_applies`): the whole
+        first_touch: uvm_perf_prefetch.c step 3 applies (see :func:`first_touch_shortcut_applies`): the whole
             region, no tree.
 
     Returns:
@@ -361,7 +389,7 @@ def compute_prefetch_mask(
 def first_touch_shortcut_applies(
     resident_anywhere_count: int, dest: int, preferred_location: int | None
 ) -> bool:
-    """§5.3 step 3: the block is resident nowhere and D is the policy's preferred location.
+    """uvm_perf_prefetch.c step 3: the block is resident nowhere and D is the policy's preferred location.
 
     ``resident_anywhere_count`` is anything that is 0 exactly when ``va_block->resident`` is
     empty (a processor count or a page count). ``preferred_location`` ``None`` or negative means
@@ -387,7 +415,7 @@ def new_prefetch_info(n_blocks: int) -> tuple[np.ndarray, np.ndarray]:
 def update_prefetch_info(
     last_proc: np.ndarray, fault_migrations: np.ndarray, block: int, dest: int, n_faulted: int
 ) -> int:
-    """§5.3 steps 1 and 7 for one block; returns ``fault_migrations_to_last_proc`` afterwards.
+    """uvm_perf_prefetch.c steps 1 and 7 for one block; returns ``fault_migrations_to_last_proc`` afterwards.
 
     A new destination resets the counter; then the faulted pages are added. The counter is an
     NvU16 in the driver and wraps at 65536 (irrelevant with the default ``min_faults`` = 1 except

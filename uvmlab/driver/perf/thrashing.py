@@ -1,4 +1,4 @@
-"""Thrashing detection and mitigation for one VA space (reference §6, uvm_perf_thrashing.c).
+"""Thrashing detection and mitigation for one VA space (uvm_perf_thrashing.c).
 
 This is a model of the driver's ``perf_thrashing`` module, written from the behavioural spec and
 checked against the 580.142 source (function names below are the driver's). It has three parts:
@@ -29,7 +29,7 @@ Modelling choices:
 * ``thrashing_pin_page`` can fail to allocate (demoting PIN to THROTTLE); the model never does.
 * The driver has no Unpin tools event; "Unpin" is emitted for uvmlab's own traces.
 
-Source details that the reference (§6) does not spell out, all followed here:
+Source details that the reference (uvm_perf_thrashing.c) does not spell out, all followed here:
 
 * ``thrashing_reset_page`` clears stamps, counters, processors and the pin, but keeps
   ``throttling_count``, ``do_not_throttle_processor_id`` and (when nobody was throttled) the
@@ -62,9 +62,10 @@ CPU = 0
 INVALID = -1
 NO_STAMP = -1
 
-HINT_NONE_KIND = 0
-HINT_THROTTLE_KIND = 1
-HINT_PIN_KIND = 2
+# Hint kinds (UVM_PERF_THRASHING_HINT_TYPE_*): the one set every layer uses.
+HINT_NONE = 0
+HINT_THROTTLE = 1
+HINT_PIN = 2
 
 # Per-page stamps have 64 ns resolution (PAGE_THRASHING_LAST_TIME_STAMP_BITS = 58).
 _STAMP_MASK = ~63
@@ -99,7 +100,7 @@ class Hint(NamedTuple):
     processors: int
 
 
-HINT_NONE = Hint(HINT_NONE_KIND, INVALID, 0, 0)
+NO_HINT = Hint(HINT_NONE, INVALID, 0, 0)  # the hint of a page that is not thrashing
 
 
 def pcie_can_access(p: int, q: int) -> bool:
@@ -277,14 +278,15 @@ def _selected(index: slice | np.ndarray) -> np.ndarray:
 class ThrashingDetector:
     """Per-VA-space thrashing state (``va_space_thrashing_info_t`` plus its blocks).
 
-    Parameters are the module parameters (§1), validated like ``uvm_perf_thrashing_init``: a
-    value outside its range is replaced by the default. ``can_access(p, q)``: processor ``p`` can
+    Parameters are the module parameters, validated like ``uvm_perf_thrashing_init``: a value outside its
+    range is replaced by the default. ``can_access(p, q)``: processor ``p`` can
     map memory of processor ``q`` (``va_space->can_access``). ``fast_access(p, q)``: ``p`` is in
     the fast set of ``q`` used by ``thrashing_processors_have_fast_access_to`` (fast link *and*
     native atomics, or ``p`` is ``q``); also used as ``has_fast_link`` when picking the closest
     common location. ``has_memory(p)``: ``uvm_processor_has_memory``. ``num_processors``: the
     registered processor ids are ``0..num_processors-1``; they are the candidate common locations
-    of §6.5 case 4. ``emit(name, fields)`` receives the tools events ThrashingDetected,
+    of get_hint_for_migration_thrashing case 4. ``emit(name, fields)`` receives the tools events
+    ThrashingDetected,
     ThrottlingStart, ThrottlingEnd (GPU processors only, as in the driver; the CPU fault path
     records its own around the sleep) and the model-only event Unpin.
     """
@@ -575,10 +577,10 @@ class ThrashingDetector:
         for a block without per-page tracking.
         """
         if not self.enable:
-            return HINT_NONE
+            return NO_HINT
         bs = self._blocks.get(block)
         if bs is None or bs.pages is None:
-            return HINT_NONE
+            return NO_HINT
 
         # Epoch reset: no thrashing for a whole epoch -> forget the block (at most max_resets
         # times; never once a page of the block has been pinned, see _Block.pinned_count).
@@ -589,11 +591,11 @@ class ThrashingDetector:
             and bs.reset_count < self.max_resets
         ):
             self._epoch_reset(block, bs, now_ns)
-            return HINT_NONE
+            return NO_HINT
 
         pg = bs.pages
         if pg.num_events[page] < self.threshold:
-            return HINT_NONE
+            return NO_HINT
         bit = 1 << requester
 
         if int(pg.throttled[page]) & bit:
@@ -604,7 +606,7 @@ class ThrashingDetector:
         pinned = bool(pg.pinned[page])
         # No event for more than a lapse: not thrashing any more (the state stays).
         if _stale(now_ns, int(pg.last_ts[page]), self.lapse_ns) and not pinned:
-            return HINT_NONE
+            return NO_HINT
 
         pg.processors[page] |= np.uint16(bit)
         self._throttle_update(pg, page, requester, now_ns)
@@ -614,15 +616,15 @@ class ThrashingDetector:
             return self._throttle(block, bs, pg, page, requester, now_ns)
 
         kind, residency = self._migration_hint(pg, page, requester, preferred, closest)
-        if kind == HINT_THROTTLE_KIND:
+        if kind == HINT_THROTTLE:
             return self._throttle(block, bs, pg, page, requester, now_ns)
-        if kind == HINT_PIN_KIND:
+        if kind == HINT_PIN:
             if resident_mask is None:
                 resident_mask = (1 << closest) if closest >= 0 else 0
             self._pin_page(block, bs, pg, page, residency, resident_mask, now_ns)
             self.counters["pins"] += 1
-            return Hint(HINT_PIN_KIND, residency, 0, int(pg.processors[page]))
-        return HINT_NONE
+            return Hint(HINT_PIN, residency, 0, int(pg.processors[page]))
+        return NO_HINT
 
     def _throttle_update(self, pg: _Pages, page: int, requester: int, now: int) -> None:
         """``thrashing_throttle_update``: start a new throttling period or claim the free role."""
@@ -663,51 +665,51 @@ class ThrashingDetector:
         return common[0]
 
     def _migration_hint(self, pg: _Pages, page: int, r: int, pref: int, closest: int) -> tuple[int, int]:
-        """``get_hint_for_migration_thrashing`` (§6.5); returns (kind, residency)."""
+        """``get_hint_for_migration_thrashing`` (uvm_perf_thrashing.c); returns (kind, residency)."""
         procs = int(pg.processors[page])
         dnt = int(pg.dnt[page])
         pinned = bool(pg.pinned[page])
         pinned_res = int(pg.pinned_residency[page])
-        kind, res = HINT_NONE_KIND, INVALID
+        kind, res = HINT_NONE, INVALID
 
         if self._all_can_access(procs, pref):
             # 1. Everybody can map the preferred location (it was set after thrashing began).
-            kind, res = HINT_PIN_KIND, pref
+            kind, res = HINT_PIN, pref
         elif not (pref >= 0 and procs >> pref & 1) and self._all_fast_access(procs, closest):
             # 2. Fast path: everybody has fast access to where the page already is.
             if closest == CPU and self._all_can_access(procs, r):
                 if r != CPU:  # coherent systems prefer the CPU mapping vidmem
-                    kind, res = HINT_PIN_KIND, r
+                    kind, res = HINT_PIN, r
             else:
-                kind, res = HINT_PIN_KIND, closest
+                kind, res = HINT_PIN, closest
         elif r == pref:
             # 3. The preferred location itself is faulting.
             if pinned:
                 if pref in (pinned_res, dnt):
-                    kind, res = HINT_PIN_KIND, pref
+                    kind, res = HINT_PIN, pref
                 else:
-                    kind = HINT_THROTTLE_KIND
+                    kind = HINT_THROTTLE
             elif pref != dnt:
-                kind = HINT_THROTTLE_KIND
+                kind = HINT_THROTTLE
             elif pg.throttling_count[page] >= self.pin_threshold:
-                kind, res = HINT_PIN_KIND, pref
+                kind, res = HINT_PIN, pref
         elif pinned:
             # 4. Already pinned: the period's winner may re-pin; others map or wait.
             if r == dnt:
-                kind, res = HINT_PIN_KIND, r
+                kind, res = HINT_PIN, r
                 if not self._all_can_access(procs, r):
                     res = self._closest_common_location(procs, r)
             elif self._can_access(r, pinned_res):
-                kind, res = HINT_PIN_KIND, pinned_res
+                kind, res = HINT_PIN, pinned_res
             else:
-                kind = HINT_THROTTLE_KIND
+                kind = HINT_THROTTLE
         elif r != dnt:
-            kind = HINT_THROTTLE_KIND  # 5.
+            kind = HINT_THROTTLE  # 5.
         elif pg.throttling_count[page] >= self.pin_threshold:
-            kind, res = HINT_PIN_KIND, r  # 6. enough throttle periods: stop migrating
+            kind, res = HINT_PIN, r  # 6. enough throttle periods: stop migrating
         # 7. otherwise NONE
 
-        if kind == HINT_PIN_KIND and self._has_memory is not None and not self._has_memory(res):
+        if kind == HINT_PIN and self._has_memory is not None and not self._has_memory(res):
             res = CPU
         return kind, res
 
@@ -722,7 +724,7 @@ class ThrashingDetector:
                 pg.throttling_count[page] += 1
             bs.throttling_count += 1
         self.counters["throttles"] += 1
-        return Hint(HINT_THROTTLE_KIND, INVALID, int(pg.throttle_end[page]), 0)
+        return Hint(HINT_THROTTLE, INVALID, int(pg.throttle_end[page]), 0)
 
     def _throttle_end_processor(
         self, block: int, pg: _Pages, page: int, processor: int, now: int | None

@@ -1,4 +1,4 @@
-"""Adaptive replay, the ``decide_replay`` hook of shared/seeds/003 §6.2: replay at once when a
+"""Adaptive replay, the ``decide_replay`` hook (docs/policies.md): replay at once when a
 batch is mostly duplicates (many warps wait on the same few pages: let them run), defer the
 replay of a small batch while more faults wait in the buffer (service them before paying for a
 replay), and leave the rest to the driver.

@@ -1,6 +1,6 @@
 """Counters and the optional event stream, named like the driver's Tools events (uvm_tools.c).
 
-Counters are plain Python ints keyed by the canonical names of design.md §4 (plus a few
+Counters are plain Python ints keyed by the canonical names of docs/results.md (plus a few
 model-only extras). The event stream is off by default; when on, each event is one tuple
 appended to a list, turned into a pandas DataFrame at the end (``EventLog.to_pandas``).
 """
@@ -23,7 +23,7 @@ THRASHING_DETECTED = "ThrashingDetected"
 THROTTLING_START = "ThrottlingStart"
 THROTTLING_END = "ThrottlingEnd"
 MAP_REMOTE = "MapRemote"
-EVICTION = "Eviction"  # never emitted by driver 580 (§12.2); the model records it for timelines
+EVICTION = "Eviction"  # never emitted by driver 580 (uvm_tools.c); the model records it for timelines
 POLICY_EJECTED = "PolicyEjected"
 
 # Migration causes as Tools reports them (UvmEventMigrationCause)

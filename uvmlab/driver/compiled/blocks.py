@@ -1,0 +1,92 @@
+"""Which blocks and pages the compiled path may service, checked before anything changes:
+``block_mode``, ``dest_is_requester`` (residency selection, uvm_va_block.c) and ``plan_pages``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from uvmlab.driver.compiled.state import ADVISED, MANAGED, NO_STAMP, PLAIN, READ_DUP_ON
+from uvmlab.driver.va_space import CPU, PERM_READ, PERM_WRITE
+
+
+@njit(cache=True)
+def block_mode(va, th, block, lo, n):
+    """How the block may take the compiled path: 0 not at all, PLAIN (advice never touched
+    it), ADVISED (advice touched it but no page has AccessedBy: preferred location and read
+    duplication are then checked page by page). Always 0 for a block that is not a live
+    managed allocation or that has per-page thrashing state (its hints may not be NONE)."""
+    block_alloc, alloc_live, alloc_kind = va.block_alloc, va.alloc_live, va.alloc_kind
+    a = block_alloc[block]
+    if a < 0 or not alloc_live[a] or alloc_kind[a] != MANAGED:
+        return 0
+    if th.enable and th.block_has_pages[block]:
+        return 0
+    if not va.block_advised[block]:
+        return PLAIN
+    accessed_by = va.accessed_by
+    for i in range(lo, lo + n):
+        if accessed_by[i] != 0:
+            return 0  # AccessedBy mappings after the service: the reference path
+    return ADVISED
+
+
+@njit(cache=True)
+def dest_is_requester(pref, r, requester):
+    """block_select_processor_residency for a page with one copy (bits ``r``), no read duplication, no
+    AccessedBy and a
+    NONE hint: whether the destination is the requester itself. PCIe: a processor maps its
+    own memory and sysmem; the CPU maps no vidmem."""
+    if pref < 0 or requester == pref:
+        return True  # no preferred location (rules 9 / 14), or rule 5
+    if r >> requester & 1:
+        return True  # the requester holds the copy: rule 14
+    # rule 9 (first touch) or 12: the preferred location when the requester can map it, i.e.
+    # when it is the CPU (it is not the requester here); else rule 14
+    return pref != CPU
+
+
+@njit(cache=True)
+def plan_pages(va, th, block, lo, dest, requester, pages, now, dup_ok):
+    """Checks on the pages to make resident (block-local, ascending): one copy per page (or,
+    for the page ``dup_ok``, copies that the MOVE collapses), no revocation to do, no copy of
+    a read-duplication page (its perf event resets thrashing state instead), no per-page
+    thrashing state created by the copies. Returns (ok, which of them need a copy)."""
+    residency, perm, read_dup = va.residency, va.perm, va.read_dup
+    dbit = 1 << dest
+    m = pages.shape[0]
+    need_copy = np.zeros(m, np.bool_)
+    any_copy = False
+    # uvm_va_block_service_locked block_service_finish_revoke_prot: the requester maps everything ATOMIC here,
+    # which
+    # caps the others at READ (GPU requester) or WRITE (CPU requester).
+    cap = PERM_READ if requester != CPU else PERM_WRITE
+    for k in range(m):
+        g = lo + pages[k]
+        r = residency[g]
+        if r & (r - 1):
+            if g != dup_ok or not r & dbit:
+                return False, need_copy  # read duplicates: the reference path
+            continue  # MOVE unmaps every copy first: nothing to copy, nothing to revoke
+        if r & dbit:
+            for q in range(perm.shape[0]):
+                if q != requester and perm[q, g] > cap:
+                    return False, need_copy  # a revocation (a perf event) is due
+        elif r != 0:
+            if read_dup[g] == READ_DUP_ON:
+                return False, need_copy
+            need_copy[k] = True
+            any_copy = True
+    if any_copy and th.enable:
+        # thrashing_event_cb: a migration within a lapse of another processor's creates
+        # per-page state. Every copy here goes to one destination, so only the first can.
+        last_ts = th.block_last_ts[block]
+        if (
+            last_ts != NO_STAMP
+            and th.block_last_proc[block] != dest
+            and now >= last_ts
+            and now - last_ts <= th.lapse_ns
+        ):
+            return False, need_copy
+    return True, need_copy

@@ -1,0 +1,85 @@
+"""CPU faults on the compiled path: the engine's CPU loop and one fault's service
+(``uvm_va_space_cpu_fault``, uvm_va_block.c).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from uvmlab.driver.compiled.blocks import block_mode, dest_is_requester, plan_pages
+from uvmlab.driver.compiled.prefetch import prefetch_pages
+from uvmlab.driver.compiled.residency import make_resident_and_map
+from uvmlab.driver.compiled.scan import cpu_scan
+from uvmlab.driver.compiled.state import ADVISED, CPU_FAULTS, DONE, PAUSE, READ_DUP_ON, SLOW
+from uvmlab.driver.va_space import BLOCK_SHIFT, CPU, PERM_WRITE
+
+
+@njit(cache=True)
+def cpu_touches(va, pmm, n_chunks, th, pf, costs, ctr, page, acc, pos, n, clock, per_touch, max_faults):
+    """The CPU phase loop of ``Engine._run_cpu`` (scan to the next miss, advance the clock by
+    the hits' compute share, service the fault synchronously), with the same arithmetic."""
+    perm = va.perm[CPU]
+    touches = 0
+    faults = 0
+    now = 0
+    work = np.zeros(1)
+    while True:
+        hit_end = cpu_scan(page, acc, pos, n, perm)
+        clock += (hit_end - pos) * per_touch
+        touches += hit_end - pos
+        pos = hit_end
+        if hit_end == n:
+            return pos, clock, touches, faults, now, DONE
+        if faults == max_faults:
+            return pos, clock, touches, faults, now, PAUSE
+        t = int(clock)
+        work[0] = 0.0
+        if cpu_fault(va, pmm, n_chunks, th, pf, costs, ctr, work, t, page[pos], acc[pos]) != DONE:
+            return pos, clock, touches, faults, now, SLOW
+        now = t
+        clock += 0.0 + work[0]  # cpu_fault returns waited (0.0: never throttled) + the work
+        faults += 1
+
+
+@njit(cache=True)
+def cpu_fault(va, pmm, n_chunks, th, pf, costs, ctr, work, now, page, access):
+    """the CPU fault path of uvm_va_block.c for one CPU fault (never throttled: the block has no per-page
+    thrashing state)."""
+    block = page >> BLOCK_SHIFT
+    lo = block << BLOCK_SHIFT
+    n = va.block_pages[block]
+    mode = block_mode(va, th, block, lo, n)
+    if mode == 0:
+        return SLOW
+    r = va.residency[page]
+    dup_ok = -1
+    if mode == ADVISED:
+        rd = va.read_dup[page]
+        if r & (r - 1) or rd == READ_DUP_ON:
+            # block_select_processor_residency rules 3-4: a write collapses the copies onto the CPU, a read
+            # duplicates
+            if access < PERM_WRITE:
+                return SLOW
+            dup_ok = page
+        elif not dest_is_requester(va.preferred[page] - 1, r, CPU):
+            return SLOW
+    elif r & (r - 1):
+        return SLOW
+    fpages = np.empty(1, np.int64)
+    fpages[0] = page - lo
+    pages, extra, pf_count = prefetch_pages(va, pf, block, lo, n, CPU, fpages, 1, mode)
+    if pages.shape[0] > 1 and va.read_dup[lo] == READ_DUP_ON:
+        return SLOW  # prefetched pages would be read-duplicated
+    ok, need_copy = plan_pages(va, th, block, lo, CPU, CPU, pages, now, dup_ok)
+    if not ok:
+        return SLOW
+    ctr[CPU_FAULTS] += 1
+    work[0] += costs.cpu_fault_ns
+    if pf.enable:
+        va.prefetch_last_proc[block] = CPU
+        va.prefetch_fault_migrations[block] = pf_count
+    make_resident_and_map(
+        va, pmm, n_chunks, th, costs, ctr, work, block, lo, n, CPU, CPU, pages, need_copy, extra, now, False
+    )
+    return DONE

@@ -1,0 +1,79 @@
+"""Eviction of a root chunk on the compiled path (uvm_pmm_gpu.c, uvm_va_block.c): whether the
+victim is plain, and its eviction; ``count_migration``, the one counter of every copied run.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from uvmlab.core.sizes import PAGE_SIZE
+from uvmlab.driver.compiled.state import DTOH, DTOH_EVICTION, EVICTIONS, MIGRATIONS, PAGES_EVICTED
+from uvmlab.driver.pmm import chunk_peek_victim
+from uvmlab.driver.va_space import BLOCK_SHIFT, CPU
+
+
+@njit(cache=True)
+def count_migration(ctr, work, nbytes, total, by_cause, bw):
+    """One migration of ``nbytes`` (one contiguous run): the direction's byte counter, its
+    by-cause counter, the migration count, and its copy time at ``bw``."""
+    ctr[total] += nbytes
+    ctr[by_cause] += nbytes
+    ctr[MIGRATIONS] += 1
+    work[0] += nbytes / bw
+
+
+@njit(cache=True)
+def victim_is_plain(va, pmm, n_chunks, gpu):
+    """The chunk eviction would pick belongs to a block none of whose GPU-resident pages has an
+    AccessedBy mapping to re-create (``evict_block_chunk``'s deferred mappings)."""
+    c = chunk_peek_victim(pmm.nxt, n_chunks)
+    if c < 0:
+        return False  # nothing evictable: the reference path raises the out-of-memory error
+    vb = pmm.owner[c]
+    if vb < 0 or not va.block_advised[vb]:
+        return True
+    lo = vb << BLOCK_SHIFT
+    residency, accessed_by = va.residency, va.accessed_by
+    for i in range(lo, lo + va.block_pages[vb]):  # noqa: SIM110 (a loop: numba has no generator all())
+        if residency[i] >> gpu & 1 and accessed_by[i] >> gpu & 1:
+            return False
+    return True
+
+
+@njit(cache=True)
+def evict_block_chunk(va, costs, ctr, work, vb, gpu):
+    """``evict_root_chunk_from_va_block`` (uvm_pmm_gpu.c) for a victim without AccessedBy mappings: its
+    GPU-resident pages move to the CPU (cause EVICTION: no thrashing event), one copy per run of
+    pages that have no CPU copy, every mapping of them goes, the block loses its chunk."""
+    residency, perm, gpu_chunk = va.residency, va.perm, va.gpu_chunk
+    lo = vb << BLOCK_SHIFT
+    n = va.block_pages[vb]
+    gbit = 1 << gpu
+    on_gpu = 0
+    only_gpu = 0
+    for i in range(lo, lo + n):
+        if residency[i] & gbit:
+            on_gpu += 1
+            if residency[i] == gbit:
+                only_gpu += 1
+    ctr[EVICTIONS] += 1
+    ctr[PAGES_EVICTED] += on_gpu
+    work[0] += costs.evict_chunk_ns
+    if only_gpu:
+        work[0] += costs.copy_latency_ns
+        i = lo
+        while i < lo + n:
+            if residency[i] != gbit:
+                i += 1
+                continue
+            j = i + 1
+            while j < lo + n and residency[j] == gbit:
+                j += 1
+            count_migration(ctr, work, (j - i) * PAGE_SIZE, DTOH, DTOH_EVICTION, costs.dtoh_gbps)
+            i = j
+    for i in range(lo, lo + n):
+        if residency[i] & gbit:
+            for q in range(perm.shape[0]):
+                perm[q, i] = 0
+            residency[i] = 1 << CPU
+    gpu_chunk[gpu - 1, vb] = -1

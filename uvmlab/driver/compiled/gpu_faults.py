@@ -1,0 +1,114 @@
+"""A replayable fault batch's blocks on the compiled path (uvm_gpu_replayable_faults.c)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from uvmlab.driver.compiled.blocks import block_mode, dest_is_requester, plan_pages
+from uvmlab.driver.compiled.eviction import victim_is_plain
+from uvmlab.driver.compiled.prefetch import prefetch_pages
+from uvmlab.driver.compiled.residency import make_resident_and_map
+from uvmlab.driver.compiled.state import ADVISED, CHUNK_USED, DONE, NEED_CHUNK, READ_DUP_ON, SLOW
+from uvmlab.driver.pmm import LIST_FREE
+from uvmlab.driver.va_space import BLOCK_SHIFT, PERM_READ
+
+
+@njit(cache=True)
+def service_block(
+    va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page, access, keep, s, e, may_evict, hooked
+):
+    """service_fault_batch_block_locked for one block: (DONE | SLOW | NEED_CHUNK)."""
+    block = page[s] >> BLOCK_SHIFT
+    lo = block << BLOCK_SHIFT
+    n = va.block_pages[block]
+    mode = block_mode(va, th, block, lo, n)
+    if mode == 0:
+        return SLOW
+    residency, perm, preferred, read_dup = va.residency, va.perm, va.preferred, va.read_dup
+    fpages = np.empty(e - s, np.int64)  # the batch is sorted: ascending within the block
+    nf = 0
+    for j in range(s, e):
+        if not keep[j]:
+            continue
+        p = page[j]
+        need = access[j] if access[j] > PERM_READ else PERM_READ
+        if perm[gpu, p] >= need:
+            continue  # service_fault_batch_block_locked step 4: already authorized (stale)
+        r = residency[p]
+        if r & (r - 1):
+            return SLOW
+        if mode == ADVISED and (
+            read_dup[p] == READ_DUP_ON or not dest_is_requester(preferred[p] - 1, r, gpu)
+        ):
+            return SLOW  # read duplication, or a remote mapping of the preferred location
+        fpages[nf] = p - lo
+        nf += 1
+    if nf == 0:
+        return DONE
+    pages, extra, pf_count = prefetch_pages(va, pf, block, lo, n, gpu, fpages, nf, mode)
+    if pages.shape[0] > nf and read_dup[lo] == READ_DUP_ON:
+        return SLOW  # prefetched pages would be read-duplicated
+    ok, need_copy = plan_pages(va, th, block, lo, gpu, gpu, pages, now, -1)
+    if not ok:
+        return SLOW
+    if va.gpu_chunk[gpu - 1, block] < 0 and (
+        hooked or pmm.count[LIST_FREE] == 0 and not (may_evict and victim_is_plain(va, pmm, n_chunks, gpu))
+    ):
+        return NEED_CHUNK  # nothing changed yet: the caller evicts, then calls again
+    if pf.enable:  # update_prefetch_info
+        va.prefetch_last_proc[block] = gpu
+        va.prefetch_fault_migrations[block] = pf_count
+    make_resident_and_map(
+        va, pmm, n_chunks, th, costs, ctr, work, block, lo, n, gpu, gpu, pages, need_copy, extra, now, hooked
+    )
+    return CHUNK_USED if hooked else DONE
+
+
+@njit(cache=True)
+def service_blocks(
+    va,
+    pmm,
+    n_chunks,
+    th,
+    pf,
+    costs,
+    ctr,
+    work,
+    now,
+    gpu,
+    page,
+    access,
+    keep,
+    starts,
+    stops,
+    k,
+    may_evict,
+    hooked,
+):
+    nb = starts.shape[0]
+    while k < nb:
+        status = service_block(
+            va,
+            pmm,
+            n_chunks,
+            th,
+            pf,
+            costs,
+            ctr,
+            work,
+            now,
+            gpu,
+            page,
+            access,
+            keep,
+            starts[k],
+            stops[k],
+            may_evict,
+            hooked,
+        )
+        if status != DONE:
+            return k, status
+        work[0] += costs.fault_block_ns
+        k += 1
+    return k, DONE

@@ -1,0 +1,73 @@
+"""The prefetch hint of one block on the compiled path (uvm_perf_prefetch.c), without side effects."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from uvmlab.driver.compiled.state import ADVISED
+from uvmlab.driver.perf.prefetch import _prefetch_kernel
+from uvmlab.driver.va_space import CPU, PERM_READ
+
+
+@njit(cache=True)
+def prefetch_pages(va, pf, block, lo, n, dest, fpages, nf, mode):
+    """uvm_perf_prefetch.c ``uvm_va_block_get_prefetch_hint`` without side effects: (the pages to make
+    resident — faulted ``fpages[:nf]`` (ascending, block-local) plus the prefetched ones,
+    ascending —, which of them are prefetched, the new prefetch_info counter). Mirrors
+    ``va_block.prefetch_pages``; with prefetch off or nothing to add the cost is O(faults)."""
+    residency, perm = va.residency, va.perm
+    last_proc, fault_migrations = va.prefetch_last_proc, va.prefetch_fault_migrations
+    if not pf.enable:
+        return fpages[:nf], np.zeros(nf, np.bool_), 0
+    count = nf if last_proc[block] != dest else fault_migrations[block] + nf
+    count &= 0xFFFF
+    faulted = np.zeros(n, np.bool_)
+    for k in range(nf):
+        faulted[fpages[k]] = True
+    resident = np.empty(n, np.bool_)
+    cpu_rr = np.zeros(n if dest == CPU else 0, np.bool_)  # empty: not a CPU destination
+    for i in range(n):
+        resident[i] = (residency[lo + i] >> dest) & 1 != 0
+        if dest == CPU:
+            cpu_rr[i] = resident[i] and perm[CPU, lo + i] >= PERM_READ
+    # uvm_perf_prefetch.c step 3, the first-touch shortcut: resident nowhere and dest is the preferred
+    # location
+    first_touch = False
+    if mode == ADVISED and va.preferred[lo] - 1 == dest:
+        first_touch = True
+        for i in range(lo, lo + n):
+            if residency[i] != 0:
+                first_touch = False
+                break
+    # no thrashing pages: the block has no per-page thrashing state
+    mask = _prefetch_kernel(
+        faulted,
+        resident,
+        np.zeros(n, np.bool_),
+        cpu_rr,
+        lo,
+        pf.big_page_pages,
+        pf.threshold,
+        0,
+        n,
+        dest == CPU,
+        True,
+        first_touch,
+    )
+    m = nf
+    if count >= pf.min_faults:
+        for i in range(n):
+            if mask[i] and not faulted[i]:
+                m += 1
+    if m == nf:
+        return fpages[:nf], np.zeros(nf, np.bool_), count
+    pages = np.empty(m, np.int64)
+    extra = np.empty(m, np.bool_)
+    k = 0
+    for i in range(n):
+        if faulted[i] or mask[i]:
+            pages[k] = i
+            extra[k] = not faulted[i]
+            k += 1
+    return pages, extra, count

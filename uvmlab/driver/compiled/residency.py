@@ -1,0 +1,141 @@
+"""Making pages resident and mapping them on the compiled path (uvm_va_block.c): the copies,
+counted per contiguous run, the root chunk taken or evicted for, the new residency and mappings.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from uvmlab.core.sizes import PAGE_SIZE
+from uvmlab.driver.compiled.eviction import count_migration, evict_block_chunk
+from uvmlab.driver.compiled.state import DTOH, DTOH_FAULT, DTOH_PREFETCH, HTOD, HTOD_FAULT, HTOD_PREFETCH
+from uvmlab.driver.pmm import (
+    ALLOCATED,
+    LIST_FREE,
+    LIST_UNUSED,
+    LIST_USED,
+    TEMP_PINNED,
+    chunk_peek_victim,
+    chunk_pop_head,
+    chunk_push_tail,
+    chunk_unlink,
+    chunk_update_eviction_list,
+)
+from uvmlab.driver.va_space import CPU, PERM_ATOMIC
+
+
+@njit(cache=True)
+def record_copies(th, costs, ctr, work, block, dest, pages, need_copy, extra, now):
+    """``block_copy.record_copies``: one latency, then one migration per run of contiguous pages, the
+    faulted pages' runs first, then the prefetched ones'; each run bumps the block's
+    thrashing stamp (the block-level branch of the callback)."""
+    work[0] += costs.copy_latency_ns
+    to_gpu = dest != CPU
+    bw = costs.htod_gbps if to_gpu else costs.dtoh_gbps
+    m = pages.shape[0]
+    for which in range(2):  # 0: pages that faulted, 1: prefetched pages
+        k = 0
+        while k < m:
+            if not (need_copy[k] and extra[k] == (which == 1)):
+                k += 1
+                continue
+            j = k + 1
+            while j < m and need_copy[j] and extra[j] == (which == 1) and pages[j] == pages[j - 1] + 1:
+                j += 1
+            if to_gpu:
+                count_migration(
+                    ctr, work, (j - k) * PAGE_SIZE, HTOD, HTOD_PREFETCH if which else HTOD_FAULT, bw
+                )
+            else:
+                count_migration(
+                    ctr, work, (j - k) * PAGE_SIZE, DTOH, DTOH_PREFETCH if which else DTOH_FAULT, bw
+                )
+            if th.enable:
+                th.block_last_ts[block] = now
+                th.block_last_proc[block] = dest
+            k = j
+
+
+@njit(cache=True)
+def make_resident_and_map(
+    va,
+    pmm,
+    n_chunks,
+    th,
+    costs,
+    ctr,
+    work,
+    block,
+    lo,
+    n,
+    dest,
+    requester,
+    pages,
+    need_copy,
+    extra,
+    now,
+    hooked,
+):
+    """``make_resident`` (MOVE) to ``dest`` then ``_finish``'s mappings, for a checked plan."""
+    residency, perm = va.residency, va.perm
+    gpu_chunk = va.gpu_chunk
+    state, owner, list_of, prev, nxt, count = pmm.state, pmm.owner, pmm.list_of, pmm.prev, pmm.nxt, pmm.count
+    dbit = np.uint8(1 << dest)
+    m = pages.shape[0]
+    if dest == CPU:
+        populate = 0
+        migrated = 0
+        for k in range(m):
+            if residency[lo + pages[k]] == 0:
+                populate += 1
+            elif need_copy[k]:
+                migrated += 1
+        work[0] += populate * PAGE_SIZE * costs.cpu_populate_ns_per_byte + migrated * costs.cpu_map_page_ns
+    else:
+        g = dest - 1
+        if gpu_chunk[g, block] < 0:  # block_alloc_gpu_chunk; the caller made sure one can be had
+            c = chunk_pop_head(prev, nxt, list_of, count, n_chunks, LIST_FREE)
+            if c < 0:  # evict_for_allocation: the victim checked by victim_is_plain
+                c = chunk_peek_victim(pmm.nxt, n_chunks)
+                chunk_unlink(prev, nxt, list_of, count, c)  # IN_EVICTION: off every list
+                evict_block_chunk(va, costs, ctr, work, owner[c], dest)
+            state[c] = TEMP_PINNED
+            owner[c] = block
+            gpu_chunk[g, block] = c
+            work[0] += costs.chunk_zero_ns
+            state[c] = ALLOCATED  # unpin_allocated at the end of the operation
+            chunk_push_tail(prev, nxt, list_of, count, n_chunks, c, LIST_USED)
+    left_gpu = False
+    has_copy = False
+    for k in range(m):
+        g = lo + pages[k]
+        if residency[g] != dbit:
+            if residency[g] >> 1:  # held by a GPU before (bits 1.. are GPUs)
+                left_gpu = True
+            for q in range(perm.shape[0]):
+                perm[q, g] = 0
+        has_copy |= need_copy[k]
+    if has_copy:
+        record_copies(th, costs, ctr, work, block, dest, pages, need_copy, extra, now)
+    for k in range(m):
+        residency[lo + pages[k]] = dbit
+        perm[requester, lo + pages[k]] = (
+            PERM_ATOMIC  # compute_new_permission: RW upgraded to RWA on local memory
+        )
+    if dest != CPU:
+        if not hooked:  # block_mark_memory_used; with hooks the caller runs chunk_used
+            chunk_update_eviction_list(
+                state, prev, nxt, list_of, count, n_chunks, gpu_chunk[dest - 1, block], LIST_USED
+            )
+    elif left_gpu:  # the GPU lost pages: if it has none of the block left, va_block_unused
+        for q in range(1, perm.shape[0]):
+            qbit = 1 << q
+            left = False
+            for i in range(n):
+                if residency[lo + i] & qbit:
+                    left = True
+                    break
+            c = gpu_chunk[q - 1, block]
+            if not left and c >= 0:
+                chunk_update_eviction_list(state, prev, nxt, list_of, count, n_chunks, c, LIST_UNUSED)
