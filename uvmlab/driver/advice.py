@@ -61,9 +61,9 @@ def advise(drv: UvmDriver, first_page: int, num_pages: int, advice: Advice, proc
         res = va.residency[pages]
         drv.charge(int(np.count_nonzero(res)) * drv.profile.read_dup_page_ns)
         for q in range(va.n_procs):
-            holder = ((res >> q) & 1).astype(bool)
+            holds = ((res >> q) & 1).astype(bool)
             pq = va.perm[q, pages]
-            va.perm[q, pages] = np.where(holder, np.minimum(pq, PERM_READ), 0)
+            va.perm[q, pages] = np.where(holds, np.minimum(pq, PERM_READ), 0)
     elif advice == Advice.UNSET_READ_MOSTLY:
         va.read_dup[sl] = READ_DUP_DISABLED
         _collapse_duplicates(drv, first_page, num_pages)

@@ -19,6 +19,7 @@ from uvmlab.driver.va_space import (
     PERM_ATOMIC,
     PERM_WRITE,
     READ_DUP_ENABLED,
+    VaSpace,
 )
 
 if TYPE_CHECKING:
@@ -132,7 +133,8 @@ def copy_to(
             left = left & ~staged
 
 
-def accessed_by_permission(va, proc: int, residency: int) -> int:
+def accessed_by_permission(va: VaSpace, proc: int, residency: int) -> int:
+
     """The permission of an AccessedBy mapping (``uvm_va_block_add_mappings_after_migration``:
     the highest possible). A GPU's mapping of sysmem allows atomics: on the H100/H200 captures,
     GPU atomics through a SetAccessedBy mapping to CPU memory raised no faults."""

@@ -1028,8 +1028,9 @@ class Params(Mapping[str, ParamValue]):
     def __len__(self) -> int:
         return len(self._values)
 
-    def __getattr__(self, name: str) -> ParamValue:
+    def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup fails; private names must not recurse into _values.
+        # Typed Any: each parameter's own type is its spec's (validated when the set is built).
         if name.startswith("_"):
             raise AttributeError(name)
         return self[name]

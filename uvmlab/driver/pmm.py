@@ -426,11 +426,11 @@ class PmmArrays(NamedTuple):
     list_of: np.ndarray  # per chunk: the list it is on (NO_LIST: none)
     prev: np.ndarray  # per node (chunks, then one sentinel per list): previous node
     nxt: np.ndarray  # per node: next node
-    count: np.ndarray  # per list: chunks on it
+    list_count: np.ndarray  # per list: chunks on it
 
 
 @njit(cache=True)
-def chunk_unlink(prev, nxt, list_of, count, c):
+def chunk_unlink(prev: np.ndarray, nxt: np.ndarray, list_of: np.ndarray, count: np.ndarray, c: int) -> None:
     p, q = prev[c], nxt[c]
     nxt[p] = q
     prev[q] = p
@@ -439,7 +439,16 @@ def chunk_unlink(prev, nxt, list_of, count, c):
 
 
 @njit(cache=True)
-def chunk_insert_between(prev, nxt, list_of, count, a, b, c, lst):
+def chunk_insert_between(
+    prev: np.ndarray,
+    nxt: np.ndarray,
+    list_of: np.ndarray,
+    count: np.ndarray,
+    a: int,
+    b: int,
+    c: int,
+    lst: int,
+) -> None:
     """Link chunk ``c`` between adjacent nodes ``a`` and ``b`` of list ``lst``."""
     nxt[a] = c
     prev[c] = a
@@ -450,13 +459,30 @@ def chunk_insert_between(prev, nxt, list_of, count, a, b, c, lst):
 
 
 @njit(cache=True)
-def chunk_push_tail(prev, nxt, list_of, count, n, c, lst):
+def chunk_push_tail(
+    prev: np.ndarray,
+    nxt: np.ndarray,
+    list_of: np.ndarray,
+    count: np.ndarray,
+    n: int,
+    c: int,
+    lst: int,
+) -> None:
     s = n + lst
     chunk_insert_between(prev, nxt, list_of, count, prev[s], s, c, lst)
 
 
 @njit(cache=True)
-def chunk_update_eviction_list(state, prev, nxt, list_of, count, n, c, lst):
+def chunk_update_eviction_list(
+    state: np.ndarray,
+    prev: np.ndarray,
+    nxt: np.ndarray,
+    list_of: np.ndarray,
+    count: np.ndarray,
+    n: int,
+    c: int,
+    lst: int,
+) -> bool:
     """root_chunk_update_eviction_list: an ALLOCATED chunk moves to the tail of ``lst``; a
     pinned or in-eviction one stays put. False for a chunk that is not UVM's."""
     st = state[c]
@@ -468,7 +494,7 @@ def chunk_update_eviction_list(state, prev, nxt, list_of, count, n, c, lst):
 
 
 @njit(cache=True)
-def chunk_peek_victim(nxt, n):
+def chunk_peek_victim(nxt: np.ndarray, n: int) -> int:
     """The chunk pick_root_chunk_to_evict takes: the head of the first non-empty list in
     _EVICTION_ORDER, or -1. Nothing is unlinked (the compiled fault path checks the victim
     before it commits to evicting it)."""
@@ -480,7 +506,14 @@ def chunk_peek_victim(nxt, n):
 
 
 @njit(cache=True)
-def chunk_pop_head(prev, nxt, list_of, count, n, lst):
+def chunk_pop_head(
+    prev: np.ndarray,
+    nxt: np.ndarray,
+    list_of: np.ndarray,
+    count: np.ndarray,
+    n: int,
+    lst: int,
+) -> int:
     """Unlink and return the head of list ``lst``; -1 when it is empty."""
     s = n + lst
     c = nxt[s]

@@ -74,7 +74,13 @@ class FaultBuffer:
 
 
 @njit(cache=True)
-def coalesce(page, access, utlb, n_utlb, enabled):
+def coalesce(
+    page: np.ndarray,
+    access: np.ndarray,
+    utlb: np.ndarray,
+    n_utlb: int,
+    enabled: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``fetch_fault_buffer_try_merge_entry`` (uvm_gpu_replayable_faults.c): merge an entry into the last
     unfiltered entry
     of its uTLB with the same page (any access), else into the last unfiltered entry of the batch
@@ -211,6 +217,7 @@ def service_fault_batch(
                     fresh = block
                 continue
             if status == CHUNK_USED:  # the block is serviced but for its policy hook
+                assert drv.hooks is not None  # CHUNK_USED: only with hooks attached
                 drv.hooks.chunk_used(drv, gpu, block, int(drv.va.gpu_chunk[gpu - 1, block]), fresh == block)
                 drv.charge(drv.profile.fault_block_ns)
                 k += 1

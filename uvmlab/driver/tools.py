@@ -61,5 +61,5 @@ class EventLog:
         if self.enabled:
             self.rows.append((int(time_ns), event, processor, address, nbytes, cause, src, info))
 
-    def to_pandas(self):  # -> pandas.DataFrame (import kept lazy: pandas is slow to import)
+    def to_pandas(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=list(EVENT_COLUMNS))

@@ -53,7 +53,7 @@ def select_residency(
     pref = int(va.preferred[page]) - 1
     if requester == pref:  # rule 5
         return requester, False
-    if hint_kind == HINT_PIN:  # rule 7
+    if hint is not None and hint.kind == HINT_PIN:  # rule 7
         return hint.residency, False
     if resident == 0:  # rule 9: first touch
         if pref >= 0 and va.can_access(requester, pref):

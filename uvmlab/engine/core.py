@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -78,7 +79,7 @@ class Engine:
         concurrency: int = DEFAULT_CONCURRENCY,
         events: bool = False,
         check: bool = False,
-        hooks=None,
+        hooks: Any = None,  # the policy guard: driver.hooks.DriverHooks plus attach(engine)
         progress: Callable[[int, int], None] | None = None,
         fast_path: bool = True,
         share: PmmShare | None = None,

@@ -106,10 +106,11 @@ class Policy:
     """
 
     name: ClassVar[str] = ""
-    params: ClassVar[dict[str, Any]] = {}
+    params: dict[str, Any] = {}  # the declaration; an instance holds its own values
     module_params: ClassVar[dict[str, Any]] = {}
     needs_future: ClassVar[bool] = False
     jit: ClassVar[tuple[str, ...]] = ()
+    _jitted: ClassVar[dict[str, Any]]  # set on a class when its ``jit`` functions are compiled
 
     def __init__(self, **params: Any) -> None:
         declared = type(self).params

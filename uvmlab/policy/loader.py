@@ -39,7 +39,9 @@ def builtin_policies() -> dict[str, type]:
 
 def split_top(text: str, sep: str) -> list[str]:
     """Split on ``sep`` outside parentheses."""
-    out, depth, cur = [], 0, []
+    out: list[str] = []
+    depth = 0
+    cur: list[str] = []
     for ch in text:
         if ch == "(":
             depth += 1
@@ -108,6 +110,7 @@ def load_policies(spec: Any, params: Mapping[str, Mapping[str, Any]] | None = No
             name = m.group("name").strip().lower() if m else item
             if name in NO_POLICY:
                 continue
+            keys: tuple[str, ...]
             if _looks_like_path(name):  # -P takes the file's stem: settle.py -> settle.KEY=V
                 keys = (name, Path(name.split(".py")[0]).name, name.rsplit(":", 1)[-1])
             else:

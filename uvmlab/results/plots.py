@@ -75,7 +75,7 @@ def _end_ns(res: Result) -> int:
 
 def _op_strip(ax: Any, res: Result, scale: float) -> None:
     """Kernels and CPU phases as coloured spans on a thin axis."""
-    spans = {"kernel": [], "cpu": []}
+    spans: dict[str, list[tuple[float, float]]] = {"kernel": [], "cpu": []}
     for o in res.ops:
         if o.get("op") in spans and o.get("time_ns", 0) > 0:
             spans[o["op"]].append((o["start_ns"] / scale, o["time_ns"] / scale))

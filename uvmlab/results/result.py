@@ -67,11 +67,11 @@ class Result:
         """The totals keyed by the canonical names only (``uvmlab run --json``)."""
         return {k: self.totals[k] for k in TOTAL_KEYS if k in self.totals}
 
-    def to_pandas(self):
+    def to_pandas(self) -> pd.DataFrame:
         """Per-operation rows as a DataFrame (one row per IR operation)."""
         return pd.DataFrame(self.ops)
 
-    def totals_series(self):
+    def totals_series(self) -> pd.Series:
         return pd.Series(self.totals, name=self.workload)
 
     def summary(self) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import os
 import stat
@@ -25,7 +26,7 @@ import struct
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO, NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -219,7 +220,7 @@ def _read(p: str) -> tuple[Workload, int, int]:
         raise TraceFileError(f"{p}: cannot read: {e.strerror or e}") from None
 
 
-def _read_open(f: BinaryIO, size: int, fail: _Fail) -> tuple[Workload, int, int]:
+def _read_open(f: io.BufferedIOBase, size: int, fail: _Fail) -> tuple[Workload, int, int]:
     head = f.read(_PRELUDE.size)
     if len(head) >= len(MAGIC) and head[: len(MAGIC)] != MAGIC:
         fail("not a uvmlab workload file (bad magic bytes)")
@@ -261,7 +262,7 @@ def _read_open(f: BinaryIO, size: int, fail: _Fail) -> tuple[Workload, int, int]
     return w, version, size
 
 
-def _crc_of(f: BinaryIO, end: int) -> int:
+def _crc_of(f: io.BufferedIOBase, end: int) -> int:
     f.seek(0)
     buf = bytearray(min(_CHUNK, max(end, 1)))
     view = memoryview(buf)
@@ -395,7 +396,7 @@ def _op_from_json(k: int, d: object, fail: _Fail) -> Op:
 
 
 def _read_arrays(
-    f: BinaryIO, table: dict[str, Any], data_start: int, data_len: int, fail: _Fail
+    f: io.BufferedIOBase, table: dict[str, Any], data_start: int, data_len: int, fail: _Fail
 ) -> dict[str, np.ndarray]:
     if set(table) != set(_ARRAYS):
         fail(f"arrays table holds {sorted(table)[:8]}, expected {sorted(_ARRAYS)}")

@@ -322,7 +322,7 @@ def validate_workload(w: Workload) -> None:
                 f"which has {a.pages} pages"
             )
         idx = np.flatnonzero(~run)
-        for i in idx:  # one check per index segment, vectorised inside
+        for i in idx.tolist():  # one check per index segment, vectorised inside
             lo, n = int(segs["start"][i]), int(segs["count"][i])
             if lo < 0 or lo + n > len(pool):
                 raise WorkloadError(f"index segment {i} points outside the index pool")
@@ -580,6 +580,7 @@ class WorkloadBuilder:
                 continue
             if t.kind == SEG_INDEX:
                 start = self._pool_len
+                assert t.pages is not None  # an index segment carries its pages
                 self._pools.append(t.pages)
                 self._pool_len += t.count
             else:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,8 +126,8 @@ def describe() -> list[dict[str, Any]]:
     ]
 
 
-def _did_you_mean(word: str, options: object) -> str:
-    close = difflib.get_close_matches(word, list(options), n=3, cutoff=0.5)  # type: ignore[arg-type]
+def _did_you_mean(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=3, cutoff=0.5)
     return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 

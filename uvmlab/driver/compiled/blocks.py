@@ -7,12 +7,20 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from uvmlab.driver.compiled.state import ADVISED, MANAGED, NO_STAMP, PLAIN, READ_DUP_ON
+from uvmlab.driver.compiled.state import (
+    ADVISED,
+    MANAGED,
+    NO_STAMP,
+    PLAIN,
+    READ_DUP_ON,
+    ThrashingState,
+    VaArrays,
+)
 from uvmlab.driver.va_space import CPU, PERM_READ, PERM_WRITE
 
 
 @njit(cache=True)
-def block_mode(va, th, block, lo, n):
+def block_mode(va: VaArrays, th: ThrashingState, block: int, lo: int, n: int) -> int:
     """How the block may take the compiled path: 0 not at all, PLAIN (advice never touched
     it), ADVISED (advice touched it but no page has AccessedBy: preferred location and read
     duplication are then checked page by page). Always 0 for a block that is not a live
@@ -33,7 +41,7 @@ def block_mode(va, th, block, lo, n):
 
 
 @njit(cache=True)
-def dest_is_requester(pref, r, requester):
+def dest_is_requester(pref: int, r: int, requester: int) -> bool:
     """block_select_processor_residency for a page with one copy (bits ``r``), no read duplication, no
     AccessedBy and a
     NONE hint: whether the destination is the requester itself. PCIe: a processor maps its
@@ -48,7 +56,17 @@ def dest_is_requester(pref, r, requester):
 
 
 @njit(cache=True)
-def plan_pages(va, th, block, lo, dest, requester, pages, now, dup_ok):
+def plan_pages(
+    va: VaArrays,
+    th: ThrashingState,
+    block: int,
+    lo: int,
+    dest: int,
+    requester: int,
+    pages: np.ndarray,
+    now: int,
+    dup_ok: int,
+) -> tuple[bool, np.ndarray]:
     """Checks on the pages to make resident (block-local, ascending): one copy per page (or,
     for the page ``dup_ok``, copies that the MOVE collapses), no revocation to do, no copy of
     a read-duplication page (its perf event resets thrashing state instead), no per-page

@@ -11,12 +11,39 @@ from uvmlab.driver.compiled.blocks import block_mode, dest_is_requester, plan_pa
 from uvmlab.driver.compiled.prefetch import prefetch_pages
 from uvmlab.driver.compiled.residency import make_resident_and_map
 from uvmlab.driver.compiled.scan import cpu_scan
-from uvmlab.driver.compiled.state import ADVISED, CPU_FAULTS, DONE, PAUSE, READ_DUP_ON, SLOW
+from uvmlab.driver.compiled.state import (
+    ADVISED,
+    CPU_FAULTS,
+    DONE,
+    PAUSE,
+    READ_DUP_ON,
+    SLOW,
+    Costs,
+    ThrashingState,
+    VaArrays,
+)
+from uvmlab.driver.perf.prefetch import PrefetchParams
+from uvmlab.driver.pmm import PmmArrays
 from uvmlab.driver.va_space import BLOCK_SHIFT, CPU, PERM_WRITE
 
 
 @njit(cache=True)
-def cpu_touches(va, pmm, n_chunks, th, pf, costs, ctr, page, acc, pos, n, clock, per_touch, max_faults):
+def cpu_touches(
+    va: VaArrays,
+    pmm: PmmArrays,
+    n_chunks: int,
+    th: ThrashingState,
+    pf: PrefetchParams,
+    costs: Costs,
+    ctr: np.ndarray,
+    page: np.ndarray,
+    acc: np.ndarray,
+    pos: int,
+    n: int,
+    clock: float,
+    per_touch: float,
+    max_faults: int,
+) -> tuple[int, float, int, int, int, int]:
     """The CPU phase loop of ``Engine._run_cpu`` (scan to the next miss, advance the clock by
     the hits' compute share, service the fault synchronously), with the same arithmetic."""
     perm = va.perm[CPU]
@@ -43,7 +70,19 @@ def cpu_touches(va, pmm, n_chunks, th, pf, costs, ctr, page, acc, pos, n, clock,
 
 
 @njit(cache=True)
-def cpu_fault(va, pmm, n_chunks, th, pf, costs, ctr, work, now, page, access):
+def cpu_fault(
+    va: VaArrays,
+    pmm: PmmArrays,
+    n_chunks: int,
+    th: ThrashingState,
+    pf: PrefetchParams,
+    costs: Costs,
+    ctr: np.ndarray,
+    work: np.ndarray,
+    now: int,
+    page: int,
+    access: int,
+) -> int:
     """the CPU fault path of uvm_va_block.c for one CPU fault (never throttled: the block has no per-page
     thrashing state)."""
     block = page >> BLOCK_SHIFT

@@ -4,16 +4,32 @@ victim is plain, and its eviction; ``count_migration``, the one counter of every
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from uvmlab.core.sizes import PAGE_SIZE
-from uvmlab.driver.compiled.state import DTOH, DTOH_EVICTION, EVICTIONS, MIGRATIONS, PAGES_EVICTED
-from uvmlab.driver.pmm import chunk_peek_victim
+from uvmlab.driver.compiled.state import (
+    DTOH,
+    DTOH_EVICTION,
+    EVICTIONS,
+    MIGRATIONS,
+    PAGES_EVICTED,
+    Costs,
+    VaArrays,
+)
+from uvmlab.driver.pmm import PmmArrays, chunk_peek_victim
 from uvmlab.driver.va_space import BLOCK_SHIFT, CPU
 
 
 @njit(cache=True)
-def count_migration(ctr, work, nbytes, total, by_cause, bw):
+def count_migration(
+    ctr: np.ndarray,
+    work: np.ndarray,
+    nbytes: int,
+    total: int,
+    by_cause: int,
+    bw: float,
+) -> None:
     """One migration of ``nbytes`` (one contiguous run): the direction's byte counter, its
     by-cause counter, the migration count, and its copy time at ``bw``."""
     ctr[total] += nbytes
@@ -23,7 +39,7 @@ def count_migration(ctr, work, nbytes, total, by_cause, bw):
 
 
 @njit(cache=True)
-def victim_is_plain(va, pmm, n_chunks, gpu):
+def victim_is_plain(va: VaArrays, pmm: PmmArrays, n_chunks: int, gpu: int) -> bool:
     """The chunk eviction would pick belongs to a block none of whose GPU-resident pages has an
     AccessedBy mapping to re-create (``evict_block_chunk``'s deferred mappings)."""
     c = chunk_peek_victim(pmm.nxt, n_chunks)
@@ -41,7 +57,14 @@ def victim_is_plain(va, pmm, n_chunks, gpu):
 
 
 @njit(cache=True)
-def evict_block_chunk(va, costs, ctr, work, vb, gpu):
+def evict_block_chunk(
+    va: VaArrays,
+    costs: Costs,
+    ctr: np.ndarray,
+    work: np.ndarray,
+    vb: int,
+    gpu: int,
+) -> None:
     """``evict_root_chunk_from_va_block`` (uvm_pmm_gpu.c) for a victim without AccessedBy mappings: its
     GPU-resident pages move to the CPU (cause EVICTION: no thrashing event), one copy per run of
     pages that have no CPU copy, every mapping of them goes, the block loses its chunk."""

@@ -9,15 +9,42 @@ from uvmlab.driver.compiled.blocks import block_mode, dest_is_requester, plan_pa
 from uvmlab.driver.compiled.eviction import victim_is_plain
 from uvmlab.driver.compiled.prefetch import prefetch_pages
 from uvmlab.driver.compiled.residency import make_resident_and_map
-from uvmlab.driver.compiled.state import ADVISED, CHUNK_USED, DONE, NEED_CHUNK, READ_DUP_ON, SLOW
-from uvmlab.driver.pmm import LIST_FREE
+from uvmlab.driver.compiled.state import (
+    ADVISED,
+    CHUNK_USED,
+    DONE,
+    NEED_CHUNK,
+    READ_DUP_ON,
+    SLOW,
+    Costs,
+    ThrashingState,
+    VaArrays,
+)
+from uvmlab.driver.perf.prefetch import PrefetchParams
+from uvmlab.driver.pmm import LIST_FREE, PmmArrays
 from uvmlab.driver.va_space import BLOCK_SHIFT, PERM_READ
 
 
 @njit(cache=True)
 def service_block(
-    va, pmm, n_chunks, th, pf, costs, ctr, work, now, gpu, page, access, keep, s, e, may_evict, hooked
-):
+    va: VaArrays,
+    pmm: PmmArrays,
+    n_chunks: int,
+    th: ThrashingState,
+    pf: PrefetchParams,
+    costs: Costs,
+    ctr: np.ndarray,
+    work: np.ndarray,
+    now: int,
+    gpu: int,
+    page: np.ndarray,
+    access: np.ndarray,
+    keep: np.ndarray,
+    s: int,
+    e: int,
+    may_evict: bool,
+    hooked: bool,
+) -> int:
     """service_fault_batch_block_locked for one block: (DONE | SLOW | NEED_CHUNK)."""
     block = page[s] >> BLOCK_SHIFT
     lo = block << BLOCK_SHIFT
@@ -53,7 +80,9 @@ def service_block(
     if not ok:
         return SLOW
     if va.gpu_chunk[gpu - 1, block] < 0 and (
-        hooked or pmm.count[LIST_FREE] == 0 and not (may_evict and victim_is_plain(va, pmm, n_chunks, gpu))
+        hooked
+        or pmm.list_count[LIST_FREE] == 0
+        and not (may_evict and victim_is_plain(va, pmm, n_chunks, gpu))
     ):
         return NEED_CHUNK  # nothing changed yet: the caller evicts, then calls again
     if pf.enable:  # update_prefetch_info
@@ -67,25 +96,25 @@ def service_block(
 
 @njit(cache=True)
 def service_blocks(
-    va,
-    pmm,
-    n_chunks,
-    th,
-    pf,
-    costs,
-    ctr,
-    work,
-    now,
-    gpu,
-    page,
-    access,
-    keep,
-    starts,
-    stops,
-    k,
-    may_evict,
-    hooked,
-):
+    va: VaArrays,
+    pmm: PmmArrays,
+    n_chunks: int,
+    th: ThrashingState,
+    pf: PrefetchParams,
+    costs: Costs,
+    ctr: np.ndarray,
+    work: np.ndarray,
+    now: int,
+    gpu: int,
+    page: np.ndarray,
+    access: np.ndarray,
+    keep: np.ndarray,
+    starts: np.ndarray,
+    stops: np.ndarray,
+    k: int,
+    may_evict: bool,
+    hooked: bool,
+) -> tuple[int, int]:
     nb = starts.shape[0]
     while k < nb:
         status = service_block(

@@ -5,13 +5,23 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from uvmlab.driver.compiled.state import ADVISED
-from uvmlab.driver.perf.prefetch import _prefetch_kernel
+from uvmlab.driver.compiled.state import ADVISED, VaArrays
+from uvmlab.driver.perf.prefetch import PrefetchParams, _prefetch_kernel
 from uvmlab.driver.va_space import CPU, PERM_READ
 
 
 @njit(cache=True)
-def prefetch_pages(va, pf, block, lo, n, dest, fpages, nf, mode):
+def prefetch_pages(
+    va: VaArrays,
+    pf: PrefetchParams,
+    block: int,
+    lo: int,
+    n: int,
+    dest: int,
+    fpages: np.ndarray,
+    nf: int,
+    mode: int,
+) -> tuple[np.ndarray, np.ndarray, int]:
     """uvm_perf_prefetch.c ``uvm_va_block_get_prefetch_hint`` without side effects: (the pages to make
     resident — faulted ``fpages[:nf]`` (ascending, block-local) plus the prefetched ones,
     ascending —, which of them are prefetched, the new prefetch_info counter). Mirrors

@@ -9,13 +9,24 @@ from numba import njit
 
 from uvmlab.core.sizes import PAGE_SIZE
 from uvmlab.driver.compiled.eviction import count_migration, evict_block_chunk
-from uvmlab.driver.compiled.state import DTOH, DTOH_FAULT, DTOH_PREFETCH, HTOD, HTOD_FAULT, HTOD_PREFETCH
+from uvmlab.driver.compiled.state import (
+    DTOH,
+    DTOH_FAULT,
+    DTOH_PREFETCH,
+    HTOD,
+    HTOD_FAULT,
+    HTOD_PREFETCH,
+    Costs,
+    ThrashingState,
+    VaArrays,
+)
 from uvmlab.driver.pmm import (
     ALLOCATED,
     LIST_FREE,
     LIST_UNUSED,
     LIST_USED,
     TEMP_PINNED,
+    PmmArrays,
     chunk_peek_victim,
     chunk_pop_head,
     chunk_push_tail,
@@ -26,7 +37,18 @@ from uvmlab.driver.va_space import CPU, PERM_ATOMIC
 
 
 @njit(cache=True)
-def record_copies(th, costs, ctr, work, block, dest, pages, need_copy, extra, now):
+def record_copies(
+    th: ThrashingState,
+    costs: Costs,
+    ctr: np.ndarray,
+    work: np.ndarray,
+    block: int,
+    dest: int,
+    pages: np.ndarray,
+    need_copy: np.ndarray,
+    extra: np.ndarray,
+    now: int,
+) -> None:
     """``block_copy.record_copies``: one latency, then one migration per run of contiguous pages, the
     faulted pages' runs first, then the prefetched ones'; each run bumps the block's
     thrashing stamp (the block-level branch of the callback)."""
@@ -59,28 +81,35 @@ def record_copies(th, costs, ctr, work, block, dest, pages, need_copy, extra, no
 
 @njit(cache=True)
 def make_resident_and_map(
-    va,
-    pmm,
-    n_chunks,
-    th,
-    costs,
-    ctr,
-    work,
-    block,
-    lo,
-    n,
-    dest,
-    requester,
-    pages,
-    need_copy,
-    extra,
-    now,
-    hooked,
-):
+    va: VaArrays,
+    pmm: PmmArrays,
+    n_chunks: int,
+    th: ThrashingState,
+    costs: Costs,
+    ctr: np.ndarray,
+    work: np.ndarray,
+    block: int,
+    lo: int,
+    n: int,
+    dest: int,
+    requester: int,
+    pages: np.ndarray,
+    need_copy: np.ndarray,
+    extra: np.ndarray,
+    now: int,
+    hooked: bool,
+) -> None:
     """``make_resident`` (MOVE) to ``dest`` then ``_finish``'s mappings, for a checked plan."""
     residency, perm = va.residency, va.perm
     gpu_chunk = va.gpu_chunk
-    state, owner, list_of, prev, nxt, count = pmm.state, pmm.owner, pmm.list_of, pmm.prev, pmm.nxt, pmm.count
+    state, owner, list_of, prev, nxt, count = (
+        pmm.state,
+        pmm.owner,
+        pmm.list_of,
+        pmm.prev,
+        pmm.nxt,
+        pmm.list_count,
+    )
     dbit = np.uint8(1 << dest)
     m = pages.shape[0]
     if dest == CPU:

@@ -13,7 +13,20 @@ SEG_RUN = 0
 
 
 @njit(cache=True)
-def expand(alloc, kind, access, start, count, stride, pool, alloc_base, seg_i, off, out_page, out_acc):
+def expand(
+    alloc: np.ndarray,
+    kind: np.ndarray,
+    access: np.ndarray,
+    start: np.ndarray,
+    count: np.ndarray,
+    stride: np.ndarray,
+    pool: np.ndarray,
+    alloc_base: np.ndarray,
+    seg_i: int,
+    off: int,
+    out_page: np.ndarray,
+    out_acc: np.ndarray,
+) -> tuple[int, int, int]:
     """Fill ``out_page``/``out_acc`` with global pages from segment ``seg_i`` at offset ``off``
     onward; return (next segment, next offset, touches written)."""
     n = 0
@@ -44,7 +57,17 @@ def expand(alloc, kind, access, start, count, stride, pool, alloc_base, seg_i, o
 
 
 @njit(cache=True)
-def gpu_scan(page, acc, pos, end, perm, residency, gbit, max_faults, out_idx):
+def gpu_scan(
+    page: np.ndarray,
+    acc: np.ndarray,
+    pos: int,
+    end: int,
+    perm: np.ndarray,
+    residency: np.ndarray,
+    gbit: int,
+    max_faults: int,
+    out_idx: np.ndarray,
+) -> tuple[int, int, int, int]:
     """Run touches from ``pos`` until ``max_faults`` of them miss or ``end`` is reached.
 
     Returns (next position, faults recorded in ``out_idx``, hits, hits on remote mappings).
@@ -73,7 +96,7 @@ def gpu_scan(page, acc, pos, end, perm, residency, gbit, max_faults, out_idx):
 
 
 @njit(cache=True)
-def cpu_scan(page, acc, pos, end, perm):
+def cpu_scan(page: np.ndarray, acc: np.ndarray, pos: int, end: int, perm: np.ndarray) -> int:
     """Index of the first touch from ``pos`` that the CPU's mappings cannot satisfy, or ``end``."""
     for i in range(pos, end):
         need = acc[i] if acc[i] > 0 else 1

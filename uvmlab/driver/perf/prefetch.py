@@ -104,7 +104,7 @@ def effective_prefetch_min_faults(param: int) -> int:
 
 
 @njit(cache=True)
-def tree_alignment(block_first_page_va, big, m_first, m_outer):
+def tree_alignment(block_first_page_va: int, big: int, m_first: int, m_outer: int) -> tuple[bool, int, int]:
     """The tree's alignment to big pages: (has a whole big page, offset, leaf count).
 
     The largest big-page-aligned sub-range of the region is found in VA terms

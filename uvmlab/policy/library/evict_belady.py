@@ -27,7 +27,7 @@ class EvictBelady(Policy):
     def eviction_prepare(self, ctx: EvictionContext) -> int | None:
         if len(ctx.unused) or not len(ctx.used):
             return None  # free to evict: nothing of those blocks is on the GPU
-        nxt = ctx.next_use(ctx.owner(ctx.used))[::-1]
+        nxt = np.asarray(ctx.next_use(ctx.owner(ctx.used)))[::-1]
         # Ties (blocks never used again): the most recently used goes, which keeps a stable
         # set resident rather than rotating through them.
         return int(ctx.used[len(nxt) - 1 - np.argmax(nxt)])

@@ -19,6 +19,8 @@ class EvictFifoChance(Policy):
 
     name = "fifo-chance"
     params = {"chances": 1}
+    # the parameters, set on the instance from ``params`` (declared here for type checkers)
+    chances: int
 
     def start(self, info: RunInfo) -> None:
         self._chances = np.zeros(info.n_root_chunks, dtype=np.int64)

@@ -24,6 +24,8 @@ class EvictTenantQuota(Policy):
 
     name = "tenant-quota"
     params = {"quotas": ""}
+    # the parameters, set on the instance from ``params`` (declared here for type checkers)
+    quotas: str
 
     def __init__(self, **params: object) -> None:
         super().__init__(**params)

@@ -20,6 +20,10 @@ class PrefetchAdaptiveSequential(Policy):
 
     name = "adaptive-sequential"
     params = {"percent": 100, "pages": 0, "direction": "auto"}
+    # the parameters, set on the instance from ``params`` (declared here for type checkers)
+    percent: int
+    pages: int
+    direction: str
 
     def __init__(self, **params: object) -> None:
         super().__init__(**params)

@@ -20,6 +20,8 @@ class PrefetchCrossBlock(Policy):
 
     name = "cross-block"
     params = {"blocks": 2}
+    # the parameters, set on the instance from ``params`` (declared here for type checkers)
+    blocks: int
 
     def prefetch_before_compute(self, ctx: PrefetchContext) -> int | Region:
         if ctx.dest == 0:

@@ -18,6 +18,9 @@ class PrefetchStride(Policy):
 
     name = "stride"
     params = {"depth": 4, "max_stride": 128}
+    # the parameters, set on the instance from ``params`` (declared here for type checkers)
+    depth: int
+    max_stride: int
 
     def start(self, info: object) -> None:
         self._state: dict[int, tuple[int, int, int]] = {}  # block -> (last page, stride, confidence)

@@ -18,6 +18,8 @@ class PrefetchTree(Policy):
 
     name = "tree"
     params = {"threshold": 51}
+    # the parameters, set on the instance from ``params`` (declared here for type checkers)
+    threshold: int
     jit = ("passes",)  # compiled with numba when the policy is built (an example of ``jit``)
 
     @staticmethod

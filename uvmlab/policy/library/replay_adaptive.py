@@ -18,6 +18,9 @@ class ReplayAdaptive(Policy):
 
     name = "replay-adaptive"
     params = {"small_batch": 32, "duplicate_share": 50}
+    # the parameters, set on the instance from ``params`` (declared here for type checkers)
+    small_batch: int
+    duplicate_share: int
 
     def decide_replay(self, ctx: ReplayContext) -> int:
         if ctx.duplicates * 100 > ctx.faults * self.duplicate_share:
