@@ -57,7 +57,8 @@ def record_copies(
     transfer_copy: bool = False,
     notify: bool = True,
 ) -> None:
-    """Count one migration per contiguous run of one cause (uvm_va_block_make_resident_copy step 4) and charge its time.
+    """Count one migration per contiguous run of one cause (uvm_va_block_make_resident_copy step 4)
+    and charge its time.
 
     A copy between two GPUs (``dtod``) runs over their peer link at the topology's peer copy
     bandwidth and is counted per ordered pair; ``notify=False`` for the first leg of a copy
@@ -134,7 +135,6 @@ def copy_to(
 
 
 def accessed_by_permission(va: VaSpace, proc: int, residency: int) -> int:
-
     """The permission of an AccessedBy mapping (``uvm_va_block_add_mappings_after_migration``:
     the highest possible). A GPU's mapping of sysmem allows atomics: on the H100/H200 captures,
     GPU atomics through a SetAccessedBy mapping to CPU memory raised no faults."""

@@ -43,6 +43,7 @@ def evict_for_allocation(drv: UvmDriver, gpu: int, for_block: int) -> int:
 
 def _evict_shared(drv: UvmDriver, gpu: int, owner: int, victim: int) -> None:
     """Evict a chunk of whichever VA space owns it; the work is done for ``drv``'s fault."""
+    assert drv.share is not None  # only drivers on a shared PMM get here
     space, block = drv.share.space_of(owner)
     space.now_ns = drv.now_ns
     before = space.counters["bytes_dtoh_eviction"]

@@ -27,6 +27,8 @@ class EvictTenantPriority(Policy):
 
     name = "tenant-priority"
     params = {"order": ""}
+    # the parameters, set on the instance from ``params`` (declared here for type checkers)
+    order: str
 
     def __init__(self, **params: object) -> None:
         super().__init__(**params)
