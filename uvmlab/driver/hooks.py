@@ -17,13 +17,14 @@ driver's own decision sites, named after its functions:
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from uvmlab.driver.perf.thrashing import Hint
 
 
+@runtime_checkable
 class DriverHooks(Protocol):
     #: the compiled fault path leaves blocks to the reference path when a policy steers them
     steers_block_service: bool
