@@ -340,7 +340,7 @@ GPUS: dict[str, GpuSpec] = {
         peer_links=18,
         sources={
             "memory_bytes": "NVIDIA DGX B200 user guide: 8 B200 GPUs with 1,440 GB in total",
-            "memory_gbps": "NVIDIA Blackwell datasheet: HBM3e, 8 TB/s per GPU",
+            "memory_gbps": "NVIDIA DGX B200 datasheet: 64 TB/s of HBM3e bandwidth over 8 GPUs",
             "sm_count": "unconfirmed: 148 SMs as reported by third parties; NVIDIA's datasheet "
             "does not give it",
             "gpcs": "unconfirmed: GH100's 8 GPCs x 9 TPCs carried over (not published)",
