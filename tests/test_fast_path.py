@@ -20,6 +20,8 @@ from uvmlab.timing.cost_model import load_profile, profile_for_gpu
 from uvmlab.validation.suite import suite_workloads
 from uvmlab.workload.ir import WorkloadBuilder
 
+pytestmark = pytest.mark.slow  # bit-identity over every generator and advice workload: minutes
+
 SMALL = {
     "stream": "stream:size=24MiB,passes=2",
     "random": "random:size=32MiB",

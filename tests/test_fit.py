@@ -85,6 +85,7 @@ def test_median_run_is_a_real_run_with_the_median_time():
     assert ft.median_run(runs[:3]).totals["time_ns"] == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gpu", ["h200", "h100"])
 def test_shipped_profile_is_the_fit_of_the_stored_session(gpu):
     # the <gpu>-pcie5 profiles are reproducible from the repository: calibration + this fit

@@ -262,6 +262,7 @@ def test_fabricated_capture_loads_like_a_real_one(tmp_path):
 # --- the command --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_validate_command_reports_holdout(tmp_path):
     d = tmp_path / "hold"
     fabricate(d, ["pingpong_b"])

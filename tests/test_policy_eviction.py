@@ -122,6 +122,7 @@ def _generated():
     return [d["name"] for d in describe()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", _generated())
 def test_belady_never_evicts_more_than_lru_on_generated_workloads(name):
     """Belady is MIN on the workload's reference string. The engine follows that string when the
@@ -152,6 +153,7 @@ def test_belady_never_evicts_more_than_lru_on_random_block_sequences(seed):
         assert bel <= lru, (seed, mem)
 
 
+@pytest.mark.slow
 def test_llm_sweep_oversubscribed_mru_and_lfu_beat_lru_and_belady_bounds_them():
     spec = "llm:size=32MiB"
     r = {

@@ -114,6 +114,7 @@ WORKLOADS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(24))
 def test_random_policies_never_break_the_invariants(seed):
     spec = WORKLOADS[seed % len(WORKLOADS)]

@@ -98,6 +98,7 @@ def need_chromium():
         pytest.skip("chromium not installed (apt-get install chromium)")
 
 
+@pytest.mark.slow
 def test_report_loads_in_headless_chromium_with_the_runs_numbers(runs, tmp_path):
     need_chromium()
     d, files = runs

@@ -82,6 +82,7 @@ def test_bad_sweeps_fail_with_one_line_before_running(tmp_path, args, needle):
     assert not (d / "points").exists() or not any((d / "points").iterdir())
 
 
+@pytest.mark.slow
 def test_points_are_the_runs_themselves(reference):
     spec, points, done = load_sweep(reference)
     assert len(points) == len(done) == 6
@@ -96,6 +97,7 @@ def test_points_are_the_runs_themselves(reference):
     assert sorted(e["id"] for e in log) == sorted(p.id for p in points)
 
 
+@pytest.mark.slow
 def test_sweep_killed_part_way_resumes_to_exactly_the_same_results(reference, tmp_path):
     d = tmp_path / "sweep"
     proc = subprocess.Popen(
@@ -126,6 +128,7 @@ def test_sweep_killed_part_way_resumes_to_exactly_the_same_results(reference, tm
     assert not list((d / "points").glob(".*"))  # no temp file left behind
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_sweep_and_resume_finishes_it(reference, tmp_path):
     d = tmp_path / "sweep"
     proc = subprocess.Popen(
@@ -150,6 +153,7 @@ def test_ctrl_c_stops_the_sweep_and_resume_finishes_it(reference, tmp_path):
     assert point_files(d) == point_files(reference)
 
 
+@pytest.mark.slow
 def test_finished_sweep_is_not_redone_and_not_overwritten(reference):
     before = stamps(reference)
     r = uvmlab("sweep", WORKLOAD, *AXES, "-o", str(reference), "--resume")
@@ -160,6 +164,7 @@ def test_finished_sweep_is_not_redone_and_not_overwritten(reference):
     assert stamps(reference) == before
 
 
+@pytest.mark.slow
 def test_an_extended_sweep_reuses_the_points_it_shares(reference, tmp_path):
     d = tmp_path / "copy"
     (d / "points").mkdir(parents=True)
@@ -172,6 +177,7 @@ def test_an_extended_sweep_reuses_the_points_it_shares(reference, tmp_path):
     assert [r.workload for r in out.ordered()] == ["stream"] * 3
 
 
+@pytest.mark.slow
 def test_sweep_report_compares_the_points(reference, tmp_path):
     r = uvmlab("sweep", WORKLOAD, *AXES, "-o", str(reference), "--resume", "--report")
     assert r.returncode == 0, r.stderr
@@ -196,6 +202,7 @@ def test_policy_axis_none_is_the_default_driver(tmp_path):
     assert res.totals == simulate("random:size=4MiB,seed=5").totals
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     importlib.util.find_spec("uvmlab.policy.loader") is None, reason="uvmlab.policy.loader not there yet"
 )
@@ -231,6 +238,7 @@ def test_trace_file_sweep_is_known_by_content(tmp_path):
     assert [p.id for p in again.points()] == [p.id for p in out.points]
 
 
+@pytest.mark.slow
 def test_local_and_ray_engines_give_identical_results(tmp_path):
     pytest.importorskip("ray", reason="Ray not installed (pip install 'uvmlab[ray]')")
     spec = SweepSpec.from_cli(WORKLOAD, params=["uvm_perf_prefetch_enable=1"], gpu_memory="100%,150%")

@@ -15,6 +15,8 @@ import pytest
 from uvmlab.api import simulate
 from uvmlab.workload.synthetic import make_workload
 
+pytestmark = pytest.mark.slow  # oversubscription sweeps of four generators
+
 ROOT_CHUNK = 2 << 20
 SIZE = "16MiB"
 PUBLISHED = {

@@ -171,6 +171,7 @@ def test_stale_capture_is_reported_not_compared(monkeypatch, tmp_path):
     assert len(sec.stale) == 1 and "renamed" in sec.stale[0]
 
 
+@pytest.mark.slow
 def test_report_runs_the_real_model():
     sec = v.compare_gpu("h200", names=["mixed_kinds", "preferred_cpu_accessed_by_gpu"])
     assert [c.name for c in sec.rows] == ["preferred_cpu_accessed_by_gpu", "mixed_kinds"]  # suite order
@@ -205,6 +206,7 @@ def test_committed_report_covers_the_suite():
 # --- the commands -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_validate_command_writes_the_report(tmp_path):
     out = tmp_path / "v.md"
     r = uvmlab("validate", "--gpu", "h200", "--only", "mixed_kinds", "-o", str(out))
