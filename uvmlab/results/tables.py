@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,12 +34,6 @@ from uvmlab.core.counters import (
 )
 from uvmlab.results.io import events_to_columns, write_atomic
 from uvmlab.results.result import Result
-
-if TYPE_CHECKING:
-    import pandas as pd
-    import pyarrow as pa
-
-    from uvmlab.results.result import Result
 
 TABLES_VERSION = 1
 

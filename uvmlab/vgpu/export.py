@@ -16,6 +16,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from uvmlab.results.io import write_atomic
 from uvmlab.results.plots import _figure, time_unit
 from uvmlab.vgpu.scheduler import GPU
@@ -28,9 +31,6 @@ _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 
 
 def write_parquet(res: VgpuResult, out_dir: str | Path) -> list[Path]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []

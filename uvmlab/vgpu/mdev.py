@@ -27,6 +27,7 @@ write-only file read: ``EACCES`` / ``EIO`` as sysfs gives them.
 from __future__ import annotations
 
 import errno as _errno
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -50,8 +51,6 @@ class MdevError(UvmlabError):
 
 
 def _errno_text(err: int) -> str:
-    import os
-
     return os.strerror(err)
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from uvmlab.api import load_workload
 from uvmlab.results.io import write_atomic
@@ -57,14 +58,10 @@ class VgpuResult:
     fairness: float
 
     def frame(self):
-        import pandas as pd
-
         return pd.DataFrame(self.rows)
 
     def ops_frame(self):
         """Every operation of every tenant on the shared timeline (one row each)."""
-        import pandas as pd
-
         names = [t.name for t in self.scenario.tenants]
         return pd.DataFrame(
             [
