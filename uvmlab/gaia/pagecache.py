@@ -17,7 +17,7 @@ the GPU's copy (``pagecache_get_gpu_page``) and which copy holds the latest vers
   records that the latest version is on the GPU, and a later CPU lookup pulls it back
   (``get_page_from_gpu``). A CPU ``maquire`` pulls every published page of the range at once.
 
-Model state, one entry per 4 KiB page of the driver's address space (numpy arrays, design.md §8):
+Model state, one entry per 4 KiB page of the driver's address space (numpy arrays, docs/model.md):
 ``cpu_ver`` / ``gpu_ver`` (the version each copy holds, -1 when there is no copy), ``disk_ver``,
 ``cpu_dirty`` (the CPU-dirty tag), ``disk_dirty`` (not yet written back to storage), ``gpu_dirty``
 (unreleased GPU writes) and ``gpu_latest`` (the page cache's "latest is on the GPU" tag). A version
