@@ -32,6 +32,7 @@ def test_run_json_has_the_canonical_keys():
     assert totals["bytes_htod"] == totals["bytes_htod_fault"] + totals["bytes_htod_prefetch"]
 
 
+@pytest.mark.slow  # subprocesses of the CLI or long model runs
 def test_run_param_changes_behaviour():
     on = json.loads(uvmlab("run", "random:size=16MiB", "--json").stdout)
     off = json.loads(
@@ -40,6 +41,7 @@ def test_run_param_changes_behaviour():
     assert off["bytes_htod_prefetch"] == 0 < on["bytes_htod_prefetch"]
 
 
+@pytest.mark.slow  # subprocesses of the CLI or long model runs
 def test_run_saves_result_and_trace_roundtrip(tmp_path):
     trace = tmp_path / "w.uvmw"
     assert uvmlab("trace", "write", "stride:size=8MiB", str(trace)).returncode == 0
@@ -53,6 +55,7 @@ def test_run_saves_result_and_trace_roundtrip(tmp_path):
     assert Result.load(out).workload == "stride"
 
 
+@pytest.mark.slow  # subprocesses of the CLI or long model runs
 @pytest.mark.parametrize(
     "args,needles",
     [
@@ -77,6 +80,7 @@ def test_bad_input_gives_one_line_error(args, needles):
     assert_one_line_error(uvmlab(*args), *needles)
 
 
+@pytest.mark.slow  # subprocesses of the CLI or long model runs
 def test_corrupt_and_truncated_trace_files(tmp_path):
     good = tmp_path / "g.uvmw"
     assert uvmlab("trace", "write", "random:size=4MiB", str(good)).returncode == 0
@@ -112,6 +116,7 @@ def test_fatal_fault_exits_nonzero_with_a_message(tmp_path):
     assert "FATAL" in r.stdout and "device memory" in r.stdout
 
 
+@pytest.mark.slow  # subprocesses of the CLI or long model runs
 def test_demo_quick_prints_tables():
     r = uvmlab("demo", "--quick")
     assert r.returncode == 0, r.stderr
@@ -123,6 +128,7 @@ def test_listing_commands():
     assert "uvm_perf_fault_replay_policy" in uvmlab("params").stdout
 
 
+@pytest.mark.slow  # subprocesses of the CLI or long model runs
 def test_run_with_a_policy_changes_behaviour():
     base = json.loads(uvmlab("run", "random:size=16MiB", "--json").stdout)
     none = uvmlab("run", "random:size=16MiB", "--json", "--policy", "prefetch-none")

@@ -3,12 +3,14 @@ JSON that parses, one-line errors for bad input."""
 
 import json
 
+import pytest
 from test_cli import assert_one_line_error, uvmlab
 
 from uvmlab.workload.fileformat import write_workload
 from uvmlab.workload.ir import WorkloadBuilder
 
 
+@pytest.mark.slow  # subprocesses of the CLI or long model runs
 def test_gaia_compare_runs_all_three_strategies_from_one_command(tmp_path):
     out = tmp_path / "rows.json"
     r = uvmlab("gaia", "compare", "--scale", "0.01", "--json", "--out", str(out))
@@ -22,6 +24,7 @@ def test_gaia_compare_runs_all_three_strategies_from_one_command(tmp_path):
     assert text.returncode == 0 and "GAIA shared page cache" in text.stdout
 
 
+@pytest.mark.slow  # subprocesses of the CLI or long model runs
 def test_gaia_run_of_a_file_and_a_scenario(tmp_path):
     b = WorkloadBuilder("f")
     f = b.file("data", "4MiB", cached=0.5)
@@ -37,6 +40,7 @@ def test_gaia_run_of_a_file_and_a_scenario(tmp_path):
     assert r.returncode == 0 and "consume1" in r.stdout
 
 
+@pytest.mark.slow  # subprocesses of the CLI or long model runs
 def test_hmm_run_and_support():
     r = uvmlab("hmm", "run", "example:8MiB", "--gpu-memory", "4MiB", "--json")
     assert r.returncode == 0, r.stderr
@@ -46,6 +50,7 @@ def test_hmm_run_and_support():
     assert r.returncode == 0 and "PageableMemoryAccess" in r.stdout
 
 
+@pytest.mark.slow  # subprocesses of the CLI or long model runs
 def test_bad_input_is_one_line(tmp_path):
     assert_one_line_error(uvmlab("gaia", "compare", "-s", "nope"), "unknown scenario")
     assert_one_line_error(uvmlab("gaia", "run", "prodcons:rounds=x"), "not a number")

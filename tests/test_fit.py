@@ -105,6 +105,7 @@ def test_shipped_profile_is_the_fit_of_the_stored_session(gpu):
     assert sorted(abs(e) for e in errs.values())[5] < 0.10  # median of 12 (lower middle)
 
 
+@pytest.mark.slow  # subprocesses of the CLI or long model runs
 def test_cli_bad_session_is_one_line_error(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "uvmlab", "fit", "--session", str(tmp_path / "no")],

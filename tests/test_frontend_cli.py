@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from uvmlab.cli.app import app
@@ -40,6 +41,7 @@ def test_demo_decode_replay(tmp_path):
     assert (tmp_path / "w.uvmw").exists()
 
 
+@pytest.mark.slow  # subprocesses of the CLI or long model runs
 def test_bad_trace_is_one_line(tmp_path):
     bad = tmp_path / "bad.ioctl"
     bad.write_bytes(b"UVMLIOC1" + b"\x01\0\0\0" + b"\0\0\2\0" + b"\xff" * 40)

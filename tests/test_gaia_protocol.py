@@ -117,6 +117,7 @@ ALL = (0, FILE_PAGES)
 # the protocol's four promises, pinned: GPU sees a CPU write after maquire; CPU sees a released
 # GPU write after its acquire; both survive eviction; a shared 64 KiB GPU page keeps both sides'
 # writes when the GPU invalidates it
+@pytest.mark.slow  # subprocesses of the CLI or long model runs
 @example([("read", GPU, 0), ("write", CPU, 0), ("acquire", GPU, ALL), ("read", GPU, 0)], 8)
 @example([("write", GPU, 0), ("release", GPU, ALL), ("acquire", CPU, ALL), ("read", CPU, 0)], 8)
 @example(

@@ -1,5 +1,7 @@
 """The heuristics working together in whole runs (prefetch, eviction, the H200 probe)."""
 
+import pytest
+
 import uvmlab
 
 
@@ -14,6 +16,7 @@ def test_stream_migrates_mostly_in_large_prefetch_regions():
     assert mig.bytes.max() <= 512 * 4096  # never beyond the 2 MiB block
 
 
+@pytest.mark.slow  # subprocesses of the CLI or long model runs
 def test_prefetch_disabled_random_migrates_4k_per_fault():
     r = uvmlab.simulate(
         "random:size=16MiB", params={"uvm_perf_prefetch_enable": 0}, events=True, check_invariants=True

@@ -209,6 +209,7 @@ def test_invariants_hold_on_mixed_three_gpu_runs(gpu, seed):
         assert t["bytes_dtod"] == 0
 
 
+@pytest.mark.slow  # subprocesses of the CLI or long model runs
 def test_cli_too_few_gpus_is_a_one_line_error(tmp_path):
     import subprocess
     import sys

@@ -22,6 +22,7 @@ def one_line_error(r, *needles):
         assert n in lines[0], lines[0]
 
 
+@pytest.mark.slow  # subprocesses of the CLI or long model runs
 def test_compare_json_table_and_plot(tmp_path):
     png = tmp_path / "cmp.png"
     r = uvmlab(
@@ -47,6 +48,7 @@ def test_compare_json_table_and_plot(tmp_path):
         assert word in r.stdout
 
 
+@pytest.mark.slow  # subprocesses of the CLI or long model runs
 def test_compare_markdown_and_policy_params():
     r = uvmlab("compare", "stride:size=8MiB", "--policies", "tree", "-P", "tree.threshold=90", "--markdown")
     assert r.returncode == 0, r.stderr

@@ -163,6 +163,7 @@ def test_plots_render_png():
         plots.residency_heatmap(res)
 
 
+@pytest.mark.slow  # subprocesses of the CLI or long model runs
 def test_plot_command_and_its_errors(runs, tmp_path):
     _, files = runs
     out = tmp_path / "heat.png"
