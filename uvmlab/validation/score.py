@@ -1,0 +1,138 @@
+"""Per-operation scores of the model against captures (issue 13, item 1).
+
+A workload's total hides errors of opposite sign in its parts (a fault path too slow and CPU
+phases too fast cancel), so every operation is scored on its own and the scores are grouped by
+what users compare:
+
+* ``gpu_kernels``: GPU kernel operations of at least ``MIN_OP_NS`` real time;
+* ``cpu_phases``: CPU phases of at least ``MIN_OP_NS``;
+* ``prefetch``: explicit prefetches of at least ``MIN_SMALL_OP_NS``;
+* ``advise_sync``: advice, sync and free operations of at least ``MIN_SMALL_OP_NS``;
+* ``totals``: whole workloads;
+* ``bytes``: each operation's HtoD and DtoH bytes where at least ``MIN_BYTES`` moved (the
+  driver's lossless counters on the real side);
+* ``fault_groups``: CUPTI GPU fault groups of fault-heavy kernels (at least ``MIN_GROUPS``
+  real groups, records complete) against the model's ``gpu_fault_groups``;
+* ``thrashing``: throttle, thrashing and remote-map counts of ping-pong, accessed-by and
+  read-mostly workloads (per workload, where the real count is at least 5).
+
+Each group reports ``n``, the median absolute relative error, the signed median, and how many
+are within 15 % and 30 %.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+MIN_OP_NS = 5_000_000
+MIN_SMALL_OP_NS = 1_000_000
+MIN_BYTES = 1 << 20
+MIN_GROUPS = 10
+MIN_COUNT = 5
+KINDS = ("gpu_kernels", "cpu_phases", "prefetch", "advise_sync", "totals", "bytes",
+         "fault_groups", "thrashing")
+KIND_LABELS = {"gpu_kernels": "GPU kernels (>= 5 ms)", "cpu_phases": "CPU phases (>= 5 ms)",
+               "prefetch": "prefetch (>= 1 ms)", "advise_sync": "advise / sync / free (>= 1 ms)",
+               "totals": "workload totals", "bytes": "bytes per op (>= 1 MiB)",
+               "fault_groups": "GPU fault groups (fault-heavy kernels)",
+               "thrashing": "throttles / thrashing / remote maps"}
+OP_KIND = {"kernel": "gpu_kernels", "cpu": "cpu_phases", "prefetch": "prefetch",
+           "advise": "advise_sync", "sync": "advise_sync", "free": "advise_sync"}
+THRASH_KEYS = ("throttles", "thrashing_events", "remote_maps")
+
+
+def rel(model: float, real: float) -> float:
+    """(model - real) / real; 0 when both are 0, infinite when only the real value is 0."""
+    if real == 0:
+        return 0.0 if model == 0 else math.copysign(math.inf, model)
+    return (model - real) / real
+
+
+@dataclass
+class Score:
+    """One compared quantity: where it comes from and its relative error."""
+
+    workload: str
+    op: str  # operation name, or "" for a whole workload
+    what: str  # time_ns, bytes_htod, gpu_fault_groups, ...
+    real: float
+    model: float
+
+    @property
+    def err(self) -> float:
+        return rel(self.model, self.real)
+
+
+@dataclass
+class Summary:
+    n: int = 0
+    median_abs: float | None = None
+    signed_median: float | None = None
+    within_15: int = 0
+    within_30: int = 0
+    max_abs: float | None = None
+    worst: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        r = (lambda x: None if x is None else round(x, 4))
+        return {"n": self.n, "median_abs": r(self.median_abs), "within_15": self.within_15,
+                "within_30": self.within_30, "signed_median": r(self.signed_median),
+                "max_abs": r(self.max_abs), "worst": self.worst}
+
+
+def summarize(scores: Iterable[Score]) -> Summary:
+    s = [x for x in scores if math.isfinite(x.err)]
+    if not s:
+        return Summary()
+    errs = [x.err for x in s]
+    worst = max(s, key=lambda x: abs(x.err))
+    return Summary(n=len(s), median_abs=statistics.median(abs(e) for e in errs),
+                   signed_median=statistics.median(errs),
+                   within_15=sum(abs(e) <= 0.15 for e in errs),
+                   within_30=sum(abs(e) <= 0.30 for e in errs), max_abs=abs(worst.err),
+                   worst=f"{worst.workload}/{worst.op or 'total'} {worst.what} {worst.err:+.0%}")
+
+
+@dataclass
+class Scores:
+    """Every score of one comparison (one GPU, one set), by kind."""
+
+    by_kind: dict[str, list[Score]] = field(default_factory=lambda: {k: [] for k in KINDS})
+
+    def add(self, real: Any, model: Any) -> None:
+        """Score one workload: ``real`` and ``model`` are Results of the same workload."""
+        name = real.workload
+        rt, mt = real.totals, model.totals
+        self.by_kind["totals"].append(Score(name, "", "time_ns", rt.get("time_ns", 0),
+                                            mt.get("time_ns", 0)))
+        for ro, mo in zip(real.ops, model.ops, strict=True):
+            kind = OP_KIND.get(ro["op"])
+            t = ro.get("time_ns", 0)
+            floor = MIN_OP_NS if kind in ("gpu_kernels", "cpu_phases") else MIN_SMALL_OP_NS
+            if kind is not None and t >= floor:
+                self.by_kind[kind].append(Score(name, ro["name"], "time_ns", t, mo["time_ns"]))
+            for key in ("bytes_htod", "bytes_dtoh"):
+                if key in ro and ro[key] >= MIN_BYTES:
+                    self.by_kind["bytes"].append(Score(name, ro["name"], key, ro[key],
+                                                       mo.get(key, 0)))
+            complete = (ro.get("checks") or {}).get("records_complete", True)
+            if (ro["op"] == "kernel" and complete
+                    and ro.get("gpu_fault_groups", 0) >= MIN_GROUPS):
+                self.by_kind["fault_groups"].append(
+                    Score(name, ro["name"], "gpu_fault_groups", ro["gpu_fault_groups"],
+                          mo.get("gpu_fault_groups", mo.get("fault_batches", 0))))
+        if any(k in name for k in ("pingpong", "accessed_by", "read_mostly")):
+            for key in THRASH_KEYS:
+                if rt.get(key, 0) >= MIN_COUNT:
+                    self.by_kind["thrashing"].append(Score(name, "", key, rt[key],
+                                                           mt.get(key, 0)))
+
+    def summary(self) -> dict[str, Summary]:
+        return {k: summarize(v) for k, v in self.by_kind.items()}
+
+
+__all__ = ["KINDS", "KIND_LABELS", "MIN_OP_NS", "Score", "Scores", "Summary", "rel", "summarize"]
