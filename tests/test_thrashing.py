@@ -337,7 +337,10 @@ def test_pin_after_pin_threshold_periods():
     assert after["pinned"] and after["pinned_residency"] == r and after["throttling_count"] == 0
     assert det.next_deadline() == now + 150 * MS
     assert det.counters["pins"] == 1
-    assert det.counters["throttles"] > 10 and rec.count("ThrashingDetected") >= 1
+    # throttles count throttling *starts* (CUPTI's THROTTLING records): one per period
+    # entered, however often the GPU re-faults inside it
+    assert det.counters["throttles"] >= before["throttling_count"] >= 10
+    assert rec.count("ThrashingDetected") >= 1
 
 
 def pin_via_case6(det: ThrashingDetector, a: int, b: int, t: int = T0) -> tuple[int, int]:

@@ -48,6 +48,7 @@ from uvmlab.workload.ir import (
 OP_COUNTERS = (
     "gpu_faults",
     "fault_batches",
+    "gpu_fault_groups",
     "replays",
     "cpu_faults",
     "bytes_htod",

@@ -38,15 +38,15 @@ class ModelStuck(RuntimeError):
 
 
 def arrival_order(
-    pos: np.ndarray, conc: int, tpb: int, n_sm: int, n_utlb: int
+    pos: np.ndarray, conc: int, tpb: int, n_sm: int, n_utlb: int, burst: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
     """The order in which stalled accesses reach the fault buffer, and their uTLBs.
 
     Touch ``pos`` is done by thread ``pos % conc`` (a grid-stride loop, as the real-GPU
     executor runs it) in thread block ``thread // tpb``, and thread blocks are spread round-robin
     over the SMs. Each SM's uTLB reports its misses one after another, in its threads' program
-    order, while all SMs report concurrently: so the buffer receives the first miss of every SM,
-    then the second of every SM, and so on.
+    order, while all SMs report concurrently: so the buffer receives the first ``burst`` misses
+    of every SM, then the next ``burst`` of every SM, and so on (``GpuSpec.fault_report_burst``).
     """
     thread = pos % conc
     tb = thread // tpb
@@ -58,7 +58,7 @@ def arrival_order(
     group_start = np.repeat(first, np.diff(np.r_[first, len(pos)]))
     rank = np.empty(len(pos), dtype=np.int64)
     rank[by_sm] = np.arange(len(pos)) - group_start
-    order = np.lexsort((sm, rank))
+    order = np.lexsort((rank % burst, sm, rank // burst))
     return order, (sm % n_utlb).astype(np.int32)
 
 
@@ -76,7 +76,7 @@ _SM_HEAD, _SM_TAIL, _SM_RUN, _SM_AT, _SM_ACTIVE = range(5)  # rows of the per-SM
 
 
 @njit(cache=True)
-def _arrival_order_into(pos, n, conc, tpb, n_sm, k, order, order_sm, runs, sms):
+def _arrival_order_into(pos, n, conc, tpb, n_sm, k, order, order_sm, runs, sms, burst):
     """Fill ``order[:k]`` with the indices of the first ``k`` of the ``n`` stalled threads in
     buffer arrival order and ``order_sm[:k]`` with their SMs, for strictly ascending ``pos[:n]``,
     in O(n + n_sm) with a division only per thread block; ``runs`` (2 x n + 1) and ``sms``
@@ -119,31 +119,37 @@ def _arrival_order_into(pos, n, conc, tpb, n_sm, k, order, order_sm, runs, sms):
             at[s] = start[head[s]]
             active[m] = s
             m += 1
-    q = 0  # one thread of each SM still holding some, in SM order, per rank; O(k + n_sm) in all
+    q = 0  # up to `burst` threads of each SM still holding some, in SM order, per round
     while q < k:
         kept = 0
         for a in range(m):
             s = active[a]
             i = at[s]
-            order[q] = i
-            order_sm[q] = s
-            q += 1
+            alive = True
+            for _ in range(burst):
+                order[q] = i
+                order_sm[q] = s
+                q += 1
+                if q == k:
+                    break
+                i += 1
+                if i == start[cur[s] + 1]:  # the end of this run: the SM's next run, if any
+                    cur[s] = nxt[cur[s]]
+                    if cur[s] < 0:
+                        alive = False
+                        break
+                    i = start[cur[s]]
             if q == k:
                 break
-            i += 1
-            if i == start[cur[s] + 1]:  # the end of this run: the SM's next run, if any
-                cur[s] = nxt[cur[s]]
-                if cur[s] < 0:
-                    continue
-                i = start[cur[s]]
-            at[s] = i
-            active[kept] = s
-            kept += 1
+            if alive:
+                at[s] = i
+                active[kept] = s
+                kept += 1
         m = kept
 
 
 def arrival_order_sorted(
-    pos: np.ndarray, conc: int, tpb: int, n_sm: int, n_utlb: int
+    pos: np.ndarray, conc: int, tpb: int, n_sm: int, n_utlb: int, burst: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
     """``arrival_order`` for strictly ascending ``pos``, without sorting (see the note above)."""
     n = len(pos)
@@ -161,6 +167,7 @@ def arrival_order_sorted(
         order_sm,
         np.empty((2, n + 1), np.int64),
         np.empty((5, n_sm), np.int64),
+        burst,
     )
     utlb = np.empty(n, np.int32)
     utlb[order] = order_sm % n_utlb
@@ -169,10 +176,11 @@ def arrival_order_sorted(
 
 @njit(cache=True)
 def _arrival_entries(
-    pos, page, acc, n, conc, tpb, n_sm, n_utlb, k, out_page, out_acc, out_utlb, order, order_sm, runs, sms
+    pos, page, acc, n, conc, tpb, n_sm, n_utlb, k, out_page, out_acc, out_utlb, order, order_sm, runs, sms,
+    burst=1,
 ):
     """The first ``k`` fault entries, in arrival order, of the ``n`` stalled threads."""
-    _arrival_order_into(pos, n, conc, tpb, n_sm, k, order, order_sm, runs, sms)
+    _arrival_order_into(pos, n, conc, tpb, n_sm, k, order, order_sm, runs, sms, burst)
     for q in range(k):
         i = order[q]
         out_page[q] = page[i]
@@ -231,6 +239,7 @@ class GpuKernelRun:
         self.pos = 0
         self.conc = engine.concurrency
         self.n_utlb = engine.gpu.utlb_count
+        self.burst = engine.gpu.fault_report_burst
         self.out_idx = np.empty(self.conc, dtype=np.int64)
         self.base = 0  # kernel-relative index of the loaded chunk's first touch
         # stalled threads: their touch index (kernel-relative, ascending), page and access. At
@@ -360,6 +369,7 @@ class GpuKernelRun:
                 self._order_sm,
                 self._runs,
                 self._sms,
+                self.burst,
             )
             self.buf.push(self._out_page[:k], self._out_acc[:k], self._out_utlb[:k])
             self.buf.overflows += n - k

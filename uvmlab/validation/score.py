@@ -11,8 +11,9 @@ what users compare:
 * ``totals``: whole workloads;
 * ``bytes``: each operation's HtoD and DtoH bytes where at least ``MIN_BYTES`` moved (the
   driver's lossless counters on the real side);
-* ``fault_groups``: CUPTI GPU fault groups of fault-heavy kernels (at least ``MIN_GROUPS``
-  real groups, records complete) against the model's ``gpu_fault_groups``;
+* ``fault_groups``: CUPTI GPU fault groups of fault-heavy kernels (at least ``MIN_FAULTS``
+  faults serviced by the real driver, its GpuPageFaultCount counter, and CUPTI's records
+  complete) against the model's ``gpu_fault_groups``;
 * ``thrashing``: throttle, thrashing and remote-map counts of ping-pong, accessed-by and
   read-mostly workloads (per workload, where the real count is at least 5).
 
@@ -31,7 +32,7 @@ from typing import Any
 MIN_OP_NS = 5_000_000
 MIN_SMALL_OP_NS = 1_000_000
 MIN_BYTES = 1 << 20
-MIN_GROUPS = 10
+MIN_FAULTS = 1000
 MIN_COUNT = 5
 KINDS = ("gpu_kernels", "cpu_phases", "prefetch", "advise_sync", "totals", "bytes",
          "fault_groups", "thrashing")
@@ -120,11 +121,11 @@ class Scores:
                     self.by_kind["bytes"].append(Score(name, ro["name"], key, ro[key],
                                                        mo.get(key, 0)))
             complete = (ro.get("checks") or {}).get("records_complete", True)
-            if (ro["op"] == "kernel" and complete
-                    and ro.get("gpu_fault_groups", 0) >= MIN_GROUPS):
+            if (ro["op"] == "kernel" and complete and "gpu_fault_groups" in ro
+                    and ro.get("gpu_faults_notified", 0) >= MIN_FAULTS):
                 self.by_kind["fault_groups"].append(
                     Score(name, ro["name"], "gpu_fault_groups", ro["gpu_fault_groups"],
-                          mo.get("gpu_fault_groups", mo.get("fault_batches", 0))))
+                          mo.get("gpu_fault_groups", 0)))
         if any(k in name for k in ("pingpong", "accessed_by", "read_mostly")):
             for key in THRASH_KEYS:
                 if rt.get(key, 0) >= MIN_COUNT:

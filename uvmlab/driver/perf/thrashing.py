@@ -716,14 +716,19 @@ class ThrashingDetector:
     def _throttle(self, block: int, bs: _Block, pg: _Pages, page: int, requester: int, now: int) -> Hint:
         """``thrashing_throttle_processor`` plus the THROTTLE hint."""
         bit = 1 << requester
+        starts = requester == CPU  # a CPU requester sleeps once per throttle hint
         if not int(pg.throttled[page]) & bit:
+            starts = True
             pg.throttled[page] |= np.uint16(bit)
             if requester != CPU and self._emit is not None:
                 self._emit("ThrottlingStart", {**_where(block, page), "processor": requester, "time_ns": now})
             if not pg.pinned[page] and pg.throttling_count[page] < _THROTTLING_COUNT_MAX:
                 pg.throttling_count[page] += 1
             bs.throttling_count += 1
-        self.counters["throttles"] += 1
+        # what CUPTI's THROTTLING records count (uvm_tools.c ThrottlingStart): a GPU entering the
+        # page's throttled set, or one CPU throttle sleep; a GPU fault re-throttled while the
+        # page is still throttled for it is not a new start
+        self.counters["throttles"] += starts
         return Hint(HINT_THROTTLE, INVALID, int(pg.throttle_end[page]), 0)
 
     def _throttle_end_processor(

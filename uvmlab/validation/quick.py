@@ -1,0 +1,88 @@
+"""``uvmlab calibrate --quick``: calibrate the model on the machine being measured, in about a
+minute of GPU time (issue 13, item 6).
+
+Real machines drift 20-30 % from day to day, so an accuracy claim is made against a profile
+calibrated on the same machine as the captures it is compared with. The quick calibration takes
+the design space's ``calib`` micro-captures (``space.py``: streams at four launch shapes, random
+and strided kernels, a write kernel, a 1 GiB stream, a prefetched stream, a small ping-pong and an
+accessed-by case; 3.3 GiB of managed memory in all, each case far below free memory) and fits
+the per-kind constants on them (``kindfit.py``), starting from the GPU's micro-benchmark
+profile ``<gpu>-pcie5-measured``. The profile is stamped with the GPU, driver and date.
+
+:func:`profile_from_captures` does the same fit on captures already taken (a stored session),
+without a GPU.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from uvmlab.timing.cost_model import CostProfile, load_profile
+from uvmlab.validation.kindfit import FitResult, Training, fit_per_kind
+
+QUICK_BUDGET_S = 120.0  # the issue's limit on GPU time
+
+
+def profile_from_captures(captures: list[Any], gpu: str, name: str, *, stamp: dict[str, Any],
+                          log: Callable[[str], None] | None = None) -> FitResult:
+    """Fit the per-kind constants on ``calib`` captures (Results) of GPU ``gpu``."""
+    from uvmlab.validation.runs import workload_of
+
+    train = [Training(r.workload, workload_of(r, "space", "calib"), r) for r in captures]
+    fr = fit_per_kind(load_profile(f"{gpu}-pcie5-measured"), train, gpu=gpu, name=name, log=log)
+    sources = dict(fr.profile.sources)
+    sources["_calibrated"] = (f"uvmlab calibrate --quick: {stamp.get('gpu')}, driver "
+                              f"{stamp.get('driver')}, {stamp.get('date')}, "
+                              f"{len(captures)} micro-captures")
+    fr.profile = replace(fr.profile, gpu=str(stamp.get("gpu") or fr.profile.gpu), sources=sources)
+    return fr
+
+
+def write_profile(prof: CostProfile, path: str | Path) -> Path:
+    from uvmlab.cuda.executor import write_json_atomic
+
+    write_json_atomic(str(path), asdict(prof))
+    return Path(path)
+
+
+def calibrate_quick(out_dir: str, name: str | None = None,
+                    log: Callable[[str], None] = print) -> Path:
+    """Capture the ``calib`` set on this machine's GPU, fit, write ``<out_dir>/<name>.json``.
+
+    Raises ``GpuUnavailableError`` (one clear line) without a GPU, before anything is written.
+    """
+    from uvmlab.cuda.adapter import result_from_capture
+    from uvmlab.cuda.executor import execute
+    from uvmlab.cuda.runtime import device_info
+    from uvmlab.cuda.validate import gpu_key
+    from uvmlab.validation.space import cases
+
+    info = device_info()
+    key = gpu_key(str(info["gpu"]))
+    date = _dt.date.today().isoformat()
+    name = name or f"{key}-pcie5-{date}"
+    out = Path(out_dir)
+    t0 = time.perf_counter()
+    captures = []
+    for c in cases("calib"):
+        res = execute(c.build(), threads=c.threads)
+        res.meta["suite_name"] = c.name
+        res.meta["workload_set"] = "calib"
+        res.save(str(out / "calib" / f"{c.name}.json"))
+        captures.append(result_from_capture(json.loads(json.dumps(res.to_dict()))))
+        log(f"{c.name}: {time.perf_counter() - t0:.1f} s")
+    gpu_s = time.perf_counter() - t0
+    stamp = {"gpu": info["gpu"], "driver": info.get("driver_version"), "date": date}
+    fr = profile_from_captures(captures, key, name, stamp=stamp, log=log)
+    path = write_profile(fr.profile, out / f"{name}.json")
+    log(f"wrote {path} ({gpu_s:.0f} s of GPU time; budget {QUICK_BUDGET_S:.0f} s)")
+    return path
+
+
+__all__ = ["QUICK_BUDGET_S", "calibrate_quick", "profile_from_captures", "write_profile"]
