@@ -191,7 +191,7 @@ def synthetic_raw(seed: int = 0, jitter: float = 0.0, **true: float) -> dict:
 
 
 def fit(raw: dict) -> dict[str, float]:
-    return calibrate.fit_profile(raw, "x", raw["gpu"])[0]
+    return calibrate.fit_benchmarks(raw, "x", raw["gpu"])[0]
 
 
 def expected(**true: float) -> dict[str, float]:
@@ -284,9 +284,9 @@ def test_copy_less_cpu_fault_ignores_the_dtoh_rate_and_the_read_back():
     del legacy["cpu_fault"], legacy_slow["cpu_fault"]
     assert fit(legacy)["cpu_fault_ns"] == pytest.approx(TRUE["cpu_fault_ns"] + 25000, rel=1e-9)
     assert fit(legacy_slow)["cpu_fault_ns"] < 0.85 * fit(legacy)["cpu_fault_ns"]
-    _v, src = calibrate.fit_profile(legacy, "x", "g")
+    _v, src = calibrate.fit_benchmarks(legacy, "x", "g")
     assert "version-1" in src["cpu_fault_ns"]
-    _v, src = calibrate.fit_profile(raw, "x", "g")
+    _v, src = calibrate.fit_benchmarks(raw, "x", "g")
     assert "moving no data" in src["cpu_fault_ns"] and "read-back leaves 64.0 us" in src["cpu_fault_ns"]
 
 
@@ -296,7 +296,7 @@ def test_copy_less_cpu_fault_subtracts_bytes_if_the_driver_copied_some():
     moved = 8 * MiB
     cf["bytes_dtoh"] = [moved] * 6
     cf["write_ns"] = [t + moved / TRUE["dtoh_gbps"] for t in cf["write_ns"]]
-    v, src = calibrate.fit_profile(raw, "x", "g")
+    v, src = calibrate.fit_benchmarks(raw, "x", "g")
     assert v["cpu_fault_ns"] == pytest.approx(TRUE["cpu_fault_ns"], rel=1e-9)
     assert "subtracted at dtoh_gbps" in src["cpu_fault_ns"]
 

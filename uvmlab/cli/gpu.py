@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import statistics
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +28,7 @@ from uvmlab.cuda.adapter import result_from_real
 from uvmlab.driver.hal import get_gpu
 from uvmlab.timing.cost_model import load_profile
 from uvmlab.validation import calibrate as cal
+from uvmlab.validation import fidelity_report, kinds, quick, runs, session_capture, sessions
 from uvmlab.validation import fit as ft
 from uvmlab.validation import suite as workload_sets
 from uvmlab.validation import validate as v
@@ -128,8 +130,22 @@ def calibrate(
     fault_reps: Annotated[
         int, typer.Option(help="All-in-flight rand2m fault repetitions per run (~1.4 s each at 512 MiB).")
     ] = cal.FAULT_REPS,
+    quick_mode: Annotated[
+        bool,
+        typer.Option(
+            "--quick",
+            help="About a minute of GPU time: capture the design space's calibration set now and fit "
+            "the per-kind constants on it; writes <gpu>-pcie5-<date>.json stamped with GPU, driver "
+            "and date.",
+        ),
+    ] = False,
 ) -> None:
     """Measure the cost model's constants on this GPU and write a profile."""
+    if quick_mode:
+        _need_gpu()
+        path = quick.calibrate_quick(str(out_dir), name, log=err.print)
+        out.print(f"wrote {path}; use it with --profile {path}")
+        return
     if repeats < 1:
         raise UvmlabError(f"--repeats must be at least 1, got {repeats}")
     nbytes = parse_size(size, what="benchmark size")
@@ -208,14 +224,38 @@ def validate(
     profile: Annotated[
         str | None, typer.Option(help="Cost profile for the model (default: the GPU's measured one).")
     ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the per-kind scores (n, median_abs, within_30, signed_median) of every stored "
+            "session, per GPU, profile and set, as JSON; no GPU needed, nothing written.",
+        ),
+    ] = False,
+    per_kind: Annotated[
+        bool,
+        typer.Option(
+            "--per-kind/--no-per-kind",
+            help="Put the per-kind report of the stored sessions (docs/validation.md's first part) "
+            "before the per-workload tables (default; skipped with --only).",
+        ),
+    ] = True,
+    deadline: Annotated[
+        float, typer.Option(help="With --capture: seconds after which no new capture starts.")
+    ] = 420.0,
 ) -> None:
-    """Compare the model with real-GPU captures of the validation suite and of the hold-out set;
-    write the report.
+    """Compare the model with real-GPU captures, per operation kind (GPU kernels, CPU phases,
+    prefetch, advise / sync) and per workload; write the report.
 
-    ``--set`` picks the workload sets both for ``--capture`` and for the report; the default,
-    ``all``, captures and reports both. To keep the suite's captures (the ones the profiles were
-    fitted to) and add the hold-out's, capture with ``--set holdout``.
+    ``--capture`` first takes a whole session on this GPU (``uvmlab calibrate --quick``'s
+    micro-captures, the suite, its hold-out set and the design space), stores it, fits the
+    same-machine profile on its calibration captures and reports with it, beside the shipped
+    profile (the drift). ``--set`` picks the workload sets of the per-workload tables.
     """
+    if as_json:
+        gpus = [get_gpu(g).name for g in gpu] if gpu else sorted({s.gpu for s in sessions.sessions()})
+        print(json.dumps(kinds.evaluate(gpus, log=err.print), indent=1))
+        return
     if set_name not in (*SETS, "all"):
         raise UvmlabError(f"--set must be one of {', '.join((*SETS, 'all'))}, not {set_name!r}")
     sets = list(SETS) if set_name == "all" else [set_name]
@@ -231,6 +271,15 @@ def validate(
                 f"unknown workload(s) {', '.join(unknown)} in --set {set_name}; "
                 f"known: {', '.join(n for s in sets for n, _ in set_specs(s))}"
             )
+    if capture and set_name == "all" and captures is None and holdout_captures is None and not names:
+        _need_gpu()
+        with tempfile.TemporaryDirectory() as tmp:
+            sess, prof = session_capture.capture_session(deadline, Path(tmp) / "session", log=err.print)
+        keys = [sess.gpu]
+        captures, holdout_captures = sess.repeats / "rep0" / "suite", sess.repeats / "rep0" / "holdout"
+        profile = profile or prof.name
+        capture = False  # captured: the per-workload tables read the new session
+        out.print(f"stored session {sess.label}; same-machine profile {prof.name}")
     if capture:
         if captures is not None and "holdout" in sets[1:] and holdout_captures is None:
             # else the hold-out captures would land in the repository's stored set unasked
@@ -277,6 +326,12 @@ def validate(
         + (" --capture" if capture else "")
         + (f" --set {set_name}" if set_name != "all" else ""),
     )
+    if per_kind and not names:
+        gpus = keys or sorted({s.gpu for s in sessions.sessions()})
+        results = fidelity_report.collect([g for g in gpus if sessions.sessions(g)], log=err.print)
+        for line in fidelity_report.summary_lines(results):
+            out.print(line)
+        text = fidelity_report.render(results) + "\n\n" + fidelity_report.appendix(text)
     v.write_report(output, text)
     for s in sections:
         if s.no_captures:
@@ -298,63 +353,40 @@ def validate(
 
 def fit(
     gpu: Annotated[str, typer.Option(help="h100 or h200.")] = "h200",
-    session: Annotated[
-        Path | None,
+    set_name: Annotated[
+        str,
         typer.Option(
-            help="Directory of repeated captures (rep*/suite, rep*/holdout); default: the newest "
-            "stored session of the GPU."
+            "--set", help="Training set of the newest stored session: train (design space) or calib."
         ),
-    ] = None,
-    base: Annotated[
-        str | None,
-        typer.Option(help="Profile whose other constants are kept (default: <gpu>-pcie5-measured)."),
-    ] = None,
+    ] = "train",
     name: Annotated[
         str | None, typer.Option(help="Name of the fitted profile (default: <gpu>-pcie5).")
     ] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for <name>.json.")] = Path("."),
 ) -> None:
-    """Fit the fault-path constants of a profile to the suite's captured times (never to the
-    hold-out set, which is then reported as the out-of-sample test). No GPU needed."""
-    spec = get_gpu(gpu)
-    key = gpu.lower()
-    sets = ft.session_sets(session or ft.latest_session(key))
-    if "suite" not in sets:
-        raise UvmlabError("the session has no suite captures to fit on")
-    prof = load_profile(base or f"{key}-pcie5-measured")
-    rep = ft.fit_profile(
-        prof,
-        ft.suite_training(sets["suite"]),
-        gpu=spec.name,
-        name=name or f"{key}-pcie5",
-        log=err.print,
+    """Fit the cost constants per operation kind (GPU fault-path constants on kernel operations,
+    CPU constants on CPU phases, free / advise constants on those operations) to the newest stored
+    session's training captures; never to a hold-out set. No GPU needed."""
+    if set_name not in ("train", "calib"):
+        raise UvmlabError(f"--set must be train or calib, not {set_name!r}")
+    key = get_gpu(gpu).name
+    sess = sessions.latest(key)
+    train = [
+        ft.Training(r.workload, runs.workload_of(r, "space", set_name), r)
+        for r in runs.load_dir(sess.set_dir(set_name))
+    ]
+    res = ft.fit_profile(
+        load_profile(f"{key}-pcie5-measured"), train, gpu=key, name=name or f"{key}-pcie5", log=err.print
     )
-    path = out_dir / f"{rep.profile.name}.json"
+    path = out_dir / f"{res.profile.name}.json"
     out_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(rep.profile.to_json())
-    for f, _inv in ft.FITTED:
+    path.write_text(res.profile.to_json())
+    for kind, kf in res.kinds.items():
+        ins = statistics.median(abs(e) for e in kf.in_sample.values())
+        lowo = statistics.median(abs(e) for e in kf.lowo.values()) if kf.lowo else float("nan")
         out.print(
-            f"  {f:26s} {getattr(rep.profile, f):12.4f}"
-            + ("  (kept: nothing exercises it)" if f in rep.fixed else "")
-        )
-
-    def line(label: str, errs: dict[str, float]) -> str:
-        worst = max(errs.items(), key=lambda kv: abs(kv[1]))
-        return (
-            f"{label}: median |time error| {statistics.median(map(abs, errs.values())):.1%}, "
-            f"{sum(abs(e) <= 0.25 for e in errs.values())}/{len(errs)} within 25 %, worst "
-            f"{worst[0]} {worst[1]:+.1%}"
-        )
-
-    out.print(line(f"suite (training, {len(rep.errors)} workloads)", rep.errors))
-    if "holdout" in sets:
-        out.print(
-            line(
-                "hold-out (out-of-sample)",
-                ft.evaluate(
-                    rep.profile, sets["holdout"], dict(suite_workloads(set_name="holdout")), spec.name
-                ),
-            )
+            f"{kind}: {kf.n_ops} ops, in-sample median |error| {ins:.1%}, leave-one-workload-out "
+            f"{lowo:.1%}; " + ", ".join(f"{f} {getattr(res.profile, f):.4g}" for f in kf.constants)
         )
     out.print(f"wrote {path}")
 

@@ -27,7 +27,8 @@ TOTALS: dict[str, str] = {
     "bytes_dtoh_user": "device to host by explicit prefetch / UVM_MIGRATE",
     "evictions": "GPU root chunks evicted",
     "thrashing_events": "pages detected as thrashing",
-    "throttles": "throttling starts (CUPTI THROTTLING records): a GPU entering a page's throttled set, or one CPU throttle sleep",
+    "throttles": "throttling starts (CUPTI THROTTLING records): a GPU entering a page's throttled set "
+    "or a CPU throttle sleep",
     "pins": "thrashing hints PIN taken",
     "remote_maps": "mappings made to memory on another processor instead of migrating",
     "policy_ejections": "policies ejected by the guard",

@@ -341,7 +341,7 @@ def execute(
             if p.kind == "kernel":
                 ev0, ev1 = gpu.cp.cuda.Event(), gpu.cp.cuda.Event()
                 ev0.record()
-                gpu.launch(p, tables, threads, word)
+                gpu.launch(p, tables, p.info.get("threads") or threads, word)
                 ev1.record()
                 ev1.synchronize()
             elif p.kind == "prefetch":

@@ -217,7 +217,7 @@ def plan_workload(w: Workload, *, word: int = 0) -> list[PlannedOp]:
                     kernel=enc,
                     touches=enc.total,
                     location=location_of(op.gpu),
-                    info={"compute_ns": op.compute_ns},
+                    info={"compute_ns": op.compute_ns, "threads": op.threads},
                 )
             )
         elif isinstance(op, CpuOp):

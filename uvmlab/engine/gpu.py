@@ -176,7 +176,22 @@ def arrival_order_sorted(
 
 @njit(cache=True)
 def _arrival_entries(
-    pos, page, acc, n, conc, tpb, n_sm, n_utlb, k, out_page, out_acc, out_utlb, order, order_sm, runs, sms,
+    pos,
+    page,
+    acc,
+    n,
+    conc,
+    tpb,
+    n_sm,
+    n_utlb,
+    k,
+    out_page,
+    out_acc,
+    out_utlb,
+    order,
+    order_sm,
+    runs,
+    sms,
     burst=1,
 ):
     """The first ``k`` fault entries, in arrival order, of the ``n`` stalled threads."""
@@ -237,7 +252,7 @@ class GpuKernelRun:
         self.acc = np.empty(len(self.page), dtype=np.uint8)
         self.len = 0
         self.pos = 0
-        self.conc = engine.concurrency
+        self.conc = op.threads or engine.concurrency  # the kernel's launch shape
         self.n_utlb = engine.gpu.utlb_count
         self.burst = engine.gpu.fault_report_burst
         self.out_idx = np.empty(self.conc, dtype=np.int64)

@@ -342,7 +342,7 @@ def _stats(raw: dict[str, Any]) -> dict[str, Stat]:
     }
 
 
-def fit_profile(raw: dict[str, Any], name: str, gpu: str) -> tuple[dict[str, float], dict[str, str]]:
+def fit_benchmarks(raw: dict[str, Any], name: str, gpu: str) -> tuple[dict[str, float], dict[str, str]]:
     """Cost-profile constants and their sources from the raw measurements (pure).
 
     Lists in ``raw`` are repetitions; the module docstring says which statistic each fit uses
@@ -792,7 +792,7 @@ def write_profile(runs: list[dict[str, Any]], out_dir: str, name: str) -> dict[s
     constant from the first run's value; ``deviation``: largest over smallest value minus 1, the
     issue's "two runs within 10 %"). Each measured constant's source ends with every run's value
     and their deviation. Pure apart from the files."""
-    fits = [fit_profile(r["raw"], name, r["raw"]["gpu"]) for r in runs]
+    fits = [fit_benchmarks(r["raw"], name, r["raw"]["gpu"]) for r in runs]
     for r, (v, _src) in zip(runs, fits, strict=True):
         r["fit"] = v
     vals, srcs = fits[0]

@@ -22,8 +22,11 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from uvmlab.errors import UvmlabError
-from uvmlab.validation.space import GiB, Case, cases
+from uvmlab.core.errors import UvmlabError
+from uvmlab.cuda.executor import DEFAULT_THREADS, execute
+from uvmlab.cuda.runtime import device_info
+from uvmlab.validation.space import Case, GiB, cases
+from uvmlab.validation.suite import SETS, build
 
 Job = tuple[str, str, Callable[[], Any], int]  # (directory, name, workload builder, threads)
 
@@ -37,8 +40,6 @@ def _interleave(a: list[Case], b: list[Case]) -> list[Case]:
 
 def jobs(suite_repeats: int = 3) -> Iterator[Job]:
     """The captures of one call, in priority order."""
-    from uvmlab.cuda.executor import DEFAULT_THREADS
-    from uvmlab.cuda.suite import SETS, build
 
     def case_jobs(cs: list[Case], prefix: str) -> Iterator[Job]:
         for c in cs:
@@ -47,8 +48,7 @@ def jobs(suite_repeats: int = 3) -> Iterator[Job]:
     def suite_jobs(rep: int) -> Iterator[Job]:
         for set_name, specs in SETS.items():
             for name, spec in specs:
-                yield (f"repeats/rep{rep}/{set_name}", name,
-                       (lambda s=spec: build(s)), DEFAULT_THREADS)
+                yield (f"repeats/rep{rep}/{set_name}", name, (lambda s=spec: build(s)), DEFAULT_THREADS)
 
     calib = cases("calib")
     yield from case_jobs(calib, "space/run0/")
@@ -64,18 +64,23 @@ def jobs(suite_repeats: int = 3) -> Iterator[Job]:
         yield from suite_jobs(rep)
 
 
-def run(out: str, deadline_s: float, *, only: str | None = None,
-        log: Callable[[str], None] = print) -> dict[str, Any]:
+def run(
+    out: str, deadline_s: float, *, only: str | None = None, log: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Take the captures of :func:`jobs` into ``out`` until ``deadline_s`` seconds have passed."""
-    from uvmlab.cuda.executor import execute
-    from uvmlab.cuda.runtime import device_info
 
     t0 = time.perf_counter()
     info = device_info()  # raises GpuUnavailableError without a GPU, before anything is written
-    man: dict[str, Any] = {"format": "uvmlab-capture-session", "version": 1,
-                           "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                           "gpu": info.get("gpu"), "driver": info.get("driver_version"),
-                           "deadline_s": deadline_s, "captures": [], "skipped": []}
+    man: dict[str, Any] = {
+        "format": "uvmlab-capture-session",
+        "version": 1,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "gpu": info.get("gpu"),
+        "driver": info.get("driver_version"),
+        "deadline_s": deadline_s,
+        "captures": [],
+        "skipped": [],
+    }
     os.makedirs(out, exist_ok=True)
     for d, name, make, threads in jobs():
         if only and only not in f"{d}/{name}":
@@ -96,29 +101,32 @@ def run(out: str, deadline_s: float, *, only: str | None = None,
         path = os.path.join(out, d, f"{name}.json")
         res.save(path)
         took = time.perf_counter() - t
-        man["captures"].append({"path": f"{d}/{name}.json", "seconds": round(took, 3),
-                                "started_s": round(el, 3)})
-        log(f"[{el:6.1f} s] {d}/{name}: {took:.2f} s, kernel/op times "
-            f"{[round(r['time_ns'] / 1e6, 1) for r in res.ops if r['op'] == 'kernel'][:3]} ms")
+        man["captures"].append(
+            {"path": f"{d}/{name}.json", "seconds": round(took, 3), "started_s": round(el, 3)}
+        )
+        log(
+            f"[{el:6.1f} s] {d}/{name}: {took:.2f} s, kernel/op times "
+            f"{[round(r['time_ns'] / 1e6, 1) for r in res.ops if r['op'] == 'kernel'][:3]} ms"
+        )
         man["elapsed_s"] = round(time.perf_counter() - t0, 3)
         with open(os.path.join(out, "manifest.json"), "w") as f:
             json.dump(man, f, indent=1)
-    calib = [c for c in man["captures"] if c["path"].startswith("space/run0/calib/")
-             and "seconds" in c]
+    calib = [c for c in man["captures"] if c["path"].startswith("space/run0/calib/") and "seconds" in c]
     man["calib_seconds"] = round(sum(c["seconds"] for c in calib), 3)
     man["elapsed_s"] = round(time.perf_counter() - t0, 3)
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(man, f, indent=1)
-    log(f"done: {len(man['captures'])} captures, {len(man['skipped'])} skipped, "
-        f"{man['elapsed_s']:.0f} s (calib {man['calib_seconds']:.0f} s)")
+    log(
+        f"done: {len(man['captures'])} captures, {len(man['skipped'])} skipped, "
+        f"{man['elapsed_s']:.0f} s (calib {man['calib_seconds']:.0f} s)"
+    )
     return man
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
-    ap.add_argument("--deadline", type=float, default=420.0,
-                    help="seconds after which no new capture starts")
+    ap.add_argument("--deadline", type=float, default=420.0, help="seconds after which no new capture starts")
     ap.add_argument("--only", default=None, help="only captures whose path contains this")
     a = ap.parse_args(argv)
     try:

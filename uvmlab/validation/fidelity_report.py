@@ -14,24 +14,42 @@ import datetime as _dt
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from uvmlab.core.version import __version__
+from uvmlab.timing.cost_model import load_profile
+from uvmlab.validation.fit import (
+    CPU_CONSTANTS,
+    GPU_CONSTANTS,
+    HOST_CONSTANTS,
+    FitResult,
+    Training,
+    fit_profile,
+)
+from uvmlab.validation.kinds import profiles_for, score_set
+from uvmlab.validation.runs import load_dir, workload_of
 from uvmlab.validation.score import KIND_LABELS, KINDS, Score, Scores, Summary
-from uvmlab.validation.sessions import SET_ORDER, Session, latest
+from uvmlab.validation.sessions import DATA, Session, latest, sessions
 
-SET_LABELS = {"calib": "calibration set (in-sample for the same-machine profile)",
-              "train": "design-space training set", "holdout": "design-space hold-out set",
-              "suite": "suite", "suite-holdout": "suite hold-out set"}
+SET_LABELS = {
+    "calib": "calibration set (in-sample for the same-machine profile)",
+    "train": "design-space training set",
+    "holdout": "design-space hold-out set",
+    "suite": "suite",
+    "suite-holdout": "suite hold-out set",
+}
 #: (label, kind, statistic, target, lower is better)
-ACCEPTANCE = (("GPU kernel ops >= 5 ms: median abs error", "gpu_kernels", "median_abs", 0.15),
-              ("GPU kernel ops >= 5 ms: share within 30 %", "gpu_kernels", "share_30", 0.90),
-              ("CPU phases: median abs error", "cpu_phases", "median_abs", 0.10),
-              ("bytes per op: median abs error", "bytes", "median_abs", 0.02),
-              ("bytes per op: max abs error", "bytes", "max_abs", 0.05),
-              ("GPU fault groups (fault-heavy kernels): median abs error", "fault_groups",
-               "median_abs", 0.25),
-              ("throttles / thrashing / remote maps: median abs error", "thrashing", "median_abs",
-               0.25))
+ACCEPTANCE = (
+    ("GPU kernel ops >= 5 ms: median abs error", "gpu_kernels", "median_abs", 0.15),
+    ("GPU kernel ops >= 5 ms: share within 30 %", "gpu_kernels", "share_30", 0.90),
+    ("CPU phases: median abs error", "cpu_phases", "median_abs", 0.10),
+    ("bytes per op: median abs error", "bytes", "median_abs", 0.02),
+    ("bytes per op: max abs error", "bytes", "max_abs", 0.05),
+    ("GPU fault groups (fault-heavy kernels): median abs error", "fault_groups", "median_abs", 0.25),
+    ("throttles / thrashing / remote maps: median abs error", "thrashing", "median_abs", 0.25),
+)
+
+
+LIMITS = DATA / "validation_limits.md"
 
 
 @dataclass
@@ -39,6 +57,29 @@ class GpuResults:
     session: Session
     profiles: dict[str, str]  # label -> profile name
     scores: dict[str, dict[str, Scores]] = field(default_factory=dict)  # profile -> set -> ..
+    fit: FitResult | None = None  # the same-machine fit again, for its leave-one-workload-out
+    fit_set: str = ""
+    older: dict[str, Scores] = field(default_factory=dict)  # older session label -> suite-holdout
+
+
+def _machine(s: Session) -> str:
+    m = s.manifest()
+    if not m:
+        caps = load_dir(s.set_dir("suite"))
+        m = {"gpu": caps[0].meta.get("gpu"), "driver": caps[0].meta.get("driver_version")} if caps else {}
+    return f"{m.get('gpu')}, driver {m.get('driver')}"
+
+
+def _lowo_rows(results: list[GpuResults]) -> list[list[str]]:
+    rows = []
+    for g in results:
+        if g.fit is None:
+            continue
+        for kind, kf in g.fit.kinds.items():
+            ins = statistics.median(abs(e) for e in kf.in_sample.values())
+            lowo = statistics.median(abs(e) for e in kf.lowo.values()) if kf.lowo else None
+            rows.append([g.session.gpu.upper(), f"`{g.fit_set}`", kind, str(kf.n_ops), _pct(ins), _pct(lowo)])
+    return rows
 
 
 def _stat(s: Summary, stat: str) -> float | None:
@@ -56,7 +97,6 @@ def _pct(x: float | None, signed: bool = False) -> str:
 
 
 def collect(gpus: list[str], log: Callable[[str], None] | None = None) -> list[GpuResults]:
-    from uvmlab.validation.kinds import profiles_for, score_set
 
     out = []
     for gpu in gpus:
@@ -64,10 +104,19 @@ def collect(gpus: list[str], log: Callable[[str], None] | None = None) -> list[G
         g = GpuResults(s, profiles_for(s))
         for plabel, prof in g.profiles.items():
             g.scores[plabel] = {}
-            for label in SET_ORDER:
+            for label in s.sets():
                 if log:
                     log(f"{gpu} {plabel}: {label}")
                 g.scores[plabel][label] = score_set(s, label, prof, log=log)
+        g.fit_set = "calib" if "calib" in s.sets() else "suite"
+        family = "space" if g.fit_set == "calib" else "suite"
+        train = [
+            Training(r.workload, workload_of(r, family, g.fit_set), r) for r in load_dir(s.set_dir(g.fit_set))
+        ]
+        g.fit = fit_profile(load_profile(f"{gpu}-pcie5-measured"), train, gpu=gpu, name="lowo")
+        for old in sessions(gpu):
+            if old.date < s.date and old.set_dir("suite-holdout").is_dir():
+                g.older[old.label] = score_set(old, "suite-holdout", g.profiles[_main_profile(g)])
         out.append(g)
     return out
 
@@ -76,20 +125,25 @@ def _main_profile(g: GpuResults) -> str:
     return "same-machine" if "same-machine" in g.scores else "shipped"
 
 
+def _holdout(g: GpuResults) -> str:
+    """The hold-out set the acceptance is judged on: the design space's, else the suite's."""
+    return "holdout" if "holdout" in g.scores[_main_profile(g)] else "suite-holdout"
+
+
 def acceptance_rows(results: list[GpuResults]) -> tuple[list[list[str]], list[str]]:
     rows, missed = [], []
     for label, kind, stat, target in ACCEPTANCE:
         row = [label, ("≥ " if stat == "share_30" else "≤ ") + f"{target:.0%}"]
         for g in results:
-            summ = g.scores[_main_profile(g)]["holdout"].summary()[kind]
-            if kind in ("fault_groups", "thrashing") and summ.n == 0:
-                summ = g.scores[_main_profile(g)]["train"].summary()[kind]
+            sc = g.scores[_main_profile(g)]
+            summ = sc[_holdout(g)].summary()[kind]
+            if kind in ("fault_groups", "thrashing") and summ.n == 0 and "train" in sc:
+                summ = sc["train"].summary()[kind]
             v = _stat(summ, stat)
             ok = v is not None and (v >= target if stat == "share_30" else v <= target)
             row.append(f"{_pct(v)} ({'reached' if ok else 'NOT reached'}, n={summ.n})")
             if not ok:
-                missed.append(f"{g.session.gpu.upper()}: {label} = {_pct(v)} (target "
-                              f"{row[1]})")
+                missed.append(f"{g.session.gpu.upper()}: {label} = {_pct(v)} (target {row[1]})")
         rows.append(row)
     return rows, missed
 
@@ -107,11 +161,21 @@ def _kind_table(scores: dict[str, Scores]) -> list[str]:
         for k in KINDS:
             s = summ[k]
             if s.n:
-                rows.append([label, KIND_LABELS[k], str(s.n), _pct(s.median_abs),
-                             _pct(s.signed_median, True), f"{s.within_15}", f"{s.within_30}",
-                             s.worst])
-    return _table(["set", "kind", "n", "median abs", "signed median", "within 15 %",
-                   "within 30 %", "worst"], rows)
+                rows.append(
+                    [
+                        label,
+                        KIND_LABELS[k],
+                        str(s.n),
+                        _pct(s.median_abs),
+                        _pct(s.signed_median, True),
+                        f"{s.within_15}",
+                        f"{s.within_30}",
+                        s.worst,
+                    ]
+                )
+    return _table(
+        ["set", "kind", "n", "median abs", "signed median", "within 15 %", "within 30 %", "worst"], rows
+    )
 
 
 def _shape_rows(sc: Scores) -> list[list[str]]:
@@ -134,16 +198,25 @@ def _shape_rows(sc: Scores) -> list[list[str]]:
 def _thrash_rows(results: list[GpuResults]) -> list[list[str]]:
     rows = []
     for g in results:
-        for label in ("calib", "train", "holdout"):
+        for label in ("calib", "train", "holdout", "suite", "suite-holdout"):
+            if label not in g.scores[_main_profile(g)]:
+                continue
             for s in g.scores[_main_profile(g)][label].by_kind["thrashing"]:
-                rows.append([g.session.gpu.upper(), label, s.workload, s.what, f"{s.real:.0f}",
-                             f"{s.model:.0f}", _pct(s.err, True)])
+                rows.append(
+                    [
+                        g.session.gpu.upper(),
+                        label,
+                        s.workload,
+                        s.what,
+                        f"{s.real:.0f}",
+                        f"{s.model:.0f}",
+                        _pct(s.err, True),
+                    ]
+                )
     return rows
 
 
 def _constants_rows(results: list[GpuResults]) -> list[list[str]]:
-    from uvmlab.timing.cost_model import load_profile
-    from uvmlab.validation.kindfit import CPU_CONSTANTS, GPU_CONSTANTS, HOST_CONSTANTS
 
     profs = {g.session.gpu: load_profile(g.profiles[_main_profile(g)]) for g in results}
     rows = []
@@ -152,90 +225,160 @@ def _constants_rows(results: list[GpuResults]) -> list[list[str]]:
         for gpu, p in profs.items():
             v = getattr(p, f)
             vals.append(f"{gpu.upper()} {v:.4g}" + (" GB/s" if inv else ""))
-        rows.append([f"`{f}`", unit if not inv else "GB/s (fitted as ns per byte)",
-                     ", ".join(vals), what])
+        rows.append([f"`{f}`", unit if not inv else "GB/s (fitted as ns per byte)", ", ".join(vals), what])
     return rows
 
 
 def _drift_rows(results: list[GpuResults]) -> list[list[str]]:
-    """Kernel ops of the calibration set taken twice in one session, and the shipped profile's
-    error on this session's hold-out set next to the same-machine one."""
-    from uvmlab.validation.runs import load_dir
-
+    """Kernel ops of the calibration set taken twice in one session; the hold-out kernels under
+    each profile; an older session's suite hold-out set under this session's profile."""
     rows = []
     for g in results:
-        a = {r.workload: r for r in load_dir(g.session.space / "calib")}
-        b = {r.workload: r for r in load_dir(g.session.space / "calib-run1")}
-        d = []
-        for name in sorted(set(a) & set(b)):
-            for x, y in zip(a[name].ops, b[name].ops, strict=False):
-                if x["op"] == "kernel" and x["time_ns"] >= 5e6:
-                    d.append(y["time_ns"] / x["time_ns"] - 1)
-        med = statistics.median(abs(x) for x in d) if d else None
-        rows.append([g.session.gpu.upper(), "calibration kernels, run 2 vs run 1 (same session)",
-                     _pct(med), str(len(d))])
+        gpu = g.session.gpu.upper()
+        if g.session.has_space:
+            a = {r.workload: r for r in load_dir(g.session.space / "calib")}
+            b = {r.workload: r for r in load_dir(g.session.space / "calib-run1")}
+            d = [
+                y["time_ns"] / x["time_ns"] - 1
+                for name in sorted(set(a) & set(b))
+                for x, y in zip(a[name].ops, b[name].ops, strict=False)
+                if x["op"] == "kernel" and x["time_ns"] >= 5e6
+            ]
+            med = statistics.median(abs(x) for x in d) if d else None
+            rows.append([gpu, "calibration kernels taken again later in the session", _pct(med), str(len(d))])
         for plabel in g.scores:
-            s = g.scores[plabel]["holdout"].summary()["gpu_kernels"]
-            rows.append([g.session.gpu.upper(), f"hold-out kernels, {plabel} profile "
-                         f"({g.profiles[plabel]})", _pct(s.median_abs), str(s.n)])
+            s = g.scores[plabel][_holdout(g)].summary()["gpu_kernels"]
+            rows.append(
+                [
+                    gpu,
+                    f"{_holdout(g)} kernels, {plabel} profile `{g.profiles[plabel]}`",
+                    _pct(s.median_abs),
+                    str(s.n),
+                ]
+            )
+        for label, sc in g.older.items():
+            s = sc.summary()["gpu_kernels"]
+            rows.append(
+                [
+                    gpu,
+                    f"suite-holdout kernels of the older session `{label}`, profile "
+                    f"`{g.profiles[_main_profile(g)]}`",
+                    _pct(s.median_abs),
+                    str(s.n),
+                ]
+            )
     return rows
 
 
-def render(results: list[GpuResults], *, version: str = "", lowo: dict[str, Any] | None = None,
-           limits: str = "") -> str:
+def render(results: list[GpuResults], *, version: str = __version__, limits: str | None = None) -> str:
     acc, missed = acceptance_rows(results)
     today = _dt.date.today().isoformat()
     lines = ["# Validation: the model against real H100 and H200 GPUs", ""]
     if missed:
-        lines += ["**Not reached** (issue 13 acceptance, hold-out operations, profile calibrated "
-                  "on the same machine):", ""] + [f"- {m}" for m in missed] + [""]
+        lines += (
+            [
+                "**Not reached** (issue 13 acceptance, hold-out operations, profile calibrated "
+                "on the same machine):",
+                "",
+            ]
+            + [f"- {m}" for m in missed]
+            + [""]
+        )
     else:
         lines += ["Every acceptance figure of issue 13 is reached.", ""]
     lines += ["## Headline: GPU kernel operations on the hold-out set", ""]
     hrows = []
     for g in results:
         for plabel in g.scores:
-            s = g.scores[plabel]["holdout"].summary()["gpu_kernels"]
-            hrows.append([g.session.gpu.upper(), f"{plabel} (`{g.profiles[plabel]}`)", str(s.n),
-                          _pct(s.median_abs), _pct(s.signed_median, True),
-                          f"{s.within_15}", f"{s.within_30}"])
-    lines += _table(["GPU", "profile", "kernel ops >= 5 ms", "median abs", "signed median",
-                     "within 15 %", "within 30 %"], hrows)
-    sess = ", ".join(f"`{g.session.label}` ({g.session.manifest().get('gpu')}, driver "
-                     f"{g.session.manifest().get('driver')})" for g in results)
-    lines += [f"Generated {today} by `uvmlab validate` {version} from the stored sessions {sess}. "
-              "The model needs no GPU; `uvmlab validate --json` prints the same figures per GPU, "
-              "profile, set and kind.", ""]
-    lines += ["## Acceptance", ""] + _table(["figure", "target"] + [
-        g.session.gpu.upper() for g in results], acc)
-    lines += ["Sets: " + "; ".join(f"`{k}` = {v}" for k, v in SET_LABELS.items()) + ". The "
-              "same-machine profile is fitted on `calib` only; nothing is fitted on `holdout` or "
-              "`suite-holdout`.", ""]
+            s = g.scores[plabel][_holdout(g)].summary()["gpu_kernels"]
+            hrows.append(
+                [
+                    g.session.gpu.upper() + ("" if _holdout(g) == "holdout" else " (suite hold-out set)"),
+                    f"{plabel} (`{g.profiles[plabel]}`)",
+                    str(s.n),
+                    _pct(s.median_abs),
+                    _pct(s.signed_median, True),
+                    f"{s.within_15}",
+                    f"{s.within_30}",
+                ]
+            )
+    lines += _table(
+        ["GPU", "profile", "kernel ops >= 5 ms", "median abs", "signed median", "within 15 %", "within 30 %"],
+        hrows,
+    )
+    sess = ", ".join(f"`{g.session.label}` ({_machine(g.session)})" for g in results)
+    lines += [
+        f"Generated {today} by `uvmlab validate` {version} from the stored sessions {sess}. "
+        "The model needs no GPU; `uvmlab validate --json` prints the same figures per GPU, "
+        "profile, set and kind.",
+        "",
+    ]
+    lines += ["## Acceptance", ""] + _table(
+        ["figure", "target"] + [g.session.gpu.upper() for g in results], acc
+    )
+    lines += [
+        "Sets: " + "; ".join(f"`{k}` = {v}" for k, v in SET_LABELS.items()) + ". The "
+        "same-machine profile is fitted on `calib` only (on `suite` for a session without the "
+        "design space); nothing is fitted on `holdout` or `suite-holdout`.",
+        "",
+    ]
     for g in results:
         for plabel in g.scores:
             lines += [f"## {g.session.gpu.upper()}, {plabel} profile `{g.profiles[plabel]}`", ""]
             lines += _kind_table(g.scores[plabel])
-    if lowo:
-        lines += ["## Leave-one-workload-out (fit on `calib`)", "",
-                  "Each calibration workload's operations predicted by the constants fitted on "
-                  "the others (linearised around the fit), beside the in-sample error.", ""]
-        lines += _table(["GPU", "kind", "ops", "in-sample median abs", "LOWO median abs"],
-                        lowo["rows"])
-    lines += ["## Drift", ""] + _table(["GPU", "comparison", "median abs", "n"],
-                                       _drift_rows(results))
+    lines += [
+        "## Leave-one-workload-out",
+        "",
+        "The same-machine fit again, each training workload's operations predicted by the constants "
+        "fitted on the other workloads (linearised around the fit), beside the in-sample error.",
+        "",
+    ]
+    lines += _table(
+        ["GPU", "fitted on", "kind", "ops", "in-sample median abs", "LOWO median abs"], _lowo_rows(results)
+    )
+    lines += ["## Drift", ""] + _table(["GPU", "comparison", "median abs", "n"], _drift_rows(results))
     lines += ["## Kernel time against launch shape (read kernels, ms, real / model)", ""]
     for g in results:
-        rows = _shape_rows(g.scores[_main_profile(g)]["train"]) + _shape_rows(
-            g.scores[_main_profile(g)]["holdout"])
+        sc = g.scores[_main_profile(g)]
+        rows = [r for k in ("calib", "train", "holdout") if k in sc for r in _shape_rows(sc[k])]
+        if not rows:
+            continue
         lines += [f"{g.session.gpu.upper()}:", ""] + _table(
-            ["pattern", "size", "threads", "real ms", "model ms"], rows)
+            ["pattern", "size", "threads", "real ms", "model ms"], rows
+        )
     lines += ["## Thrashing and remote mapping", ""] + _table(
-        ["GPU", "set", "workload", "counter", "real", "model", "error"], _thrash_rows(results))
-    lines += ["## Fitted constants", ""] + _table(["constant", "unit", "value", "stands for"],
-                                                  _constants_rows(results))
+        ["GPU", "set", "workload", "counter", "real", "model", "error"], _thrash_rows(results)
+    )
+    lines += ["## Fitted constants", ""] + _table(
+        ["constant", "unit", "value", "stands for"], _constants_rows(results)
+    )
+    limits = LIMITS.read_text() if limits is None and LIMITS.is_file() else limits
     if limits:
         lines += [limits.strip(), ""]
     return "\n".join(lines)
 
 
-__all__ = ["ACCEPTANCE", "GpuResults", "acceptance_rows", "collect", "render"]
+def summary_lines(results: list[GpuResults]) -> list[str]:
+    """The headline and the acceptance verdicts, for the terminal."""
+    out = []
+    for g in results:
+        for plabel in g.scores:
+            s = g.scores[plabel][_holdout(g)].summary()["gpu_kernels"]
+            out.append(
+                f"{g.session.gpu.upper()} hold-out GPU kernels, {plabel} profile {g.profiles[plabel]}: "
+                f"median |error| {_pct(s.median_abs)}, {s.within_30}/{s.n} within 30 %"
+            )
+    _rows, missed = acceptance_rows(results)
+    out += [f"NOT reached: {m}" for m in missed] or ["every acceptance figure reached"]
+    return out
+
+
+def appendix(text: str) -> str:
+    """The per-workload report (``validate.render``) as an appendix: its headings one level down."""
+    lines = ["# Appendix: per-workload totals against the stored suite and hold-out captures", ""]
+    for line in text.splitlines():
+        lines.append("#" + line if line.startswith("#") else line)
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["ACCEPTANCE", "GpuResults", "acceptance_rows", "appendix", "collect", "render", "summary_lines"]

@@ -1,57 +1,271 @@
-"""Fit the fault-path cost constants of a profile to captured workloads (``uvmlab fit``).
+"""Fit a cost profile per operation kind (issue 13, item 2): the GPU fault-path constants on
+GPU kernel operations, the CPU constants on CPU phases, never on workload totals.
 
-``calibrate`` measures what micro-benchmarks isolate: copy engines, latencies, touch rates. What
-the driver's fault path adds on top of them — the effective HtoD rate of fault-driven copies
-(small runs interleaved with mapping work), the per-fault cost, the CPU fault cost, populating
-and re-mapping CPU pages, and the per-block cost of advice, read duplication and frees — is not
-separable there; these constants (``FITTED``) are fitted to the time of captured workloads.
+Method. The model's time of one operation is a sum of charges, each a count times one constant;
+for a fixed fault schedule it is linear in the constants θ (for a bandwidth the parameter is its
+inverse, ns per byte): ``t_op(θ') = t_op(θ) + J_op · (θ' - θ)``. ``J`` comes from finite
+differences, one model run of every training workload per constant. Each kind's constants
+minimise the squared *relative* error of that kind's operations (at least ``MIN_FIT_NS`` of real
+time), the other kind's constants held, with θ >= 0. Leave-one-workload-out (LOWO): the same
+linear fit without one workload's operations, used to predict that workload's operations; it
+costs no further model run, so it is the linearised prediction, which the report says.
 
-Method. The model's simulated time is a sum of charges, each a count times one constant, and the
-fault schedule does not depend on the constants (the GPU adds fault entries only at replays), so
-the time of workload w is, to a good approximation, linear in the fitted parameters θ (for the
-HtoD rate the parameter is its inverse, ns per byte): ``T_w(θ) = T_w(0) + J_w · θ``. The columns
-of J are finite differences (one model run per constant); the fit minimises the squared
-*relative* error over the training workloads, ``Σ ((T_w(θ) - R_w) / R_w)²``, with θ >= 0
-(active-set least squares), where R_w is the median real time of the workload's repetitions.
-The thrashing detector reads the clock, so the time is not exactly linear: the fit is repeated
-around its own answer (Gauss-Newton) until it moves less than 1 %. A constant that no training
-workload exercises keeps the base profile's value.
-
-Keep the hold-out set out of every fit: its captures are the out-of-sample test.
+The fitted constants, each with its unit and what it stands for in the driver:
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import statistics
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from uvmlab import api  # api.simulate at call time: tests replace it with a fake
 from uvmlab.core.errors import UvmlabError
 from uvmlab.cuda.adapter import load_real
 from uvmlab.results.result import Result
 from uvmlab.timing.cost_model import CostProfile
+from uvmlab.validation.runs import model_run
 from uvmlab.validation.stored import REPEATS
-from uvmlab.validation.suite import suite_workloads
 
-#: the constants fitted to captures, as (profile field, parameter is the field's inverse)
-FITTED: tuple[tuple[str, bool], ...] = (
-    ("htod_gbps", True),
-    ("fault_ns", False),
-    ("cpu_fault_ns", False),
-    ("cpu_populate_ns_per_byte", False),
-    ("cpu_map_page_ns", False),
-    ("advise_block_ns", False),
-    ("read_dup_page_ns", False),
-    ("free_block_ns", False),
+#: (profile field, parameter is the inverse, unit, what it stands for)
+GPU_CONSTANTS: tuple[tuple[str, bool, str, str], ...] = (
+    (
+        "fault_batch_ns",
+        False,
+        "ns per batch",
+        "fetching, parsing and sorting one batch of fault-buffer entries, the flush and the CPU's "
+        "wait for the replay (uvm_gpu_replayable_faults.c: fetch_fault_buffer_entries, "
+        "fault_buffer_flush_locked, push_replay_on_gpu)",
+    ),
+    (
+        "fault_ns",
+        False,
+        "ns per fault entry",
+        "per-entry work of a batch: valid-bit polling, instance-pointer translation, coalescing "
+        "and the per-page service bookkeeping",
+    ),
+    (
+        "fault_block_ns",
+        False,
+        "ns per VA block serviced",
+        "locking and servicing one VA block of a batch: residency update, PTE writes, TLB "
+        "invalidate and the tracker wait (service_fault_batch_block_locked)",
+    ),
+    (
+        "htod_gbps",
+        True,
+        "ns per byte (inverse of GB/s)",
+        "the copy engines' rate for fault-driven host-to-device copies, runs of at most one VA "
+        "block interleaved with mapping work",
+    ),
+    (
+        "remote_touch_ns",
+        False,
+        "ns per remote touch",
+        "one GPU access over PCIe to memory mapped on the host (accessed-by, pinned)",
+    ),
 )
-MAX_ITERATIONS = 4
-CONVERGED = 0.01  # largest relative change of a parameter between iterations
+CPU_CONSTANTS: tuple[tuple[str, bool, str, str], ...] = (
+    (
+        "cpu_fault_ns",
+        False,
+        "ns per CPU fault",
+        "the CPU fault handler: trap, uvm_va_space_cpu_fault, the VA block's service and return",
+    ),
+    (
+        "cpu_populate_ns_per_byte",
+        False,
+        "ns per byte",
+        "the kernel allocating and zeroing fresh CPU pages at first touch",
+    ),
+    (
+        "cpu_map_page_ns",
+        False,
+        "ns per page",
+        "re-creating one CPU PTE after pages migrate back (vm_insert_page per page)",
+    ),
+    (
+        "cpu_touch_ns",
+        False,
+        "ns per CPU touch",
+        "one CPU access to a page already mapped (the numpy gather / scatter of the executor)",
+    ),
+)
+HOST_CONSTANTS: tuple[tuple[str, bool, str, str], ...] = (
+    (
+        "free_block_ns",
+        False,
+        "ns per VA block freed",
+        "cudaFree of managed memory: destroying one VA block's mappings and returning its pages "
+        "(uvm_va_range_destroy, uvm_va_block_destroy)",
+    ),
+    (
+        "advise_block_ns",
+        False,
+        "ns per VA block advised",
+        "one cudaMemAdvise over one VA block: the policy update and any re-mapping it forces",
+    ),
+)
+#: op kinds (the IR's names) and the constants fitted on them
+KIND_CONSTANTS = {
+    "kernel": GPU_CONSTANTS,
+    "cpu": CPU_CONSTANTS,
+    "free": HOST_CONSTANTS[:1],
+    "advise": HOST_CONSTANTS[1:],
+}
+MIN_FIT_NS = 1_000_000  # kernels and CPU phases shorter than this are too noisy to fit on
+MIN_HOST_NS = 100_000  # the same for advice and frees (each costs per VA block)
+EXPLAINED = "\n".join(
+    f"* ``{f}`` ({u}): {w}." for f, _i, u, w in GPU_CONSTANTS + CPU_CONSTANTS + HOST_CONSTANTS
+)
+__doc__ = (__doc__ or "") + "\n" + EXPLAINED + "\n"
+
+
+@dataclass
+class Training:
+    """One training workload: its name, IR, the real run (module parameters, launch shape)."""
+
+    name: str
+    workload: Any
+    real: Any  # Result
+
+
+@dataclass
+class KindFit:
+    kind: str
+    constants: list[str]
+    n_ops: int
+    in_sample: dict[str, float]  # op key -> relative error (linearised, fitted θ)
+    lowo: dict[str, float]  # op key -> relative error predicted without its workload
+
+
+@dataclass
+class FitResult:
+    profile: CostProfile
+    kinds: dict[str, KindFit]
+
+
+def _get(prof: CostProfile, field: str, inverse: bool) -> float:
+    v = float(getattr(prof, field))
+    return (1.0 / v if v > 0 else 0.0) if inverse else v
+
+
+def _set(prof: CostProfile, values: dict[tuple[str, bool], float]) -> CostProfile:
+    out = {}
+    for (field, inverse), v in values.items():
+        out[field] = (1.0 / v if v > 0 else 1e9) if inverse else max(v, 0.0)
+    return replace(prof, **out)
+
+
+def _nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """min ||a x - b|| with x >= 0 (active set: drop the most negative until none is)."""
+    active = list(range(a.shape[1]))
+    x = np.zeros(a.shape[1])
+    while active:
+        sol, *_ = np.linalg.lstsq(a[:, active], b, rcond=None)
+        if (sol >= 0).all():
+            x[active] = sol
+            return x
+        active.pop(int(np.argmin(sol)))
+    return x
+
+
+def op_times(train: Sequence[Training], gpu: str, prof: CostProfile) -> np.ndarray:
+    """The model's time of every operation of every training workload, in order."""
+
+    out: list[float] = []
+    for t in train:
+        out += [float(o["time_ns"]) for o in model_run(t.real, t.workload, gpu, prof).ops]
+    return np.array(out)
+
+
+def fit_profile(
+    base: CostProfile,
+    train: Sequence[Training],
+    *,
+    gpu: str,
+    name: str,
+    log: Callable[[str], None] | None = None,
+) -> FitResult:
+    """Fit ``GPU_CONSTANTS`` on kernel operations and ``CPU_CONSTANTS`` on CPU phases."""
+    if not train:
+        raise UvmlabError("no training captures to fit on")
+    say = log or (lambda s: None)
+    rows = [(t.name, r["op"], r["name"], float(r["time_ns"])) for t in train for r in t.real.ops]
+    real = np.array([r[3] for r in rows])
+    allc = [(f, inv) for f, inv, _u, _w in GPU_CONSTANTS + CPU_CONSTANTS + HOST_CONSTANTS]
+    theta = {c: _get(base, *c) for c in allc}
+    say(f"fit {name}: {len(train)} workloads, {len(rows)} operations, base run")
+    t0 = op_times(train, gpu, base)
+    if len(t0) != len(rows):
+        raise UvmlabError("model and captures differ in their operations")
+    cols = {}
+    for c in allc:
+        step = max(abs(theta[c]) * 0.5, 1e-3 if c[1] else 1.0)
+        th = dict(theta)
+        th[c] += step
+        say(f"  finite difference of {c[0]}")
+        cols[c] = (op_times(train, gpu, _set(base, th)) - t0) / step
+    new = dict(theta)
+    kinds: dict[str, KindFit] = {}
+    for kind, consts in KIND_CONSTANTS.items():
+        floor = MIN_FIT_NS if kind in ("kernel", "cpu") else MIN_HOST_NS
+        sel = np.array([r[1] == kind and r[3] >= floor for r in rows])
+        cs = [(f, inv) for f, inv, _u, _w in consts if np.abs(cols[(f, inv)][sel]).max(initial=0) > 0]
+        if not sel.any() or not cs:
+            continue
+        jac = np.stack([cols[c][sel] for c in cs], axis=1)
+        th0 = np.array([theta[c] for c in cs])
+        r_sel, t_sel = real[sel], t0[sel]
+        a = jac / r_sel[:, None]
+        b = (r_sel - t_sel + jac @ th0) / r_sel
+        x = _nnls(a, b)
+        keys = [f"{rows[i][0]}/{rows[i][2]}" for i in np.flatnonzero(sel)]
+        wl = np.array([rows[i][0] for i in np.flatnonzero(sel)])
+        pred = t_sel + jac @ (x - th0)
+        in_sample = {k: float((p - r) / r) for k, p, r in zip(keys, pred, r_sel, strict=True)}
+        lowo: dict[str, float] = {}
+        for w in sorted(set(wl)):
+            keep = wl != w
+            if not keep.any():
+                continue
+            xw = _nnls(a[keep], b[keep])
+            pw = t_sel[~keep] + jac[~keep] @ (xw - th0)
+            for k, p, r in zip(np.array(keys)[~keep], pw, r_sel[~keep], strict=True):
+                lowo[str(k)] = float((p - r) / r)
+        for c, v in zip(cs, x, strict=True):
+            new[c] = float(v)
+        kinds[kind] = KindFit(kind, [c[0] for c in cs], int(sel.sum()), in_sample, lowo)
+        say(
+            f"  {kind}: {int(sel.sum())} ops, in-sample median |err| "
+            f"{statistics.median(abs(e) for e in in_sample.values()):.1%}, LOWO "
+            f"{statistics.median(abs(e) for e in lowo.values()) if lowo else float('nan'):.1%}"
+        )
+    prof = _set(base, new)
+    date = _dt.date.today().isoformat()
+    sources = dict(base.sources)
+    for kind, kf in kinds.items():
+        for f in kf.constants:
+            sources[f] = (
+                f"fit per kind ({date}) on {kf.n_ops} {kind} operations of "
+                f"{len(train)} captured workloads: relative-error least squares, >= 0"
+            )
+    fields = {f.name for f in dataclasses.fields(prof)}
+    prof = replace(
+        prof,
+        name=name,
+        sources=sources,
+        **{f: float(f"{getattr(prof, f):.6g}") for f, _ in allc if f in fields},
+    )
+    return FitResult(prof, kinds)
+
+
+# --- stored sessions of repeated suite captures (validate.py reads them) ---------------------
 
 
 def latest_session(gpu: str) -> Path:
@@ -85,13 +299,6 @@ def _load_runs(files: list[Path]) -> dict[str, list[Result]]:
     return out
 
 
-def suite_training(runs: Mapping[str, list[Result]]) -> dict[str, tuple[Any, Result, float]]:
-    """``fit_profile``'s training set from a session's suite runs: each workload as the suite
-    builds it, its median run (for the machine's module parameters) and its median time."""
-    work = dict(suite_workloads(set_name="suite"))
-    return {n: (work[n], median_run(rs), median_time(rs)) for n, rs in runs.items() if n in work}
-
-
 def median_run(runs: list[Result]) -> Result:
     """The repetition with the median time (the lower middle one for an even count): a real run,
     so its bytes and faults belong to the time it is compared with."""
@@ -103,146 +310,17 @@ def median_time(runs: list[Result]) -> float:
     return float(statistics.median(r.totals.get("time_ns", 0) for r in runs))
 
 
-def _params(prof: CostProfile, theta: np.ndarray, free: list[int]) -> CostProfile:
-    values = {}
-    for i in free:
-        field, inverse = FITTED[i]
-        v = float(theta[i])
-        values[field] = (1.0 / v if v > 0 else float("inf")) if inverse else v
-    return replace(prof, **values)
-
-
-def _theta(prof: CostProfile) -> np.ndarray:
-    return np.array([1.0 / getattr(prof, f) if inv else getattr(prof, f) for f, inv in FITTED])
-
-
-def _nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """min ||a x - b|| with x >= 0: least squares on the active set, dropping the most negative
-    parameter until none is negative (enough for a handful of well-scaled columns)."""
-    active = list(range(a.shape[1]))
-    x = np.zeros(a.shape[1])
-    while active:
-        sol, *_ = np.linalg.lstsq(a[:, active], b, rcond=None)
-        if (sol >= 0).all():
-            x[active] = sol
-            return x
-        active.pop(int(np.argmin(sol)))
-    return x
-
-
-@dataclass
-class FitReport:
-    profile: CostProfile
-    training: list[str]
-    errors: dict[str, float]  # relative time error per training workload, with the fitted profile
-    fixed: list[str]  # constants no training workload exercises (kept from the base)
-    iterations: int
-
-
-def fit_profile(
-    base: CostProfile,
-    training: Mapping[str, tuple[Any, Result, float]],
-    *,
-    gpu: str,
-    name: str,
-    log: Callable[[str], None] | None = None,
-) -> FitReport:
-    """Fit ``FITTED`` on ``training``: name -> (workload, a real run for its module
-    parameters, real time in ns). Returns the fitted profile and its training errors."""
-    names = sorted(training)
-    if not names:
-        raise UvmlabError("no training workloads to fit on")
-    real = np.array([training[n][2] for n in names], dtype=float)
-    if (real <= 0).any():
-        raise UvmlabError("a training capture has no time")
-
-    def times(prof: CostProfile) -> np.ndarray:
-        return np.array(
-            [
-                api.simulate(training[n][0], gpu=gpu, params=training[n][1].params, profile=prof).totals[
-                    "time_ns"
-                ]
-                for n in names
-            ],
-            dtype=float,
-        )
-
-    theta = _theta(base)
-    every = list(range(len(FITTED)))
-    fixed: list[str] = []
-    free = every
-    it = 0
-    for it in range(1, MAX_ITERATIONS + 1):
-        t0 = times(_params(base, theta, every))
-        cols = []
-        for i in every:  # finite difference around the current parameters
-            step = max(abs(theta[i]) * 0.5, 1e-3 if FITTED[i][1] else 1.0)
-            th = theta.copy()
-            th[i] += step
-            cols.append((times(_params(base, th, every)) - t0) / step)
-        jac = np.stack(cols, axis=1)
-        free = [i for i in every if np.abs(jac[:, i]).max() > 0]
-        fixed = [FITTED[i][0] for i in every if i not in free]
-        # T(θ') = t0 + J (θ' - θ): solve for θ' >= 0 on the relative errors
-        a = jac[:, free] / real[:, None]
-        b = (real - t0 + jac[:, free] @ theta[free]) / real
-        new = theta.copy()
-        new[free] = _nnls(a, b)
-        scale = np.maximum(np.maximum(np.abs(theta[free]), np.abs(new[free])), 1e-12)
-        moved = np.abs(new[free] - theta[free]) / scale
-        theta = new
-        if log is not None:
-            log(f"iteration {it}: largest parameter change {moved.max():.1%}")
-        if moved.max() < CONVERGED:
-            break
-    prof = _params(base, theta, every)
-    final = times(prof)
-    errors = {n: float((m - r) / r) for n, m, r in zip(names, final, real, strict=True)}
-    date = _dt.date.today().isoformat()
-    sources = dict(base.sources)
-    for i in every:
-        f = FITTED[i][0]
-        if f in fixed:
-            sources[f] = f"{sources.get(f, 'base profile')} (no training workload exercises it)"
-        else:
-            sources[f] = (
-                f"fit to captures (uvmlab fit, {date}): relative-error least squares "
-                f"over {len(names)} workloads' median real times, θ >= 0"
-            )
-    sources["_fit"] = (
-        f"base {base.name}; training: {', '.join(names)}; median |error| "
-        f"{statistics.median(abs(e) for e in errors.values()):.1%}"
-    )
-    prof = replace(
-        prof, name=name, sources=sources, **{f: float(round(getattr(prof, f), 4)) for f, _ in FITTED}
-    )
-    return FitReport(prof, names, errors, fixed, it)
-
-
-def evaluate(
-    prof: CostProfile, runs: Mapping[str, list[Result]], workloads: Mapping[str, Any], gpu: str
-) -> dict[str, float]:
-    """Relative time error of the model with ``prof`` against each workload's median real time."""
-    out = {}
-    for name, rs in sorted(runs.items()):
-        if name not in workloads:
-            continue
-        real = median_time(rs)
-        model = api.simulate(workloads[name], gpu=gpu, params=median_run(rs).params, profile=prof).totals[
-            "time_ns"
-        ]
-        out[name] = (model - real) / real
-    return out
-
-
 __all__ = [
-    "FITTED",
-    "FitReport",
-    "evaluate",
-    "fit_profile",
     "latest_session",
     "median_run",
     "median_time",
     "session_sets",
-    "suite_training",
+    "CPU_CONSTANTS",
+    "FitResult",
+    "GPU_CONSTANTS",
+    "HOST_CONSTANTS",
+    "KindFit",
+    "Training",
+    "fit_profile",
+    "op_times",
 ]

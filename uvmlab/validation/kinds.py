@@ -15,29 +15,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from uvmlab.timing.cost_model import builtin_profiles
+from uvmlab.validation.runs import pairs
 from uvmlab.validation.score import KINDS, Scores
-from uvmlab.validation.sessions import SET_ORDER, SET_PATHS, Session, latest
+from uvmlab.validation.sessions import SET_ORDER, SET_PATHS, Session, latest, session_profile_name
 
 JSON_KEYS = ("n", "median_abs", "within_30", "signed_median")
 
 
-def score_set(s: Session, label: str, profile: Any, *, gpu: Any = None,
-              log: Callable[[str], None] | None = None) -> Scores:
+def score_set(
+    s: Session, label: str, profile: Any, *, gpu: Any = None, log: Callable[[str], None] | None = None
+) -> Scores:
     """The scores of one set of session ``s`` under ``profile``."""
-    from uvmlab.validation.runs import pairs
 
     family, set_name, _sub = SET_PATHS[label]
     sc = Scores()
-    for real, model, _w in pairs(s.set_dir(label), family, set_name, gpu or s.gpu, profile,
-                                 log=log):
+    for real, model, _w in pairs(s.set_dir(label), family, set_name, gpu or s.gpu, profile, log=log):
         sc.add(real, model)
     return sc
 
 
 def profiles_for(s: Session) -> dict[str, str]:
     """Label -> profile name of the profiles compared on session ``s``."""
-    from uvmlab.timing.cost_model import builtin_profiles
-    from uvmlab.validation.sessions import session_profile_name
 
     out = {}
     same = session_profile_name(s)
@@ -47,8 +46,9 @@ def profiles_for(s: Session) -> dict[str, str]:
     return out
 
 
-def evaluate(gpus: list[str], sets: list[str] | None = None,
-             log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def evaluate(
+    gpus: list[str], sets: list[str] | None = None, log: Callable[[str], None] | None = None
+) -> dict[str, Any]:
     """{gpu: {"session", "profiles": {label: {set: {kind: summary}}}}} over stored sessions."""
     out: dict[str, Any] = {}
     for gpu in gpus:
@@ -60,8 +60,7 @@ def evaluate(gpus: list[str], sets: list[str] | None = None,
                 if log:
                     log(f"{gpu} {plabel} ({prof}): {label}")
                 summ = score_set(s, label, prof, log=log).summary()
-                per_set[label] = {k: {j: summ[k].as_dict()[j] for j in JSON_KEYS}
-                                  for k in KINDS if summ[k].n}
+                per_set[label] = {k: {j: summ[k].as_dict()[j] for j in JSON_KEYS} for k in KINDS if summ[k].n}
             entry["profiles"][plabel] = {"profile": prof, "sets": per_set}
         out[gpu] = entry
     return out

@@ -6,7 +6,7 @@ calibrated on the same machine as the captures it is compared with. The quick ca
 the design space's ``calib`` micro-captures (``space.py``: streams at four launch shapes, random
 and strided kernels, a write kernel, a 1 GiB stream, a prefetched stream, a small ping-pong and an
 accessed-by case; 3.3 GiB of managed memory in all, each case far below free memory) and fits
-the per-kind constants on them (``kindfit.py``), starting from the GPU's micro-benchmark
+the per-kind constants on them (``fit.py``), starting from the GPU's micro-benchmark
 profile ``<gpu>-pcie5-measured``. The profile is stamped with the GPU, driver and date.
 
 :func:`profile_from_captures` does the same fit on captures already taken (a stored session),
@@ -19,49 +19,59 @@ import datetime as _dt
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from uvmlab.cuda.adapter import result_from_capture
+from uvmlab.cuda.executor import execute
+from uvmlab.cuda.runtime import device_info
 from uvmlab.timing.cost_model import CostProfile, load_profile
-from uvmlab.validation.kindfit import FitResult, Training, fit_per_kind
+from uvmlab.validation.fit import FitResult, Training, fit_profile
+from uvmlab.validation.runs import workload_of
+from uvmlab.validation.space import cases
+from uvmlab.validation.stored import gpu_key
 
 QUICK_BUDGET_S = 120.0  # the issue's limit on GPU time
 
 
-def profile_from_captures(captures: list[Any], gpu: str, name: str, *, stamp: dict[str, Any],
-                          log: Callable[[str], None] | None = None) -> FitResult:
+def profile_from_captures(
+    captures: list[Any],
+    gpu: str,
+    name: str,
+    *,
+    stamp: dict[str, Any],
+    log: Callable[[str], None] | None = None,
+) -> FitResult:
     """Fit the per-kind constants on ``calib`` captures (Results) of GPU ``gpu``."""
-    from uvmlab.validation.runs import workload_of
 
     train = [Training(r.workload, workload_of(r, "space", "calib"), r) for r in captures]
-    fr = fit_per_kind(load_profile(f"{gpu}-pcie5-measured"), train, gpu=gpu, name=name, log=log)
+    fr = fit_profile(load_profile(f"{gpu}-pcie5-measured"), train, gpu=gpu, name=name, log=log)
     sources = dict(fr.profile.sources)
-    sources["_calibrated"] = (f"uvmlab calibrate --quick: {stamp.get('gpu')}, driver "
-                              f"{stamp.get('driver')}, {stamp.get('date')}, "
-                              f"{len(captures)} micro-captures")
+    sources["_calibrated"] = (
+        f"uvmlab calibrate --quick: {stamp.get('gpu')}, driver "
+        f"{stamp.get('driver')}, {stamp.get('date')}, "
+        f"{len(captures)} micro-captures"
+    )
     fr.profile = replace(fr.profile, gpu=str(stamp.get("gpu") or fr.profile.gpu), sources=sources)
     return fr
 
 
 def write_profile(prof: CostProfile, path: str | Path) -> Path:
-    from uvmlab.cuda.executor import write_json_atomic
+    """Write ``prof`` as the built-in profiles are written (``CostProfile.to_json``), atomically."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(prof.to_json())
+    tmp.replace(p)
+    return p
 
-    write_json_atomic(str(path), asdict(prof))
-    return Path(path)
 
-
-def calibrate_quick(out_dir: str, name: str | None = None,
-                    log: Callable[[str], None] = print) -> Path:
+def calibrate_quick(out_dir: str, name: str | None = None, log: Callable[[str], None] = print) -> Path:
     """Capture the ``calib`` set on this machine's GPU, fit, write ``<out_dir>/<name>.json``.
 
     Raises ``GpuUnavailableError`` (one clear line) without a GPU, before anything is written.
     """
-    from uvmlab.cuda.adapter import result_from_capture
-    from uvmlab.cuda.executor import execute
-    from uvmlab.cuda.runtime import device_info
-    from uvmlab.cuda.validate import gpu_key
-    from uvmlab.validation.space import cases
 
     info = device_info()
     key = gpu_key(str(info["gpu"]))

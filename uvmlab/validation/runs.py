@@ -13,8 +13,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from uvmlab.errors import UvmlabError
+from uvmlab.api import simulate
+from uvmlab.core.errors import UvmlabError
+from uvmlab.cuda.adapter import load_real
+from uvmlab.cuda.plan import plan_workload
 from uvmlab.results.result import Result
+from uvmlab.validation.space import case_by_name
+from uvmlab.validation.suite import suite_workloads
 
 
 def workload_of(real: Result, family: str, set_name: str) -> Any:
@@ -22,17 +27,13 @@ def workload_of(real: Result, family: str, set_name: str) -> Any:
     ``space``: the design space) and set ``set_name`` was taken of, built now (no GPU)."""
     name = str(real.meta.get("suite_name") or real.workload)
     if family == "suite":
-        from uvmlab.cuda.suite import suite_workloads
-
         return suite_workloads([name], set_name)[0][1]
-    from uvmlab.validation.space import case_by_name
 
     return case_by_name(name, set_name).build()
 
 
 def model_run(real: Result, w: Any, gpu: str, profile: Any) -> Result:
     """The model's run of ``w`` under the capture's module parameters and launch shape."""
-    from uvmlab.api import simulate
 
     threads = int(real.meta.get("threads") or 0) or None
     return simulate(w, gpu=gpu, params=real.params, profile=profile, concurrency=threads)
@@ -40,17 +41,21 @@ def model_run(real: Result, w: Any, gpu: str, profile: Any) -> Result:
 
 def load_dir(directory: str | Path) -> list[Result]:
     """Every capture of a directory, sorted by name (an empty list if there is none)."""
-    from uvmlab.cuda.adapter import load_real
 
     d = Path(directory)
     return [load_real(f) for f in sorted(d.glob("*.json"))] if d.is_dir() else []
 
 
-def pairs(directory: str | Path, family: str, set_name: str, gpu: Any, profile: Any,
-          log: Callable[[str], None] | None = None) -> Iterator[tuple[Result, Result, Any]]:
+def pairs(
+    directory: str | Path,
+    family: str,
+    set_name: str,
+    gpu: Any,
+    profile: Any,
+    log: Callable[[str], None] | None = None,
+) -> Iterator[tuple[Result, Result, Any]]:
     """(capture, model Result, workload) for every capture of ``directory`` whose workload the
     set still builds the same way; a stale capture is skipped with a log line."""
-    from uvmlab.cuda.plan import plan_workload
 
     for real in load_dir(directory):
         try:

@@ -34,15 +34,34 @@ MIN_SMALL_OP_NS = 1_000_000
 MIN_BYTES = 1 << 20
 MIN_FAULTS = 1000
 MIN_COUNT = 5
-KINDS = ("gpu_kernels", "cpu_phases", "prefetch", "advise_sync", "totals", "bytes",
-         "fault_groups", "thrashing")
-KIND_LABELS = {"gpu_kernels": "GPU kernels (>= 5 ms)", "cpu_phases": "CPU phases (>= 5 ms)",
-               "prefetch": "prefetch (>= 1 ms)", "advise_sync": "advise / sync / free (>= 1 ms)",
-               "totals": "workload totals", "bytes": "bytes per op (>= 1 MiB)",
-               "fault_groups": "GPU fault groups (fault-heavy kernels)",
-               "thrashing": "throttles / thrashing / remote maps"}
-OP_KIND = {"kernel": "gpu_kernels", "cpu": "cpu_phases", "prefetch": "prefetch",
-           "advise": "advise_sync", "sync": "advise_sync", "free": "advise_sync"}
+KINDS = (
+    "gpu_kernels",
+    "cpu_phases",
+    "prefetch",
+    "advise_sync",
+    "totals",
+    "bytes",
+    "fault_groups",
+    "thrashing",
+)
+KIND_LABELS = {
+    "gpu_kernels": "GPU kernels (>= 5 ms)",
+    "cpu_phases": "CPU phases (>= 5 ms)",
+    "prefetch": "prefetch (>= 1 ms)",
+    "advise_sync": "advise / sync / free (>= 1 ms)",
+    "totals": "workload totals",
+    "bytes": "bytes per op (>= 1 MiB)",
+    "fault_groups": "GPU fault groups (fault-heavy kernels)",
+    "thrashing": "throttles / thrashing / remote maps",
+}
+OP_KIND = {
+    "kernel": "gpu_kernels",
+    "cpu": "cpu_phases",
+    "prefetch": "prefetch",
+    "advise": "advise_sync",
+    "sync": "advise_sync",
+    "free": "advise_sync",
+}
 THRASH_KEYS = ("throttles", "thrashing_events", "remote_maps")
 
 
@@ -79,10 +98,18 @@ class Summary:
     worst: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        r = (lambda x: None if x is None else round(x, 4))
-        return {"n": self.n, "median_abs": r(self.median_abs), "within_15": self.within_15,
-                "within_30": self.within_30, "signed_median": r(self.signed_median),
-                "max_abs": r(self.max_abs), "worst": self.worst}
+        def r(x: float | None) -> float | None:
+            return None if x is None else round(x, 4)
+
+        return {
+            "n": self.n,
+            "median_abs": r(self.median_abs),
+            "within_15": self.within_15,
+            "within_30": self.within_30,
+            "signed_median": r(self.signed_median),
+            "max_abs": r(self.max_abs),
+            "worst": self.worst,
+        }
 
 
 def summarize(scores: Iterable[Score]) -> Summary:
@@ -91,11 +118,15 @@ def summarize(scores: Iterable[Score]) -> Summary:
         return Summary()
     errs = [x.err for x in s]
     worst = max(s, key=lambda x: abs(x.err))
-    return Summary(n=len(s), median_abs=statistics.median(abs(e) for e in errs),
-                   signed_median=statistics.median(errs),
-                   within_15=sum(abs(e) <= 0.15 for e in errs),
-                   within_30=sum(abs(e) <= 0.30 for e in errs), max_abs=abs(worst.err),
-                   worst=f"{worst.workload}/{worst.op or 'total'} {worst.what} {worst.err:+.0%}")
+    return Summary(
+        n=len(s),
+        median_abs=statistics.median(abs(e) for e in errs),
+        signed_median=statistics.median(errs),
+        within_15=sum(abs(e) <= 0.15 for e in errs),
+        within_30=sum(abs(e) <= 0.30 for e in errs),
+        max_abs=abs(worst.err),
+        worst=f"{worst.workload}/{worst.op or 'total'} {worst.what} {worst.err:+.0%}",
+    )
 
 
 @dataclass
@@ -108,8 +139,7 @@ class Scores:
         """Score one workload: ``real`` and ``model`` are Results of the same workload."""
         name = real.workload
         rt, mt = real.totals, model.totals
-        self.by_kind["totals"].append(Score(name, "", "time_ns", rt.get("time_ns", 0),
-                                            mt.get("time_ns", 0)))
+        self.by_kind["totals"].append(Score(name, "", "time_ns", rt.get("time_ns", 0), mt.get("time_ns", 0)))
         for ro, mo in zip(real.ops, model.ops, strict=True):
             kind = OP_KIND.get(ro["op"])
             t = ro.get("time_ns", 0)
@@ -118,19 +148,27 @@ class Scores:
                 self.by_kind[kind].append(Score(name, ro["name"], "time_ns", t, mo["time_ns"]))
             for key in ("bytes_htod", "bytes_dtoh"):
                 if key in ro and ro[key] >= MIN_BYTES:
-                    self.by_kind["bytes"].append(Score(name, ro["name"], key, ro[key],
-                                                       mo.get(key, 0)))
+                    self.by_kind["bytes"].append(Score(name, ro["name"], key, ro[key], mo.get(key, 0)))
             complete = (ro.get("checks") or {}).get("records_complete", True)
-            if (ro["op"] == "kernel" and complete and "gpu_fault_groups" in ro
-                    and ro.get("gpu_faults_notified", 0) >= MIN_FAULTS):
+            if (
+                ro["op"] == "kernel"
+                and complete
+                and "gpu_fault_groups" in ro
+                and ro.get("gpu_faults_notified", 0) >= MIN_FAULTS
+            ):
                 self.by_kind["fault_groups"].append(
-                    Score(name, ro["name"], "gpu_fault_groups", ro["gpu_fault_groups"],
-                          mo.get("gpu_fault_groups", 0)))
+                    Score(
+                        name,
+                        ro["name"],
+                        "gpu_fault_groups",
+                        ro["gpu_fault_groups"],
+                        mo.get("gpu_fault_groups", 0),
+                    )
+                )
         if any(k in name for k in ("pingpong", "accessed_by", "read_mostly")):
             for key in THRASH_KEYS:
                 if rt.get(key, 0) >= MIN_COUNT:
-                    self.by_kind["thrashing"].append(Score(name, "", key, rt[key],
-                                                           mt.get(key, 0)))
+                    self.by_kind["thrashing"].append(Score(name, "", key, rt[key], mt.get(key, 0)))
 
     def summary(self) -> dict[str, Summary]:
         return {k: summarize(v) for k, v in self.by_kind.items()}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from uvmlab.errors import UvmlabError
+from uvmlab.core.errors import UvmlabError
 
 DATA = Path(__file__).resolve().parent / "data"
 SPACE = DATA / "space"
@@ -49,6 +49,15 @@ class Session:
     def label(self) -> str:
         return f"{self.gpu}-{self.date}"
 
+    @property
+    def has_space(self) -> bool:
+        """Whether the session captured the design space (older ones hold the suite only)."""
+        return self.space.is_dir()
+
+    def sets(self) -> list[str]:
+        """The scored sets this session has captures of."""
+        return [label for label in SET_ORDER if self.set_dir(label).is_dir()]
+
     def set_dir(self, label: str) -> Path:
         family, _name, sub = SET_PATHS[label]
         return (self.space if family == "space" else self.repeats) / sub
@@ -67,7 +76,16 @@ def sessions(gpu: str | None = None, data: Path | None = None) -> list[Session]:
         if gpu is not None and key != gpu:
             continue
         out.append(Session(key, date, d, root / "repeats" / d.name))
-    return out
+    # a GPU with no design-space session: its newest session of suite repeats alone
+    have = {s.gpu for s in out}
+    older: dict[str, Path] = {}
+    for d in sorted((root / "repeats").glob("*-*")):
+        key = d.name.partition("-")[0]
+        if key not in have and (gpu is None or key == gpu) and (d / "rep0" / "suite").is_dir():
+            older[key] = d
+    for key, d in older.items():
+        out.append(Session(key, d.name.partition("-")[2], root / "space" / d.name, d))
+    return sorted(out, key=lambda s: (s.gpu, s.date))
 
 
 def latest(gpu: str, data: Path | None = None) -> Session:
@@ -82,5 +100,4 @@ def session_profile_name(s: Session) -> str:
     return f"{s.gpu}-pcie5-{s.date}"
 
 
-__all__ = ["DATA", "SET_ORDER", "SET_PATHS", "Session", "latest", "session_profile_name",
-           "sessions"]
+__all__ = ["DATA", "SET_ORDER", "SET_PATHS", "Session", "latest", "session_profile_name", "sessions"]

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from uvmlab.errors import WorkloadError
-from uvmlab.units import PAGE_SIZE
+from uvmlab.core.errors import WorkloadError
+from uvmlab.core.sizes import PAGE_SIZE
 from uvmlab.workload.ir import Workload, WorkloadBuilder
 
 MiB = 1 << 20
@@ -82,19 +82,29 @@ def _pattern_touches(b: WorkloadBuilder, buf: int, pattern: str, access: str, se
     raise WorkloadError(f"unknown pattern {pattern!r}; one of {', '.join(PATTERNS)}")
 
 
-def kernel_case(name: str, pattern: str, size: int, threads: int, access: str = "read",
-                prefetch: bool = False, read_back: bool | None = None, seed: int = 0) -> Workload:
+def kernel_case(
+    name: str,
+    pattern: str,
+    size: int,
+    threads: int,
+    access: str = "read",
+    prefetch: bool = False,
+    read_back: bool | None = None,
+    seed: int = 0,
+) -> Workload:
     """CPU first touch, [prefetch], a faulting kernel, the same kernel resident, [CPU read-back]."""
-    b = WorkloadBuilder(name, seed=seed, params={"pattern": pattern, "size": size,
-                                                 "threads": threads, "access": access,
-                                                 "prefetch": prefetch})
+    b = WorkloadBuilder(
+        name,
+        seed=seed,
+        params={"pattern": pattern, "size": size, "threads": threads, "access": access, "prefetch": prefetch},
+    )
     buf = b.alloc("buf", size)
     b.cpu("init", [b.run(buf, access="write")])
     if prefetch:
         b.prefetch(buf, "gpu0")
         b.sync()
-    b.kernel("touch", _pattern_touches(b, buf, pattern, access, seed))
-    b.kernel("resident", _pattern_touches(b, buf, pattern, access, seed))
+    b.kernel("touch", _pattern_touches(b, buf, pattern, access, seed), threads=threads)
+    b.kernel("resident", _pattern_touches(b, buf, pattern, access, seed), threads=threads)
     if read_back if read_back is not None else access == "read":
         b.cpu("read_back", [b.run(buf)])
     b.sync()
@@ -107,7 +117,7 @@ def pingpong_case(name: str, size: int, rounds: int, threads: int = 65536) -> Wo
     b = WorkloadBuilder(name, params={"size": size, "rounds": rounds, "threads": threads})
     buf = b.alloc("buf", size)
     for r in range(rounds):
-        b.kernel(f"gpu_write{r}", [b.run(buf, access="write")])
+        b.kernel(f"gpu_write{r}", [b.run(buf, access="write")], threads=threads)
         b.sync()
         b.cpu(f"cpu_write{r}", [b.run(buf, access="write")])
     b.sync()
@@ -118,17 +128,16 @@ def pingpong_case(name: str, size: int, rounds: int, threads: int = 65536) -> Wo
 def accessed_by_case(name: str, size: int, threads: int = 65536, atomic_stride: int = 8) -> Workload:
     """Preferred location CPU + accessed-by GPU: the GPU reads and atomics go over PCIe (remote
     maps, no migration); then the advices are unset and the GPU reads migrate the pages."""
-    b = WorkloadBuilder(name, params={"size": size, "threads": threads,
-                                      "atomic_stride": atomic_stride})
+    b = WorkloadBuilder(name, params={"size": size, "threads": threads, "atomic_stride": atomic_stride})
     buf = b.alloc("buf", size)
     b.advise(buf, "set_preferred_location", "cpu")
     b.advise(buf, "set_accessed_by", "gpu0")
     b.cpu("init", [b.run(buf, access="write")])
-    b.kernel("gpu_read_remote", [b.run(buf)])
-    b.kernel("gpu_atomic_remote", [b.run(buf, stride=atomic_stride, access="atomic")])
+    b.kernel("gpu_read_remote", [b.run(buf)], threads=threads)
+    b.kernel("gpu_atomic_remote", [b.run(buf, stride=atomic_stride, access="atomic")], threads=threads)
     b.advise(buf, "unset_accessed_by", "gpu0")
     b.advise(buf, "unset_preferred_location", "cpu")
-    b.kernel("gpu_read_migrate", [b.run(buf)])
+    b.kernel("gpu_read_migrate", [b.run(buf)], threads=threads)
     b.sync()
     b.free(buf)
     return b.build()
@@ -141,63 +150,85 @@ def read_mostly_case(name: str, size: int, threads: int = 65536) -> Workload:
     buf = b.alloc("buf", size)
     b.cpu("init", [b.run(buf, access="write")])
     b.advise(buf, "set_read_mostly", "gpu0")
-    b.kernel("gpu_read1", [b.run(buf)])
+    b.kernel("gpu_read1", [b.run(buf)], threads=threads)
     b.cpu("cpu_read", [b.run(buf)])
-    b.kernel("gpu_read2", [b.run(buf)])
+    b.kernel("gpu_read2", [b.run(buf)], threads=threads)
     b.cpu("cpu_write_half", [b.run(buf, count=b.pages(buf) // 2, access="write")])
-    b.kernel("gpu_read3", [b.run(buf)])
+    b.kernel("gpu_read3", [b.run(buf)], threads=threads)
     b.sync()
     b.free(buf)
     return b.build()
 
 
-BUILDERS = {"kernel": kernel_case, "pingpong": pingpong_case, "accessed_by": accessed_by_case,
-            "read_mostly": read_mostly_case}
+BUILDERS = {
+    "kernel": kernel_case,
+    "pingpong": pingpong_case,
+    "accessed_by": accessed_by_case,
+    "read_mostly": read_mostly_case,
+}
 
 
-def _kcase(set_name: str, pattern: str, size: int, threads: int, access: str,
-           **extra: Any) -> Case:
+def _kcase(set_name: str, pattern: str, size: int, threads: int, access: str, **extra: Any) -> Case:
     tag = "_pf" if extra.get("prefetch") else ""
     name = f"{pattern}_{access[0]}_{_size_tag(size)}_t{threads}{tag}"
-    return Case(name, set_name, "kernel", {"pattern": pattern, "size": size, "threads": threads,
-                                           "access": access, **extra})
+    return Case(
+        name,
+        set_name,
+        "kernel",
+        {"pattern": pattern, "size": size, "threads": threads, "access": access, **extra},
+    )
 
 
 def _calib() -> list[Case]:
     c = [_kcase("calib", "stream", 256 * MiB, t, "read") for t in (2048, 16384, 65536, 262144)]
     c += [_kcase("calib", "random", 256 * MiB, t, "read") for t in (8192, 65536)]
-    c += [_kcase("calib", "stride", 256 * MiB, 65536, "read"),
-          _kcase("calib", "stream", 256 * MiB, 65536, "write"),
-          _kcase("calib", "stream", 1 * GiB, 65536, "read"),
-          _kcase("calib", "stream", 256 * MiB, 65536, "read", prefetch=True),
-          Case("pingpong_64k_r100_c", "calib", "pingpong", {"size": 64 << 10, "rounds": 100}),
-          Case("accessed_by_64m_c", "calib", "accessed_by", {"size": 64 * MiB})]
+    c += [
+        _kcase("calib", "stride", 256 * MiB, 65536, "read"),
+        _kcase("calib", "stream", 256 * MiB, 65536, "write"),
+        _kcase("calib", "stream", 1 * GiB, 65536, "read"),
+        _kcase("calib", "stream", 256 * MiB, 65536, "read", prefetch=True),
+        Case("pingpong_64k_r100_c", "calib", "pingpong", {"size": 64 << 10, "rounds": 100}),
+        Case("accessed_by_64m_c", "calib", "accessed_by", {"size": 64 * MiB}),
+    ]
     return c
 
 
 def _train() -> list[Case]:
-    c = [_kcase("train", p, s, t, a) for s in TRAIN_SIZES for p in PATTERNS
-         for t in TRAIN_THREADS for a in ("read", "write")]
+    c = [
+        _kcase("train", p, s, t, a)
+        for s in TRAIN_SIZES
+        for p in PATTERNS
+        for t in TRAIN_THREADS
+        for a in ("read", "write")
+    ]
     c += [_kcase("train", "stream", 4 * GiB, t, "read") for t in (8192, 262144)]
     c += [_kcase("train", "stream", s, 65536, "read", prefetch=True) for s in (256 * MiB, GiB)]
-    c += [Case("pingpong_64k_r200", "train", "pingpong", {"size": 64 << 10, "rounds": 200}),
-          Case("pingpong_1m_r50", "train", "pingpong", {"size": 1 * MiB, "rounds": 50}),
-          Case("pingpong_16m_r8", "train", "pingpong", {"size": 16 * MiB, "rounds": 8}),
-          Case("accessed_by_256m", "train", "accessed_by", {"size": 256 * MiB}),
-          Case("read_mostly_64m", "train", "read_mostly", {"size": 64 * MiB}),
-          Case("read_mostly_256m", "train", "read_mostly", {"size": 256 * MiB})]
+    c += [
+        Case("pingpong_64k_r200", "train", "pingpong", {"size": 64 << 10, "rounds": 200}),
+        Case("pingpong_1m_r50", "train", "pingpong", {"size": 1 * MiB, "rounds": 50}),
+        Case("pingpong_16m_r8", "train", "pingpong", {"size": 16 * MiB, "rounds": 8}),
+        Case("accessed_by_256m", "train", "accessed_by", {"size": 256 * MiB}),
+        Case("read_mostly_64m", "train", "read_mostly", {"size": 64 * MiB}),
+        Case("read_mostly_256m", "train", "read_mostly", {"size": 256 * MiB}),
+    ]
     return c
 
 
 def _holdout() -> list[Case]:
-    c = [_kcase("holdout", p, s, t, a) for s in HOLDOUT_SIZES for p in PATTERNS
-         for t in HOLDOUT_THREADS for a in ("read", "write")]
-    c += [_kcase("holdout", "stream", 512 * MiB, 65536, "read", prefetch=True),
-          Case("pingpong_256k_r100", "holdout", "pingpong", {"size": 256 << 10, "rounds": 100}),
-          Case("pingpong_4m_r16", "holdout", "pingpong", {"size": 4 * MiB, "rounds": 16}),
-          Case("accessed_by_128m", "holdout", "accessed_by", {"size": 128 * MiB,
-                                                             "atomic_stride": 4}),
-          Case("read_mostly_128m", "holdout", "read_mostly", {"size": 128 * MiB})]
+    c = [
+        _kcase("holdout", p, s, t, a)
+        for s in HOLDOUT_SIZES
+        for p in PATTERNS
+        for t in HOLDOUT_THREADS
+        for a in ("read", "write")
+    ]
+    c += [
+        _kcase("holdout", "stream", 512 * MiB, 65536, "read", prefetch=True),
+        Case("pingpong_256k_r100", "holdout", "pingpong", {"size": 256 << 10, "rounds": 100}),
+        Case("pingpong_4m_r16", "holdout", "pingpong", {"size": 4 * MiB, "rounds": 16}),
+        Case("accessed_by_128m", "holdout", "accessed_by", {"size": 128 * MiB, "atomic_stride": 4}),
+        Case("read_mostly_128m", "holdout", "read_mostly", {"size": 128 * MiB}),
+    ]
     return c
 
 

@@ -374,10 +374,15 @@ def _op_from_json(k: int, d: object, fail: _Fail) -> Op:
     cls = OP_TYPES[d["op"]]
     fields = [f for f in dataclasses.fields(cls) if f.init]
     expected = {f.name for f in fields} | {"op"}
-    if set(d) != expected:
+    # a field with a default may be absent (files written before it existed, e.g. a kernel's
+    # threads): it takes its default
+    required = {f.name for f in fields if f.default is dataclasses.MISSING} | {"op"}
+    if not required <= set(d) <= expected:
         fail(f"op {k} ({d['op']}) has fields {sorted(d)}, expected {sorted(expected)}")
     kwargs: dict[str, Any] = {}
     for f in fields:
+        if f.name not in d:
+            continue
         v = d[f.name]
         if f.type == "str":
             if not isinstance(v, str):

@@ -151,6 +151,9 @@ class KernelOp:
     seg_lo: int
     seg_hi: int
     compute_ns: int  # time the kernel takes when nothing faults
+    #: launch shape: GPU threads in flight, thread t doing touches t, t + threads, ... (a
+    #: grid-stride kernel); 0 = the run's default (the engine's concurrency, the executor's grid)
+    threads: int = 0
     op: str = field(default="kernel", init=False)
 
 
@@ -342,6 +345,8 @@ def validate_workload(w: Workload) -> None:
                 raise WorkloadError(f"op {k} ({op.name}) has negative compute time")
             if isinstance(op, KernelOp) and op.gpu < 1:
                 raise WorkloadError(f"op {k} ({op.name}): a kernel must run on a GPU")
+            if isinstance(op, KernelOp) and op.threads < 0:
+                raise WorkloadError(f"op {k} ({op.name}): threads must be >= 0 (0 = the run's default)")
             for a in np.unique(segs["alloc"][op.seg_lo : op.seg_hi]):
                 if not live[a]:
                     raise WorkloadError(f"op {k} ({op.name}) touches {w.allocs[a].name!r} after it was freed")
@@ -597,10 +602,13 @@ class WorkloadBuilder:
         *,
         gpu: str | int = "gpu0",
         compute_ns: int | None = None,
+        threads: int = 0,
     ) -> None:
+        """A GPU kernel over ``touches``; ``threads``: its launch shape (threads in flight; 0 =
+        the run's default), as the real kernel it stands for is launched."""
         lo, hi, n = self._add_touches(touches)
         ns = int(n * self.default_ns_per_touch) if compute_ns is None else int(compute_ns)
-        self.ops.append(KernelOp(name, processor_id(gpu), lo, hi, ns))
+        self.ops.append(KernelOp(name, processor_id(gpu), lo, hi, ns, int(threads)))
 
     def cpu(self, name: str, touches: Sequence[Touches | RunBatch], *, compute_ns: int | None = None) -> None:
         lo, hi, n = self._add_touches(touches)
