@@ -504,6 +504,7 @@ class _FakeGpu:
 
 def test_run_benchmarks_records_what_the_fit_needs(monkeypatch):
     from uvmlab.cuda import executor, runtime
+    from uvmlab.validation import calibrate_run
 
     size = 8 * MiB
     fake = _FakeGpu(size)
@@ -519,7 +520,7 @@ def test_run_benchmarks_records_what_the_fit_needs(monkeypatch):
         },
     )
     monkeypatch.setattr(executor, "execute", fake.execute)
-    monkeypatch.setattr(calibrate, "time", fake.time)
+    monkeypatch.setattr(calibrate_run, "time", fake.time)  # the runner's clock
     raw = json.loads(json.dumps(calibrate.run_benchmarks(size, log=lambda _m: None)))
     assert raw["calibrate_version"] == calibrate.RAW_VERSION
     bursts = raw["latency_bursts"]

@@ -28,7 +28,7 @@ from uvmlab.validation.fit import (
 from uvmlab.validation.kinds import profiles_for, score_set
 from uvmlab.validation.runs import load_dir, workload_of
 from uvmlab.validation.score import KIND_LABELS, KINDS, Score, Scores, Summary
-from uvmlab.validation.sessions import DATA, Session, latest, sessions
+from uvmlab.validation.sessions import DATA, REPEATS, Session, latest
 
 SET_LABELS = {
     "calib": "calibration set (in-sample for the same-machine profile)",
@@ -114,7 +114,8 @@ def collect(gpus: list[str], log: Callable[[str], None] | None = None) -> list[G
             Training(r.workload, workload_of(r, family, g.fit_set), r) for r in load_dir(s.set_dir(g.fit_set))
         ]
         g.fit = fit_profile(load_profile(f"{gpu}-pcie5-measured"), train, gpu=gpu, name="lowo")
-        for old in sessions(gpu):
+        for d in sorted(REPEATS.glob(f"{gpu}-*")):  # older days' suite hold-out captures
+            old = Session(gpu, d.name.partition("-")[2], DATA / "space" / d.name, d)
             if old.date < s.date and old.set_dir("suite-holdout").is_dir():
                 g.older[old.label] = score_set(old, "suite-holdout", g.profiles[_main_profile(g)])
         out.append(g)
