@@ -56,6 +56,7 @@ def test_compare_markdown_and_policy_params():
     assert lines[0].startswith("| policy | time | speedup |") and len(lines) == 4
 
 
+@pytest.mark.slow  # subprocesses of the CLI
 @pytest.mark.parametrize(
     "args, needles",
     [

@@ -61,6 +61,7 @@ def test_spec_is_the_cross_product_with_stable_ids():
     assert len(one) == 1 and one[0].label == "stream"
 
 
+@pytest.mark.slow  # subprocesses of the CLI
 @pytest.mark.parametrize(
     "args,needle",
     [
@@ -195,6 +196,7 @@ def test_sweep_report_compares_the_points(reference, tmp_path):
     assert len(runs) == 6 and runs["label"].is_unique
 
 
+@pytest.mark.slow  # subprocesses of the CLI
 def test_policy_axis_none_is_the_default_driver(tmp_path):
     spec = SweepSpec.from_cli("random:size=4MiB,seed=5", policies="none")
     out = run_sweep(spec, tmp_path / "s", workers=1)
@@ -225,6 +227,7 @@ def test_missing_workload_file_fails_before_any_point(tmp_path):
         run_sweep(spec, tmp_path / "s")
 
 
+@pytest.mark.slow  # subprocesses of the CLI
 def test_trace_file_sweep_is_known_by_content(tmp_path):
     trace = tmp_path / "w.uvmw"
     assert uvmlab("trace", "write", "stride:size=4MiB", str(trace)).returncode == 0

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pyarrow.parquet as pq
+import pytest
 
 
 def uvmlab(*args, cwd=None):
@@ -48,6 +49,7 @@ def test_types_json_lists_the_ladder():
     assert all(t["type_id"].startswith("nvidia-h200-") for t in types)
 
 
+@pytest.mark.slow  # subprocesses of the CLI
 def test_run_writes_a_row_per_tenant(tmp_path):
     p = tmp_path / "s.toml"
     p.write_text(SCENARIO)
@@ -70,6 +72,7 @@ def test_run_writes_a_row_per_tenant(tmp_path):
     assert len(runs) == 2 and (out / "compare.png").exists()  # the single-run views, per tenant
 
 
+@pytest.mark.slow  # subprocesses of the CLI
 def test_bad_scenarios_are_one_line(tmp_path):
     p = tmp_path / "s.toml"
     p.write_text("name = 'x'\n[[tenant]]\nname = 'a'\n")
