@@ -11,6 +11,7 @@ context (``move_head``, ``migrate``) go back with the decision, for the guard to
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import sys
 import types
@@ -137,10 +138,8 @@ def _close_the_door(fd: int) -> None:
     import os
 
     for other in range(3, fd):
-        try:
+        with contextlib.suppress(OSError):
             os.close(other)
-        except OSError:
-            pass
     top = max(fd, 2) + 1
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (top, top))
