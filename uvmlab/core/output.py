@@ -1,0 +1,179 @@
+"""Output paths: checked before the work, written atomically, never replacing what is not a file.
+
+Rules (docs/security.md, "Output paths"):
+
+* ``-`` is stdout, for outputs that may go there;
+* an existing regular file is replaced atomically (temp file in its directory, then rename) and
+  keeps its permission bits;
+* a symlink is resolved: the file it points to is replaced, the link stays;
+* a directory, device, FIFO or socket is refused, as is a path under a regular file, a name
+  longer than the file system allows, or a place that cannot be written;
+* a missing parent directory is created when the output is written.
+
+``check_output`` runs the checks only (the CLI calls it for every output before it starts);
+``write_atomic`` runs them again and writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from uvmlab.core.errors import UvmlabError
+
+STDOUT = "-"
+_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+_TMP_RESERVE = 24  # ".NAME.XXXXXXXX.tmp": the temp file's name is this much longer
+
+
+class OutputError(UvmlabError):
+    """An output path uvmlab will not write."""
+
+
+def _kind(mode: int) -> str | None:
+    for test, name in _KINDS:
+        if test(mode):
+            return name
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def _name_max(directory: Path) -> int:
+    try:
+        return os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def check_output(path: str | os.PathLike[str], *, what: str = "output",
+                 stdout: bool = False, directory: bool = False) -> Path | None:
+    """The file (or, with ``directory``, the directory) that writing ``path`` will replace, with
+    symlinks resolved; None for stdout. Raises OutputError naming the problem."""
+    p = os.fspath(path)
+    if p == STDOUT and not directory:
+        if not stdout:
+            raise OutputError(f"{what}: cannot be written to stdout ('-'); give a file name")
+        return None
+    if not p or "\0" in p:
+        raise OutputError(f"{what}: {p!r} is not a path")
+    target = Path(os.path.realpath(p))  # symlinks resolved, dangling ones to their target
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise OutputError(f"{what}: {p}: {_why(e)}") from None
+    if st is not None:
+        kind = _kind(st.st_mode)
+        if directory:
+            if not stat.S_ISDIR(st.st_mode):
+                raise OutputError(f"{what}: {p} exists and is {kind or 'a regular file'}, "
+                                  "not a directory")
+        elif kind is not None:
+            raise OutputError(f"{what}: {p} is {kind}; uvmlab writes only regular files "
+                              f"(use '-' for stdout where a command allows it)")
+        if not os.access(target if directory else target.parent, os.W_OK):
+            raise OutputError(f"{what}: {p}: permission denied")
+        return target
+    # missing: the nearest existing ancestor must be a directory we may write into
+    limit = _name_max(target.parent) if target.parent.is_dir() else 255
+    for part in target.parts[1:]:
+        if len(os.fsencode(part)) > limit - (0 if directory else _TMP_RESERVE):
+            raise OutputError(f"{what}: the file name {part[:40]!r}... is too long "
+                              f"(at most {limit - _TMP_RESERVE} bytes)")
+    anc = target.parent
+    while not anc.exists():
+        if anc.is_symlink():
+            raise OutputError(f"{what}: {p}: {anc} is a dangling symlink")
+        anc = anc.parent
+    if not anc.is_dir():
+        raise OutputError(f"{what}: {p}: {anc} is not a directory")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise OutputError(f"{what}: {p}: permission denied in {anc}")
+    return target
+
+
+def _why(e: OSError) -> str:
+    if e.errno == errno.ENAMETOOLONG:
+        return "a name in the path is too long"
+    return e.strerror or str(e)
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes | Iterable[bytes], *,
+                 what: str = "output", stdout: bool = False) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one (or to
+    stdout for ``-`` where ``stdout`` allows it)."""
+    target = check_output(path, what=what, stdout=stdout)
+    chunks = [data] if isinstance(data, bytes | bytearray | memoryview) else data
+    if target is None:
+        out = sys.stdout.buffer
+        for c in chunks:
+            out.write(c)
+        out.flush()
+        return
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:100]}.",
+                                   suffix=".tmp")
+    except OSError as e:
+        raise OutputError(f"{what}: cannot write {os.fspath(path)}: {_why(e)}") from None
+    try:
+        os.fchmod(fd, _file_mode(target))  # mkstemp makes 0600; keep what a plain open gives
+        with os.fdopen(fd, "wb") as f:
+            for c in chunks:
+                f.write(c)
+            f.flush()
+            os.fsync(f.fileno())
+        # the checks again, just before the rename: the target may have changed meanwhile
+        check_output(target, what=what)
+        os.replace(tmp, target)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise OutputError(f"{what}: cannot write {os.fspath(path)}: {_why(e)}") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_via(path: str | os.PathLike[str], save: object, *, what: str = "output",
+              suffix: str = "") -> None:
+    """Atomic write for a library that wants a file name (``save(tmp_path)``: matplotlib)."""
+    target = check_output(path, what=what)
+    assert target is not None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:100]}.",
+                                   suffix=suffix or target.suffix or ".tmp")
+        os.close(fd)
+    except OSError as e:
+        raise OutputError(f"{what}: cannot write {os.fspath(path)}: {_why(e)}") from None
+    try:
+        save(tmp)  # type: ignore[operator]
+        os.chmod(tmp, _file_mode(target))
+        check_output(target, what=what)
+        os.replace(tmp, target)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise OutputError(f"{what}: cannot write {os.fspath(path)}: {_why(e)}") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _file_mode(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o777  # replacing a file keeps its mode
+    except OSError:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return 0o666 & ~mask

@@ -1,0 +1,60 @@
+"""Zero-filled arrays that cost memory only where they are written.
+
+The model keeps one byte per 4 KiB page of VA and per fact (design.md section 8); a workload of
+16 TiB of sparse managed memory has 2^32 pages. ``np.zeros`` is lazily backed too, but numpy
+asks the kernel for transparent huge pages on large arrays (``madvise(MADV_HUGEPAGE)``), so the
+first write to a page of the array commits 2 MiB instead of 4 KiB: 512 times the memory for
+scattered touches. And the kernel's overcommit heuristic may refuse one large reservation
+outright. Large arrays here are private anonymous mappings with ``MAP_NORESERVE`` and no huge
+page advice: 4 KiB of memory per 4 KiB of the array that is written, none for the rest.
+"""
+
+from __future__ import annotations
+
+import mmap
+
+import numpy as np
+
+from uvmlab.core.errors import UvmlabError
+
+LAZY_BYTES = 64 << 20  #: arrays at least this large are mapped lazily
+_MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)  # Linux value; absent from some builds
+
+
+def zeros(shape: int | tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
+    """``np.zeros(shape, dtype)`` whose untouched parts take no memory."""
+    dt = np.dtype(dtype)
+    shp = (shape,) if isinstance(shape, int) else tuple(shape)
+    n = int(np.prod(shp, dtype=np.int64)) * dt.itemsize
+    if n < LAZY_BYTES or not hasattr(mmap, "MAP_PRIVATE"):
+        return np.zeros(shp, dt)
+    try:
+        m = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE,
+                      prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    except (OSError, OverflowError, ValueError) as e:
+        raise UvmlabError(f"cannot reserve {n >> 20} MiB of address space for the model's "
+                          f"state ({e})") from None
+    return np.frombuffer(m, dtype=dt).reshape(shp)
+
+
+def full(shape: int | tuple[int, ...], value: int, dtype: np.dtype | type) -> np.ndarray:
+    """``np.full``: dense (every element is written), without the huge-page advice."""
+    a = zeros(shape, dtype)
+    if value:
+        a.fill(value)
+    return a
+
+
+def clear(a: np.ndarray, lo: int, hi: int) -> None:
+    """``a[..., lo:hi] = 0`` that writes only where the array is not zero already (writing a
+    zero to an untouched page would commit it)."""
+    view = a[..., lo:hi]
+    if view.ndim == 1:
+        idx = np.flatnonzero(view)
+        if len(idx):
+            view[idx] = 0
+        return
+    for row in view:
+        idx = np.flatnonzero(row)
+        if len(idx):
+            row[idx] = 0
