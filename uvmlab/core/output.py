@@ -28,8 +28,13 @@ from pathlib import Path
 from uvmlab.core.errors import UvmlabError
 
 STDOUT = "-"
-_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-          (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+_KINDS = (
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+)
 _TMP_RESERVE = 24  # ".NAME.XXXXXXXX.tmp": the temp file's name is this much longer
 
 
@@ -51,8 +56,9 @@ def _name_max(directory: Path) -> int:
         return 255
 
 
-def check_output(path: str | os.PathLike[str], *, what: str = "output",
-                 stdout: bool = False, directory: bool = False) -> Path | None:
+def check_output(
+    path: str | os.PathLike[str], *, what: str = "output", stdout: bool = False, directory: bool = False
+) -> Path | None:
     """The file (or, with ``directory``, the directory) that writing ``path`` will replace, with
     symlinks resolved; None for stdout. Raises OutputError naming the problem."""
     p = os.fspath(path)
@@ -73,11 +79,12 @@ def check_output(path: str | os.PathLike[str], *, what: str = "output",
         kind = _kind(st.st_mode)
         if directory:
             if not stat.S_ISDIR(st.st_mode):
-                raise OutputError(f"{what}: {p} exists and is {kind or 'a regular file'}, "
-                                  "not a directory")
+                raise OutputError(f"{what}: {p} exists and is {kind or 'a regular file'}, not a directory")
         elif kind is not None:
-            raise OutputError(f"{what}: {p} is {kind}; uvmlab writes only regular files "
-                              f"(use '-' for stdout where a command allows it)")
+            raise OutputError(
+                f"{what}: {p} is {kind}; uvmlab writes only regular files "
+                f"(use '-' for stdout where a command allows it)"
+            )
         if not os.access(target if directory else target.parent, os.W_OK):
             raise OutputError(f"{what}: {p}: permission denied")
         return target
@@ -85,8 +92,9 @@ def check_output(path: str | os.PathLike[str], *, what: str = "output",
     limit = _name_max(target.parent) if target.parent.is_dir() else 255
     for part in target.parts[1:]:
         if len(os.fsencode(part)) > limit - (0 if directory else _TMP_RESERVE):
-            raise OutputError(f"{what}: the file name {part[:40]!r}... is too long "
-                              f"(at most {limit - _TMP_RESERVE} bytes)")
+            raise OutputError(
+                f"{what}: the file name {part[:40]!r}... is too long (at most {limit - _TMP_RESERVE} bytes)"
+            )
     anc = target.parent
     while not anc.exists():
         if anc.is_symlink():
@@ -105,8 +113,9 @@ def _why(e: OSError) -> str:
     return e.strerror or str(e)
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes | Iterable[bytes], *,
-                 what: str = "output", stdout: bool = False) -> None:
+def write_atomic(
+    path: str | os.PathLike[str], data: bytes | Iterable[bytes], *, what: str = "output", stdout: bool = False
+) -> None:
     """Write ``data`` to ``path`` so that a crash leaves the old file or the new one (or to
     stdout for ``-`` where ``stdout`` allows it)."""
     target = check_output(path, what=what, stdout=stdout)
@@ -119,8 +128,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | Iterable[bytes], *,
         return
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:100]}.",
-                                   suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:100]}.", suffix=".tmp")
     except OSError as e:
         raise OutputError(f"{what}: cannot write {os.fspath(path)}: {_why(e)}") from None
     try:
@@ -143,15 +151,15 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | Iterable[bytes], *,
         raise
 
 
-def write_via(path: str | os.PathLike[str], save: object, *, what: str = "output",
-              suffix: str = "") -> None:
+def write_via(path: str | os.PathLike[str], save: object, *, what: str = "output", suffix: str = "") -> None:
     """Atomic write for a library that wants a file name (``save(tmp_path)``: matplotlib)."""
     target = check_output(path, what=what)
     assert target is not None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:100]}.",
-                                   suffix=suffix or target.suffix or ".tmp")
+        fd, tmp = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name[:100]}.", suffix=suffix or target.suffix or ".tmp"
+        )
         os.close(fd)
     except OSError as e:
         raise OutputError(f"{what}: cannot write {os.fspath(path)}: {_why(e)}") from None

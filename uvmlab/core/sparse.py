@@ -29,11 +29,16 @@ def zeros(shape: int | tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
     if n < LAZY_BYTES or not hasattr(mmap, "MAP_PRIVATE"):
         return np.zeros(shp, dt)
     try:
-        m = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE,
-                      prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        m = mmap.mmap(
+            -1,
+            n,
+            flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE,
+            prot=mmap.PROT_READ | mmap.PROT_WRITE,
+        )
     except (OSError, OverflowError, ValueError) as e:
-        raise UvmlabError(f"cannot reserve {n >> 20} MiB of address space for the model's "
-                          f"state ({e})") from None
+        raise UvmlabError(
+            f"cannot reserve {n >> 20} MiB of address space for the model's state ({e})"
+        ) from None
     return np.frombuffer(m, dtype=dt).reshape(shp)
 
 

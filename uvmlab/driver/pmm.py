@@ -175,16 +175,7 @@ class Pmm:
     def list_chunks(self, name: str) -> np.ndarray:
         """The chunks on a list, head..tail (for eviction order: head is evicted first)."""
         lst = _list_id(name)
-        out = np.empty(self._count[lst], dtype=np.int32)
-        s = self.n_root_chunks + lst
-        nxt = self._next
-        c = int(nxt[s])
-        i = 0
-        while c != s:
-            out[i] = c
-            i += 1
-            c = int(nxt[c])
-        return out
+        return chunk_list_walk(self._next, self.n_root_chunks, lst, int(self._count[lst]))
 
     def is_evictable(self, chunk: int) -> bool:
         """Whether pick_root_chunk_to_evict could choose it (free, or on an eviction list)."""
@@ -491,6 +482,20 @@ def chunk_update_eviction_list(
         chunk_push_tail(prev, nxt, list_of, count, n, c, lst)
         return True
     return st == TEMP_PINNED or st == IN_EVICTION  # noqa: SIM109 (numba: no tuple `in`)
+
+
+@njit(cache=True)
+def chunk_list_walk(nxt: np.ndarray, n: int, lst: int, count: int) -> np.ndarray:
+    """List ``lst``'s chunks, head to tail, as a new array."""
+    out = np.empty(count, np.int32)
+    s = n + lst
+    c = nxt[s]
+    i = 0
+    while c != s and i < count:
+        out[i] = c
+        i += 1
+        c = nxt[c]
+    return out
 
 
 @njit(cache=True)

@@ -69,13 +69,29 @@ class RunInfo:
     future: bool = False  #: whether ``next_use`` is available (policies with needs_future)
 
 
+_set = object.__setattr__  # contexts are read-only to hooks; only their constructors write
+
+
 class _Requests:
-    """Base of contexts: the requests a hook records, validated by the guard afterwards."""
+    """Base of contexts: the requests a hook records, validated by the guard afterwards.
+
+    A context is read-only: setting an attribute raises (the hook fails and is ejected)."""
 
     __slots__ = ("_req",)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"a hook context is read-only (tried to set {name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"a hook context is read-only (tried to delete {name!r})")
+
+    def _update(self, **values: Any) -> None:
+        """The guard's own updates between calls (the tree walk's level and node)."""
+        for k, v in values.items():
+            _set(self, k, v)
+
     def __init__(self, req: list) -> None:
-        self._req = req
+        _set(self, "_req", req)
 
     def migrate(self, first_page: int, n_pages: int) -> None:
         """Ask for global pages ``[first_page, first_page + n_pages)`` to be migrated to the GPU
@@ -153,27 +169,27 @@ class PrefetchContext(_Requests):
         now_ns: int,
     ) -> None:
         super().__init__(req)
-        self.block = block
-        self.block_first_page = block_first_page
-        self.n_pages = n_pages
-        self.dest = dest
-        self.page_index = -1
-        self.max_region = Region(0, n_pages)
-        self.faulted = faulted
-        self.resident = resident
-        self.thrashing = thrashing
-        self.populated = populated
-        self._cs = cs
-        self.tree_offset = tree_offset
-        self.leaf_count = leaf_count
-        self.level_count = level_count
-        self.alloc = alloc
-        self.now_ns = now_ns
-        self.level = -1
-        self.node = Region(0, 0)
-        self.size = 0
-        self.counter = 0
-        self.subregion = Region(0, 0)
+        _set(self, "block", block)
+        _set(self, "block_first_page", block_first_page)
+        _set(self, "n_pages", n_pages)
+        _set(self, "dest", dest)
+        _set(self, "page_index", -1)
+        _set(self, "max_region", Region(0, n_pages))
+        _set(self, "faulted", faulted)
+        _set(self, "resident", resident)
+        _set(self, "thrashing", thrashing)
+        _set(self, "populated", populated)
+        _set(self, "_cs", cs)
+        _set(self, "tree_offset", tree_offset)
+        _set(self, "leaf_count", leaf_count)
+        _set(self, "level_count", level_count)
+        _set(self, "alloc", alloc)
+        _set(self, "now_ns", now_ns)
+        _set(self, "level", -1)
+        _set(self, "node", Region(0, 0))
+        _set(self, "size", 0)
+        _set(self, "counter", 0)
+        _set(self, "subregion", Region(0, 0))
 
     def count(self, first: int, outer: int) -> int:
         """Populated pages in block pages ``[first, outer)``."""
@@ -193,12 +209,12 @@ class ChunkContext(_ListRequests):
     the used list) and ``chunk_used`` (the block gained pages on the GPU: a fault or migration
     touched it). Plain GPU hits on mapped pages are invisible, in the model as in the driver."""
 
-    __slots__ = ("gpu", "chunk", "block", "alloc", "event", "now_ns", "_guard")
+    __slots__ = ("gpu", "chunk", "block", "alloc", "event", "now_ns", "_view")
 
     def __init__(
         self,
         req: list,
-        guard: Any,
+        view: Any,
         *,
         gpu: int,
         chunk: int,
@@ -208,13 +224,13 @@ class ChunkContext(_ListRequests):
         now_ns: int,
     ) -> None:
         super().__init__(req)
-        self._guard = guard
-        self.gpu = gpu
-        self.chunk = chunk
-        self.block = block
-        self.alloc = alloc
-        self.event = event
-        self.now_ns = now_ns
+        _set(self, "_view", view)
+        _set(self, "gpu", gpu)
+        _set(self, "chunk", chunk)
+        _set(self, "block", block)
+        _set(self, "alloc", alloc)
+        _set(self, "event", event)
+        _set(self, "now_ns", now_ns)
 
     @property
     def tenant(self) -> str:
@@ -223,17 +239,17 @@ class ChunkContext(_ListRequests):
     @property
     def resident_pages(self) -> int:
         """Pages of the block resident on this GPU."""
-        return self._guard._resident_pages(self.block, self.gpu)
+        return self._view.resident_pages(self.block, self.gpu)
 
     @property
     def used(self) -> np.ndarray:
         """Chunks on va_block_used, head (evicted first) to tail."""
-        return self._guard._list(self.gpu, "used")
+        return self._view.eviction_list(self.gpu, "used")
 
     @property
     def unused(self) -> np.ndarray:
         """Chunks on va_block_unused, head to tail (evicted before any used chunk)."""
-        return self._guard._list(self.gpu, "unused")
+        return self._view.eviction_list(self.gpu, "unused")
 
 
 class EvictionContext(_ListRequests):
@@ -241,12 +257,12 @@ class EvictionContext(_ListRequests):
     of va_block_unused, else of va_block_used. ``used`` and ``unused`` are those lists, head
     first; ``owner`` gives each chunk's VA block."""
 
-    __slots__ = ("gpu", "n_root_chunks", "used", "unused", "now_ns", "position", "_owner", "_guard")
+    __slots__ = ("gpu", "n_root_chunks", "used", "unused", "now_ns", "position", "_owner", "_view")
 
     def __init__(
         self,
         req: list,
-        guard: Any,
+        view: Any,
         *,
         gpu: int,
         used: np.ndarray,
@@ -256,14 +272,14 @@ class EvictionContext(_ListRequests):
         position: int,
     ) -> None:
         super().__init__(req)
-        self._guard = guard
-        self.gpu = gpu
-        self.n_root_chunks = len(owner)
-        self.used = used
-        self.unused = unused
-        self._owner = owner
-        self.now_ns = now_ns
-        self.position = position  #: touches of the workload executed so far
+        _set(self, "_view", view)
+        _set(self, "gpu", gpu)
+        _set(self, "n_root_chunks", len(owner))
+        _set(self, "used", used)
+        _set(self, "unused", unused)
+        _set(self, "_owner", owner)
+        _set(self, "now_ns", now_ns)
+        _set(self, "position", position)  #: touches of the workload executed so far
 
     def owner(self, chunks: np.ndarray | int) -> np.ndarray | int:
         """The VA block each chunk backs (-1: none)."""
@@ -273,23 +289,18 @@ class EvictionContext(_ListRequests):
 
     def alloc_of(self, blocks: np.ndarray | int) -> np.ndarray | int:
         """The allocation index of each block."""
-        return self._guard._alloc_index(blocks)
+        return self._view.alloc_index(blocks)
 
     def tenant_of(self, blocks: np.ndarray | int) -> list[str] | str:
         """The tenant of each block (of each chunk ``owner`` gives, with a shared PMM)."""
-        g = self._guard
-        if g.drv.share is not None:  # owner ids of several VA spaces (driver/pmm_share.py)
-            return g.drv.share.tenant_of(blocks)
-        if np.ndim(blocks) == 0:
-            return g.allocs[int(g._alloc_index(blocks))].tenant
-        return [g.allocs[int(i)].tenant for i in g._alloc_index(blocks)]
+        return self._view.tenant_of(blocks)
 
     def next_use(self, blocks: np.ndarray | int) -> np.ndarray | int:
         """When each block is needed next, as a position in the workload's touch stream
         (``INF``: never again): the earliest touch of the block that is not done yet — a
         stalled one, or one at or after ``position``. Only for policies with ``needs_future``:
         this is the trace's future, which no real driver has."""
-        return self._guard._next_use(blocks)
+        return self._view.next_use(blocks)
 
 
 class ReplayContext(_Requests):
@@ -326,16 +337,16 @@ class ReplayContext(_Requests):
         now_ns: int,
     ) -> None:
         super().__init__(req)
-        self.gpu = gpu
-        self.batch = batch  #: index of the batch in this bottom half (0 = first)
-        self.faults = faults  #: raw entries fetched (num_cached_faults)
-        self.unique = unique  #: entries left after coalescing at fetch
-        self.duplicates = duplicates  #: num_duplicate_faults
-        self.throttled = throttled  #: some fault of the batch was throttled
-        self.pending = pending  #: entries still in the fault buffer
-        self.default_policy = default_policy  #: uvm_perf_fault_replay_policy
-        self.replays = replays  #: replays issued so far in this bottom half
-        self.now_ns = now_ns
+        _set(self, "gpu", gpu)
+        _set(self, "batch", batch)  #: index of the batch in this bottom half (0 = first)
+        _set(self, "faults", faults)  #: raw entries fetched (num_cached_faults)
+        _set(self, "unique", unique)  #: entries left after coalescing at fetch
+        _set(self, "duplicates", duplicates)  #: num_duplicate_faults
+        _set(self, "throttled", throttled)  #: some fault of the batch was throttled
+        _set(self, "pending", pending)  #: entries still in the fault buffer
+        _set(self, "default_policy", default_policy)  #: uvm_perf_fault_replay_policy
+        _set(self, "replays", replays)  #: replays issued so far in this bottom half
+        _set(self, "now_ns", now_ns)
 
     @property
     def default_policy_name(self) -> str:
@@ -365,11 +376,11 @@ class ThrashingContext(_Requests):
         now_ns: int,
     ) -> None:
         super().__init__(req)
-        self.block = block
-        self.block_first_page = block_first_page
-        self.requester = requester
-        self.pages = pages
-        self.default = default
-        self.thrashing = thrashing
-        self.alloc = alloc
-        self.now_ns = now_ns
+        _set(self, "block", block)
+        _set(self, "block_first_page", block_first_page)
+        _set(self, "requester", requester)
+        _set(self, "pages", pages)
+        _set(self, "default", default)
+        _set(self, "thrashing", thrashing)
+        _set(self, "alloc", alloc)
+        _set(self, "now_ns", now_ns)

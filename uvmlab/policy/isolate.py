@@ -17,6 +17,8 @@ cannot carry is ejected like any failing hook.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import dataclasses
 import hashlib
 import os
 import resource
@@ -30,8 +32,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from uvmlab.errors import PolicyError
+from uvmlab.core.errors import PolicyError
 from uvmlab.policy import base
+from uvmlab.policy.spec import ITEM, looks_like_path
+from uvmlab.policy.watchdog import HookTimeout
 from uvmlab.policy.wire import MAX_MESSAGE, WireError, decode, encode
 
 DEFAULT_CPU_S = 3600  #: CPU seconds a policy process may use over the whole run
@@ -57,8 +61,6 @@ def _limits(cpu_s: int, memory: int) -> None:  # runs in the child between fork 
     if os.geteuid() != 0:  # root is not held by RLIMIT_NPROC; see docs/security.md
         resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
     with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
@@ -75,11 +77,9 @@ def _kill(proc: subprocess.Popen, conn: Connection | None) -> None:
 
 def _file_source(name: str) -> dict[str, Any] | None:
     """The text of a policy file, read here so that the policy's process needs no file access."""
-    from uvmlab.policy.loader import _ITEM, _looks_like_path
-
-    m = _ITEM.match(name)
+    m = ITEM.match(name)
     item = m.group("name") if m else name
-    if not _looks_like_path(item):
+    if not looks_like_path(item):
         return None
     path_s, cls = item, ""
     if ".py:" in item:
@@ -112,8 +112,6 @@ def _lazy_names(cls: type) -> dict[str, str]:
 
 def _snapshot(ctx: Any) -> dict[str, Any]:
     """The public attribute values of a context (copies already: contexts hold no live state)."""
-    import dataclasses
-
     out: dict[str, Any] = {}
     for klass in type(ctx).__mro__:
         for k in getattr(klass, "__slots__", ()):
@@ -128,6 +126,8 @@ def _snapshot(ctx: Any) -> dict[str, Any]:
 
 class IsolatedPolicy:
     """One policy in its own process; quacks like the policy for the guard."""
+
+    isolated = True
 
     def __init__(
         self,
@@ -235,13 +235,9 @@ class IsolatedPolicy:
     def call(self, hook: str, ctx: Any) -> Any:
         """Run ``hook`` in the policy's process. Raises HookRaised on any failure and the
         guard's HookTimeout when the hard limit passes (the process is killed first)."""
-        from uvmlab.policy.guard import HookTimeout
-
         t0 = time.perf_counter()
         deadline = t0 + self.hard_limit_s
         if hook == "start":
-            import dataclasses
-
             msg = {"t": "call", "hook": hook, "info": dataclasses.asdict(ctx)}
         else:
             msg = {"t": "call", "hook": hook, "attrs": _snapshot(ctx), "lazy": _lazy_names(type(ctx))}

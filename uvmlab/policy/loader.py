@@ -17,7 +17,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib.util
-import re
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -26,44 +25,27 @@ from typing import Any
 from uvmlab.core.errors import PolicyError
 from uvmlab.policy import base
 from uvmlab.policy.guard import Guard
+from uvmlab.policy.isolate import DEFAULT_CPU_S, DEFAULT_MEMORY, IsolatedPolicy
 from uvmlab.policy.library import REGISTRY
+from uvmlab.policy.spec import ITEM as _ITEM
+from uvmlab.policy.spec import NO_POLICY, parse_args, spec_items, split_top
+from uvmlab.policy.spec import looks_like_path as _looks_like_path
 
-NO_POLICY = ("default", "driver", "none-at-all")
-_ITEM = re.compile(r"^\s*(?P<name>[^()]+?)\s*(?:\((?P<args>.*)\))?\s*$", re.S)
+__all__ = [
+    "NO_POLICY",
+    "build_hooks",
+    "builtin_policies",
+    "load_policies",
+    "load_policy",
+    "parse_args",
+    "parse_param_overrides",
+    "split_top",
+]
 
 
 def builtin_policies() -> dict[str, type]:
     """Name -> class of every built-in policy."""
     return dict(REGISTRY)
-
-
-def split_top(text: str, sep: str) -> list[str]:
-    """Split on ``sep`` outside parentheses."""
-    out: list[str] = []
-    depth = 0
-    cur: list[str] = []
-    for ch in text:
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        if ch == sep and depth == 0:
-            out.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    out.append("".join(cur))
-    return [s.strip() for s in out if s.strip()]
-
-
-def parse_args(text: str, where: str) -> dict[str, str]:
-    args: dict[str, str] = {}
-    for part in split_top(text, ","):
-        if "=" not in part:
-            raise PolicyError(f"policy {where}: parameter {part!r} is not key=value")
-        k, v = part.split("=", 1)
-        args[k.strip()] = v.strip()
-    return args
 
 
 def load_policy(item: str, params: Mapping[str, Any] | None = None) -> Any:
@@ -91,8 +73,10 @@ def load_policy(item: str, params: Mapping[str, Any] | None = None) -> Any:
         return cls(**args)
     except PolicyError:
         raise
-    except TypeError as e:
-        raise PolicyError(f"policy {name!r}: {e}") from None
+    except BaseException as e:  # a user's __init__ may raise anything: one line, not a traceback
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise PolicyError(f"policy {name!r}: {type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
 
 
 def load_policies(spec: Any, params: Mapping[str, Mapping[str, Any]] | None = None) -> list[Any]:
@@ -104,20 +88,7 @@ def load_policies(spec: Any, params: Mapping[str, Mapping[str, Any]] | None = No
     if spec is None:
         return []
     if isinstance(spec, str):
-        out = []
-        for item in split_top(spec, "+"):
-            m = _ITEM.match(item)
-            name = m.group("name").strip().lower() if m else item
-            if name in NO_POLICY:
-                continue
-            keys: tuple[str, ...]
-            if _looks_like_path(name):  # -P takes the file's stem: settle.py -> settle.KEY=V
-                keys = (name, Path(name.split(".py")[0]).name, name.rsplit(":", 1)[-1])
-            else:
-                keys = (name.replace("_", "-"), name)
-            extra = next((params[k] for k in keys if k in params), {})
-            out.append(load_policy(item, extra))
-        return out
+        return [load_policy(item, extra) for item, extra in spec_items(spec, params)]
     if isinstance(spec, type):
         return [spec()]
     if isinstance(spec, list | tuple):
@@ -133,10 +104,36 @@ def build_hooks(
     budget_ms: float | None = None,
     hard_limit_s: float | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
+    isolate: bool = False,
+    isolate_cpu_s: int = DEFAULT_CPU_S,
+    isolate_memory: int = DEFAULT_MEMORY,
 ) -> Guard:
-    """The guarded hooks object for ``simulate(..., policies=...)`` (a Guard is used as is)."""
+    """The guarded hooks object for ``simulate(..., policies=...)`` (a Guard is used as is).
+
+    ``isolate``: each policy runs in a process of its own under limits (docs/security.md);
+    policies must then be named by a spec string (a built-in name or a file), since a Python
+    object cannot be moved to another process without running it here first."""
     if isinstance(policies, Guard):
         return policies
+    hard = hard_limit_s if hard_limit_s is not None else max(10.0, 20 * (budget_ms or 50.0) / 1000)
+    if isolate:
+        specs = [policies] if isinstance(policies, str) else policies
+        if not isinstance(specs, list | tuple) or not all(isinstance(s, str) for s in specs):
+            raise PolicyError("--isolate needs policies named by spec (a built-in name or a file)")
+        objs: list[Any] = []
+        try:
+            for s in specs:
+                for item, extra in spec_items(s, params):
+                    objs.append(
+                        IsolatedPolicy(
+                            item, extra, hard_limit_s=hard, cpu_s=isolate_cpu_s, memory=isolate_memory
+                        )
+                    )
+            return Guard(objs, budget_ms=budget_ms or 50.0, hard_limit_s=hard)
+        except BaseException:
+            for o in objs:
+                o.close()
+            raise
     return Guard(load_policies(policies, params), budget_ms=budget_ms or 50.0, hard_limit_s=hard_limit_s)
 
 
@@ -150,10 +147,6 @@ def parse_param_overrides(assignments: Iterable[str]) -> dict[str, dict[str, str
         pol, key = lhs.rsplit(".", 1)
         out.setdefault(pol.strip().lower(), {})[key.strip()] = v.strip()
     return out
-
-
-def _looks_like_path(name: str) -> bool:
-    return name.split(":")[0].endswith(".py") or "/" in name or "\\" in name
 
 
 def _load_file_class(name: str) -> type:

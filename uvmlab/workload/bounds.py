@@ -65,27 +65,36 @@ def check_ranges(w: object) -> None:
         check_name(a.name, "allocation name")
         va += -(-a.bytes // VA_BLOCK_SIZE) * VA_BLOCK_SIZE
     if va + VA_BLOCK_SIZE > MAX_VA_BYTES:
-        raise WorkloadError(f"the allocations need {va >> 40} TiB of VA, more than the modelled "
-                            f"{MAX_VA_BYTES >> 40} TiB address space (47-bit user VA)")
+        raise WorkloadError(
+            f"the allocations need {va >> 40} TiB of VA, more than the modelled "
+            f"{MAX_VA_BYTES >> 40} TiB address space (47-bit user VA)"
+        )
     pinned = sum(a.bytes for a in allocs if int(a.kind) == 2)
     if pinned > MAX_PINNED_BYTES:
-        raise WorkloadError(f"{pinned >> 30} GiB of pinned host memory (the model's host locks "
-                            f"at most {MAX_PINNED_BYTES >> 30} GiB)")
+        raise WorkloadError(
+            f"{pinned >> 30} GiB of pinned host memory (the model's host locks "
+            f"at most {MAX_PINNED_BYTES >> 30} GiB)"
+        )
     total_ns = 0
     for k, op in enumerate(ops):
         kind = op.op
         if kind in ("kernel", "cpu"):
             check_name(op.name, f"op {k}'s name")
             if not 0 <= op.compute_ns <= MAX_COMPUTE_NS:
-                raise WorkloadError(f"op {k} ({op.name[:40]}): compute time {op.compute_ns} ns "
-                                    f"is outside 0 .. 2^50 ns (13 days)")
+                raise WorkloadError(
+                    f"op {k} ({op.name[:40]}): compute time {op.compute_ns} ns "
+                    f"is outside 0 .. 2^50 ns (13 days)"
+                )
             total_ns += op.compute_ns
             if kind == "kernel" and not 1 <= op.gpu < MAX_PROCESSORS:
-                raise WorkloadError(f"op {k} ({op.name[:40]}): GPU {op.gpu} is not a GPU "
-                                    f"processor id (1 .. {MAX_PROCESSORS - 1})")
+                raise WorkloadError(
+                    f"op {k} ({op.name[:40]}): GPU {op.gpu} is not a GPU "
+                    f"processor id (1 .. {MAX_PROCESSORS - 1})"
+                )
         elif kind in ("advise", "prefetch") and not 0 <= op.processor < MAX_PROCESSORS:
-            raise WorkloadError(f"op {k} ({kind}): processor {op.processor} is outside "
-                                f"0 .. {MAX_PROCESSORS - 1}")
+            raise WorkloadError(
+                f"op {k} ({kind}): processor {op.processor} is outside 0 .. {MAX_PROCESSORS - 1}"
+            )
     if total_ns > MAX_TOTAL_NS:
         raise WorkloadError(f"the operations compute for {total_ns} ns in all (at most 2^53)")
 
@@ -104,24 +113,29 @@ def work(w: object) -> int:
     return total
 
 
-def check_fits(w: object, *, n_gpus: int, gpu_bytes: int,
-               max_touches: int = DEFAULT_MAX_TOUCHES) -> None:
+def check_fits(w: object, *, n_gpus: int, gpu_bytes: int, max_touches: int = DEFAULT_MAX_TOUCHES) -> None:
     """Can this machine run ``w`` in bounded time? Its processors exist, its device
     allocations fit the GPU's memory, its work is within ``max_touches``."""
     for k, op in enumerate(w.ops):  # type: ignore[attr-defined]
         if op.op == "kernel" and op.gpu > n_gpus:
-            raise WorkloadError(f"op {k} ({op.name[:40]}) runs on gpu{op.gpu - 1}, but the "
-                                f"model has {n_gpus} GPU(s)")
+            raise WorkloadError(
+                f"op {k} ({op.name[:40]}) runs on gpu{op.gpu - 1}, but the model has {n_gpus} GPU(s)"
+            )
         if op.op in ("advise", "prefetch") and op.processor > n_gpus:
-            raise WorkloadError(f"op {k} ({op.op}) names processor {op.processor} "
-                                f"(gpu{op.processor - 1}), but the model has {n_gpus} GPU(s)")
-    device = sum(-(-a.bytes // VA_BLOCK_SIZE) * VA_BLOCK_SIZE
-                 for a in w.allocs if int(a.kind) == 1)  # type: ignore[attr-defined]
+            raise WorkloadError(
+                f"op {k} ({op.op}) names processor {op.processor} "
+                f"(gpu{op.processor - 1}), but the model has {n_gpus} GPU(s)"
+            )
+    device = sum(-(-a.bytes // VA_BLOCK_SIZE) * VA_BLOCK_SIZE for a in w.allocs if int(a.kind) == 1)  # type: ignore[attr-defined]
     if device > gpu_bytes:
-        raise WorkloadError(f"device allocations need {device / 2**30:.1f} GiB, more than the "
-                            f"{gpu_bytes / 2**30:.1f} GiB of GPU memory the model has "
-                            "(cudaMalloc would fail)")
+        raise WorkloadError(
+            f"device allocations need {device / 2**30:.1f} GiB, more than the "
+            f"{gpu_bytes / 2**30:.1f} GiB of GPU memory the model has "
+            "(cudaMalloc would fail)"
+        )
     units = work(w)
     if units > max_touches:
-        raise WorkloadError(f"the workload asks for {units:.3g} touches of work, over the bound "
-                            f"of {max_touches:.3g}; raise it with --max-touches if you mean it")
+        raise WorkloadError(
+            f"the workload asks for {units:.3g} touches of work, over the bound "
+            f"of {max_touches:.3g}; raise it with --max-touches if you mean it"
+        )

@@ -1,0 +1,128 @@
+"""The watchdog: stops an in-process hook that never returns, and tells a user's Ctrl-C apart
+from a hook that raises ``KeyboardInterrupt`` itself.
+
+Inside ``Guard.session()`` (main thread only: Python runs signal handlers there, between
+bytecodes) a thread watches the call in progress; after the hard limit it interrupts the main
+thread with SIGUSR2, whose handler raises ``HookTimeout`` in the hook. The session also installs
+a SIGINT handler that marks a real Ctrl-C before raising ``KeyboardInterrupt``: the guard lets
+that one through (the run stops, what was done is saved) and ejects a policy that raises the
+exception on its own.
+
+A hook can defeat both in its own process: catch ``HookTimeout`` and go on, block the signals,
+or sit in code that never returns to the interpreter. After every call the guard checks that
+the handlers are still the session's (``handlers_changed``), restores them and ejects a policy
+that changed them; for the rest, ``--isolate`` (docs/security.md).
+"""
+
+from __future__ import annotations
+
+import _thread
+import signal
+import threading
+import time
+from typing import Any
+
+SIG = getattr(signal, "SIGUSR2", None)
+WATCHED = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None), SIG) if s is not None)
+
+
+class HookTimeout(BaseException):
+    """Raised inside a hook that ran past the hard limit. A BaseException so that a policy's
+    ``except Exception`` does not swallow it."""
+
+
+class CallState:
+    """What the watchdog needs to know of the call in progress (written by the guard)."""
+
+    __slots__ = ("in_call", "seq", "t0", "user_interrupt")
+
+    def __init__(self) -> None:
+        self.in_call = False
+        self.seq = 0
+        self.t0 = 0.0
+        self.user_interrupt = False
+
+
+class Watchdog:
+    """Interrupts a hook that has run past ``hard_limit_s``; marks a user's Ctrl-C."""
+
+    def __init__(self, state: CallState, hard_limit_s: float) -> None:
+        self.state = state
+        self.hard_limit_s = hard_limit_s
+        self.thread: threading.Thread | None = None
+        self.stopping = threading.Event()
+        self.old: dict[int, Any] = {}
+        self.mine: dict[int, Any] = {}
+        self.fired_seq = -1
+        self.fired_at = 0.0
+        self.mask: set[int] | None = None
+
+    def start(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._install(signal.SIGINT, self._on_sigint)
+        if SIG is not None and signal.getsignal(SIG) in (signal.SIG_DFL, None):
+            self._install(SIG, self._on_timeout)  # else the program uses it: no watchdog
+            self.thread = threading.Thread(target=self._run, name="uvmlab-policy-watchdog", daemon=True)
+            self.thread.start()
+        if hasattr(signal, "SIGTERM"):
+            self.mine[signal.SIGTERM] = signal.getsignal(signal.SIGTERM)
+        if hasattr(signal, "pthread_sigmask"):
+            self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+    def _install(self, sig: int, handler: Any) -> None:
+        self.old[sig] = signal.signal(sig, handler)
+        self.mine[sig] = handler
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.state.user_interrupt = True
+        raise KeyboardInterrupt
+
+    def _on_timeout(self, signum: int, frame: Any) -> None:
+        s = self.state
+        # Runs in the main thread, so in_call is exact here: a late signal is ignored.
+        if s.in_call and s.seq == self.fired_seq:
+            raise HookTimeout
+
+    def fired_for(self, seq: int) -> bool:
+        return self.fired_seq == seq
+
+    def _run(self) -> None:
+        poll = min(0.05, self.hard_limit_s / 4)
+        while not self.stopping.wait(poll):
+            s = self.state
+            seq = s.seq
+            now = time.perf_counter()
+            if (
+                s.in_call
+                and now - s.t0 > self.hard_limit_s
+                and (seq != self.fired_seq or now - self.fired_at > self.hard_limit_s)
+            ):
+                self.fired_seq = seq
+                self.fired_at = now
+                _thread.interrupt_main(SIG)
+
+    def handlers_changed(self) -> str | None:
+        """The first watched signal whose handler a hook replaced (now restored), or None."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        for sig, handler in self.mine.items():
+            now = signal.getsignal(sig)
+            if now is not handler:
+                signal.signal(sig, handler)
+                return signal.Signals(sig).name
+        if self.mask is not None:
+            now_mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+            if now_mask != self.mask:
+                signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
+                return "the signal mask"
+        return None
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.stopping.set()
+            self.thread.join()
+        if threading.current_thread() is threading.main_thread():
+            for sig, old in self.old.items():
+                signal.signal(sig, old)
