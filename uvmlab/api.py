@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from uvmlab.core.errors import UvmlabError
+from uvmlab.core.errors import RunInterrupted, UvmlabError
 from uvmlab.core.units import parse_size
 from uvmlab.driver.hal import GpuSpec, get_gpu
 from uvmlab.driver.params import Params
@@ -16,6 +16,7 @@ from uvmlab.engine.sampling import DEFAULT_BINS, DEFAULT_MAX_SAMPLES, record_sam
 from uvmlab.policy.loader import build_hooks
 from uvmlab.results.result import Result
 from uvmlab.timing.cost_model import CostProfile, load_profile, profile_for_gpu
+from uvmlab.workload.bounds import DEFAULT_MAX_TOUCHES
 from uvmlab.workload.fileformat import read_workload
 from uvmlab.workload.ir import AllocKind, Workload
 from uvmlab.workload.synthetic import make_workload
@@ -26,7 +27,11 @@ def load_workload(spec: str | Path | Workload) -> Workload:
     if isinstance(spec, Workload):
         return spec
     s = str(spec)
-    if s.endswith(".uvmw") or Path(s).is_file():
+    try:
+        is_file = Path(s).is_file()
+    except (OSError, ValueError):  # a name too long for a path, a NUL: not a file, so a spec
+        is_file = False
+    if s.endswith(".uvmw") or is_file:
         return read_workload(s)
     return make_workload(s)
 
@@ -41,8 +46,8 @@ def resolve_gpu_memory(value: str | int | None, workload: Workload, gpu: GpuSpec
             pct = float(value.strip()[:-1])
         except ValueError:
             raise UvmlabError(f"cannot read oversubscription {value!r} (try '150%')") from None
-        if pct <= 0:
-            raise UvmlabError(f"oversubscription must be positive, got {value!r}")
+        if not 0.01 <= pct <= 1e6:  # NaN fails this too
+            raise UvmlabError(f"oversubscription must be between 0.01% and 1000000%, got {value!r}")
         footprint = max(workload.managed_bytes, 1)
         cap = int(footprint * 100 / pct)
         return max(2 << 20, cap // (2 << 20) * (2 << 20))
@@ -78,13 +83,17 @@ def simulate(
     progress: Callable[[int, int], None] | None = None,
     fast_path: bool = True,
     gpus: int | None = None,
+    isolate: bool = False,
+    max_touches: int | None = None,
 ) -> Result:
     """Run ``workload`` through the modeled driver and return its Result.
 
     ``fast_path=False`` services every fault with the reference (interpreted) path; the
     answers are the same, only slower (kept to test the compiled path against). ``gpus``: how
     many GPUs (all of the part ``gpu``, each with ``gpu_memory``) share the VA space; by default
-    as many as the workload names (``Workload.gpus``).
+    as many as the workload names (``Workload.gpus``). ``isolate`` runs each policy in a process
+    of its own (docs/security.md); ``max_touches`` raises the bound on the workload's work
+    (workload/bounds.py). A Ctrl-C raises ``RunInterrupted`` carrying the result of what was done.
     """
     w = load_workload(workload)
     refuse_hostmem(w)
@@ -106,11 +115,48 @@ def simulate(
         # the guard's read-only views show one GPU's PMM: not yet safe with peers
         raise UvmlabError("policies run with one GPU only; this workload uses several GPUs")
     if policies:
-        hooks = build_hooks(policies)
+        hooks = build_hooks(policies, isolate=isolate)
         if not hooks.slots:
             hooks = None  # "default": nothing to hook
         elif hooks.module_params:  # e.g. a replay policy that is a driver module parameter
             prm = prm.replace(**hooks.module_params)
+    try:
+        return _run(
+            w,
+            spec,
+            prm,
+            prof,
+            cap,
+            hooks,
+            concurrency=concurrency,
+            events=events,
+            check_invariants=check_invariants,
+            progress=progress,
+            fast_path=fast_path,
+            max_touches=DEFAULT_MAX_TOUCHES if max_touches is None else int(max_touches),
+            n_gpus=n_gpus,
+        )
+    finally:
+        if hooks is not None:
+            hooks.close()  # isolated policies' processes end with the run, whatever happened
+
+
+def _run(
+    w: Workload,
+    spec: GpuSpec,
+    prm: Params,
+    prof: CostProfile,
+    cap: int,
+    hooks: Any,
+    *,
+    concurrency: int | None,
+    events: bool,
+    check_invariants: bool,
+    progress: Callable[[int, int], None] | None,
+    fast_path: bool,
+    max_touches: int,
+    n_gpus: int,
+) -> Result:
     eng = Engine(
         w,
         gpu=spec,
@@ -124,9 +170,14 @@ def simulate(
         progress=progress,
         fast_path=fast_path,
         n_gpus=n_gpus,
+        max_touches=max_touches,
     )
-    with hooks.session() if hooks is not None else contextlib.nullcontext():
-        eng.run()  # the session arms the watchdog that stops hooks that never return
+    interrupted = False
+    try:
+        with hooks.session() if hooks is not None else contextlib.nullcontext():
+            eng.run()  # the session arms the watchdog that stops hooks that never return
+    except KeyboardInterrupt:
+        interrupted = True
     drv = eng.drv
     meta: dict[str, Any] = {}
     if n_gpus > 1:  # absent with one GPU: single-GPU results stay exactly as they were
@@ -135,7 +186,7 @@ def simulate(
         drv.counters["policy_ejections"] = hooks.ejections
         meta["policies"] = hooks.labels
         meta["policy_ejected"] = list(hooks.ejected)
-    return Result(
+    res = Result(
         workload=w.name,
         totals=dict(drv.counters),
         ops=eng.rows,
@@ -150,6 +201,10 @@ def simulate(
         meta={"seed": w.seed, "workload_params": dict(w.params), "concurrency": eng.concurrency, **meta},
         events=drv.log.to_pandas() if events else None,
     )
+    if interrupted:
+        res.meta["interrupted"] = True
+        raise RunInterrupted(res)
+    return res
 
 
 def simulate_sampled(

@@ -31,3 +31,11 @@ class GpuUnavailableError(UvmlabError):
     """The real-GPU backend was asked for, but no usable NVIDIA GPU / CUDA stack is present."""
 
     exit_code = 3
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """The user stopped a run (Ctrl-C); ``result`` holds what was done up to then."""
+
+    def __init__(self, result: object) -> None:
+        super().__init__("interrupted")
+        self.result = result

@@ -7,7 +7,7 @@ ranges for large allocations). Pages are numbered globally (VA >> 12); a page's 
 
 Per-page state is one byte per fact — residency bits, one permission byte per processor, and the
 range policy (preferred location, accessed-by, read duplication) stored per page so that advice
-on any sub-range needs no range splitting. The arrays are created with ``np.zeros``, which the
+on any sub-range needs no range splitting. The arrays are created with ``core.sparse.zeros``, which the
 OS backs lazily: untouched parts of a 1 TiB allocation cost no memory.
 
 Processors: 0 is the CPU, 1.. are GPUs (at most 7: residency and accessed-by are one byte per
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from uvmlab.core import sparse
 from uvmlab.core.errors import UvmlabError
 from uvmlab.core.sizes import BLOCK_SHIFT, PAGES_PER_BLOCK
 from uvmlab.driver.peer import Topology
@@ -66,11 +67,11 @@ class VaSpace:
         self.n_blocks = next_page >> BLOCK_SHIFT
 
         # per page
-        self.residency = np.zeros(self.total_pages, dtype=np.uint8)  # bit p: resident on p
-        self.perm = np.zeros((self.n_procs, self.total_pages), dtype=np.uint8)
-        self.preferred = np.zeros(self.total_pages, dtype=np.uint8)  # processor + 1; 0 = unset
-        self.accessed_by = np.zeros(self.total_pages, dtype=np.uint8)  # processor mask
-        self.read_dup = np.zeros(self.total_pages, dtype=np.uint8)  # READ_DUP_*
+        self.residency = sparse.zeros(self.total_pages, np.uint8)  # bit p: resident on p
+        self.perm = sparse.zeros((self.n_procs, self.total_pages), np.uint8)
+        self.preferred = sparse.zeros(self.total_pages, np.uint8)  # processor + 1; 0 = unset
+        self.accessed_by = sparse.zeros(self.total_pages, np.uint8)  # processor mask
+        self.read_dup = sparse.zeros(self.total_pages, np.uint8)  # READ_DUP_*
 
         # per block
         self.block_alloc = np.full(self.n_blocks, -1, dtype=np.int32)

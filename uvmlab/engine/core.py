@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from uvmlab.core import sparse
 from uvmlab.core.errors import UvmlabError
 from uvmlab.driver import tools
 from uvmlab.driver.advice import advise
@@ -32,6 +33,7 @@ from uvmlab.driver.va_space import CPU, PERM_ATOMIC
 from uvmlab.engine.gpu import GpuKernelRun
 from uvmlab.engine.sampling import attach_sampler
 from uvmlab.timing.cost_model import CostProfile
+from uvmlab.workload.bounds import DEFAULT_MAX_TOUCHES, check_fits
 from uvmlab.workload.ir import (
     AdviseOp,
     AllocKind,
@@ -86,9 +88,13 @@ class Engine:
         share: PmmShare | None = None,
         tenant: str = "",
         n_gpus: int = 1,
+        max_touches: int = DEFAULT_MAX_TOUCHES,
     ) -> None:
-        if concurrency < 1:
-            raise UvmlabError(f"GPU concurrency must be >= 1, got {concurrency}")
+        if not 1 <= concurrency <= 1 << 31:
+            raise UvmlabError(f"GPU concurrency must be in 1 .. 2^31, got {concurrency}")
+        # the machine must be able to run it, in bounded work, before any state is made for it
+        cap = gpu_memory_bytes if gpu_memory_bytes is not None else gpu.n_root_chunks * gpu.root_chunk_size
+        check_fits(workload, n_gpus=n_gpus, gpu_bytes=cap, max_touches=max_touches)
         self.workload = workload
         self.gpu = gpu
         self.params = params
@@ -118,8 +124,10 @@ class Engine:
         self.touches = 0
         self.rows: list[dict] = []
         self.wall_s = 0.0
+        self._t0 = time.perf_counter()
         self.op_wall_s: list[float] = []  # the model's own wall time per operation (benchmarks)
         self.fatal: dict | None = None
+        self.interrupted = False
         self.kernel: GpuKernelRun | None = None  # the running kernel (policies that see the future)
         if hooks is not None:
             hooks.attach(self)
@@ -145,13 +153,20 @@ class Engine:
 
     # --- running --------------------------------------------------------------------------
     def run(self) -> None:
-        if not self.start():
-            return
-        for k in range(len(self.workload.ops)):
-            self.step(k)
-            if self.fatal is not None:
-                break  # the context is dead: the rest of the workload does not run
-        self.finish()
+        """Run every operation. A Ctrl-C stops it between two steps of the model: the counters
+        and rows of what was done stay (``interrupted``) and the KeyboardInterrupt goes on."""
+        try:
+            if not self.start():
+                return
+            for k in range(len(self.workload.ops)):
+                self.step(k)
+                if self.fatal is not None:
+                    break  # the context is dead: the rest of the workload does not run
+        except KeyboardInterrupt:
+            self.interrupted = True
+            raise
+        finally:
+            self.finish()
 
     # Stepping, for callers that interleave several engines on one clock (uvmlab.vgpu): start(),
     # then step(k) for each op in order with ``clock`` set to when it starts, then finish().
@@ -291,8 +306,8 @@ class Engine:
         hi = lo + int(va.alloc_pages[alloc])
         va.alloc_live[alloc] = False
         self.drv.charge((((hi - 1) >> 9) - (lo >> 9) + 1) * self.drv.profile.free_block_ns)
-        va.residency[lo:hi] = 0
-        va.perm[:, lo:hi] = 0
+        sparse.clear(va.residency, lo, hi)  # only what is set: zeros would commit untouched VA
+        sparse.clear(va.perm, lo, hi)
         for b in range(lo >> 9, ((hi - 1) >> 9) + 1):
             for g in range(va.n_gpus):
                 chunk = int(va.gpu_chunk[g, b])

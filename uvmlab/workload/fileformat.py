@@ -21,6 +21,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 import stat
 import struct
 import tempfile
@@ -32,6 +33,7 @@ import numpy as np
 
 from uvmlab.core.errors import TraceFileError, WorkloadError
 from uvmlab.core.units import MAX_SIZE
+from uvmlab.workload.bounds import MAX_OPS
 from uvmlab.workload.ir import (
     IR_VERSION,
     OP_TYPES,
@@ -276,7 +278,15 @@ def _crc_of(f: io.BufferedIOBase, end: int) -> int:
     return crc
 
 
+_OP_KEY = re.compile(rb'"op"\s*:')
+
+
 def _parse_header(data: bytes, fail: _Fail) -> dict[str, Any]:
+    # Parsing JSON costs ~20 bytes of memory per byte of small objects: count the operations
+    # first, so a header of millions of tiny ops is refused before it takes gigabytes.
+    n_ops = len(_OP_KEY.findall(data))
+    if n_ops > MAX_OPS:
+        fail(f"header holds {n_ops} operations (at most {MAX_OPS})")
     try:
         header = json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError) as e:  # RecursionError: absurdly nested JSON

@@ -21,6 +21,7 @@ import numpy as np
 from uvmlab.core.errors import WorkloadError
 from uvmlab.core.sizes import PAGE_SIZE
 from uvmlab.core.units import parse_size
+from uvmlab.workload.bounds import check_ranges
 
 #: 2 added pageable and file-backed allocations (HMM, GAIA) and the maquire / mrelease ops;
 #: version-1 workloads still load (they use none of these).
@@ -269,6 +270,7 @@ def validate_workload(w: Workload) -> None:
     n_alloc = len(w.allocs)
     if not w.allocs:
         raise WorkloadError(f"workload {w.name!r} has no allocations")
+    check_ranges(w)  # every value the engine uses has a checked range (bounds.py)
     names = set()
     for a in w.allocs:
         if a.bytes <= 0:
