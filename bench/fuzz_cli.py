@@ -446,6 +446,9 @@ def run_case(case: dict[str, Any]) -> tuple[str, str, str]:
         from fuzzlib import crash_class
 
         return "crash", f"{crash_class(escaped)}: {line}", kind
+    if "uvmlab: internal error:" in err:
+        first = next(x for x in err.splitlines() if "internal error" in x)
+        return "crash", f"{first.split(': ', 2)[2][:100]}: {line}", kind
     if "Traceback (most recent call last)" in err:
         last = [x for x in err.splitlines() if x.strip()][-1][:120]
         return "crash", f"traceback {last}: {line}", kind

@@ -16,7 +16,7 @@ from uvmlab.engine.sampling import DEFAULT_BINS, DEFAULT_MAX_SAMPLES, record_sam
 from uvmlab.policy.loader import build_hooks
 from uvmlab.results.result import Result
 from uvmlab.timing.cost_model import CostProfile, load_profile, profile_for_gpu
-from uvmlab.workload.bounds import DEFAULT_MAX_TOUCHES
+from uvmlab.workload.bounds import DEFAULT_MAX_TOUCHES, check_fits
 from uvmlab.workload.fileformat import read_workload
 from uvmlab.workload.ir import AllocKind, Workload
 from uvmlab.workload.synthetic import make_workload
@@ -67,6 +67,37 @@ def refuse_hostmem(w: Workload) -> None:
             f"workload {w.name!r} has pageable allocations, which a GPU reaches only through HMM: "
             "run it with `uvmlab hmm run` (uvmlab.hmm.simulate.simulate_hmm)"
         )
+
+
+def check_run(
+    workload: Workload | str,
+    *,
+    gpu: str | GpuSpec = "h200",
+    params: Params | Mapping[str, Any] | None = None,
+    profile: str | CostProfile | None = None,
+    gpu_memory: str | int | None = None,
+    policies: Any = None,
+    max_touches: int | None = None,
+) -> None:
+    """Everything ``simulate`` checks before it runs, without running: the workload, GPU,
+    parameters, profile, GPU memory, the policies (loaded in-process, so their files run) and the
+    work bound. A sweep calls it for every point before the first point runs."""
+    w = load_workload(workload)
+    spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
+    prm = params if isinstance(params, Params) else Params.from_overrides(dict(params or {}))
+    if not isinstance(profile, CostProfile):
+        load_profile(profile or profile_for_gpu(spec.name, spec.link))
+    cap = resolve_gpu_memory(gpu_memory, w, spec)
+    if policies:
+        hooks = build_hooks(policies)
+        if hooks.module_params:
+            prm.replace(**hooks.module_params)
+    check_fits(
+        w,
+        n_gpus=w.gpus,
+        gpu_bytes=cap,
+        max_touches=DEFAULT_MAX_TOUCHES if max_touches is None else int(max_touches),
+    )
 
 
 def simulate(

@@ -1,11 +1,13 @@
 """The ``uvmlab`` command: the app, its command groups (one module each), and ``main``.
 
 Every user-facing failure is a ``UvmlabError``: ``main`` prints it as one line on stderr and
-exits non-zero. Anything else is a bug and keeps its traceback.
+exits non-zero. Anything else is a bug: one ``internal error`` line and exit code 70
+(``UVMLAB_TRACEBACK=1`` shows its traceback).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -75,13 +77,25 @@ def main() -> None:
         sys.exit(130)
     except (typer.Exit, SystemExit) as e:
         sys.exit(getattr(e, "exit_code", getattr(e, "code", 0)))
+    except MemoryError:
+        print("uvmlab: error: out of memory (a smaller workload, or --gpu-memory, may fit)", file=sys.stderr)
+        sys.exit(2)
     except Exception as e:  # usage errors from click (typer ships its own copy of click)
         if hasattr(e, "format_message") and hasattr(e, "exit_code"):
             print(f"uvmlab: error: {' '.join(e.format_message().split())} (see --help)", file=sys.stderr)
             sys.exit(e.exit_code)
         if type(e).__name__ == "Abort":
             sys.exit(1)
-        raise
+        # A bug: still one line, never a traceback at the user (docs/security.md); the
+        # fuzzers count these lines as crashes. UVMLAB_TRACEBACK=1 shows the traceback.
+        if os.environ.get("UVMLAB_TRACEBACK"):
+            raise
+        msg = " ".join(str(e).split())[:300]
+        print(
+            f"uvmlab: internal error: {type(e).__name__}: {msg} (a bug: please report it)",
+            file=sys.stderr,
+        )
+        sys.exit(70)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,12 @@ from rich.progress import BarColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from uvmlab.api import simulate
+from uvmlab.core.errors import UvmlabError
+from uvmlab.core.output import check_output
 from uvmlab.core.units import fmt_bytes, fmt_ns
 from uvmlab.driver.params import Params, parse_param_assignment
 from uvmlab.results.result import Result
+from uvmlab.workload.bounds import DEFAULT_MAX_TOUCHES
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
@@ -38,6 +41,47 @@ ProfileOpt = Annotated[str | None, typer.Option("--profile", help="Cost profile 
 ParamFileOpt = Annotated[
     Path | None, typer.Option("--params-file", help="TOML file of module parameters ([params] table).")
 ]
+
+
+IsolateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--isolate",
+        help="Run each policy in a process of its own, under limits: a hook that hangs, loops or "
+        "misbehaves is killed and ejected (docs/security.md).",
+    ),
+]
+MaxTouchesOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-touches",
+        help=f"Bound on a workload's work (touches, plus pages advice and prefetch cover); default "
+        f"{DEFAULT_MAX_TOUCHES:.3g}.",
+    ),
+]
+
+
+def max_touches(value: float | None) -> int | None:
+    """``--max-touches`` as an int (it accepts 1e12)."""
+    if value is None:
+        return None
+    if not 1 <= value <= 2**62:  # NaN fails this too
+        raise UvmlabError(f"--max-touches must be between 1 and 2^62, got {value}")
+    return int(value)
+
+
+def check_outputs(*outputs: tuple[str, Path | None], stdout: tuple[str, ...] = ()) -> None:
+    """Check every output path before any work starts (docs/security.md, "Output paths"):
+    ``(option, path)`` pairs; options named in ``stdout`` may be ``-``."""
+    seen: dict[str, str] = {}
+    for option, path in outputs:
+        if path is None:
+            continue
+        target = check_output(path, what=option, stdout=option in stdout)
+        key = str(target) if target is not None else "-"
+        if target is not None and key in seen:
+            raise UvmlabError(f"{option} and {seen[key]} name the same file {path}")
+        seen[key] = option
 
 
 def parse_params(assignments: list[str] | None, params_file: Path | None) -> Params:

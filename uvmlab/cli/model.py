@@ -12,15 +12,21 @@ from rich.table import Table
 from uvmlab.api import load_workload, simulate
 from uvmlab.cli.common import (
     GpuOpt,
+    IsolateOpt,
+    MaxTouchesOpt,
     MemOpt,
     ParamFileOpt,
     ParamOpt,
     ProfileOpt,
+    check_outputs,
+    err,
+    max_touches,
     out,
     parse_params,
     results_table,
     simulate_with_progress,
 )
+from uvmlab.core.errors import RunInterrupted
 from uvmlab.core.units import fmt_bytes, fmt_ns
 from uvmlab.driver.params import describe as describe_params
 from uvmlab.engine.sampling import record_samples
@@ -77,24 +83,35 @@ def run(
             help="GPUs of the --gpu part in the VA space (default: as many as the workload names).",
         ),
     ] = None,
+    isolate: IsolateOpt = False,
+    max_touches_: MaxTouchesOpt = None,
 ) -> None:
     """Run one workload in the model and print its totals."""
+    check_outputs(("--out", out_file), ("--parquet", parquet), ("--timeline", timeline), stdout=("--out",))
     prm = parse_params(param, params_file)
     # residency samples are cheap; take them whenever the result is kept (heatmaps, reports)
     keep = out_file is not None or parquet is not None or timeline is not None
     with record_samples(enabled=keep) as rec:
-        res = simulate_with_progress(
-            workload,
-            f"simulating {workload}",
-            quiet=as_json,
-            gpu=gpu,
-            params=prm,
-            profile=profile,
-            gpu_memory=gpu_memory,
-            policies=policy,
-            events=events or timeline is not None or parquet is not None,
-            gpus=gpus,
-        )
+        try:
+            res = simulate_with_progress(
+                workload,
+                f"simulating {workload}",
+                quiet=as_json,
+                gpu=gpu,
+                params=prm,
+                profile=profile,
+                gpu_memory=gpu_memory,
+                policies=policy,
+                events=events or timeline is not None or parquet is not None,
+                gpus=gpus,
+                isolate=isolate,
+                max_touches=max_touches(max_touches_),
+            )
+        except RunInterrupted as stop:  # Ctrl-C: keep what was done, then stop
+            if out_file is not None:
+                stop.result.save(out_file)
+                err.print(f"interrupted: the partial result is in {out_file}", highlight=False)
+            raise
     if keep:
         rec.attach(res)
     if out_file is not None:
@@ -214,5 +231,6 @@ def trace_info(path: Path) -> None:
 @trace_app.command("write")
 def trace_write(workload: str, path: Path) -> None:
     """Write a built-in workload to a .uvmw file."""
+    check_outputs(("PATH", path))
     write_workload(load_workload(workload), path)
     out.print(f"wrote {path}")

@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from uvmlab.cli.common import err, out, parse_params, simulate_with_progress
+from uvmlab.cli.common import (
+    IsolateOpt,
+    MaxTouchesOpt,
+    check_outputs,
+    err,
+    max_touches,
+    out,
+    parse_params,
+    simulate_with_progress,
+)
 from uvmlab.core.units import fmt_bytes
 from uvmlab.lab import compare as cmp
 from uvmlab.policy.base import families, implemented_hooks, summary
@@ -70,8 +79,11 @@ def compare_cmd(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as Markdown.")] = False,
+    isolate: IsolateOpt = False,
+    max_touches_: MaxTouchesOpt = None,
 ) -> None:
     """Run WORKLOAD under the driver's default and under each policy; compare them."""
+    check_outputs(("--plot", plot_file))
     specs = cmp.parse_policy_list(policies)
     rows = cmp.compare(
         workload,
@@ -83,6 +95,8 @@ def compare_cmd(
         params=parse_params(param, params_file),
         profile=profile,
         gpu_memory=gpu_memory,
+        isolate=isolate,
+        max_touches=max_touches(max_touches_),
     )
     if as_json:
         print(
@@ -149,9 +163,15 @@ def run_cmd(
     budget_ms: BudgetOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print totals as JSON.")] = False,
     out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Save the result (JSON).")] = None,
+    isolate: IsolateOpt = False,
+    max_touches_: MaxTouchesOpt = None,
 ) -> None:
     """Run WORKLOAD with a policy (or a composition) and print its totals and ejections."""
-    hooks = build_hooks(policy, budget_ms=budget_ms, params=parse_param_overrides(policy_param or []))
+    check_outputs(("--out", out_file), stdout=("--out",))
+    bound = max_touches(max_touches_)
+    hooks = build_hooks(
+        policy, budget_ms=budget_ms, params=parse_param_overrides(policy_param or []), isolate=isolate
+    )
     res = simulate_with_progress(
         workload,
         f"simulating {workload} with {policy}",
@@ -161,6 +181,7 @@ def run_cmd(
         profile=profile,
         gpu_memory=gpu_memory,
         policies=hooks if hooks.slots else None,
+        max_touches=bound,
     )
     if out_file is not None:
         res.save(out_file)
@@ -181,10 +202,20 @@ def check_cmd(
     policy: Annotated[
         str, typer.Argument(help="path/to/file.py[:Class] or a built-in name, with optional (k=v,...).")
     ],
+    isolate: Annotated[
+        bool,
+        typer.Option("--isolate", help="Load the policy in a process of its own (loading runs its code)."),
+    ] = False,
 ) -> None:
-    """Load a policy and show what it hooks, without running anything."""
-    pols = load_policies(policy)
-    Guard(pols)  # composition rules
+    """Load a policy and show what it hooks, without running anything. Loading a file runs its
+    top-level code: --isolate does that in a process of its own (docs/security.md)."""
+    if isolate:
+        guard = build_hooks(policy, isolate=True)
+        guard.close()
+        pols = guard.policies
+    else:
+        pols = load_policies(policy)
+        Guard(pols)  # composition rules
     for p in pols:
         label = getattr(p, "label", type(p).__name__)
         out.print(

@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from uvmlab.cli.common import check_outputs
 from uvmlab.cli.common import out as console
 from uvmlab.core.errors import UvmlabError
+from uvmlab.core.output import check_output
 from uvmlab.lab.sweep.runner import load_sweep
 from uvmlab.results import plots
 from uvmlab.results.perfetto import write_timeline
@@ -37,7 +39,11 @@ def load_results(paths: list[Path]) -> tuple[list[Result], list[str]]:
     results: list[Result] = []
     names: list[str] = []
     for p in paths:
-        if p.is_dir():
+        try:
+            is_dir = p.is_dir()
+        except OSError as e:
+            raise UvmlabError(f"{p}: {e.strerror or e}") from None
+        if is_dir:
             _, points, done = load_sweep(p)
             if not done:
                 raise UvmlabError(f"{p}: the sweep has no finished points yet")
@@ -59,6 +65,7 @@ def report(
     title: Annotated[str, typer.Option("--title", help="Page title.")] = "uvmlab report",
 ) -> None:
     """One self-contained HTML page: summary tables and plots of one or several runs."""
+    check_outputs(("--out", out), stdout=("--out",))
     res, labels = load_results(results)
     write_report(res, out, labels, title=title)
     console.print(f"wrote {out} ({len(res)} run(s))", highlight=False)
@@ -71,6 +78,7 @@ def timeline(
     ),
 ) -> None:
     """Write a saved result as a Chrome / Perfetto trace (open it in ui.perfetto.dev)."""
+    check_outputs(("--out", out), stdout=("--out",))
     write_timeline(Result.load(result), out)
     console.print(f"wrote {out}", highlight=False)
 
@@ -80,6 +88,7 @@ def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the tables.")] = Path("tables"),
 ) -> None:
     """Write results as Parquet tables: runs, ops, events, samples (docs/results.md)."""
+    check_output(out, what="--out", directory=True)
     res, labels = load_results(results)
     paths = write_tables(res, out, labels)
     console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
@@ -97,6 +106,7 @@ def plot(
     """Draw a residency heatmap, faults/migrations over time, or a comparison of runs (PNG)."""
     if kind not in PLOTS:
         raise UvmlabError(f"unknown plot {kind!r} (choose from {', '.join(PLOTS)})")
+    check_outputs(("--out", out))
     res, labels = load_results(results)
     if kind == "compare":
         fig = plots.comparison_bars(res, labels)

@@ -15,8 +15,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from uvmlab.cli.common import err, results_table
+from uvmlab.cli.common import IsolateOpt, MaxTouchesOpt, err, max_touches, results_table
 from uvmlab.cli.common import out as console
+from uvmlab.core.output import check_output
 from uvmlab.lab.sweep.runner import default_directory, point_path, run_sweep
 from uvmlab.lab.sweep.spec import SweepSpec
 from uvmlab.results.report import write_report
@@ -80,6 +81,8 @@ def sweep(
     no_samples: Annotated[
         bool, typer.Option("--no-samples", help="Do not sample residency over time (no heatmaps).")
     ] = False,
+    isolate: IsolateOpt = False,
+    max_touches_: MaxTouchesOpt = None,
 ) -> None:
     """Run a workload over the cross product of parameter, policy and GPU-memory values.
 
@@ -96,11 +99,22 @@ def sweep(
         events=events,
         samples=not no_samples,
     )
+    if out is not None:
+        check_output(out, what="--out", directory=True)
+    bound = max_touches(max_touches_)
     directory = out if out is not None else default_directory(spec)
     bar = _Bar(f"sweep {spec.name}")
     try:
         res = run_sweep(
-            spec, directory, engine=engine, workers=workers, address=address, resume=resume, progress=bar
+            spec,
+            directory,
+            engine=engine,
+            workers=workers,
+            address=address,
+            resume=resume,
+            progress=bar,
+            isolate=isolate,
+            max_touches=bound,
         )
     except KeyboardInterrupt:
         bar.close()

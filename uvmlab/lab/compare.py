@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +12,7 @@ from matplotlib.figure import Figure
 
 from uvmlab.api import load_workload, simulate
 from uvmlab.core.errors import UvmlabError
+from uvmlab.core.output import write_via
 from uvmlab.core.units import fmt_bytes, fmt_ns
 from uvmlab.policy.loader import NO_POLICY, build_hooks, split_top
 from uvmlab.results.result import Result
@@ -57,27 +55,32 @@ def compare(
     policy_params: Mapping[str, Mapping[str, Any]] | None = None,
     budget_ms: float | None = None,
     progress: Callable[[str], None] | None = None,
+    isolate: bool = False,
     **simulate_kw: Any,
 ) -> list[Row]:
-    """Run ``workload`` with the driver's default, then with each policy spec."""
+    """Run ``workload`` with the driver's default, then with each policy spec (``isolate``: each
+    policy in a process of its own, docs/security.md)."""
     w = load_workload(workload)
-    hooks = [
-        (s, build_hooks(s, budget_ms=budget_ms, params=policy_params))
-        for s in specs
-        if s.strip().lower() not in NO_POLICY
-    ]  # load all first: fail before running
-    if progress:
-        progress("default")
-    base = simulate(w, **simulate_kw)
-    rows = [Row("default", base, 1.0)]
-    t0 = max(1, base.totals["time_ns"])
-    for spec, h in hooks:
+    hooks: list = []
+    try:
+        for s in specs:  # load all first: fail before running
+            if s.strip().lower() not in NO_POLICY:
+                hooks.append((s, build_hooks(s, budget_ms=budget_ms, params=policy_params, isolate=isolate)))
         if progress:
-            progress(spec)
-        r = simulate(w, policies=h, **simulate_kw)
-        label = "+".join(h.labels) or spec  # a file's policy by its name, not its path
-        rows.append(Row(label, r, t0 / max(1, r.totals["time_ns"])))
-    return rows
+            progress("default")
+        base = simulate(w, **simulate_kw)
+        rows = [Row("default", base, 1.0)]
+        t0 = max(1, base.totals["time_ns"])
+        for spec, h in hooks:
+            if progress:
+                progress(spec)
+            r = simulate(w, policies=h, **simulate_kw)
+            label = "+".join(h.labels) or spec  # a file's policy by its name, not its path
+            rows.append(Row(label, r, t0 / max(1, r.totals["time_ns"])))
+        return rows
+    finally:
+        for _, h in hooks:
+            h.close()
 
 
 def table_rows(rows: Sequence[Row]) -> list[list[str]]:
@@ -126,12 +129,4 @@ def plot(rows: Sequence[Row], path: str | Path, title: str = "") -> None:
     axes[-1].set_xticks(range(len(rows)), names, rotation=40, ha="right", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", suffix=path.suffix or ".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)  # atomic: never half a file
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_via(path, lambda tmp: fig.savefig(tmp, dpi=120), what="plot")

@@ -11,8 +11,8 @@ from numba import njit
 from uvmlab.core.sizes import BLOCK_SHIFT
 from uvmlab.driver.perf import prefetch as pf
 from uvmlab.policy import base, decisions
-from uvmlab.policy.context import PrefetchContext
 from uvmlab.policy.bitmap_tree import BitmapTree, compute_mask
+from uvmlab.policy.context import PrefetchContext
 from uvmlab.policy.views import ro
 
 CPU = 0

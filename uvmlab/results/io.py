@@ -5,8 +5,6 @@ a result (the event stream is the table, the rest is JSON in the file's metadata
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,9 +16,19 @@ import pyarrow.parquet as pq
 
 from uvmlab.core.counters import EVENT_TYPES
 from uvmlab.core.errors import TraceFileError
+from uvmlab.core.output import write_atomic
 from uvmlab.driver.tools import EVENT_COLUMNS
 
 PARQUET_META_KEY = b"uvmlab.result"
+
+__all__ = [
+    "events_arrow",
+    "events_from_columns",
+    "events_to_columns",
+    "read_result_parquet",
+    "write_atomic",
+    "write_result_parquet",
+]
 
 
 # --- the event stream --------------------------------------------------------------------------
@@ -111,29 +119,3 @@ def read_result_parquet(path: Path) -> dict[str, Any]:
             raise TraceFileError(f"{path}: event table lacks column(s) {', '.join(missing)}")
         d["events"] = {c: table.column(c).to_pylist() for c in EVENT_COLUMNS}
     return d
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp makes the file private (0600); give it the mode a plain open() would
-        os.fchmod(fd, _file_mode(path))
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _file_mode(path: Path) -> int:
-    try:
-        return path.stat().st_mode & 0o777  # replacing a file keeps its mode
-    except OSError:
-        mask = os.umask(0o022)
-        os.umask(mask)
-        return 0o666 & ~mask

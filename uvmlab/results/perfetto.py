@@ -340,4 +340,4 @@ def _add_residency(tr: _Trace, s: Any) -> None:
 def write_timeline(res: Result, path: str | Path, *, max_instants: int = MAX_INSTANTS) -> None:
     """Write ``res`` as a Trace Event JSON file, atomically."""
     trace = build_trace(res, max_instants=max_instants)
-    write_atomic(Path(path), json.dumps(trace, separators=(",", ":")).encode())
+    write_atomic(Path(path), json.dumps(trace, separators=(",", ":")).encode(), what="timeline", stdout=True)

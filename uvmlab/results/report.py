@@ -268,5 +268,5 @@ def write_report(
 ) -> Path:
     """Render and write the report atomically; returns the path."""
     p = Path(path)
-    write_atomic(p, render_report(results, labels, **kw).encode())  # type: ignore[arg-type]
+    write_atomic(p, render_report(results, labels, **kw).encode(), what="report", stdout=True)  # type: ignore[arg-type]
     return p

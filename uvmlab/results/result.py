@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,7 +169,7 @@ class Result:
         if p.suffix == ".parquet":
             self.to_parquet(p)
             return
-        write_atomic(p, json.dumps(self.to_dict(), indent=1).encode())
+        write_atomic(p, json.dumps(self.to_dict(), indent=1).encode() + b"\n", what="result", stdout=True)
 
     def to_parquet(self, path: str | Path) -> None:
         """One Parquet file: the event stream as the table (empty when no events were recorded),
@@ -177,16 +179,33 @@ class Result:
     @classmethod
     def load(cls, path: str | Path) -> Result:
         p = Path(path)
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            raise TraceFileError(f"{p}: no such file") from None
+        except OSError as e:
+            raise TraceFileError(f"{p}: cannot read ({e.strerror or e})") from None
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+            raise TraceFileError(f"{p}: not a regular file")
         if p.suffix == ".parquet":
             return cls.from_dict(read_result_parquet(p), where=str(p))
         try:
-            text = p.read_text()
+            text = p.read_bytes().decode("utf-8")
         except OSError as e:
-            raise TraceFileError(f"{p}: cannot read ({e.strerror})") from None
+            raise TraceFileError(f"{p}: cannot read ({e.strerror or e})") from None
+        except UnicodeDecodeError:
+            raise TraceFileError(
+                f"{p}: not a result file (not UTF-8 text; a workload is read by "
+                "`uvmlab trace info` and run by `uvmlab run`)"
+            ) from None
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:
             raise TraceFileError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        except RecursionError:
+            raise TraceFileError(f"{p}: JSON nested too deeply to be a result") from None
+        if not isinstance(d, dict):
+            raise TraceFileError(f"{p}: not a uvmlab result file")
         return cls.from_dict(d, where=str(p))
 
 

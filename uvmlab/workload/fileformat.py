@@ -16,7 +16,6 @@ a one-line ``TraceFileError`` naming the file. Only then is the IR rebuilt and v
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import json
@@ -24,14 +23,14 @@ import os
 import re
 import stat
 import struct
-import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 import numpy as np
 
-from uvmlab.core.errors import TraceFileError, WorkloadError
+from uvmlab.core.errors import TraceFileError, UvmlabError, WorkloadError
+from uvmlab.core.output import write_atomic
 from uvmlab.core.units import MAX_SIZE
 from uvmlab.workload.bounds import MAX_OPS
 from uvmlab.workload.ir import (
@@ -84,26 +83,18 @@ def write_workload(w: Workload, path: str | os.PathLike[str]) -> None:
     p = os.fspath(path)
     w.validate()
     header, blobs = _encode(w)
-    directory = os.path.dirname(os.path.abspath(p))
-    tmp = None
+
+    def chunks() -> Iterator[bytes]:
+        crc = 0
+        for chunk in _file_chunks(header, blobs):
+            crc = zlib.crc32(chunk, crc)
+            yield chunk
+        yield _TRAILER.pack(crc)
+
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(p)}.", suffix=".tmp", dir=directory)
-        with os.fdopen(fd, "wb") as f:
-            crc = 0
-            for chunk in _file_chunks(header, blobs):
-                f.write(chunk)
-                crc = zlib.crc32(chunk, crc)
-            f.write(_TRAILER.pack(crc))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-        tmp = None
-    except OSError as e:
-        raise TraceFileError(f"{p}: cannot write: {e.strerror or e}") from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        write_atomic(p, chunks(), what="workload file")
+    except UvmlabError as e:
+        raise TraceFileError(str(e)) from None
 
 
 def _encode(w: Workload) -> tuple[bytes, list[tuple[int, np.ndarray]]]:

@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas  # noqa: F401  (now rather than while loading the first result: see top)
 
-from uvmlab.api import load_workload, simulate
+from uvmlab.api import check_run, load_workload, simulate
 from uvmlab.core.errors import UvmlabError
 
 # Imported here, not on first use: loading a point's result must not import modules (whose
@@ -61,6 +61,8 @@ def run_point(config: dict[str, Any], workload: Any, point_meta: dict[str, Any])
     others; the point then has no file and a later ``--resume`` tries it again.
     """
     t0 = time.perf_counter()
+    point_meta = dict(point_meta)
+    run = point_meta.pop("run", None) or {}  # how to run (isolation, work bound), not what
     pid = point_meta["id"]
     try:
         pol = config["policies"]
@@ -74,6 +76,8 @@ def run_point(config: dict[str, Any], workload: Any, point_meta: dict[str, Any])
                 gpu_memory=config["gpu_memory"],
                 events=bool(config["events"]),
                 policies=policies,
+                isolate=bool(run.get("isolate", False)),
+                max_touches=run.get("max_touches"),
             )
         if config["samples"]:
             rec.attach(res)
@@ -188,6 +192,8 @@ def run_sweep(
     address: str | None = None,
     resume: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
+    isolate: bool = False,
+    max_touches: int | None = None,
 ) -> SweepOutcome:
     """Run every point of ``spec`` not already done in ``directory``.
 
@@ -200,8 +206,7 @@ def run_sweep(
     d = Path(directory) if directory is not None else default_directory(spec)
     points = spec.points()
     workload_obj = _check_workload(spec, points)
-    if spec.events:
-        pass
+    _check_points(points, workload_obj, max_touches)  # every point, before the first one runs
     _prepare(d, spec, points, resume)
     out = SweepOutcome(d, points, {})
     todo = []
@@ -221,7 +226,8 @@ def run_sweep(
     n_workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
     runner = _run_local if engine == "local" else _run_ray
     log = (d / "log.jsonl").open("a")
-    results = runner(spec, todo, workload_obj, n_workers, address)
+    run = {"isolate": isolate, "max_touches": max_touches}
+    results = runner(spec, todo, workload_obj, n_workers, address, run)
     try:
         for res in results:
             p = by_id[res["id"]]
@@ -255,7 +261,27 @@ def _check_workload(spec: SweepSpec, points: list[Point]) -> Any:
     return w if points and points[0].config["workload_sha256"] else spec.workload
 
 
-def _tasks(points: list[Point], workload: Any) -> Iterator[tuple[dict, Any, dict]]:
+def _check_points(points: list[Point], workload: Any, max_touches: int | None) -> None:
+    """What each point will ask of ``simulate``, checked now: a bad value in the last point of
+    a long sweep fails in a second, not after the others ran."""
+    for p in points:
+        c = p.config
+        pol = c["policies"]
+        try:
+            check_run(
+                workload,
+                gpu=c["gpu"],
+                params=c["params"],
+                profile=c["profile"],
+                gpu_memory=c["gpu_memory"],
+                policies=None if not pol or pol.strip().lower() in NO_POLICY_NAMES else pol,
+                max_touches=max_touches,
+            )
+        except UvmlabError as e:
+            raise UvmlabError(f"sweep point {p.label}: {' '.join(str(e).split())}") from None
+
+
+def _tasks(points: list[Point], workload: Any, run: dict[str, Any]) -> Iterator[tuple[dict, Any, dict]]:
     for p in points:
         yield (
             p.config,
@@ -266,6 +292,7 @@ def _tasks(points: list[Point], workload: Any) -> Iterator[tuple[dict, Any, dict
                 "axes": p.axes,
                 "policies": p.config["policies"],
                 "gpu_memory": p.config["gpu_memory"],
+                "run": run,
             },
         )
 
@@ -289,7 +316,7 @@ def _pool_task(args: tuple[dict, Any, dict]) -> dict[str, Any]:
 
 
 def _run_local(
-    spec: SweepSpec, todo: list[Point], workload: Any, workers: int, address: str | None
+    spec: SweepSpec, todo: list[Point], workload: Any, workers: int, address: str | None, run: dict[str, Any]
 ) -> Iterator[dict[str, Any]]:
     if address:
         raise UvmlabError("--address is for --engine ray")
@@ -298,7 +325,7 @@ def _run_local(
     ctx = mp.get_context("spawn")
     pool = ctx.Pool(workers, initializer=_worker_init, initargs=(os.getpid(),))
     try:
-        yield from pool.imap_unordered(_pool_task, _tasks(todo, workload), chunksize=1)
+        yield from pool.imap_unordered(_pool_task, _tasks(todo, workload, run), chunksize=1)
         pool.close()
         pool.join()
     finally:
@@ -307,7 +334,7 @@ def _run_local(
 
 # Ray
 def _run_ray(
-    spec: SweepSpec, todo: list[Point], workload: Any, workers: int, address: str | None
+    spec: SweepSpec, todo: list[Point], workload: Any, workers: int, address: str | None, run: dict[str, Any]
 ) -> Iterator[dict[str, Any]]:
     try:
         import ray  # optional dependency (the ray extra), imported only for --engine ray
@@ -326,7 +353,7 @@ def _run_ray(
             raise UvmlabError(f"cannot reach the Ray cluster at {address}: {e}") from None
     remote = ray.remote(num_cpus=1, max_retries=0)(run_point)
     wl_ref = ray.put(workload)  # once, not once per task (a trace can be large)
-    pending = {remote.remote(cfg, wl_ref, meta): meta["id"] for cfg, _, meta in _tasks(todo, workload)}
+    pending = {remote.remote(cfg, wl_ref, meta): meta["id"] for cfg, _, meta in _tasks(todo, workload, run)}
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
