@@ -124,7 +124,12 @@ MUTATIONS = (
     "ctx.move_tail(2**70)",
     "ctx.__class__ = int",
     "del ctx.block",
+    "ctx._view.allocs = ()",
+    "ctx.pages[0] = 1",
 )
+# writes to the hook's own snapshot that Python cannot forbid: harmless, so not ejected; the run
+# must still complete with the invariants holding and the counters its own
+HARMLESS = ("object.__setattr__(ctx, 'block', 7)",)
 # need isolation: in-process these defeat the watchdog or the process itself
 ISOLATE_ONLY = ("swallow", "sigign", "sigstop", "exit", "alarm", "fork", "files", "hog")
 
@@ -140,7 +145,7 @@ def policy_source(seed: int) -> tuple[str, dict[str, Any]]:
     )
     if hook == "start" and kind in ("value", "mutate"):
         kind = "raise"
-    at = int(rng.choice([1, 1, 2, 5]))
+    at = 1 if hook == "start" else int(rng.choice([1, 1, 2, 5]))
     what = ""
     if kind == "raise":
         what = str(rng.choice(RAISES))
@@ -302,6 +307,12 @@ def run_case(case: dict[str, Any]) -> tuple[str, str, str]:
         return "bad", "the policy wrote a file", kind
     ej = res.meta.get("policy_ejected", [])
     if res.totals.get("policy_ejections", 0) < 1 or not ej:
+        calls = hooks.stats.get(meta["hook"], {}).get("calls", 0)
+        if calls < meta["at"]:  # the hostile call never came: the run ended first
+            return "not-reached", "", kind
+        if meta["what"] in HARMLESS or "Shifty" in meta["what"]:
+            # coerced once to the plain value it stores (a valid one here): used as checked
+            return "ok", "", kind
         return "bad", f"not ejected ({meta['hook']} {meta['kind']} {meta['what']})", kind
     if ej[0]["hook"] != meta["hook"]:
         return "bad", f"ejected in {ej[0]['hook']}, not {meta['hook']}: {ej[0]['reason']}", kind

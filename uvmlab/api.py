@@ -188,26 +188,31 @@ def _run(
     max_touches: int,
     n_gpus: int,
 ) -> Result:
-    eng = Engine(
-        w,
-        gpu=spec,
-        params=prm,
-        profile=prof,
-        gpu_memory_bytes=cap,
-        concurrency=concurrency or DEFAULT_CONCURRENCY,
-        events=events,
-        check=check_invariants,
-        hooks=hooks,
-        progress=progress,
-        fast_path=fast_path,
-        n_gpus=n_gpus,
-        max_touches=max_touches,
-    )
     interrupted = False
+    eng = None
     try:
+        # the session arms the watchdog that stops hooks that never return; the engine is built
+        # inside it because attaching the hooks runs each policy's start()
         with hooks.session() if hooks is not None else contextlib.nullcontext():
-            eng.run()  # the session arms the watchdog that stops hooks that never return
+            eng = Engine(
+                w,
+                gpu=spec,
+                params=prm,
+                profile=prof,
+                gpu_memory_bytes=cap,
+                concurrency=concurrency or DEFAULT_CONCURRENCY,
+                events=events,
+                check=check_invariants,
+                hooks=hooks,
+                progress=progress,
+                fast_path=fast_path,
+                n_gpus=n_gpus,
+                max_touches=max_touches,
+            )
+            eng.run()
     except KeyboardInterrupt:
+        if eng is None:
+            raise
         interrupted = True
     drv = eng.drv
     meta: dict[str, Any] = {}

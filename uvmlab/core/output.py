@@ -57,7 +57,12 @@ def _name_max(directory: Path) -> int:
 
 
 def check_output(
-    path: str | os.PathLike[str], *, what: str = "output", stdout: bool = False, directory: bool = False
+    path: str | os.PathLike[str],
+    *,
+    what: str = "output",
+    stdout: bool = False,
+    directory: bool = False,
+    parents: bool = True,
 ) -> Path | None:
     """The file (or, with ``directory``, the directory) that writing ``path`` will replace, with
     symlinks resolved; None for stdout. Raises OutputError naming the problem."""
@@ -96,6 +101,8 @@ def check_output(
                 f"{what}: the file name {part[:40]!r}... is too long (at most {limit - _TMP_RESERVE} bytes)"
             )
     anc = target.parent
+    if not parents and not anc.is_dir():
+        raise OutputError(f"{what}: cannot write {p}: directory {anc} does not exist")
     while not anc.exists():
         if anc.is_symlink():
             raise OutputError(f"{what}: {p}: {anc} is a dangling symlink")
@@ -114,11 +121,16 @@ def _why(e: OSError) -> str:
 
 
 def write_atomic(
-    path: str | os.PathLike[str], data: bytes | Iterable[bytes], *, what: str = "output", stdout: bool = False
+    path: str | os.PathLike[str],
+    data: bytes | Iterable[bytes],
+    *,
+    what: str = "output",
+    stdout: bool = False,
+    parents: bool = True,
 ) -> None:
     """Write ``data`` to ``path`` so that a crash leaves the old file or the new one (or to
-    stdout for ``-`` where ``stdout`` allows it)."""
-    target = check_output(path, what=what, stdout=stdout)
+    stdout for ``-`` where ``stdout`` allows it); ``parents``: create missing directories."""
+    target = check_output(path, what=what, stdout=stdout, parents=parents)
     chunks = [data] if isinstance(data, bytes | bytearray | memoryview) else data
     if target is None:
         out = sys.stdout.buffer

@@ -43,10 +43,12 @@ def migrate(drv: UvmDriver, first_page: int, num_pages: int, dest: int) -> None:
         pages = np.arange(s, e)
         unmapped = va.perm[dest, pages] == 0
         resident_here = (va.residency[pages] >> dest & 1).astype(bool)
-        full = np.where(rd, 1, PERM_ATOMIC)  # duplicated pages stay read-only everywhere
         sel = unmapped & resident_here
-        if sel.any():
-            vb.map_pages(drv, dest, pages[sel], int(full[sel].max()))
+        # duplicated pages stay read-only everywhere; the others get RWA (one call per
+        # permission: a single call with the highest would map duplicates writable)
+        for part, perm in ((sel & rd, 1), (sel & ~rd, PERM_ATOMIC)):
+            if part.any():
+                vb.map_pages(drv, dest, pages[part], perm)
         acc_by = va.accessed_by[pages]
         for q in range(va.n_procs):
             sel = ((acc_by >> q) & 1).astype(bool) & (q != dest)

@@ -11,7 +11,7 @@ context (``move_head``, ``migrate``) go back with the decision, for the guard to
 
 from __future__ import annotations
 
-import contextlib
+import os
 import resource
 import sys
 import types
@@ -133,16 +133,16 @@ def _describe(p: Any) -> dict[str, Any]:
     }
 
 
-def _close_the_door(fd: int) -> None:
-    """No descriptor can be opened from here on: files, sockets and pipes all need one."""
-    import os
-
-    for other in range(3, fd):
-        with contextlib.suppress(OSError):
-            os.close(other)
-    top = max(fd, 2) + 1
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (top, top))
+def _close_the_door(conn: Connection) -> Connection:
+    """No descriptor can be opened from here on: files, sockets and pipes all need one. The
+    socket becomes descriptor 0, every other one is closed and RLIMIT_NOFILE is 1."""
+    fd = conn.fileno()
+    if fd != 0:
+        os.dup2(fd, 0, inheritable=False)
+    conn._handle = None  # type: ignore[attr-defined]  # the descriptor is 0 now; do not close it twice
+    os.closerange(1, 1 << 16)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1, 1))
+    return Connection(0)
 
 
 def _run_info(d: dict[str, Any]) -> RunInfo:
@@ -167,7 +167,8 @@ def serve(fd: int) -> None:
         link.send(reply)
         return
     link.send(reply)
-    _close_the_door(fd)
+    conn = _close_the_door(conn)
+    link = _Link(conn)
     while True:
         try:
             msg = link.recv()

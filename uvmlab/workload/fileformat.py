@@ -92,7 +92,7 @@ def write_workload(w: Workload, path: str | os.PathLike[str]) -> None:
         yield _TRAILER.pack(crc)
 
     try:
-        write_atomic(p, chunks(), what="workload file")
+        write_atomic(p, chunks(), what="workload file", parents=False)
     except UvmlabError as e:
         raise TraceFileError(str(e)) from None
 
