@@ -304,7 +304,11 @@ class IsolatedPolicy:
             out.append(tuple(r))
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(OSError, ValueError):
-                self.conn.send_bytes(encode({"t": "bye"}))
-        self._finalizer()
+        """End the policy's process (SIGKILL if it does not leave at once)."""
+        try:
+            if self.proc.poll() is None:
+                with contextlib.suppress(OSError, ValueError):
+                    self.conn.send_bytes(encode({"t": "bye"}))
+        finally:
+            self._finalizer.detach()
+            _kill(self.proc, self.conn)  # every time: an interrupted earlier close may have missed it
