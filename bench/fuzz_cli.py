@@ -211,30 +211,27 @@ def _spec(rng: np.random.Generator) -> str:
 
 def make_line(seed: int) -> list[str]:
     rng = np.random.default_rng(seed)
-    c = str(
-        rng.choice(
-            (
-                "run",
-                "run",
-                "run",
-                "trace-info",
-                "trace-write",
-                "policy-run",
-                "policy-check",
-                "compare",
-                "report",
-                "timeline",
-                "export",
-                "plot",
-                "sweep",
-                "params",
-                "workloads",
-                "policy-list",
-                "gpu",
-                "junk",
-            )
-        )
+    # a sweep line starts a process pool (seconds each): rarer than the rest
+    commands = (
+        "run",
+        "run",
+        "run",
+        "trace-info",
+        "trace-write",
+        "policy-run",
+        "policy-check",
+        "compare",
+        "report",
+        "timeline",
+        "export",
+        "plot",
+        "params",
+        "workloads",
+        "policy-list",
+        "gpu",
+        "junk",
     )
+    c = "sweep" if rng.random() < 0.01 else str(rng.choice(commands))
     opt = lambda p: rng.random() < p  # noqa: E731
     if c == "run":
         a = ["run", _spec(rng)]
