@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -104,6 +106,10 @@ def sweep(
     bound = max_touches(max_touches_)
     directory = out if out is not None else default_directory(spec)
     bar = _Bar(f"sweep {spec.name}")
+    # `kill` (SIGTERM) stops a sweep like Ctrl-C: the finally blocks end the local pool or the
+    # Ray tasks and the Ray instance this sweep started, instead of leaving them running
+    main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _terminate) if main else None
     try:
         res = run_sweep(
             spec,
@@ -130,6 +136,8 @@ def sweep(
         )
         raise
     finally:
+        if main:
+            signal.signal(signal.SIGTERM, old_term)
         bar.close()
     console.print(
         results_table(
@@ -156,6 +164,10 @@ def sweep(
             first = e.strip().splitlines()[-1] if e.strip() else "error"
             err.print(f"uvmlab: point {label} failed: {first}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 class _Bar:
