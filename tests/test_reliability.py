@@ -302,7 +302,7 @@ def test_names_must_be_valid_unicode() -> None:
 @pytest.mark.parametrize(
     "case, match",
     [
-        ("processor", "processor"),
+        ("processor", "GPUs"),
         ("device", "device allocations"),
         ("spin", "touches of work"),
     ],
@@ -321,7 +321,7 @@ def test_what_the_machine_cannot_run_fails_before_running(case: str, match: str)
         w.ops.append(KernelOp("spin", 1, len(w.segments) - 1, len(w.segments), 0))
     t0 = time.monotonic()
     with pytest.raises(UvmlabError, match=match):
-        simulate(w)
+        simulate(w, gpus=1)
     assert time.monotonic() - t0 < 60
 
 
