@@ -77,10 +77,12 @@ class _Requests:
 
     A context is read-only: setting an attribute raises (the hook fails and is ejected)."""
 
-    __slots__ = ("_req",)
+    __slots__ = ("_req", "_sealed")
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"a hook context is read-only (tried to set {name!r})")
+        if getattr(self, "_sealed", False):
+            raise AttributeError(f"a hook context is read-only (tried to set {name!r})")
+        _set(self, name, value)
 
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"a hook context is read-only (tried to delete {name!r})")
@@ -91,7 +93,7 @@ class _Requests:
             _set(self, k, v)
 
     def __init__(self, req: list) -> None:
-        _set(self, "_req", req)
+        self._req = req
 
     def migrate(self, first_page: int, n_pages: int) -> None:
         """Ask for global pages ``[first_page, first_page + n_pages)`` to be migrated to the GPU
@@ -169,27 +171,28 @@ class PrefetchContext(_Requests):
         now_ns: int,
     ) -> None:
         super().__init__(req)
-        _set(self, "block", block)
-        _set(self, "block_first_page", block_first_page)
-        _set(self, "n_pages", n_pages)
-        _set(self, "dest", dest)
-        _set(self, "page_index", -1)
-        _set(self, "max_region", Region(0, n_pages))
-        _set(self, "faulted", faulted)
-        _set(self, "resident", resident)
-        _set(self, "thrashing", thrashing)
-        _set(self, "populated", populated)
-        _set(self, "_cs", cs)
-        _set(self, "tree_offset", tree_offset)
-        _set(self, "leaf_count", leaf_count)
-        _set(self, "level_count", level_count)
-        _set(self, "alloc", alloc)
-        _set(self, "now_ns", now_ns)
-        _set(self, "level", -1)
-        _set(self, "node", Region(0, 0))
-        _set(self, "size", 0)
-        _set(self, "counter", 0)
-        _set(self, "subregion", Region(0, 0))
+        self.block = block
+        self.block_first_page = block_first_page
+        self.n_pages = n_pages
+        self.dest = dest
+        self.page_index = -1
+        self.max_region = Region(0, n_pages)
+        self.faulted = faulted
+        self.resident = resident
+        self.thrashing = thrashing
+        self.populated = populated
+        self._cs = cs
+        self.tree_offset = tree_offset
+        self.leaf_count = leaf_count
+        self.level_count = level_count
+        self.alloc = alloc
+        self.now_ns = now_ns
+        self.level = -1
+        self.node = Region(0, 0)
+        self.size = 0
+        self.counter = 0
+        self.subregion = Region(0, 0)
+        self._sealed = True  # read-only from here on
 
     def count(self, first: int, outer: int) -> int:
         """Populated pages in block pages ``[first, outer)``."""
@@ -224,13 +227,14 @@ class ChunkContext(_ListRequests):
         now_ns: int,
     ) -> None:
         super().__init__(req)
-        _set(self, "_view", view)
-        _set(self, "gpu", gpu)
-        _set(self, "chunk", chunk)
-        _set(self, "block", block)
-        _set(self, "alloc", alloc)
-        _set(self, "event", event)
-        _set(self, "now_ns", now_ns)
+        self._view = view
+        self.gpu = gpu
+        self.chunk = chunk
+        self.block = block
+        self.alloc = alloc
+        self.event = event
+        self.now_ns = now_ns
+        self._sealed = True  # read-only from here on
 
     @property
     def tenant(self) -> str:
@@ -272,14 +276,15 @@ class EvictionContext(_ListRequests):
         position: int,
     ) -> None:
         super().__init__(req)
-        _set(self, "_view", view)
-        _set(self, "gpu", gpu)
-        _set(self, "n_root_chunks", len(owner))
-        _set(self, "used", used)
-        _set(self, "unused", unused)
-        _set(self, "_owner", owner)
-        _set(self, "now_ns", now_ns)
-        _set(self, "position", position)  #: touches of the workload executed so far
+        self._view = view
+        self.gpu = gpu
+        self.n_root_chunks = len(owner)
+        self.used = used
+        self.unused = unused
+        self._owner = owner
+        self.now_ns = now_ns
+        self.position = position  #: touches of the workload executed so far
+        self._sealed = True  # read-only from here on
 
     def owner(self, chunks: np.ndarray | int) -> np.ndarray | int:
         """The VA block each chunk backs (-1: none)."""
@@ -337,16 +342,17 @@ class ReplayContext(_Requests):
         now_ns: int,
     ) -> None:
         super().__init__(req)
-        _set(self, "gpu", gpu)
-        _set(self, "batch", batch)  #: index of the batch in this bottom half (0 = first)
-        _set(self, "faults", faults)  #: raw entries fetched (num_cached_faults)
-        _set(self, "unique", unique)  #: entries left after coalescing at fetch
-        _set(self, "duplicates", duplicates)  #: num_duplicate_faults
-        _set(self, "throttled", throttled)  #: some fault of the batch was throttled
-        _set(self, "pending", pending)  #: entries still in the fault buffer
-        _set(self, "default_policy", default_policy)  #: uvm_perf_fault_replay_policy
-        _set(self, "replays", replays)  #: replays issued so far in this bottom half
-        _set(self, "now_ns", now_ns)
+        self.gpu = gpu
+        self.batch = batch  #: index of the batch in this bottom half (0 = first)
+        self.faults = faults  #: raw entries fetched (num_cached_faults)
+        self.unique = unique  #: entries left after coalescing at fetch
+        self.duplicates = duplicates  #: num_duplicate_faults
+        self.throttled = throttled  #: some fault of the batch was throttled
+        self.pending = pending  #: entries still in the fault buffer
+        self.default_policy = default_policy  #: uvm_perf_fault_replay_policy
+        self.replays = replays  #: replays issued so far in this bottom half
+        self.now_ns = now_ns
+        self._sealed = True  # read-only from here on
 
     @property
     def default_policy_name(self) -> str:
@@ -376,11 +382,12 @@ class ThrashingContext(_Requests):
         now_ns: int,
     ) -> None:
         super().__init__(req)
-        _set(self, "block", block)
-        _set(self, "block_first_page", block_first_page)
-        _set(self, "requester", requester)
-        _set(self, "pages", pages)
-        _set(self, "default", default)
-        _set(self, "thrashing", thrashing)
-        _set(self, "alloc", alloc)
-        _set(self, "now_ns", now_ns)
+        self.block = block
+        self.block_first_page = block_first_page
+        self.requester = requester
+        self.pages = pages
+        self.default = default
+        self.thrashing = thrashing
+        self.alloc = alloc
+        self.now_ns = now_ns
+        self._sealed = True  # read-only from here on

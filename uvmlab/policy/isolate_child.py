@@ -176,7 +176,7 @@ def serve(fd: int) -> None:
             return
         if msg["t"] == "bye":
             return
-        hook = msg.get("hook")
+        hook = str(msg.get("hook"))
         try:
             if hook == "start":
                 arg: Any = _run_info(msg["info"])

@@ -22,7 +22,9 @@ def split_top(text: str, sep: str) -> list[str]:
     """Split on ``sep`` outside parentheses."""
     if len(text) > MAX_SPEC:
         raise PolicyError(f"policy spec of {len(text)} characters (at most {MAX_SPEC})")
-    out, depth, cur = [], 0, []
+    out: list[str] = []
+    depth = 0
+    cur: list[str] = []
     for ch in text:
         if ch == "(":
             depth += 1
@@ -60,6 +62,7 @@ def spec_items(spec: str, params: Mapping[str, Mapping[str, Any]] | None = None)
         name = m.group("name").strip().lower() if m else item
         if name in NO_POLICY:
             continue
+        keys: tuple[str, ...]
         if looks_like_path(name):  # -P takes the file's stem: settle.py -> settle.KEY=V
             keys = (name, Path(name.split(".py")[0]).name, name.rsplit(":", 1)[-1])
         else:

@@ -101,7 +101,8 @@ class Watchdog:
             ):
                 self.fired_seq = seq
                 self.fired_at = now
-                _thread.interrupt_main(SIG)
+                if SIG is not None:
+                    _thread.interrupt_main(SIG)
 
     def handlers_changed(self) -> str | None:
         """The first watched signal whose handler a hook replaced (now restored), or None."""
