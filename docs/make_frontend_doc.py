@@ -137,9 +137,9 @@ User space reaches the GPU through character devices. A CUDA program's `libcuda.
 `mmap` and `munmap` alone; everything it does, from context creation to `cudaMemAdvise`, is a
 sequence of those calls. `uvmlab.frontend` models that boundary: the module stack that creates
 the files, the resource manager (RM) behind `/dev/nvidiactl` with its handle tree, and the
-UVM file whose calls reach the same driver model the IR drives. Real traces, recorded on a GPU
-machine with an `LD_PRELOAD` shim (`uvmlab/frontend/shim/ioctl_shim.c`, built by
-`uvmlab ioctl capture`), are decoded call by call below.
+UVM file whose calls reach the same driver model the IR drives. Real traces are recorded on a
+GPU machine with an `LD_PRELOAD` shim (`uvmlab/frontend/shim/ioctl_shim.c`, built by
+`uvmlab ioctl capture`) and decoded call by call by `uvmlab ioctl decode`.
 """
 
 MODULE_RULES = """
