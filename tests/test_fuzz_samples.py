@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# each sample starts fresh interpreters and forks workers: a minute or more on a loaded box
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -47,6 +47,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 # ---- output paths ------------------------------------------------------------------------------
+@pytest.mark.slow  # a fresh interpreter
 def test_run_out_to_a_device_node_leaves_it_a_device_and_fails_before_work(tmp_path: Path) -> None:
     node = tmp_path / "null"
     if not _chardev(node):
@@ -96,6 +97,7 @@ def test_dash_is_stdout_only_where_allowed(tmp_path: Path, capsysbinary) -> None
     assert not (tmp_path / "-").exists()
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_bad_output_fails_before_the_simulation(tmp_path: Path) -> None:
     """--out naming a directory fails at once: the hour of simulation is not lost."""
     r = _cli("run", "stream:size=4GiB,passes=50", "--out", str(tmp_path), cwd=tmp_path)
