@@ -84,11 +84,31 @@ def isolate_section(b: dict) -> list[str]:
     return lines
 
 
+def sparse_section(rows: list[dict]) -> list[str]:
+    lines = [
+        "## Memory of sparse VA",
+        "",
+        "`bench/bench_sparse.py`: peak resident memory of one run in a fresh process "
+        "(target: 16 TiB of sparse managed memory, 10^8 touches, under 4 GiB).",
+        "",
+        "| workload | VA | touches | evictions | peak RSS | wall |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| `{r['spec']}` | {r['va_bytes'] / 2**40:.0f} TiB | {r['touches']:,} | {r['evictions']:,} | "
+            f"{r['peak_rss'] / 2**30:.2f} GiB | {r['wall_s']:.0f} s |"
+        )
+    return [*lines, ""]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("reports", nargs="+", type=Path, help="JSON reports of the fuzzers")
     ap.add_argument("--isolate", type=Path, help="JSON of bench/bench_isolate.py")
     ap.add_argument("--machine", default="", help="what ran them, e.g. '2-core shared CI VM'")
+    ap.add_argument("--notes", type=Path, help="Markdown appended as-is (open findings, caveats)")
+    ap.add_argument("--sparse", type=Path, nargs="*", default=[], help="JSON lines of bench/bench_sparse.py")
     a = ap.parse_args(argv)
     reps = [json.loads(p.read_text()) for p in a.reports]
     lines = [
@@ -106,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         lines += section(rep)
     if a.isolate:
         lines += isolate_section(json.loads(a.isolate.read_text()))
+    if a.sparse:
+        lines += sparse_section([json.loads(p.read_text()) for p in a.sparse])
+    if a.notes:
+        lines += ["", a.notes.read_text().strip(), ""]
     OUT.write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {OUT}")
     return 0
