@@ -109,8 +109,10 @@ def load_profile(name_or_path: str | None = None) -> CostProfile:
         text = res.read_text()
     try:
         return CostProfile.from_dict(json.loads(text))
-    except (json.JSONDecodeError, TypeError) as e:
+    except (json.JSONDecodeError, TypeError, ValueError, KeyError, AttributeError) as e:
         raise UvmlabError(f"cost profile {name_or_path}: not a valid profile ({e})") from None
+    except RecursionError:  # absurdly nested JSON
+        raise UvmlabError(f"cost profile {name_or_path}: not a valid profile (nested too deeply)") from None
 
 
 DEFAULT_PROFILE = "h200-pcie5"
