@@ -154,7 +154,9 @@ def test_time_sharing_slows_gpu_bound_tenants_and_fairness():
     s = sc([T("a", "gemm:size=32MiB"), T("b", "gemm:size=32MiB")], memory="1GiB")
     res = run_scenario(s)
     slow = [r["slowdown"] for r in res.rows]
-    assert all(1.3 < x <= 2.1 for x in slow)
+    # sharing slows each tenant, by less than 2x: only its GPU-bound part is time-sliced (with
+    # the per-kind-fitted profiles of issue 13, 17-27 % of a 32 MiB gemm here; was 30 %+)
+    assert all(1.1 < x <= 2.1 for x in slow)
     assert res.fairness > 0.95
     assert jain_index([1.0, 0.0]) == pytest.approx(0.5)
 
