@@ -238,8 +238,12 @@ class Engine:
                 )
             self.kernel = GpuKernelRun(self, op, op.gpu)
             self.kernel.run()
+            if self.kernel.total == 0:  # compute is spread over touches; a kernel without any
+                self.clock += op.compute_ns  # (an imported one whose pages all hit) still runs
         elif isinstance(op, CpuOp):
             self._run_cpu(op)
+            if op.seg_lo == op.seg_hi:
+                self.clock += op.compute_ns
         elif isinstance(op, PrefetchOp):
             base = int(drv.va.alloc_base[op.alloc])
             if drv.va.is_managed(op.alloc):
