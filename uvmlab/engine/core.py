@@ -269,7 +269,7 @@ class Engine:
         acc = np.empty(len(page), dtype=np.uint8)
         seg_i = off = 0
         perm = drv.va.perm[CPU]
-        fast = drv.fast if self.sampler is None else None
+        fast = drv.fast
         while True:
             seg_i, off, n = expand(*cols, self.workload.pool, drv.va.alloc_base, seg_i, off, page, acc)
             if n == 0:

@@ -53,7 +53,7 @@ SAMPLED_COUNTERS: tuple[str, ...] = (
 #: residency states of a page, the last axis of ``Samples.residency``
 STATES: tuple[str, ...] = ("none", "cpu", "gpu", "both")
 
-MAX_PAGES_READ = 1 << 16  # pages read per residency sample, whatever the workload's size
+MAX_PAGES_READ = 1 << 13  # pages read per residency sample, whatever the workload's size
 DEFAULT_BINS = 128
 DEFAULT_MAX_SAMPLES = 400
 

@@ -1,0 +1,100 @@
+"""What the optional outputs cost: residency sampling, the event stream and the timeline.
+
+    python3 bench/bench_costs.py            # the sizes docs/performance.md quotes
+    python3 bench/bench_costs.py --quick    # tiny sizes (the smoke test)
+    python3 bench/bench_costs.py --json     # one JSON object
+
+Each workload runs plainly, then with residency sampling (what ``--out`` / sweeps take), with
+the event stream (``--events``), and with the event stream written as a Perfetto timeline
+(``--timeline``: the run plus writing the file). Every figure is a ratio of wall time to the
+plain run measured in the same process (best of ``--repeats``), since absolute times on a
+shared machine are noise. The numbers ``uvmlab run --help`` states come from this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+WORKLOADS = {
+    "hit-heavy": ("stream:size=2GiB,passes=8", None),
+    "fault-heavy": ("random:size=512MiB", None),
+    "oversubscribed": ("llm:size=512MiB", "150%"),
+}
+QUICK = {
+    "hit-heavy": ("stream:size=32MiB,passes=2", None),
+    "fault-heavy": ("random:size=8MiB", None),
+    "oversubscribed": ("llm:size=32MiB", "150%"),
+}
+
+
+def _best(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def measure(spec: str, gpu_memory: str | None, repeats: int) -> dict[str, float]:
+    from uvmlab.api import load_workload, simulate
+    from uvmlab.results.perfetto import write_timeline
+    from uvmlab.results.sampling import record_samples
+
+    w = load_workload(spec)  # built once: the figures are the run's, not the generator's
+    simulate(w, gpu_memory=gpu_memory)  # compile and warm caches outside the timings
+
+    def plain():
+        simulate(w, gpu_memory=gpu_memory)
+
+    def sampled():
+        with record_samples() as rec:
+            r = simulate(w, gpu_memory=gpu_memory)
+        rec.attach(r)
+
+    def events():
+        simulate(w, gpu_memory=gpu_memory, events=True)
+
+    n_events = [0]
+
+    def timeline():
+        r = simulate(w, gpu_memory=gpu_memory, events=True)
+        n_events[0] = len(r.events)
+        with tempfile.TemporaryDirectory() as d:
+            write_timeline(r, os.path.join(d, "t.json"))
+
+    base = _best(plain, repeats)
+    return {"plain_s": base, "sampling": _best(sampled, repeats) / base,
+            "events": _best(events, repeats) / base, "timeline": _best(timeline, repeats) / base,
+            "events_recorded": n_events[0]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args(argv)
+    rows = {}
+    for name, (spec, mem) in (QUICK if a.quick else WORKLOADS).items():
+        if not a.json:
+            print(f"{name}: {spec}{' at ' + mem if mem else ''} ...", file=sys.stderr, flush=True)
+        rows[name] = {"workload": spec, "gpu_memory": mem, **measure(spec, mem, a.repeats)}
+    if a.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'scenario':<15} {'plain':>8} {'sampling':>9} {'events':>8} {'timeline':>9} "
+          f"{'events':>10}")
+    for name, r in rows.items():
+        print(f"{name:<15} {r['plain_s']:>7.2f}s {r['sampling']:>8.2f}x {r['events']:>7.2f}x "
+              f"{r['timeline']:>8.2f}x {r['events_recorded']:>10,}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
