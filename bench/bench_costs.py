@@ -43,8 +43,8 @@ def _best(fn, repeats: int) -> float:
 
 def measure(spec: str, gpu_memory: str | None, repeats: int) -> dict[str, float]:
     from uvmlab.api import load_workload, simulate
+    from uvmlab.engine.sampling import record_samples
     from uvmlab.results.perfetto import write_timeline
-    from uvmlab.results.sampling import record_samples
 
     w = load_workload(spec)  # built once: the figures are the run's, not the generator's
     simulate(w, gpu_memory=gpu_memory)  # compile and warm caches outside the timings
@@ -69,9 +69,13 @@ def measure(spec: str, gpu_memory: str | None, repeats: int) -> dict[str, float]
             write_timeline(r, os.path.join(d, "t.json"))
 
     base = _best(plain, repeats)
-    return {"plain_s": base, "sampling": _best(sampled, repeats) / base,
-            "events": _best(events, repeats) / base, "timeline": _best(timeline, repeats) / base,
-            "events_recorded": n_events[0]}
+    return {
+        "plain_s": base,
+        "sampling": _best(sampled, repeats) / base,
+        "events": _best(events, repeats) / base,
+        "timeline": _best(timeline, repeats) / base,
+        "events_recorded": n_events[0],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,11 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         print(json.dumps(rows))
         return 0
-    print(f"{'scenario':<15} {'plain':>8} {'sampling':>9} {'events':>8} {'timeline':>9} "
-          f"{'events':>10}")
+    print(f"{'scenario':<15} {'plain':>8} {'sampling':>9} {'events':>8} {'timeline':>9} {'events':>10}")
     for name, r in rows.items():
-        print(f"{name:<15} {r['plain_s']:>7.2f}s {r['sampling']:>8.2f}x {r['events']:>7.2f}x "
-              f"{r['timeline']:>8.2f}x {r['events_recorded']:>10,}")
+        print(
+            f"{name:<15} {r['plain_s']:>7.2f}s {r['sampling']:>8.2f}x {r['events']:>7.2f}x "
+            f"{r['timeline']:>8.2f}x {r['events_recorded']:>10,}"
+        )
     return 0
 
 

@@ -14,7 +14,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from uvmlab.errors import TraceFileError, WorkloadError
+from uvmlab.core.errors import TraceFileError, WorkloadError
 from uvmlab.workload.importers import load_trace, to_workload
 from uvmlab.workload.importers.capture import read_capture, write_capture
 from uvmlab.workload.importers.um_trace import (

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from uvmlab.core.errors import GpuUnavailableError, UvmlabError
 from uvmlab.cuda.cupti_capture import CuptiCapture
-from uvmlab.errors import GpuUnavailableError, UvmlabError
 from uvmlab.workload.importers.um_trace import ALLOC_DTYPE, KERNEL_DTYPE, UmTrace
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from uvmlab.api import load_workload, simulate
 from uvmlab.core.errors import UvmlabError
+from uvmlab.core.files import FIGURE_SUFFIXES
 from uvmlab.core.output import write_via
 from uvmlab.core.units import fmt_bytes, fmt_ns
 from uvmlab.policy.loader import NO_POLICY, build_hooks, split_top
@@ -129,4 +130,7 @@ def plot(rows: Sequence[Row], path: str | Path, title: str = "") -> None:
     axes[-1].set_xticks(range(len(rows)), names, rotation=40, ha="right", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
+    suffix = path.suffix.lower() or ".png"
+    if suffix not in FIGURE_SUFFIXES:
+        raise UvmlabError(f"{path}: '{suffix}' is not a figure format; use {', '.join(FIGURE_SUFFIXES)}")
     write_via(path, lambda tmp: fig.savefig(tmp, dpi=120), what="plot")

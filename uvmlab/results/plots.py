@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from uvmlab.core.errors import UvmlabError
+from uvmlab.core.files import FIGURE_SUFFIXES
 from uvmlab.results.io import write_atomic
 from uvmlab.results.tables import run_label
 
@@ -44,15 +45,19 @@ def _figure(w: float, h: float) -> Figure:
     return fig
 
 
-def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
-    """The figure as PNG bytes (Agg)."""
+def png_bytes(fig: Figure, dpi: int = 100, fmt: str = "png") -> bytes:
+    """The figure as PNG (or ``fmt``: svg, pdf) bytes."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    fig.savefig(buf, format=fmt, dpi=dpi)
     return buf.getvalue()
 
 
 def save_png(fig: Figure, path: str, dpi: int = 100) -> None:
-    write_atomic(Path(path), png_bytes(fig, dpi))
+    """Write the figure in the format its suffix names (.png, .svg, .pdf); refuse others."""
+    suffix = Path(path).suffix.lower() or ".png"
+    if suffix not in FIGURE_SUFFIXES:
+        raise UvmlabError(f"{path}: '{suffix}' is not a figure format; use {', '.join(FIGURE_SUFFIXES)}")
+    write_atomic(Path(path), png_bytes(fig, dpi, suffix[1:]))
 
 
 def time_unit(span_ns: float) -> tuple[str, float]:

@@ -22,11 +22,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from uvmlab.errors import UvmlabError
-from uvmlab.units import PAGE_SIZE
+from uvmlab.core.errors import UvmlabError
+from uvmlab.core.sizes import PAGE_SIZE, VA_BLOCK_SIZE
 from uvmlab.workload.ir import SEG_RUN, Access, CpuOp, KernelOp, Workload
 
-BLOCK_PAGES = (2 << 20) // PAGE_SIZE
+BLOCK_PAGES = VA_BLOCK_SIZE // PAGE_SIZE
 PROCESSORS = ("gpu", "cpu", "all")
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from uvmlab.errors import TraceFileError
+from uvmlab.core.errors import TraceFileError
 from uvmlab.workload.importers.um_trace import ALLOC_DTYPE, KERNEL_DTYPE, UM_RECORD_DTYPE, UmTrace
 
 FORMAT = "uvmlab-program-capture"

@@ -26,7 +26,7 @@ import sqlite3
 
 import numpy as np
 
-from uvmlab.errors import TraceFileError
+from uvmlab.core.errors import TraceFileError
 from uvmlab.workload.importers.um_trace import (
     ALLOC_DTYPE,
     CPU_FAULT,

@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from uvmlab.errors import TraceFileError, WorkloadError
-from uvmlab.units import PAGE_SIZE
+from uvmlab.core.errors import TraceFileError, WorkloadError
+from uvmlab.core.sizes import PAGE_SIZE, VA_BLOCK_SIZE
 from uvmlab.workload.ir import (
     SEG_RUN,
     SEGMENT_DTYPE,
@@ -74,7 +74,7 @@ KERNEL_DTYPE = np.dtype([("start", "<u8"), ("end", "<u8"), ("name", "<i4"), ("de
 ALLOC_DTYPE = np.dtype(
     [("address", "<u8"), ("bytes", "<u8"), ("kind", "u1"), ("start", "<u8"), ("end", "<u8")]
 )
-VA_BLOCK = 2 << 20
+VA_BLOCK = VA_BLOCK_SIZE
 TOUCH_MODES = ("migrations", "faults")
 
 
@@ -593,28 +593,3 @@ def to_workload(
     w = Workload(name, alloc_objs, ops, segs, np.zeros(0, dtype=np.uint32), 0, params)
     w.validate()
     return w, rep
-
-
-def load_trace(path: str | os.PathLike[str]) -> UmTrace:
-    """Read an Nsight Systems / nvprof SQLite export or a ``uvmlab capture`` file."""
-    p = os.fspath(path)
-    if not os.path.isfile(p):
-        raise TraceFileError(f"{p}: no such file")
-    with open(p, "rb") as f:
-        head = f.read(16)
-    if head.startswith(b"SQLite format 3"):
-        from uvmlab.workload.importers.nsys import read_sqlite
-
-        return read_sqlite(p)
-    if head.startswith(b"PK"):
-        from uvmlab.workload.importers.capture import read_capture
-
-        return read_capture(p)
-    if p.endswith(".nsys-rep") or p.endswith(".qdrep"):
-        raise TraceFileError(
-            f"{p}: an Nsight Systems report; export it first with "
-            "'nsys export --type sqlite' and import the .sqlite file"
-        )
-    raise TraceFileError(
-        f"{p}: neither an SQLite export (nsys export --type sqlite) nor a uvmlab capture (.npz)"
-    )
