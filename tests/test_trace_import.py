@@ -10,11 +10,13 @@ prefetches the second block explicitly, and the same kernel runs again without f
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from uvmlab.core.errors import TraceFileError, WorkloadError
+from uvmlab.validation.programs import compare_program
 from uvmlab.workload.importers import load_trace, to_workload
 from uvmlab.workload.importers.capture import read_capture, write_capture
 from uvmlab.workload.importers.um_trace import (
@@ -296,3 +298,18 @@ def test_capture_file_round_trip_and_corruption(tmp_path):
     np.savez(tmp_path / "o.npz", records=np.zeros(1))
     with pytest.raises(TraceFileError, match="not a uvmlab capture"):
         load_trace(tmp_path / "o.npz")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", ["cupy_jacobi", "torch_mlp"])
+def test_captured_programs_replay_the_bytes_they_moved(name):
+    """The stored captures (a CuPy program and a PyTorch loop on an H200, examples/programs/)
+    replay in the model moving what the real run moved, within 5 % each way."""
+    c = compare_program(ROOT / "examples" / "captures" / f"{name}.npz")
+    assert c["bytes_source"] == "driver counters" and not any(c["records_missing"].values())
+    for key in ("bytes_htod", "bytes_dtoh"):
+        row = c["rows"][key]
+        assert row["real"] > 16 << 20, row  # the programs move tens of MiB each way
+        assert abs(row["error"]) <= 0.05, (key, row)

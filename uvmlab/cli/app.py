@@ -22,6 +22,7 @@ from uvmlab.cli.model import register as register_model
 from uvmlab.cli.policy import register as register_policy
 from uvmlab.cli.results import register as register_results
 from uvmlab.cli.sweep import register as register_sweep
+from uvmlab.cli.traces import register as register_traces
 from uvmlab.cli.vgpu import register as register_vgpu
 from uvmlab.core.errors import UvmlabError
 from uvmlab.core.version import __version__
@@ -52,6 +53,7 @@ def _root(
 
 for _register in (
     register_model,
+    register_traces,
     register_policy,
     register_results,
     register_sweep,

@@ -25,6 +25,7 @@ from uvmlab.core.units import fmt_bytes, fmt_ns, parse_size
 # module references, not names: tests replace these functions with fakes
 from uvmlab.cuda import executor, runtime
 from uvmlab.cuda.adapter import result_from_real
+from uvmlab.cuda.program_capture import capture_program
 from uvmlab.driver.hal import get_gpu
 from uvmlab.timing.cost_model import load_profile
 from uvmlab.validation import calibrate as cal
@@ -392,6 +393,7 @@ def fit(
 
 
 def capture(
+    ctx: typer.Context,
     set_name: Annotated[str, typer.Option("--set", help="Workload set: suite or holdout.")] = "suite",
     out_dir: Annotated[
         Path | None,
@@ -409,9 +411,30 @@ def capture(
     list_only: Annotated[
         bool, typer.Option("--list", help="List the set's workloads (JSON lines); no GPU needed.")
     ] = False,
+    managed: Annotated[
+        str,
+        typer.Option(
+            help="With a program: libraries whose GPU arrays become managed memory "
+            "(cupy, torch; comma-separated, or none)."
+        ),
+    ] = "cupy,torch",
 ) -> None:
     """Run a workload set (the validation suite or the hold-out set) on the GPU and save one
-    capture per workload."""
+    capture per workload; or, given a program after ``--``, capture that program's unified-memory
+    activity: ``uvmlab capture -o prog.npz -- python prog.py [args]`` (docs/importing.md)."""
+    if ctx.args:
+        if out_dir is None or out_dir.suffix != ".npz":
+            raise UvmlabError("capturing a program needs --out FILE.npz")
+        libs = tuple(x.strip() for x in managed.split(",") if x.strip() and x.strip() != "none")
+        s = capture_program(list(ctx.args), str(out_dir), managed=libs)
+        out.print(
+            f"wrote {out_dir}: {s['records']:,} unified-memory records, {s['kernels']:,} kernels, "
+            f"{s['allocations']} managed allocations in {s['wall_s']:.1f} s"
+            + (f" (program exit: {s['exit']})" if s["exit"] != 0 else "")
+        )
+        if s["exit"] != 0:
+            raise typer.Exit(1)
+        return
     set_specs(set_name)  # an unknown set fails here, before any work
     if list_only:
         for n, w in suite_workloads(only, set_name):
@@ -433,7 +456,9 @@ def capture(
 def register(app: typer.Typer) -> None:
     """Add the real-GPU commands to the ``uvmlab`` app."""
     app.command("gpu-run")(gpu_run)
-    app.command("capture")(capture)
+    app.command("capture", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
+        capture
+    )
     app.command("calibrate")(calibrate)
     app.command("validate")(validate)
     app.command("fit")(fit)

@@ -267,32 +267,3 @@ def host_view(ptr: int, nbytes: int, dtype: Any = np.float32) -> np.ndarray:
     """A NumPy view of managed memory at ``ptr`` (the CPU touches it in place, faulting)."""
     buf = (ctypes.c_char * nbytes).from_address(ptr)
     return np.frombuffer(buf, dtype=dtype)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m uvmlab.cuda.program_capture -o OUT [--managed LIBS] -- python prog.py ...``
-    (what ``uvmlab capture`` runs; usable where the command's own dependencies are missing)."""
-    import argparse
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    cmd: list[str] = []
-    if "--" in args:
-        i = args.index("--")
-        args, cmd = args[:i], args[i + 1 :]
-    ap = argparse.ArgumentParser(prog="uvmlab-capture")
-    ap.add_argument("-o", "--out", required=True)
-    ap.add_argument("--managed", default=",".join(MANAGED_LIBS))
-    ns = ap.parse_args(args)
-    logging.basicConfig(level=logging.INFO, format="uvmlab: %(message)s")
-    libs = tuple(x for x in ns.managed.split(",") if x and x != "none")
-    try:
-        s = capture_program(cmd, ns.out, managed=libs)
-    except UvmlabError as e:
-        print(f"uvmlab: error: {e}", file=sys.stderr)
-        return e.exit_code
-    print(json.dumps(s, default=str))
-    return 0 if s["exit"] == 0 else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
