@@ -20,6 +20,10 @@ import sys
 import tempfile
 import time
 
+from uvmlab.api import load_workload, simulate
+from uvmlab.engine.sampling import record_samples
+from uvmlab.results.perfetto import write_timeline
+
 WORKLOADS = {
     "hit-heavy": ("stream:size=2GiB,passes=8", None),
     "fault-heavy": ("random:size=512MiB", None),
@@ -42,10 +46,6 @@ def _best(fn, repeats: int) -> float:
 
 
 def measure(spec: str, gpu_memory: str | None, repeats: int) -> dict[str, float]:
-    from uvmlab.api import load_workload, simulate
-    from uvmlab.engine.sampling import record_samples
-    from uvmlab.results.perfetto import write_timeline
-
     w = load_workload(spec)  # built once: the figures are the run's, not the generator's
     simulate(w, gpu_memory=gpu_memory)  # compile and warm caches outside the timings
 

@@ -33,6 +33,7 @@ def one_run(workload: str, policy: str | None, memory: str | None) -> dict[str, 
     d = r.to_dict()
     d.pop("wall_s", None)
     d.pop("op_wall_s", None)
+    d.pop("uvmlab_version", None)  # which release made it, not what it computed
     return json.loads(json.dumps(d, sort_keys=True))
 
 

@@ -107,7 +107,8 @@ def test_policy_list_run_and_check(tmp_path):
     assert r.returncode == 0 and "decides eviction" in r.stdout and "chunk_used" in r.stdout
     r = uvmlab("policy", "run", "llm:size=8MiB", "--policy", str(f), "--gpu-memory", "150%")
     assert r.returncode == 0, r.stderr
-    assert "raises ejected in chunk_used" in r.stdout and "KeyError" in r.stdout
+    assert "policy raises ejected" in r.stdout and "in hook chunk_used" in r.stdout and "KeyError" in r.stdout
+    assert "uvmlab: warning: " in r.stderr and "in hook chunk_used" in r.stderr
     r = uvmlab("policy", "run", "llm:size=8MiB", "--policy", "mru", "--json")
     assert json.loads(r.stdout)["policy_ejections"] == 0
 

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from uvmlab.core.errors import RunInterrupted, UvmlabError
+from uvmlab.core.errors import (
+    PolicyEjectedError,
+    PolicyEjectedWarning,
+    RunInterrupted,
+    UvmlabError,
+    ejection_message,
+)
 from uvmlab.core.units import parse_size
 from uvmlab.driver.hal import GpuSpec, get_gpu
 from uvmlab.driver.params import Params
@@ -116,6 +123,7 @@ def simulate(
     gpus: int | None = None,
     isolate: bool = False,
     max_touches: int | None = None,
+    strict: bool = False,
 ) -> Result:
     """Run ``workload`` through the modeled driver and return its Result.
 
@@ -125,6 +133,12 @@ def simulate(
     as many as the workload names (``Workload.gpus``). ``isolate`` runs each policy in a process
     of its own (docs/security.md); ``max_touches`` raises the bound on the workload's work
     (workload/bounds.py). A Ctrl-C raises ``RunInterrupted`` carrying the result of what was done.
+    as many as the workload names (``Workload.gpus``).
+
+    A policy the guard ejects never passes silently: each ejection is a
+    ``PolicyEjectedWarning`` (hook, reason, simulated time), a line of ``Result.summary()`` and
+    an entry of ``Result.ejections``; ``strict=True`` raises ``PolicyEjectedError`` instead of
+    returning numbers that are partly the driver default's.
     """
     w = load_workload(workload)
     refuse_hostmem(w)
@@ -223,6 +237,11 @@ def _run(
         meta["policies"] = hooks.labels
         meta["policy_ejected"] = list(hooks.ejected)
     res = Result(
+        for e in hooks.ejected:
+            if strict:
+                raise PolicyEjectedError(f"{w.name}: {ejection_message(e)}")
+            warnings.warn(PolicyEjectedWarning(f"{w.name}: {ejection_message(e)}"), stacklevel=2)
+    return Result(
         workload=w.name,
         totals=dict(drv.counters),
         ops=eng.rows,

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from uvmlab.cli import notices
 from uvmlab.cli.common import err
 from uvmlab.cli.gaia import register as register_gaia
 from uvmlab.cli.gpu import register as register_gpu
@@ -28,7 +29,8 @@ from uvmlab.core.errors import UvmlabError
 from uvmlab.core.version import __version__
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
+    rich_markup_mode=None,  # help text is plain: "[params]" and "[gpu]" must print as written
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="uvmlab: a faithful, programmable model of NVIDIA's UVM driver.",
@@ -41,14 +43,33 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+#: commands that run the model: the first-run compile is announced before they start
+SIMULATING = {"run", "demo", "compare", "sweep", "validate", "fit", "policy", "trace"}
+
+
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail on stderr.")] = 0,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Only warnings and errors on stderr (no notes, no progress)."),
+    ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="Exit with code 4 when a policy is ejected (after writing the outputs)."
+        ),
+    ] = False,
 ) -> None:
     """uvmlab: a faithful, programmable model of NVIDIA's UVM driver."""
+    notices.setup(verbose, quiet, strict)
+    if ctx.invoked_subcommand in SIMULATING and not ctx.resilient_parsing and "--help" not in sys.argv:
+        notices.compile_model()
 
 
 for _register in (
@@ -71,6 +92,8 @@ def main() -> None:
         rc = app(standalone_mode=False)  # click returns the code of a typer.Exit here
         if isinstance(rc, int) and rc:
             sys.exit(rc)
+        if notices.exit_code():
+            sys.exit(notices.exit_code())
     except UvmlabError as e:
         print(f"uvmlab: error: {' '.join(str(e).split())}", file=sys.stderr)
         sys.exit(e.exit_code)

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from uvmlab.api import simulate
+from uvmlab.cli import notices
 from uvmlab.core.errors import UvmlabError
 from uvmlab.core.output import check_output
 from uvmlab.core.units import fmt_bytes, fmt_ns
@@ -103,7 +104,7 @@ class LazyProgress:
         self.t0 = time.monotonic()
         self.progress = None
         self.task = None
-        self.quiet = quiet or not err.is_terminal
+        self.quiet = quiet or notices.state.quiet or not err.is_terminal
 
     def __call__(self, done: int, total: int) -> None:
         if self.quiet:

@@ -122,10 +122,7 @@ def compare_cmd(
             t.add_column(h, justify="left" if i == 0 else "right")
         for cells in cmp.table_rows(rows):
             t.add_row(*cells)
-        out.print(t)
-        for r in rows:
-            for e in r.result.meta.get("policy_ejected", []):
-                out.print(f"[yellow]{r.policy}: {e['policy']} ejected in {e['hook']}: {e['reason']}[/yellow]")
+        out.print(t)  # each ejection was a warning line on stderr as it happened
     if plot_file is not None:
         cmp.plot(rows, plot_file, title=f"{workload}, GPU memory {gpu_memory or 'all'}")
         if not (as_json or markdown):
@@ -189,11 +186,7 @@ def run_cmd(
         print(json.dumps({**res.canonical(), "policy_ejected": res.meta.get("policy_ejected", [])}))
     else:
         out.print(f"policies: {', '.join(hooks.labels) or 'none (driver default)'}")
-        out.print(res.summary())
-        for e in res.meta.get("policy_ejected", []):
-            out.print(
-                f"[yellow]{e['policy']} ejected in {e['hook']} at {e['time_ns']:,} ns: {e['reason']}[/yellow]"
-            )
+        out.print(res.summary())  # with a WARNING line per ejection
     if res.fatal:
         raise typer.Exit(1)
 

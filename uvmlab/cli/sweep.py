@@ -17,6 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from uvmlab.cli import notices
 from uvmlab.cli.common import IsolateOpt, MaxTouchesOpt, err, max_touches, results_table
 from uvmlab.cli.common import out as console
 from uvmlab.core.output import check_output
@@ -149,6 +150,7 @@ def sweep(
         f"{len(res.computed)} computed, {len(res.reused)} already done; results in {directory}",
         highlight=False,
     )
+    notices.warn_ejections(res.ordered())  # points ran in workers: their warnings stayed there
     if report and res.results:
         path = write_report(
             res.ordered(),

@@ -39,3 +39,24 @@ class RunInterrupted(KeyboardInterrupt):
     def __init__(self, result: object) -> None:
         super().__init__("interrupted")
         self.result = result
+
+
+class PolicyEjectedError(UvmlabError):
+    """A policy was ejected during a run and the caller asked for that to be an error (strict)."""
+
+    exit_code = 4
+
+
+class PolicyEjectedWarning(UserWarning):
+    """A policy was ejected during a run: the driver's default decided from then on, so the
+    run's numbers are not the policy's alone. One warning per ejection (hook, reason, when)."""
+
+
+def ejection_message(e: dict) -> str:
+    """One line for an ejection record (``Result.meta["policy_ejected"]`` entries)."""
+    when = e.get("time_ns")
+    at = f" at {when / 1e6:.3f} ms simulated" if isinstance(when, int | float) else ""
+    return (
+        f"policy {e.get('policy', '?')} ejected{at} in hook {e.get('hook', '?')}: {e.get('reason', '?')}; "
+        "the driver's default decided from then on"
+    )

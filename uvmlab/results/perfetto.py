@@ -1,43 +1,46 @@
 """A run as a Chrome / Perfetto trace (the JSON Trace Event format), to open in ui.perfetto.dev.
 
-One process per processor ("CPU", "GPU 0"), with tracks (threads) for what happened there:
+Laid out the way Nsight Systems shows unified memory, one process per processor:
 
-* CPU: ``CPU phases`` and ``host API`` (prefetch, advise, free, sync) as slices; ``CPU faults``,
-  ``migrations to CPU`` (named by cause) and ``thrashing`` (detections as instants, throttling
-  as slices) as instant events;
-* GPU 0: ``kernels`` as slices; ``fault batches``, ``replays``, ``migrations to GPU 0``,
-  ``evictions``, ``remote maps``, ``thrashing`` as instant events;
-* counters per processor: cumulative bytes migrated to it by cause, cumulative faults, and,
-  when the run was sampled, the bytes resident there.
+* GPU 0: ``kernels`` as slices; migrations as **ranges on per-direction copy rows** (``copies
+  HtoD``, ``copies DtoH``, ``copies DtoD``), each lasting its bytes over the profile's copy
+  bandwidth for that direction and queued behind the previous copy of its row, as a copy engine
+  runs them; ``fault batches``, ``replays``, ``evictions``, ``remote maps`` as instants;
+* CPU: ``CPU phases`` and ``host API`` (prefetch, advise, free, sync) as slices; ``CPU faults``
+  and ``thrashing`` (detections as instants, throttling as slices) and ``errors`` (fatal faults,
+  policy ejections);
+* counter tracks per processor: cumulative bytes migrated to it by cause, cumulative faults and
+  evictions, and, when the run was sampled, the bytes resident there.
 
-Operation slices come from the per-operation rows (always there); instants and counters need
-the event stream (``--events``, implied by ``--timeline``) or the run's samples. Timestamps are
-simulated time, in µs as the format requires. Slices are never dropped; a run with more than
-``max_instants`` instant events keeps an evenly spaced subset of them (counters still count
-every event) and says so in the trace's ``otherData``.
+Nothing is dropped or thinned, whatever the run's size: :func:`write_timeline` streams the
+events to the file as they are made, so a run of millions of events needs memory for one chunk
+of them, not for the whole trace. Timestamps are simulated time, in µs as the format requires.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
+from uvmlab.core.errors import UvmlabError
+from uvmlab.core.files import new_file_mode
 from uvmlab.driver import tools
 from uvmlab.engine.sampling import SAMPLED_COUNTERS
-from uvmlab.results.io import write_atomic
+from uvmlab.timing.cost_model import CostProfile, load_profile
 
 if TYPE_CHECKING:
     from uvmlab.results.result import Result
 
-MAX_INSTANTS = 200_000
-MAX_COUNTER_POINTS = 2_000  # per counter track: more is invisible at any zoom that shows a run
-
 HOST_OPS = ("prefetch", "advise", "free", "sync", "alloc")
 
-# event -> (track on the event's processor, instant name); Migration is special (cause)
+# event -> track of its instant on the event's processor (migrations and throttling are ranges)
 _INSTANT_TRACKS = {
     tools.CPU_FAULT: "CPU faults",
     tools.GPU_FAULT: "fault batches",
@@ -54,18 +57,21 @@ _INSTANT_TRACKS = {
 #: track order within a process (others follow in order of appearance)
 TRACK_ORDER = (
     "kernels",
+    "copies HtoD",
+    "copies DtoH",
+    "copies DtoD",
     "CPU phases",
     "host API",
     "fault batches",
     "replays",
     "CPU faults",
-    "migrations",
     "evictions",
     "remote maps",
     "thrashing",
     "read duplication",
     "errors",
 )
+_CHUNK = 20_000  # events per write when streaming
 
 
 def _proc_name(p: int) -> str:
@@ -73,8 +79,10 @@ def _proc_name(p: int) -> str:
 
 
 class _Trace:
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
+    """Makes trace events and hands each to ``emit`` (a list's append, or the file writer)."""
+
+    def __init__(self, emit: Callable[[dict[str, Any]], None]) -> None:
+        self.emit = emit
         self.tids: dict[tuple[int, str], int] = {}
         self.pids: set[int] = set()
 
@@ -82,16 +90,9 @@ class _Trace:
         pid = max(proc, 0) + 1
         if pid not in self.pids:
             self.pids.add(pid)
-            self.events.append(
-                {
-                    "ph": "M",
-                    "name": "process_name",
-                    "pid": pid,
-                    "tid": 0,
-                    "args": {"name": _proc_name(max(proc, 0))},
-                }
-            )
-            self.events.append(
+            name = _proc_name(max(proc, 0))
+            self.emit({"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "args": {"name": name}})
+            self.emit(
                 {"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0, "args": {"sort_index": pid}}
             )
         return pid
@@ -102,12 +103,9 @@ class _Trace:
         if key not in self.tids:
             tid = len(self.tids) + 1
             self.tids[key] = tid
-            base = track.split(" to ")[0]
-            order = TRACK_ORDER.index(base) if base in TRACK_ORDER else len(TRACK_ORDER) + tid
-            self.events.append(
-                {"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": track}}
-            )
-            self.events.append(
+            order = TRACK_ORDER.index(track) if track in TRACK_ORDER else len(TRACK_ORDER) + tid
+            self.emit({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": track}})
+            self.emit(
                 {
                     "ph": "M",
                     "name": "thread_sort_index",
@@ -123,13 +121,13 @@ class _Trace:
         proc: int,
         track: str,
         name: str,
-        ts_ns: int,
-        dur_ns: int,
+        ts_ns: float,
+        dur_ns: float,
         args: dict[str, Any] | None = None,
         cat: str = "op",
     ) -> None:
         pid, tid = self.tid(proc, track)
-        self.events.append(
+        self.emit(
             {
                 "ph": "X",
                 "name": name,
@@ -137,14 +135,14 @@ class _Trace:
                 "pid": pid,
                 "tid": tid,
                 "ts": ts_ns / 1000.0,
-                "dur": max(0, dur_ns) / 1000.0,
+                "dur": max(0.0, dur_ns) / 1000.0,
                 "args": args or {},
             }
         )
 
     def instant(self, proc: int, track: str, name: str, ts_ns: int, args: dict[str, Any], cat: str) -> None:
         pid, tid = self.tid(proc, track)
-        self.events.append(
+        self.emit(
             {
                 "ph": "i",
                 "s": "t",
@@ -159,31 +157,31 @@ class _Trace:
 
     def counter(self, proc: int, name: str, ts_ns: np.ndarray, series: dict[str, np.ndarray]) -> None:
         pid = self.pid(proc)
-        idx = _thin(len(ts_ns), MAX_COUNTER_POINTS)
-        for i in idx:
-            self.events.append(
+        cols = {k: v.tolist() for k, v in series.items()}
+        for i, t in enumerate(ts_ns.tolist()):
+            self.emit(
                 {
                     "ph": "C",
                     "name": name,
                     "pid": pid,
                     "tid": 0,
-                    "ts": int(ts_ns[i]) / 1000.0,
-                    "args": {k: int(v[i]) for k, v in series.items()},
+                    "ts": t / 1000.0,
+                    "args": {k: int(v[i]) for k, v in cols.items()},
                 }
             )
 
 
-def _thin(n: int, cap: int) -> np.ndarray:
-    """Indices of at most ``cap`` evenly spaced items of ``n``, always keeping the last."""
-    if n <= cap:
-        return np.arange(n)
-    idx = np.unique(np.linspace(0, n - 1, cap).round().astype(np.int64))
-    return idx
+def _bandwidths(res: Result) -> tuple[dict[str, float], str]:
+    """Copy bandwidth (bytes/ns) per direction from the run's profile, and where it came from."""
+    try:
+        prof = load_profile(res.profile) if res.profile else CostProfile()
+        src = res.profile or "default profile"
+    except UvmlabError:
+        prof, src = CostProfile(), f"default profile ({res.profile!r} not found)"
+    return {"HtoD": prof.htod_gbps, "DtoH": prof.dtoh_gbps, "DtoD": max(prof.htod_gbps, prof.dtoh_gbps)}, src
 
 
-def build_trace(res: Result, *, max_instants: int = MAX_INSTANTS) -> dict[str, Any]:
-    """The Trace Event JSON object for ``res``."""
-    tr = _Trace()
+def _emit_all(res: Result, tr: _Trace) -> dict[str, Any]:
     tr.pid(0)
     tr.pid(1)
     for op in res.ops:
@@ -196,9 +194,9 @@ def build_trace(res: Result, *, max_instants: int = MAX_INSTANTS) -> dict[str, A
             tr.slice(0, "CPU phases", name, start, dur, args)
         else:
             tr.slice(0, "host API", name if kind in ("", name) else f"{kind} {name}", start, dur, args)
-    dropped = 0
+    bw, bw_src = _bandwidths(res)
     if res.events is not None and len(res.events):
-        dropped = _add_events(tr, res.events, max_instants)
+        _add_events(tr, res.events, bw)
     elif res.samples is not None:
         _add_sample_counters(tr, res.samples)
     if res.samples is not None:
@@ -212,15 +210,22 @@ def build_trace(res: Result, *, max_instants: int = MAX_INSTANTS) -> dict[str, A
         "params": res.params,
         "totals": res.canonical(),
         "time_unit": "simulated ns",
-        "instants_dropped": dropped,
+        "copy_durations": f"bytes / copy bandwidth of {bw_src}, queued per direction",
         "producer": "uvmlab",
     }
     if res.fatal:
         other["fatal"] = res.fatal
-    return {"traceEvents": tr.events, "displayTimeUnit": "ns", "otherData": other}
+    return other
 
 
-def _add_events(tr: _Trace, df: Any, max_instants: int) -> int:
+def build_trace(res: Result) -> dict[str, Any]:
+    """The Trace Event JSON object for ``res`` (in memory; :func:`write_timeline` streams)."""
+    events: list[dict[str, Any]] = []
+    other = _emit_all(res, _Trace(events.append))
+    return {"traceEvents": events, "displayTimeUnit": "ns", "otherData": other}
+
+
+def _add_events(tr: _Trace, df: Any, bw: dict[str, float]) -> None:
     t = df["time_ns"].to_numpy(np.int64)
     name = df["event"].astype(str).to_numpy()
     proc = df["processor"].to_numpy(np.int64)
@@ -230,54 +235,52 @@ def _add_events(tr: _Trace, df: Any, max_instants: int) -> int:
     src = df["src"].to_numpy(np.int64)
     info = df["info"].astype(str).to_numpy()
 
-    # throttling: a slice from each ThrottlingStart to the next ThrottlingEnd of that page
     open_throttle: dict[tuple[int, int], int] = {}
-    instant_rows = []
-    for i in range(len(t)):
-        n = name[i]
+    row_end: dict[str, float] = {}  # each copy row runs one copy at a time, in issue order
+    for i in np.argsort(t, kind="stable").tolist():
+        n, p, ti = name[i], int(proc[i]), int(t[i])
         if n == tools.THROTTLING_START:
-            open_throttle[(int(proc[i]), int(addr[i]))] = int(t[i])
-        elif n == tools.THROTTLING_END:
-            start = open_throttle.pop((int(proc[i]), int(addr[i])), None)
+            open_throttle[(p, int(addr[i]))] = ti
+            continue
+        if n == tools.THROTTLING_END:
+            start = open_throttle.pop((p, int(addr[i])), None)
             if start is not None:
                 tr.slice(
-                    int(proc[i]),
+                    p,
                     "thrashing",
                     "throttled",
                     start,
-                    int(t[i]) - start,
+                    ti - start,
                     {"address": hex(int(addr[i]))},
-                    cat="thrashing",
+                    "thrashing",
                 )
-        else:
-            instant_rows.append(i)
-    keep = np.asarray(instant_rows, dtype=np.int64)
-    dropped = 0
-    if len(keep) > max_instants:
-        sel = _thin(len(keep), max_instants)
-        dropped = len(keep) - len(sel)
-        keep = keep[sel]
-    for i in keep:
-        n, p = name[i], int(proc[i])
+            continue
         args: dict[str, Any] = {}
         if addr[i] >= 0:
             args["address"] = hex(int(addr[i]))
+        if info[i]:
+            args["info"] = str(info[i])
         if n == tools.MIGRATION:
-            track = f"migrations to {_proc_name(p)}"
-            label = f"Migration {cause[i]}"
-            args.update(bytes=int(nbytes[i]), cause=str(cause[i]), src=_proc_name(int(src[i])))
-        elif n == tools.GPU_FAULT:
-            track, label = "fault batches", "fault batch"
+            s = int(src[i])
+            d = "DtoH" if p == 0 else ("DtoD" if s > 0 else "HtoD")
+            b = int(nbytes[i])
+            begin = max(float(ti), row_end.get(d, 0.0))
+            dur = b / bw[d] if bw[d] > 0 else 0.0
+            row_end[d] = begin + dur
+            args.update(bytes=b, cause=str(cause[i]), src=_proc_name(s), dst=_proc_name(p))
+            # the copy engines are the GPU's: every direction's row is on GPU 0, as in Nsight
+            tr.slice(max(p, s, 1), f"copies {d}", f"{d} {cause[i]}", begin, dur, args, "migration")
+            continue
+        if n == tools.GPU_FAULT:
+            label = "fault batch"
             args["faults"] = int(nbytes[i])
         else:
-            track, label = _INSTANT_TRACKS.get(n, "other"), n
+            label = n
             if nbytes[i]:
                 args["bytes"] = int(nbytes[i])
             if cause[i]:
                 args["cause"] = str(cause[i])
-        if info[i]:
-            args["info"] = str(info[i])
-        tr.instant(p, track, label, int(t[i]), args, cat=n)
+        tr.instant(p, _INSTANT_TRACKS.get(n, "other"), label, ti, args, cat=n)
 
     # counters: cumulative bytes migrated to each processor by cause, and faults
     order = np.argsort(t, kind="stable")
@@ -297,7 +300,6 @@ def _add_events(tr: _Trace, df: Any, max_instants: int) -> int:
     for p in sorted(set(int(x) for x in proc[e])):
         ep = e[proc[e] == p]
         tr.counter(p, "evictions (root chunks, cumulative)", t[ep], {"evictions": np.arange(1, len(ep) + 1)})
-    return dropped
 
 
 def _add_sample_counters(tr: _Trace, s: Any) -> None:
@@ -337,7 +339,45 @@ def _add_residency(tr: _Trace, s: Any) -> None:
     tr.counter(0, "resident on CPU (bytes, sampled)", s.time_ns, {"bytes": on_cpu.round().astype(np.int64)})
 
 
-def write_timeline(res: Result, path: str | Path, *, max_instants: int = MAX_INSTANTS) -> None:
-    """Write ``res`` as a Trace Event JSON file, atomically."""
-    trace = build_trace(res, max_instants=max_instants)
-    write_atomic(Path(path), json.dumps(trace, separators=(",", ":")).encode(), what="timeline", stdout=True)
+def write_timeline(res: Result, path: str | Path) -> int:
+    """Stream ``res`` to ``path`` as a Trace Event JSON file, atomically (temp file + rename, the
+    mode a plain ``open`` gives); returns the number of events written."""
+    if str(path) == "-":  # to standard output, as the other writers allow
+        return _stream(res, sys.stdout)
+    p = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.", suffix=".tmp")
+    count = 0
+    try:
+        os.fchmod(fd, new_file_mode(p))
+        with os.fdopen(fd, "w") as f:
+            count = _stream(res, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count
+
+
+def _stream(res: Result, f: TextIO) -> int:
+    """Write the trace of ``res`` to ``f`` event by event; returns the number of events."""
+    count = 0
+    f.write('{"traceEvents":[\n')
+    buf: list[str] = []
+
+    def emit(e: dict[str, Any]) -> None:
+        nonlocal count
+        buf.append(json.dumps(e, separators=(",", ":")))
+        count += 1
+        if len(buf) >= _CHUNK:
+            f.write((",\n" if count > len(buf) else "") + ",\n".join(buf))
+            buf.clear()
+
+    other = _emit_all(res, _Trace(emit))
+    if buf:
+        f.write((",\n" if count > len(buf) else "") + ",\n".join(buf))
+    f.write('\n],"displayTimeUnit":"ns","otherData":')
+    f.write(json.dumps(other, default=str))
+    f.write("}\n")
+    return count

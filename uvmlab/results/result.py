@@ -19,8 +19,9 @@ from typing import Any
 import pandas as pd
 
 from uvmlab.core.counters import EXTRA, TOTAL_KEYS, TOTALS
-from uvmlab.core.errors import TraceFileError
+from uvmlab.core.errors import TraceFileError, ejection_message
 from uvmlab.core.units import fmt_bytes, fmt_ns
+from uvmlab.core.version import __version__
 from uvmlab.engine.sampling import Samples
 from uvmlab.results.io import (
     events_from_columns,
@@ -49,6 +50,12 @@ class Result:
     op_wall_s: list[float] = field(default_factory=list)  # the model's wall time per operation
     events: Any = None  # pandas.DataFrame when the run recorded events
     samples: Any = None  # uvmlab.engine.sampling.Samples when the run was sampled
+    uvmlab_version: str = __version__  # the uvmlab that made it ("" for files that predate it)
+
+    @property
+    def ejections(self) -> list[dict[str, Any]]:
+        """Policies the guard ejected during the run: policy, hook, reason, time_ns each."""
+        return list(self.meta.get("policy_ejected", []))
 
     def __eq__(self, other: object) -> bool:
         # field by field, events and samples by value (a DataFrame has no plain ==)
@@ -100,6 +107,8 @@ class Result:
         )
         if self.fatal:
             lines.append(f"  FATAL at op {self.fatal['op']}: {self.fatal['reason']}")
+        for e in self.ejections:
+            lines.append(f"  WARNING: {ejection_message(e)}")
         return "\n".join(lines)
 
     # --- files ----------------------------------------------------------------------------
@@ -107,6 +116,7 @@ class Result:
         return {
             "format": "uvmlab-result",
             "version": RESULT_VERSION,
+            "uvmlab_version": self.uvmlab_version,
             "workload": self.workload,
             "source": self.source,
             "gpu": self.gpu,
@@ -117,6 +127,7 @@ class Result:
             "wall_s": self.wall_s,
             "op_wall_s": self.op_wall_s,
             "meta": self.meta,
+            "ejections": self.ejections,
             "totals": self.totals,
             "ops": self.ops,
             **self._extras_dict(),
@@ -159,6 +170,7 @@ class Result:
                 meta=dict(d.get("meta", {})),
                 events=events,
                 samples=samples,
+                uvmlab_version=str(d.get("uvmlab_version", "")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise TraceFileError(f"{where}: malformed result ({e})") from None

@@ -1,0 +1,105 @@
+"""An ejected policy is never silent: a warning per ejection from the API and every command,
+a line in ``summary()``, a field in the saved result, and ``--strict`` for an error exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+from uvmlab import simulate
+from uvmlab.core.errors import PolicyEjectedError, PolicyEjectedWarning
+from uvmlab.policy import Policy
+from uvmlab.results.result import Result
+
+POLICY = """
+from uvmlab.policy import Policy
+
+
+class Odd(Policy):
+    name = "odd"
+
+    def decide_replay(self, ctx):
+        return 2  # not a replay decision: the guard ejects the policy
+"""
+
+
+class Odd(Policy):
+    name = "odd"
+
+    def decide_replay(self, ctx):
+        return 2
+
+
+def uvmlab(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "uvmlab", *args], capture_output=True, text=True, timeout=600, cwd=cwd
+    )
+
+
+def test_api_warns_once_per_ejection_and_strict_raises():
+    with pytest.warns(
+        PolicyEjectedWarning, match=r"policy odd ejected at .* ms simulated in hook decide_replay"
+    ):
+        r = simulate("random:size=8MiB", policies=Odd())
+    assert r.totals["policy_ejections"] == 1 and len(r.ejections) == 1
+    assert "WARNING: policy odd ejected" in r.summary()
+    with pytest.raises(PolicyEjectedError, match="decide_replay"):
+        simulate("random:size=8MiB", policies=Odd(), strict=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a policy that behaves: no warning at all
+        assert not simulate("random:size=8MiB", policies="lru").ejections
+
+
+def test_saved_result_carries_the_ejections_and_the_version(tmp_path):
+    with pytest.warns(PolicyEjectedWarning):
+        r = simulate("random:size=8MiB", policies=Odd())
+    r.save(tmp_path / "r.json")
+    d = json.loads((tmp_path / "r.json").read_text())
+    assert d["ejections"][0]["hook"] == "decide_replay" and d["uvmlab_version"]
+    r.save(tmp_path / "r.parquet")
+    back = Result.load(tmp_path / "r.parquet")
+    assert back.ejections == r.ejections and back.uvmlab_version == r.uvmlab_version
+
+
+def test_every_command_warns_and_strict_exits_4(tmp_path):
+    pol = tmp_path / "odd.py"
+    pol.write_text(POLICY)
+    out = tmp_path / "r.json"
+    r = uvmlab("run", "random:size=8MiB", "--policy", f"{pol}:Odd", "--out", str(out))
+    assert r.returncode == 0
+    lines = [x for x in r.stderr.splitlines() if "warning: " in x]
+    assert len(lines) == 1 and "hook decide_replay" in lines[0], r.stderr
+    assert "WARNING: policy odd ejected" in r.stdout
+    r = uvmlab("--quiet", "--strict", "run", "random:size=8MiB", "--policy", f"{pol}:Odd", "--out", str(out))
+    assert r.returncode == 4, r.stderr
+    assert "warning: " in r.stderr and "--strict" in r.stderr  # quiet never hides an ejection
+    assert json.loads(out.read_text())["ejections"]  # the output was still written
+    r = uvmlab("compare", "random:size=8MiB", "--policies", f"lru,{pol}:Odd")
+    assert r.returncode == 0 and sum("warning: " in x for x in r.stderr.splitlines()) == 1, r.stderr
+
+
+@pytest.mark.slow
+def test_first_run_compile_is_announced_and_later_runs_are_quiet(tmp_path):
+    """With an empty numba cache the command says it is compiling (and how long it took) instead
+    of sitting silent for tens of seconds; with the cache filled it says nothing of the kind."""
+    env_cache = {"NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+
+    def run():
+        return subprocess.run(
+            [sys.executable, "-m", "uvmlab", "run", "stream:size=8MiB"],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env={**os.environ, **env_cache},
+        )
+
+    first = run()
+    assert first.returncode == 0, first.stderr
+    assert "compiling the model's fast paths" in first.stderr and "compiled in" in first.stderr
+    second = run()
+    assert second.returncode == 0 and "compiling" not in second.stderr, second.stderr
