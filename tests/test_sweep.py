@@ -198,7 +198,7 @@ def test_sweep_report_compares_the_points(reference, tmp_path):
 
 @pytest.mark.slow  # subprocesses of the CLI
 def test_policy_axis_none_is_the_default_driver(tmp_path):
-    spec = SweepSpec.from_cli("random:size=4MiB,seed=5", policies="none")
+    spec = SweepSpec.from_cli("random:size=4MiB,seed=5", policies="default")
     out = run_sweep(spec, tmp_path / "s", workers=1)
     (res,) = out.ordered()
     assert res.totals == simulate("random:size=4MiB,seed=5").totals
@@ -209,8 +209,8 @@ def test_policy_axis_none_is_the_default_driver(tmp_path):
     importlib.util.find_spec("uvmlab.policy.loader") is None, reason="uvmlab.policy.loader not there yet"
 )
 def test_policy_axis_runs_each_policy(tmp_path):
-    spec = SweepSpec.from_cli("random:size=4MiB,seed=5", policies="none,lru", gpu_memory="150%")
-    assert [p.label for p in spec.points()] == ["policy=none", "policy=lru"]
+    spec = SweepSpec.from_cli("random:size=4MiB,seed=5", policies="default,lru", gpu_memory="150%")
+    assert [p.label for p in spec.points()] == ["policy=default", "policy=lru"]
     out = run_sweep(spec, tmp_path / "s", workers=2)
     assert not out.errors
     none, lru = out.ordered()
@@ -218,7 +218,7 @@ def test_policy_axis_runs_each_policy(tmp_path):
     direct = simulate("random:size=4MiB,seed=5", gpu_memory="150%", policies="lru")
     assert lru.totals == direct.totals
     with pytest.raises(UvmlabError, match="no-such-policy"):
-        SweepSpec.from_cli(WORKLOAD, policies="none,no-such-policy").points()
+        SweepSpec.from_cli(WORKLOAD, policies="default,no-such-policy").points()
 
 
 def test_missing_workload_file_fails_before_any_point(tmp_path):

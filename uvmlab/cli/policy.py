@@ -185,7 +185,8 @@ def run_cmd(
     if as_json:
         print(json.dumps({**res.canonical(), "policy_ejected": res.meta.get("policy_ejected", [])}))
     else:
-        out.print(f"policies: {', '.join(hooks.labels) or 'none (driver default)'}")
+        shown = ", ".join(hooks.labels) or "default (the driver's own)"
+        out.print(f"policies: {shown}")
         out.print(res.summary())  # with a WARNING line per ejection
     if res.fatal:
         raise typer.Exit(1)

@@ -46,7 +46,7 @@ def sweep(
         str | None,
         typer.Option(
             "--policies",
-            help="Policy axis: policy specs separated by commas, 'none' for the "
+            help="Policy axis: policy specs separated by commas, 'default' for the "
             "driver's own behaviour, a+b for two policies together.",
         ),
     ] = None,

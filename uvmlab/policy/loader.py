@@ -27,11 +27,12 @@ from uvmlab.policy import base
 from uvmlab.policy.guard import Guard
 from uvmlab.policy.isolate import DEFAULT_CPU_S, DEFAULT_MEMORY, IsolatedPolicy
 from uvmlab.policy.library import REGISTRY
+from uvmlab.policy.spec import DEFAULT_POLICY, NO_POLICY, parse_args, spec_items, split_top
 from uvmlab.policy.spec import ITEM as _ITEM
-from uvmlab.policy.spec import NO_POLICY, parse_args, spec_items, split_top
 from uvmlab.policy.spec import looks_like_path as _looks_like_path
 
 __all__ = [
+    "DEFAULT_POLICY",
     "NO_POLICY",
     "build_hooks",
     "builtin_policies",

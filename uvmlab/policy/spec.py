@@ -13,7 +13,9 @@ from typing import Any
 
 from uvmlab.core.errors import PolicyError
 
-NO_POLICY = ("default", "driver", "none-at-all")
+#: the driver's own behaviour, no hooks: one name, "default"; "none" and "driver" read the same
+DEFAULT_POLICY = "default"
+NO_POLICY = (DEFAULT_POLICY, "none", "driver")
 ITEM = re.compile(r"^\s*(?P<name>[^()]+?)\s*(?:\((?P<args>.*)\))?\s*$", re.S)
 MAX_SPEC = 4096  #: characters in one spec: far beyond any real composition
 

@@ -27,6 +27,7 @@ from uvmlab.core.counters import EXTRA, TOTALS
 from uvmlab.core.errors import UvmlabError
 from uvmlab.core.units import fmt_bytes, fmt_ns
 from uvmlab.core.version import __version__
+from uvmlab.policy.loader import NO_POLICY
 from uvmlab.results import plots
 from uvmlab.results.io import write_atomic
 from uvmlab.results.tables import run_label
@@ -116,7 +117,7 @@ def _img(png: bytes, alt: str, cls: str) -> str:
 def _params_text(r: Result) -> str:
     parts = [f"{k}={v}" for k, v in sorted(r.params.items())]
     point = r.meta.get("point") if isinstance(r.meta, dict) else None
-    if isinstance(point, dict) and point.get("policies") not in (None, "", "none"):
+    if isinstance(point, dict) and point.get("policies") not in (None, "", *NO_POLICY):
         parts.append(f"policies={point['policies']}")
     return ", ".join(parts) or "defaults"
 

@@ -19,10 +19,10 @@ from typing import Any
 
 from uvmlab.core.errors import UvmlabError
 from uvmlab.driver.params import Params, parse_param_assignment
-from uvmlab.policy.loader import load_policies
+from uvmlab.policy.loader import DEFAULT_POLICY, NO_POLICY, load_policies
 
 POINT_FORMAT = 1  # bump when a point's result would change for the same config
-NO_POLICY_NAMES = ("none", "default", "driver")  # the driver's own behaviour, no hooks
+NO_POLICY_NAMES = NO_POLICY  # the driver's own behaviour, no hooks (shown as "default")
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class SweepSpec:
     gpu: str = "h200"
     profile: str | None = None
     params: list[tuple[str, list[str]]] = field(default_factory=list)  # name, raw values
-    policies: list[str] = field(default_factory=lambda: ["none"])
+    policies: list[str] = field(default_factory=lambda: [DEFAULT_POLICY])
     gpu_memory: list[str | None] = field(default_factory=lambda: [None])
     events: bool = False
     samples: bool = True
@@ -74,7 +74,8 @@ class SweepSpec:
             if any(n == name for n, _ in axes):
                 raise UvmlabError(f"--param {name} given twice (list its values once: {name}=v1,v2)")
             axes.append((name, values))
-        pol = _split(policies, "--policies", top_level=True) if policies else ["none"]
+        pol = _split(policies, "--policies", top_level=True) if policies else [DEFAULT_POLICY]
+        pol = [DEFAULT_POLICY if p.strip().lower() in NO_POLICY else p for p in pol]
         mem: list[str | None] = list(_split(gpu_memory, "--gpu-memory")) if gpu_memory else [None]
         return cls(
             workload=workload,
@@ -106,7 +107,10 @@ class SweepSpec:
             gpu=d.get("gpu", "h200"),
             profile=d.get("profile"),
             params=[(str(n), [str(x) for x in v]) for n, v in d.get("params", [])],
-            policies=list(d.get("policies", ["none"])),
+            policies=[
+                DEFAULT_POLICY if p.strip().lower() in NO_POLICY else p
+                for p in d.get("policies", [DEFAULT_POLICY])
+            ],
             gpu_memory=list(d.get("gpu_memory", [None])),
             events=bool(d.get("events")),
             samples=bool(d.get("samples", True)),
