@@ -171,7 +171,7 @@ def _allocs(path: str, db: sqlite3.Connection, tables: set[str]) -> np.ndarray:
         f"WHERE memKind = {MEM_KIND_MANAGED} ORDER BY start",
         4,
     )
-    out = []
+    out: list[tuple[int, int, int, int, int]] = []
     live: dict[int, int] = {}
     for start, addr, nbytes, op in d.tolist():
         if op == ALLOCATION:

@@ -391,11 +391,12 @@ def to_workload(
                 np.zeros(len(vp), bool),
             )
         )
-    t = np.concatenate([p[0] for p in parts]).astype(np.uint64)
-    vpage = np.concatenate([p[1] for p in parts]).astype(np.int64)
-    proc = np.concatenate([p[2] for p in parts])
-    acc = np.concatenate([p[3] for p in parts])
-    from_fault = np.concatenate([p[4] for p in parts])
+    # plain ndarray annotations: the arrays are re-sorted and re-bound below
+    t: np.ndarray = np.concatenate([p[0] for p in parts]).astype(np.uint64)
+    vpage: np.ndarray = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    proc: np.ndarray = np.concatenate([p[2] for p in parts])
+    acc: np.ndarray = np.concatenate([p[3] for p in parts])
+    from_fault: np.ndarray = np.concatenate([p[4] for p in parts])
     # CPU faults carry no access type: a first touch initialises the page (write), later ones
     # read it back (the common pattern: fill on the CPU, compute on the GPU, read the result).
     order = np.lexsort((~from_fault, t))
@@ -434,8 +435,8 @@ def to_workload(
         pages, fh = _first_time(hpage, h["start"][hidx])
         fc = _lookup_first(pages, vpage[proc == 0], t[proc == 0])
         fg = _lookup_first(pages, vpage[proc == 1], t[proc == 1])
-        sel = fc > fh
-        npg, tg = pages[sel], np.minimum(fh, fg)[sel]
+        need = fc > fh
+        npg, tg = pages[need], np.minimum(fh, fg)[need]
         k = np.searchsorted(kstart, tg, side="right").astype(np.int64) - 1
         tc = np.where(k >= 0, kstart[np.maximum(k, 0)], tg) - np.uint64(1)
         rep.cpu_touches_estimated = _add_events(ev, tc, npg, 0)
@@ -450,8 +451,8 @@ def to_workload(
         t, vpage, proc = ev[0], ev[1], ev[2]
         pages, fd = _first_time(dpage, d["start"][didx])
         fg = _lookup_first(pages, vpage[proc == 1], t[proc == 1])
-        sel = fg > fd
-        npg, td = pages[sel], fd[sel]
+        moved = fg > fd
+        npg, td = pages[moved], fd[moved]
         blk = npg * PAGE_SIZE // VA_BLOCK
         fb = _lookup_first(blk, vpage[proc == 1] * PAGE_SIZE // VA_BLOCK, t[proc == 1])
         k = np.searchsorted(kstart, td, side="right").astype(np.int64) - 1
@@ -535,23 +536,23 @@ def to_workload(
             pos = end
             if u is not None:
                 ai = int(u_alloc[u])
-                first = int(user["address"][u]) // PAGE_SIZE - int(allocs["address"][ai]) // PAGE_SIZE
-                npg = -(-(int(user["address"][u]) % PAGE_SIZE + int(user["value"][u])) // PAGE_SIZE)
-                npg = min(npg, -(-int(allocs["bytes"][ai]) // PAGE_SIZE) - first)
+                pf_first = int(user["address"][u]) // PAGE_SIZE - int(allocs["address"][ai]) // PAGE_SIZE
+                pf_n = -(-(int(user["address"][u]) % PAGE_SIZE + int(user["value"][u])) // PAGE_SIZE)
+                pf_n = min(pf_n, -(-int(allocs["bytes"][ai]) // PAGE_SIZE) - pf_first)
                 dst = 0 if int(user["kind"][u]) == DTOH else gpu
                 prev = ops[-1] if ops else None
                 if (
                     isinstance(prev, PrefetchOp)
                     and prev.alloc == ai
                     and prev.processor == dst
-                    and prev.start_page + prev.num_pages == first
+                    and prev.start_page + prev.num_pages == pf_first
                 ):
-                    ops[-1] = PrefetchOp(ai, dst, prev.start_page, prev.num_pages + npg)
+                    ops[-1] = PrefetchOp(ai, dst, prev.start_page, prev.num_pages + pf_n)
                 else:
-                    ops.append(PrefetchOp(ai, dst, first, npg))
+                    ops.append(PrefetchOp(ai, dst, pf_first, pf_n))
                     rep.prefetch_ops += 1
-        for ai in np.flatnonzero(free_gap == g):
-            ops.append(FreeOp(int(ai)))
+        for fi in np.flatnonzero(free_gap == g).tolist():
+            ops.append(FreeOp(int(fi)))
             rep.frees += 1
         if g == nk:
             break
