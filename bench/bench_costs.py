@@ -14,11 +14,15 @@ shared machine are noise. The numbers ``uvmlab run --help`` states come from thi
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import json
 import os
+import platform
+import re
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from uvmlab.api import load_workload, simulate
 from uvmlab.engine.sampling import record_samples
@@ -78,17 +82,52 @@ def measure(spec: str, gpu_memory: str | None, repeats: int) -> dict[str, float]
     }
 
 
+BEGIN = "<!-- BEGIN costs (written by bench/bench_costs.py --doc) -->"
+END = "<!-- END costs -->"
+
+
+def write_doc(rows: dict[str, dict]) -> None:
+    """The table between the markers of docs/performance.md, with the date and the machine."""
+    doc = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d")
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    lines = [
+        BEGIN,
+        "",
+        f"`python3 bench/bench_costs.py --doc` on {stamp} ({machine}); wall time of the run with the "
+        "option over the plain run's, best of 3, measured in the same process:",
+        "",
+        "| scenario | workload | plain run | residency sampling | `--events` | `--timeline` | events |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        wl = r["workload"] + (f" at {r['gpu_memory']}" if r["gpu_memory"] else "")
+        lines.append(
+            f"| {name} | `{wl}` | {r['plain_s']:.2f} s | {r['sampling']:.2f}x | {r['events']:.1f}x | "
+            f"{r['timeline']:.1f}x | {r['events_recorded']:,} |"
+        )
+    lines += ["", END]
+    text = doc.read_text()
+    if BEGIN not in text:
+        text = text.rstrip() + "\n\n## What the optional outputs cost\n\n" + BEGIN + "\n" + END + "\n"
+    text = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), "\n".join(lines), text, flags=re.S)
+    doc.write_text(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--doc", action="store_true", help="Also write the table into docs/performance.md.")
     a = ap.parse_args(argv)
     rows = {}
     for name, (spec, mem) in (QUICK if a.quick else WORKLOADS).items():
         if not a.json:
             print(f"{name}: {spec}{' at ' + mem if mem else ''} ...", file=sys.stderr, flush=True)
         rows[name] = {"workload": spec, "gpu_memory": mem, **measure(spec, mem, a.repeats)}
+    if a.doc:
+        write_doc(rows)
     if a.json:
         print(json.dumps(rows))
         return 0

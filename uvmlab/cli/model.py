@@ -30,6 +30,7 @@ from uvmlab.core.errors import RunInterrupted
 from uvmlab.core.units import fmt_bytes, fmt_ns
 from uvmlab.driver.params import describe as describe_params
 from uvmlab.engine.sampling import record_samples
+from uvmlab.results.export import check_suffix, save_result
 from uvmlab.results.perfetto import write_timeline
 from uvmlab.workload.fileformat import validate_file, write_workload
 from uvmlab.workload.synthetic import describe as describe_workloads
@@ -55,14 +56,31 @@ def run(
     gpu_memory: MemOpt = None,
     profile: ProfileOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print totals as one JSON object.")] = False,
-    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Save the result (JSON).")] = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Save the result: .json (everything), .parquet (events as the table) or .csv "
+            "(per-operation rows and a total row; events beside it as NAME.events.csv).",
+        ),
+    ] = None,
     ops: Annotated[bool, typer.Option("--ops", help="Show the per-operation table.")] = False,
     timeline: Annotated[
         Path | None,
-        typer.Option("--timeline", help="Write a Chrome/Perfetto trace (JSON) for ui.perfetto.dev."),
+        typer.Option(
+            "--timeline",
+            help="Write a Chrome/Perfetto trace (JSON) for ui.perfetto.dev. Records events: the run "
+            "takes 10-40x longer (docs/performance.md, bench/bench_costs.py).",
+        ),
     ] = None,
     events: Annotated[
-        bool, typer.Option("--events", help="Record the event stream (kept by --out and --parquet).")
+        bool,
+        typer.Option(
+            "--events",
+            help="Record the event stream (kept by --out and --parquet); the run takes 10-40x "
+            "longer, on the reference fault path (docs/performance.md).",
+        ),
     ] = False,
     parquet: Annotated[
         Path | None, typer.Option("--parquet", help="Save the result as Parquet (events as the table).")
@@ -88,6 +106,8 @@ def run(
 ) -> None:
     """Run one workload in the model and print its totals."""
     check_outputs(("--out", out_file), ("--parquet", parquet), ("--timeline", timeline), stdout=("--out",))
+    if out_file is not None and str(out_file) != "-":
+        check_suffix(out_file)  # before the run: a typo costs nothing
     prm = parse_params(param, params_file)
     # residency samples are cheap; take them whenever the result is kept (heatmaps, reports)
     keep = out_file is not None or parquet is not None or timeline is not None
@@ -115,7 +135,10 @@ def run(
     if keep:
         rec.attach(res)
     if out_file is not None:
-        res.save(out_file)
+        if str(out_file) == "-":
+            res.save(out_file)
+        else:
+            save_result(res, out_file)
     if parquet is not None:
         res.to_parquet(parquet)
     if timeline is not None:
