@@ -52,3 +52,14 @@ def test_cli_refuses_an_unknown_suffix_before_running(tmp_path):
     )
     assert r.returncode != 0 and "'.txt' is not a result format" in r.stderr
     assert not (tmp_path / "r.txt").exists()
+
+
+def test_gpu_memory_spellings_agree():
+    w = load_workload("stream:size=48MiB")
+    caps = {
+        s: simulate(w, gpu_memory=s).gpu_memory_bytes
+        for s in ("oversubscribe=1.5", "oversubscribe=150%", "150%")
+    }
+    assert len(set(caps.values())) == 1 and caps["150%"] == 32 << 20  # 48 MiB needs 1.5x of 32 MiB
+    with pytest.raises(UvmlabError, match="oversubscribe=1.5"):
+        simulate(w, gpu_memory="oversubscribe=lots")

@@ -44,20 +44,31 @@ def load_workload(spec: str | Path | Workload) -> Workload:
 
 
 def resolve_gpu_memory(value: str | int | None, workload: Workload, gpu: GpuSpec) -> int:
-    """GPU memory for the model: bytes, a size ("16GiB"), or an oversubscription ratio ("150%":
-    the workload's managed memory is 150 % of the GPU's)."""
+    """GPU memory for the model: bytes, a size ("16GiB"), or an oversubscription ratio, spelled
+    ``oversubscribe=1.5`` (the workload's managed memory is 1.5x the GPU's; also
+    ``oversubscribe=150%``). The bare ``150%`` is the same ratio, kept for existing scripts."""
     if value is None:  # what UVM can hold: the GPU's free memory in whole root chunks
         return gpu.n_root_chunks * gpu.root_chunk_size
-    if isinstance(value, str) and value.strip().endswith("%"):
+    if isinstance(value, str):
+        text = value.strip().lower()
+        pct: float | None = None
         try:
-            pct = float(value.strip()[:-1])
+            if text.startswith("oversubscribe="):
+                r = text.split("=", 1)[1].strip()
+                pct = float(r[:-1]) if r.endswith("%") else float(r) * 100
+            elif text.endswith("%"):
+                pct = float(text[:-1])
         except ValueError:
-            raise UvmlabError(f"cannot read oversubscription {value!r} (try '150%')") from None
-        if not 0.01 <= pct <= 1e6:  # NaN fails this too
-            raise UvmlabError(f"oversubscription must be between 0.01% and 1000000%, got {value!r}")
-        footprint = max(workload.managed_bytes, 1)
-        cap = int(footprint * 100 / pct)
-        return max(2 << 20, cap // (2 << 20) * (2 << 20))
+            raise UvmlabError(
+                f"cannot read oversubscription {value!r} (try oversubscribe=1.5: the workload needs "
+                "1.5x the GPU's memory)"
+            ) from None
+        if pct is not None:
+            if not 0.01 <= pct <= 1e6:  # NaN fails this too
+                raise UvmlabError(f"oversubscription must be between 0.01% and 1000000%, got {value!r}")
+            footprint = max(workload.managed_bytes, 1)
+            cap = int(footprint * 100 / pct)
+            return max(2 << 20, cap // (2 << 20) * (2 << 20))
     return parse_size(value, what="GPU memory")
 
 
@@ -236,12 +247,11 @@ def _run(
         drv.counters["policy_ejections"] = hooks.ejections
         meta["policies"] = hooks.labels
         meta["policy_ejected"] = list(hooks.ejected)
-    res = Result(
         for e in hooks.ejected:
             if strict:
                 raise PolicyEjectedError(f"{w.name}: {ejection_message(e)}")
             warnings.warn(PolicyEjectedWarning(f"{w.name}: {ejection_message(e)}"), stacklevel=2)
-    return Result(
+    res = Result(
         workload=w.name,
         totals=dict(drv.counters),
         ops=eng.rows,

@@ -34,8 +34,8 @@ MemOpt = Annotated[
     str | None,
     typer.Option(
         "--gpu-memory",
-        help="GPU memory for the model: a size ('16GiB') or an oversubscription "
-        "ratio ('150%' = the workload needs 1.5x the GPU's memory).",
+        help="GPU memory for the model: a size ('16GiB') or an oversubscription ratio, "
+        "'oversubscribe=1.5' (the workload needs 1.5x the GPU's memory; '150%' means the same).",
     ),
 ]
 ProfileOpt = Annotated[str | None, typer.Option("--profile", help="Cost profile name or JSON file.")]
