@@ -33,7 +33,7 @@ def check_suffix(path: str | Path, allowed: tuple[str, ...] = RESULT_SUFFIXES, w
     return suffix
 
 
-def ops_frame(result: Result):
+def ops_frame(result: Result) -> pd.DataFrame:
     """Per-operation rows and a last ``total`` row (the run's totals under the same columns)."""
     df = pd.DataFrame(result.ops)
     total = {c: result.totals.get(c, "") for c in df.columns}
