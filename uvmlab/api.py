@@ -144,7 +144,6 @@ def simulate(
     as many as the workload names (``Workload.gpus``). ``isolate`` runs each policy in a process
     of its own (docs/security.md); ``max_touches`` raises the bound on the workload's work
     (workload/bounds.py). A Ctrl-C raises ``RunInterrupted`` carrying the result of what was done.
-    as many as the workload names (``Workload.gpus``).
 
     A policy the guard ejects never passes silently: each ejection is a
     ``PolicyEjectedWarning`` (hook, reason, simulated time), a line of ``Result.summary()`` and
@@ -177,7 +176,7 @@ def simulate(
         elif hooks.module_params:  # e.g. a replay policy that is a driver module parameter
             prm = prm.replace(**hooks.module_params)
     try:
-        return _run(
+        res = _run(
             w,
             spec,
             prm,
@@ -195,6 +194,11 @@ def simulate(
     finally:
         if hooks is not None:
             hooks.close()  # isolated policies' processes end with the run, whatever happened
+    for e in res.ejections:  # never silent: a warning each, or an error when strict
+        if strict:
+            raise PolicyEjectedError(f"{w.name}: {ejection_message(e)}")
+        warnings.warn(PolicyEjectedWarning(f"{w.name}: {ejection_message(e)}"), stacklevel=2)
+    return res
 
 
 def _run(
@@ -247,10 +251,6 @@ def _run(
         drv.counters["policy_ejections"] = hooks.ejections
         meta["policies"] = hooks.labels
         meta["policy_ejected"] = list(hooks.ejected)
-        for e in hooks.ejected:
-            if strict:
-                raise PolicyEjectedError(f"{w.name}: {ejection_message(e)}")
-            warnings.warn(PolicyEjectedWarning(f"{w.name}: {ejection_message(e)}"), stacklevel=2)
     res = Result(
         workload=w.name,
         totals=dict(drv.counters),
