@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from uvmlab.cli import notices
+import uvmlab.cli.notices as notices
 from uvmlab.cli.common import err
 from uvmlab.cli.gaia import register as register_gaia
 from uvmlab.cli.gpu import register as register_gpu

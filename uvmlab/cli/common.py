@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
+import uvmlab.cli.notices as notices
 from uvmlab.api import simulate
-from uvmlab.cli import notices
 from uvmlab.core.errors import UvmlabError
 from uvmlab.core.output import check_output
 from uvmlab.core.units import fmt_bytes, fmt_ns

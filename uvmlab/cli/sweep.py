@@ -17,7 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from uvmlab.cli import notices
+import uvmlab.cli.notices as notices
 from uvmlab.cli.common import IsolateOpt, MaxTouchesOpt, err, max_touches, results_table
 from uvmlab.cli.common import out as console
 from uvmlab.core.output import check_output

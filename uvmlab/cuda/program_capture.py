@@ -34,6 +34,9 @@ import numpy as np
 
 from uvmlab.core.errors import GpuUnavailableError, UvmlabError
 from uvmlab.cuda.cupti_capture import CuptiCapture
+from uvmlab.cuda.runtime import device_info
+from uvmlab.cuda.uvm_counters import UvmCounters, counter_deltas
+from uvmlab.workload.importers.capture import write_capture
 from uvmlab.workload.importers.um_trace import ALLOC_DTYPE, KERNEL_DTYPE, UmTrace
 
 log = logging.getLogger(__name__)
@@ -191,10 +194,6 @@ def capture_program(
 
     Returns a summary (records, kernels, allocations, counters, the program's exit status).
     """
-    from uvmlab.cuda.runtime import device_info
-    from uvmlab.cuda.uvm_counters import UvmCounters, counter_deltas
-    from uvmlab.workload.importers.capture import write_capture
-
     target, args, is_module = _argv(command)
     _init_cuda()
     info = device_info(0)

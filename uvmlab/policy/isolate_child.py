@@ -18,7 +18,7 @@ import types
 from multiprocessing.connection import Connection
 from typing import Any
 
-from uvmlab.policy import base
+from uvmlab.policy import base, loader
 from uvmlab.policy.context import AllocInfo, RunInfo
 from uvmlab.policy.wire import MAX_MESSAGE, WireError, decode, encode
 
@@ -84,8 +84,6 @@ class _Link:
 
 
 def _load(msg: dict[str, Any]) -> Any:
-    from uvmlab.policy import loader
-
     item, params, source = msg["item"], msg.get("params") or {}, msg.get("source")
     if source is None:
         return loader.load_policy(item, params)
