@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fuzzlib import arg_parser, run_cases  # noqa: E402
+from fuzzlib import arg_parser, run_parsed  # noqa: E402
 
 WORKLOADS = (
     "stream",
@@ -473,17 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _FIXTURES = tmp / "fixtures"
         fixtures(_FIXTURES)
-        rep = run_cases(
-            "fuzz_cli",
-            a.seed,
-            cases(a.seed, a.cases),
-            run_case,
-            workers=a.workers,
-            timeout_s=a.timeout,
-            rss_limit=a.rss_limit_mib << 20,
-            time_limit_s=a.time_limit,
-            progress=not a.json,
-        )
+        rep = run_parsed("fuzz_cli", a, cases(a.seed, a.cases), run_case)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     rep.print(a.json)

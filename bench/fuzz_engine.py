@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fuzzlib import arg_parser, run_cases  # noqa: E402
+from fuzzlib import arg_parser, run_parsed  # noqa: E402
 
 from uvmlab.workload.fileformat import FORMAT_VERSION, MAGIC, read_workload  # noqa: E402
 
@@ -429,17 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = arg_parser(__doc__.splitlines()[0], cases=100_000, time_limit=1500)
     a = ap.parse_args(argv)
     warm()
-    rep = run_cases(
-        "fuzz_engine",
-        a.seed,
-        cases(a.seed, a.cases),
-        run_case,
-        workers=a.workers,
-        timeout_s=a.timeout,
-        rss_limit=a.rss_limit_mib << 20,
-        time_limit_s=a.time_limit,
-        progress=not a.json,
-    )
+    rep = run_parsed("fuzz_engine", a, cases(a.seed, a.cases), run_case)
     rep.print(a.json)
     return 1 if rep.failures else 0
 

@@ -280,3 +280,18 @@ def arg_parser(description: str, cases: int, time_limit: float) -> argparse.Argu
     )
     ap.add_argument("--json", action="store_true", help="print the report as one JSON object")
     return ap
+
+
+def run_parsed(name: str, a: argparse.Namespace, case_iter: Any, run_case: Any) -> Any:
+    """``run_cases`` with the options every fuzzer's ``arg_parser`` reads (one place for them)."""
+    return run_cases(
+        name,
+        a.seed,
+        case_iter,
+        run_case,
+        workers=a.workers,
+        timeout_s=a.timeout,
+        rss_limit=a.rss_limit_mib << 20,
+        time_limit_s=a.time_limit,
+        progress=not a.json,
+    )
