@@ -7,7 +7,7 @@ import numpy as np
 import uvmlab
 from uvmlab.core.units import fmt_bytes
 from uvmlab.driver.perf.prefetch import compute_prefetch_mask
-from uvmlab.workload.ir import WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
 
 MiB = 1 << 20
 

@@ -8,7 +8,7 @@ from uvmlab.driver.hal import get_gpu
 from uvmlab.driver.params import Params
 from uvmlab.engine.core import Engine
 from uvmlab.timing.cost_model import load_profile
-from uvmlab.workload.ir import WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
 
 MiB = 1 << 20
 PAGES_PER_BLOCK = 512

@@ -103,8 +103,8 @@ def test_output_file_is_not_clobbered_by_a_failed_run(tmp_path):
 
 
 def test_fatal_fault_exits_nonzero_with_a_message(tmp_path):
+    from uvmlab.workload.builder import WorkloadBuilder
     from uvmlab.workload.fileformat import write_workload
-    from uvmlab.workload.ir import WorkloadBuilder
 
     b = WorkloadBuilder("dev")
     d = b.alloc("d", "2MiB", kind="device")

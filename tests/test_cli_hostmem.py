@@ -6,8 +6,8 @@ import json
 import pytest
 from test_cli import assert_one_line_error, uvmlab
 
+from uvmlab.workload.builder import WorkloadBuilder
 from uvmlab.workload.fileformat import write_workload
-from uvmlab.workload.ir import WorkloadBuilder
 
 
 @pytest.mark.slow  # subprocesses of the CLI or long model runs

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from uvmlab.cuda.runtime import GpuMemoryRefusedError, gpu_available
-from uvmlab.workload.ir import WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not gpu_available(), reason="no NVIDIA GPU with CuPy here")]
 

@@ -16,7 +16,8 @@ from uvmlab.cuda.plan import (
     plan_workload,
 )
 from uvmlab.validation.suite import SUITE, suite_workloads
-from uvmlab.workload.ir import Access, Advice, CpuOp, KernelOp, WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
+from uvmlab.workload.ir import Access, Advice, CpuOp, KernelOp
 
 
 def _mixed():

@@ -9,7 +9,7 @@ import pytest
 from uvmlab.core.errors import GpuUnavailableError, UvmlabError
 from uvmlab.cuda import runtime
 from uvmlab.cuda.runtime import GpuMemoryRefusedError, check_fits, footprint
-from uvmlab.workload.ir import WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
 
 GiB = 1 << 30
 

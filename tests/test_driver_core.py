@@ -8,7 +8,7 @@ import pytest
 from helpers import MiB, cpu_filled, residency_of, run_engine
 
 from uvmlab.driver.va_space import PERM_READ
-from uvmlab.workload.ir import WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
 
 CPU_BIT, GPU_BIT = 1, 2
 

@@ -18,7 +18,7 @@ from uvmlab.driver.params import Params
 from uvmlab.engine.core import Engine
 from uvmlab.timing.cost_model import load_profile, profile_for_gpu
 from uvmlab.validation.suite import suite_workloads
-from uvmlab.workload.ir import WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
 
 pytestmark = pytest.mark.slow  # bit-identity over every generator and advice workload: minutes
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from uvmlab.core.errors import TraceFileError, WorkloadError
+from uvmlab.workload.builder import WorkloadBuilder
 from uvmlab.workload.fileformat import (
     FORMAT_VERSION,
     MAGIC,
@@ -19,7 +20,6 @@ from uvmlab.workload.fileformat import (
     validate_file,
     write_workload,
 )
-from uvmlab.workload.ir import WorkloadBuilder
 from uvmlab.workload.synthetic import WORKLOADS, make_workload
 
 SMALL = "16MiB"  # every generator at a size that keeps the whole suite fast

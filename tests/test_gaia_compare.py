@@ -13,7 +13,8 @@ from uvmlab.gaia.costs import HostCosts
 from uvmlab.gaia.engine import GaiaRun, simulate_gaia
 from uvmlab.policy.base import Policy
 from uvmlab.timing.cost_model import load_profile
-from uvmlab.workload.ir import AllocKind, WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
+from uvmlab.workload.ir import AllocKind
 
 MiB = 1 << 20
 

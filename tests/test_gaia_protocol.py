@@ -24,7 +24,8 @@ from uvmlab.gaia.costs import HostCosts
 from uvmlab.gaia.engine import simulate_gaia
 from uvmlab.gaia.pagecache import GPU, GaiaCache
 from uvmlab.timing.cost_model import load_profile
-from uvmlab.workload.ir import Access, Alloc, AllocKind, WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
+from uvmlab.workload.ir import Access, Alloc, AllocKind
 
 CPU = 0
 FILE_PAGES = 1536  # three VA blocks

@@ -13,7 +13,7 @@ from uvmlab.core.errors import UvmlabError
 from uvmlab.driver.hal import GPUS, get_gpu
 from uvmlab.driver.hal_arch import ARCHS, LINKS
 from uvmlab.timing.cost_model import load_profile, profile_for_gpu
-from uvmlab.workload.ir import WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,7 +15,7 @@ from uvmlab.driver.hal import get_gpu
 from uvmlab.hmm.simulate import simulate_hmm
 from uvmlab.hmm.support import hal_supports_hmm, machine_report
 from uvmlab.policy.base import Policy
-from uvmlab.workload.ir import WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
 
 MiB = 1 << 20
 

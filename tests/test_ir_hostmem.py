@@ -8,8 +8,9 @@ import pytest
 from test_fileformat import _fails, _forge, _split
 
 from uvmlab.core.errors import WorkloadError
+from uvmlab.workload.builder import WorkloadBuilder
 from uvmlab.workload.fileformat import read_workload, validate_file, write_workload
-from uvmlab.workload.ir import AcquireOp, AllocKind, ReleaseOp, WorkloadBuilder
+from uvmlab.workload.ir import AcquireOp, AllocKind, ReleaseOp
 
 
 def _hostmem():

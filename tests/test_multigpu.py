@@ -10,7 +10,7 @@ from uvmlab.api import simulate
 from uvmlab.core.errors import UvmlabError
 from uvmlab.driver.hal import GPUS
 from uvmlab.driver.peer import PEER_COPY_EFFICIENCY, Topology
-from uvmlab.workload.ir import WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
 
 MiB = 1 << 20
 SIZE = 8 * MiB

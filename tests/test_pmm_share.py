@@ -9,7 +9,7 @@ from uvmlab.driver.instance import create_driver
 from uvmlab.driver.params import Params
 from uvmlab.driver.pmm_share import PmmShare
 from uvmlab.timing.cost_model import load_profile
-from uvmlab.workload.ir import WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
 
 MiB = 1 << 20
 

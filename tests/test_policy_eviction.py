@@ -7,7 +7,7 @@ from helpers import MiB, cpu_filled, residency_of, run_engine
 from uvmlab import simulate
 from uvmlab.policy.guard import Guard
 from uvmlab.policy.loader import load_policy
-from uvmlab.workload.ir import WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
 from uvmlab.workload.rodinia import GENERATORS as rodinia_generators
 from uvmlab.workload.synthetic import describe
 

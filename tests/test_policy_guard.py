@@ -148,7 +148,7 @@ def test_invalid_victim_is_ejected():
 
 
 def test_a_chunk_of_another_pma_client_is_not_an_evictable_victim():
-    from uvmlab.workload.ir import WorkloadBuilder
+    from uvmlab.workload.builder import WorkloadBuilder
 
     class Reserved(Policy):
         name = "reserved-victim"

@@ -25,7 +25,8 @@ from uvmlab.lab.sweep.spec import SweepSpec
 from uvmlab.policy import Policy
 from uvmlab.policy.loader import build_hooks
 from uvmlab.workload.bounds import MAX_PROCESSORS
-from uvmlab.workload.ir import Alloc, AllocKind, KernelOp, PrefetchOp, WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
+from uvmlab.workload.ir import Alloc, AllocKind, KernelOp, PrefetchOp
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,8 @@ import pytest
 
 from uvmlab.core.errors import WorkloadError
 from uvmlab.core.sizes import PAGE_SIZE
-from uvmlab.workload.ir import SEG_INDEX, SEG_RUN, Access, CpuOp, KernelOp, WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
+from uvmlab.workload.ir import SEG_INDEX, SEG_RUN, Access, CpuOp, KernelOp
 from uvmlab.workload.synthetic import WORKLOADS, describe, make_workload, parse_spec
 
 NAMES = sorted(WORKLOADS)

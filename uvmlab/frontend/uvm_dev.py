@@ -31,7 +31,8 @@ import errno
 from dataclasses import dataclass, field
 
 from uvmlab.frontend import nvtables as nt
-from uvmlab.workload.ir import Advice, Workload, WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
+from uvmlab.workload.ir import Advice, Workload
 
 PAGE = 4096
 S = nt.STATUS

@@ -25,6 +25,7 @@ from uvmlab.gaia.costs import DEFAULT_HOST_COSTS, HostCosts
 from uvmlab.gaia.engine import simulate_gaia
 from uvmlab.gaia.scenarios import SCENARIOS, SPECS, build
 from uvmlab.timing.cost_model import CostProfile, load_profile, profile_for_gpu
+from uvmlab.workload.builder import WorkloadBuilder
 from uvmlab.workload.ir import (
     SEG_RUN,
     AcquireOp,
@@ -37,7 +38,6 @@ from uvmlab.workload.ir import (
     ReleaseOp,
     SyncOp,
     Workload,
-    WorkloadBuilder,
 )
 
 STRATEGIES = ("gaia", "memcpy", "managed")

@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 from uvmlab.core.errors import UvmlabError
 from uvmlab.core.units import parse_size
-from uvmlab.workload.ir import Workload, WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
+from uvmlab.workload.ir import Workload
 
 
 def scan(size: str | int = "1GiB", cached: float = 1.0) -> Workload:

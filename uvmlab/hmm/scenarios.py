@@ -5,7 +5,8 @@ from __future__ import annotations
 from uvmlab.core.errors import UvmlabError
 from uvmlab.core.sizes import PAGE_SIZE
 from uvmlab.core.units import parse_size
-from uvmlab.workload.ir import Workload, WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
+from uvmlab.workload.ir import Workload
 
 
 def example(size: str | int = "64MiB") -> Workload:

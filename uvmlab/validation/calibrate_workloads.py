@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from uvmlab.core.sizes import PAGE_SIZE, PAGES_PER_BLOCK
+from uvmlab.workload.builder import WorkloadBuilder
 
 # module references, not names: tests replace these functions with fakes
-from uvmlab.workload.ir import Workload, WorkloadBuilder
+from uvmlab.workload.ir import Workload
 
 BLOCK_PAGES = PAGES_PER_BLOCK  # 2 MiB VA block
 BIG_PAGE = 64 << 10

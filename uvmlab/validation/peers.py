@@ -22,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from uvmlab.core.sizes import PAGE_SIZE
-from uvmlab.workload.ir import Workload, WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
+from uvmlab.workload.ir import Workload
 
 SIZE = 64 << 20
 

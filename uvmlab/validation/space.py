@@ -31,7 +31,8 @@ import numpy as np
 
 from uvmlab.core.errors import WorkloadError
 from uvmlab.core.sizes import PAGE_SIZE
-from uvmlab.workload.ir import Workload, WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
+from uvmlab.workload.ir import Workload
 
 MiB = 1 << 20
 GiB = 1 << 30

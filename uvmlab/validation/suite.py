@@ -32,7 +32,8 @@ from uvmlab.core.errors import WorkloadError
 from uvmlab.cuda import executor, runtime
 from uvmlab.cuda.executor import DEFAULT_THREADS
 from uvmlab.validation.stored import STORED_SETS, gpu_key
-from uvmlab.workload.ir import Workload, WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
+from uvmlab.workload.ir import Workload
 from uvmlab.workload.synthetic import make_workload
 
 #: a suite entry: a ``synthetic.make_workload`` spec string or a builder function defined here

@@ -6,7 +6,7 @@ from __future__ import annotations
 from uvmlab.core.errors import WorkloadError
 from uvmlab.core.sizes import PAGE_SIZE
 from uvmlab.core.units import parse_size
-from uvmlab.workload.ir import WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
 
 MAX_KERNELS = 1_000_000  # a generator loop beyond this is a typo in a parameter, not a workload
 

@@ -31,8 +31,9 @@ from __future__ import annotations
 import numpy as np
 
 from uvmlab.core.sizes import PAGE_SIZE
+from uvmlab.workload.builder import WorkloadBuilder
 from uvmlab.workload.genutil import _builder, _bytes, _cap, _indexable, _pages, _positive
-from uvmlab.workload.ir import Workload, WorkloadBuilder
+from uvmlab.workload.ir import Workload
 
 WAVE = 28 * 2048  # threads resident at once on a GTX 1080 Ti (28 SMs x 2048 threads)
 SWEEP_NS_PER_PAGE = PAGE_SIZE / 484.0  # a page of bytes at the GTX 1080 Ti's 484 GB/s

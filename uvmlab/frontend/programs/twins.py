@@ -6,7 +6,8 @@ program's UVM ioctls (``uvmlab ioctl replay``) can be checked against the IR ver
 
 from __future__ import annotations
 
-from uvmlab.workload.ir import Workload, WorkloadBuilder
+from uvmlab.workload.builder import WorkloadBuilder
+from uvmlab.workload.ir import Workload
 
 MiB = 1 << 20
 PAGE = 4096
