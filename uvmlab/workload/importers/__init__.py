@@ -1,7 +1,8 @@
 """Importers of real programs' traces: unified-memory activity in, the IR out.
 
 ``um_trace`` holds the one record layout every importer fills (the fields of CUPTI's
-unified-memory counter record) and turns it into a ``Workload``; ``nsys`` reads Nsight Systems'
+unified-memory counter record); ``um_import`` turns it into a ``Workload`` (``um_pages``: its
+array arithmetic); ``nsys`` reads Nsight Systems'
 (and nvprof's) SQLite exports into that layout; ``capture`` reads the ``.npz`` written by
 ``uvmlab capture``. What a fault trace cannot tell, and how the import estimates it, is in
 ``docs/importing.md``.
@@ -14,7 +15,8 @@ import os
 from uvmlab.core.errors import TraceFileError
 from uvmlab.workload.importers.capture import read_capture
 from uvmlab.workload.importers.nsys import read_sqlite
-from uvmlab.workload.importers.um_trace import ImportReport, UmTrace, to_workload
+from uvmlab.workload.importers.um_import import to_workload
+from uvmlab.workload.importers.um_trace import ImportReport, UmTrace
 
 
 def load_trace(path: str | os.PathLike[str]) -> UmTrace:
