@@ -12,10 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from uvmlab.api import load_workload, resolve_gpu_memory
+from uvmlab.api import load_workload
 from uvmlab.driver.hal import get_gpu
 from uvmlab.driver.params import Params
 from uvmlab.engine.core import Engine
+from uvmlab.engine.setup import resolve_gpu_memory
 from uvmlab.timing.cost_model import load_profile, profile_for_gpu
 from uvmlab.validation.suite import suite_workloads
 from uvmlab.workload.builder import WorkloadBuilder

@@ -15,14 +15,14 @@ from uvmlab.core.errors import (
     UvmlabError,
     ejection_message,
 )
-from uvmlab.core.units import parse_size
-from uvmlab.driver.hal import GpuSpec, get_gpu
+from uvmlab.driver.hal import GpuSpec
 from uvmlab.driver.params import Params
 from uvmlab.engine.core import DEFAULT_CONCURRENCY, Engine
 from uvmlab.engine.sampling import DEFAULT_BINS, DEFAULT_MAX_SAMPLES, record_samples
+from uvmlab.engine.setup import resolve_gpu_memory, resolve_machine
 from uvmlab.policy.loader import build_hooks
 from uvmlab.results.result import Result
-from uvmlab.timing.cost_model import CostProfile, load_profile, profile_for_gpu
+from uvmlab.timing.cost_model import CostProfile
 from uvmlab.workload.bounds import DEFAULT_MAX_TOUCHES, check_fits
 from uvmlab.workload.fileformat import read_workload
 from uvmlab.workload.ir import AllocKind, Workload
@@ -41,35 +41,6 @@ def load_workload(spec: str | Path | Workload) -> Workload:
     if s.endswith(".uvmw") or is_file:
         return read_workload(s)
     return make_workload(s)
-
-
-def resolve_gpu_memory(value: str | int | None, workload: Workload, gpu: GpuSpec) -> int:
-    """GPU memory for the model: bytes, a size ("16GiB"), or an oversubscription ratio, spelled
-    ``oversubscribe=1.5`` (the workload's managed memory is 1.5x the GPU's; also
-    ``oversubscribe=150%``). The bare ``150%`` is the same ratio, kept for existing scripts."""
-    if value is None:  # what UVM can hold: the GPU's free memory in whole root chunks
-        return gpu.n_root_chunks * gpu.root_chunk_size
-    if isinstance(value, str):
-        text = value.strip().lower()
-        pct: float | None = None
-        try:
-            if text.startswith("oversubscribe="):
-                r = text.split("=", 1)[1].strip()
-                pct = float(r[:-1]) if r.endswith("%") else float(r) * 100
-            elif text.endswith("%"):
-                pct = float(text[:-1])
-        except ValueError:
-            raise UvmlabError(
-                f"cannot read oversubscription {value!r} (try oversubscribe=1.5: the workload needs "
-                "1.5x the GPU's memory)"
-            ) from None
-        if pct is not None:
-            if not 0.01 <= pct <= 1e6:  # NaN fails this too
-                raise UvmlabError(f"oversubscription must be between 0.01% and 1000000%, got {value!r}")
-            footprint = max(workload.managed_bytes, 1)
-            cap = int(footprint * 100 / pct)
-            return max(2 << 20, cap // (2 << 20) * (2 << 20))
-    return parse_size(value, what="GPU memory")
 
 
 def refuse_hostmem(w: Workload) -> None:
@@ -101,10 +72,7 @@ def check_run(
     parameters, profile, GPU memory, the policies (loaded in-process, so their files run) and the
     work bound. A sweep calls it for every point before the first point runs."""
     w = load_workload(workload)
-    spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
-    prm = params if isinstance(params, Params) else Params.from_overrides(dict(params or {}))
-    if not isinstance(profile, CostProfile):
-        load_profile(profile or profile_for_gpu(spec.name, spec.link))
+    spec, prm, _ = resolve_machine(gpu, params, profile)
     cap = resolve_gpu_memory(gpu_memory, w, spec)
     if policies:
         hooks = build_hooks(policies)
@@ -157,13 +125,7 @@ def simulate(
         raise UvmlabError(
             f"workload {w.name!r} runs on gpu{w.gpus - 1}, so it needs {w.gpus} GPUs; got gpus={n_gpus}"
         )
-    spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
-    prm = params if isinstance(params, Params) else Params.from_overrides(dict(params or {}))
-    prof = (
-        profile
-        if isinstance(profile, CostProfile)
-        else load_profile(profile or profile_for_gpu(spec.name, spec.link))
-    )
+    spec, prm, prof = resolve_machine(gpu, params, profile)
     cap = resolve_gpu_memory(gpu_memory, w, spec)
     hooks = None
     if policies and n_gpus > 1:

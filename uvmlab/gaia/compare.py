@@ -17,14 +17,15 @@ from typing import Any
 
 from uvmlab.core.errors import UvmlabError
 from uvmlab.core.units import parse_size
-from uvmlab.driver.hal import GpuSpec, get_gpu
+from uvmlab.driver.hal import GpuSpec
 from uvmlab.driver.params import Params
 from uvmlab.engine.core import Engine
+from uvmlab.engine.setup import resolve_machine
 from uvmlab.gaia.classic import HostPageCache, run_memcpy, runs_of, touched_pages
 from uvmlab.gaia.costs import DEFAULT_HOST_COSTS, HostCosts
 from uvmlab.gaia.engine import simulate_gaia
 from uvmlab.gaia.scenarios import SCENARIOS, SPECS, build
-from uvmlab.timing.cost_model import CostProfile, load_profile, profile_for_gpu
+from uvmlab.timing.cost_model import CostProfile
 from uvmlab.workload.builder import WorkloadBuilder
 from uvmlab.workload.ir import (
     SEG_RUN,
@@ -169,13 +170,7 @@ def compare_workload(
     host: HostCosts = DEFAULT_HOST_COSTS,
 ) -> list[Row]:
     """The three strategies on one file workload."""
-    spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
-    prof = (
-        profile
-        if isinstance(profile, CostProfile)
-        else load_profile(profile or profile_for_gpu(spec.name, spec.link))
-    )
-    prm = Params()
+    spec, prm, prof = resolve_machine(gpu, None, profile)
     g = simulate_gaia(w, gpu=spec, params=prm, profile=prof, host=host)
     if g.fatal:
         raise UvmlabError(f"{w.name} (GAIA): {g.fatal}")

@@ -20,16 +20,16 @@ from typing import Any
 import numpy as np
 
 from uvmlab.core.errors import UvmlabError
-from uvmlab.core.units import parse_size
 from uvmlab.driver.compiled.scan import expand, segment_columns
 from uvmlab.driver.eviction import NoEvictableMemory
 from uvmlab.driver.hal import GpuSpec, get_gpu
 from uvmlab.driver.params import Params
 from uvmlab.driver.uvm import UvmDriver
+from uvmlab.engine.setup import resolve_gpu_memory, resolve_machine
 from uvmlab.gaia.costs import DEFAULT_HOST_COSTS, HostCosts
 from uvmlab.gaia.pagecache import GAIA_COUNTERS, GPU, GaiaCache
 from uvmlab.policy.loader import build_hooks
-from uvmlab.timing.cost_model import CostProfile, load_profile, profile_for_gpu
+from uvmlab.timing.cost_model import CostProfile
 from uvmlab.workload.ir import (
     AcquireOp,
     AdviseOp,
@@ -202,17 +202,8 @@ def simulate_gaia(
 ) -> GaiaResult:
     """Run ``workload`` (file allocations, ``maquire`` / ``mrelease``) on the GAIA model."""
     spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
-    prm = params if isinstance(params, Params) else Params.from_overrides(dict(params or {}))
-    prof = (
-        profile
-        if isinstance(profile, CostProfile)
-        else load_profile(profile or profile_for_gpu(spec.name, spec.link))
-    )
-    cap = (
-        spec.n_root_chunks * spec.root_chunk_size
-        if gpu_memory is None
-        else parse_size(gpu_memory, what="GPU memory")
-    )
+    spec, prm, prof = resolve_machine(spec, params, profile)
+    cap = resolve_gpu_memory(gpu_memory, workload, spec)
     hooks = None
     if policies:
         hooks = build_hooks(policies)

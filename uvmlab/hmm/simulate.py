@@ -6,15 +6,13 @@ import contextlib
 from typing import Any
 
 from uvmlab.core.errors import UvmlabError
-from uvmlab.core.units import parse_size
 from uvmlab.driver.hal import GpuSpec, get_gpu
-from uvmlab.driver.params import Params
 from uvmlab.engine.core import DEFAULT_CONCURRENCY
+from uvmlab.engine.setup import resolve_gpu_memory, resolve_machine
 from uvmlab.hmm.engine import HmmCosts, HmmEngine
 from uvmlab.hmm.support import hal_supports_hmm
 from uvmlab.policy.loader import build_hooks
 from uvmlab.results.result import Result
-from uvmlab.timing.cost_model import CostProfile, load_profile, profile_for_gpu
 
 
 def simulate_hmm(
@@ -38,17 +36,8 @@ def simulate_hmm(
         raise UvmlabError(
             f"{spec.name} ({spec.arch}) cannot serve HMM faults: UVM's HMM needs a Turing or newer GPU"
         )
-    prm = params if isinstance(params, Params) else Params.from_overrides(dict(params or {}))
-    prof = (
-        profile
-        if isinstance(profile, CostProfile)
-        else load_profile(profile or profile_for_gpu(spec.name, spec.link))
-    )
-    cap = (
-        spec.n_root_chunks * spec.root_chunk_size
-        if gpu_memory is None
-        else parse_size(gpu_memory, what="GPU memory")
-    )
+    spec, prm, prof = resolve_machine(spec, params, profile)
+    cap = resolve_gpu_memory(gpu_memory, workload, spec)
     hooks = None
     if policies:
         hooks = build_hooks(policies)
