@@ -98,6 +98,9 @@ def test_tables_have_the_documented_schema(sampled, tmp_path):
     ops = ops_frame(results)
     assert list(ops.columns)[: len(OP_COLUMNS)] == list(OP_COLUMNS)
     assert len(ops) == len(sampled.ops) + len(plain.ops)
+    # every counter the engine puts in an op row has a fixed column, none only "extra"
+    assert list(ops.columns) == list(OP_COLUMNS)
+    assert ops["gpu_fault_groups"].tolist() == [o["gpu_fault_groups"] for o in sampled.ops + plain.ops]
     ev = events_frame(results)
     assert set(ev["run"]) == {0} and len(ev) == len(sampled.events)
     smp = samples_frame(results)
@@ -111,6 +114,7 @@ def test_tables_have_the_documented_schema(sampled, tmp_path):
     # an empty table keeps its schema
     empty = events_frame([plain])
     assert list(empty.columns) == ["run", *EVENT_COLUMNS] and len(empty) == 0
+    assert list(ops_frame([]).columns) == list(OP_COLUMNS)
 
 
 def test_sampling_does_not_change_the_run(sampled):

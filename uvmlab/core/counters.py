@@ -82,6 +82,24 @@ RUN_COLUMNS: dict[str, str] = {
     **{k: "int64" for k in EXTRA},
 }
 
+#: counters copied into every per-operation row (a subset of TOTALS; several GPUs add bytes_dtod)
+OP_COUNTERS: tuple[str, ...] = (
+    "gpu_faults",
+    "fault_batches",
+    "gpu_fault_groups",
+    "replays",
+    "cpu_faults",
+    "bytes_htod",
+    "bytes_dtoh",
+    "bytes_htod_prefetch",
+    "bytes_dtoh_eviction",
+    "evictions",
+    "thrashing_events",
+    "throttles",
+    "pins",
+    "remote_maps",
+)
+
 #: ops.parquet: one row per IR operation per run
 OP_COLUMNS: dict[str, str] = {
     "run": "int64",
@@ -90,24 +108,10 @@ OP_COLUMNS: dict[str, str] = {
     "name": "string",
     "start_ns": "int64",
     "time_ns": "int64",
-    **{
-        k: "int64"
-        for k in (
-            "gpu_faults",
-            "fault_batches",
-            "replays",
-            "cpu_faults",
-            "bytes_htod",
-            "bytes_dtoh",
-            "bytes_htod_prefetch",
-            "bytes_dtoh_eviction",
-            "evictions",
-            "thrashing_events",
-            "throttles",
-            "pins",
-            "remote_maps",
-        )
-    },
+    # the per-op counters in the column order of the first tables version; gpu_fault_groups
+    # was added later, so it comes last (columns are only ever appended)
+    **{k: "int64" for k in OP_COUNTERS if k != "gpu_fault_groups"},
+    "gpu_fault_groups": "int64",
 }
 
 #: samples.parquet: residency over time, one row per run, sample and page range

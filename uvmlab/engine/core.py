@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from uvmlab.core import sparse
+from uvmlab.core.counters import OP_COUNTERS
 from uvmlab.core.errors import UvmlabError
 from uvmlab.driver import tools
 from uvmlab.driver.advice import advise
@@ -44,24 +45,6 @@ from uvmlab.workload.ir import (
     SyncOp,
     Workload,
     processor_name,
-)
-
-#: counters copied into every per-operation row
-OP_COUNTERS = (
-    "gpu_faults",
-    "fault_batches",
-    "gpu_fault_groups",
-    "replays",
-    "cpu_faults",
-    "bytes_htod",
-    "bytes_dtoh",
-    "bytes_htod_prefetch",
-    "bytes_dtoh_eviction",
-    "evictions",
-    "thrashing_events",
-    "throttles",
-    "pins",
-    "remote_maps",
 )
 
 # GPU threads in flight, each doing one touch at a time: the real-GPU executor's default grid
