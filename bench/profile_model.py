@@ -183,11 +183,11 @@ def profile(title: str, spec: str, **kw) -> None:
 
 
 @njit(cache=True)
-def _prefetch_loop(va, pf, lo, n, fpages, nf, iters):
+def _prefetch_loop(va, pf, lo, n, sc, nf, iters):
     total = 0
     for _ in range(iters):
-        pages, _extra, _count = prefetch_pages(va, pf, lo >> BLOCK_SHIFT, lo, n, 1, fpages, nf, PLAIN)
-        total += pages.shape[0]
+        m, _count = prefetch_pages(va, pf, lo >> BLOCK_SHIFT, lo, n, 1, nf, PLAIN, sc)
+        total += m
     return total
 
 
@@ -209,10 +209,10 @@ def prefetch_cost(nf: int = 1, iters: int = 20000) -> float:
     )
     fp = eng.drv.fast
     rng = np.random.default_rng(0)
-    fpages = np.sort(rng.choice(512, nf, replace=False)).astype(np.int64)
-    _prefetch_loop(fp.va, fp.pf, 0, 512, fpages, nf, 1)
+    fp.sc.fpages[:nf] = np.sort(rng.choice(512, nf, replace=False))
+    _prefetch_loop(fp.va, fp.pf, 0, 512, fp.sc, nf, 1)
     t = time.perf_counter()
-    _prefetch_loop(fp.va, fp.pf, 0, 512, fpages, nf, iters)
+    _prefetch_loop(fp.va, fp.pf, 0, 512, fp.sc, nf, iters)
     return (time.perf_counter() - t) / iters
 
 

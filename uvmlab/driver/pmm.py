@@ -420,7 +420,7 @@ class PmmArrays(NamedTuple):
     list_count: np.ndarray  # per list: chunks on it
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def chunk_unlink(prev: np.ndarray, nxt: np.ndarray, list_of: np.ndarray, count: np.ndarray, c: int) -> None:
     p, q = prev[c], nxt[c]
     nxt[p] = q
@@ -429,7 +429,7 @@ def chunk_unlink(prev: np.ndarray, nxt: np.ndarray, list_of: np.ndarray, count: 
     list_of[c] = NO_LIST
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def chunk_insert_between(
     prev: np.ndarray,
     nxt: np.ndarray,
@@ -449,7 +449,7 @@ def chunk_insert_between(
     count[lst] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def chunk_push_tail(
     prev: np.ndarray,
     nxt: np.ndarray,
@@ -463,7 +463,7 @@ def chunk_push_tail(
     chunk_insert_between(prev, nxt, list_of, count, prev[s], s, c, lst)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def chunk_update_eviction_list(
     state: np.ndarray,
     prev: np.ndarray,
@@ -498,7 +498,7 @@ def chunk_list_walk(nxt: np.ndarray, n: int, lst: int, count: int) -> np.ndarray
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def chunk_peek_victim(nxt: np.ndarray, n: int) -> int:
     """The chunk pick_root_chunk_to_evict takes: the head of the first non-empty list in
     _EVICTION_ORDER, or -1. Nothing is unlinked (the compiled fault path checks the victim
@@ -510,7 +510,7 @@ def chunk_peek_victim(nxt: np.ndarray, n: int) -> int:
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def chunk_pop_head(
     prev: np.ndarray,
     nxt: np.ndarray,

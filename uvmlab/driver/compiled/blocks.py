@@ -19,7 +19,7 @@ from uvmlab.driver.compiled.state import (
 from uvmlab.driver.va_space import CPU, PERM_READ, PERM_WRITE
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def block_mode(va: VaArrays, th: ThrashingState, block: int, lo: int, n: int) -> int:
     """How the block may take the compiled path: 0 not at all, PLAIN (advice never touched
     it), ADVISED (advice touched it but no page has AccessedBy: preferred location and read
@@ -40,7 +40,7 @@ def block_mode(va: VaArrays, th: ThrashingState, block: int, lo: int, n: int) ->
     return ADVISED
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dest_is_requester(pref: int, r: int, requester: int) -> bool:
     """block_select_processor_residency for a page with one copy (bits ``r``), no read duplication, no
     AccessedBy and a
@@ -55,7 +55,7 @@ def dest_is_requester(pref: int, r: int, requester: int) -> bool:
     return pref != CPU
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def plan_pages(
     va: VaArrays,
     th: ThrashingState,
@@ -66,15 +66,17 @@ def plan_pages(
     pages: np.ndarray,
     now: int,
     dup_ok: int,
-) -> tuple[bool, np.ndarray]:
+    need_copy: np.ndarray,
+) -> bool:
     """Checks on the pages to make resident (block-local, ascending): one copy per page (or,
     for the page ``dup_ok``, copies that the MOVE collapses), no revocation to do, no copy of
     a read-duplication page (its perf event resets thrashing state instead), no per-page
-    thrashing state created by the copies. Returns (ok, which of them need a copy)."""
+    thrashing state created by the copies. Returns whether all hold; ``need_copy`` (as long as
+    ``pages``) receives which of them need a copy."""
     residency, perm, read_dup = va.residency, va.perm, va.read_dup
     dbit = 1 << dest
     m = pages.shape[0]
-    need_copy = np.zeros(m, np.bool_)
+    need_copy[:] = False
     any_copy = False
     # uvm_va_block_service_locked block_service_finish_revoke_prot: the requester maps everything ATOMIC here,
     # which
@@ -85,15 +87,15 @@ def plan_pages(
         r = residency[g]
         if r & (r - 1):
             if g != dup_ok or not r & dbit:
-                return False, need_copy  # read duplicates: the reference path
+                return False  # read duplicates: the reference path
             continue  # MOVE unmaps every copy first: nothing to copy, nothing to revoke
         if r & dbit:
             for q in range(perm.shape[0]):
                 if q != requester and perm[q, g] > cap:
-                    return False, need_copy  # a revocation (a perf event) is due
+                    return False  # a revocation (a perf event) is due
         elif r != 0:
             if read_dup[g] == READ_DUP_ON:
-                return False, need_copy
+                return False
             need_copy[k] = True
             any_copy = True
     if any_copy and th.enable:
@@ -106,5 +108,5 @@ def plan_pages(
             and now >= last_ts
             and now - last_ts <= th.lapse_ns
         ):
-            return False, need_copy
-    return True, need_copy
+            return False
+    return True

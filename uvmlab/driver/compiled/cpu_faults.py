@@ -19,6 +19,7 @@ from uvmlab.driver.compiled.state import (
     READ_DUP_ON,
     SLOW,
     Costs,
+    Scratch,
     ThrashingState,
     VaArrays,
 )
@@ -36,6 +37,7 @@ def cpu_touches(
     pf: PrefetchParams,
     costs: Costs,
     ctr: np.ndarray,
+    sc: Scratch,
     page: np.ndarray,
     acc: np.ndarray,
     pos: int,
@@ -62,14 +64,14 @@ def cpu_touches(
             return pos, clock, touches, faults, now, PAUSE
         t = int(clock)
         work[0] = 0.0
-        if cpu_fault(va, pmm, n_chunks, th, pf, costs, ctr, work, t, page[pos], acc[pos]) != DONE:
+        if cpu_fault(va, pmm, n_chunks, th, pf, costs, ctr, sc, work, t, page[pos], acc[pos]) != DONE:
             return pos, clock, touches, faults, now, SLOW
         now = t
         clock += 0.0 + work[0]  # cpu_fault returns waited (0.0: never throttled) + the work
         faults += 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def cpu_fault(
     va: VaArrays,
     pmm: PmmArrays,
@@ -78,6 +80,7 @@ def cpu_fault(
     pf: PrefetchParams,
     costs: Costs,
     ctr: np.ndarray,
+    sc: Scratch,
     work: np.ndarray,
     now: int,
     page: int,
@@ -105,13 +108,12 @@ def cpu_fault(
             return SLOW
     elif r & (r - 1):
         return SLOW
-    fpages = np.empty(1, np.int64)
-    fpages[0] = page - lo
-    pages, extra, pf_count = prefetch_pages(va, pf, block, lo, n, CPU, fpages, 1, mode)
-    if pages.shape[0] > 1 and va.read_dup[lo] == READ_DUP_ON:
+    sc.fpages[0] = page - lo
+    m, pf_count = prefetch_pages(va, pf, block, lo, n, CPU, 1, mode, sc)
+    if m > 1 and va.read_dup[lo] == READ_DUP_ON:
         return SLOW  # prefetched pages would be read-duplicated
-    ok, need_copy = plan_pages(va, th, block, lo, CPU, CPU, pages, now, dup_ok)
-    if not ok:
+    pages, extra, need_copy = sc.pages[:m], sc.extra[:m], sc.need_copy[:m]
+    if not plan_pages(va, th, block, lo, CPU, CPU, pages, now, dup_ok, need_copy):
         return SLOW
     ctr[CPU_FAULTS] += 1
     work[0] += costs.cpu_fault_ns

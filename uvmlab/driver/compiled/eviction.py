@@ -21,7 +21,7 @@ from uvmlab.driver.pmm import PmmArrays, chunk_peek_victim
 from uvmlab.driver.va_space import BLOCK_SHIFT, CPU
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def count_migration(
     ctr: np.ndarray,
     work: np.ndarray,
@@ -38,7 +38,7 @@ def count_migration(
     work[0] += nbytes / bw
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def victim_is_plain(va: VaArrays, pmm: PmmArrays, n_chunks: int, gpu: int) -> bool:
     """The chunk eviction would pick belongs to a block none of whose GPU-resident pages has an
     AccessedBy mapping to re-create (``evict_block_chunk``'s deferred mappings)."""
@@ -56,7 +56,7 @@ def victim_is_plain(va: VaArrays, pmm: PmmArrays, n_chunks: int, gpu: int) -> bo
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def evict_block_chunk(
     va: VaArrays,
     costs: Costs,

@@ -44,6 +44,7 @@ from uvmlab.driver.compiled.state import (
     Costs,
     ThrashingState,
     VaArrays,
+    new_scratch,
 )
 from uvmlab.driver.perf import events as pe
 
@@ -66,6 +67,7 @@ class FastPath:
         self.pf = drv.prefetch_params
         self.costs = Costs(*(float(getattr(drv.profile, f)) for f in Costs._fields))
         self.ctr = np.zeros(len(COUNTERS), dtype=np.int64)
+        self.sc = new_scratch()
         self._builtin_migration = drv.perf_events.listeners(pe.MIGRATION)
 
     def usable(self) -> bool:
@@ -115,6 +117,7 @@ class FastPath:
             self.pf,
             self.costs,
             self.ctr,
+            self.sc,
             work,
             drv.now_ns,
             gpu,
@@ -155,6 +158,7 @@ class FastPath:
             self.pf,
             self.costs,
             self.ctr,
+            self.sc,
             page,
             acc,
             pos,

@@ -17,6 +17,7 @@ from uvmlab.driver.compiled.state import (
     READ_DUP_ON,
     SLOW,
     Costs,
+    Scratch,
     ThrashingState,
     VaArrays,
 )
@@ -25,7 +26,7 @@ from uvmlab.driver.pmm import LIST_FREE, PmmArrays
 from uvmlab.driver.va_space import BLOCK_SHIFT, PERM_READ
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def service_block(
     va: VaArrays,
     pmm: PmmArrays,
@@ -34,6 +35,7 @@ def service_block(
     pf: PrefetchParams,
     costs: Costs,
     ctr: np.ndarray,
+    sc: Scratch,
     work: np.ndarray,
     now: int,
     gpu: int,
@@ -53,7 +55,7 @@ def service_block(
     if mode == 0:
         return SLOW
     residency, perm, preferred, read_dup = va.residency, va.perm, va.preferred, va.read_dup
-    fpages = np.empty(e - s, np.int64)  # the batch is sorted: ascending within the block
+    fpages = sc.fpages  # the batch is sorted and its duplicates dropped: ascending, unique
     nf = 0
     for j in range(s, e):
         if not keep[j]:
@@ -73,11 +75,11 @@ def service_block(
         nf += 1
     if nf == 0:
         return DONE
-    pages, extra, pf_count = prefetch_pages(va, pf, block, lo, n, gpu, fpages, nf, mode)
-    if pages.shape[0] > nf and read_dup[lo] == READ_DUP_ON:
+    m, pf_count = prefetch_pages(va, pf, block, lo, n, gpu, nf, mode, sc)
+    if m > nf and read_dup[lo] == READ_DUP_ON:
         return SLOW  # prefetched pages would be read-duplicated
-    ok, need_copy = plan_pages(va, th, block, lo, gpu, gpu, pages, now, -1)
-    if not ok:
+    pages, extra, need_copy = sc.pages[:m], sc.extra[:m], sc.need_copy[:m]
+    if not plan_pages(va, th, block, lo, gpu, gpu, pages, now, -1, need_copy):
         return SLOW
     if va.gpu_chunk[gpu - 1, block] < 0 and (
         hooked
@@ -103,6 +105,7 @@ def service_blocks(
     pf: PrefetchParams,
     costs: Costs,
     ctr: np.ndarray,
+    sc: Scratch,
     work: np.ndarray,
     now: int,
     gpu: int,
@@ -125,6 +128,7 @@ def service_blocks(
             pf,
             costs,
             ctr,
+            sc,
             work,
             now,
             gpu,

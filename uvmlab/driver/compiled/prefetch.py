@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
-from uvmlab.driver.compiled.state import ADVISED, VaArrays
+from uvmlab.driver.compiled.state import ADVISED, Scratch, VaArrays
 from uvmlab.driver.perf.prefetch import PrefetchParams, _prefetch_kernel
 from uvmlab.driver.va_space import CPU, PERM_READ
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def prefetch_pages(
     va: VaArrays,
     pf: PrefetchParams,
@@ -18,25 +17,31 @@ def prefetch_pages(
     lo: int,
     n: int,
     dest: int,
-    fpages: np.ndarray,
     nf: int,
     mode: int,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """uvm_perf_prefetch.c ``uvm_va_block_get_prefetch_hint`` without side effects: (the pages to make
-    resident — faulted ``fpages[:nf]`` (ascending, block-local) plus the prefetched ones,
-    ascending —, which of them are prefetched, the new prefetch_info counter). Mirrors
+    sc: Scratch,
+) -> tuple[int, int]:
+    """uvm_perf_prefetch.c ``uvm_va_block_get_prefetch_hint`` without side effects. From the
+    faulted pages ``sc.fpages[:nf]`` (ascending, block-local), writes the pages to make resident
+    — faulted plus prefetched, ascending — to ``sc.pages[:m]`` and which of them are prefetched
+    to ``sc.extra[:m]``; returns (m, the new prefetch_info counter). Mirrors
     ``va_block.prefetch_pages``; with prefetch off or nothing to add the cost is O(faults)."""
     residency, perm = va.residency, va.perm
+    fpages, pages, extra = sc.fpages, sc.pages, sc.extra
     last_proc, fault_migrations = va.prefetch_last_proc, va.prefetch_fault_migrations
     if not pf.enable:
-        return fpages[:nf], np.zeros(nf, np.bool_), 0
+        for k in range(nf):
+            pages[k] = fpages[k]
+            extra[k] = False
+        return nf, 0
     count = nf if last_proc[block] != dest else fault_migrations[block] + nf
     count &= 0xFFFF
-    faulted = np.zeros(n, np.bool_)
+    faulted = sc.faulted[:n]
+    faulted[:] = False
     for k in range(nf):
         faulted[fpages[k]] = True
-    resident = np.empty(n, np.bool_)
-    cpu_rr = np.zeros(n if dest == CPU else 0, np.bool_)  # empty: not a CPU destination
+    resident = sc.resident[:n]
+    cpu_rr = sc.cpu_rr[: n if dest == CPU else 0]  # empty: not a CPU destination
     for i in range(n):
         resident[i] = (residency[lo + i] >> dest) & 1 != 0
         if dest == CPU:
@@ -50,11 +55,12 @@ def prefetch_pages(
             if residency[i] != 0:
                 first_touch = False
                 break
-    # no thrashing pages: the block has no per-page thrashing state
+    # no thrashing pages: the block has no per-page thrashing state (an empty mask reads the
+    # same as one of all False)
     mask = _prefetch_kernel(
         faulted,
         resident,
-        np.zeros(n, np.bool_),
+        sc.cpu_rr[:0],
         cpu_rr,
         lo,
         pf.big_page_pages,
@@ -71,13 +77,14 @@ def prefetch_pages(
             if mask[i] and not faulted[i]:
                 m += 1
     if m == nf:
-        return fpages[:nf], np.zeros(nf, np.bool_), count
-    pages = np.empty(m, np.int64)
-    extra = np.empty(m, np.bool_)
+        for k in range(nf):
+            pages[k] = fpages[k]
+            extra[k] = False
+        return nf, count
     k = 0
     for i in range(n):
         if faulted[i] or mask[i]:
             pages[k] = i
             extra[k] = not faulted[i]
             k += 1
-    return pages, extra, count
+    return m, count

@@ -36,7 +36,7 @@ from uvmlab.driver.pmm import (
 from uvmlab.driver.va_space import CPU, PERM_ATOMIC
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def record_copies(
     th: ThrashingState,
     costs: Costs,
@@ -79,7 +79,7 @@ def record_copies(
             k = j
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def make_resident_and_map(
     va: VaArrays,
     pmm: PmmArrays,

@@ -95,7 +95,7 @@ def gpu_scan(
     return i, nf, hits, remote
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def cpu_scan(page: np.ndarray, acc: np.ndarray, pos: int, end: int, perm: np.ndarray) -> int:
     """Index of the first touch from ``pos`` that the CPU's mappings cannot satisfy, or ``end``."""
     for i in range(pos, end):

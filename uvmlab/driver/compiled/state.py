@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from uvmlab.core.sizes import PAGES_PER_BLOCK
 from uvmlab.driver.va_space import READ_DUP_ENABLED
 from uvmlab.workload.ir import AllocKind
 
@@ -92,3 +93,30 @@ class Costs(NamedTuple):
     cpu_populate_ns_per_byte: float
     cpu_map_page_ns: float
     evict_chunk_ns: float
+
+
+class Scratch(NamedTuple):
+    """Per-block working arrays, allocated once per driver: a block service allocates nothing
+    (an allocation in compiled code costs about as much as servicing a plain fault)."""
+
+    fpages: np.ndarray  # the block's faulted pages (block-local, ascending)
+    pages: np.ndarray  # the pages to make resident: faulted plus prefetched, ascending
+    extra: np.ndarray  # per entry of ``pages``: prefetched, not faulted
+    need_copy: np.ndarray  # per entry of ``pages``: a copy is needed
+    faulted: np.ndarray  # per block page: it faulted (the prefetcher's input)
+    resident: np.ndarray  # per block page: resident on the destination
+    cpu_rr: np.ndarray  # per block page: resident and readable on the CPU
+
+
+def new_scratch() -> Scratch:
+    """Working arrays for one block of at most PAGES_PER_BLOCK pages."""
+    n = PAGES_PER_BLOCK
+    return Scratch(
+        np.empty(n, np.int64),
+        np.empty(n, np.int64),
+        np.zeros(n, np.bool_),
+        np.zeros(n, np.bool_),
+        np.zeros(n, np.bool_),
+        np.zeros(n, np.bool_),
+        np.zeros(n, np.bool_),
+    )
