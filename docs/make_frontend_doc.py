@@ -18,11 +18,12 @@ from uvmlab.frontend.decode import decode
 from uvmlab.frontend.modules import LOAD_ORDER, MODULES
 from uvmlab.frontend.programs.probe_model import model_answers
 from uvmlab.frontend.programs.twins import managed_advise_ir
-from uvmlab.frontend.replay import canonical, host_calls, replay_records
+from uvmlab.frontend.replay import canonical, effective, host_calls, replay_records
 from uvmlab.frontend.trace import read_trace
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "uvmlab" / "frontend" / "data" / "traces"
+ATTRS = ROOT / "uvmlab" / "cuda" / "data" / "device_attributes_h100.json"
 OUT = ROOT / "docs" / "frontend.md"
 TRACES = ("cuda_init", "managed_advise", "cupy_program", "torch_program", "rm_probe")
 
@@ -70,6 +71,16 @@ def main() -> None:
     w("\n## 3. One `cudaMallocManaged` + kernel, call by call\n")
     w(WALK_TEXT)
     w(report.markdown_table(report.call_rows(dec)))
+    if "managed_advise" in real:
+        w(REAL_WALK_TEXT)
+        w(
+            report.markdown_table(
+                [
+                    report.call_row(c) if c.kind != "mark" else _mark_row(c)
+                    for c in _between(real["managed_advise"], "cudaMallocManaged a", "exit")
+                ]
+            )
+        )
     w(
         "\nThe RM object tree as it grows (indentation = depth; freeing the device frees its subtree, "
         "children first):\n\n"
@@ -88,18 +99,44 @@ def main() -> None:
         f"\nThe advice and migration calls {'are the same as' if same else 'DIFFER from'} those of the IR "
         "twin `managed_advise_ir()` (`uvmlab/frontend/programs/twins.py`), which is `managed_advise.cu` "
         "written as IR; `tests/test_frontend_uvm.py` checks this, and `tests/test_frontend_real.py` "
-        "checks it on the real capture once it is stored.\n"
+        "checks it on the real capture (below).\n"
     )
+    if "managed_advise" in real:
+        rrep = replay_records(read_trace(DATA / "managed_advise.ioctl.gz"), name="managed_advise")
+        all_calls = host_calls(rrep.workload())
+        got = canonical(effective(all_calls))
+        n_calls = sum(c.op != "free" for c in all_calls)
+        same_real = got == canonical(effective(host_calls(managed_advise_ir())))
+        w(
+            f"\nReplayed from the real capture, {rrep.agreed}/{rrep.checked} UVM calls got the status the "
+            f"real driver gave, and the model received {n_calls} "
+            f"advice / migration calls, {len(got)} of which change the driver's state: "
+            f"{'the same as' if same_real else 'NOT the same as'} the IR twin's. " + REAL_REPLAY_TEXT
+        )
+        w(
+            report.markdown_table(
+                [
+                    dict(zip(("op", "alloc", "advice", "processor", "start_page", "pages"), t, strict=True))
+                    for t in got
+                ]
+            )
+        )
+    w(PAGEABLE_TEXT.format(**_pageable(real)))
     for n, d in real.items():
         w(f"\n### Real trace: {n}\n\n")
         s = report.naming_stats(d)
         w(
-            f"{s['named']}/{s['calls']} calls named ({s['named_pct']} %); RM model = driver for "
-            f"{s['rm_model_agreed']}/{s['rm_model_checked']} allocs/frees/dups. Captured on "
-            f"{machine.get('nvidia_smi', '?')}, driver {machine.get('driver_version', '?')}, "
-            f"{machine.get('date_utc', '?')}.\n\n"
+            f"{s['named']}/{s['calls']} calls named ({s['named_pct']} %); the RM model answered "
+            f"{s['rm_model_agreed']}/{s['rm_model_checked']} allocs / frees / controls / dups as the "
+            f"driver did. Captured on {machine.get('nvidia_smi', '?')}, driver "
+            f"{machine.get('driver_version', '?')}, {machine.get('date_utc', '?')}.\n\n"
         )
+        if s["unnamed"]:
+            w("Not named (shown raw, with counts):\n\n")
+            w(report.markdown_table([{"call": k, "count": v} for k, v in s["unnamed"].items()]))
+            w("\n")
         w(report.markdown_table(d.summary()[:25]))
+    w(UNNAMED_TEXT)
     w("\n## 4. Refusals: the models, and the real driver\n")
     w(PROBE_TEXT)
     probe = DATA / "rm_probe.json"
@@ -127,8 +164,69 @@ def probe_rows(real: dict | None) -> list[dict]:
         row = {"case": case, "model": fmt(m), "real driver": fmt(r)}
         if real:
             row["same"] = "yes" if fmt(r) == fmt(m) else "no"
+        row["where the driver decides"] = WHY.get(case, "")
         rows.append(row)
     return rows
+
+
+def _mark_row(c) -> dict:
+    return {
+        "#": c.index,
+        "t_us": round(c.t_ns / 1000, 1),
+        "file": "",
+        "_IOC dir/type/nr/size": "",
+        "call": f"-- {c.name} --",
+        "detail": "",
+        "status": "",
+    }
+
+
+def _pageable(real: dict) -> dict:
+    """What the real driver and the device attributes say about pageable memory access."""
+    ans = "not captured"
+    d = real.get("cuda_init")
+    for c in d.calls if d else []:
+        if c.name == "UVM_PAGEABLE_MEM_ACCESS" and "pageableMemAccess" in c.fields:
+            ans = str(int(c.fields["pageableMemAccess"]))
+    attrs = json.loads(ATTRS.read_text()) if ATTRS.exists() else {}
+    return {
+        "ioctl": ans,
+        "pma": attrs.get("PageableMemoryAccess", "not measured"),
+        "hpt": attrs.get("PageableMemoryAccessUsesHostPageTables", "not measured"),
+        "gpu": attrs.get("name", "?"),
+        "date": attrs.get("date_utc", "?"),
+    }
+
+
+# Where each refusal is decided in NVIDIA's sources (580 branch of open-gpu-kernel-modules).
+WHY = {
+    "alloc_client": "rs_server.c serverAllocClient: handle generated",
+    "alloc_device": "device.c deviceConstruct_IMPL: no GPU attached yet (gpu_mgr.c gpumgrIsDeviceEnabled)",
+    "alloc_subdevice_under_client": "alloc_free.c: the client is not in NV20_SUBDEVICE_0's parent list",
+    "alloc_subdevice": "alloc_free.c: the parent (the refused device) does not exist",
+    "alloc_duplicate_handle": "alloc_free.c: parent lookup comes before the handle check",
+    "alloc_handle_equal_client": "alloc_free.c: the client's handle for a non-root class",
+    "alloc_unknown_parent": "alloc_free.c clientGetResourceRef",
+    "alloc_unknown_client": "rs_server.c serverAllocResource: client lookup",
+    "alloc_unknown_class": "param_copy.c / resource_desc.c: no RS_ENTRY for the class",
+    "alloc_nvos21_form": "escape.c accepts NVOS21 (32 bytes); then as alloc_subdevice",
+    "alloc_wrong_size": "escape.c: size neither NVOS21 nor NVOS64 -> -EINVAL",
+    "alloc_on_gpu_file": "escape.c NV_CTL_DEVICE_ONLY -> -EINVAL",
+    "control_nv2080_on_device": "control.c: no parameter struct for a command that takes one (checked first)",
+    "control_unknown_object": "control.c: same, before the object lookup",
+    "free_device": "rs_server.c: unknown object -> NV_OK (RS_COMPATABILITY_MODE)",
+    "free_child_of_freed_parent": "rs_server.c: same",
+    "double_free": "rs_server.c: same",
+    "free_client": "alloc_free.c: freeing the client's handle frees the client",
+    "alloc_under_freed_client": "rs_server.c: the client is gone",
+    "uvm_register_gpu_before_initialize": "uvm.c: a VA space needs UVM_INITIALIZE first",
+    "uvm_initialize": "uvm.c uvm_api_initialize",
+    "uvm_migrate_unaligned": "uvm_migrate.c uvm_api_migrate: uvm_api_range_invalid",
+    "uvm_preferred_location_unmapped": "uvm_policy.c: no managed range / VMA there",
+    "uvm_migrate_unmapped_to_cpu": "uvm_migrate.c: the zero UUID sent is no processor (nvCpuUuid.c)",
+    "uvm_migrate_bad_flags": "uvm_migrate.c: flags outside UVM_MIGRATE_FLAGS_ALL",
+    "uvm_register_unknown_gpu": "uvm_va_space.c: no GPU with that UUID",
+}
 
 
 INTRO = """
@@ -190,9 +288,14 @@ PROBE_TEXT = """
 Each refusal case, as the models answer it (`rm.ResourceManager` behind
 `dispatch.NvidiaFrontend`, and `uvm_dev.UvmFile`; `uvmlab/frontend/programs/probe_model.py`).
 `uvmlab/frontend/programs/rm_probe.py` asks the real driver the same cases with the same
-parameter bytes in the GPU session; its answers fill the last column once stored
-(`uvmlab/frontend/data/traces/rm_probe.json`), and `tests/test_frontend_real.py` then requires
-the two columns to agree.
+parameter bytes in the GPU session; its answers are the "real driver" column
+(`uvmlab/frontend/data/traces/rm_probe.json`), and `tests/test_frontend_real.py` requires the two
+columns to agree. The last column says where NVIDIA's sources (580 branch) decide each
+answer; the model follows the same order of checks (`uvmlab/frontend/rm.py` cites them). The
+real answers changed the model in four places: a free of an unknown handle (and so a double
+free) answers `NV_OK`, a device cannot be allocated before a GPU is attached, a control's
+parameter struct is checked before its object, and the client's own handle for a non-root
+class is a parent error.
 
 """
 
@@ -204,6 +307,40 @@ module stack and the device attributes) could not run in the session that wrote 
 no GPU machine could be started before the shared device time ran out. Until its output is
 stored in `uvmlab/frontend/data/traces/`, this page shows modelled traces, labelled as such, and
 the tests on real traces skip.
+"""
+
+REAL_WALK_TEXT = """
+The same program captured on the GPU (the stored real trace `managed_advise`, from the first
+`cudaMallocManaged` to exit): each `cudaMallocManaged` is an `mmap` of `/dev/nvidia-uvm` followed
+by `UVM_VALIDATE_VA_RANGE` and `UVM_DISABLE_READ_DUPLICATION` on the new range (libcuda resets
+its policy), each
+`cudaMemAdvise` one UVM policy ioctl, each `cudaMemPrefetchAsync` one `UVM_MIGRATE`; the kernel
+and the CPU touch issue none; `cudaFree` clears the range's policy (read-mostly, accessed-by for
+each processor, preferred location) before the `munmap`.
+
+"""
+
+REAL_REPLAY_TEXT = """The calls left out are libcuda's own policy resets (a reset of a policy that is not set,
+or resets right before the range's `munmap`, which drops the policy anyway:
+`uvmlab.frontend.replay.effective`); `tests/test_frontend_real.py` checks the match.
+
+"""
+
+PAGEABLE_TEXT = """
+**Pageable memory access** on the capture machine ({gpu}, {date}): `UVM_PAGEABLE_MEM_ACCESS`
+answered `pageableMemAccess = {ioctl}` in the real `cuda_init` trace, and the device attributes
+read in the same session give `PageableMemoryAccess = {pma}` and
+`PageableMemoryAccessUsesHostPageTables = {hpt}` (`uvmlab/cuda/data/device_attributes_h100.json`):
+a PCIe H100 without HMM in use, so `malloc` memory is not GPU-accessible there and only managed
+allocations go through nvidia-uvm's fault path.
+"""
+
+UNNAMED_TEXT = """
+The calls left unnamed are control commands that appear in neither the SDK's `ctrl` headers nor
+the open driver's exported-method tables (`src/nvidia/generated/g_*_nvoc.c`): NV2080 interfaces
+0x81, 0x90 and 0xa0 and NV2081 command 0x08. The open kernel modules do not define them; they are
+shown raw with their class and interface. The RM model still dispatches them (it checks the
+object and the class, not the command).
 """
 
 FORMAT_TEXT = """

@@ -45,7 +45,8 @@ def rec(i, path, request, before, after=None, kind=KIND_IOCTL, ret=0, arg=0x7000
 
 
 def alloc(i, h_root, h_parent, h_new, h_class, status=0, h_out=None):
-    before = pack(nt.NVOS64, 48, hRoot=h_root, hObjectParent=h_parent, hObjectNew=h_new, hClass=h_class)
+    p = {"pAllocParms": 0x7000, "paramsSize": 16}  # a parameter struct, as libcuda passes
+    before = pack(nt.NVOS64, 48, hRoot=h_root, hObjectParent=h_parent, hObjectNew=h_new, hClass=h_class, **p)
     after = pack(
         nt.NVOS64,
         48,
@@ -54,8 +55,13 @@ def alloc(i, h_root, h_parent, h_new, h_class, status=0, h_out=None):
         hObjectNew=h_new if h_out is None else h_out,
         hClass=h_class,
         status=status,
+        **p,
     )
     return rec(i, CTL, nt.nv_ioctl(0x2B, 48), before, after)
+
+
+def control(h_client, h_object, cmd):
+    return pack(nt.NVOS54, 32, hClient=h_client, hObject=h_object, cmd=cmd, params=0x7000, paramsSize=16)
 
 
 def small_trace():
@@ -66,8 +72,8 @@ def small_trace():
         alloc(2, c, c, 0x10, 0x0080),
         alloc(3, c, 0x10, 0x20, 0x2080),
         alloc(4, c, c, 0x21, 0x2080, status=nt.STATUS["NV_ERR_INVALID_OBJECT_PARENT"]),
-        rec(5, CTL, nt.nv_ioctl(0x2A, 32), pack(nt.NVOS54, 32, hClient=c, hObject=0x20, cmd=0x20800102)),
-        rec(6, CTL, nt.nv_ioctl(0x2A, 32), pack(nt.NVOS54, 32, hClient=c, hObject=0x20, cmd=0x2080FFFF)),
+        rec(5, CTL, nt.nv_ioctl(0x2A, 32), control(c, 0x20, 0x20800102)),
+        rec(6, CTL, nt.nv_ioctl(0x2A, 32), control(c, 0x20, 0x2080FFFF)),
         rec(7, CTL, nt.nv_ioctl(0x29, 16), pack(nt.NVOS00, 16, hRoot=c, hObjectParent=c, hObjectOld=0x10)),
         rec(8, UVM, 0x30000001, struct.pack("<QI4x", 0, 0)),
         rec(9, CTL, nt.nv_ioctl(0x7E, 8), b"\0" * 8),
@@ -88,7 +94,7 @@ def test_roundtrip_and_gzip(tmp_path):
 
 
 def test_names_tree_and_model_agreement():
-    dec = decode(small_trace())
+    dec = decode(small_trace(), gpus_attached=True)  # a machine whose GPU is already attached
     names = [c.name for c in dec.calls]
     assert names[1:4] == ["NV_ESC_RM_ALLOC"] * 3
     assert dec.calls[3].detail == "NV20_SUBDEVICE_0"
@@ -98,8 +104,12 @@ def test_names_tree_and_model_agreement():
     assert dec.calls[8].name == "UVM_INITIALIZE" and dec.calls[8].family == "uvm"
     assert not dec.calls[9].named and not dec.calls[10].named  # unknown escape / UVM ioctl: raw
     assert dec.calls[11].name == "mmap"
-    # the model reproduced the driver's answer for the 3 allocs, the refused one and the free
-    assert (dec.model_checked, dec.model_agreed) == (5, 5)
+    # the model reproduced the driver's answer for the 3 allocs, the refused one, 2 controls and
+    # the free
+    assert (dec.model_checked, dec.model_agreed) == (7, 7)
+    # decoded as from a machine without an attached GPU, the device alloc is where it disagrees
+    cold = decode(small_trace())
+    assert cold.disagreements[0].startswith("call 2 NV_ESC_RM_ALLOC NV01_DEVICE_0: driver NV_OK")
     ops = [(e.op, e.class_name) for _, e in dec.tree]
     assert ops[:3] == [("alloc", "NV01_ROOT"), ("alloc", "NV01_DEVICE_0"), ("alloc", "NV20_SUBDEVICE_0")]
     assert ops[3:] == [("free", "NV20_SUBDEVICE_0"), ("free", "NV01_DEVICE_0")]
@@ -171,6 +181,6 @@ def test_tree_follows_the_driver_where_the_model_disagrees():
         alloc(2, c, 0x10, 0x20, 0xBEEF),  # a class the model does not know, accepted by the driver
         alloc(3, c, 0x20, 0x30, 0x003E),
     ]  # a child of it (the model's parent rule says no)
-    dec = decode(recs)
+    dec = decode(recs, gpus_attached=True)
     assert dec.model_checked == 4 and dec.model_agreed == 2 and len(dec.disagreements) == 2
     assert dec.rm.object(c, 0x20) is not None and dec.rm.object(c, 0x30).parent.handle == 0x20

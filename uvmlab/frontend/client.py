@@ -22,6 +22,9 @@ from uvmlab.frontend.uvm_dev import UvmFile
 CTL, GPU0, UVM = "/dev/nvidiactl", "/dev/nvidia0", "/dev/nvidia-uvm"
 FDS = {CTL: 3, GPU0: 4, UVM: 5}
 STEP_NS = 2_000  # modelled time between calls: the trace is ordered, not timed
+# A user-space address standing for a parameter struct: the RM checks that a pointer is there
+# (alloc: RS_REQUIRED classes; control: commands with a struct), the model never reads behind it.
+PARAMS_PTR, PARAMS_SIZE = 0x7FFE0000, 64
 
 
 class ModelClient:
@@ -105,14 +108,33 @@ class ModelClient:
 
     # -- RM helpers ------------------------------------------------------------------------------
     def alloc(self, h_root: int, h_parent: int, h_new: int, h_class: int) -> int:
-        params = pack(nt.NVOS64, 48, hRoot=h_root, hObjectParent=h_parent, hObjectNew=h_new, hClass=h_class)
+        cl = nt.rm_classes().get(h_class)
+        ptr = PARAMS_PTR if cl is not None and cl.alloc_params in ("required", "optional") else 0
+        params = pack(
+            nt.NVOS64,
+            48,
+            hRoot=h_root,
+            hObjectParent=h_parent,
+            hObjectNew=h_new,
+            hClass=h_class,
+            pAllocParms=ptr,
+            paramsSize=PARAMS_SIZE if ptr else 0,
+        )
         out = nt.unpack_fields(nt.NVOS64, self.ioctl(CTL, nt.nv_ioctl(0x2B, 48), params))
         return int(out["hObjectNew"]) if out["status"] == 0 else 0
 
     def control(self, h_client: int, h_object: int, cmd: int) -> None:
-        self.ioctl(
-            CTL, nt.nv_ioctl(0x2A, 32), pack(nt.NVOS54, 32, hClient=h_client, hObject=h_object, cmd=cmd)
+        ptr = PARAMS_PTR if nt.control_takes_params(cmd) is not False else 0
+        params = pack(
+            nt.NVOS54,
+            32,
+            hClient=h_client,
+            hObject=h_object,
+            cmd=cmd,
+            params=ptr,
+            paramsSize=PARAMS_SIZE if ptr else 0,
         )
+        self.ioctl(CTL, nt.nv_ioctl(0x2A, 32), params)
 
     def free(self, h_root: int, h_parent: int, h_old: int) -> None:
         self.ioctl(
@@ -141,6 +163,7 @@ def managed_advise_session(gpu_uuid: bytes = bytes(range(0xA0, 0xB0))) -> ModelC
     a, b = 0x7F0000000000, 0x7F0004000000
     mc.mark("context creation")
     c = mc.alloc(0, 0, 0, cls("NV01_ROOT"))
+    mc.control(c, c, 0x00000215)  # NV0000_CTRL_CMD_GPU_ATTACH_IDS: libcuda attaches the GPU first
     dev = mc.alloc(c, c, 0xCAF00001, cls("NV01_DEVICE_0"))
     sub = mc.alloc(c, dev, 0xCAF00002, cls("NV20_SUBDEVICE_0"))
     mc.control(c, c, 0x00000101)  # NV0000_CTRL_CMD_SYSTEM_GET_BUILD_VERSION

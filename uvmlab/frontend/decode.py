@@ -7,7 +7,7 @@ RM_CONTROL, its class / control command is known too; anything else is kept with
 and counted. Nothing in the parameter bytes is trusted: short, long or random bytes decode to
 fewer fields, never to an exception.
 
-Every RM alloc / free / dup of the trace is also replayed through the object model
+Every RM alloc / free / control / dup of the trace is also replayed through the object model
 (``uvmlab.frontend.rm``): the model's status is compared with the one the real driver returned,
 and the tree events give the object tree as it grows.
 """
@@ -58,7 +58,7 @@ class Decoded:
     calls: list[Call]
     rm: ResourceManager
     tree: list[tuple[int, TreeEvent]]  # (call index, event)
-    model_checked: int = 0  # RM alloc/free/dup whose status the model reproduced or not
+    model_checked: int = 0  # RM alloc/free/control/dup whose status the model reproduced or not
     model_agreed: int = 0
     disagreements: list[str] = field(default_factory=list)
 
@@ -242,7 +242,8 @@ def nt_kind(kind: int) -> str:
 
 
 def _replay_rm(dec: Decoded, c: Call) -> None:
-    """Feed one RM alloc/free/dup into the object model and compare its status with the real one."""
+    """Feed one RM alloc / free / control / dup into the object model and compare its status with
+    the real one (a control is only dispatched: see ``ResourceManager.control``)."""
     f = c.fields
     real = f.get("status")
     if not isinstance(real, int) or c.ret < 0:
@@ -253,9 +254,19 @@ def _replay_rm(dec: Decoded, c: Call) -> None:
         h_new = (
             int(f.get("hObjectNew_out", f.get("hObjectNew", 0))) if real == 0 else int(f.get("hObjectNew", 0))
         )
-        got, _ = rm.alloc(int(f["hRoot"]), int(f["hObjectParent"]), h_new, int(f["hClass"]))
+        has_params = bool(f["pAllocParms"]) if "pAllocParms" in f else None
+        got, _ = rm.alloc(int(f["hRoot"]), int(f["hObjectParent"]), h_new, int(f["hClass"]), has_params)
     elif c.name == "NV_ESC_RM_FREE" and "hObjectOld" in f:
         got = rm.free(int(f["hRoot"]), int(f["hObjectParent"]), int(f["hObjectOld"]))
+    elif c.name == "NV_ESC_RM_CONTROL" and "cmd" in f:
+        size, ptr = f.get("paramsSize"), f.get("params")
+        got = rm.control(
+            int(f["hClient"]),
+            int(f["hObject"]),
+            int(f["cmd"]),
+            None if size is None else int(size),
+            None if ptr is None else int(ptr),
+        )
     elif c.name == "NV_ESC_RM_DUP_OBJECT" and "hObjectSrc" in f:
         h_new = int(f.get("hObject_out", f.get("hObject", 0))) if real == 0 else int(f.get("hObject", 0))
         got, _ = rm.dup(
@@ -277,9 +288,12 @@ def _replay_rm(dec: Decoded, c: Call) -> None:
     dec.tree += [(c.index, e) for e in rm.events[n_before:]]
 
 
-def decode(records: list[Record]) -> Decoded:
+def decode(records: list[Record], gpus_attached: bool = False) -> Decoded:
+    """``gpus_attached``: whether the traced machine had its GPU attached before the program
+    started (a persistence daemon, another client); the captures here had not, so the model
+    waits for the program's own ``NV0000_CTRL_CMD_GPU_ATTACH_IDS``."""
     t0 = min((r.t_start_ns for r in records), default=0)
-    dec = Decoded(calls=[], rm=ResourceManager(), tree=[])
+    dec = Decoded(calls=[], rm=ResourceManager(gpus_attached), tree=[])
     for r in records:
         c = decode_record(r, t0)
         dec.calls.append(c)

@@ -61,13 +61,14 @@ class NvidiaFrontend:
         f = nt.unpack_fields(fields, bytes(buf))
         rm = self.rm
         if esc.name == "NV_ESC_RM_ALLOC":
-            st, h = rm.alloc(f["hRoot"], f["hObjectParent"], f["hObjectNew"], f["hClass"])
+            has_params = bool(f["pAllocParms"]) if "pAllocParms" in f else None
+            st, h = rm.alloc(f["hRoot"], f["hObjectParent"], f["hObjectNew"], f["hClass"], has_params)
             if st == 0:
                 _put(buf, fields, "hObjectNew", h)
         elif esc.name == "NV_ESC_RM_FREE":
             st = rm.free(f["hRoot"], f["hObjectParent"], f["hObjectOld"])
         elif esc.name == "NV_ESC_RM_CONTROL":
-            st = rm.control(f["hClient"], f["hObject"], f["cmd"])
+            st = rm.control(f["hClient"], f["hObject"], f["cmd"], f.get("paramsSize"), f.get("params"))
         elif esc.name == "NV_ESC_RM_DUP_OBJECT":
             st, h = rm.dup(f["hClient"], f["hParent"], f["hObject"], f["hClientSrc"], f["hObjectSrc"])
             if st == 0:

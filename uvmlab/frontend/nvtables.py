@@ -353,6 +353,7 @@ class RmClass:
     internal: str  # resserv class (RmClientResource, Device, Subdevice, ...); "" if not listed
     multi_instance: bool
     parents: tuple[str, ...]  # internal classes allowed as parent; ("*",) any; () root object
+    alloc_params: str = ""  # "required" / "optional" / "none" (resource_list.h); "" not listed
 
 
 @lru_cache(maxsize=1)
@@ -362,10 +363,10 @@ def rm_classes() -> dict[int, RmClass]:
     for line in (_DATA / "rm_classes.tsv").read_text().splitlines():
         if not line or line.startswith("#"):
             continue
-        num, name, internal, multi, parents = (line.split("\t") + [""] * 5)[:5]
+        num, name, internal, multi, parents, params = (line.split("\t") + [""] * 6)[:6]
         n = int(num, 16)
         plist = () if parents in ("-", "") else tuple(parents.split(","))
-        c = RmClass(n, name, internal, multi == "1", plist)
+        c = RmClass(n, name, internal, multi == "1", plist, params)
         if n not in out or (internal and not out[n].internal):
             out[n] = c
     return out
@@ -377,13 +378,25 @@ def rm_class_by_name() -> dict[str, RmClass]:
 
 
 @lru_cache(maxsize=1)
-def rm_controls() -> dict[int, str]:
-    out: dict[int, str] = {}
+def _control_table() -> dict[int, tuple[str, bool | None]]:
+    out: dict[int, tuple[str, bool | None]] = {}
     for line in (_DATA / "rm_controls.tsv").read_text().splitlines():
         if line and not line.startswith("#"):
-            num, name = line.split("\t")[:2]
-            out[int(num, 16)] = name
+            num, name, takes = (line.split("\t") + [""] * 3)[:3]
+            out[int(num, 16)] = (name, None if takes == "" else takes == "1")
     return out
+
+
+@lru_cache(maxsize=1)
+def rm_controls() -> dict[int, str]:
+    return {cmd: name for cmd, (name, _) in _control_table().items()}
+
+
+def control_takes_params(cmd: int) -> bool | None:
+    """Whether the RM's exported-method table gives the command a parameter struct (None: the
+    command is not in the open driver's tables)."""
+    entry = _control_table().get(cmd)
+    return None if entry is None else entry[1]
 
 
 def class_name(number: int) -> str:

@@ -90,6 +90,58 @@ def host_calls(w: Workload) -> list[HostCall]:
 _NO_PROCESSOR = frozenset({"unset_preferred_location", "set_read_mostly", "unset_read_mostly"})
 
 
+def effective(calls: list[HostCall]) -> list[HostCall]:
+    """The calls that change the driver's state: libcuda issues policy resets the program never
+    wrote (seen in the stored real trace): it clears read-mostly on every new managed allocation,
+    and before unmapping one it unsets read-mostly, accessed-by for each processor and the
+    preferred location. A reset of a policy that is not set changes nothing, and resets right
+    before the allocation's free change nothing either (the driver drops a range's policy with
+    the range at unmap, uvm_va_range.c), so both are left out; prefetches and frees all stay."""
+    keep = [True] * len(calls)
+    # resets that only precede their allocation's free
+    nxt: dict[int, str] = {}
+    for i in range(len(calls) - 1, -1, -1):
+        c = calls[i]
+        if c.op == "advise" and c.advice.startswith("unset_") and nxt.get(c.alloc) == "free":
+            keep[i] = False
+            continue
+        nxt[c.alloc] = c.op
+    # advice that leaves the policy as it was (per page: preferred location, read-mostly,
+    # accessed-by set)
+    pref: dict[int, dict[int, int | None]] = {}
+    rm: dict[int, set[int]] = {}
+    acc: dict[int, dict[int, set[int]]] = {}
+    for i, c in enumerate(calls):
+        if not keep[i] or c.op != "advise":
+            continue
+        pages = range(c.start_page, c.start_page + c.num_pages)
+        p, r, a = pref.setdefault(c.alloc, {}), rm.setdefault(c.alloc, set()), acc.setdefault(c.alloc, {})
+        if c.advice == "set_preferred_location":
+            changed = any(p.get(x) != c.processor for x in pages)
+            p.update(dict.fromkeys(pages, c.processor))
+        elif c.advice == "unset_preferred_location":
+            changed = any(p.get(x) is not None for x in pages)
+            p.update(dict.fromkeys(pages, None))
+        elif c.advice == "set_read_mostly":
+            changed = not r.issuperset(pages)
+            r.update(pages)
+        elif c.advice == "unset_read_mostly":
+            changed = not r.isdisjoint(pages)
+            r.difference_update(pages)
+        elif c.advice == "set_accessed_by":
+            changed = any(c.processor not in a.get(x, ()) for x in pages)
+            for x in pages:
+                a.setdefault(x, set()).add(c.processor)
+        elif c.advice == "unset_accessed_by":
+            changed = any(c.processor in a.get(x, ()) for x in pages)
+            for x in pages:
+                a.get(x, set()).discard(c.processor)
+        else:
+            changed = True
+        keep[i] = changed
+    return [c for c, k in zip(calls, keep, strict=True) if k]
+
+
 def canonical(calls: list[HostCall], *, frees: bool = False) -> list[tuple[Any, ...]]:
     """Calls with allocations renumbered by first appearance, so that two workloads whose
     allocations are listed in different orders (or hold extra, untouched ones) compare equal."""

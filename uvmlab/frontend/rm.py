@@ -1,20 +1,36 @@
 """The resource manager's object model: clients and their handle trees (resserv).
 
 What the RM does with NV_ESC_RM_ALLOC / FREE / CONTROL / DUP_OBJECT / SHARE / MAP_MEMORY, and the
-NV_STATUS it answers for each refusal, as NVIDIA's sources have it:
+NV_STATUS it answers for each refusal, as NVIDIA's sources (580 branch) have it, checked in this
+order for an alloc:
 
-- ``rs_server.c`` ``serverAcquireClient``: an unknown client handle -> ``NV_ERR_INVALID_OBJECT_HANDLE``.
-- ``rs_client.c`` ``clientGetResourceRef``: an unknown object or parent -> ``NV_ERR_OBJECT_NOT_FOUND``
-  (so freeing an object twice answers this on the second free).
-- ``rs_client.c`` ``clientValidateNewResourceHandle``: a new handle equal to the client's, or
-  already used in the client -> ``NV_ERR_INVALID_OBJECT_HANDLE`` / ``NV_ERR_INSERT_DUPLICATE_NAME``;
-  a new handle of 0 asks the RM to generate one (``NVOS64_PARAMETERS.hObjectNew``, nvos.h).
-- ``alloc_free.c``: a parent whose class is not in the class's parent list (``resource_list.h``)
-  -> ``NV_ERR_INVALID_OBJECT_PARENT``; a second instance of a single-instance class under the
-  same parent -> ``NV_ERR_STATE_IN_USE``; an unknown class -> ``NV_ERR_INVALID_CLASS``
-  (``resource_desc.c``).
-- Freeing an object frees its whole subtree (children first), freeing the client handle frees the
-  client (``serverFreeResourceTree``, ``_serverFreeClient``).
+- ``param_copy.c`` ``rmapiParamsCopyInit`` / ``resource_desc.c``: an unknown class ->
+  ``NV_ERR_INVALID_CLASS``; a class whose alloc parameters are ``RS_REQUIRED``
+  (``resource_list.h``) given a NULL parameter pointer -> ``NV_ERR_INVALID_ARGUMENT``.
+- ``rs_server.c`` ``serverAllocResource``: an unknown client handle ->
+  ``NV_ERR_INVALID_OBJECT_HANDLE``.
+- ``alloc_free.c`` ``serverAllocResourceUnderLock``: a new handle equal to the client's for a class
+  that is not a root -> ``NV_ERR_INVALID_OBJECT_PARENT``; an unknown parent ->
+  ``NV_ERR_OBJECT_NOT_FOUND``; a second instance of a single-instance class under the same
+  parent -> ``NV_ERR_STATE_IN_USE``; a parent whose class is not in the class's parent list ->
+  ``NV_ERR_INVALID_OBJECT_PARENT``.
+- ``rs_client.c`` ``clientValidateNewResourceHandle``: a handle already used in the client ->
+  ``NV_ERR_INSERT_DUPLICATE_NAME``; a new handle of 0 asks the RM to generate one
+  (``NVOS64_PARAMETERS.hObjectNew``, nvos.h).
+- ``device.c`` ``deviceConstruct_IMPL``: a device instance no client has attached
+  (``gpu_mgr.c`` ``gpumgrIsDeviceEnabled``: no GPU in its mask) -> ``NV_ERR_INVALID_ARGUMENT``;
+  a GPU is attached by ``NV0000_CTRL_CMD_GPU_ATTACH_IDS`` (libcuda issues it before allocating
+  its device). The model starts with no GPU attached, the state the capture machine's driver was
+  in (no persistence daemon): the real driver refused the probe's device alloc that way.
+- Free (``rs_server.c`` ``serverFreeResourceTree``): an unknown client ->
+  ``NV_ERR_INVALID_OBJECT_HANDLE``; an unknown object of a known client -> ``NV_OK``
+  (``serverFreeResourceTreeLockAndFindResource`` under ``RS_COMPATABILITY_MODE``: "we return
+  NV_OK for resources that don't exist"), so a double free answers NV_OK. Freeing an object frees
+  its whole subtree (children first), freeing the client handle frees the client.
+- Control (``control.c`` ``_rmapiRmControl``): an unknown client -> ``NV_ERR_INVALID_CLIENT``; a
+  parameter pointer / size that disagrees with the command's entry in the exported-method table
+  (``g_*_nvoc.c``: a parameter struct or none) -> ``NV_ERR_INVALID_ARGUMENT``, before the object
+  is looked up; then an unknown object -> ``NV_ERR_OBJECT_NOT_FOUND``.
 - ``escape.c`` ``NV_CTL_DEVICE_ONLY``: the RM escapes are taken on ``/dev/nvidiactl`` only; on a
   GPU file, or with a parameter size that is not the struct's, RmIoctl answers
   ``NV_ERR_INVALID_ARGUMENT`` and the ioctl fails with -EINVAL; object errors come back in the
@@ -29,7 +45,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from uvmlab.frontend.nvtables import STATUS, rm_class_by_name, rm_classes
+from uvmlab.frontend.nvtables import STATUS, control_takes_params, rm_class_by_name, rm_classes
 
 NV_OK = STATUS["NV_OK"]
 CLIENT_INTERNAL = "RmClientResource"
@@ -41,6 +57,7 @@ OBJECT_HANDLE_BASE = 0xCAF00000
 # The control interfaces of the three objects every program talks to (ctrl0000.h, ctrl0080.h,
 # ctrl2080.h: the command's top 16 bits are the class it is addressed to).
 _CONTROL_INTERFACE = {CLIENT_INTERNAL: 0x0000, "Device": 0x0080, "Subdevice": 0x2080}
+NV0000_CTRL_CMD_GPU_ATTACH_IDS = 0x0215  # ctrl0000gpu.h
 MEMORY_INTERNAL = frozenset(
     {
         "SystemMemory",
@@ -97,8 +114,9 @@ class TreeEvent:
 class ResourceManager:
     """Clients keyed by handle; each holds its objects keyed by handle."""
 
-    def __init__(self) -> None:
+    def __init__(self, gpus_attached: bool = False) -> None:
         self.clients: dict[int, RmClient] = {}
+        self.gpus_attached = gpus_attached  # NV0000_CTRL_CMD_GPU_ATTACH_IDS seen (or attached before)
         self._next_client = CLIENT_HANDLE_BASE
         self.events: list[TreeEvent] = []
 
@@ -121,11 +139,16 @@ class ResourceManager:
         return sum(len(c.objects) for c in self.clients.values())
 
     # -- NV_ESC_RM_ALLOC ---------------------------------------------------------------------
-    def alloc(self, h_root: int, h_parent: int, h_new: int, h_class: int) -> tuple[int, int]:
-        """Allocate an object; returns (NV_STATUS, handle of the new object or 0)."""
+    def alloc(
+        self, h_root: int, h_parent: int, h_new: int, h_class: int, has_params: bool | None = None
+    ) -> tuple[int, int]:
+        """Allocate an object; returns (NV_STATUS, handle of the new object or 0). ``has_params``:
+        whether the caller passed an alloc parameter struct (None: not known, not checked)."""
         cls = rm_classes().get(h_class)
         if cls is None or not cls.internal:
             return STATUS["NV_ERR_INVALID_CLASS"], 0
+        if cls.alloc_params == "required" and has_params is False:
+            return STATUS["NV_ERR_INVALID_ARGUMENT"], 0
         if cls.internal == CLIENT_INTERNAL:  # NV01_ROOT*: a new client, its own root object
             handle = h_new
             if handle == 0:
@@ -141,22 +164,24 @@ class ResourceManager:
         client = self.clients.get(h_root)
         if client is None:
             return STATUS["NV_ERR_INVALID_OBJECT_HANDLE"], 0
+        if h_new == h_root:  # only a root class may take the client's handle
+            return STATUS["NV_ERR_INVALID_OBJECT_PARENT"], 0
         parent = client.objects.get(h_parent if h_parent else h_root)
         if parent is None:
             return STATUS["NV_ERR_OBJECT_NOT_FOUND"], 0
-        if cls.parents != ("*",) and parent.internal not in cls.parents:
-            return STATUS["NV_ERR_INVALID_OBJECT_PARENT"], 0
         if not cls.multi_instance and any(c.internal == cls.internal for c in parent.children.values()):
             return STATUS["NV_ERR_STATE_IN_USE"], 0
+        if cls.parents != ("*",) and parent.internal not in cls.parents:
+            return STATUS["NV_ERR_INVALID_OBJECT_PARENT"], 0
         handle = h_new
         if handle == 0:
             while client.next_handle in client.objects:
                 client.next_handle += 1
             handle = client.next_handle
-        elif handle == h_root:
-            return STATUS["NV_ERR_INVALID_OBJECT_HANDLE"], 0
         elif handle in client.objects:
             return STATUS["NV_ERR_INSERT_DUPLICATE_NAME"], 0
+        if cls.internal == "Device" and not self.gpus_attached:
+            return STATUS["NV_ERR_INVALID_ARGUMENT"], 0
         obj = RmObject(handle, cls.number, cls.name, cls.internal, parent)
         parent.children[handle] = obj
         client.objects[handle] = obj
@@ -191,7 +216,7 @@ class ResourceManager:
             return STATUS["NV_ERR_INVALID_OBJECT_HANDLE"]
         obj = client.objects.get(h_old)
         if obj is None:
-            return STATUS["NV_ERR_OBJECT_NOT_FOUND"]
+            return NV_OK  # RS_COMPATABILITY_MODE: freeing what does not exist succeeds
         for o in reversed(list(obj.walk())):  # children go first
             self._event("free", h_root, o)
             client.objects.pop(o.handle, None)
@@ -202,12 +227,30 @@ class ResourceManager:
         return NV_OK
 
     # -- NV_ESC_RM_CONTROL -------------------------------------------------------------------
-    def control(self, h_client: int, h_object: int, cmd: int) -> int:
-        """Dispatch check only: the object must exist and the command's class (its top 16 bits)
-        must be one the object answers; the command itself is not executed."""
+    def control(
+        self,
+        h_client: int,
+        h_object: int,
+        cmd: int,
+        params_size: int | None = None,
+        params_ptr: int | None = None,
+    ) -> int:
+        """Dispatch check only: the client, the parameter struct the command takes, the object,
+        and the command's class (its top 16 bits) against the object's; the command itself is not
+        executed, but for attaching the GPUs (``NV0000_CTRL_CMD_GPU_ATTACH_IDS``).
+        ``params_size`` / ``params_ptr``: the NVOS54 fields (None: not known, not checked)."""
         client = self.clients.get(h_client)
         if client is None:
-            return STATUS["NV_ERR_INVALID_OBJECT_HANDLE"]
+            return STATUS["NV_ERR_INVALID_CLIENT"]
+        takes = control_takes_params(cmd)
+        if (
+            params_size is not None
+            and params_ptr is not None
+            and (
+                (params_size != 0) != (params_ptr != 0) or (takes is not None and takes != (params_size != 0))
+            )
+        ):
+            return STATUS["NV_ERR_INVALID_ARGUMENT"]
         obj = client.objects.get(h_object)
         if obj is None:
             return STATUS["NV_ERR_OBJECT_NOT_FOUND"]
@@ -217,6 +260,9 @@ class ResourceManager:
             return STATUS["NV_ERR_NOT_SUPPORTED"]  # an NV0000/NV0080/NV2080 command elsewhere
         if want is not None and interface != want:
             return STATUS["NV_ERR_NOT_SUPPORTED"]  # a client/device/subdevice given another's
+        if cmd == NV0000_CTRL_CMD_GPU_ATTACH_IDS:
+            # detaching is not modelled: the RM keeps a GPU attached while any client uses it
+            self.gpus_attached = True
         return NV_OK
 
     # -- NV_ESC_RM_DUP_OBJECT ----------------------------------------------------------------

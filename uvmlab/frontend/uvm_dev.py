@@ -175,15 +175,22 @@ class UvmFile:
     def _range_op(self, name: str, f: dict) -> int:
         base = int(f.get("requestedBase", f.get("base", 0)))
         length = int(f.get("length", 0))
-        if name == "UVM_MIGRATE" and int(f.get("flags", 0)) & ~0x7:
-            return S["NV_ERR_INVALID_ARGUMENT"]
         if length == 0 or base % PAGE or length % PAGE or base + length > 1 << 64:
             return S["NV_ERR_INVALID_ADDRESS"]
+        if name == "UVM_MIGRATE" and int(f.get("flags", 0)) & ~0x7:
+            return S["NV_ERR_INVALID_ARGUMENT"]
+        # uvm_api_migrate (uvm_migrate.c) resolves the destination before it looks at the range's
+        # VMAs; the policy ioctls (uvm_policy.c) find the range first
+        proc = 0
+        if name == "UVM_MIGRATE":
+            p = self._processor(f.get(_UUID_FIELD[name]))
+            if p is None:
+                return S["NV_ERR_INVALID_DEVICE"]
+            proc = p
         pieces = self._cover(base, length)
         if pieces is None:
             return S["NV_ERR_INVALID_ADDRESS"]
-        proc = 0
-        if name in _UUID_FIELD:
+        if name in _UUID_FIELD and name != "UVM_MIGRATE":
             p = self._processor(f.get(_UUID_FIELD[name]))
             if p is None:
                 return S["NV_ERR_INVALID_DEVICE"]

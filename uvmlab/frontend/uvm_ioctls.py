@@ -265,5 +265,7 @@ UVM_IOCTLS: dict[int, UvmIoctl] = {
 }
 UVM_BY_NAME = {u.name: u for u in UVM_IOCTLS.values()}
 UVM_MIGRATE_FLAG_ASYNC = 0x1  # uvm_ioctl.h
-# The CPU's processor UUID (NV_PROCESSOR_UUID_CPU_DEFAULT, nvCpuUuid.h) is all zeros.
-CPU_UUID = bytes(16)
+# The CPU's processor UUID: NV_PROCESSOR_UUID_CPU_DEFAULT (nvCpuUuid.c, "produced via uuidgen(1)"),
+# the bytes libcuda passes for cudaCpuDeviceId (seen in the stored real managed_advise trace). A
+# zero UUID is no processor: UVM_MIGRATE to it answers NV_ERR_INVALID_DEVICE.
+CPU_UUID = bytes.fromhex("a65e0f4ed7d47ba25047412c142a7773")

@@ -19,7 +19,7 @@ def model_answers(real: dict[str, Any] | None = None) -> dict[str, dict[str, Any
     out: dict[str, dict[str, Any]] = {}
 
     def alloc(path: str, h_root: int, h_parent: int, h_new: int, h_class: int, size: int = 48):
-        fields = nt.NVOS64 if size != 32 else nt.NVOS21
+        fields = nt.NVOS64 if size == 48 else nt.NVOS21  # where rm_probe.py reads the status
         params = pack(fields, size, hRoot=h_root, hObjectParent=h_parent, hObjectNew=h_new, hClass=h_class)
         ret, after = fe.ioctl(path, nt.nv_ioctl(0x2B, size), params)
         f = nt.unpack_fields(fields, after)
@@ -69,7 +69,7 @@ def model_answers(real: dict[str, Any] | None = None) -> dict[str, dict[str, Any
     out["uvm_register_gpu_before_initialize"] = uvm("UVM_REGISTER_GPU", gpu_uuid=gpu_uuid)
     out["uvm_initialize"] = uvm("UVM_INITIALIZE", flags=0)
     out["uvm_migrate_unaligned"] = uvm(
-        "UVM_MIGRATE", base=0x7F0000000001, length=4096, destinationUuid=nt.CPU_UUID, flags=0
+        "UVM_MIGRATE", base=0x7F0000000001, length=4096, destinationUuid=bytes(16), flags=0
     )
     rng = {"base": 0x7E0000000000, "length": 2 << 20}
     out["uvm_preferred_location_unmapped"] = uvm(
@@ -78,8 +78,11 @@ def model_answers(real: dict[str, Any] | None = None) -> dict[str, dict[str, Any
         length=rng["length"],
         preferredLocation=gpu_uuid,
     )
-    out["uvm_migrate_unmapped_to_cpu"] = uvm("UVM_MIGRATE", **rng, destinationUuid=nt.CPU_UUID, flags=0)
-    out["uvm_migrate_bad_flags"] = uvm("UVM_MIGRATE", **rng, destinationUuid=nt.CPU_UUID, flags=0x100)
+    # rm_probe.py sends a zero destination UUID, which is not the CPU's (nvCpuUuid.c gives the
+    # CPU a fixed UUID): these cases ask about an unknown destination, and so does the model
+    zero = bytes(16)
+    out["uvm_migrate_unmapped_to_cpu"] = uvm("UVM_MIGRATE", **rng, destinationUuid=zero, flags=0)
+    out["uvm_migrate_bad_flags"] = uvm("UVM_MIGRATE", **rng, destinationUuid=zero, flags=0x100)
     out["uvm_register_unknown_gpu"] = uvm("UVM_REGISTER_GPU", gpu_uuid=gpu_uuid)
     return out
 

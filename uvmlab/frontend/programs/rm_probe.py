@@ -86,6 +86,8 @@ def main() -> int:
     rng = struct.pack("<QQ", 0x7F0000000001, 4096)
     out["uvm_migrate_unaligned"] = uvm(u, 51, rng + bytes(16), 80, 72)
     rng = struct.pack("<QQ", 0x7E0000000000, 2 << 20)
+    # the migrate cases below send a zero destination UUID: not the CPU's (nvCpuUuid.c), so
+    # "unmapped_to_cpu" asks about an unknown destination (the name predates that reading)
     out["uvm_preferred_location_unmapped"] = uvm(u, 42, rng + gpu_uuid, 40, 36)
     out["uvm_migrate_unmapped_to_cpu"] = uvm(u, 51, rng + bytes(16), 80, 72)
     out["uvm_migrate_bad_flags"] = uvm(u, 51, rng + bytes(16) + struct.pack("<I", 0x100), 80, 72)

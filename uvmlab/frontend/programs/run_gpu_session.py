@@ -42,7 +42,7 @@ def machine_facts() -> dict:
             holders = sorted(p.name for p in holders_dir.iterdir()) if holders_dir.is_dir() else []
             mods[f[0]] = {
                 "size": int(f[1]),
-                "refcount": int(f[2]),
+                "refcount": int(f[2]) if f[2].isdigit() else f[2],  # "-": cannot be unloaded
                 "used_by": [u for u in f[3].split(",") if u and u != "-"],
                 "holders": holders,
                 "state": f[4],
