@@ -9,16 +9,8 @@ from hypothesis import strategies as st
 
 from uvmlab.core.errors import UvmlabError
 from uvmlab.driver.hal import GPUS, get_gpu
-from uvmlab.driver.pmm import (
-    ALLOCATED,
-    FREE,
-    IN_EVICTION,
-    RESERVED,
-    ROOT_CHUNK_SIZE,
-    TEMP_PINNED,
-    OutOfMemory,
-    Pmm,
-)
+from uvmlab.driver.pmm import ROOT_CHUNK_SIZE, OutOfMemory, Pmm
+from uvmlab.driver.pmm_lists import ALLOCATED, FREE, IN_EVICTION, RESERVED, TEMP_PINNED
 
 MiB = 1 << 20
 

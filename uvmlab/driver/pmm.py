@@ -26,20 +26,44 @@ list and returns one free root chunk to PMA per free. That changes only the step
 footprint grows; eviction starts when neither PMM nor PMA has a free root chunk left. So the
 model treats the GPU's capacity as one pool of root chunks with one free list.
 
-State lives in numpy arrays (docs/model.md): ``state`` and ``owner`` per chunk, and doubly linked
-lists as int32 ``prev``/``next`` arrays with one sentinel node per list, so every move is O(1) and
-there is no Python object per chunk.
+State lives in numpy arrays (docs/model.md): ``state`` and ``owner`` per chunk, and the lists of
+``pmm_lists`` (chunk states, list ids and the compiled list primitives, shared with the compiled
+fault path), so every move is O(1) and there is no Python object per chunk.
 """
 
 from __future__ import annotations
 
-from enum import IntEnum
-from typing import NamedTuple
-
 import numpy as np
-from numba import njit
 
 from uvmlab.core.errors import UvmlabError
+from uvmlab.driver.pmm_lists import (
+    ALLOCATED,
+    EVICTION_ORDER,
+    FREE,
+    IN_EVICTION,
+    LIST_ALIASES,
+    LIST_DISCARDED,
+    LIST_FREE,
+    LIST_LABEL,
+    LIST_NAMES,
+    LIST_RESERVED,
+    LIST_UNUSED,
+    LIST_USED,
+    N_LISTS,
+    NO_LIST,
+    RESERVED,
+    TEMP_PINNED,
+    ChunkState,
+    PmmArrays,
+    chunk_insert_between,
+    chunk_list_walk,
+    chunk_peek_victim,
+    chunk_pop_head,
+    chunk_push_tail,
+    chunk_unlink,
+    chunk_update_eviction_list,
+    walk_lists,
+)
 
 ROOT_CHUNK_SIZE = 2 << 20  # UVM_CHUNK_SIZE_MAX (uvm_pmm_gpu.h)
 
@@ -49,37 +73,6 @@ MAX_CAPACITY_BYTES = 64 << 40
 
 class OutOfMemory(UvmlabError):
     """GPU memory cannot be provided: not enough free root chunks for a reservation."""
-
-
-class ChunkState(IntEnum):
-    FREE = 0
-    TEMP_PINNED = 1
-    ALLOCATED = 2
-    IN_EVICTION = 3
-    RESERVED = 4
-
-
-FREE, TEMP_PINNED, ALLOCATED, IN_EVICTION, RESERVED = (int(s) for s in ChunkState)
-
-# List ids. The first four are the driver's lists; "reserved" holds chunks taken by other PMA
-# clients so that release() can hand back exactly the chunks it took.
-LIST_FREE, LIST_USED, LIST_UNUSED, LIST_DISCARDED, LIST_RESERVED = range(5)
-_N_LISTS = 5
-NO_LIST = -1
-
-LIST_NAMES: dict[str, int] = {
-    "free": LIST_FREE,
-    "va_block_used": LIST_USED,
-    "va_block_unused": LIST_UNUSED,
-    "va_block_discarded": LIST_DISCARDED,
-    "reserved": LIST_RESERVED,
-}
-# Short aliases, for policies and tests.
-_LIST_ALIASES = {"used": LIST_USED, "unused": LIST_UNUSED, "discarded": LIST_DISCARDED}
-_LIST_LABEL = {v: k for k, v in LIST_NAMES.items()}
-
-# Order in which pick_root_chunk_to_evict looks for a victim.
-_EVICTION_ORDER = (LIST_FREE, LIST_UNUSED, LIST_DISCARDED, LIST_USED)
 
 
 class Pmm:
@@ -105,10 +98,10 @@ class Pmm:
         self._owner = np.full(n, -1, dtype=np.int32)
         self._list = np.full(n, NO_LIST, dtype=np.int8)
         # Nodes 0..n-1 are chunks; node n + L is the sentinel of list L (circular lists).
-        self._prev = np.empty(n + _N_LISTS, dtype=np.int32)
-        self._next = np.empty(n + _N_LISTS, dtype=np.int32)
-        self._count = np.zeros(_N_LISTS, dtype=np.int64)  # chunks per list
-        for lst in range(_N_LISTS):
+        self._prev = np.empty(n + N_LISTS, dtype=np.int32)
+        self._next = np.empty(n + N_LISTS, dtype=np.int32)
+        self._count = np.zeros(N_LISTS, dtype=np.int64)  # chunks per list
+        for lst in range(N_LISTS):
             s = n + lst
             self._prev[s] = self._next[s] = s
         # Initially every chunk is free, in physical order.
@@ -170,7 +163,7 @@ class Pmm:
     def list_of(self, chunk: int) -> str | None:
         """The name of the list the chunk is on, or None (pinned, in eviction)."""
         lst = int(self._list[self._check_index(chunk)])
-        return None if lst == NO_LIST else _LIST_LABEL[lst]
+        return None if lst == NO_LIST else LIST_LABEL[lst]
 
     def list_chunks(self, name: str) -> np.ndarray:
         """The chunks on a list, head..tail (for eviction order: head is evicted first)."""
@@ -179,7 +172,7 @@ class Pmm:
 
     def is_evictable(self, chunk: int) -> bool:
         """Whether pick_root_chunk_to_evict could choose it (free, or on an eviction list)."""
-        return int(self._list[self._check_index(chunk)]) in _EVICTION_ORDER
+        return int(self._list[self._check_index(chunk)]) in EVICTION_ORDER
 
     # ---- reservations by other PMA clients (cudaMalloc) -----------------------------------
     def reserve(self, nbytes: int) -> int:
@@ -326,8 +319,8 @@ class Pmm:
         used <= capacity.
         """
         n = self.n_root_chunks
-        seen, lst, code, where, k = _walk_lists(self._next, self._prev, n, _N_LISTS, self._count)
-        label = _LIST_LABEL[lst] if 0 <= lst < _N_LISTS else "?"
+        seen, lst, code, where, k = walk_lists(self._next, self._prev, n, N_LISTS, self._count)
+        label = LIST_LABEL[lst] if 0 <= lst < N_LISTS else "?"
         _require(code != 1, f"list {label}: bad link to node {where}")
         _require(code != 2, f"chunk {where}: prev link broken")
         _require(code != 3, f"chunk {where} found on two lists (or a cycle)")
@@ -409,160 +402,11 @@ class Pmm:
         return PmmArrays(self._state, self._owner, self._list, self._prev, self._next, self._count)
 
 
-class PmmArrays(NamedTuple):
-    """A PMM's root-chunk arrays, named, as the compiled fault path receives them."""
-
-    state: np.ndarray  # per chunk: ChunkState
-    owner: np.ndarray  # per chunk: the VA block it backs (-1: none)
-    list_of: np.ndarray  # per chunk: the list it is on (NO_LIST: none)
-    prev: np.ndarray  # per node (chunks, then one sentinel per list): previous node
-    nxt: np.ndarray  # per node: next node
-    list_count: np.ndarray  # per list: chunks on it
-
-
-@njit(cache=True, inline="always")
-def chunk_unlink(prev: np.ndarray, nxt: np.ndarray, list_of: np.ndarray, count: np.ndarray, c: int) -> None:
-    p, q = prev[c], nxt[c]
-    nxt[p] = q
-    prev[q] = p
-    count[list_of[c]] -= 1
-    list_of[c] = NO_LIST
-
-
-@njit(cache=True, inline="always")
-def chunk_insert_between(
-    prev: np.ndarray,
-    nxt: np.ndarray,
-    list_of: np.ndarray,
-    count: np.ndarray,
-    a: int,
-    b: int,
-    c: int,
-    lst: int,
-) -> None:
-    """Link chunk ``c`` between adjacent nodes ``a`` and ``b`` of list ``lst``."""
-    nxt[a] = c
-    prev[c] = a
-    nxt[c] = b
-    prev[b] = c
-    list_of[c] = lst
-    count[lst] += 1
-
-
-@njit(cache=True, inline="always")
-def chunk_push_tail(
-    prev: np.ndarray,
-    nxt: np.ndarray,
-    list_of: np.ndarray,
-    count: np.ndarray,
-    n: int,
-    c: int,
-    lst: int,
-) -> None:
-    s = n + lst
-    chunk_insert_between(prev, nxt, list_of, count, prev[s], s, c, lst)
-
-
-@njit(cache=True, inline="always")
-def chunk_update_eviction_list(
-    state: np.ndarray,
-    prev: np.ndarray,
-    nxt: np.ndarray,
-    list_of: np.ndarray,
-    count: np.ndarray,
-    n: int,
-    c: int,
-    lst: int,
-) -> bool:
-    """root_chunk_update_eviction_list: an ALLOCATED chunk moves to the tail of ``lst``; a
-    pinned or in-eviction one stays put. False for a chunk that is not UVM's."""
-    st = state[c]
-    if st == ALLOCATED:
-        chunk_unlink(prev, nxt, list_of, count, c)
-        chunk_push_tail(prev, nxt, list_of, count, n, c, lst)
-        return True
-    return st == TEMP_PINNED or st == IN_EVICTION  # noqa: SIM109 (numba: no tuple `in`)
-
-
-@njit(cache=True)
-def chunk_list_walk(nxt: np.ndarray, n: int, lst: int, count: int) -> np.ndarray:
-    """List ``lst``'s chunks, head to tail, as a new array."""
-    out = np.empty(count, np.int32)
-    s = n + lst
-    c = nxt[s]
-    i = 0
-    while c != s and i < count:
-        out[i] = c
-        i += 1
-        c = nxt[c]
-    return out
-
-
-@njit(cache=True, inline="always")
-def chunk_peek_victim(nxt: np.ndarray, n: int) -> int:
-    """The chunk pick_root_chunk_to_evict takes: the head of the first non-empty list in
-    _EVICTION_ORDER, or -1. Nothing is unlinked (the compiled fault path checks the victim
-    before it commits to evicting it)."""
-    for lst in _EVICTION_ORDER:
-        c = nxt[n + lst]
-        if c != n + lst:
-            return c
-    return -1
-
-
-@njit(cache=True, inline="always")
-def chunk_pop_head(
-    prev: np.ndarray,
-    nxt: np.ndarray,
-    list_of: np.ndarray,
-    count: np.ndarray,
-    n: int,
-    lst: int,
-) -> int:
-    """Unlink and return the head of list ``lst``; -1 when it is empty."""
-    s = n + lst
-    c = nxt[s]
-    if c == s:
-        return -1
-    chunk_unlink(prev, nxt, list_of, count, c)
-    return c
-
-
 def _list_id(name: str) -> int:
-    lst = LIST_NAMES.get(name, _LIST_ALIASES.get(name))
+    lst = LIST_NAMES.get(name, LIST_ALIASES.get(name))
     if lst is None:
         raise ValueError(f"unknown PMM list {name!r}; lists: {', '.join(LIST_NAMES)}")
     return lst
-
-
-@njit(cache=True)
-def _walk_lists(nxt, prv, n, n_lists, counts):
-    """Walk every circular list from its sentinel; return (list id per chunk, the list being
-    walked, error code (0 = fine), the offending node, chunks counted on that list)."""
-    seen = np.full(n, -1, np.int8)
-    for lst in range(n_lists):
-        s = n + lst
-        c = nxt[s]
-        prev = s
-        k = 0
-        while c != s:
-            if c < 0 or c >= n:
-                return seen, lst, 1, c, k
-            if prv[c] != prev:
-                return seen, lst, 2, c, k
-            if seen[c] != -1:
-                return seen, lst, 3, c, k
-            seen[c] = lst
-            prev = c
-            c = nxt[c]
-            k += 1
-            if k > n:
-                return seen, lst, 4, c, k
-        if prv[s] != prev:
-            return seen, lst, 5, s, k
-        if k != counts[lst]:
-            return seen, lst, 6, s, k
-    return seen, -1, 0, -1, 0
 
 
 def _require(ok: bool, message: str) -> None:

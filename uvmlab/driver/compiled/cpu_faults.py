@@ -24,7 +24,7 @@ from uvmlab.driver.compiled.state import (
     VaArrays,
 )
 from uvmlab.driver.perf.prefetch import PrefetchParams
-from uvmlab.driver.pmm import PmmArrays
+from uvmlab.driver.pmm_lists import PmmArrays
 from uvmlab.driver.va_space import BLOCK_SHIFT, CPU, PERM_WRITE
 
 

@@ -17,7 +17,7 @@ from uvmlab.driver.compiled.state import (
     Costs,
     VaArrays,
 )
-from uvmlab.driver.pmm import PmmArrays, chunk_peek_victim
+from uvmlab.driver.pmm_lists import PmmArrays, chunk_peek_victim
 from uvmlab.driver.va_space import BLOCK_SHIFT, CPU
 
 

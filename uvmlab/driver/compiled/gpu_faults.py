@@ -22,7 +22,7 @@ from uvmlab.driver.compiled.state import (
     VaArrays,
 )
 from uvmlab.driver.perf.prefetch import PrefetchParams
-from uvmlab.driver.pmm import LIST_FREE, PmmArrays
+from uvmlab.driver.pmm_lists import LIST_FREE, PmmArrays
 from uvmlab.driver.va_space import BLOCK_SHIFT, PERM_READ
 
 

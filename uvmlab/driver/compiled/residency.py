@@ -20,7 +20,7 @@ from uvmlab.driver.compiled.state import (
     ThrashingState,
     VaArrays,
 )
-from uvmlab.driver.pmm import (
+from uvmlab.driver.pmm_lists import (
     ALLOCATED,
     LIST_FREE,
     LIST_UNUSED,
