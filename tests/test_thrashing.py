@@ -5,14 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from uvmlab.driver.perf.thrashing import (
-    HINT_NONE,
-    HINT_PIN,
-    HINT_THROTTLE,
-    NO_HINT,
-    Hint,
-    ThrashingDetector,
-)
+from uvmlab.driver.perf.thrashing import ThrashingDetector
+from uvmlab.driver.perf.thrashing_state import HINT_NONE, HINT_PIN, HINT_THROTTLE, NO_HINT, Hint
 
 US = 1_000
 MS = 1_000_000
@@ -652,10 +646,10 @@ def _random_run(seed: int) -> list:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_scalar_and_vector_paths_agree(seed, monkeypatch):
-    import uvmlab.driver.perf.thrashing as thr
+    import uvmlab.driver.perf.thrashing_state as thr_state
 
     scalar = _random_run(seed)
-    monkeypatch.setattr(thr, "SCALAR_PAGES_MAX", 0)
+    monkeypatch.setattr(thr_state, "SCALAR_PAGES_MAX", 0)
     vector = _random_run(seed)
     assert scalar == vector
     # the runs are not trivial

@@ -17,7 +17,7 @@ from uvmlab.core.sizes import PAGE_SIZE
 from uvmlab.driver import tools
 from uvmlab.driver import va_block as vb
 from uvmlab.driver.fatal import ContextFatal
-from uvmlab.driver.perf.thrashing import HINT_PIN, HINT_THROTTLE
+from uvmlab.driver.perf.thrashing_state import HINT_PIN, HINT_THROTTLE
 from uvmlab.driver.va_space import BLOCK_SHIFT, CPU
 from uvmlab.workload.ir import Access, AllocKind
 

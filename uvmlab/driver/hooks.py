@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from uvmlab.driver.perf.thrashing import Hint
+from uvmlab.driver.perf.thrashing_state import Hint
 
 
 @runtime_checkable

@@ -22,7 +22,7 @@ from uvmlab.driver import tools
 from uvmlab.driver import va_block as vb
 from uvmlab.driver.compiled.fast_service import CHUNK_USED, DONE, NEED_CHUNK
 from uvmlab.driver.fatal import ContextFatal
-from uvmlab.driver.perf.thrashing import HINT_NONE, HINT_PIN, HINT_THROTTLE, NO_HINT
+from uvmlab.driver.perf.thrashing_state import HINT_NONE, HINT_PIN, HINT_THROTTLE, NO_HINT
 from uvmlab.driver.va_space import BLOCK_SHIFT, PERM_READ
 from uvmlab.workload.ir import Access
 

@@ -20,7 +20,7 @@ from uvmlab.driver.block_copy import accessed_by_permission, copy_to, map_pages
 from uvmlab.driver.eviction import evict_for_allocation
 from uvmlab.driver.perf import events as pe
 from uvmlab.driver.perf import prefetch as pf
-from uvmlab.driver.perf.thrashing import HINT_NONE, HINT_PIN, Hint
+from uvmlab.driver.perf.thrashing_state import HINT_NONE, HINT_PIN, Hint
 from uvmlab.driver.va_space import (
     BLOCK_SHIFT,
     CPU,

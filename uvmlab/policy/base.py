@@ -47,9 +47,9 @@ import numba
 from uvmlab.core.errors import PolicyError
 
 # the hint kinds, re-exported for policies (one set: uvmlab.driver.perf.thrashing)
-from uvmlab.driver.perf.thrashing import HINT_NONE as HINT_NONE
-from uvmlab.driver.perf.thrashing import HINT_PIN as HINT_PIN
-from uvmlab.driver.perf.thrashing import HINT_THROTTLE as HINT_THROTTLE
+from uvmlab.driver.perf.thrashing_state import HINT_NONE as HINT_NONE
+from uvmlab.driver.perf.thrashing_state import HINT_PIN as HINT_PIN
+from uvmlab.driver.perf.thrashing_state import HINT_THROTTLE as HINT_THROTTLE
 
 # prefetch_before_compute / chunk_used return codes (gpu_ext the module parameters)
 DEFAULT = 0

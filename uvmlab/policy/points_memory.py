@@ -12,7 +12,7 @@ import numpy as np
 from uvmlab.core.sizes import BLOCK_SHIFT
 from uvmlab.driver.eviction import NoEvictableMemory
 from uvmlab.driver.migrate import migrate
-from uvmlab.driver.perf.thrashing import Hint
+from uvmlab.driver.perf.thrashing_state import Hint
 from uvmlab.driver.pmm_lists import ALLOCATED
 from uvmlab.policy import base, decisions
 from uvmlab.policy.context import ChunkContext, EvictionContext, ReplayContext, ThrashingContext

@@ -49,230 +49,41 @@ Source details that the reference (uvm_perf_thrashing.c) does not spell out, all
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Callable
 
 import numpy as np
 
 from uvmlab.core.sizes import PAGE_SIZE, PAGES_PER_BLOCK
-
-#: processor masks are uint16: the CPU plus up to 15 GPUs
-MAX_PROCESSORS = 16
-CPU = 0
-INVALID = -1
-NO_STAMP = -1
-
-# Hint kinds (UVM_PERF_THRASHING_HINT_TYPE_*): the one set every layer uses.
-HINT_NONE = 0
-HINT_THROTTLE = 1
-HINT_PIN = 2
-
-# Per-page stamps have 64 ns resolution (PAGE_THRASHING_LAST_TIME_STAMP_BITS = 58).
-_STAMP_MASK = ~63
-# num_thrashing_events is a 3-bit field, throttling_count an 8-bit one; both saturate
-# (UVM_PERF_SATURATING_INC).
-_EVENTS_MAX = 7
-_THROTTLING_COUNT_MAX = 255
-# thrashing_unpin_pages: a deadline within this much of "now" counts as expired.
-TIMER_GRANULARITY_NS = 20_000
-
-# Migration causes (uvm_make_resident_cause_t) as uvmlab spells them.
-CAUSES = frozenset({"fault", "access_counter", "prefetch", "eviction", "user", "non_replayable"})
-# thrashing_event_cb counts only these; every other cause resets the pages (except eviction,
-# which is ignored because the eviction path cannot take the VA space lock).
-_COUNTED_CAUSES = frozenset({"fault", "access_counter", "prefetch"})
-# is_migration_pinned_pages_update: a fault / access-counter migration of pages that are all
-# pinned is the pin being applied, not thrashing.
-_PIN_UPDATE_CAUSES = frozenset({"fault", "access_counter"})
-
-
-class Hint(NamedTuple):
-    """``uvm_perf_thrashing_hint_t``.
-
-    kind: 0 NONE, 1 THROTTLE, 2 PIN. residency: the pin residency (PIN only, else -1).
-    end_ns: the throttling end time (THROTTLE only, else 0). processors: the page's thrashing
-    processors mask (PIN only, else 0): the processors the caller should map to the residency.
-    """
-
-    kind: int
-    residency: int
-    end_ns: int
-    processors: int
-
-
-NO_HINT = Hint(HINT_NONE, INVALID, 0, 0)  # the hint of a page that is not thrashing
-
-
-def pcie_can_access(p: int, q: int) -> bool:
-    """The test platform (PCIe, no ATS): GPUs map sysmem, the CPU cannot map vidmem, no peers."""
-    return p == q or q == CPU
-
-
-def pcie_fast_access(p: int, q: int) -> bool:
-    """No NVLink/C2C and no native atomics on PCIe: only "being ``q`` itself" is fast."""
-    return p == q
-
-
-class _Pages:
-    """``page_thrashing_info_t`` for the 512 pages of one block, as parallel numpy arrays."""
-
-    __slots__ = (
-        "last_ts",
-        "num_events",
-        "has_migration",
-        "has_revocation",
-        "pinned",
-        "pinned_residency",
-        "processors",
-        "throttled",
-        "throttle_end",
-        "throttling_count",
-        "dnt",
-    )
-
-    def __init__(self) -> None:
-        n = PAGES_PER_BLOCK
-        self.last_ts = np.full(n, NO_STAMP, dtype=np.int64)
-        self.num_events = np.zeros(n, dtype=np.uint8)
-        self.has_migration = np.zeros(n, dtype=np.bool_)
-        self.has_revocation = np.zeros(n, dtype=np.bool_)
-        self.pinned = np.zeros(n, dtype=np.bool_)
-        self.pinned_residency = np.full(n, INVALID, dtype=np.int16)
-        self.processors = np.zeros(n, dtype=np.uint16)
-        self.throttled = np.zeros(n, dtype=np.uint16)
-        self.throttle_end = np.full(n, NO_STAMP, dtype=np.int64)
-        self.throttling_count = np.zeros(n, dtype=np.uint8)
-        self.dnt = np.full(n, INVALID, dtype=np.int16)
-
-
-class _Block:
-    """``block_thrashing_info_t``: created on a block's first counted event.
-
-    Its ``last_time_stamp`` and ``last_processor`` live in the detector's per-block arrays
-    (``block_last_ts``, ``block_last_proc``), so that the compiled fault path can read and update
-    them for blocks that have no per-page state without creating this object.
-    """
-
-    __slots__ = (
-        "pages",
-        "last_thrashing_ts",
-        "reset_count",
-        "thrashing_pages",
-        "num_thrashing_pages",
-        "pinned_mask",
-        "num_pinned",
-        "pinned_count",
-        "throttling_count",
-    )
-
-    def __init__(self) -> None:
-        self.pages: _Pages | None = None
-        self.last_thrashing_ts = NO_STAMP
-        self.reset_count = 0
-        self.thrashing_pages = np.zeros(PAGES_PER_BLOCK, dtype=np.bool_)
-        self.num_thrashing_pages = 0
-        self.pinned_mask = np.zeros(PAGES_PER_BLOCK, dtype=np.bool_)
-        self.num_pinned = 0  # pages pinned now (model bookkeeping, == pinned_mask.sum())
-        # Incremented by thrashing_pin_page and never decremented (thrashing_unpin_page does not
-        # touch it), so it means "has ever pinned a page". It gates the epoch reset.
-        self.pinned_count = 0
-        self.throttling_count = 0  # stats only
-
-
-def _where(block: int, page: int) -> dict:
-    """Common event fields. Blocks are global 2 MiB VA block numbers, so the page's address is
-    ``uvm_va_block_cpu_page_address``."""
-    return {
-        "block": block,
-        "page": page,
-        "address": block * PAGES_PER_BLOCK * PAGE_SIZE + page * PAGE_SIZE,
-        "bytes": PAGE_SIZE,
-    }
-
-
-def _stale(now: int, stamp: int, limit: int) -> bool:
-    """``now - stamp > limit`` in the driver's unsigned arithmetic (a future stamp wraps)."""
-    return now < stamp or now - stamp > limit
-
-
-def _bits(mask: int) -> list[int]:
-    out = []
-    i = 0
-    while mask:
-        if mask & 1:
-            out.append(i)
-        mask >>= 1
-        i += 1
-    return out
-
-
-_ALL_PAGES = np.arange(PAGES_PER_BLOCK)
-_ALL_PAGES.flags.writeable = False
-_READONLY_FALSE = np.zeros(PAGES_PER_BLOCK, dtype=np.bool_)
-_READONLY_FALSE.flags.writeable = False
-
-PageSel = np.ndarray | Sequence[int] | tuple[int, int] | range | slice | int
-
-
-def _as_index(pages: PageSel) -> slice | np.ndarray:
-    """Page selection -> numpy index: a slice for regions, else sorted unique page numbers.
-
-    Accepted: an int, a ``range``/``slice``, a 2-tuple ``(first, last)`` (an *inclusive* region),
-    or any other sequence / array of page numbers.
-    """
-    if isinstance(pages, slice):
-        return pages
-    if isinstance(pages, range) and pages.step == 1:
-        return slice(pages.start, pages.stop)
-    if isinstance(pages, tuple) and len(pages) == 2:
-        first, last = int(pages[0]), int(pages[1])
-        if not 0 <= first <= last < PAGES_PER_BLOCK:
-            raise ValueError(f"bad page region {pages!r}")
-        return slice(first, last + 1)
-    if isinstance(pages, int | np.integer):
-        return np.array([int(pages)], dtype=np.intp)
-    # Sorted and unique: the driver walks a region once, in page order.
-    idx = np.unique(np.asarray(pages, dtype=np.intp).ravel())
-    if idx.size and (idx[0] < 0 or idx[-1] >= PAGES_PER_BLOCK):
-        raise ValueError("page index outside 0..511")
-    return idx
-
-
-# Selections up to this many pages take the scalar path (NumPy's per-call overhead dominates).
-SCALAR_PAGES_MAX = 8
-
-
-def _small_selection(pages: PageSel) -> list[int] | None:
-    """Sorted unique page numbers if the selection has at most SCALAR_PAGES_MAX pages."""
-    if isinstance(pages, int | np.integer):
-        out = [int(pages)]
-    elif isinstance(pages, np.ndarray):
-        if pages.size > SCALAR_PAGES_MAX:
-            return None
-        out = sorted(set(pages.ravel().tolist()))
-    elif isinstance(pages, tuple) and len(pages) == 2:
-        first, last = int(pages[0]), int(pages[1])
-        if last - first >= SCALAR_PAGES_MAX:
-            return None
-        if not 0 <= first <= last < PAGES_PER_BLOCK:
-            raise ValueError(f"bad page region {pages!r}")
-        return list(range(first, last + 1))
-    elif isinstance(pages, slice | range):
-        return None
-    elif len(pages) <= SCALAR_PAGES_MAX:
-        out = sorted({int(p) for p in pages})
-    else:
-        return None
-    if out and (out[0] < 0 or out[-1] >= PAGES_PER_BLOCK):
-        raise ValueError("page index outside 0..511")
-    return out
-
-
-def _selected(index: slice | np.ndarray) -> np.ndarray:
-    """The page numbers an index selects, ascending (the driver walks regions in order)."""
-    if isinstance(index, slice):
-        return _ALL_PAGES[index]
-    return index
+from uvmlab.driver.perf.thrashing_state import (
+    CAUSES,
+    COUNTED_CAUSES,
+    CPU,
+    EVENTS_MAX,
+    HINT_NONE,
+    HINT_PIN,
+    HINT_THROTTLE,
+    INVALID,
+    MAX_PROCESSORS,
+    NO_HINT,
+    NO_STAMP,
+    PIN_UPDATE_CAUSES,
+    READONLY_FALSE,
+    STAMP_MASK,
+    THROTTLING_COUNT_MAX,
+    TIMER_GRANULARITY_NS,
+    BlockState,
+    Hint,
+    PageSel,
+    PageState,
+    as_index,
+    bits,
+    pcie_can_access,
+    pcie_fast_access,
+    selected,
+    small_selection,
+    stale,
+    where,
+)
 
 
 class ThrashingDetector:
@@ -314,8 +125,8 @@ class ThrashingDetector:
             return v if v >= lo and (hi is None or v <= hi) else default
 
         self.enable = bool(checked(enable, 1, 0, 1))
-        self.threshold = checked(threshold, 3, 1, _EVENTS_MAX)
-        self.pin_threshold = checked(pin_threshold, 10, 1, _THROTTLING_COUNT_MAX)
+        self.threshold = checked(threshold, 3, 1, EVENTS_MAX)
+        self.pin_threshold = checked(pin_threshold, 10, 1, THROTTLING_COUNT_MAX)
         lapse_usec = checked(lapse_usec, 500, 1, None)
         self.lapse_ns = lapse_usec * 1000
         # va_space_thrashing_info_init_params: nap, epoch and pin are multiples of the lapse
@@ -331,7 +142,7 @@ class ThrashingDetector:
         self._fast_access = fast_access
         self._has_memory = has_memory
         self._emit = emit
-        self._blocks: dict[int, _Block] = {}
+        self._blocks: dict[int, BlockState] = {}
         # Per block: the last counted event's time and processor, and whether the block has
         # per-page state (``block_thrashing->pages``). Grown on demand; see reserve_blocks.
         self.block_last_ts = np.full(0, NO_STAMP, dtype=np.int64)
@@ -386,19 +197,19 @@ class ThrashingDetector:
         if cause == "eviction" or staged_first_hop or not self.enable:
             return
         bs = self._blocks.get(block)
-        if cause not in _COUNTED_CAUSES or transfer_copy or read_dup_enabled:
+        if cause not in COUNTED_CAUSES or transfer_copy or read_dup_enabled:
             # User commands and advice take precedence over the heuristics. Note the driver
             # (thrashing_reset_pages_in_region) only resets pages already in thrashing_pages;
             # sub-threshold counters survive, and the block's last event is not updated.
             if bs is not None and bs.num_thrashing_pages:
-                self._reset_region(block, _as_index(pages), now_ns)
+                self._reset_region(block, as_index(pages), now_ns)
             return
         if (
-            cause in _PIN_UPDATE_CAUSES
+            cause in PIN_UPDATE_CAUSES
             and bs is not None
             and bs.pages is not None
             and bs.num_pinned
-            and bool(bs.pinned_mask[_as_index(pages)].all())
+            and bool(bs.pinned_mask[as_index(pages)].all())
         ):
             return  # is_migration_pinned_pages_update: the page is moving to its pin residency
         self._record_event(block, bs, pages, dst, now_ns, revocation=False)
@@ -414,12 +225,12 @@ class ThrashingDetector:
         self._record_event(block, self._blocks.get(block), pages, processor, now_ns, revocation=True)
 
     def _record_event(
-        self, block: int, bs: _Block | None, pages: PageSel, processor: int, now: int, *, revocation: bool
+        self, block: int, bs: BlockState | None, pages: PageSel, processor: int, now: int, *, revocation: bool
     ) -> None:
         if not 0 <= processor < self.num_processors:
             raise ValueError(f"processor {processor} outside 0..{self.num_processors - 1}")
         if bs is None:
-            bs = self._blocks[block] = _Block()  # thrashing_info_get_create
+            bs = self._blocks[block] = BlockState()  # thrashing_info_get_create
         if block >= len(self.block_last_ts):
             self.reserve_blocks(max(block + 1, 2 * len(self.block_last_ts)))
         pg = bs.pages
@@ -430,28 +241,35 @@ class ThrashingDetector:
             if (
                 last_ts == NO_STAMP
                 or self.block_last_proc[block] == processor
-                or _stale(now, last_ts, self.lapse_ns)
+                or stale(now, last_ts, self.lapse_ns)
             ):
                 self.block_last_ts[block] = now
                 self.block_last_proc[block] = processor
                 return
-            pg = bs.pages = _Pages()
+            pg = bs.pages = PageState()
             self.block_has_pages[block] = True
 
-        small = _small_selection(pages)
+        small = small_selection(pages)
         if small is not None:
             self._record_pages(block, bs, pg, small, processor, now, revocation)
         else:
-            self._record_region(block, bs, pg, _as_index(pages), processor, now, revocation)
+            self._record_region(block, bs, pg, as_index(pages), processor, now, revocation)
         self.block_last_ts[block] = now
         self.block_last_proc[block] = processor
 
     def _record_pages(
-        self, block: int, bs: _Block, pg: _Pages, pages: list[int], processor: int, now: int, revocation: bool
+        self,
+        block: int,
+        bs: BlockState,
+        pg: PageState,
+        pages: list[int],
+        processor: int,
+        now: int,
+        revocation: bool,
     ) -> None:
         """The per-page loop of ``thrashing_event_cb``, one page at a time (few pages)."""
         bit = 1 << processor
-        stamp = now & _STAMP_MASK
+        stamp = now & STAMP_MASK
         lapse = self.lapse_ns
         threshold = self.threshold
         flag = pg.has_revocation if revocation else pg.has_migration
@@ -463,7 +281,7 @@ class ThrashingDetector:
                 continue
             if prev <= now and now - prev <= lapse:
                 count = pg.num_events.item(page)
-                if count < _EVENTS_MAX:
+                if count < EVENTS_MAX:
                     count += 1
                     pg.num_events[page] = count
                 if count == threshold:
@@ -479,8 +297,8 @@ class ThrashingDetector:
     def _record_region(
         self,
         block: int,
-        bs: _Block,
-        pg: _Pages,
+        bs: BlockState,
+        pg: PageState,
         index: slice | np.ndarray,
         processor: int,
         now: int,
@@ -491,17 +309,17 @@ class ThrashingDetector:
         if isinstance(index, slice):
             prev = prev.copy()
         pg.processors[index] |= np.uint16(1 << processor)
-        pg.last_ts[index] = now & _STAMP_MASK
+        pg.last_ts[index] = now & STAMP_MASK
         # Within a lapse of the previous stamp -> a thrashing event. Viewing the gap as uint64
         # gives the driver's unsigned arithmetic: a future stamp wraps to a huge gap (see
-        # _stale). NumPy op count matters more than anything else here.
+        # stale). NumPy op count matters more than anything else here.
         gap = (np.int64(now) - prev).view(np.uint64)
         within = gap <= np.uint64(self.lapse_ns)
         if now <= self.lapse_ns:  # only then can a missing stamp (-1) look recent
             within &= prev != NO_STAMP
         detected = None
         if within.any():
-            ev = pg.num_events[index] + (within & (pg.num_events[index] < _EVENTS_MAX))
+            ev = pg.num_events[index] + (within & (pg.num_events[index] < EVENTS_MAX))
             pg.num_events[index] = ev
             flag = pg.has_revocation if revocation else pg.has_migration
             flag[index] |= within
@@ -522,7 +340,7 @@ class ThrashingDetector:
             if not reset.any():
                 reset = None
         if detected is not None or reset is not None:
-            sel = _selected(index)
+            sel = selected(index)
             if detected is None:
                 detected = np.zeros(sel.shape, dtype=np.bool_)
             todo = detected if reset is None else detected | reset
@@ -534,13 +352,13 @@ class ThrashingDetector:
                 else:
                     self._reset_page(block, bs, page, now)
 
-    def _thrashing_detected(self, block: int, bs: _Block, pg: _Pages, page: int, now: int) -> None:
+    def _thrashing_detected(self, block: int, bs: BlockState, pg: PageState, page: int, now: int) -> None:
         self.counters["thrashing_events"] += 1
         if self._emit is not None:
             self._emit(
                 "ThrashingDetected",
                 {
-                    **_where(block, page),
+                    **where(block, page),
                     "size": PAGE_SIZE,
                     "processors": int(pg.processors[page]),
                     "time_ns": now,
@@ -583,10 +401,10 @@ class ThrashingDetector:
             return NO_HINT
 
         # Epoch reset: no thrashing for a whole epoch -> forget the block (at most max_resets
-        # times; never once a page of the block has been pinned, see _Block.pinned_count).
+        # times; never once a page of the block has been pinned, see BlockState.pinned_count).
         if (
             bs.last_thrashing_ts != NO_STAMP
-            and _stale(now_ns, bs.last_thrashing_ts, self.epoch_ns)
+            and stale(now_ns, bs.last_thrashing_ts, self.epoch_ns)
             and bs.pinned_count == 0
             and bs.reset_count < self.max_resets
         ):
@@ -605,7 +423,7 @@ class ThrashingDetector:
 
         pinned = bool(pg.pinned[page])
         # No event for more than a lapse: not thrashing any more (the state stays).
-        if _stale(now_ns, int(pg.last_ts[page]), self.lapse_ns) and not pinned:
+        if stale(now_ns, int(pg.last_ts[page]), self.lapse_ns) and not pinned:
             return NO_HINT
 
         pg.processors[page] |= np.uint16(bit)
@@ -626,10 +444,10 @@ class ThrashingDetector:
             return Hint(HINT_PIN, residency, 0, int(pg.processors[page]))
         return NO_HINT
 
-    def _throttle_update(self, pg: _Pages, page: int, requester: int, now: int) -> None:
+    def _throttle_update(self, pg: PageState, page: int, requester: int, now: int) -> None:
         """``thrashing_throttle_update``: start a new throttling period or claim the free role."""
         if now > int(pg.throttle_end[page]):
-            pg.throttle_end[page] = (now + self.nap_ns) & _STAMP_MASK
+            pg.throttle_end[page] = (now + self.nap_ns) & STAMP_MASK
             # Avoid letting the same processor win two consecutive periods.
             pg.dnt[page] = INVALID if int(pg.dnt[page]) == requester else requester
         elif pg.dnt[page] == INVALID:
@@ -639,18 +457,18 @@ class ThrashingDetector:
         """``thrashing_processors_can_access``."""
         if to < 0:
             return False
-        return all(self._can_access(p, to) for p in _bits(procs))
+        return all(self._can_access(p, to) for p in bits(procs))
 
     def _all_fast_access(self, procs: int, to: int) -> bool:
         """``thrashing_processors_have_fast_access_to``."""
         if to < 0:
             return False
         # The CPU is always in the CPU's fast set; a GPU and its SMC siblings in a GPU's.
-        return all(p == to or self._fast_access(p, to) for p in _bits(procs))
+        return all(p == to or self._fast_access(p, to) for p in bits(procs))
 
     def _closest_common_location(self, procs: int, requester: int) -> int:
         """``thrashing_processors_common_locations`` + ``uvm_processor_mask_find_closest_id``."""
-        common = [q for q in range(self.num_processors) if all(self._can_access(p, q) for p in _bits(procs))]
+        common = [q for q in range(self.num_processors) if all(self._can_access(p, q) for p in bits(procs))]
         if not common:
             return requester
         if requester in common:
@@ -664,7 +482,7 @@ class ThrashingDetector:
                 return gpus[0] if gpus else CPU
         return common[0]
 
-    def _migration_hint(self, pg: _Pages, page: int, r: int, pref: int, closest: int) -> tuple[int, int]:
+    def _migration_hint(self, pg: PageState, page: int, r: int, pref: int, closest: int) -> tuple[int, int]:
         """``get_hint_for_migration_thrashing`` (uvm_perf_thrashing.c); returns (kind, residency)."""
         procs = int(pg.processors[page])
         dnt = int(pg.dnt[page])
@@ -713,7 +531,9 @@ class ThrashingDetector:
             res = CPU
         return kind, res
 
-    def _throttle(self, block: int, bs: _Block, pg: _Pages, page: int, requester: int, now: int) -> Hint:
+    def _throttle(
+        self, block: int, bs: BlockState, pg: PageState, page: int, requester: int, now: int
+    ) -> Hint:
         """``thrashing_throttle_processor`` plus the THROTTLE hint."""
         bit = 1 << requester
         starts = requester == CPU  # a CPU requester sleeps once per throttle hint
@@ -721,8 +541,8 @@ class ThrashingDetector:
             starts = True
             pg.throttled[page] |= np.uint16(bit)
             if requester != CPU and self._emit is not None:
-                self._emit("ThrottlingStart", {**_where(block, page), "processor": requester, "time_ns": now})
-            if not pg.pinned[page] and pg.throttling_count[page] < _THROTTLING_COUNT_MAX:
+                self._emit("ThrottlingStart", {**where(block, page), "processor": requester, "time_ns": now})
+            if not pg.pinned[page] and pg.throttling_count[page] < THROTTLING_COUNT_MAX:
                 pg.throttling_count[page] += 1
             bs.throttling_count += 1
         # what CUPTI's THROTTLING records count (uvm_tools.c ThrottlingStart): a GPU entering the
@@ -732,22 +552,29 @@ class ThrashingDetector:
         return Hint(HINT_THROTTLE, INVALID, int(pg.throttle_end[page]), 0)
 
     def _throttle_end_processor(
-        self, block: int, pg: _Pages, page: int, processor: int, now: int | None
+        self, block: int, pg: PageState, page: int, processor: int, now: int | None
     ) -> None:
         """``thrashing_throttle_end_processor``."""
         pg.throttled[page] &= np.uint16(~(1 << processor) & 0xFFFF)
         if pg.throttled[page] == 0:
             pg.throttle_end[page] = NO_STAMP
         if processor != CPU and self._emit is not None:
-            self._emit("ThrottlingEnd", {**_where(block, page), "processor": processor, "time_ns": now})
+            self._emit("ThrottlingEnd", {**where(block, page), "processor": processor, "time_ns": now})
 
-    def _throttling_reset_page(self, block: int, pg: _Pages, page: int, now: int | None) -> None:
+    def _throttling_reset_page(self, block: int, pg: PageState, page: int, now: int | None) -> None:
         """``thrashing_throttling_reset_page``: end throttling for every throttled processor."""
-        for p in _bits(int(pg.throttled[page])):
+        for p in bits(int(pg.throttled[page])):
             self._throttle_end_processor(block, pg, page, p, now)
 
     def _pin_page(
-        self, block: int, bs: _Block, pg: _Pages, page: int, residency: int, resident_mask: int, now: int
+        self,
+        block: int,
+        bs: BlockState,
+        pg: PageState,
+        page: int,
+        residency: int,
+        resident_mask: int,
+        now: int,
     ) -> None:
         """``thrashing_pin_page``."""
         was_pinned = bool(pg.pinned[page])
@@ -769,7 +596,7 @@ class ThrashingDetector:
 
     # ------------------------------------------------------------------ resets and unpinning
 
-    def _reset_page(self, block: int, bs: _Block, page: int, now: int | None) -> None:
+    def _reset_page(self, block: int, bs: BlockState, page: int, now: int | None) -> None:
         """``thrashing_reset_page``.
 
         Like the driver it keeps ``throttling_count``, the do-not-throttle processor and (when no
@@ -799,11 +626,11 @@ class ThrashingDetector:
         bs = self._blocks.get(block)
         if bs is None or bs.pages is None or bs.num_thrashing_pages == 0:
             return
-        sel = _selected(index)
+        sel = selected(index)
         for page in sel[bs.thrashing_pages[sel]]:
             self._reset_page(block, bs, int(page), now)
 
-    def _epoch_reset(self, block: int, bs: _Block, now: int) -> None:
+    def _epoch_reset(self, block: int, bs: BlockState, now: int) -> None:
         bs.reset_count += 1
         pg = bs.pages
         assert pg is not None
@@ -820,7 +647,7 @@ class ThrashingDetector:
     def reset_pages(self, block: int, pages: PageSel, now_ns: int | None = None) -> None:
         """Page reset on munmap (``thrashing_block_munmap_cb``): only thrashing pages change."""
         if self.enable:
-            self._reset_region(block, _as_index(pages), now_ns)
+            self._reset_region(block, as_index(pages), now_ns)
 
     def destroy_block(self, block: int, now_ns: int | None = None) -> None:
         """Block destroy/shrink (``uvm_perf_thrashing_info_destroy``): reset, then forget."""
@@ -864,7 +691,7 @@ class ThrashingDetector:
             self._reset_page(block, bs, page, now_ns)
             out.append((block, page, residency))
             if self._emit is not None:
-                self._emit("Unpin", {**_where(block, page), "residency": residency, "time_ns": now_ns})
+                self._emit("Unpin", {**where(block, page), "residency": residency, "time_ns": now_ns})
         return out
 
     # ------------------------------------------------------------------ queries
@@ -873,14 +700,14 @@ class ThrashingDetector:
         """``uvm_perf_thrashing_get_thrashing_pages`` as a bool[512] (read-only when empty)."""
         bs = self._blocks.get(block)
         if not self.enable or bs is None or bs.num_thrashing_pages == 0:
-            return _READONLY_FALSE
+            return READONLY_FALSE
         return bs.thrashing_pages.copy()
 
     def pinned_mask(self, block: int) -> np.ndarray:
         """Pinned pages of the block as a bool[512] (read-only when empty)."""
         bs = self._blocks.get(block)
         if bs is None or not bs.num_pinned:
-            return _READONLY_FALSE
+            return READONLY_FALSE
         return bs.pinned_mask.copy()
 
     def page_info(self, block: int, page: int) -> dict | None:
@@ -912,7 +739,7 @@ class ThrashingDetector:
         if bs is None:
             if last_ts == NO_STAMP:
                 return None
-            bs = _Block()  # state kept only in the per-block arrays (compiled fault path)
+            bs = BlockState()  # state kept only in the per-block arrays (compiled fault path)
         return {
             "has_pages": bs.pages is not None,
             "last_ts": None if last_ts == NO_STAMP else last_ts,
