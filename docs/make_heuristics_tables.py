@@ -1,6 +1,16 @@
-"""Print the model-generated tables of docs/heuristics.md (run: python3 docs/make_heuristics_tables.py)."""
+"""Regenerate the model-generated tables of docs/heuristics.md (run: python3 docs/make_heuristics_tables.py).
+
+Each table sits between ``<!-- generated: NAME -->`` and ``<!-- end generated -->``; the script
+rewrites those and leaves the prose alone (read it against the new numbers). About a minute.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import io
+import re
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -149,13 +159,35 @@ def hot_set_table() -> None:
         )
 
 
+TABLES = (
+    ("prefetch-regions", prefetch_table),
+    ("prefetch-effect", prefetch_effect_table),
+    ("thrashing", thrashing_table),
+    ("oversubscription", oversubscription_table),
+    ("hot-set", hot_set_table),
+)
+DOC = Path(__file__).resolve().parent / "heuristics.md"
+BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
+
+
+def main() -> int:
+    doc = DOC.read_text()
+    tables = {}
+    for name, fn in TABLES:
+        print(f"{name} ...", file=sys.stderr, flush=True)
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            fn()
+        tables[name] = buf.getvalue()
+    missing = set(tables) - {m.group("name") for m in BLOCK.finditer(doc)}
+    if missing:
+        raise SystemExit(f"docs/heuristics.md lacks the generated block(s) {', '.join(sorted(missing))}")
+    DOC.write_text(
+        BLOCK.sub(lambda m: m.group(1) + tables.get(m.group("name"), m.group("body")) + m.group(4), doc)
+    )
+    print(f"wrote {DOC}", file=sys.stderr)
+    return 0
+
+
 if __name__ == "__main__":
-    for title, fn in (
-        ("prefetch regions", prefetch_table),
-        ("prefetch on/off", prefetch_effect_table),
-        ("thrashing", thrashing_table),
-        ("oversubscription", oversubscription_table),
-        ("hot set under the driver's LRU", hot_set_table),
-    ):
-        print(f"\n### {title}\n")
-        fn()
+    raise SystemExit(main())
