@@ -80,7 +80,9 @@ def cpu_fault(drv: UvmDriver, page: int, access: int) -> float:
     pin = np.zeros(n, dtype=bool)
     if hint.kind == HINT_PIN:
         pin[local] = True
-    drv.charge(drv.profile.cpu_fault_ns)
+    # a page already on the CPU copies nothing: the fault only revokes the other copies
+    prof = drv.profile
+    drv.charge(prof.cpu_fault_resident_ns if va.residency[page] & 1 else prof.cpu_fault_ns)
     vb.service_locked(
         drv, block, CPU, {dest: mask}, access_arr, np.full(n, dup, dtype=bool) & mask, pin, cause="fault"
     )

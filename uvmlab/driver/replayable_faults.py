@@ -127,6 +127,12 @@ def service_replayable_faults(
     c["bottom_halves"] += 1
     drv.charge(drv.profile.bottom_half_ns)
     num_batches = num_throttled = replays = 0
+    # The bottom half's work reaches the engine's clock when it returns; each batch is stamped
+    # with its own start (the driver stamps thrashing events and tools records with the time of
+    # the service, NV_GETTIME), not the bottom half's: a kernel whose faults all fit one bottom
+    # half would otherwise migrate its last block at its launch (uvm_perf_thrashing.c measures
+    # the lapse between a page's migrations on these stamps).
+    start_ns, start_work = drv.now_ns, drv.work_ns
     deferred = False  # a policy deferred a batch's replay (``decide_replay`` < 0, docs/policies.md)
 
     def do_replay() -> None:
@@ -142,6 +148,7 @@ def service_replayable_faults(
         num_throttled < p.uvm_perf_fault_max_throttle_per_service
         and num_batches < p.uvm_perf_fault_max_batches_per_service
     ):
+        drv.now_ns = start_ns + int(drv.work_ns - start_work)
         page, access, utlb = buf.take(batch_count)
         if len(page) == 0:
             break

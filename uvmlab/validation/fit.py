@@ -10,6 +10,10 @@ time), the other kind's constants held, with θ >= 0. Leave-one-workload-out (LO
 linear fit without one workload's operations, used to predict that workload's operations; it
 costs no further model run, so it is the linearised prediction, which the report says.
 
+Not fitted here: ``cpu_fault_resident_ns`` (ns per CPU fault on a page already on the CPU, a
+write collapsing read duplicates) is measured by ``uvmlab calibrate``'s micro-benchmark of exactly
+those faults and kept from the base profile (the calibration captures hold none of them).
+
 The fitted constants, each with its unit and what it stands for in the driver:
 """
 

@@ -116,7 +116,8 @@ def cpu_fault(
     if not plan_pages(va, th, block, lo, CPU, CPU, pages, now, dup_ok, need_copy):
         return SLOW
     ctr[CPU_FAULTS] += 1
-    work[0] += costs.cpu_fault_ns
+    # a page already on the CPU copies nothing: the fault only revokes the other copies
+    work[0] += costs.cpu_fault_resident_ns if r & 1 else costs.cpu_fault_ns
     if pf.enable:
         va.prefetch_last_proc[block] = CPU
         va.prefetch_fault_migrations[block] = pf_count

@@ -90,6 +90,7 @@ class Costs(NamedTuple):
     dtoh_gbps: float
     fault_block_ns: float
     cpu_fault_ns: float
+    cpu_fault_resident_ns: float
     cpu_populate_ns_per_byte: float
     cpu_map_page_ns: float
     evict_chunk_ns: float
