@@ -47,6 +47,11 @@ def test_types_json_lists_the_ladder():
     types = json.loads(r.stdout)
     assert [t["max_instances"] for t in types] == sorted(t["max_instances"] for t in types)
     assert all(t["type_id"].startswith("nvidia-h200-") for t in types)
+    # the Hopper rows could not be read in NVIDIA's page: they say so, and so does the slice
+    assert not any(t["confirmed"] for t in types) and not types[0]["default_timeslice_confirmed"]
+    v100 = json.loads(uvmlab("vgpu", "types", "--gpu", "v100", "--json").stdout)
+    assert all(t["confirmed"] for t in v100) and "volta.html" in v100[0]["source"]
+    assert "unconfirmed" in uvmlab("vgpu", "types", "--gpu", "h100").stdout
 
 
 @pytest.mark.slow  # subprocesses of the CLI

@@ -46,6 +46,7 @@ def T(name, workload, **kw):
         ("[[tenant]]\nname='a b'\nworkload='stream'", "letters"),
         ("gpu = 'z900'\n[[tenant]]\nname='a'\nworkload='stream'", "unknown GPU"),
         ("this is = = not toml", "not valid TOML"),
+        ("fault_service = 'magic'\n[[tenant]]\nname='a'\nworkload='stream'", "fault_service must be"),
     ],
 )
 def test_bad_scenario_files_say_what_is_wrong(tmp_path, text, needle):

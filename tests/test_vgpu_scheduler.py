@@ -95,3 +95,48 @@ def test_fixed_share_keeps_a_finished_tenants_slots_idle():
     alone = run(SchedulerMode.FIXED_SHARE, [prog(10, 5 * MS)], share=0.25)
     shared = run(SchedulerMode.FIXED_SHARE, [prog(10, 5 * MS)] + [prog(1, 1 * MS)] * 3, share=0.25)
     assert shared.finish_ns[0] >= alone.finish_ns[0] * 0.95  # slot phase moves it a little
+
+
+def fprog(n, demand, hold, batches, overhead=0.0, gap=0.0):
+    """A tenant whose kernels stall ``demand - hold`` on faults, in ``batches`` fault batches."""
+    return TenantProgram(
+        n,
+        lambda k: GPU,
+        lambda k, now: demand,
+        lambda k: f"op{k}",
+        host_gap_ns=gap,
+        hold=lambda k: hold,
+        batches=lambda k: batches,
+        batch_overhead_ns=overhead,
+    )
+
+
+def frun(service, progs, ts=2 * MS):
+    sc = [TenantSched(ts, 1 / len(progs)) for _ in progs]
+    return GpuTimeSlicer(SchedulerMode.BEST_EFFORT, progs, sc, 0.0, fault_service=service).run()
+
+
+@pytest.mark.parametrize("service", ["slice", "shared", "overlap"])
+def test_a_lone_tenant_takes_the_same_time_whatever_the_fault_service(service):
+    tl = frun(service, [fprog(5, 10 * MS, 2 * MS, 4, overhead=0.5 * MS)])
+    assert tl.finish_ns[0] == pytest.approx(50 * MS)
+    assert tl.gpu_busy_ns == pytest.approx(50 * MS if service == "slice" else 10 * MS)
+
+
+def test_shared_fault_service_one_servicer_for_every_tenant():
+    """Stall-bound tenants: in their own slices the stalls add up on the GPU; with one shared
+    servicer they add up there instead, minus the batch cost of the rounds that joined another
+    tenant's batch; with no servicer limit (overlap) they do not add up at all."""
+    n, d, h, b, o = 4, 10 * MS, 1 * MS, 3, 0.5 * MS
+    slice_ = frun("slice", [fprog(n, d, h, b, o) for _ in range(4)])
+    shared = frun("shared", [fprog(n, d, h, b, o) for _ in range(4)])
+    over = frun("overlap", [fprog(n, d, h, b, o) for _ in range(4)])
+    assert slice_.end_ns == pytest.approx(4 * n * d)  # all of it on the GPU, in turn
+    assert over.end_ns < shared.end_ns < slice_.end_ns
+    stall = 4 * n * (d - h)
+    assert shared.merged_requests > 0
+    # the servicer does every stall but the merged rounds' batch cost, and nothing runs faster
+    assert shared.service_busy_ns == pytest.approx(stall - shared.merged_requests * o)
+    assert shared.end_ns >= shared.service_busy_ns
+    for tl in (slice_, shared, over):
+        assert len(tl.records) == 4 * n and all(r.end_ns >= r.start_ns for r in tl.records)

@@ -19,7 +19,7 @@ from uvmlab.vgpu import export
 from uvmlab.vgpu.host import VgpuHost
 from uvmlab.vgpu.report import run_scenario
 from uvmlab.vgpu.scenario import load_scenario
-from uvmlab.vgpu.types import types_for
+from uvmlab.vgpu.types import DEFAULT_TIMESLICE_CONFIRMED, types_for
 
 vgpu_app = typer.Typer(no_args_is_help=True, help="Tenants sharing one GPU: vGPU types, scenario runs.")
 
@@ -48,7 +48,9 @@ def types_cmd(
                         "framebuffer_bytes": t.framebuffer_bytes,
                         "max_instances": t.max_instances,
                         "default_timeslice_ns": t.default_timeslice_ns,
+                        "default_timeslice_confirmed": DEFAULT_TIMESLICE_CONFIRMED,
                         "source": t.source,
+                        "confirmed": t.confirmed,
                     }
                     for t in types
                 ],
@@ -67,8 +69,8 @@ def types_cmd(
             out.print("    create (write a UUID)  devices/")
         return
     tab = Table(title=f"vGPU types of {gpu} (time-sliced, C-series)")
-    for col in ("type", "type id", "framebuffer", "max per GPU", "fixed share", "default time slice"):
-        tab.add_column(col, justify="right" if col != "type id" else "left")
+    for col in ("type", "type id", "framebuffer", "max per GPU", "fixed share", "default time slice", "row"):
+        tab.add_column(col, justify="right" if col not in ("type id", "row") else "left")
     for t in types:
         tab.add_row(
             t.name,
@@ -76,10 +78,17 @@ def types_cmd(
             f"{t.framebuffer_bytes >> 30} GiB",
             str(t.max_instances),
             f"1/{t.max_instances}",
-            f"{t.default_timeslice_ns / 1e6:g} ms",
+            f"{t.default_timeslice_ns / 1e6:g} ms"
+            + ("" if DEFAULT_TIMESLICE_CONFIRMED else " (unconfirmed)"),
+            "confirmed" if t.confirmed else "unconfirmed",
         )
     out.print(tab)
     out.print(f"source: {types[0].source}")
+    if not all(t.confirmed for t in types) or not DEFAULT_TIMESLICE_CONFIRMED:
+        out.print(
+            "unconfirmed: not read in the cited NVIDIA document (uvmlab/vgpu/types.py says why); "
+            "do not rely on the exact value"
+        )
 
 
 @vgpu_app.command("run")

@@ -75,6 +75,7 @@ def compare(
         )
         res = run_scenario(sc)
         over = run_scenario(sc, fault_overlap=True)
+        shared = run_scenario(sc, fault_service="shared")
         for j, (n, real) in enumerate(zip(names, cfg["results"], strict=True)):
             base1 = alone[n]["total_ns"]
             base2 = after.get(n, {}).get("total_ns", base1)
@@ -93,6 +94,7 @@ def compare(
                     "model_colocated_ms": res.rows[j]["makespan_ns"] / 1e6,
                     "model_slowdown": res.rows[j]["slowdown"],
                     "model_overlap_slowdown": over.rows[j]["slowdown"],
+                    "model_shared_slowdown": shared.rows[j]["slowdown"],
                     "host_gap_us": tenants[j].host_gap_ns / 1e3,
                 }
             )

@@ -192,6 +192,7 @@ def run_scenario(
     events: bool = False,
     fast_path: bool = True,
     fault_overlap: bool = False,
+    fault_service: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> VgpuResult:
     """Run ``sc``: every tenant together, then (``alone``) each one by itself."""
@@ -207,6 +208,7 @@ def run_scenario(
         events=events,
         fast_path=fast_path,
         fault_overlap=fault_overlap,
+        fault_service=fault_service,
         progress=prog("together"),
     )
     solo: list[ScenarioRun] | None = None
@@ -221,6 +223,7 @@ def run_scenario(
                     check=check,
                     fast_path=fast_path,
                     fault_overlap=fault_overlap,
+                    fault_service=fault_service,
                     progress=prog(f"{t.name} alone"),
                 )
             )

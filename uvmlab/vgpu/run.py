@@ -77,6 +77,7 @@ class _TenantProc:
         self.make_engine = make_engine
         self.out = out
         self.eng: Engine | None = None
+        self.last_batches = 0  # fault batches the last executed op serviced
         self.dead = refused is not None
         if refused:
             out.fatal = refused
@@ -104,7 +105,9 @@ class _TenantProc:
                 return self._die()
         eng = self.eng
         eng.clock = now
+        before = int(eng.drv.counters.get("fault_batches", 0))
         eng.step(j)
+        self.last_batches = int(eng.drv.counters.get("fault_batches", 0)) - before
         held = int(np.count_nonzero(eng.drv.va.gpu_chunk[0] >= 0)) * ROOT_CHUNK_SIZE
         self.out.max_held_bytes = max(self.out.max_held_bytes, held)
         if eng.fatal is not None:
@@ -168,6 +171,7 @@ def run_tenants(
     events: bool = False,
     fast_path: bool = True,
     fault_overlap: bool = False,
+    fault_service: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ScenarioRun:
     """Run the scenario's tenants together (``workloads[i]`` is tenant i's, built)."""
@@ -253,9 +257,9 @@ def run_tenants(
             frac = t.share or (types[i].fixed_share if types[i] else 1.0 / len(sc.tenants))
             sched.append(TenantSched(timeslice_ns=ts, share=frac))
         cs = sc.context_switch_ns if sc.context_switch_ns is not None else gpu.context_switch_ns
-        tl = GpuTimeSlicer(
-            sc.scheduler, procs, sched, cs, progress=progress, fault_overlap=fault_overlap or sc.fault_overlap
-        ).run()
+        service = "overlap" if fault_overlap or sc.fault_overlap else fault_service or sc.fault_service
+        slicer = GpuTimeSlicer(sc.scheduler, procs, sched, cs, progress=progress, fault_service=service)
+        tl = slicer.run()
     finally:
         stack.close()
         if host is not None:
@@ -331,6 +335,8 @@ def _program(
         arrival_ns=t.arrival_ns,
         host_gap_ns=t.host_gap_ns,
         hold=lambda k: float(getattr(w.ops[k % len(w.ops)], "compute_ns", 0)),
+        batches=lambda k: proc.last_batches,
+        batch_overhead_ns=float(profile.fault_batch_ns + profile.replay_ns),
     )
 
 

@@ -9,7 +9,8 @@
     scheduler = "best-effort"       # best-effort | equal-share | fixed-share
     timeslice = "2ms"               # optional; default: the vGPU type's (2 ms, 1 ms above 8 per GPU)
     context_switch = "25us"         # optional; GPU idle time per switch between tenants
-    fault_overlap = false           # optional; true: fault service off the GPU (scheduler.py)
+    fault_service = "slice"         # optional; slice | shared | overlap (scheduler.py)
+    fault_overlap = false           # optional; true: the same as fault_service = "overlap"
     policy = "tenant-priority:order=lc"   # optional, attached to every tenant (GPU-wide eviction)
 
     [[tenant]]
@@ -42,7 +43,7 @@ from typing import Any
 from uvmlab.core.errors import UvmlabError
 from uvmlab.core.units import parse_size
 from uvmlab.driver.hal import get_gpu
-from uvmlab.vgpu.scheduler import SchedulerMode, parse_mode
+from uvmlab.vgpu.scheduler import FAULT_SERVICES, SchedulerMode, parse_mode
 
 MODES = ("partition", "quota", "shared")
 MAX_TENANTS = 64
@@ -60,6 +61,7 @@ _TOP_KEYS = {
     "policy",
     "tenant",
     "fault_overlap",
+    "fault_service",
 }
 _TENANT_KEYS = {
     "name",
@@ -104,6 +106,7 @@ class Scenario:
     context_switch_ns: float | None = None
     policy: str | None = None
     fault_overlap: bool = False
+    fault_service: str = "slice"
     tenants: list[TenantSpec] = field(default_factory=list)
     source: str = ""
 
@@ -167,6 +170,10 @@ def scenario_from_dict(data: dict[str, Any], where: str = "scenario", base: Path
     if not isinstance(fo, bool):
         raise ScenarioError(f"{where}: fault_overlap must be true or false, got {fo!r}")
     sc.fault_overlap = fo
+    fs = data.get("fault_service", "slice")
+    if fs not in FAULT_SERVICES:
+        raise ScenarioError(f"{where}: fault_service must be one of {', '.join(FAULT_SERVICES)}, got {fs!r}")
+    sc.fault_service = fs
     tenants = data.get("tenant")
     if not isinstance(tenants, list) or not tenants:
         raise ScenarioError(f"{where}: no tenants (add [[tenant]] tables)")

@@ -20,10 +20,22 @@ Schedulers (NVIDIA vGPU knowledge base, *vGPU Schedulers*; NVIDIA AI Enterprise 
   allows (``max_instances``), whether or not those instances exist: a tenant gets at most
   ``share`` of the GPU even when it is alone.
 
-``fault_overlap`` is a bracketing variant, not NVIDIA's documented behaviour: a kernel holds
-the GPU only for its compute time and waits for its fault service off the GPU, while the others
-run. It stands for what the real driver does and the default model does not: it services
-faults of every VA space on the GPU in the same batches, in the background (docs/vgpu.md).
+How a kernel's fault service shares the GPU (``fault_service``):
+
+* ``slice`` -- the kernel holds its tenant's slices for its compute *and* its fault stalls: a
+  tenant's faults are serviced only in its own slices, one batch stream per tenant;
+* ``shared`` -- what nvidia-uvm does: a GPU has *one* replayable fault buffer, drained by one
+  bottom half that fetches faults of every VA space into the same batch, sorts the batch by VA
+  space and services each VA space's faults in turn, then replays once for the whole batch
+  (uvm_gpu_replayable_faults.c: ``fetch_fault_buffer_entries``,
+  ``cmp_sort_fault_entry_by_va_space_gpu_address_access_type``, ``service_fault_batch``,
+  ``push_replay_on_gpu``). A kernel alternates compute (in its tenant's slices) and fault
+  service (on that one servicer, off the GPU: the other tenants run meanwhile), one round per
+  fault batch it had; the servicer serves one batch at a time, and requests that arrive while
+  it is busy join the next batch, which pays the per-batch cost (``fault_batch_ns`` +
+  ``replay_ns`` of the profile) once for all of them;
+* ``overlap`` -- a bracketing bound (not the driver's behaviour): the stalls wait off the GPU
+  with no servicer limit, as if every tenant had a bottom half of its own.
 
 Memory effects are applied at a kernel's first slice (the model runs the kernel then, at that
 simulated time): interleaving between tenants is exact at kernel boundaries and approximate
@@ -38,6 +50,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from uvmlab.core.errors import UvmlabError
+
+FAULT_SERVICES = ("slice", "shared", "overlap")
 
 
 class SchedulerMode(StrEnum):
@@ -91,14 +105,20 @@ class TenantProgram:
         arrival_ns: float = 0.0,
         host_gap_ns: float = 0.0,
         hold: Callable[[int], float] | None = None,
+        batches: Callable[[int], int] | None = None,
+        batch_overhead_ns: float = 0.0,
     ) -> None:
         self.n_ops = n_ops
         self.kind = kind
         self.execute = execute
         self.name = name
         # the part of a kernel's demand that needs the GPU itself (its compute time); the rest
-        # is waiting for fault service. Only the ``fault_overlap`` variant uses it.
+        # is waiting for fault service (``shared`` and ``overlap`` fault service use it)
         self.hold = hold or (lambda k: float("inf"))
+        # fault batches the last ``execute(k)`` serviced, and what one batch costs beyond its
+        # faults (shared fault service: merged batches pay it once)
+        self.batches = batches or (lambda k: 1)
+        self.batch_overhead_ns = batch_overhead_ns
         self.arrival_ns = arrival_ns
         self.host_gap_ns = host_gap_ns
 
@@ -118,6 +138,11 @@ class _State:
     ready_ns: float = 0.0
     remaining: float = 0.0
     stall: float = 0.0
+    pieces: int = 0  # shared fault service: compute / service rounds left after this one
+    piece_gpu: float = 0.0
+    piece_srv: float = 0.0
+    waiting: bool = False  # shared fault service: its faults are with the servicer
+    finishing: bool = False  # ... and that was the kernel's last round
     started: bool = False
     record: OpRecord | None = None
     done: bool = False
@@ -130,6 +155,8 @@ class Timeline:
     gpu_busy_ns: float = 0.0
     end_ns: float = 0.0
     finish_ns: list[float] = field(default_factory=list)
+    service_busy_ns: float = 0.0  # shared fault service: the servicer's busy time
+    merged_requests: int = 0  # ... and the rounds that joined another tenant's batch
 
 
 class GpuTimeSlicer:
@@ -143,6 +170,7 @@ class GpuTimeSlicer:
         context_switch_ns: float,
         progress: Callable[[int, int], None] | None = None,
         fault_overlap: bool = False,
+        fault_service: str = "slice",
     ) -> None:
         if len(tenants) != len(sched):
             raise ValueError("one TenantSched per tenant")
@@ -151,7 +179,15 @@ class GpuTimeSlicer:
         self.sched = sched
         self.cs = float(context_switch_ns)
         self.progress = progress
-        self.fault_overlap = fault_overlap
+        if fault_service not in FAULT_SERVICES:
+            raise ValueError(f"fault_service must be one of {FAULT_SERVICES}")
+        self.fault_service = "overlap" if fault_overlap else fault_service
+        self.fault_overlap = self.fault_service == "overlap"
+        # the shared servicer: the batch being served or queued, its members
+        self._batch_start = self._batch_end = 0.0
+        self._batch_members: list[int] = []
+        self.service_busy_ns = 0.0
+        self.merged_requests = 0
 
     # ---- the loop ---------------------------------------------------------------------------------
     def run(self) -> Timeline:
@@ -191,6 +227,16 @@ class GpuTimeSlicer:
                 heapq.heappush(events, (start + d + prog.host_gap_ns, i))
             if all(s.done for s in st) and not events:
                 break
+            # 1b. shared fault service: kernels whose faults were serviced go on (or end)
+            for j, sj in enumerate(st):
+                if sj.waiting and sj.ready_ns <= now:
+                    sj.waiting = False
+                    if sj.finishing:
+                        sj.finishing = False
+                        self._finish_kernel(tl, st, j, sj.ready_ns, 0.0, events)
+                        done_ops += 1
+            if all(s.done for s in st) and not events and not any(s.waiting for s in st):
+                break
             # 2. the GPU: pick the tenant for the next slot
             i, pos, slot_len = self._pick(st, slots, rr, now)
             if i < 0:
@@ -198,9 +244,11 @@ class GpuTimeSlicer:
                     rr = pos
                     now += slot_len
                     continue
-                if not events:
+                wake = [sj.ready_ns for sj in st if sj.waiting]
+                if not events and not wake:
                     break
-                now = max(now, events[0][0])  # best effort: nothing to run until an op is due
+                # best effort: nothing to run until an op is due or a fault batch is serviced
+                now = max(now, min(wake + ([events[0][0]] if events else [])))
                 continue
             rr = pos
             s, prog = st[i], self.tenants[i]
@@ -211,27 +259,65 @@ class GpuTimeSlicer:
                 last = i
             if not s.started:
                 d = float(prog.execute(s.queued, now))
-                hold = d if not self.fault_overlap else min(d, float(prog.hold(s.queued)))
+                hold = d if self.fault_service == "slice" else min(d, float(prog.hold(s.queued)))
                 s.started, s.remaining, s.stall = True, hold, d - hold
                 s.record = OpRecord(i, s.queued, prog.name(s.queued), GPU, s.ready_ns, now, now, d)
+                if self.fault_service == "shared" and s.stall > 0:
+                    n_pieces = max(1, int(prog.batches(s.queued)))
+                    s.piece_gpu, s.piece_srv = hold / n_pieces, s.stall / n_pieces
+                    s.pieces, s.remaining = n_pieces - 1, hold / n_pieces
             run = min(s.remaining, slot_len)
             now += run
             tl.gpu_busy_ns += run
             s.remaining -= run
             s.record.slices += 1
+            if s.remaining <= 1e-9 and self.fault_service == "shared" and s.stall > 0:
+                # this round's faults go to the one servicer; the GPU goes to the others
+                self._request_service(st, i, now, s.piece_srv, prog.batch_overhead_ns)
+                s.waiting, s.finishing = True, s.pieces == 0
+                s.pieces -= 1
+                s.remaining = s.piece_gpu
+                continue
             if s.remaining <= 1e-9:
-                # with fault_overlap the kernel's fault stalls come after its GPU time, off the
-                # GPU: the tenant waits, the others may run
-                s.record.end_ns = now + s.stall
-                tl.records.append(s.record)
-                s.record, s.queued = None, -1
-                s.next_op += 1
+                # with overlapped fault service the kernel's stalls come after its GPU time, off
+                # the GPU: the tenant waits, the others may run
+                self._finish_kernel(tl, st, i, now, s.stall, events)
                 done_ops += 1
-                heapq.heappush(events, (now + s.stall + prog.host_gap_ns, i))
                 if self.progress is not None:
                     self.progress(done_ops, total_ops)
         tl.end_ns = now if not tl.finish_ns else max(max(tl.finish_ns), now)
+        tl.service_busy_ns, tl.merged_requests = self.service_busy_ns, self.merged_requests
         return tl
+
+    def _finish_kernel(
+        self, tl: Timeline, st: list[_State], i: int, end: float, stall: float, events: list
+    ) -> None:
+        s = st[i]
+        assert s.record is not None
+        s.record.end_ns = end + stall
+        tl.records.append(s.record)
+        s.record, s.queued = None, -1
+        s.next_op += 1
+        heapq.heappush(events, (end + stall + self.tenants[i].host_gap_ns, i))
+
+    def _request_service(self, st: list[_State], i: int, now: float, cost: float, overhead: float) -> None:
+        """Hand tenant ``i``'s faults of one round to the GPU's one fault servicer."""
+        if now < self._batch_start and i not in self._batch_members:
+            # the next batch has not been fetched yet: these faults join it, and the batch's
+            # own cost (fetch, replay) is paid once
+            extra = max(0.0, cost - overhead)
+            self._batch_end += extra
+            self._batch_members.append(i)
+            self.merged_requests += 1
+            for j in self._batch_members:
+                st[j].ready_ns = self._batch_end
+        else:
+            start = max(now, self._batch_end)
+            self._batch_start, self._batch_end = start, start + cost
+            self._batch_members = [i]
+            extra = cost
+        self.service_busy_ns += extra
+        st[i].ready_ns = self._batch_end
 
     # ---- slot choice ------------------------------------------------------------------------------
     def _slots(self) -> list[int]:
@@ -249,7 +335,7 @@ class GpuTimeSlicer:
         return max(1, round(1.0 / min(sc.share for sc in self.sched)))
 
     def _has_work(self, s: _State, now: float) -> bool:
-        return s.queued >= 0 and s.ready_ns <= now
+        return s.queued >= 0 and s.ready_ns <= now and not s.waiting
 
     def _pick(self, st: list[_State], slots: list[int], rr: int, now: float) -> tuple[int, int, float]:
         """(tenant, its round position, slice length); tenant -1 with a length > 0 is an idle

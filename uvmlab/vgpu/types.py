@@ -2,24 +2,29 @@
 
 A vGPU type fixes a framebuffer size and how many instances of it fit on one physical GPU
 (``max_instances``); the time-sliced ("C-series", compute) types are listed, one table per GPU
-the HAL knows plus one older GPU. Sources, by document title:
+the HAL knows plus one older GPU. Sources, by document title (and address):
 
-* NVIDIA AI Enterprise documentation, *Volta Architecture vGPU Types* (V100L-16C / -8C / -4C:
-  16 / 8 / 4 GB, at most 1 / 2 / 4 per GPU) -- read for this table.
+* NVIDIA AI Enterprise documentation (release 8), *Volta Architecture vGPU Types*
+  (docs.nvidia.com/ai-enterprise/release-8/latest/infra-software/vgpu/reference/volta.html):
+  V100L-16C / -8C / -4C with 16 / 8 / 4 GB of framebuffer, at most 1 / 2 / 4 per GPU; "This GPU
+  does not support mixed-size mode". **Confirmed** (read for this table).
 * NVIDIA AI Enterprise documentation, *Hopper Architecture vGPU Types* (H100 80GB and H200
-  types). *Unconfirmed here*: the stored copy of that page could not be read when this table
-  was written; the H100 80GB rows are the published C-series ladder as the authors know it
-  (80C ... 4C, 1 ... 20 instances) and the H200 rows follow the same divisors of its 141 GB.
-  Check them against the page before relying on an exact size.
+  types). **Unconfirmed**: no copy of that page could be read for this table (the documentation
+  corpus searched holds the Volta page, not the Hopper one); the H100 80GB rows are the
+  C-series ladder as the authors know it (80C ... 4C, 1 ... 20 instances) and the H200 rows
+  follow the same divisors of its 141 GB. Every such type carries ``confirmed=False`` and is
+  shown as unconfirmed by ``uvmlab vgpu types``; check the page before relying on a size.
 
-Scheduling facts (NVIDIA vGPU knowledge base, *vGPU Schedulers*; NVIDIA AI Enterprise
-documentation, *Scheduling Policies*): best effort is the default, a time-sliced round robin
-that skips a VM with no work; equal share gives every running vGPU the same fraction whatever
-its load; fixed share gives each vGPU a fixed fraction (1 / max_instances of its type) even
-while the others are idle. The default time-slice length is set by the type's
-``max_instances``: 2 ms for types of at most 8 instances, 1 ms above (NVIDIA Virtual GPU
-Software User Guide, *Changing Scheduling Behavior for Time-Sliced vGPUs*; *unconfirmed here*,
-as recalled, not re-read).
+Scheduling facts. **Confirmed** (NVIDIA AI Enterprise documentation, release 8, *Scheduling
+Policies*, docs.nvidia.com/ai-enterprise/release-8/latest/infra-software/vgpu/features/
+scheduling.html; NVIDIA vGPU knowledge base, *vGPU Schedulers*,
+docs.nvidia.com/vgpu/knowledge-base/latest/vgpu-features.html): best effort is the default, a
+time-sliced round robin that moves on when a VM has no work or has used its slice; equal share
+gives each running VM an equal fraction of GPU time whatever its load; fixed share gives each
+VM a fixed fraction even while the others are idle. **Unconfirmed**: the default time-slice
+lengths used here, 2 ms for types of at most 8 instances per GPU and 1 ms above (NVIDIA Virtual
+GPU Software User Guide, *Changing Scheduling Behavior for Time-Sliced vGPUs*, as recalled; the
+page was not in the searched corpus). ``DEFAULT_TIMESLICE_CONFIRMED`` says so to the callers.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class VgpuType:
     max_instances: int
     series: str = "C"
     source: str = ""
+    confirmed: bool = False  # the row was read in the cited document
 
     @property
     def description(self) -> str:
@@ -62,11 +68,18 @@ class VgpuType:
         return 1.0 / self.max_instances
 
 
-_HOPPER = "NVIDIA AI Enterprise docs, Hopper Architecture vGPU Types (unconfirmed here)"
-_VOLTA = "NVIDIA AI Enterprise docs, Volta Architecture vGPU Types"
+_HOPPER = "NVIDIA AI Enterprise docs, Hopper Architecture vGPU Types (unconfirmed: page not read)"
+_VOLTA = (
+    "NVIDIA AI Enterprise docs (release 8), Volta Architecture vGPU Types, "
+    "docs.nvidia.com/ai-enterprise/release-8/latest/infra-software/vgpu/reference/volta.html"
+)
+#: the 2 ms / 1 ms default time slices are recalled, not read (see the module docstring)
+DEFAULT_TIMESLICE_CONFIRMED = False
 
 
-def _ladder(gpu: str, prefix: str, rows: list[tuple[int, int]], source: str) -> tuple[VgpuType, ...]:
+def _ladder(
+    gpu: str, prefix: str, rows: list[tuple[int, int]], source: str, confirmed: bool
+) -> tuple[VgpuType, ...]:
     return tuple(
         VgpuType(
             type_id=f"nvidia-{gpu}-{gb}c",
@@ -74,6 +87,7 @@ def _ladder(gpu: str, prefix: str, rows: list[tuple[int, int]], source: str) -> 
             framebuffer_bytes=gb * GB,
             max_instances=n,
             source=source,
+            confirmed=confirmed,
         )
         for gb, n in rows
     )
@@ -82,12 +96,20 @@ def _ladder(gpu: str, prefix: str, rows: list[tuple[int, int]], source: str) -> 
 #: per physical GPU (the HAL's name): the time-sliced vGPU types, largest first
 VGPU_TYPES: dict[str, tuple[VgpuType, ...]] = {
     "h100": _ladder(
-        "h100", "H100", [(80, 1), (40, 2), (20, 4), (16, 5), (10, 8), (8, 10), (5, 16), (4, 20)], _HOPPER
+        "h100",
+        "H100",
+        [(80, 1), (40, 2), (20, 4), (16, 5), (10, 8), (8, 10), (5, 16), (4, 20)],
+        _HOPPER,
+        confirmed=False,
     ),
     "h200": _ladder(
-        "h200", "H200", [(141, 1), (70, 2), (35, 4), (28, 5), (17, 8), (14, 10), (8, 16), (7, 20)], _HOPPER
+        "h200",
+        "H200",
+        [(141, 1), (70, 2), (35, 4), (28, 5), (17, 8), (14, 10), (8, 16), (7, 20)],
+        _HOPPER,
+        confirmed=False,
     ),
-    "v100": _ladder("v100", "V100L", [(16, 1), (8, 2), (4, 4)], _VOLTA),
+    "v100": _ladder("v100", "V100L", [(16, 1), (8, 2), (4, 4)], _VOLTA, confirmed=True),
 }
 
 
