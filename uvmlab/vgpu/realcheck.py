@@ -6,8 +6,10 @@ memory (the whole GPU, far from full), the best-effort scheduler, each tenant it
 workload's *host time between operations*, measured alone: the executor's Python and CUDA
 API work between two operations (wall time of a repetition minus the sum of its operations'
 times, over the number of operations). That time needs no GPU, so another tenant's kernels
-fill it. Each configuration runs twice in the model: the default (a kernel's fault stalls hold
-its time slice) and the ``fault_overlap`` variant (they do not). Slowdown = a tenant's
+fill it. Each configuration runs three times in the model, once per ``fault_service``: ``slice``
+(the default: a kernel's fault stalls hold its time slice), ``shared`` (the driver's one fault
+buffer per GPU, batching every tenant's faults) and ``overlap`` (the stalls wait off the GPU
+with no servicer limit: a lower bound). Slowdown = a tenant's
 co-located total over its alone total, real and modelled alike; the real alone total is the
 mean of the runs before and after the co-located ones (the machine drifts by several per cent
 within a minute).
@@ -60,7 +62,7 @@ def compare(
         if only is not None and names not in only:
             continue
         if log is not None:
-            log(f"  model: {' + '.join(names)} ({reps} repetitions, both variants)")
+            log(f"  model: {' + '.join(names)} ({reps} repetitions, three fault-service variants)")
         tenants = [
             TenantSpec(name=f"{n}{j}", workload=_spec(n), repeat=reps, host_gap_ns=host_gap_ns(alone[n]))
             for j, n in enumerate(names)
