@@ -6,7 +6,9 @@ specs longer than a file name may be, unknown keys, unicode and mathtext in name
 workload files swapped, deeply nested or corrupt JSON, directories, FIFOs, a character device
 (``mknod`` in the fuzzer's own temporary directory, never the machine's), symlinks and paths
 under a regular file as outputs. A line runs in a forked worker through ``uvmlab.cli.main``
-with stdout and stderr captured at the descriptor level, inside a scratch directory.
+with stdout and stderr captured at the descriptor level, inside a scratch directory; one line
+in ``SUBPROCESS_EVERY`` runs as a real ``python -m uvmlab`` process instead, so that the exit
+status and stderr checked are also the user's own (kind ``subprocess`` in the report).
 
 Passing: exit 0; or a non-zero exit with exactly one line on stderr, ``uvmlab: error: ...``
 (or click's usage line) — never a traceback, a hang, or a replaced device or FIFO.
@@ -19,7 +21,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import stat
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -395,8 +399,6 @@ def _special_intact(root: Path) -> str | None:
 
 
 def run_case(case: dict[str, Any]) -> tuple[str, str, str]:
-    from uvmlab.cli import main
-
     assert _FIXTURES is not None
     work = _FIXTURES.parent / f"w{os.getpid()}"
     if not work.exists():
@@ -409,6 +411,70 @@ def run_case(case: dict[str, Any]) -> tuple[str, str, str]:
         and argv[0] in ("run", "trace", "policy", "compare", "report", "timeline", "export", "plot", "sweep")
         else "other"
     )
+    # a sweep starts a process pool, which a (daemonic) fuzz worker may not: always a subprocess
+    if case["seed"] % SUBPROCESS_EVERY == 0 or argv[:1] == ["sweep"]:
+        kind += "+subprocess"
+        code, err, escaped = _in_subprocess(argv, work)
+    else:
+        code, err, escaped = _in_process(argv, work)
+    line = " ".join(json.dumps(a)[1:-1] for a in argv)[:200]
+    if code == "hang":
+        return "hang", f"the subprocess ran past {SUBPROCESS_TIMEOUT_S} s: {line}", kind
+    if escaped is not None:
+        from fuzzlib import crash_class
+
+        return "crash", f"{crash_class(escaped)}: {line}", kind
+    if "uvmlab: internal error:" in err:
+        first = next(x for x in err.splitlines() if "internal error" in x)
+        return "crash", f"{first.split(': ', 2)[2][:100]}: {line}", kind
+    if "Traceback (most recent call last)" in err:
+        last = [x for x in err.splitlines() if x.strip()][-1][:120]
+        return "crash", f"traceback {last}: {line}", kind
+    broken = _special_intact(work)
+    if broken:
+        return "bad", f"{broken}: {line}", kind
+    rc = code if isinstance(code, int) else (0 if code is None else 1)
+    if rc == 0:
+        return "ok", "", kind
+    if rc < 0:
+        return "died", f"the subprocess was killed by signal {-rc}: {line}", kind
+    lines = [x for x in err.splitlines() if x.strip()]
+    if len(lines) != 1:
+        return "bad", f"exit {rc} with {len(lines)} stderr lines: {line} :: {err[:200]!r}", kind
+    return "clean", "", kind
+
+
+#: one line in this many runs as a real ``python -m uvmlab`` process: its exit status and stderr
+#: are the user's, not the in-process stand-in's (interpreter start, encodings, signals)
+SUBPROCESS_EVERY = 25
+SUBPROCESS_TIMEOUT_S = 50
+
+
+def _in_subprocess(argv: list[str], work: Path) -> tuple[Any, str, BaseException | None]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvmlab", *argv],
+        cwd=work,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        _, err = proc.communicate(timeout=SUBPROCESS_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # our own child's group: the line and what it started
+        proc.communicate()
+        return "hang", "", None
+    return proc.returncode, err.decode("utf-8", "replace"), None
+
+
+def _in_process(argv: list[str], work: Path) -> tuple[Any, str, BaseException | None]:
+    """``uvmlab.cli.main`` in this (forked) process, stdout and stderr captured at the
+    descriptor level, inside the scratch directory."""
+    from uvmlab.cli import main
+
     out_f, err_f = work / ".stdout", work / ".stderr"
     saved = os.dup(1), os.dup(2)
     cwd = os.getcwd()
@@ -436,28 +502,7 @@ def run_case(case: dict[str, Any]) -> tuple[str, str, str]:
             os.close(saved[0])
             os.close(saved[1])
             os.chdir(cwd)
-    err = err_f.read_text(errors="replace")
-    line = " ".join(json.dumps(a)[1:-1] for a in argv)[:200]
-    if escaped is not None:
-        from fuzzlib import crash_class
-
-        return "crash", f"{crash_class(escaped)}: {line}", kind
-    if "uvmlab: internal error:" in err:
-        first = next(x for x in err.splitlines() if "internal error" in x)
-        return "crash", f"{first.split(': ', 2)[2][:100]}: {line}", kind
-    if "Traceback (most recent call last)" in err:
-        last = [x for x in err.splitlines() if x.strip()][-1][:120]
-        return "crash", f"traceback {last}: {line}", kind
-    broken = _special_intact(work)
-    if broken:
-        return "bad", f"{broken}: {line}", kind
-    rc = code if isinstance(code, int) else (0 if code is None else 1)
-    if rc == 0:
-        return "ok", "", kind
-    lines = [x for x in err.splitlines() if x.strip()]
-    if len(lines) != 1:
-        return "bad", f"exit {rc} with {len(lines)} stderr lines: {line} :: {err[:200]!r}", kind
-    return "clean", "", kind
+    return code, err_f.read_bytes().decode("utf-8", "replace"), escaped
 
 
 def cases(seed: int, n: int):

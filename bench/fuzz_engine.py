@@ -331,8 +331,9 @@ def mutate(rng: np.random.Generator, header: dict[str, Any], segs: list[tuple], 
             i = int(rng.integers(len(pool)))
             pool[i] = int(rng.choice([0, 1 << 31, (1 << 32) - 1, 512, 4096]))
         return "pool"
-    if m == 11:  # many operations
-        n = int(rng.choice([1000, 20000, 200000])) if rng.random() < 0.05 else 1000
+    if m == 11:  # many operations; the reader parses ~7 us per op, so the big ones are rare
+        r = rng.random()
+        n = 200000 if r < 0.003 else 20000 if r < 0.03 else 1000
         ops.extend({"op": "sync"} for _ in range(n))
         return "many-ops"
     if m == 12:  # frees: double free, use after free, free then prefetch
@@ -365,7 +366,8 @@ def mutate(rng: np.random.Generator, header: dict[str, Any], segs: list[tuple], 
         }
         return "params"
     # m == 15: many allocations
-    n = int(rng.choice([10, 1000, 5000]))
+    r = rng.random()  # 5000 allocations cost ~0.2 s to read and check: rare
+    n = 5000 if r < 0.03 else 1000 if r < 0.3 else 10
     allocs.extend([f"m{i}", int(rng.choice([4096, 2 * MiB, 1 << 40])), "managed"] for i in range(n))
     return "many-allocs"
 

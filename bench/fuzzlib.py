@@ -293,5 +293,5 @@ def run_parsed(name: str, a: argparse.Namespace, case_iter: Any, run_case: Any) 
         timeout_s=a.timeout,
         rss_limit=a.rss_limit_mib << 20,
         time_limit_s=a.time_limit,
-        progress=not a.json,
+        progress=True,  # on stderr: stdout holds only the report
     )

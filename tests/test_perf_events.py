@@ -38,3 +38,25 @@ def test_unknown_event_is_refused():
 
     with pytest.raises(ValueError, match="migration"):
         pe.PerfEvents().register("migrate", lambda **k: None)
+
+
+def test_freeing_a_terabyte_destroys_only_the_blocks_it_touched():
+    """A VA block exists once touched (uvm_va_block_t is created on first use); freeing the
+    range destroys those, and frees their GPU chunks, not one event per 2 MiB of its VA."""
+    b = cpu_filled("2MiB")[0]
+    big = b.alloc("big", 1 << 40)
+    touched = [3, 70_000, (1 << 28) - 1]  # pages: blocks 0, 136 and the last of 2^19
+    b.kernel("touch", [b.index(big, np.array(touched))])
+    b.cpu("back", [b.index(big, np.array([5 << 9]))])  # block 5, on the CPU only
+    b.free(big)
+    eng = Engine(b.build(), gpu=get_gpu("h200"), params=Params(), profile=load_profile(), check=True)
+    destroyed: list[int] = []
+    eng.drv.perf_events.register(pe.BLOCK_DESTROY, lambda *, block: destroyed.append(block))
+    eng.run()
+    base = int(eng.drv.va.alloc_base[big]) >> 9
+    assert [blk - base for blk in destroyed] == sorted({p >> 9 for p in touched} | {5})
+    va = eng.drv.va
+    lo, hi = base, base + (1 << 19)
+    assert (va.gpu_chunk[:, lo:hi] < 0).all()  # every chunk went back to the PMM
+    assert not va.residency[lo << 9 : (lo << 9) + 4096].any()
+    eng.check_invariants()

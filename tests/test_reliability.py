@@ -79,6 +79,35 @@ def test_fifo_directory_and_under_a_file_are_refused(tmp_path: Path) -> None:
     assert (tmp_path / "file.txt").read_text() == "keep\n"
 
 
+def test_inputs_that_are_fifos_are_refused_not_waited_on(tmp_path: Path) -> None:
+    from uvmlab.driver.params import Params
+    from uvmlab.timing.cost_model import load_profile
+
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # no writer ever comes: opening it to read would block forever
+    with pytest.raises(UvmlabError, match="not a regular file"):
+        Params.from_toml(fifo)
+    with pytest.raises(UvmlabError, match="not a regular file"):
+        load_profile(str(fifo))
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_streamed_timeline_follows_the_output_rules(tmp_path: Path) -> None:
+    from uvmlab.results.perfetto import write_timeline
+
+    res = simulate("stream:size=2MiB,passes=1", events=True)
+    assert write_timeline(res, tmp_path / "new" / "deep" / "t.json") > 0  # parents are made
+    (tmp_path / "target.json").write_text("old\n")
+    os.symlink("target.json", tmp_path / "link.json")
+    write_timeline(res, tmp_path / "link.json")
+    assert (tmp_path / "link.json").is_symlink()  # resolved, not replaced
+    assert json.loads((tmp_path / "target.json").read_text())["traceEvents"]
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(OutputError, match="FIFO"):
+        write_timeline(res, tmp_path / "fifo")
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "fifo").st_mode)
+
+
 def test_symlink_is_resolved_not_replaced(tmp_path: Path) -> None:
     target = tmp_path / "real.json"
     target.write_text("old")
@@ -104,6 +133,14 @@ def test_bad_output_fails_before_the_simulation(tmp_path: Path) -> None:
     r = _cli("run", "stream:size=4GiB,passes=50", "--out", str(tmp_path), cwd=tmp_path)
     assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1
     assert "directory" in r.stderr
+
+
+@pytest.mark.slow  # a fresh interpreter
+def test_a_figure_with_a_wrong_suffix_is_refused_before_the_comparison_runs(tmp_path: Path) -> None:
+    r = _cli("compare", "random:size=2MiB", "--policies", "mru,default", "--plot", "out.uvmw", cwd=tmp_path)
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode != 0 and len(lines) == 1 and "figure format" in lines[0], r.stderr
+    assert "running" not in r.stderr and not r.stdout.strip()  # refused before anything ran
 
 
 # ---- the guard ---------------------------------------------------------------------------------
@@ -253,11 +290,16 @@ class P(Policy):
             os.kill(os.getpid(), signal.SIGSTOP)
         if kind == "exit":
             os._exit(0)
+        if kind == "fork":  # as root too: RLIMIT_NPROC does not hold root, the process drops it
+            if os.fork() == 0:
+                time.sleep(600)
+        if kind == "delattr":  # its snapshot is read-only as an in-process context is
+            del ctx.faults
         return 0
 """
 
 
-@pytest.mark.parametrize("kind", ["swallow", "file", "stop", "exit"])
+@pytest.mark.parametrize("kind", ["swallow", "file", "stop", "exit", "fork", "delattr"])
 def test_isolated_hostile_hooks_are_ejected(tmp_path: Path, kind: str, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "hostile.py").write_text(HOSTILE.format(kind=kind))
@@ -390,3 +432,10 @@ def test_sparse_terabyte_costs_little_memory() -> None:
     r = simulate("sparse:size=4TiB,every=65536,passes=1", gpu_memory="1GiB")
     assert r.totals["touches"] > 0
     assert rss() - before < 1 << 30
+
+
+@pytest.mark.slow  # a fresh interpreter
+def test_compare_checks_gpu_memory_before_the_first_run(tmp_path: Path) -> None:
+    r = _cli("compare", "gemm:size=2MiB", "--policies", "mru", "--gpu-memory", "-5%", cwd=tmp_path)
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode != 0 and len(lines) == 1 and lines[0].startswith("uvmlab: error:"), r.stderr

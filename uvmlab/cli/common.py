@@ -16,6 +16,7 @@ from rich.table import Table
 import uvmlab.cli.notices as notices
 from uvmlab.api import simulate
 from uvmlab.core.errors import UvmlabError
+from uvmlab.core.files import FIGURE_SUFFIXES
 from uvmlab.core.output import check_output
 from uvmlab.core.units import fmt_bytes, fmt_ns
 from uvmlab.driver.params import Params, parse_param_assignment
@@ -71,13 +72,21 @@ def max_touches(value: float | None) -> int | None:
     return int(value)
 
 
-def check_outputs(*outputs: tuple[str, Path | None], stdout: tuple[str, ...] = ()) -> None:
+def check_outputs(
+    *outputs: tuple[str, Path | None], stdout: tuple[str, ...] = (), figures: tuple[str, ...] = ()
+) -> None:
     """Check every output path before any work starts (docs/security.md, "Output paths"):
-    ``(option, path)`` pairs; options named in ``stdout`` may be ``-``."""
+    ``(option, path)`` pairs; options named in ``stdout`` may be ``-``; those in ``figures``
+    must name a figure format (.png, .svg, .pdf)."""
     seen: dict[str, str] = {}
     for option, path in outputs:
         if path is None:
             continue
+        suffix = Path(path).suffix.lower() or ".png"
+        if option in figures and suffix not in FIGURE_SUFFIXES:
+            raise UvmlabError(
+                f"{option} {path}: '{suffix}' is not a figure format; use {', '.join(FIGURE_SUFFIXES)}"
+            )
         target = check_output(path, what=option, stdout=option in stdout)
         key = str(target) if target is not None else "-"
         if target is not None and key in seen:

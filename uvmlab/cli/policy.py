@@ -83,7 +83,7 @@ def compare_cmd(
     max_touches_: MaxTouchesOpt = None,
 ) -> None:
     """Run WORKLOAD under the driver's default and under each policy; compare them."""
-    check_outputs(("--plot", plot_file))
+    check_outputs(("--plot", plot_file), figures=("--plot",))
     specs = cmp.parse_policy_list(policies)
     rows = cmp.compare(
         workload,

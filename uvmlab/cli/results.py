@@ -106,7 +106,7 @@ def plot(
     """Draw a residency heatmap, faults/migrations over time, or a comparison of runs (PNG)."""
     if kind not in PLOTS:
         raise UvmlabError(f"unknown plot {kind!r} (choose from {', '.join(PLOTS)})")
-    check_outputs(("--out", out))
+    check_outputs(("--out", out), figures=("--out",))
     res, labels = load_results(results)
     if kind == "compare":
         fig = plots.comparison_bars(res, labels)

@@ -22,8 +22,9 @@ import os
 import stat
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import IO, Any
 
 from uvmlab.core.errors import UvmlabError
 
@@ -151,6 +152,42 @@ def write_atomic(
             f.flush()
             os.fsync(f.fileno())
         # the checks again, just before the rename: the target may have changed meanwhile
+        check_output(target, what=what)
+        os.replace(tmp, target)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise OutputError(f"{what}: cannot write {os.fspath(path)}: {_why(e)}") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def open_atomic(
+    path: str | os.PathLike[str], *, what: str = "output", stdout: bool = False, text: bool = True
+) -> Iterator[IO[Any]]:
+    """``write_atomic`` for a writer that streams: a file to write into, renamed over ``path``
+    when the ``with`` block ends without an error (stdout for ``-`` where ``stdout`` allows)."""
+    target = check_output(path, what=what, stdout=stdout)
+    if target is None:
+        out: IO[Any] = sys.stdout if text else sys.stdout.buffer
+        yield out
+        out.flush()
+        return
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:100]}.", suffix=".tmp")
+    except OSError as e:
+        raise OutputError(f"{what}: cannot write {os.fspath(path)}: {_why(e)}") from None
+    try:
+        os.fchmod(fd, _file_mode(target))
+        f: IO[Any] = os.fdopen(fd, "w", encoding="utf-8") if text else os.fdopen(fd, "wb")
+        with f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
         check_output(target, what=what)
         os.replace(tmp, target)
     except OSError as e:

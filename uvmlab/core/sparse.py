@@ -50,16 +50,39 @@ def full(shape: int | tuple[int, ...], value: int, dtype: np.dtype | type) -> np
     return a
 
 
-def clear(a: np.ndarray, lo: int, hi: int) -> None:
+def clear(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """``a[..., lo:hi] = 0`` that writes only where the array is not zero already (writing a
-    zero to an untouched page would commit it)."""
+    zero to an untouched page would commit it). Returns the positions (``lo``-relative, along
+    the last axis, sorted, unique) that were not zero."""
     view = a[..., lo:hi]
     if view.ndim == 1:
-        idx = np.flatnonzero(view)
+        idx = _nonzero(view)
         if len(idx):
             view[idx] = 0
-        return
+        return idx
+    found = []
     for row in view:
-        idx = np.flatnonzero(row)
+        idx = _nonzero(row)
         if len(idx):
             row[idx] = 0
+            found.append(idx)
+    return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.intp)
+
+
+def _nonzero(row: np.ndarray) -> np.ndarray:
+    """``np.flatnonzero`` of a 1-D array, eight bytes at a time over its aligned bulk: freeing a
+    TiB of VA scans 2^28 page bytes per fact, most of them zero."""
+    n = len(row)
+    if row.dtype.itemsize != 1 or n < 4096 or not row.flags.c_contiguous:
+        return np.flatnonzero(row)
+    head = (-row.ctypes.data) % 8
+    body = (n - head) // 8
+    words = row[head : head + 8 * body].view(np.uint64)
+    hot = np.flatnonzero(words)
+    parts = [np.flatnonzero(row[:head])]
+    if len(hot):
+        sub = row[head : head + 8 * body].reshape(body, 8)[hot]
+        r, c = np.nonzero(sub)
+        parts.append(head + hot[r] * 8 + c)
+    parts.append(head + 8 * body + np.flatnonzero(row[head + 8 * body :]))
+    return np.concatenate(parts).astype(np.intp, copy=False)

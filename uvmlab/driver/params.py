@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from uvmlab.core.errors import ParamError
+from uvmlab.core.files import read_regular
 from uvmlab.driver.param_spec import REPLAY_POLICY_NAMES as REPLAY_POLICY_NAMES
 from uvmlab.driver.param_spec import ParamSpec, ParamValue, to_sysfs_string
 from uvmlab.driver.param_table_perf import perf_specs
@@ -132,10 +133,10 @@ class Params(Mapping[str, ParamValue]):
         """Read parameters from a TOML file: a ``[params]`` table, or top-level keys."""
         p = Path(path)
         try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ParamError(f"{p}: parameter file not found") from None
-        except (OSError, UnicodeDecodeError) as e:
+            data = tomllib.loads(
+                read_regular(p, ParamError, what="parameter file", max_bytes=1 << 20).decode("utf-8")
+            )
+        except UnicodeDecodeError as e:
             raise ParamError(f"{p}: cannot read parameter file ({e})") from None
         except tomllib.TOMLDecodeError as e:
             raise ParamError(f"{p}: not valid TOML ({e})") from None

@@ -10,7 +10,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from uvmlab.api import load_workload, simulate
+from uvmlab.api import check_run, load_workload, simulate
 from uvmlab.core.errors import UvmlabError
 from uvmlab.core.files import FIGURE_SUFFIXES
 from uvmlab.core.output import write_via
@@ -19,6 +19,8 @@ from uvmlab.policy.loader import NO_POLICY, build_hooks, split_top
 from uvmlab.results.result import Result
 
 #: (header, total key) of the comparison table, after policy / time / speedup
+#: simulate()'s options that check_run checks too
+_CHECKED = ("gpu", "params", "profile", "gpu_memory", "max_touches")
 COLUMNS = (
     ("GPU faults", "gpu_faults"),
     ("HtoD fault", "bytes_htod_fault"),
@@ -67,6 +69,8 @@ def compare(
         for s in specs:  # load all first: fail before running
             if s.strip().lower() not in NO_POLICY:
                 hooks.append((s, build_hooks(s, budget_ms=budget_ms, params=policy_params, isolate=isolate)))
+        # and the rest of what a run checks (GPU memory, profile, bound) before the first runs
+        check_run(w, **{k: v for k, v in simulate_kw.items() if k in _CHECKED})
         if progress:
             progress("default")
         base = simulate(w, **simulate_kw)

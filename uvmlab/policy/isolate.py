@@ -65,6 +65,11 @@ def _limits(cpu_s: int, memory: int) -> None:  # runs in the child between fork 
 
 
 def _kill(proc: subprocess.Popen, conn: Connection | None) -> None:
+    # the whole process group (its own session): a process the policy started goes with it;
+    # only while the policy's process is not yet reaped, so that its id is still ours
+    if proc.returncode is None:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
     if proc.poll() is None:
         with contextlib.suppress(OSError):
             proc.kill()

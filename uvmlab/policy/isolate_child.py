@@ -12,6 +12,7 @@ context (``move_head``, ``migrate``) go back with the decision, for the guard to
 from __future__ import annotations
 
 import os
+import pwd
 import resource
 import sys
 import types
@@ -23,6 +24,7 @@ from uvmlab.policy.context import AllocInfo, RunInfo
 from uvmlab.policy.wire import MAX_MESSAGE, WireError, decode, encode
 
 _REGIONS = ("max_region", "node", "subregion")
+NOBODY = 65534  #: the unprivileged user a policy process started as root becomes (if unnamed)
 
 
 class _Snapshot:
@@ -41,6 +43,9 @@ class _Snapshot:
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"a hook context is read-only (tried to set {name!r})")
+
+    def __delattr__(self, name: str) -> None:  # as an in-process context: deleting is writing
+        raise AttributeError(f"a hook context is read-only (tried to delete {name!r})")
 
     def __getattr__(self, name: str) -> Any:
         kind = self._lazy.get(name)
@@ -133,14 +138,39 @@ def _describe(p: Any) -> dict[str, Any]:
 
 def _close_the_door(conn: Connection) -> Connection:
     """No descriptor can be opened from here on: files, sockets and pipes all need one. The
-    socket becomes descriptor 0, every other one is closed and RLIMIT_NOFILE is 1."""
+    socket becomes descriptor 0, every other one is closed and RLIMIT_NOFILE is 1. Started as
+    root, the process then becomes the unprivileged ``nobody``, so that RLIMIT_NPROC, which
+    does not hold root, stops it from starting processes (and the file system treats it as a
+    stranger)."""
+    uid = gid = NOBODY
+    if os.geteuid() == 0:
+        try:  # looked up while files can still be opened
+            pw = pwd.getpwnam("nobody")
+            uid, gid = pw.pw_uid, pw.pw_gid
+        except KeyError:
+            pass
     fd = conn.fileno()
     if fd != 0:
         os.dup2(fd, 0, inheritable=False)
     conn._handle = None  # type: ignore[attr-defined]  # the descriptor is 0 now; do not close it twice
     os.closerange(1, 1 << 16)
     resource.setrlimit(resource.RLIMIT_NOFILE, (1, 1))
+    if os.geteuid() == 0:
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
     return Connection(0)
+
+
+def _started_a_process() -> bool:
+    """Whether the policy's process has a child (one it started despite the limits): a hook
+    that does is ejected, and the run kills the process group with the policy's process."""
+    try:
+        os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return True
 
 
 def _run_info(d: dict[str, Any]) -> RunInfo:
@@ -183,7 +213,9 @@ def serve(fd: int) -> None:
                 arg = _Snapshot(link, msg.get("attrs") or {}, msg.get("lazy") or {})
                 req = arg._req
             value = getattr(policy, hook)(arg)
-            out = {"t": "ret", "value": value, "req": req}
+            out: dict[str, Any] = {"t": "ret", "value": value, "req": req}
+            if _started_a_process():
+                out = {"t": "raised", "type": "process", "msg": "the hook started a process"}
             data = encode(out)
         except BaseException as e:  # noqa: BLE001 - what a hook throws goes back to the guard
             if isinstance(e, WireError):

@@ -20,17 +20,14 @@ of them, not for the whole trace. Timestamps are simulated time, in µs as the f
 from __future__ import annotations
 
 import json
-import os
-import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import numpy as np
 
 from uvmlab.core.errors import UvmlabError
-from uvmlab.core.files import new_file_mode
+from uvmlab.core.output import open_atomic
 from uvmlab.driver import tools
 from uvmlab.engine.sampling import SAMPLED_COUNTERS
 from uvmlab.timing.cost_model import CostProfile, load_profile
@@ -342,22 +339,10 @@ def _add_residency(tr: _Trace, s: Any) -> None:
 def write_timeline(res: Result, path: str | Path) -> int:
     """Stream ``res`` to ``path`` as a Trace Event JSON file, atomically (temp file + rename, the
     mode a plain ``open`` gives); returns the number of events written."""
-    if str(path) == "-":  # to standard output, as the other writers allow
-        return _stream(res, sys.stdout)
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.", suffix=".tmp")
-    count = 0
-    try:
-        os.fchmod(fd, new_file_mode(p))
-        with os.fdopen(fd, "w") as f:
-            count = _stream(res, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return count
+    # '-' is standard output, as the other writers allow; a file goes through core.output's
+    # rules (no device, FIFO or directory replaced, symlinks resolved, parents created)
+    with open_atomic(path, what="timeline", stdout=True) as f:
+        return _stream(res, cast(TextIO, f))
 
 
 def _stream(res: Result, f: TextIO) -> int:

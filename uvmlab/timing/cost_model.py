@@ -35,6 +35,7 @@ from importlib import resources
 from pathlib import Path
 
 from uvmlab.core.errors import UvmlabError
+from uvmlab.core.files import read_regular
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,10 @@ def load_profile(name_or_path: str | None = None) -> CostProfile:
         name_or_path = DEFAULT_PROFILE
     path = Path(name_or_path)
     if path.suffix == ".json" and path.exists():
-        text = path.read_text()
+        try:
+            text = read_regular(path, UvmlabError, what="cost profile", max_bytes=16 << 20).decode("utf-8")
+        except UnicodeDecodeError:
+            raise UvmlabError(f"cost profile {name_or_path}: not UTF-8 text") from None
     else:
         res = resources.files("uvmlab.timing").joinpath("profiles", f"{name_or_path}.json")
         if not res.is_file():

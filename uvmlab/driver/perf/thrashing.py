@@ -170,6 +170,20 @@ class ThrashingDetector:
             b[:old] = a
             setattr(self, name, b)
 
+    def blocks_with_state(self, lo: int, hi: int) -> np.ndarray:
+        """The blocks in ``lo..hi-1`` that hold thrashing state (what ``destroy_block`` resets)."""
+        hi_a = min(hi, len(self.block_last_ts))
+        found = [np.array([b for b in self._blocks if lo <= b < hi], dtype=np.int64)]
+        if lo < hi_a:
+            sl = slice(lo, hi_a)
+            busy = (
+                (self.block_last_ts[sl] != NO_STAMP)
+                | (self.block_last_proc[sl] != INVALID)
+                | self.block_has_pages[sl]
+            )
+            found.append(lo + np.flatnonzero(busy))
+        return np.unique(np.concatenate(found))
+
     # ------------------------------------------------------------------ events (detection)
 
     def on_migration(
