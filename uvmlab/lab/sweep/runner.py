@@ -41,6 +41,7 @@ from uvmlab.engine.sampling import (
     Samples,  # noqa: F401
     record_samples,
 )
+from uvmlab.lab.sweep.reaper import Reaper, descendants
 from uvmlab.lab.sweep.spec import NO_POLICY_NAMES, Point, SweepSpec
 from uvmlab.results.io import (
     events_from_columns,  # noqa: F401
@@ -341,27 +342,39 @@ def _run_ray(
     except ImportError:
         raise UvmlabError("--engine ray needs Ray: pip install 'uvmlab[ray]'") from None
     started = not ray.is_initialized()
+    reaper = None
     if started:
         kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "warning"}
         if address:
             kw["address"] = address
         else:
             kw["num_cpus"] = workers  # a local Ray instance sized like the local pool
+            # the local instance started here ends with the sweep, even one killed with SIGKILL
+            reaper = Reaper(os.getpid(), exclude={p for p, _ in descendants(os.getpid())})
         try:
             ray.init(**kw)
         except ConnectionError as e:
             raise UvmlabError(f"cannot reach the Ray cluster at {address}: {e}") from None
-    remote = ray.remote(num_cpus=1, max_retries=0)(run_point)
-    wl_ref = ray.put(workload)  # once, not once per task (a trace can be large)
-    pending = {remote.remote(cfg, wl_ref, meta): meta["id"] for cfg, _, meta in _tasks(todo, workload, run)}
+        except BaseException:
+            if reaper is not None:
+                reaper.close()
+            raise
     try:
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                pending.pop(ref)
-                yield ray.get(ref)
+        remote = ray.remote(num_cpus=1, max_retries=0)(run_point)
+        wl_ref = ray.put(workload)  # once, not once per task (a trace can be large)
+        tasks = _tasks(todo, workload, run)
+        pending = {remote.remote(cfg, wl_ref, meta): meta["id"] for cfg, _, meta in tasks}
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    pending.pop(ref)
+                    yield ray.get(ref)
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
     finally:
-        for ref in pending:
-            ray.cancel(ref, force=True)
         if started:
             ray.shutdown()
+        if reaper is not None:
+            reaper.close()
