@@ -1,0 +1,131 @@
+"""Is the model faster than the GPU it models? Wall time over simulated time, per workload.
+
+    python3 bench/bench_workloads.py                 # every built-in workload at 1 GiB + the suite
+    python3 bench/bench_workloads.py --quick         # 16 MiB, the smoke test
+    python3 bench/bench_workloads.py --only llm,sparse --json out.json
+
+For each workload: the model's wall time for its operations (the sum of ``Result.op_wall_s``:
+neither the workload build nor numba compilation, which a warm-up run outside the timing pays),
+best of ``--repeat``, over the simulated time (``time_ns``) of the same run. A ratio below 1 means
+the model answers faster than the modeled GPU would run the workload; issue #17 asks for <= 0.1.
+The same run also times each workload on the reference path when ``--reference`` is given
+(small sizes only: it is 10-100x slower), the baseline of the compiled path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import uvmlab
+from uvmlab.validation.suite import SUITE, build
+from uvmlab.workload.synthetic import WORKLOADS
+
+GOAL = 0.1  # issue #17: model wall <= 0.1 of the simulated time
+
+
+def cases(size: str, only: set[str] | None) -> list[tuple[str, object]]:
+    """(label, workload spec or built workload): every generator at ``size``, then the suite."""
+    out: list[tuple[str, object]] = [(f"{name}:size={size}", f"{name}:size={size}") for name in WORKLOADS]
+    out += [(f"suite/{name}", spec) for name, spec in SUITE]
+    if only:
+        out = [(lbl, s) for lbl, s in out if lbl.split(":")[0].removeprefix("suite/") in only or lbl in only]
+    return out
+
+
+def measure(spec: object, repeat: int, fast_path: bool = True) -> dict:
+    """Best-of-``repeat`` op wall time and the simulated time of one workload."""
+    wl = build(spec) if not isinstance(spec, str) else uvmlab.api.load_workload(spec)
+    best = None
+    r = None
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        r = uvmlab.simulate(wl, fast_path=fast_path)
+        wall = sum(r.op_wall_s)
+        best = wall if best is None else min(best, wall)
+    assert r is not None and best is not None
+    sim_s = r.totals["time_ns"] / 1e9
+    return {
+        "wall_s": best,
+        "sim_s": sim_s,
+        "ratio": best / sim_s if sim_s > 0 else float("inf"),
+        "gpu_faults": int(r.totals.get("gpu_faults", 0)),
+        "cpu_faults": int(r.totals.get("cpu_faults", 0)),
+        "touches": int(r.totals.get("touches", 0)),
+        "elapsed_s": time.perf_counter() - t0,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="16 MiB instead of 1 GiB (smoke test)")
+    ap.add_argument("--size", default=None, help="generator size (default 1GiB, --quick 16MiB)")
+    ap.add_argument("--only", default="", help="comma-separated workload names")
+    ap.add_argument("--repeat", type=int, default=2, help="best of N (default 2)")
+    ap.add_argument("--reference", action="store_true", help="also time the reference path")
+    ap.add_argument("--json", default=None, help="write the figures to this JSON file ('-': stdout)")
+    a = ap.parse_args(argv)
+    size = a.size or ("16MiB" if a.quick else "1GiB")
+    only = {s.strip() for s in a.only.split(",") if s.strip()} or None
+    uvmlab.simulate("random:size=4MiB")  # numba compilation (or the cache load) outside the timing
+    rows = []
+    for label, spec in cases(size, only):
+        m = measure(spec, 1 if a.quick else a.repeat)
+        if a.reference:
+            ref = measure(spec, 1, fast_path=False)
+            m["reference_wall_s"] = ref["wall_s"]
+            m["speedup"] = ref["wall_s"] / m["wall_s"] if m["wall_s"] > 0 else float("inf")
+        m["workload"] = label
+        m["met"] = m["ratio"] <= GOAL
+        rows.append(m)
+        extra = f"  reference {m['speedup']:.1f}x slower" if a.reference else ""
+        print(
+            f"{label:42s} wall {m['wall_s'] * 1e3:9.1f} ms  simulated {m['sim_s'] * 1e3:9.1f} ms  "
+            f"ratio {m['ratio']:7.3f} {'met' if m['met'] else 'NOT met'}{extra}",
+            flush=True,
+        )
+    ratios = sorted(r["ratio"] for r in rows)
+    summary = {
+        "machine": uvmlab_machine(),
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "goal": GOAL,
+        "median_ratio": ratios[len(ratios) // 2] if ratios else None,
+        "worst_ratio": ratios[-1] if ratios else None,
+        "met": sum(r["met"] for r in rows),
+        "workloads": rows,
+    }
+    print(
+        f"{summary['met']} of {len(rows)} workloads at or under {GOAL} of simulated time; "
+        f"median {summary['median_ratio']:.3f}, worst {summary['worst_ratio']:.3f}"
+    )
+    if a.json:
+        text = json.dumps(summary, indent=1)
+        if a.json == "-":
+            sys.stdout.write(text + "\n")
+        else:
+            with open(a.json, "w") as f:
+                f.write(text + "\n")
+    return 0
+
+
+def uvmlab_machine() -> str:
+    """The machine in words: CPU model and count, Python."""
+    import os
+    import platform
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
