@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numba import njit
 
-from uvmlab.driver.compiled.scan import expand, gpu_scan, segment_columns
+from uvmlab.driver.compiled.scan import expand, gpu_scan, segment_columns, skip_hit_chunks
 from uvmlab.driver.replayable_faults import FaultBuffer, service_replayable_faults
 
 if TYPE_CHECKING:
@@ -265,6 +265,8 @@ class GpuKernelRun:
         self._set_stalled(0)
         self.completed = 0
         self.progress = 0
+        self._skip = True  # try skip_hit_chunks at the next chunk (the last one had no miss)
+        self._missed = False  # the loaded chunk had a miss
         self.buf = FaultBuffer(engine.gpu.fault_buffer_entries)
         # arrival-order scratch and the entries pushed per replay (never more than the buffer)
         n_sm = engine.gpu.sm_count
@@ -314,7 +316,7 @@ class GpuKernelRun:
                 self._complete(done, remote)
         free = self.conc - n
         while free > 0:
-            if self.pos == self.len and not self._load():
+            if self.pos == self.len and not self._load(n == 0):
                 break
             # the window starts at the oldest stalled touch (stalls are kept in ascending order)
             oldest = int(self._st_pos[0]) if n else self.base + self.pos
@@ -349,6 +351,7 @@ class GpuKernelRun:
             if counting and drv.access_counters.pending and not nf:
                 break
             if nf:
+                self._missed = True
                 _append_stalls(
                     self.out_idx,
                     nf,
@@ -389,8 +392,41 @@ class GpuKernelRun:
             self.buf.push(self._out_page[:k], self._out_acc[:k], self._out_utlb[:k])
             self.buf.overflows += n - k
 
-    def _load(self) -> bool:
+    def _load(self, idle: bool = False) -> bool:
+        """Expand the next chunk of touches; ``idle``: no thread is stalled. Then chunks whose
+        touches all hit are run without expanding them (``skip_hit_chunks``) where nothing but
+        the clock observes them: no remote mapping, no access-counter slicing."""
         self.base += self.len
+        self.len = self.pos = 0
+        if not self._missed:
+            self._skip = True
+        self._missed = False
+        drv = self.drv
+        if (
+            idle
+            and self._skip
+            and not drv.access_counters.migration_enabled
+            and not (drv.counters["remote_maps"] or self.e.has_pinned)
+        ):
+            e = self.e
+            self.seg_i, self.off, n, e.clock, missed = skip_hit_chunks(
+                *self.cols,
+                self.pool,
+                drv.va.alloc_base,
+                self.seg_i,
+                self.off,
+                len(self.page),
+                drv.va.perm[self.gpu],
+                self.conc,
+                e.clock,
+                self.ns_per_touch,
+                e.profile.remote_touch_ns,
+            )
+            self.base += n
+            self.completed += n
+            self.progress += n
+            e.touches += n
+            self._skip = not missed  # a chunk with faults: expand the next ones as usual
         self.seg_i, self.off, n = expand(
             *self.cols, self.pool, self.e.drv.va.alloc_base, self.seg_i, self.off, self.page, self.acc
         )

@@ -110,3 +110,79 @@ def segment_columns(segments: np.ndarray) -> tuple[np.ndarray, ...]:
     return tuple(
         np.ascontiguousarray(segments[f]) for f in ("alloc", "kind", "access", "start", "count", "stride")
     )
+
+
+@njit(cache=True)
+def _chunk_hits(alloc, kind, access, start, count, stride, pool, alloc_base, seg_i, off, cap, perm):
+    """Walk the next ``cap`` touches from segment ``seg_i`` at ``off`` (what ``expand`` would
+    write into a chunk), checking each against ``perm`` without writing anything. Returns
+    (next segment, next offset, touches walked, every one of them hits)."""
+    n = 0
+    nseg = len(alloc)
+    while n < cap and seg_i < nseg:
+        base = alloc_base[alloc[seg_i]]
+        a = access[seg_i]
+        need = a if a > 0 else 1
+        c = count[seg_i]
+        take = min(c - off, cap - n)
+        if kind[seg_i] == SEG_RUN:
+            p = base + start[seg_i] + off * stride[seg_i]
+            st = stride[seg_i]
+            for _ in range(take):
+                if perm[p] < need:
+                    return seg_i, off, n, False
+                p += st
+        else:
+            p0 = start[seg_i] + off
+            for k in range(take):
+                if perm[base + np.int64(pool[p0 + k])] < need:
+                    return seg_i, off, n, False
+        n += take
+        off += take
+        if off == c:
+            seg_i += 1
+            off = 0
+    return seg_i, off, n, True
+
+
+@njit(cache=True)
+def skip_hit_chunks(
+    alloc: np.ndarray,
+    kind: np.ndarray,
+    access: np.ndarray,
+    start: np.ndarray,
+    count: np.ndarray,
+    stride: np.ndarray,
+    pool: np.ndarray,
+    alloc_base: np.ndarray,
+    seg_i: int,
+    off: int,
+    cap: int,
+    perm: np.ndarray,
+    conc: int,
+    clock: float,
+    ns_per_touch: float,
+    remote_touch_ns: float,
+) -> tuple[int, int, int, float, bool]:
+    """Run whole chunks of ``cap`` touches that all hit, for a kernel with no stalled thread
+    and no remote mapping, without expanding them: what ``expand`` then ``gpu_scan`` over
+    windows of ``conc`` touches would do, with the same clock additions in the same order
+    (so the clock is bit-identical). Stops before the first chunk with a miss, which the caller
+    expands and scans as usual. Returns (segment, offset, touches run, clock, stopped at a
+    miss)."""
+    done = 0
+    while True:
+        s_i, o, n, ok = _chunk_hits(
+            alloc, kind, access, start, count, stride, pool, alloc_base, seg_i, off, cap, perm
+        )
+        if not ok or n == 0:
+            return seg_i, off, done, clock, not ok
+        left = n
+        while left > 0:  # GpuKernelRun._complete once per window, as the scan loop calls it
+            h = min(conc, left)
+            clock += h * ns_per_touch + 0 * remote_touch_ns
+            left -= h
+        done += n
+        seg_i, off = s_i, o
+        if n < cap:
+            return seg_i, off, done, clock, False
