@@ -17,9 +17,11 @@ from uvmlab.driver.hal import get_gpu
 from uvmlab.driver.params import Params
 from uvmlab.engine.core import Engine
 from uvmlab.engine.setup import resolve_gpu_memory
+from uvmlab.policy.library import REGISTRY
 from uvmlab.timing.cost_model import load_profile, profile_for_gpu
 from uvmlab.validation.suite import suite_workloads
 from uvmlab.workload.builder import WorkloadBuilder
+from uvmlab.workload.synthetic import WORKLOADS
 
 pytestmark = pytest.mark.slow  # bit-identity over every generator and advice workload: minutes
 
@@ -34,6 +36,12 @@ SMALL = {
     "llm": "llm:size=24MiB,tokens=3",
     "vecsearch": "vecsearch:size=16MiB,queries=8",
     "train": "train:size=16MiB,steps=1",
+    "sparse": "sparse:size=64MiB,every=4",
+    "bfs": "bfs:size=8MiB",
+    "backprop": "backprop:size=8MiB",
+    "ra": "ra:size=8MiB,updates_per_entry=1",
+    "fdtd": "fdtd:size=8MiB,steps=2",
+    "hotspot": "hotspot:size=8MiB,iters=2",
 }
 
 
@@ -96,6 +104,11 @@ def assert_same(workload, **kw) -> Engine:
         else:
             assert a[key] == b[key], key
     return fast
+
+
+def test_every_generator_has_a_case():
+    # a new generator must join SMALL, so that speed never changes its answers unchecked
+    assert set(SMALL) == set(WORKLOADS)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -277,3 +290,17 @@ def test_prefetch_and_thrashing_policies_keep_the_reference_path():
     for policies in ("tree", "pin-on-thrash"):
         eng, _hooks = run_with_policies(SMALL["stream"], True, policies, "150%")
         assert not eng.drv.fast.usable()
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_library_policy_gives_the_reference_answer(name):
+    # whichever path a library policy runs on, the answer is the reference path's
+    ref, ref_hooks = run_with_policies(SMALL["llm"], False, name, "150%")
+    fast, fast_hooks = run_with_policies(SMALL["llm"], True, name, "150%")
+    a, b = state(ref), state(fast)
+    for key in a:
+        if isinstance(a[key], np.ndarray):
+            assert np.array_equal(a[key], b[key]), (name, key)
+        else:
+            assert a[key] == b[key], (name, key)
+    assert ref_hooks.ejections == fast_hooks.ejections
