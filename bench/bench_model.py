@@ -31,10 +31,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from numba import njit
@@ -46,6 +49,7 @@ from uvmlab.workload.ir import KernelOp
 
 H200_RANDOM_TOUCHES_S = 1.3e6  # issue #6: the real H200 driver, random 4 KiB touches
 FAULT_GOAL = 5e6  # issue #6: faults serviced per second, all heuristics on
+CPU_FAULT_GOAL = 2e6  # issue #17: CPU faults serviced per second, heuristics off
 
 
 @njit(cache=True)
@@ -110,6 +114,7 @@ def kernel_run(spec: str, repeat: int = 1, **kw) -> dict:
                 "kernel_s": s,
                 "total_s": total,
                 "cpu_s": sum(t for o, t in zip(r.ops, r.op_wall_s, strict=True) if o["op"] == "cpu"),
+                "cpu_faults": sum(o["cpu_faults"] for o in r.ops if o["op"] == "cpu"),
                 "faults": sum(r.ops[k]["gpu_faults"] for k in kernels),
                 "touches": sum(
                     int(segment_columns(w.segments[w.ops[k].seg_lo : w.ops[k].seg_hi])[4].sum())
@@ -184,6 +189,7 @@ def main() -> None:
         help=f"run only these scenarios ({', '.join(SCENARIOS)}); the limit, which "
         "every ratio needs, always runs",
     )
+    ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON ('-': stdout)")
     ap.add_argument(
         "--scale-child", nargs=2, metavar=("SPEC", "GPU_MEMORY"), help=argparse.SUPPRESS
     )  # internal: the scale scenario's subprocess
@@ -202,10 +208,12 @@ def main() -> None:
     lim_s, lim_touches = bench_limit(hit_spec)
     limit = lim_touches / lim_s
     rows = [("limit (scan only)", f"{limit / 1e6:,.1f} M touches/s", "1.00")]
+    nums: dict[str, float] = {"limit_touches_per_s": limit}
 
     if "hit-heavy" in only:
         s, r = timed(hit_spec)
         hit_rate = r.totals["touches"] / s
+        nums["hit_heavy_of_limit"] = hit_rate / limit
         rows.append(
             (
                 "hit-heavy " + hit_spec,
@@ -221,6 +229,7 @@ def main() -> None:
         for label, params in (("on", None), ("off", off)):
             k = runs[label] = kernel_run(rand_spec, reps, params=params)
             rate, touch_rate = k["faults"] / k["kernel_s"], k["touches"] / k["kernel_s"]
+            nums[f"gpu_faults_per_s_{label}"] = rate
             rows.append(
                 (
                     f"fault-heavy {rand_spec}, heuristics {label}",
@@ -242,10 +251,22 @@ def main() -> None:
                     "random touches/s (the issue's figure, not measured here)",
                 )
             )
+        k = runs["off"]
+        cpu_rate = k["cpu_faults"] / k["cpu_s"]
+        nums["cpu_faults_per_s_off"] = cpu_rate
+        rows.append(
+            (
+                f"CPU faults {rand_spec} init, heuristics off",
+                f"{cpu_rate / 1e6:,.2f} M faults/s",
+                f"{cpu_rate / CPU_FAULT_GOAL:.2f} of the 2 M/s goal; {k['cpu_faults']:,} CPU faults "
+                f"in the CPU op's {_t(k['cpu_s'])}",
+            )
+        )
         # The compiled fault path against the reference path (fast_path=False), same run.
         for label, params, spec in (("on", None, rand_spec), ("off", off, ref_off_spec)):
             fast = runs[label] if spec == rand_spec else kernel_run(spec, reps, params=params)
             ref = kernel_run(spec, 1, params=params, fast_path=False)
+            nums[f"speedup_over_reference_{label}"] = ref["kernel_s"] / fast["kernel_s"]
             same = "same" if ref["faults"] == fast["faults"] else "DIFFERENT"
             rows.append(
                 (
@@ -262,6 +283,7 @@ def main() -> None:
     if "oversubscribed" in only:
         s, r = timed(llm_spec, gpu_memory="150%")
         rate = r.totals["touches"] / s
+        nums["oversubscribed_of_limit"] = rate / limit
         rows.append(
             (
                 "oversubscribed " + llm_spec + " @150%",
@@ -273,6 +295,8 @@ def main() -> None:
     if "scale" in only:
         sc = bench_scale(scale_spec, scale_mem)
         rate = sc["touches"] / sc["wall_s"]
+        nums["scale_wall_s"] = sc["wall_s"]
+        nums["scale_peak_rss_gib"] = sc["peak_rss_kib"] / 2**20
         rows.append(
             (
                 f"scale {scale_spec} @{scale_mem}",
@@ -304,6 +328,18 @@ def main() -> None:
     width = max(len(a) for a, _, _ in rows)
     for name, fig, ratio in rows:
         print(f"{name:<{width}}  {fig:>22}  {ratio}")
+    if args.json:
+        out = {
+            "date": time.strftime("%Y-%m-%d", time.gmtime()),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+            "rows": [{"scenario": a, "figure": b, "ratio": c} for a, b, c in rows],
+            "figures": nums,
+        }
+        text = json.dumps(out, indent=1) + "\n"
+        if args.json == "-":
+            sys.stdout.write(text)
+        else:
+            Path(args.json).write_text(text)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
     python3 bench/bench_workloads.py                 # every built-in workload at 1 GiB + the suite
     python3 bench/bench_workloads.py --quick         # 16 MiB, the smoke test
     python3 bench/bench_workloads.py --only llm,sparse --json out.json
+    python3 bench/bench_workloads.py --doc           # and write the table into docs/performance.md
+    python3 bench/bench_workloads.py --from-json out.json --doc   # the table from a saved run
 
 For each workload: the model's wall time for its operations (the sum of ``Result.op_wall_s``:
 neither the workload build nor numba compilation, which a warm-up run outside the timing pays),
@@ -16,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
+from pathlib import Path
 
 import uvmlab
 from uvmlab.validation.suite import SUITE, build
@@ -66,7 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=2, help="best of N (default 2)")
     ap.add_argument("--reference", action="store_true", help="also time the reference path")
     ap.add_argument("--json", default=None, help="write the figures to this JSON file ('-': stdout)")
+    ap.add_argument("--doc", action="store_true", help="write the table into docs/performance.md")
+    ap.add_argument("--from-json", default=None, help="read the figures of an earlier --json run")
     a = ap.parse_args(argv)
+    if a.from_json:
+        summary = json.loads(Path(a.from_json).read_text())
+        if a.doc:
+            write_doc(summary)
+        return 0
     size = a.size or ("16MiB" if a.quick else "1GiB")
     only = {s.strip() for s in a.only.split(",") if s.strip()} or None
     uvmlab.simulate("random:size=4MiB")  # numba compilation (or the cache load) outside the timing
@@ -100,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{summary['met']} of {len(rows)} workloads at or under {GOAL} of simulated time; "
         f"median {summary['median_ratio']:.3f}, worst {summary['worst_ratio']:.3f}"
     )
+    if a.doc:
+        write_doc(summary)
     if a.json:
         text = json.dumps(summary, indent=1)
         if a.json == "-":
@@ -108,6 +121,40 @@ def main(argv: list[str] | None = None) -> int:
             with open(a.json, "w") as f:
                 f.write(text + "\n")
     return 0
+
+
+BEGIN = "<!-- BEGIN workloads (written by bench/bench_workloads.py --doc) -->"
+END = "<!-- END workloads -->"
+
+
+def write_doc(summary: dict) -> None:
+    """The per-workload table between the markers of docs/performance.md, with date and machine."""
+    doc = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+    rows = summary["workloads"]
+    lines = [
+        BEGIN,
+        "",
+        f"`python3 bench/bench_workloads.py --doc` on {summary['date']} ({summary['machine']}): the "
+        "model's wall time for a workload's operations (best of the run's repeats, numba "
+        "compilation excluded) over the simulated time of the same run. Goal (issue #17): "
+        f"<= {summary['goal']}. {summary['met']} of {len(rows)} workloads meet it; median "
+        f"{summary['median_ratio']:.3f}, worst {summary['worst_ratio']:.3f}.",
+        "",
+        "| workload | model wall | simulated | ratio | GPU faults | CPU faults | touches | met? |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| `{r['workload']}` | {r['wall_s'] * 1e3:,.1f} ms | {r['sim_s'] * 1e3:,.1f} ms | "
+            f"{r['ratio']:.3f} | {r['gpu_faults']:,} | {r['cpu_faults']:,} | {r['touches']:,} | "
+            f"{'yes' if r['met'] else '**no**'} |"
+        )
+    lines += ["", END]
+    text = doc.read_text()
+    if BEGIN not in text:
+        text = text.rstrip() + "\n\n## Faster than the GPU?\n\n" + BEGIN + "\n" + END + "\n"
+    text = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _m: "\n".join(lines), text, flags=re.S)
+    doc.write_text(text)
 
 
 def uvmlab_machine() -> str:

@@ -67,3 +67,34 @@ def test_profile_model_quick_runs():
         "compiled prefetcher",
     ):
         assert figure in r.stdout
+
+
+def test_bench_model_json_has_every_row(tmp_path):
+    import json
+
+    out = tmp_path / "bench.json"
+    r = _bench("--quick", "--only", "fault-heavy", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    data = json.loads(out.read_text())
+    printed = [line for line in r.stdout.splitlines() if line.strip()]
+    assert len(data["rows"]) == len(printed)  # one JSON row per printed line
+    assert data["figures"]["cpu_faults_per_s_off"] > 0 and data["date"] and data["machine"]
+
+
+def test_bench_workloads_quick_json(tmp_path):
+    import json
+
+    out = tmp_path / "wl.json"
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_workloads.py"), "--quick"]
+        + ["--only", "random,mixed_kinds", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(out.read_text())["workloads"]
+    assert [w["workload"] for w in rows] == ["random:size=16MiB", "suite/random", "suite/mixed_kinds"]
+    for w in rows:  # the ratio is the wall over the simulated time of the same run
+        assert w["ratio"] == w["wall_s"] / w["sim_s"] and w["met"] == (w["ratio"] <= 0.1)
