@@ -37,6 +37,51 @@ def _between(dec, first: str, last: str) -> list:
     return [c for c in dec.calls if lo <= c.index < hi]
 
 
+def _machine_section(machine: dict) -> str:
+    """The module stack and device files of the capture machine, beside the model's."""
+    mods, devs = machine.get("modules"), machine.get("device_files")
+    if not mods or not devs:
+        return ""
+    loaded = {m.replace("_", "-") for m in mods}
+    modelled = {f for m in loaded if m in MODULES for f in MODULES[m].device_files}
+    rows = []
+    for path, info in sorted(devs.items()):
+        where = "major:minor " + f"{info['major']}:{info['minor']}" if "major" in info else "directory"
+        made_by = next(
+            (m for m in LOAD_ORDER if any(f.rstrip("/") == path for f in MODULES[m].device_files)), ""
+        )
+        rows.append(
+            {"device file": path, "on the machine": where, "modelled module": made_by or "not modelled"}
+        )
+    gpu = machine.get("nvidia_smi", "?").split(",")[0]
+    mod_rows = [
+        {
+            "module": m,
+            "size": f"{v['size']:,} B",
+            "refcount": v["refcount"],
+            "used by": ", ".join(v["used_by"]) or "-",
+        }
+        for m, v in mods.items()
+    ]
+    return (
+        f"\nOn the capture machine ({gpu}, {machine.get('date_utc', '?')[:10]}; "
+        "`/proc/modules`, `/dev`): "
+        f"{len(mods)} of the four modules are loaded ({', '.join(sorted(loaded))}): a headless VM loads "
+        "no display modules, and nvidia-uvm needs only nvidia. A reference count of `-` is how "
+        "`/proc/modules` shows a kernel built without module unloading, which also leaves *used by* "
+        "empty; the dependency is still there (nvidia-uvm imports nvidia's symbols).\n\n"
+        + report.markdown_table(mod_rows)
+        + "\n\n"
+        + report.markdown_table(rows)
+        + f"\n\nEvery device file on the machine is one the model's loaded modules create "
+        f"({'yes' if all(r['modelled module'] != 'not modelled' for r in rows) else 'NO'}): "
+        "`/dev/nvidiactl` is minor 255 of the NVIDIA major 195 and `/dev/nvidia0` minor 0 "
+        "(`nv.c`); `/dev/nvidia-uvm` and `/dev/nvidia-uvm-tools` are minors 0 and 1 of the dynamic "
+        "major nvidia-uvm registers (`uvm.c`). "
+        f"The model creates {len(modelled)} device files for these modules.\n"
+    )
+
+
 def main() -> None:
     real = {
         n: decode(read_trace(DATA / f"{n}.ioctl.gz")) for n in TRACES if (DATA / f"{n}.ioctl.gz").exists()
@@ -64,6 +109,7 @@ def main() -> None:
         )
     )
     w(MODULE_RULES)
+    w(_machine_section(machine))
     w("\n## 2. The ioctl path\n")
     w(PATH_TEXT)
     mc = managed_advise_session()
@@ -128,7 +174,7 @@ def main() -> None:
         w(
             f"{s['named']}/{s['calls']} calls named ({s['named_pct']} %); the RM model answered "
             f"{s['rm_model_agreed']}/{s['rm_model_checked']} allocs / frees / controls / dups as the "
-            f"driver did. Captured on {machine.get('nvidia_smi', '?')}, driver "
+            f"driver did. Captured on {machine.get('nvidia_smi', '?').split(',')[0]}, driver "
             f"{machine.get('driver_version', '?')}, {machine.get('date_utc', '?')}.\n\n"
         )
         if s["unnamed"]:

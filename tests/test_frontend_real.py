@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from uvmlab.frontend.decode import decode
+from uvmlab.frontend.modules import ModuleStack
 from uvmlab.frontend.programs.probe_model import model_answers
 from uvmlab.frontend.programs.twins import managed_advise_ir
 from uvmlab.frontend.replay import canonical, effective, host_calls, replay_records
@@ -50,3 +51,20 @@ def test_models_answer_the_probed_refusals_as_the_real_driver():
         assert (m["ret"], m["errno"]) == (r["ret"], r["errno"]), case
         if r["ret"] == 0 and case != "alloc_client":
             assert m["status"] == r["status"], case
+
+
+def test_the_capture_machines_device_files_are_the_modelled_ones():
+    machine = json.loads((DATA / "machine.json").read_text())
+    mods, devs = machine["modules"], machine["device_files"]
+    stack = ModuleStack()
+    for m in mods:  # what the machine loaded, loaded in the model with its dependencies
+        stack.modprobe(m.replace("_", "-"))
+    made = {f.rstrip("/") for f in stack.device_files()}
+    assert set(devs) <= made, set(devs) - made
+    # nvidiactl and nvidia0 share nvidia's major; the control device is its minor 255 (nv.c)
+    assert devs["/dev/nvidiactl"]["major"] == devs["/dev/nvidia0"]["major"]
+    assert devs["/dev/nvidiactl"]["minor"] == 255 and devs["/dev/nvidia0"]["minor"] == 0
+    # nvidia-uvm's two minors on one major of its own (uvm.c)
+    uvm, tools = devs["/dev/nvidia-uvm"], devs["/dev/nvidia-uvm-tools"]
+    assert uvm["major"] == tools["major"] != devs["/dev/nvidia0"]["major"]
+    assert (uvm["minor"], tools["minor"]) == (0, 1)
