@@ -200,3 +200,24 @@ def test_kernel_launch_shape_travels_with_the_ir(tmp_path):
     )
     c = simulate(plain, gpu="h200", concurrency=65536)
     assert c.ops[1]["fault_batches"] != a.ops[1]["fault_batches"]
+
+
+def test_cupti_fault_groups_are_fault_batches():
+    """The stored raw CUPTI records (H100, fault_groups.probe): one group per batch of at most
+    uvm_perf_fault_batch_count serviced faults; with 16 K threads or more a group's record spans
+    two batch intervals (its first fault was written while the batch before was serviced); the
+    random cases lost their fault records (CUPTI's queue overflowed) and give no statistics."""
+    import json
+
+    from uvmlab.validation.fault_groups import PROBES, group_stats
+
+    d = PROBES / "fault-groups-h100-2026-12-07"
+    meta = json.loads((d / "meta.json").read_text())
+    batch = int(meta["device"]["uvm_params"]["uvm_perf_fault_batch_count"])
+    for threads in (2048, 16384, 65536, 262144):
+        name = f"stream_r_256m_t{threads}"
+        s = group_stats(d / f"{name}.npz", meta)
+        assert s is not None and 100 <= s["faults_per_group"] <= batch, (name, s)
+        if threads >= 16384:
+            assert s["open_at_start"] == 2 and 1.5 < s["duration_us"] / s["start_gap_us"] < 2.5, (name, s)
+    assert group_stats(d / "random_r_256m_t8192.npz", meta) is None

@@ -1,0 +1,110 @@
+"""What CUPTI's GPU fault groups are, from their raw records (issue 13, fault arrival).
+
+``probe`` (GPU) runs design-space ``calib`` kernels at several launch shapes with the raw CUPTI
+records kept (``execute(raw_path=...)``) and stores them with the run's counters
+(``data/probes/fault-groups-<gpu>-<date>/``: ``<case>.npz`` + ``meta.json``). ``group_stats``
+(no GPU) reads one case's first faulting kernel back: how many groups, how far apart they start,
+how long each record lasts, how many are open when one starts, and the driver's serviced faults
+(GpuPageFaultCount) per group.
+
+What the H100 records of 2026-12-07 say (docs/validation.md, limits): one group per fault batch
+(groups start 0.3-0.8 ms apart, the batch service interval, with 150-245 serviced faults per
+group, never more than ``uvm_perf_fault_batch_count``), and with 16 K threads or more each record
+spans about two start intervals: a batch's first fault was written while the batch before it was
+being serviced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from uvmlab.cuda.cupti_capture import GPU_FAULT
+
+PROBES = Path(__file__).resolve().parent / "data" / "probes"
+CASES = (
+    "stream_r_256m_t2048",
+    "stream_r_256m_t16384",
+    "stream_r_256m_t65536",
+    "stream_r_256m_t262144",
+    "random_r_256m_t8192",
+    "random_r_256m_t65536",
+    "pingpong_64k_r100_c",
+)
+
+
+def group_stats(npz: str | Path, meta: dict[str, Any] | None = None) -> dict[str, float] | None:
+    """Statistics of the GPU fault-group records of the first kernel with at least 3 of them,
+    or None (CUPTI drops records when migrations outrun its queue, as in the random cases)."""
+    d = np.load(npz)
+    rec, win = d["records"], d["windows"]
+    ops = json.loads(bytes(d["info"]))["ops"]
+    name = Path(npz).stem
+    counters = {}
+    if meta is not None:
+        counters = {o["name"]: o for o in meta["cases"][name]["ops"]}
+    for i, o in enumerate(ops):
+        if o["op"] != "kernel":
+            continue
+        lo, hi = int(win[i][0]), int(win[i][1])
+        sel = (rec["kind"] == GPU_FAULT) & (rec["start"] >= lo) & (rec["start"] <= hi)
+        g = np.sort(rec[sel], order="start")
+        if len(g) < 3:
+            continue
+        start, end = g["start"].astype(np.int64), g["end"].astype(np.int64)
+        open_at_start = [int(np.sum((start <= s) & (end > s))) for s in start]
+        out = {
+            "kernel_ms": (hi - lo) / 1e6,
+            "groups": float(len(g)),
+            "start_gap_us": float(np.median(np.diff(start))) / 1e3,
+            "duration_us": float(np.median(end - start)) / 1e3,
+            "open_at_start": float(np.median(open_at_start)),
+        }
+        faults = (counters.get(o["name"]) or {}).get("gpu_faults_notified")
+        if faults:
+            out["faults_per_group"] = faults / len(g)
+        return out
+    return None
+
+
+def probe(out_dir: str, names: tuple[str, ...] = CASES) -> Path:
+    """Run ``names`` of the ``calib`` set on this GPU with raw records kept (needs a GPU)."""
+    from uvmlab.cuda.executor import execute
+    from uvmlab.cuda.runtime import device_info
+    from uvmlab.validation.space import cases
+
+    out = Path(out_dir)
+    os.makedirs(out, exist_ok=True)
+    meta: dict[str, Any] = {
+        "device": device_info(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cases": {},
+    }
+    keys = ("op", "name", "time_ns", "gpu_fault_groups", "gpu_faults_notified", "bytes_htod")
+    for c in cases("calib"):
+        if c.name not in names:
+            continue
+        t0 = time.perf_counter()
+        res = execute(c.build(), threads=c.threads, raw_path=str(out / f"{c.name}.npz"))
+        meta["cases"][c.name] = {
+            "threads": c.threads,
+            "seconds": round(time.perf_counter() - t0, 3),
+            "ops": [{k: o.get(k) for k in keys} for o in res.ops],
+        }
+        print(c.name, round(time.perf_counter() - t0, 2), flush=True)
+    path = out / "meta.json"
+    path.write_text(json.dumps(meta, indent=1, default=str))
+    return path
+
+
+if __name__ == "__main__":  # python -m uvmlab.validation.fault_groups OUT_DIR (on a GPU)
+    probe(sys.argv[1])
+
+
+__all__ = ["CASES", "PROBES", "group_stats", "probe"]
