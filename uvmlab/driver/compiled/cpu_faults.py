@@ -8,6 +8,7 @@ import numpy as np
 from numba import njit
 
 from uvmlab.driver.compiled.blocks import block_mode, dest_is_requester, plan_pages
+from uvmlab.driver.compiled.borrow import borrow_pmm, borrow_sc, borrow_th, borrow_va, view
 from uvmlab.driver.compiled.prefetch import prefetch_pages
 from uvmlab.driver.compiled.residency import make_resident_and_map
 from uvmlab.driver.compiled.scan import cpu_scan
@@ -48,11 +49,14 @@ def cpu_touches(
 ) -> tuple[int, float, int, int, int, int]:
     """The CPU phase loop of ``Engine._run_cpu`` (scan to the next miss, advance the clock by
     the hits' compute share, service the fault synchronously), with the same arithmetic."""
-    perm = va.perm[CPU]
+    work_arr = np.zeros(1)
+    # borrowed views (compiled.borrow): the per-fault helpers bind them without atomics
+    bva, bpmm, bth, bsc = borrow_va(va), borrow_pmm(pmm), borrow_th(th), borrow_sc(sc)
+    bctr, work = view(ctr), view(work_arr)
+    perm = bva.perm[CPU]
     touches = 0
     faults = 0
     now = 0
-    work = np.zeros(1)
     while True:
         hit_end = cpu_scan(page, acc, pos, n, perm)
         clock += (hit_end - pos) * per_touch
@@ -64,7 +68,7 @@ def cpu_touches(
             return pos, clock, touches, faults, now, PAUSE
         t = int(clock)
         work[0] = 0.0
-        if cpu_fault(va, pmm, n_chunks, th, pf, costs, ctr, sc, work, t, page[pos], acc[pos]) != DONE:
+        if cpu_fault(bva, bpmm, n_chunks, bth, pf, costs, bctr, bsc, work, t, page[pos], acc[pos]) != DONE:
             return pos, clock, touches, faults, now, SLOW
         now = t
         clock += 0.0 + work[0]  # cpu_fault returns waited (0.0: never throttled) + the work

@@ -6,6 +6,7 @@ import numpy as np
 from numba import njit
 
 from uvmlab.driver.compiled.blocks import block_mode, dest_is_requester, plan_pages
+from uvmlab.driver.compiled.borrow import borrow_pmm, borrow_sc, borrow_th, borrow_va, view
 from uvmlab.driver.compiled.eviction import victim_is_plain
 from uvmlab.driver.compiled.prefetch import prefetch_pages
 from uvmlab.driver.compiled.residency import make_resident_and_map
@@ -119,22 +120,25 @@ def service_blocks(
     hooked: bool,
 ) -> tuple[int, int]:
     nb = starts.shape[0]
+    # borrowed views (compiled.borrow): the per-block service binds them without atomics
+    bva, bpmm, bth, bsc = borrow_va(va), borrow_pmm(pmm), borrow_th(th), borrow_sc(sc)
+    bctr, bwork, bpage, baccess, bkeep = view(ctr), view(work), view(page), view(access), view(keep)
     while k < nb:
         status = service_block(
-            va,
-            pmm,
+            bva,
+            bpmm,
             n_chunks,
-            th,
+            bth,
             pf,
             costs,
-            ctr,
-            sc,
-            work,
+            bctr,
+            bsc,
+            bwork,
             now,
             gpu,
-            page,
-            access,
-            keep,
+            bpage,
+            baccess,
+            bkeep,
             starts[k],
             stops[k],
             may_evict,
