@@ -249,7 +249,8 @@ def run_with_policies(workload, fast: bool, policies, gpu_memory: str) -> tuple:
 
     w = load_workload(workload)
     gpu = get_gpu("h200")
-    hooks = build_hooks(policies)
+    # a generous per-call budget: a loaded machine must not eject a policy in one run only
+    hooks = build_hooks(policies, budget_ms=60_000)
     prm = Params.from_overrides(dict(hooks.module_params))
     eng = Engine(
         w,
