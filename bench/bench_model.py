@@ -178,6 +178,33 @@ def _scenarios(text: str) -> set[str]:
     return names
 
 
+BEGIN = "<!-- BEGIN model (written by bench/bench_model.py --doc) -->"
+END = "<!-- END model -->"
+
+
+def write_doc(out: dict) -> None:
+    """The figures of a run (``--json``'s content) between the markers of docs/performance.md."""
+    import re
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+    lines = [
+        BEGIN,
+        "",
+        f"`python3 bench/bench_model.py --doc` on {out['date']} ({out['machine']}); every ratio is "
+        "against a baseline measured in the same run.",
+        "",
+        "| scenario | figure | ratio, against the same run's baseline |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {r['scenario'].strip()} | {r['figure']} | {r['ratio']} |" for r in out["rows"]]
+    lines += ["", END]
+    text = doc.read_text()
+    if BEGIN not in text:
+        text = text.rstrip() + "\n\n## Model throughput\n\n" + BEGIN + "\n" + END + "\n"
+    text = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _m: "\n".join(lines), text, flags=re.S)
+    doc.write_text(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
@@ -190,12 +217,18 @@ def main() -> None:
         "every ratio needs, always runs",
     )
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON ('-': stdout)")
+    ap.add_argument("--doc", action="store_true", help="also write the figures into docs/performance.md")
+    ap.add_argument("--from-json", metavar="FILE", help="with --doc: the figures of an earlier --json run")
     ap.add_argument(
         "--scale-child", nargs=2, metavar=("SPEC", "GPU_MEMORY"), help=argparse.SUPPRESS
     )  # internal: the scale scenario's subprocess
     args = ap.parse_args()
     if args.scale_child:
         scale_child(*args.scale_child)
+        return
+    if args.from_json:
+        if args.doc:
+            write_doc(json.loads(Path(args.from_json).read_text()))
         return
     q, only = args.quick, args.only
     hit_spec = "stream:size=64MiB,passes=4" if q else "stream:size=1GiB,passes=40"
@@ -328,13 +361,15 @@ def main() -> None:
     width = max(len(a) for a, _, _ in rows)
     for name, fig, ratio in rows:
         print(f"{name:<{width}}  {fig:>22}  {ratio}")
+    out = {
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "rows": [{"scenario": a, "figure": b, "ratio": c} for a, b, c in rows],
+        "figures": nums,
+    }
+    if args.doc:
+        write_doc(out)
     if args.json:
-        out = {
-            "date": time.strftime("%Y-%m-%d", time.gmtime()),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-            "rows": [{"scenario": a, "figure": b, "ratio": c} for a, b, c in rows],
-            "figures": nums,
-        }
         text = json.dumps(out, indent=1) + "\n"
         if args.json == "-":
             sys.stdout.write(text)
