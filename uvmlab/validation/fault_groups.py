@@ -26,6 +26,9 @@ from typing import Any
 import numpy as np
 
 from uvmlab.cuda.cupti_capture import GPU_FAULT
+from uvmlab.cuda.executor import execute
+from uvmlab.cuda.runtime import device_info
+from uvmlab.validation.space import cases
 
 PROBES = Path(__file__).resolve().parent / "data" / "probes"
 CASES = (
@@ -75,10 +78,6 @@ def group_stats(npz: str | Path, meta: dict[str, Any] | None = None) -> dict[str
 
 def probe(out_dir: str, names: tuple[str, ...] = CASES) -> Path:
     """Run ``names`` of the ``calib`` set on this GPU with raw records kept (needs a GPU)."""
-    from uvmlab.cuda.executor import execute
-    from uvmlab.cuda.runtime import device_info
-    from uvmlab.validation.space import cases
-
     out = Path(out_dir)
     os.makedirs(out, exist_ok=True)
     meta: dict[str, Any] = {
