@@ -25,12 +25,16 @@ from pathlib import Path
 from uvmlab.api import simulate
 from uvmlab.core.units import fmt_ns
 from uvmlab.lab import compare as cmp
+from uvmlab.policy.loader import build_hooks
 from uvmlab.workload.rodinia import GENERATORS as RODINIA
 from uvmlab.workload.synthetic import describe
 
 DOC = Path(__file__).resolve().parent / "policies.md"
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 LLM64 = "llm:size=64MiB"
+# per-call hook budget for every run here: the figures must not depend on how busy the machine
+# is (the guard ejects a hook over its budget; 50 ms by default)
+BUDGET_MS = 60_000.0
 LLM150 = (
     "lru,fifo,fifo-chance,mru,lfu,tenant-quota,belady,prefetch-none,always-max,adaptive-sequential,"
     "stride,tree(threshold=30),cross-block,replay-once,replay-adaptive,mru+always-max,"
@@ -68,17 +72,20 @@ def policy_files(doc: str, where: Path) -> dict[str, Path]:
     return out
 
 
-def console(*args: str, cwd: Path) -> str:
+def console(*args: str, cwd: Path, ejects: bool = False) -> str:
     """``$ uvmlab ARGS`` and what it prints, as the reader sees it."""
     env = {**os.environ, "COLUMNS": "200"}  # one line per message, as a wide terminal shows it
     p = subprocess.run(
         [sys.executable, "-m", "uvmlab", *args], cwd=cwd, capture_output=True, text=True, check=False, env=env
     )
+    claim(("ejected" in p.stdout + p.stderr) == ejects, f"`uvmlab {' '.join(args)}` ejects only buggy.py")
     shown = " ".join(a if re.fullmatch(r"[\w.,:=%/()+-]+", a) else f'"{a}"' for a in args)
     return f"$ uvmlab {shown}\n{p.stdout}{p.stderr}"
 
 
 def by_label(rows: list[cmp.Row]) -> dict[str, cmp.Row]:
+    ejected = [r.policy for r in rows if r.totals["policy_ejections"]]
+    claim(not ejected, f"no policy in the tables is ejected (ejected: {', '.join(ejected)})")
     return {r.policy: r for r in rows}
 
 
@@ -87,7 +94,9 @@ def ev(r: cmp.Row) -> int:
 
 
 def section_llm64(files: dict[str, Path]) -> str:
-    rows = cmp.compare(LLM64, ["lru", str(files["settle"]), "mru", "belady"], gpu_memory="150%")
+    rows = cmp.compare(
+        LLM64, ["lru", str(files["settle"]), "mru", "belady"], gpu_memory="150%", budget_ms=BUDGET_MS
+    )
     r = by_label(rows)
     base, settle, bel = r["default"], r["settle"], r["belady"]
     claim(
@@ -109,7 +118,12 @@ def section_llm64(files: dict[str, Path]) -> str:
 
 
 def section_spare(files: dict[str, Path]) -> str:
-    rows = cmp.compare(LLM64, [str(files["settle"]), f"{files['settle']}(spare=false)"], gpu_memory="150%")
+    rows = cmp.compare(
+        LLM64,
+        [str(files["settle"]), f"{files['settle']}(spare=false)"],
+        gpu_memory="150%",
+        budget_ms=BUDGET_MS,
+    )
     r = by_label(rows)
     nospare = next(v for k, v in r.items() if "spare" in k)
     claim(ev(nospare) > 2 * ev(r["settle"]), "without sparing, evictions more than double")
@@ -118,7 +132,7 @@ def section_spare(files: dict[str, Path]) -> str:
 
 
 def section_llm150() -> str:
-    rows = cmp.compare("llm", cmp.parse_policy_list(LLM150), gpu_memory="150%")
+    rows = cmp.compare("llm", cmp.parse_policy_list(LLM150), gpu_memory="150%", budget_ms=BUDGET_MS)
     r = by_label(rows)
     lru = r["lru"]
     eviction_only = ("lru", "fifo", "fifo-chance", "mru", "lfu", "tenant-quota")
@@ -177,7 +191,13 @@ def section_belady(progress: Callable[[str], None]) -> str:
                 spec = f"{name}:size={size}"
                 progress(f"{spec} at {pct} %")
                 n = {
-                    k: int(simulate(spec, gpu_memory=f"{pct}%", policies=p).totals["evictions"])
+                    k: int(
+                        simulate(
+                            spec,
+                            gpu_memory=f"{pct}%",
+                            policies=build_hooks(p, budget_ms=BUDGET_MS) if p else None,
+                        ).totals["evictions"]
+                    )
                     for k, p in pols.items()
                 }
                 runs.append((spec, pct, n))
@@ -225,7 +245,17 @@ def main() -> int:
             "spare": lambda: section_spare(files),
             "buggy": lambda: (
                 "```console\n"
-                + console("policy", "run", LLM64, "--policy", "buggy.py", "--gpu-memory", "150%", cwd=where)
+                + console(
+                    "policy",
+                    "run",
+                    LLM64,
+                    "--policy",
+                    "buggy.py",
+                    "--gpu-memory",
+                    "150%",
+                    cwd=where,
+                    ejects=True,
+                )
                 + "```\n"
             ),
             "llm150": section_llm150,
