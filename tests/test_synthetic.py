@@ -297,3 +297,18 @@ def test_spec_errors_are_clear(spec: str, words: list[str]) -> None:
 def test_page_size_rounding() -> None:
     w = make_workload("stream:size=5000")
     assert w.allocs[0].bytes == 2 * PAGE_SIZE
+
+
+def test_sparse_span_keeps_the_touches_in_the_first_bytes() -> None:
+    w = make_workload("sparse:size=64MiB,every=2,span=16MiB,passes=2,seed=3")  # 8 of 32 blocks
+    assert w.allocs[0].bytes == 64 << 20 and w.params["span"] == 16 << 20
+    for k in _kernels(w):
+        pages = _touched_pages(w, k)[:, 1]
+        assert pages.max() < (16 << 20) // PAGE_SIZE  # nothing beyond the span
+        assert len(np.unique(pages // 512)) == 4  # one block in each group of 2
+    # every=1 over a span is one run a pass, however large the buffer
+    big = make_workload("sparse:size=16TiB,every=1,span=64GiB,touches=1e10")
+    assert len(big.segments) == big.params["passes"] and big.touch_count() >= 10**10
+    for bad in ("span=2GiB", "span=0"):
+        with pytest.raises(WorkloadError, match="span"):
+            make_workload(f"sparse:size=1GiB,{bad}")

@@ -441,6 +441,7 @@ def sparse(
     every: int = 16,
     passes: int | None = None,
     touches: int | None = None,
+    span: str | int = "",
 ) -> Workload:
     """Sparse streaming: GPU passes over one whole 2 MiB block in every ``every`` of a huge buffer.
 
@@ -450,19 +451,28 @@ def sparse(
     blocks: nothing is copied from the CPU), later passes read. ``passes`` defaults to 4; or give
     ``touches``, the total wanted, and the passes are derived (rounded up to whole passes).
     ``size=1TiB,every=16,touches=1e9`` touches 64 GiB of a 1 TiB allocation in 60 passes.
+    ``span`` (empty by default: all of ``size``) keeps the chosen blocks in the buffer's first
+    ``span`` bytes and leaves the rest of the VA untouched: ``size=16TiB,every=1,span=64GiB``
+    touches 64 GiB of a 16 TiB allocation, one page-run a pass.
     """
     pages = _pages(size)
     _positive(every=every)
     if passes is not None and touches is not None:
         raise WorkloadError("give passes or touches, not both")
-    blocks = -(-pages // BLOCK_PAGES)
+    touched = pages
+    if span != "":
+        touched = _pages(span, what="span")
+        _positive(span=touched)
+        if touched > pages:
+            raise WorkloadError(f"span {span!r} is larger than the buffer (size {size!r})")
+    blocks = -(-touched // BLOCK_PAGES)
     groups = -(-blocks // every)
     rng = np.random.default_rng(seed)
     first = np.arange(groups, dtype=np.int64) * every
     group_len = np.minimum(every, blocks - first)
     chosen = first + (rng.random(groups) * group_len).astype(np.int64)
     starts = chosen * BLOCK_PAGES
-    counts = np.minimum(BLOCK_PAGES, pages - starts)  # the last block may be partial
+    counts = np.minimum(BLOCK_PAGES, touched - starts)  # the last block may be partial
     # chosen blocks that are next to each other make one run (every=1: one run per pass)
     new_run = np.r_[True, starts[1:] != starts[:-1] + counts[:-1]]
     run_id = np.cumsum(new_run) - 1
@@ -480,7 +490,8 @@ def sparse(
             f"parameters ask for {passes * len(starts)} page-runs; the limit is "
             f"{MAX_SPARSE_RUNS} (raise every or lower passes)"
         )
-    b = _builder("sparse", seed, size=_bytes(pages), every=every, passes=passes)
+    shape = {} if span == "" else {"span": _bytes(touched)}
+    b = _builder("sparse", seed, size=_bytes(pages), every=every, passes=passes, **shape)
     buf = b.alloc("buf", _bytes(pages))
     for k in range(passes):
         b.kernel(f"pass{k}", [b.runs(buf, starts, counts, access="read" if k else "write")])
