@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from uvmlab.core.errors import UvmlabError
+from uvmlab.core.files import new_file_mode
 
 STDOUT = "-"
 _KINDS = (
@@ -131,90 +132,65 @@ def write_atomic(
 ) -> None:
     """Write ``data`` to ``path`` so that a crash leaves the old file or the new one (or to
     stdout for ``-`` where ``stdout`` allows it); ``parents``: create missing directories."""
-    target = check_output(path, what=what, stdout=stdout, parents=parents)
     chunks = [data] if isinstance(data, bytes | bytearray | memoryview) else data
-    if target is None:
-        out = sys.stdout.buffer
+    with open_atomic(path, what=what, stdout=stdout, parents=parents, text=False) as f:
         for c in chunks:
-            out.write(c)
-        out.flush()
-        return
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:100]}.", suffix=".tmp")
-    except OSError as e:
-        raise OutputError(f"{what}: cannot write {os.fspath(path)}: {_why(e)}") from None
-    try:
-        os.fchmod(fd, _file_mode(target))  # mkstemp makes 0600; keep what a plain open gives
-        with os.fdopen(fd, "wb") as f:
-            for c in chunks:
-                f.write(c)
-            f.flush()
-            os.fsync(f.fileno())
-        # the checks again, just before the rename: the target may have changed meanwhile
-        check_output(target, what=what)
-        os.replace(tmp, target)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise OutputError(f"{what}: cannot write {os.fspath(path)}: {_why(e)}") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+            f.write(c)
 
 
 @contextlib.contextmanager
 def open_atomic(
-    path: str | os.PathLike[str], *, what: str = "output", stdout: bool = False, text: bool = True
+    path: str | os.PathLike[str],
+    *,
+    what: str = "output",
+    stdout: bool = False,
+    text: bool = True,
+    parents: bool = True,
 ) -> Iterator[IO[Any]]:
-    """``write_atomic`` for a writer that streams: a file to write into, renamed over ``path``
-    when the ``with`` block ends without an error (stdout for ``-`` where ``stdout`` allows)."""
-    target = check_output(path, what=what, stdout=stdout)
+    """A file to write into, renamed over ``path`` when the ``with`` block ends without an
+    error (stdout for ``-`` where ``stdout`` allows): for writers that stream."""
+    target = check_output(path, what=what, stdout=stdout, parents=parents)
     if target is None:
         out: IO[Any] = sys.stdout if text else sys.stdout.buffer
         yield out
         out.flush()
         return
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:100]}.", suffix=".tmp")
-    except OSError as e:
-        raise OutputError(f"{what}: cannot write {os.fspath(path)}: {_why(e)}") from None
-    try:
-        os.fchmod(fd, _file_mode(target))
+    fd, tmp = _temp_beside(target, path, what, ".tmp")
+    with _replacing(tmp, target, path, what):
+        os.fchmod(fd, new_file_mode(target))  # mkstemp makes 0600; keep what a plain open gives
         f: IO[Any] = os.fdopen(fd, "w", encoding="utf-8") if text else os.fdopen(fd, "wb")
         with f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        check_output(target, what=what)
-        os.replace(tmp, target)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise OutputError(f"{what}: cannot write {os.fspath(path)}: {_why(e)}") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def write_via(path: str | os.PathLike[str], save: object, *, what: str = "output", suffix: str = "") -> None:
     """Atomic write for a library that wants a file name (``save(tmp_path)``: matplotlib)."""
     target = check_output(path, what=what)
     assert target is not None
+    fd, tmp = _temp_beside(target, path, what, suffix or target.suffix or ".tmp")
+    os.close(fd)
+    with _replacing(tmp, target, path, what):
+        save(tmp)  # type: ignore[operator]
+        os.chmod(tmp, new_file_mode(target))
+
+
+def _temp_beside(target: Path, path: str | os.PathLike[str], what: str, suffix: str) -> tuple[int, str]:
+    """A private temporary file in ``target``'s directory (made if missing), for the rename."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            dir=target.parent, prefix=f".{target.name[:100]}.", suffix=suffix or target.suffix or ".tmp"
-        )
-        os.close(fd)
+        return tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:100]}.", suffix=suffix)
     except OSError as e:
         raise OutputError(f"{what}: cannot write {os.fspath(path)}: {_why(e)}") from None
+
+
+@contextlib.contextmanager
+def _replacing(tmp: str, target: Path, path: str | os.PathLike[str], what: str) -> Iterator[None]:
+    """Fill ``tmp`` in the ``with`` block, then rename it over ``target`` (checked again: the
+    target may have changed meanwhile); on any failure the temporary file is removed."""
     try:
-        save(tmp)  # type: ignore[operator]
-        os.chmod(tmp, _file_mode(target))
+        yield
         check_output(target, what=what)
         os.replace(tmp, target)
     except OSError as e:
@@ -225,12 +201,3 @@ def write_via(path: str | os.PathLike[str], save: object, *, what: str = "output
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-def _file_mode(path: Path) -> int:
-    try:
-        return path.stat().st_mode & 0o777  # replacing a file keeps its mode
-    except OSError:
-        mask = os.umask(0o022)
-        os.umask(mask)
-        return 0o666 & ~mask
