@@ -3,6 +3,10 @@ builder with a generator's defaults."""
 
 from __future__ import annotations
 
+import difflib
+import math
+from collections.abc import Iterable
+
 from uvmlab.core.errors import WorkloadError
 from uvmlab.core.sizes import PAGE_SIZE
 from uvmlab.core.units import parse_size
@@ -41,3 +45,23 @@ def _builder(name: str, seed: int, ns_per_touch: float = 2.0, **params: object) 
 
 def _bytes(pages: int) -> int:
     return pages * PAGE_SIZE
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=3, cutoff=0.5)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
+def parse_int(text: str, what: str) -> int:
+    t = text.strip().replace("_", "")
+    try:
+        return int(t)
+    except ValueError:
+        pass
+    try:  # "1e9" is how people write a billion
+        f = float(t)
+        if math.isfinite(f) and f.is_integer():
+            return int(f)
+    except ValueError:
+        pass
+    raise WorkloadError(f"{what}: cannot read {text!r} as an integer")

@@ -17,10 +17,9 @@ Conventions shared by every generator:
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +29,16 @@ from uvmlab.core.errors import WorkloadError
 from uvmlab.core.sizes import PAGE_SIZE, PAGES_PER_BLOCK
 from uvmlab.core.units import parse_size
 from uvmlab.workload import rodinia
-from uvmlab.workload.genutil import _builder, _bytes, _cap, _indexable, _pages, _positive
+from uvmlab.workload.genutil import (
+    _builder,
+    _bytes,
+    _cap,
+    _indexable,
+    _pages,
+    _positive,
+    did_you_mean,
+    parse_int,
+)
 from uvmlab.workload.ir import Workload
 
 
@@ -46,7 +54,7 @@ class Generator:
     def __call__(self, **kwargs: object) -> Workload:
         for key in kwargs:
             if key not in self.params:
-                hint = _did_you_mean(key, self.params)
+                hint = did_you_mean(key, self.params)
                 raise WorkloadError(
                     f"workload {self.name!r} has no parameter {key!r}{hint}; "
                     f"valid keys: {', '.join(self.params)}"
@@ -61,7 +69,7 @@ class Generator:
         if isinstance(self.params[key], str):  # a size: the generator parses it, units and all
             return value
         if isinstance(value, str):
-            value = _parse_int(value, f"workload {self.name!r}: {key}")
+            value = parse_int(value, f"workload {self.name!r}: {key}")
         if type(value) is not int:
             raise WorkloadError(f"workload {self.name!r}: {key} must be an integer, got {value!r}")
         return value
@@ -105,7 +113,7 @@ def get_generator(name: str) -> Generator:
         return WORKLOADS[name]
     except KeyError:
         raise WorkloadError(
-            f"unknown workload {name!r}{_did_you_mean(name, WORKLOADS)}; "
+            f"unknown workload {name!r}{did_you_mean(name, WORKLOADS)}; "
             f"known workloads: {', '.join(WORKLOADS)}"
         ) from None
 
@@ -124,26 +132,6 @@ def describe() -> list[dict[str, Any]]:
         {"name": g.name, "description": g.summary, "summary": g.summary, "params": dict(g.params)}
         for g in WORKLOADS.values()
     ]
-
-
-def _did_you_mean(word: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=3, cutoff=0.5)
-    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
-
-
-def _parse_int(text: str, what: str) -> int:
-    t = text.strip().replace("_", "")
-    try:
-        return int(t)
-    except ValueError:
-        pass
-    try:  # "1e9" is how people write a billion
-        f = float(t)
-        if math.isfinite(f) and f.is_integer():
-            return int(f)
-    except ValueError:
-        pass
-    raise WorkloadError(f"{what}: cannot read {text!r} as an integer")
 
 
 # --- generators --------------------------------------------------------------------------------
