@@ -103,3 +103,17 @@ def test_first_run_compile_is_announced_and_later_runs_are_quiet(tmp_path):
     assert "compiling the model's fast paths" in first.stderr and "compiled in" in first.stderr
     second = run()
     assert second.returncode == 0 and "compiling" not in second.stderr, second.stderr
+
+
+def test_bad_input_is_refused_before_any_compiling(tmp_path):
+    """The first-run compile starts at the first simulation, not with the command: a wrong
+    workload name, with an empty numba cache, is one error line at once, without the notes."""
+    r = subprocess.run(
+        [sys.executable, "-m", "uvmlab", "run", "strem:size=8MiB"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")},
+    )
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and "error" in r.stderr and "compil" not in r.stderr, r.stderr

@@ -27,6 +27,7 @@ from uvmlab.cli.traces import register as register_traces
 from uvmlab.cli.vgpu import register as register_vgpu
 from uvmlab.core.errors import UvmlabError
 from uvmlab.core.version import __version__
+from uvmlab.driver import compiled
 
 app = typer.Typer(
     add_completion=True,
@@ -41,10 +42,6 @@ def _print_version(value: bool) -> None:
     if value:
         print(f"uvmlab {__version__}")
         raise typer.Exit()
-
-
-#: commands that run the model: the first-run compile is announced before they start
-SIMULATING = {"run", "demo", "compare", "sweep", "validate", "fit", "policy", "trace"}
 
 
 @app.callback()
@@ -68,16 +65,11 @@ def _root(
 ) -> None:
     """uvmlab: a faithful, programmable model of NVIDIA's UVM driver."""
     notices.setup(verbose, quiet, strict)
-    # validate --capture needs a GPU first: without one it must say so in one line, not after
-    # compiling the model (~40 s on a fresh install); its simulations compile when they run
-    gpu_first = ctx.invoked_subcommand == "validate" and "--capture" in sys.argv
-    if (
-        ctx.invoked_subcommand in SIMULATING
-        and not ctx.resilient_parsing
-        and "--help" not in sys.argv
-        and not gpu_first
-    ):
-        notices.compile_model()
+    # The first simulation of a run compiles the model (~40 s on a fresh install): announced
+    # when a command reaches it, after its input was accepted, so bad input and commands that
+    # never simulate (validate --capture without a GPU, --help) answer at once.
+    if not ctx.resilient_parsing:
+        compiled.on_first_use(notices.compile_model)
 
 
 for _register in (

@@ -106,6 +106,8 @@ def sweep(
         check_output(out, what="--out", directory=True)
     bound = max_touches(max_touches_)
     directory = out if out is not None else default_directory(spec)
+    # the points run in worker processes: compile once here, not in every worker at once
+    notices.compile_model()
     bar = _Bar(f"sweep {spec.name}")
     # `kill` (SIGTERM) stops a sweep like Ctrl-C: the finally blocks end the local pool or the
     # Ray tasks and the Ray instance this sweep started, instead of leaving them running

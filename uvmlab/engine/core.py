@@ -16,7 +16,7 @@ import numpy as np
 from uvmlab.core import sparse
 from uvmlab.core.counters import OP_COUNTERS
 from uvmlab.core.errors import UvmlabError
-from uvmlab.driver import tools
+from uvmlab.driver import compiled, tools
 from uvmlab.driver.advice import advise
 from uvmlab.driver.compiled.fast_service import DONE, PAUSE
 from uvmlab.driver.compiled.scan import cpu_scan, expand, segment_columns
@@ -78,6 +78,7 @@ class Engine:
         # the machine must be able to run it, in bounded work, before any state is made for it
         cap = gpu_memory_bytes if gpu_memory_bytes is not None else gpu.n_root_chunks * gpu.root_chunk_size
         check_fits(workload, n_gpus=n_gpus, gpu_bytes=cap, max_touches=max_touches)
+        compiled.first_use()  # accepted: a front end may now announce the first-run compile
         self.workload = workload
         self.gpu = gpu
         self.params = params
