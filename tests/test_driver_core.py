@@ -255,3 +255,21 @@ def test_same_seed_same_result():
     assert r1.totals == r2.totals
     assert r1.ops == r2.ops
     assert r1.totals != r3.totals or r1.ops != r3.ops
+
+
+def test_preprocess_fault_batch_sorts_and_counts_duplicates_as_the_driver():
+    """preprocess_fault_batch (uvm_gpu_replayable_faults.c): entries sorted by page, the most
+    intrusive access first, equal entries in buffer order; a page's later entries are
+    duplicates, and so are the instances an entry merged at fetch; VA blocks cut the batch."""
+    from uvmlab.driver.replayable_faults import preprocess_fault_batch
+    from uvmlab.workload.ir import Access
+
+    page = np.array([5, 3, 5, 515, 3], np.int64)  # 515: the next 2 MiB VA block
+    access = np.array([Access.READ, Access.WRITE, Access.WRITE, Access.READ, Access.WRITE], np.uint8)
+    count = np.array([1, 2, 1, 1, 1], np.int32)  # the WRITE on page 3 merged two at fetch
+    sp, sa, keep, starts, stops, dup = preprocess_fault_batch(page, access, count)
+    assert sp.tolist() == [3, 3, 5, 5, 515]
+    assert sa.tolist() == [Access.WRITE, Access.WRITE, Access.WRITE, Access.READ, Access.READ]
+    assert keep.tolist() == [True, False, True, False, True]
+    assert (starts.tolist(), stops.tolist()) == ([0, 4], [4, 5])
+    assert dup == 1 + 1 + 1  # the merged instance, and the second entries of pages 3 and 5

@@ -116,6 +116,44 @@ def coalesce(
     return rep_page[:m], rep_access[:m], rep_count[:m]
 
 
+@njit(cache=True)
+def preprocess_fault_batch(
+    page: np.ndarray, access: np.ndarray, count: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """``preprocess_fault_batch`` (uvm_gpu_replayable_faults.c) on coalesced entries: sort by page,
+    the most intrusive access first, ties in buffer order (a stable sort); a page's first entry
+    is the one serviced (``keep``), the rest are duplicates, and ``num_duplicate_faults`` also
+    counts the instances each entry merged at fetch. Returns the sorted pages and accesses,
+    ``keep``, the start and stop of each VA block's run of entries, and the duplicate count."""
+    n = len(page)
+    key = np.empty(n, np.int64)
+    for i in range(n):
+        key[i] = page[i] * 256 + (255 - np.int64(access[i]))  # (page, access descending)
+    order = np.argsort(key, kind="mergesort")
+    sp = np.empty(n, np.int64)
+    sa = np.empty(n, np.uint8)
+    keep = np.empty(n, np.bool_)
+    starts = np.empty(n, np.int64)
+    duplicates = 0
+    nb = 0
+    for j in range(n):
+        i = order[j]
+        sp[j] = page[i]
+        sa[j] = access[i]
+        same = j > 0 and sp[j] == sp[j - 1]
+        keep[j] = not same
+        duplicates += count[i] if same else count[i] - 1
+        if j == 0 or (sp[j] >> BLOCK_SHIFT) != (sp[j - 1] >> BLOCK_SHIFT):
+            starts[nb] = j
+            nb += 1
+    stops = np.empty(nb, np.int64)
+    for b in range(nb - 1):
+        stops[b] = starts[b + 1]
+    if nb:
+        stops[nb - 1] = n
+    return sp, sa, keep, starts[:nb].copy(), stops, duplicates
+
+
 def service_replayable_faults(
     drv: UvmDriver, buf: FaultBuffer, gpu: int, replay: Callable[[], None], n_utlb: int
 ) -> None:
@@ -199,18 +237,10 @@ def service_fault_batch(
     Returns (batch had throttled faults, duplicate count as ``num_duplicate_faults``
     uvm_gpu_replayable_faults.c).
     """
-    order = np.lexsort((-access.astype(np.int16), page))
-    page, access, count = page[order], access[order], count[order]
-    same_as_prev = np.zeros(len(page), dtype=bool)
-    same_as_prev[1:] = page[1:] == page[:-1]
-    duplicates = int(np.where(same_as_prev, count, count - 1).sum())
+    page, access, keep_all, starts, stops, duplicates = preprocess_fault_batch(page, access, count)
     blocks = page >> BLOCK_SHIFT
-    cuts = np.flatnonzero(np.diff(blocks)) + 1
-    starts = np.concatenate(([0], cuts))
-    stops = np.concatenate((cuts, [len(page)]))
     throttled = False
     fast = drv.fast if block_replay is None and drv.fast is not None and drv.fast.usable() else None
-    keep_all = ~same_as_prev  # a duplicate page is serviced once, most intrusive first
     k, nb = 0, len(starts)
     fresh = -1  # the block whose chunk was allocated for it in this batch (NEED_CHUNK)
     while k < nb:

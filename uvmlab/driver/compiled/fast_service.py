@@ -68,6 +68,7 @@ class FastPath:
         self.costs = Costs(*(float(getattr(drv.profile, f)) for f in Costs._fields))
         self.ctr = np.zeros(len(COUNTERS), dtype=np.int64)
         self.sc = new_scratch()
+        self._work = np.zeros(1)  # the driver's work_ns, passed in and out of the compiled loops
         self._builtin_migration = drv.perf_events.listeners(pe.MIGRATION)
 
     def usable(self) -> bool:
@@ -84,6 +85,8 @@ class FastPath:
 
     def flush_counters(self) -> None:
         """Add the compiled code's counter deltas to the driver's counters."""
+        if not self.ctr.any():
+            return
         c = self.drv.counters
         for i in np.flatnonzero(self.ctr).tolist():
             c[COUNTERS[i]] += int(self.ctr[i])
@@ -105,7 +108,8 @@ class FastPath:
         (NEED_CHUNK: ``chunk_activate``) and a block whose pages were made resident stops as
         CHUNK_USED, serviced but for its ``chunk_used`` hook and its fault_block_ns."""
         drv = self.drv
-        work = np.array([drv.work_ns])
+        work = self._work
+        work[0] = drv.work_ns
         # Evictions whose victims must be re-mapped remotely (AccessedBy, or
         # map_remote_on_eviction with access-counter migrations) stay in Python.
         remap_all = bool(drv.access_counters.migration_enabled and drv.params.uvm_perf_map_remote_on_eviction)
