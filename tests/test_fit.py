@@ -13,7 +13,7 @@ from uvmlab.timing.cost_model import load_profile
 from uvmlab.validation import fit as ft
 from uvmlab.validation.runs import load_dir
 from uvmlab.validation.sessions import latest, session_profile_name
-from uvmlab.validation.space import kernel_case
+from uvmlab.validation.space import kernel_case, read_mostly_case
 
 MiB = 1 << 20
 
@@ -67,6 +67,20 @@ def test_fit_recovers_a_known_profile_kind_by_kind(truth):
     assert res.profile.name == "fitted" and "per kind" in res.profile.sources["htod_gbps"]
     # constants of no fitted kind are the base's
     assert res.profile.copy_latency_ns == base.copy_latency_ns
+
+
+def test_resident_cpu_fault_cost_is_fitted_on_the_faults_it_stands_for():
+    """A CPU write collapsing read duplicates costs cpu_fault_resident_ns (no copy): a training
+    set with such faults (read-mostly) identifies it; one without them leaves the base value."""
+    base = load_profile("h200-pcie5-measured")
+    truth = replace(base, cpu_fault_resident_ns=3 * base.cpu_fault_resident_ns, name="truth")
+    w = read_mostly_case("rm", 16 * MiB, 16384)
+    train = [ft.Training(w.name, w, simulate(w, gpu="h200", profile=truth))]
+    res = ft.fit_profile(base, train, gpu="h200", name="fitted")
+    assert "cpu_fault_resident_ns" in res.kinds["cpu"].constants
+    assert res.profile.cpu_fault_resident_ns == pytest.approx(truth.cpu_fault_resident_ns, rel=0.05)
+    plain = ft.fit_profile(base, _training(truth)[:1], gpu="h200", name="plain").profile
+    assert plain.cpu_fault_resident_ns == pytest.approx(base.cpu_fault_resident_ns, rel=1e-5)
 
 
 def test_gpu_constants_never_see_cpu_phases(truth):

@@ -10,9 +10,11 @@ time), the other kind's constants held, with θ >= 0. Leave-one-workload-out (LO
 linear fit without one workload's operations, used to predict that workload's operations; it
 costs no further model run, so it is the linearised prediction, which the report says.
 
-Not fitted here: ``cpu_fault_resident_ns`` (ns per CPU fault on a page already on the CPU, a
-write collapsing read duplicates) is measured by ``uvmlab calibrate``'s micro-benchmark of exactly
-those faults and kept from the base profile (the calibration captures hold none of them).
+``cpu_fault_resident_ns`` is fitted on the CPU phases whose faults find the page already on the
+CPU (a write collapsing read duplicates: the calibration set's ``read_mostly_32m_c``); a training
+set without such faults leaves it at the base profile's value, the micro-benchmark of
+``uvmlab calibrate``. The same holds for every constant: one that no operation of its kind
+depends on keeps its base value.
 
 The fitted constants, each with its unit and what it stands for in the driver:
 """
@@ -80,6 +82,13 @@ CPU_CONSTANTS: tuple[tuple[str, bool, str, str], ...] = (
         False,
         "ns per CPU fault",
         "the CPU fault handler: trap, uvm_va_space_cpu_fault, the VA block's service and return",
+    ),
+    (
+        "cpu_fault_resident_ns",
+        False,
+        "ns per CPU fault",
+        "a CPU fault on a page already on the CPU: a write collapsing the GPUs' read duplicates "
+        "(unmapping them, uvm_va_block.c block_cpu_fault_locked) or a permission upgrade, no copy",
     ),
     (
         "cpu_populate_ns_per_byte",

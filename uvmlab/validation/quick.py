@@ -4,10 +4,11 @@ minute of GPU time (issue 13, item 6).
 Real machines drift 20-30 % from day to day, so an accuracy claim is made against a profile
 calibrated on the same machine as the captures it is compared with. The quick calibration takes
 the design space's ``calib`` micro-captures (``space.py``: streams at four launch shapes, random
-and strided kernels, a write kernel, a 1 GiB stream, a prefetched stream, a small ping-pong and an
-accessed-by case; 3.3 GiB of managed memory in all, each case far below free memory) and fits
-the per-kind constants on them (``fit.py``), starting from the GPU's micro-benchmark
-profile ``<gpu>-pcie5-measured``. The profile is stamped with the GPU, driver and date.
+and strided kernels, a write kernel, a 1 GiB stream, a prefetched stream, a small ping-pong, an
+accessed-by case and a read-mostly case whose CPU writes collapse read duplicates; 3.4 GiB of
+managed memory in all, each case far below free memory) and fits the per-kind constants on
+them (``fit.py``), starting from the GPU's micro-benchmark profile ``<gpu>-pcie5-measured``.
+The profile is stamped with the GPU, driver and date.
 
 :func:`profile_from_captures` does the same fit on captures already taken (a stored session),
 without a GPU.

@@ -190,6 +190,8 @@ def _calib() -> list[Case]:
         _kcase("calib", "stream", 256 * MiB, 65536, "read", prefetch=True),
         Case("pingpong_64k_r100_c", "calib", "pingpong", {"size": 64 << 10, "rounds": 100}),
         Case("accessed_by_64m_c", "calib", "accessed_by", {"size": 64 * MiB}),
+        # CPU writes collapsing read duplicates: the faults cpu_fault_resident_ns stands for
+        Case("read_mostly_32m_c", "calib", "read_mostly", {"size": 32 * MiB}),
     ]
     return c
 
