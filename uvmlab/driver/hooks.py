@@ -10,6 +10,9 @@ driver's own decision sites, named after its functions:
 * ``chunk_activate`` / ``chunk_used`` / ``eviction_prepare`` — the PMM's used list and the
   choice of a victim root chunk (``chunk_update_lists_locked``, ``pick_root_chunk_to_evict``,
   uvm_pmm_gpu.c);
+* ``begin_batch`` — a fault batch, sorted and cut into VA blocks, before any block is serviced
+  (``service_fault_batch``, uvm_gpu_replayable_faults.c): batch-level policy decisions for all
+  of its blocks at once, which the compiled path applies without leaving compiled code;
 * ``after_batch`` — the replay decision after a fault batch (uvm_gpu_replayable_faults.c).
 
 ``drv`` is the ``uvm.UvmDriver`` calling (typed ``Any`` here: that module imports this one).
@@ -17,19 +20,46 @@ driver's own decision sites, named after its functions:
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
 from uvmlab.driver.perf.thrashing_state import Hint
 
 
+class BatchDecisions(NamedTuple):
+    """What policies decided for a fault batch's blocks (row ``i``: the batch's ``i``-th block)."""
+
+    prefetch: np.ndarray  # bool [blocks, PAGES_PER_BLOCK]: the pages to prefetch, where chosen
+    prefetch_set: np.ndarray  # bool [blocks]: the row replaces the driver's prefetch hint
+    reference: np.ndarray  # bool [blocks]: a thrashing decision: serviced by the reference path
+
+
 @runtime_checkable
 class DriverHooks(Protocol):
     #: the compiled fault path leaves blocks to the reference path when a policy steers them
     steers_block_service: bool
-    #: whether ``prefetch_hint`` replaces the driver's prefetch decision
+    #: whether ``prefetch_hint`` may replace the driver's prefetch decision
     prefetch_active: bool
+    #: the compiled path hands every root chunk allocation to the caller (``chunk_activate``,
+    #: ``eviction_prepare`` are live)
+    stops_for_allocation: bool
+    #: the compiled path stops after a block whose chunk was used (``chunk_used`` is live)
+    stops_for_use: bool
+
+    def begin_batch(
+        self,
+        drv: Any,
+        gpu: int,
+        blocks: np.ndarray,
+        page: np.ndarray,
+        access: np.ndarray,
+        keep: np.ndarray,
+        starts: np.ndarray,
+    ) -> BatchDecisions | None:
+        """A fault batch of ``gpu`` (sorted ``page`` / ``access``, ``keep``: not a duplicate) is
+        about to be serviced, block ``blocks[i]`` from entry ``starts[i]``. None: nothing decided."""
+        ...
 
     def prefetch_hint(
         self,
@@ -40,8 +70,9 @@ class DriverHooks(Protocol):
         resident: np.ndarray,
         thrashing: np.ndarray,
         cpu_readable: np.ndarray | None,
-    ) -> np.ndarray:
-        """The pages of ``block`` to prefetch to ``dest`` with the ``faulted`` ones (a mask)."""
+    ) -> np.ndarray | None:
+        """The pages of ``block`` to prefetch to ``dest`` with the ``faulted`` ones (a mask);
+        None: the driver's own hint."""
         ...
 
     def thrashing_hints(

@@ -241,11 +241,14 @@ def service_fault_batch(
     blocks = page >> BLOCK_SHIFT
     throttled = False
     fast = drv.fast if block_replay is None and drv.fast is not None and drv.fast.usable() else None
+    decided = None
+    if drv.hooks is not None:  # batch-level policy decisions, one row per block (driver/hooks.py)
+        decided = drv.hooks.begin_batch(drv, gpu, blocks[starts], page, access, keep_all, starts)
     k, nb = 0, len(starts)
     fresh = -1  # the block whose chunk was allocated for it in this batch (NEED_CHUNK)
     while k < nb:
         if fast is not None:  # plain blocks in compiled code, up to the first that is not
-            k, status = fast.service_blocks(gpu, page, access, keep_all, starts, stops, k)
+            k, status = fast.service_blocks(gpu, page, access, keep_all, starts, stops, k, decided)
             if status == DONE:
                 break
             block = int(blocks[starts[k]])

@@ -289,7 +289,8 @@ def prefetch_pages(drv: UvmDriver, block: int, dest: int, faulted: np.ndarray) -
     thrashing = drv.thrashing.thrashing_mask(block)[: hi - lo]
     if drv.hooks is not None and drv.hooks.prefetch_active:
         mask = drv.hooks.prefetch_hint(drv, block, dest, faulted, resident, thrashing, cpu_readable)
-        return mask if mask.any() else None
+        if mask is not None:
+            return mask if mask.any() else None
     mask = pf.prefetch_hint(
         faulted,
         resident,

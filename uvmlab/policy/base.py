@@ -73,6 +73,8 @@ HOOKS: dict[str, str] = {
     "eviction_prepare": "eviction",
     "decide_replay": "replay",
     "thrashing_hint": "thrashing",
+    "prefetch_batch": "prefetch",
+    "thrashing_batch": "thrashing",
 }
 FAMILIES = ("prefetch", "eviction", "replay", "thrashing")
 

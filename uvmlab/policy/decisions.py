@@ -129,6 +129,41 @@ def as_kinds(x: Any, n: int) -> np.ndarray:
     return arr
 
 
+def _block_array(x: Any, shape: tuple[int, ...], kinds: str, what: str) -> np.ndarray:
+    """An array of exactly ``shape`` whose dtype kind is in ``kinds``, as a fresh copy (the
+    policy keeps no handle on what the driver uses)."""
+    if not isinstance(x, np.ndarray) or x.shape != shape or x.dtype.kind not in kinds:
+        desc = f"an array of shape {x.shape} and {x.dtype}" if isinstance(x, np.ndarray) else short(x)
+        raise Bad(f"returned {desc}: expected {what} of shape {shape}")
+    return np.array(x, copy=True)
+
+
+def as_block_mask(x: Any, n_blocks: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """``prefetch_batch``'s decision: a bool mask ``[n_blocks, width]`` (every block's prefetch
+    pages), or ``(mask, rows)`` with ``rows`` a bool ``[n_blocks]`` (the blocks it decides; the
+    others keep the driver's hint). Returns (mask, rows) as fresh bool arrays."""
+    rows = None
+    if isinstance(x, tuple):
+        items = _seq(x, 2, "returned tuple")
+        if len(items) != 2:
+            raise Bad(f"returned {short(x)}: expected a mask or (mask, rows)")
+        x, rows = items
+        rows = _block_array(rows, (n_blocks,), "b", "a bool array")
+    mask = _block_array(x, (n_blocks, width), "b", "a bool array")
+    if rows is None:
+        rows = np.ones(n_blocks, dtype=np.bool_)
+    return np.ascontiguousarray(mask, dtype=np.bool_), rows.astype(np.bool_)
+
+
+def as_block_kinds(x: Any, n_blocks: int, width: int) -> np.ndarray:
+    """``thrashing_batch``'s decision: hint kinds ``[n_blocks, width]`` (KEEP, NONE, THROTTLE,
+    PIN), as a fresh int8 array."""
+    kinds = _block_array(x, (n_blocks, width), "iu", "an int array")
+    if kinds.size and not np.isin(kinds, _KINDS).all():
+        raise Bad("returned a hint kind outside -1 keep, 0 none, 1 throttle, 2 pin")
+    return kinds.astype(np.int8)
+
+
 def check_chunk(pmm: Any, chunk: Any, what: str) -> int:
     """A chunk a policy may move or pick: one on an eviction list. Returns it as a plain int."""
     c = as_int(chunk, f"{what}: chunk")

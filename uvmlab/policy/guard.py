@@ -10,7 +10,7 @@ them. The work is split by job:
 * ``uvmlab.policy.watchdog`` — the hard time limit and the user's Ctrl-C;
 * ``uvmlab.policy.ejection`` — the ejection record;
 * ``uvmlab.policy.views`` — the read-only answers contexts compute on demand;
-* ``points_prefetch`` / ``points_memory`` — the decision points themselves.
+* ``points_prefetch`` / ``points_memory`` / ``points_batch`` — the decision points themselves.
 
 A policy is *ejected* — all of its hooks, for the rest of the run — when a hook raises anything
 (``BaseException`` included: only a real Ctrl-C from the user passes through and stops the
@@ -35,6 +35,7 @@ from uvmlab.policy import base, decisions
 from uvmlab.policy.context import RunInfo
 from uvmlab.policy.ejection import Ejections, Fail, Slot, describe
 from uvmlab.policy.future import FutureOracle
+from uvmlab.policy.points_batch import BatchPoints
 from uvmlab.policy.points_memory import MemoryPoints
 from uvmlab.policy.points_prefetch import PrefetchPoints
 from uvmlab.policy.views import alloc_infos, run_view
@@ -42,8 +43,14 @@ from uvmlab.policy.watchdog import CallState, HookTimeout, Watchdog
 
 __all__ = ["Guard", "HookTimeout"]
 
+#: hooks that decide inside one block's service, page by page: only the interpreted reference
+#: path calls them, so a live one sends every block there. Their batch-level forms
+#: (``prefetch_batch``, ``thrashing_batch``) and the eviction and replay hooks keep the
+#: compiled path, which stops only where a live hook must be called.
+PER_BLOCK_HOOKS = ("prefetch_before_compute", "prefetch_on_tree_iter", "thrashing_hint")
 
-class Guard(PrefetchPoints, MemoryPoints):
+
+class Guard(PrefetchPoints, MemoryPoints, BatchPoints):
     """The hooks object the driver calls (``drv.hooks``): composed policies under the guard.
 
     ``policies``: policy objects (or ``IsolatedPolicy`` stand-ins), at most one per family
@@ -117,6 +124,7 @@ class Guard(PrefetchPoints, MemoryPoints):
             s.ejected = False
             s.warm = set()
         self._reset_points()
+        self._reset_batch()
         self._rebind()
 
     def _rebind(self) -> None:
@@ -127,14 +135,11 @@ class Guard(PrefetchPoints, MemoryPoints):
                 for h in s.fns:
                     live[h] = s
         self._by_hook = live
-        self.prefetch_active = "prefetch_before_compute" in live
-
-    @property
-    def steers_block_service(self) -> bool:
-        """A live policy decides inside the per-block fault service (prefetch regions or
-        thrashing hints): only the interpreted reference path calls those hooks. Eviction and
-        replay policies leave the compiled path usable (it stops at their hooks)."""
-        return any(base.HOOKS[h] in ("prefetch", "thrashing") for h in self._by_hook)
+        self.prefetch_active = "prefetch_before_compute" in live or "prefetch_batch" in live
+        # what the compiled fault path must stop for (fast_service): only live hooks cost
+        self.stops_for_allocation = "chunk_activate" in live or "eviction_prepare" in live
+        self.stops_for_use = "chunk_used" in live
+        self.steers_block_service = any(h in PER_BLOCK_HOOKS for h in live)
 
     def attach(self, engine: Any) -> None:
         """Called by the engine once its driver exists."""

@@ -161,6 +161,7 @@ class MemoryPoints:
     ) -> int:
         if self.drv is not drv:
             self._attach_driver(drv)
+        self._end_batch()
         if batch == 0 or replays != self._seen_replays:
             self._older.clear()  # those warps were replayed: nothing waits on them any more
         self._seen_replays = replays
@@ -249,9 +250,14 @@ class MemoryPoints:
     ) -> list[Hint]:
         if self.drv is not drv:
             self._attach_driver(drv)
-        if "thrashing_hint" not in self._by_hook:
+        batch = self._batch_kinds(block, requester, local)
+        if "thrashing_hint" not in self._by_hook and batch is None:
             return hints
         kinds = np.array([h.kind for h in hints], dtype=np.int8)
+        if batch is not None:  # the block's thrashing_batch row decides (points_batch)
+            return self._take_hints(
+                drv, self._th_slot, "thrashing_batch", hints, kinds, batch, requester, pages, now_ns
+            )
         req: list = []
         ctx = ThrashingContext(
             req,
@@ -276,14 +282,31 @@ class MemoryPoints:
         except decisions.Bad as e:
             self._eject(slot, "thrashing_hint", str(e))
             return hints
+        out = self._take_hints(drv, slot, "thrashing_hint", hints, kinds, new, requester, pages, now_ns)
+        if out is not hints:
+            self._apply(checked, 1)
+        return out
+
+    def _take_hints(
+        self: Any,
+        drv: Any,
+        slot: Any,
+        hook: str,
+        hints: list[Hint],
+        kinds: np.ndarray,
+        new: np.ndarray,
+        requester: int,
+        pages: np.ndarray,
+        now_ns: int,
+    ) -> list[Hint]:
+        """Apply a policy's hint kinds (KEEP: the detector's) to the faulted ``pages``; a
+        policy that throttles one page too many times in a row is ejected (the hints stay)."""
         changed = np.flatnonzero((new != base.KEEP) & (new != kinds))
         throttled = [int(pages[i]) for i in changed.tolist() if new[i] == base.HINT_THROTTLE]
         for pg in throttled:  # a policy that keeps a page waiting forever is a livelock
             if self._streak.get((requester, pg), 0) >= self.max_throttles:
                 self._eject(
-                    slot,
-                    "thrashing_hint",
-                    f"throttled page {pg} more than {self.max_throttles} times in a row (livelock)",
+                    slot, hook, f"throttled page {pg} more than {self.max_throttles} times in a row (livelock)"
                 )
                 return hints
         for i in np.flatnonzero(new != base.HINT_THROTTLE).tolist():
@@ -315,5 +338,4 @@ class MemoryPoints:
                 c["pins"] += 1
             else:
                 out[i] = _NONE_HINT
-        self._apply(checked, 1)
         return out

@@ -53,10 +53,17 @@ class PrefetchPoints:
         resident: np.ndarray,
         thrashing: np.ndarray,
         cpu_readable: np.ndarray | None,
-    ) -> np.ndarray:
-        """``uvm_perf_prefetch_get_hint_va_block`` with the prefetch hooks in its tree walk."""
+    ) -> np.ndarray | None:
+        """``uvm_perf_prefetch_get_hint_va_block`` with the prefetch hooks in its tree walk;
+        None: no live prefetch decision here, the driver's own hint."""
         if self.drv is not drv:
             self._attach_driver(drv)
+        if self._pf_rows is not None:  # a prefetch_batch row for this block (points_batch)
+            out = self._batch_prefetch(drv, block, dest, faulted, thrashing)
+            if out is not None:
+                return out
+        if "prefetch_before_compute" not in self._by_hook:
+            return None  # the driver's own hint
         va, pp = drv.va, drv.prefetch_params
         n = len(faulted)
         if not pp.enable:

@@ -113,7 +113,7 @@ def cpu_fault(
     elif r & (r - 1):
         return SLOW
     sc.fpages[0] = page - lo
-    m, pf_count = prefetch_pages(va, pf, block, lo, n, CPU, 1, mode, sc)
+    m, pf_count = prefetch_pages(va, pf, block, lo, n, CPU, 1, mode, sc, sc.extra, False)
     if m > 1 and va.read_dup[lo] == READ_DUP_ON:
         return SLOW  # prefetched pages would be read-duplicated
     pages, extra, need_copy = sc.pages[:m], sc.extra[:m], sc.need_copy[:m]

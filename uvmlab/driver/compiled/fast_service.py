@@ -10,9 +10,11 @@ NONE), whose faulted pages have one copy or, for a CPU write, copies the write c
 whose preferred location (if any) does not send a page elsewhere (block_select_processor_residency); and only
 runs whose
 per-block decisions nothing steers or observes: no prefetch or thrashing policy, no event log,
-no extra perf-event listeners. Eviction and replay policies are fine: with hooks attached the
-caller allocates every root chunk (``chunk_activate``, ``eviction_prepare``) and calls
-``chunk_used`` where the compiled service stops for it (CHUNK_USED).
+no extra perf-event listeners. Policies are fine but for the per-page prefetch and per-block
+thrashing hooks: the compiled service stops only where a live hook must be called — the caller
+allocates every root chunk when ``chunk_activate`` or ``eviction_prepare`` is live, and calls
+``chunk_used`` where the service stops for it (CHUNK_USED) — and the batch-level decisions
+(``prefetch_batch``, ``thrashing_batch``) arrive as arrays, one row per block of the batch.
 
 Contract: for every block it accepts, the compiled path leaves the model in exactly the state
 the reference path would (residency, mappings, prefetch info, PMM lists, thrashing block stamps,
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from uvmlab.core.sizes import PAGES_PER_BLOCK
 from uvmlab.driver.compiled.cpu_faults import cpu_touches
 from uvmlab.driver.compiled.gpu_faults import service_blocks
 from uvmlab.driver.compiled.state import (
@@ -46,6 +49,7 @@ from uvmlab.driver.compiled.state import (
     VaArrays,
     new_scratch,
 )
+from uvmlab.driver.hooks import BatchDecisions
 from uvmlab.driver.perf import events as pe
 
 if TYPE_CHECKING:
@@ -70,6 +74,9 @@ class FastPath:
         self.sc = new_scratch()
         self._work = np.zeros(1)  # the driver's work_ns, passed in and out of the compiled loops
         self._builtin_migration = drv.perf_events.listeners(pe.MIGRATION)
+        self._undecided = BatchDecisions(
+            np.zeros((1, PAGES_PER_BLOCK), np.bool_), np.zeros(0, np.bool_), np.zeros(0, np.bool_)
+        )
 
     def usable(self) -> bool:
         """Whether the compiled path may run now: nothing observes or steers the service."""
@@ -101,13 +108,18 @@ class FastPath:
         starts: np.ndarray,
         stops: np.ndarray,
         k: int,
+        decided: BatchDecisions | None = None,
     ) -> tuple[int, int]:
         """Service the batch's blocks ``k, k+1, ...`` (each followed by its fault_block_ns)
         until one needs the reference path; return (that block's index, SLOW / NEED_CHUNK), or
-        (len(starts), DONE). With policy hooks attached, chunks are allocated by the caller
-        (NEED_CHUNK: ``chunk_activate``) and a block whose pages were made resident stops as
-        CHUNK_USED, serviced but for its ``chunk_used`` hook and its fault_block_ns."""
+        (len(starts), DONE). With an allocation hook live, chunks are allocated by the caller
+        (NEED_CHUNK: ``chunk_activate``, ``eviction_prepare``); with ``chunk_used`` live a block
+        whose pages were made resident in a chunk it had stops as CHUNK_USED, serviced but for
+        that hook and its fault_block_ns. ``decided``: the policies' batch decisions
+        (``DriverHooks.begin_batch``), applied in compiled code."""
         drv = self.drv
+        hooks = drv.hooks
+        d = decided if decided is not None else self._undecided
         work = self._work
         work[0] = drv.work_ns
         # Evictions whose victims must be re-mapped remotely (AccessedBy, or
@@ -132,7 +144,11 @@ class FastPath:
             stops,
             k,
             not remap_all,
-            drv.hooks is not None,
+            hooks is not None and hooks.stops_for_allocation,
+            hooks is not None and hooks.stops_for_use,
+            d.prefetch,
+            d.prefetch_set,
+            d.reference,
         )
         drv.work_ns = float(work[0])
         self.flush_counters()

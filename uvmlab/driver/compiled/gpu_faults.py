@@ -46,9 +46,16 @@ def service_block(
     s: int,
     e: int,
     may_evict: bool,
-    hooked: bool,
+    stop_alloc: bool,
+    stop_used: bool,
+    pf_row: np.ndarray,
+    use_row: bool,
 ) -> int:
-    """service_fault_batch_block_locked for one block: (DONE | SLOW | NEED_CHUNK)."""
+    """service_fault_batch_block_locked for one block: (DONE | SLOW | NEED_CHUNK | CHUNK_USED).
+    ``stop_alloc``: a root chunk is allocated by the caller (NEED_CHUNK: its policy hooks);
+    ``stop_used``: a block that used a chunk it already had stops as CHUNK_USED, serviced but
+    for its ``chunk_used`` hook (a chunk allocated by this operation is still pinned: no hook);
+    ``use_row``: a policy's batch decision, ``pf_row``, replaces the prefetch hint."""
     block = page[s] >> BLOCK_SHIFT
     lo = block << BLOCK_SHIFT
     n = va.block_pages[block]
@@ -76,14 +83,15 @@ def service_block(
         nf += 1
     if nf == 0:
         return DONE
-    m, pf_count = prefetch_pages(va, pf, block, lo, n, gpu, nf, mode, sc)
+    m, pf_count = prefetch_pages(va, pf, block, lo, n, gpu, nf, mode, sc, pf_row, use_row)
     if m > nf and read_dup[lo] == READ_DUP_ON:
         return SLOW  # prefetched pages would be read-duplicated
     pages, extra, need_copy = sc.pages[:m], sc.extra[:m], sc.need_copy[:m]
     if not plan_pages(va, th, block, lo, gpu, gpu, pages, now, -1, need_copy):
         return SLOW
-    if va.gpu_chunk[gpu - 1, block] < 0 and (
-        hooked
+    had_chunk = va.gpu_chunk[gpu - 1, block] >= 0
+    if not had_chunk and (
+        stop_alloc
         or pmm.list_count[LIST_FREE] == 0
         and not (may_evict and victim_is_plain(va, pmm, n_chunks, gpu))
     ):
@@ -91,6 +99,7 @@ def service_block(
     if pf.enable:  # update_prefetch_info
         va.prefetch_last_proc[block] = gpu
         va.prefetch_fault_migrations[block] = pf_count
+    hooked = stop_used and had_chunk
     make_resident_and_map(
         va, pmm, n_chunks, th, costs, ctr, work, block, lo, n, gpu, gpu, pages, need_copy, extra, now, hooked
     )
@@ -117,13 +126,24 @@ def service_blocks(
     stops: np.ndarray,
     k: int,
     may_evict: bool,
-    hooked: bool,
+    stop_alloc: bool,
+    stop_used: bool,
+    pf_mask: np.ndarray,
+    pf_set: np.ndarray,
+    reference: np.ndarray,
 ) -> tuple[int, int]:
+    """Blocks ``k, k+1, ...`` of a batch. Policies' batch decisions (``uvmlab.driver.hooks``),
+    one entry per block or none at all: ``pf_set[i]``: row ``pf_mask[i]`` replaces block i's
+    prefetch hint; ``reference[i]``: block i goes to the reference path (SLOW)."""
     nb = starts.shape[0]
+    n_pf, n_ref = pf_set.shape[0], reference.shape[0]
     # borrowed views (compiled.borrow): the per-block service binds them without atomics
     bva, bpmm, bth, bsc = borrow_va(va), borrow_pmm(pmm), borrow_th(th), borrow_sc(sc)
     bctr, bwork, bpage, baccess, bkeep = view(ctr), view(work), view(page), view(access), view(keep)
     while k < nb:
+        if k < n_ref and reference[k]:
+            return k, SLOW
+        use_row = k < n_pf and pf_set[k]
         status = service_block(
             bva,
             bpmm,
@@ -142,7 +162,10 @@ def service_blocks(
             starts[k],
             stops[k],
             may_evict,
-            hooked,
+            stop_alloc,
+            stop_used,
+            pf_mask[k if use_row else 0],
+            use_row,
         )
         if status != DONE:
             return k, status

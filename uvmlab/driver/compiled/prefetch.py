@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from uvmlab.driver.compiled.state import ADVISED, Scratch, VaArrays
@@ -20,12 +21,17 @@ def prefetch_pages(
     nf: int,
     mode: int,
     sc: Scratch,
+    row: np.ndarray,
+    use_row: bool,
 ) -> tuple[int, int]:
     """uvm_perf_prefetch.c ``uvm_va_block_get_prefetch_hint`` without side effects. From the
     faulted pages ``sc.fpages[:nf]`` (ascending, block-local), writes the pages to make resident
     — faulted plus prefetched, ascending — to ``sc.pages[:m]`` and which of them are prefetched
     to ``sc.extra[:m]``; returns (m, the new prefetch_info counter). Mirrors
-    ``va_block.prefetch_pages``; with prefetch off or nothing to add the cost is O(faults)."""
+    ``va_block.prefetch_pages``; with prefetch off or nothing to add the cost is O(faults).
+    ``use_row``: a policy's batch decision ``row`` (block pages) replaces the hint, as
+    ``Guard.prefetch_hint`` applies it on the reference path: the faulted pages are taken out,
+    the min_faults rule still holds."""
     residency, perm = va.residency, va.perm
     fpages, pages, extra = sc.fpages, sc.pages, sc.extra
     last_proc, fault_migrations = va.prefetch_last_proc, va.prefetch_fault_migrations
@@ -40,6 +46,8 @@ def prefetch_pages(
     faulted[:] = False
     for k in range(nf):
         faulted[fpages[k]] = True
+    if use_row:
+        return _with_mask(row, faulted, n, nf, count, pf.min_faults, sc)
     resident = sc.resident[:n]
     cpu_rr = sc.cpu_rr[: n if dest == CPU else 0]  # empty: not a CPU destination
     for i in range(n):
@@ -71,8 +79,17 @@ def prefetch_pages(
         True,
         first_touch,
     )
+    return _with_mask(mask, faulted, n, nf, count, pf.min_faults, sc)
+
+
+@njit(cache=True, inline="always")
+def _with_mask(
+    mask: np.ndarray, faulted: np.ndarray, n: int, nf: int, count: int, min_faults: int, sc: Scratch
+) -> tuple[int, int]:
+    """The pages to make resident, faulted plus ``mask``'s where the hint is allowed."""
+    fpages, pages, extra = sc.fpages, sc.pages, sc.extra
     m = nf
-    if count >= pf.min_faults:
+    if count >= min_faults:
         for i in range(n):
             if mask[i] and not faulted[i]:
                 m += 1

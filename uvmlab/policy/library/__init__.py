@@ -13,6 +13,7 @@ from uvmlab.policy.library.evict_tenant_quota import EvictTenantQuota
 from uvmlab.policy.library.prefetch_adaptive_sequential import PrefetchAdaptiveSequential
 from uvmlab.policy.library.prefetch_always_max import PrefetchAlwaysMax
 from uvmlab.policy.library.prefetch_cross_block import PrefetchCrossBlock
+from uvmlab.policy.library.prefetch_forward import PrefetchForward
 from uvmlab.policy.library.prefetch_none import PrefetchNone
 from uvmlab.policy.library.prefetch_stride import PrefetchStride
 from uvmlab.policy.library.prefetch_tree import PrefetchTree
@@ -29,6 +30,7 @@ REGISTRY: dict[str, type] = {
         PrefetchStride,
         PrefetchTree,
         PrefetchCrossBlock,
+        PrefetchForward,
         EvictLru,
         EvictFifo,
         EvictMru,

@@ -1,0 +1,186 @@
+"""What a policy costs in model wall time, as a ratio to the driver's default in the same run.
+
+    python3 bench/bench_policies.py            # also bench/bench_model.py --only policies
+    python3 bench/bench_policies.py --quick
+
+Each configuration runs the same workloads; the figure is the sum of the operations' wall time
+(``Result.op_wall_s``: the model, not the workload build), best of ``repeat`` runs after a
+warm-up run that loads the numba caches. Every policy here decides nothing (each hook returns
+the driver's default), so every run gives the default's answer and the ratio is the hooks' own
+cost:
+
+* ``batch hooks (Python)`` — a Python policy on every hook in its batch-level form:
+  ``prefetch_batch`` and ``thrashing_batch`` (once per fault batch), ``chunk_activate``,
+  ``chunk_used``, ``eviction_prepare`` (once per chunk event) and ``decide_replay`` (once per
+  batch); issue #17's goal: at most 2x the default;
+* ``batch hooks (compiled)`` — ``prefetch_batch`` and ``thrashing_batch`` whose work is a
+  ``numba.njit`` kernel over the batch's arrays, plus ``decide_replay``; the goal: at most 1.2x;
+* ``per-page hooks (Python)`` — the per-page / per-block forms (``prefetch_before_compute``,
+  ``thrashing_hint``) and the eviction and replay hooks: the interpreted reference path;
+* ``lru`` and ``tree`` — library policies (an eviction hook; the per-page prefetch tree walk).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+import uvmlab
+from uvmlab.api import load_workload
+from uvmlab.core.errors import PolicyError
+from uvmlab.policy import Policy
+
+
+class NoopReplay(Policy):
+    name = "noop-replay"
+
+    def decide_replay(self, ctx: Any) -> int:
+        return 0
+
+
+class NoopEviction(Policy):
+    name = "noop-eviction"
+
+    def chunk_activate(self, ctx: Any) -> None:
+        return None
+
+    def chunk_used(self, ctx: Any) -> int:
+        return 0
+
+    def eviction_prepare(self, ctx: Any) -> None:
+        return None
+
+
+class NoopBatchPrefetch(Policy):
+    name = "noop-prefetch-batch"
+
+    def prefetch_batch(self, ctx: Any) -> None:
+        return None
+
+
+class NoopBatchThrashing(Policy):
+    name = "noop-thrashing-batch"
+
+    def thrashing_batch(self, ctx: Any) -> None:
+        return None
+
+
+@njit(cache=True)
+def _count_faulted(faulted: np.ndarray) -> int:
+    n = 0
+    for i in range(faulted.shape[0]):
+        for j in range(faulted.shape[1]):
+            n += faulted[i, j]
+    return n
+
+
+class JitBatchPrefetch(Policy):
+    """Reads every faulted page in compiled code, then leaves the driver's decision."""
+
+    name = "jit-prefetch-batch"
+
+    def prefetch_batch(self, ctx: Any) -> None:
+        _count_faulted(ctx.faulted)
+        return None
+
+
+class JitBatchThrashing(Policy):
+    name = "jit-thrashing-batch"
+
+    def thrashing_batch(self, ctx: Any) -> None:
+        _count_faulted(ctx.faulted)
+        return None
+
+
+class NoopPerPagePrefetch(Policy):
+    name = "noop-prefetch-per-page"
+
+    def prefetch_before_compute(self, ctx: Any) -> int:
+        return 0
+
+
+class NoopPerBlockThrashing(Policy):
+    name = "noop-thrashing-per-block"
+
+    def thrashing_hint(self, ctx: Any) -> None:
+        return None
+
+
+CONFIGS: dict[str, Any] = {
+    "default": None,
+    "batch hooks (Python)": lambda: [NoopBatchPrefetch(), NoopEviction(), NoopReplay(), NoopBatchThrashing()],
+    "batch hooks (compiled)": lambda: [JitBatchPrefetch(), NoopReplay(), JitBatchThrashing()],
+    "eviction hooks only (Python)": lambda: [NoopEviction()],
+    "per-page hooks (Python)": lambda: [NoopPerPagePrefetch(), NoopEviction(), NoopReplay(), NoopPerBlockThrashing()],
+    "lru": lambda: "lru",
+    "tree": lambda: "tree",
+}
+
+
+def _run(spec: str, mem: str | None, make: Any) -> tuple[float, dict]:
+    w = load_workload(spec)
+    pol = make() if make is not None else None
+    r = uvmlab.simulate(w, gpu_memory=mem, policies=pol)
+    if r.meta.get("policy_ejected"):
+        raise SystemExit(f"bench policy ejected: {r.meta['policy_ejected']}")
+    return float(sum(r.op_wall_s)), dict(r.totals)
+
+
+def bench(quick: bool, repeat: int = 2) -> tuple[list[tuple[str, str, str]], dict[str, float]]:
+    """Rows (scenario, figure, ratio) and figures: each configuration's wall time over the
+    default's, per workload, all measured here."""
+    cases = (
+        [("random:size=16MiB", None), ("llm:size=16MiB,tokens=2", "150%")]
+        if quick
+        else [("random:size=128MiB", None), ("llm:size=128MiB,tokens=4", "150%")]
+    )
+    rows: list[tuple[str, str, str]] = []
+    nums: dict[str, float] = {}
+    for spec, mem in cases:
+        small = spec.replace(spec.split(":", 1)[1].split(",")[0], "size=4MiB")
+        base_s = 0.0
+        base_totals: dict = {}
+        for label, make in CONFIGS.items():
+            try:
+                _run(small, mem, make)  # warm: numba caches, policy kernels
+            except PolicyError as e:  # a hook form this version of uvmlab does not have
+                rows.append((f"policies {spec}: {label}", "-", f"not available: {str(e)[:60]}"))
+                continue
+            reps = 1 if label in ("per-page hooks (Python)", "tree") else repeat
+            best = min(_run(spec, mem, make) for _ in range(reps))
+            s, totals = best
+            if label == "default":
+                base_s, base_totals = s, totals
+            same = "" if totals == base_totals else "; DIFFERENT answer"
+            ratio = s / base_s
+            key = f"policy_ratio_{spec.split(':')[0]}_{label.split(' (')[0].replace(' ', '_')}"
+            if "(" in label:
+                key += "_" + label.split("(")[1].rstrip(")").lower()
+            nums[key] = ratio
+            where = f"{spec}" + (f" @{mem}" if mem else "")
+            rows.append(
+                (
+                    f"policies {where}: {label}",
+                    f"{s * 1e3:,.1f} ms",
+                    "1.00 (baseline)" if label == "default" else f"{ratio:.2f}x the default{same}",
+                )
+            )
+    return rows, nums
+
+
+def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    rows, _ = bench(args.quick)
+    width = max(len(a) for a, _, _ in rows)
+    for name, fig, ratio in rows:
+        print(f"{name:<{width}}  {fig:>12}  {ratio}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Batch-level hooks (``prefetch_batch``, ``thrashing_batch``) and the compiled policy form.
+
+A batch hook decides for every VA block of a fault batch in one call; the compiled fault path
+applies its rows without leaving compiled code, the reference path applies them where it takes
+the same decisions, and both must give the same answer. The batch forms must also give the
+answer of a per-page policy that takes the same decisions, and the compiled form of a policy
+that of its Python source.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from uvmlab.api import load_workload
+from uvmlab.driver.hal import get_gpu
+from uvmlab.driver.params import Params
+from uvmlab.engine.core import Engine
+from uvmlab.engine.setup import resolve_gpu_memory
+from uvmlab.policy import HINT_PIN, KEEP, Policy
+from uvmlab.policy.library.prefetch_forward import PrefetchForward
+from uvmlab.policy.loader import build_hooks
+from uvmlab.timing.cost_model import load_profile, profile_for_gpu
+
+STREAM = "stream:size=16MiB,passes=2"
+RANDOM = "random:size=16MiB"
+LLM = "llm:size=16MiB,tokens=2"
+HAIR_TRIGGER = {
+    "uvm_perf_thrashing_threshold": 1,
+    "uvm_perf_thrashing_lapse_usec": 100000,
+    "uvm_perf_thrashing_pin_threshold": 2,
+}
+
+
+def run(workload, fast: bool, policies, gpu_memory: str | None = None, params: dict | None = None):
+    w = load_workload(workload)
+    gpu = get_gpu("h200")
+    hooks = build_hooks(policies, budget_ms=60_000)  # a loaded machine must not eject in one run only
+    prm = Params.from_overrides({**(params or {}), **hooks.module_params})
+    eng = Engine(
+        w,
+        gpu=gpu,
+        params=prm,
+        profile=load_profile(profile_for_gpu(gpu.name)),
+        gpu_memory_bytes=resolve_gpu_memory(gpu_memory, w, gpu),
+        concurrency=4096,
+        hooks=hooks,
+        fast_path=fast,
+    )
+    with hooks.session():
+        eng.run()
+    return eng, hooks
+
+
+def answer(eng: Engine) -> dict:
+    drv = eng.drv
+    va, pmm = drv.va, drv.pmm[0]
+    return {
+        "clock": eng.clock,
+        "rows": eng.rows,
+        "counters": {k: v for k, v in drv.counters.items() if k != "policy_ejections"},
+        "residency": va.residency.tobytes(),
+        "perm": va.perm.tobytes(),
+        "pf": va.prefetch_fault_migrations.tobytes() + va.prefetch_last_proc.tobytes(),
+        "lists": [pmm.list_chunks(n).tolist() for n in ("free", "va_block_used", "va_block_unused")],
+    }
+
+
+def same(a: Engine, b: Engine) -> None:
+    x, y = answer(a), answer(b)
+    for k in x:
+        assert x[k] == y[k], k
+
+
+class WholeBlockBatch(Policy):
+    """always-max written as a batch hook: every page of every faulted block."""
+
+    name = "whole-block-batch"
+
+    def prefetch_batch(self, ctx):
+        return np.ones(ctx.faulted.shape, dtype=bool)
+
+
+class PinThrashingBatch(Policy):
+    """PIN every faulted page the detector flags as thrashing."""
+
+    name = "pin-thrashing-batch"
+
+    def thrashing_batch(self, ctx):
+        flagged = ctx.thrashing & ctx.faulted
+        if not flagged.any():
+            return None
+        return np.where(flagged, HINT_PIN, KEEP)
+
+
+class NoopAll(Policy):
+    name = "noop-all"
+
+    def prefetch_batch(self, ctx):
+        return None
+
+    def decide_replay(self, ctx):
+        return 0
+
+
+@pytest.mark.parametrize("spec,mem", [(STREAM, None), (RANDOM, None), (LLM, "150%")])
+def test_batch_prefetch_equals_its_per_page_twin_on_both_paths(spec, mem):
+    # always-max decides per page (reference path); its batch form decides per batch and keeps
+    # the compiled path: one answer for all three
+    ref, _ = run(spec, False, "always-max", mem)
+    ref_b, _ = run(spec, False, [WholeBlockBatch()], mem)
+    fast_b, hooks = run(spec, True, [WholeBlockBatch()], mem)
+    same(ref, ref_b)
+    same(ref_b, fast_b)
+    assert fast_b.drv.fast.usable() and hooks.ejections == 0
+    # one call per fault batch, not per page
+    assert hooks.stats["prefetch_batch"]["calls"] == fast_b.drv.counters["fault_batches"]
+
+
+@pytest.mark.parametrize("spec,mem", [(STREAM, None), (LLM, "150%"), ("pingpong:size=16MiB,rounds=3", None)])
+def test_compiled_policy_equals_its_python_source(spec, mem):
+    jit, _ = run(spec, True, [PrefetchForward(window=16)], mem)
+    py, _ = run(spec, True, [PrefetchForward(window=16, compiled=False)], mem)
+    ref, _ = run(spec, False, [PrefetchForward(window=16)], mem)
+    same(jit, py)
+    same(jit, ref)
+    default, _ = run(spec, True, [NoopAll()], mem)
+    assert jit.drv.counters["bytes_htod_prefetch"] != default.drv.counters["bytes_htod_prefetch"]
+
+
+def test_thrashing_batch_on_both_paths():
+    spec = "pingpong:size=16MiB,rounds=3"
+    ref, _ = run(spec, False, [PinThrashingBatch()], params=HAIR_TRIGGER)
+    fast, hooks = run(spec, True, [PinThrashingBatch()], params=HAIR_TRIGGER)
+    same(ref, fast)
+    assert fast.drv.counters["pins"] > 0 and hooks.ejections == 0
+    assert fast.drv.fast.usable()
+
+
+def test_noop_policies_keep_the_default_answer_and_the_compiled_path():
+    for spec, mem in ((RANDOM, None), (LLM, "150%")):
+        default, _ = run(spec, True, [], mem)
+        noop, hooks = run(spec, True, [NoopAll()], mem)
+        same(default, noop)
+        # no live eviction hook: the compiled service never stops for one
+        assert not hooks.stops_for_allocation and not hooks.stops_for_use
+        assert not hooks.steers_block_service
+
+
+class BadShape(Policy):
+    name = "bad-shape"
+
+    def prefetch_batch(self, ctx):
+        return np.ones((ctx.faulted.shape[0], 3), dtype=bool)
+
+
+class BadKind(Policy):
+    name = "bad-kind"
+
+    def thrashing_batch(self, ctx):
+        return np.full(ctx.faulted.shape, 7, dtype=np.int8)
+
+
+class Writes(Policy):
+    name = "writes"
+
+    def prefetch_batch(self, ctx):
+        ctx.faulted[0, 0] = True  # read-only: raises, and the policy is ejected
+
+
+@pytest.mark.parametrize("policy", [BadShape, BadKind, Writes])
+def test_bad_batch_decisions_eject_and_the_run_keeps_the_default(policy):
+    default, _ = run(RANDOM, True, [])
+    for fast in (True, False):
+        eng, hooks = run(RANDOM, fast, [policy()])
+        assert hooks.ejections == 1
+        same(default, eng)

@@ -1,0 +1,223 @@
+"""The batch-level decision point: a fault batch's VA blocks, all at once, before any is serviced
+(``service_fault_batch``, uvm_gpu_replayable_faults.c). Part of ``Guard``.
+
+``prefetch_batch`` and ``thrashing_batch`` see every block of the batch as rows of numpy arrays
+and decide for all of them in one call, so the compiled fault path applies their decisions
+without leaving compiled code: a prefetch row replaces the block's prefetch hint where the
+compiled code would compute it; a thrashing row sends its block to the reference path, where
+the hints are taken. The reference path applies the same rows at the same points
+(``prefetch_hint``, ``thrashing_hints``), so both paths give the same answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from uvmlab.core.sizes import PAGES_PER_BLOCK
+from uvmlab.driver.hooks import BatchDecisions
+from uvmlab.driver.perf import prefetch as pf
+from uvmlab.driver.va_space import PERM_READ
+from uvmlab.policy import base, decisions
+from uvmlab.policy.context import _Requests
+
+
+class BatchContext(_Requests):
+    """``prefetch_batch`` / ``thrashing_batch``: the VA blocks of one fault batch of GPU ``gpu``.
+
+    Row ``i`` of every array is block ``blocks[i]`` (ascending); columns are block-local pages
+    (``PAGES_PER_BLOCK`` of them, those past ``n_pages[i]`` are always False). ``faulted``: the
+    pages the batch faults on that still need service (duplicates merged, faults already
+    authorized dropped). ``resident`` (on the GPU) and ``thrashing`` (pages the detector flags)
+    are computed when first read."""
+
+    __slots__ = ("gpu", "blocks", "block_first_page", "n_pages", "alloc", "faulted", "now_ns", "_drv_view")
+
+    def __init__(
+        self,
+        req: list,
+        view: Any,
+        *,
+        gpu: int,
+        blocks: np.ndarray,
+        n_pages: np.ndarray,
+        alloc: np.ndarray,
+        faulted: np.ndarray,
+        now_ns: int,
+    ) -> None:
+        super().__init__(req)
+        self._drv_view = view
+        self.gpu = gpu
+        self.blocks = blocks
+        self.block_first_page = _ro(blocks * PAGES_PER_BLOCK)
+        self.n_pages = n_pages
+        self.alloc = alloc  #: each block's allocation index (RunInfo.allocs)
+        self.faulted = faulted
+        self.now_ns = now_ns
+        self._sealed = True  # read-only from here on
+
+    @property
+    def resident(self) -> np.ndarray:
+        """Pages resident on ``gpu``, bool ``[blocks, PAGES_PER_BLOCK]``."""
+        return self._drv_view("resident", self.blocks, self.gpu)
+
+    @property
+    def thrashing(self) -> np.ndarray:
+        """Pages the thrashing detector flags, bool ``[blocks, PAGES_PER_BLOCK]``."""
+        return self._drv_view("thrashing", self.blocks, self.gpu)
+
+
+def _ro(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+def _batch_view(drv: Any) -> Any:
+    """The context's on-demand answers: fresh read-only arrays, no path to the driver."""
+    va, th = drv.va, drv.thrashing
+    cols = np.arange(PAGES_PER_BLOCK)
+
+    def answer(what: str, blocks: np.ndarray, gpu: int) -> np.ndarray:
+        n = va.block_pages[blocks]
+        inside = cols[None, :] < n[:, None]
+        if what == "resident":
+            idx = np.minimum(blocks[:, None] * PAGES_PER_BLOCK + cols[None, :], len(va.residency) - 1)
+            out = ((va.residency[idx] >> gpu) & 1).astype(bool) & inside
+        else:
+            out = np.zeros((len(blocks), PAGES_PER_BLOCK), dtype=bool)
+            for i, b in enumerate(blocks.tolist()):
+                if th.tracks_pages(b):
+                    m = th.thrashing_mask(b)[: int(n[i])]
+                    out[i, : len(m)] = m
+        return _ro(out)
+
+    return answer
+
+
+class BatchPoints:
+    """``begin_batch``, and the rows it leaves for ``prefetch_hint`` and ``thrashing_hints``."""
+
+    def _reset_batch(self: Any) -> None:
+        self._batch_gpu = -1
+        self._batch_blocks: np.ndarray | None = None
+        self._pf_rows: dict[int, np.ndarray] | None = None
+        self._th_rows: dict[int, np.ndarray] | None = None
+        self._th_slot: Any = None
+
+    def begin_batch(
+        self: Any,
+        drv: Any,
+        gpu: int,
+        blocks: np.ndarray,
+        page: np.ndarray,
+        access: np.ndarray,
+        keep: np.ndarray,
+        starts: np.ndarray,
+    ) -> BatchDecisions | None:
+        if self.drv is not drv:
+            self._attach_driver(drv)
+        self._batch_gpu, self._batch_blocks = gpu, blocks
+        self._pf_rows = self._th_rows = None
+        want_pf = "prefetch_batch" in self._by_hook
+        want_th = "thrashing_batch" in self._by_hook
+        if not (want_pf or want_th):
+            return None
+        va = drv.va
+        nb = len(blocks)
+        live = keep & (va.perm[gpu, page] < np.maximum(access, PERM_READ))
+        row = np.repeat(np.arange(nb), np.diff(np.append(starts, len(page))))
+        faulted = np.zeros((nb, PAGES_PER_BLOCK), dtype=bool)
+        faulted[row[live], page[live] & (PAGES_PER_BLOCK - 1)] = True
+        req: list = []
+        ctx = BatchContext(
+            req,
+            _batch_view(drv),
+            gpu=gpu,
+            blocks=_ro(blocks.astype(np.int64)),
+            n_pages=_ro(va.block_pages[blocks].astype(np.int64)),
+            alloc=_ro(va.block_alloc[blocks].astype(np.int64)),
+            faulted=_ro(faulted),
+            now_ns=int(drv.now_ns),
+        )
+        pf_mask = pf_set = reference = None
+        if want_pf:
+            got = self._call("prefetch_batch", ctx, req)
+            if got is not None:
+                slot, d, checked = got
+                try:
+                    if d is not None:
+                        pf_mask, pf_set = decisions.as_block_mask(d, nb, PAGES_PER_BLOCK)
+                except decisions.Bad as e:
+                    self._eject(slot, "prefetch_batch", str(e))
+                else:
+                    self._apply(checked, gpu)
+        if want_th:
+            got = self._call("thrashing_batch", ctx, req)
+            if got is not None:
+                slot, d, checked = got
+                try:
+                    kinds = None if d is None else decisions.as_block_kinds(d, nb, PAGES_PER_BLOCK)
+                except decisions.Bad as e:
+                    self._eject(slot, "thrashing_batch", str(e))
+                else:
+                    self._apply(checked, gpu)
+                    if kinds is not None:
+                        reference = ((kinds != base.KEEP) & faulted).any(axis=1)
+                        self._th_rows = {int(blocks[i]): kinds[i] for i in np.flatnonzero(reference).tolist()}
+                        self._th_slot = slot
+                        if not self._th_rows:
+                            reference = None
+        if pf_mask is not None and pf_set is not None and pf_set.any():
+            self._pf_rows = {int(blocks[i]): pf_mask[i] for i in np.flatnonzero(pf_set).tolist()}
+        else:
+            pf_mask = pf_set = None
+        if pf_mask is None and reference is None:
+            return None
+        none = np.zeros(0, dtype=bool)
+        return BatchDecisions(
+            pf_mask if pf_mask is not None else np.zeros((1, PAGES_PER_BLOCK), dtype=bool),
+            pf_set if pf_set is not None else none,
+            reference if reference is not None else none,
+        )
+
+    def _end_batch(self: Any) -> None:
+        """The batch is serviced: its rows apply no more; its chunks were just used by the
+        fault service (``_recent``: what warps waiting for the replay need)."""
+        self._pf_rows = self._th_rows = None
+        if self._batch_blocks is not None and self._batch_gpu > 0:
+            ch = self.drv.va.gpu_chunk[self._batch_gpu - 1, self._batch_blocks]
+            self._recent.update(ch[ch >= 0].tolist())
+        self._batch_blocks = None
+
+    def _batch_prefetch(
+        self: Any, drv: Any, block: int, dest: int, faulted: np.ndarray, thrashing: np.ndarray
+    ) -> np.ndarray | None:
+        """A ``prefetch_batch`` row for this block of the batch being serviced, applied as the
+        compiled path applies it (compiled.prefetch): faulted and thrashing pages out, the
+        min_faults rule kept. None: no row, the driver's own hint."""
+        rows = self._pf_rows
+        if rows is None or dest != self._batch_gpu:
+            return None
+        row = rows.get(block)
+        if row is None:
+            return None
+        n = len(faulted)
+        pp = drv.prefetch_params
+        if not pp.enable:
+            return np.zeros(n, dtype=bool)
+        va = drv.va
+        count = pf.update_prefetch_info(
+            va.prefetch_last_proc, va.prefetch_fault_migrations, block, dest, int(np.count_nonzero(faulted))
+        )
+        if not pf.hint_allowed(count, pp.min_faults):
+            return np.zeros(n, dtype=bool)
+        return row[:n] & ~faulted & ~thrashing
+
+    def _batch_kinds(self: Any, block: int, requester: int, local: np.ndarray) -> np.ndarray | None:
+        """A ``thrashing_batch`` row's kinds for these faulted pages, or None."""
+        rows = self._th_rows
+        if rows is None or requester != self._batch_gpu:
+            return None
+        row = rows.get(block)
+        return None if row is None else row[local].astype(np.int64)
