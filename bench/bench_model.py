@@ -20,6 +20,9 @@ Figures:
                heuristics off at a quarter of it (at full size the reference takes over a
                minute), against the compiled path at that size, both measured in this run;
 * oversubscribed — the LLM layer sweep at 150 % of GPU memory, LRU eviction: touches/s;
+* policies   — what a policy that decides nothing costs, as a ratio to the default in the same
+               run: batch-level hooks in Python and compiled, per-page hooks, lru, tree
+               (bench/bench_policies.py; issue #17's goals: <= 2x and <= 1.2x);
 * scale      — a 16 TiB managed allocation of which the first 64 GiB are touched, 10^10 touches in
                597 passes on an 80 GiB GPU: the first pass faults the blocks in, the rest hit.
                Run in a subprocess of its own, so that its peak RSS is the scenario's: wall
@@ -165,7 +168,7 @@ def bench_scale(spec: str, gpu_memory: str) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-SCENARIOS = ("hit-heavy", "fault-heavy", "oversubscribed", "scale")
+SCENARIOS = ("hit-heavy", "fault-heavy", "oversubscribed", "scale", "policies")
 
 
 def _scenarios(text: str) -> set[str]:
@@ -180,15 +183,13 @@ def _scenarios(text: str) -> set[str]:
 
 BEGIN = "<!-- BEGIN model (written by bench/bench_model.py --doc) -->"
 END = "<!-- END model -->"
+BEGIN_POLICIES = "<!-- BEGIN policies (written by bench/bench_model.py --doc) -->"
+END_POLICIES = "<!-- END policies -->"
 
 
-def write_doc(out: dict) -> None:
-    """The figures of a run (``--json``'s content) between the markers of docs/performance.md."""
-    import re
-
-    doc = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+def _table(begin: str, end: str, out: dict, rows: list[dict]) -> str:
     lines = [
-        BEGIN,
+        begin,
         "",
         f"`python3 bench/bench_model.py --doc` on {out['date']} ({out['machine']}); every ratio is "
         "against a baseline measured in the same run.",
@@ -196,12 +197,30 @@ def write_doc(out: dict) -> None:
         "| scenario | figure | ratio, against the same run's baseline |",
         "|---|---|---|",
     ]
-    lines += [f"| {r['scenario'].strip()} | {r['figure']} | {r['ratio']} |" for r in out["rows"]]
-    lines += ["", END]
+    lines += [f"| {r['scenario'].strip()} | {r['figure']} | {r['ratio']} |" for r in rows]
+    return "\n".join([*lines, "", end])
+
+
+def write_doc(out: dict) -> None:
+    """The figures of a run (``--json``'s content) between the markers of docs/performance.md:
+    the policy rows in their own block, the others in the model block (each block only when
+    the run measured it)."""
+    import re
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
     text = doc.read_text()
-    if BEGIN not in text:
-        text = text.rstrip() + "\n\n## Model throughput\n\n" + BEGIN + "\n" + END + "\n"
-    text = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _m: "\n".join(lines), text, flags=re.S)
+    model = [r for r in out["rows"] if not r["scenario"].startswith("policies ")]
+    policies = [r for r in out["rows"] if r["scenario"].startswith("policies ")]
+    for begin, end, rows, title in (
+        (BEGIN, END, model if len(model) > 1 else [], "Model throughput"),
+        (BEGIN_POLICIES, END_POLICIES, policies, "What a policy costs"),
+    ):
+        if not rows:
+            continue
+        if begin not in text:
+            text = text.rstrip() + f"\n\n## {title}\n\n" + begin + "\n" + end + "\n"
+        table = _table(begin, end, out, rows)
+        text = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _m, t=table: t, text, flags=re.S)
     doc.write_text(text)
 
 
@@ -359,6 +378,13 @@ def main() -> None:
         rows.append(
             ("scale: later passes (hits)", f"{hit / 1e6:,.2f} M touches/s", f"{hit / limit:.3f} of limit")
         )
+
+    if "policies" in only:
+        from bench_policies import bench as bench_policies  # bench/ is this script's directory
+
+        prows, pnums = bench_policies(q, repeat=1 if q else 5)
+        rows += prows
+        nums.update(pnums)
 
     width = max(len(a) for a, _, _ in rows)
     for name, fig, ratio in rows:

@@ -93,6 +93,16 @@ class PinThrashingBatch(Policy):
         return np.where(flagged, HINT_PIN, KEEP)
 
 
+class MruBatch(Policy):
+    """MRU from the batch view: the chunks a batch used go to the head of the used list."""
+
+    name = "mru-batch"
+
+    def chunk_used_batch(self, ctx):
+        for c in ctx.chunks.tolist():
+            ctx.move_head(c)
+
+
 class NoopAll(Policy):
     name = "noop-all"
 
@@ -101,6 +111,13 @@ class NoopAll(Policy):
 
     def decide_replay(self, ctx):
         return 0
+
+
+class NoopEvictionBatch(Policy):
+    name = "noop-eviction-batch"
+
+    def chunk_used_batch(self, ctx):
+        assert len(ctx.chunks) == len(ctx.blocks) > 0 and set(ctx.chunks.tolist()) <= set(ctx.used.tolist())
 
 
 @pytest.mark.parametrize("spec,mem", [(STREAM, None), (RANDOM, None), (LLM, "150%")])
@@ -137,11 +154,22 @@ def test_thrashing_batch_on_both_paths():
     assert fast.drv.fast.usable()
 
 
+@pytest.mark.parametrize("spec", [LLM, "train:size=16MiB,steps=1"])
+def test_chunk_used_batch_on_both_paths(spec):
+    ref, _ = run(spec, False, [MruBatch()], "150%")
+    fast, hooks = run(spec, True, [MruBatch()], "150%")
+    same(ref, fast)
+    assert hooks.ejections == 0 and not hooks.stops_for_use
+    default, _ = run(spec, True, [], "150%")
+    assert fast.drv.counters["evictions"] != default.drv.counters["evictions"]
+
+
 def test_noop_policies_keep_the_default_answer_and_the_compiled_path():
     for spec, mem in ((RANDOM, None), (LLM, "150%")):
         default, _ = run(spec, True, [], mem)
-        noop, hooks = run(spec, True, [NoopAll()], mem)
+        noop, hooks = run(spec, True, [NoopAll(), NoopEvictionBatch()], mem)
         same(default, noop)
+        assert hooks.ejections == 0 and hooks.stats["chunk_used_batch"]["calls"] > 0
         # no live eviction hook: the compiled service never stops for one
         assert not hooks.stops_for_allocation and not hooks.stops_for_use
         assert not hooks.steers_block_service
@@ -175,3 +203,12 @@ def test_bad_batch_decisions_eject_and_the_run_keeps_the_default(policy):
         eng, hooks = run(RANDOM, fast, [policy()])
         assert hooks.ejections == 1
         same(default, eng)
+
+
+def test_batch_hook_under_isolation_gives_the_in_process_answer():
+    # the batch context crosses to the policy's process: arrays as values, resident on demand
+    from uvmlab.api import simulate
+
+    here = simulate("stream:size=8MiB,passes=1", policies="forward(window=8)")
+    there = simulate("stream:size=8MiB,passes=1", policies="forward(window=8)", isolate=True)
+    assert here.totals == there.totals and there.totals["policy_ejections"] == 0

@@ -93,6 +93,8 @@ def evict_block_chunk(drv: UvmDriver, gpu: int, block: int, chunk: int) -> None:
         remap = on_gpu & ((acc_by >> q) & 1).astype(bool) & (va.perm[q, lo:hi] == 0)
         if q == gpu and drv.access_counters.migration_enabled and drv.params.uvm_perf_map_remote_on_eviction:
             remap |= on_gpu
+        if not remap.any():
+            continue  # the common case: nothing to re-map (topology_order is not free)
         for holder in va.topology_order(q):
             sel = remap & ((res >> holder) & 1).astype(bool)
             if sel.any() and va.can_access(q, holder):

@@ -75,6 +75,7 @@ HOOKS: dict[str, str] = {
     "thrashing_hint": "thrashing",
     "prefetch_batch": "prefetch",
     "thrashing_batch": "thrashing",
+    "chunk_used_batch": "eviction",
 }
 FAMILIES = ("prefetch", "eviction", "replay", "thrashing")
 
@@ -157,6 +158,12 @@ class Policy:
 
     def start(self, info: Any) -> None:  # noqa: B027 - optional hook, empty on purpose
         """Called once before the run (reset per-run state here)."""
+
+    def warm(self) -> None:  # noqa: B027 - optional, empty on purpose
+        """Called once when the policy is loaded in an ``--isolate`` process, before the process
+        loses the right to open files: compile (or load from numba's cache) the policy's
+        compiled kernels here, on arrays of the types its hooks will pass them (the contexts'
+        arrays are read-only). In the run's own process kernels compile at their first call."""
 
 
 def implemented_hooks(policy: object) -> list[str]:

@@ -78,6 +78,8 @@ class _Requests:
     A context is read-only: setting an attribute raises (the hook fails and is ejected)."""
 
     __slots__ = ("_req", "_sealed")
+    _req: list
+    _sealed: bool
 
     def __setattr__(self, name: str, value: Any) -> None:
         if getattr(self, "_sealed", False):
@@ -93,7 +95,8 @@ class _Requests:
             _set(self, k, v)
 
     def __init__(self, req: list) -> None:
-        self._req = req
+        _set(self, "_sealed", False)  # set first: __setattr__ then finds it without a miss
+        _set(self, "_req", req)
 
     def migrate(self, first_page: int, n_pages: int) -> None:
         """Ask for global pages ``[first_page, first_page + n_pages)`` to be migrated to the GPU
@@ -261,7 +264,7 @@ class EvictionContext(_ListRequests):
     of va_block_unused, else of va_block_used. ``used`` and ``unused`` are those lists, head
     first; ``owner`` gives each chunk's VA block."""
 
-    __slots__ = ("gpu", "n_root_chunks", "used", "unused", "now_ns", "position", "_owner", "_view")
+    __slots__ = ("gpu", "n_root_chunks", "now_ns", "position", "_view")
 
     def __init__(
         self,
@@ -269,28 +272,32 @@ class EvictionContext(_ListRequests):
         view: Any,
         *,
         gpu: int,
-        used: np.ndarray,
-        unused: np.ndarray,
-        owner: np.ndarray,
+        n_root_chunks: int,
         now_ns: int,
         position: int,
     ) -> None:
         super().__init__(req)
         self._view = view
         self.gpu = gpu
-        self.n_root_chunks = len(owner)
-        self.used = used
-        self.unused = unused
-        self._owner = owner
+        self.n_root_chunks = n_root_chunks
         self.now_ns = now_ns
         self.position = position  #: touches of the workload executed so far
         self._sealed = True  # read-only from here on
 
+    # the lists are read when asked for: an eviction policy that does not look costs nothing
+    @property
+    def used(self) -> np.ndarray:
+        """Chunks on va_block_used, head (evicted first) to tail."""
+        return self._view.eviction_list(self.gpu, "used")
+
+    @property
+    def unused(self) -> np.ndarray:
+        """Chunks on va_block_unused, head to tail (evicted before any used chunk)."""
+        return self._view.eviction_list(self.gpu, "unused")
+
     def owner(self, chunks: np.ndarray | int) -> np.ndarray | int:
         """The VA block each chunk backs (-1: none)."""
-        if np.ndim(chunks) == 0:
-            return int(self._owner[int(chunks)])
-        return _ro(self._owner[np.asarray(chunks, dtype=np.int64)])
+        return self._view.owner_of(self.gpu, chunks)
 
     def alloc_of(self, blocks: np.ndarray | int) -> np.ndarray | int:
         """The allocation index of each block."""

@@ -185,6 +185,9 @@ def serve(fd: int) -> None:
     link = _Link(conn)
     try:
         policy = _load(link.recv())
+        warm = getattr(policy, "warm", None)
+        if callable(warm):
+            warm()  # compiles the policy's numba kernels while files can still be opened
         reply = _describe(policy)
     except BaseException as e:  # noqa: BLE001 - every failure is reported, then we leave
         reply = {

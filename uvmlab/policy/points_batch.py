@@ -1,5 +1,6 @@
-"""The batch-level decision point: a fault batch's VA blocks, all at once, before any is serviced
-(``service_fault_batch``, uvm_gpu_replayable_faults.c). Part of ``Guard``.
+"""The batch-level decision points: a fault batch's VA blocks, all at once, before any is serviced
+(``service_fault_batch``, uvm_gpu_replayable_faults.c), and the root chunks they used, once
+it is serviced. Part of ``Guard``.
 
 ``prefetch_batch`` and ``thrashing_batch`` see every block of the batch as rows of numpy arrays
 and decide for all of them in one call, so the compiled fault path applies their decisions
@@ -7,6 +8,9 @@ without leaving compiled code: a prefetch row replaces the block's prefetch hint
 compiled code would compute it; a thrashing row sends its block to the reference path, where
 the hints are taken. The reference path applies the same rows at the same points
 (``prefetch_hint``, ``thrashing_hints``), so both paths give the same answer.
+``chunk_used_batch`` sees the chunks backing the batch's blocks after the service (the same on
+both paths) and reorders the eviction lists, where the per-use ``chunk_used`` would stop the
+compiled path at every block.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numba import njit
 
-from uvmlab.core.sizes import PAGES_PER_BLOCK
+from uvmlab.core.sizes import BLOCK_SHIFT, PAGES_PER_BLOCK
 from uvmlab.driver.hooks import BatchDecisions
 from uvmlab.driver.perf import prefetch as pf
 from uvmlab.driver.va_space import PERM_READ
 from uvmlab.policy import base, decisions
-from uvmlab.policy.context import _Requests
+from uvmlab.policy.context import _ListRequests, _Requests
 
 
 class BatchContext(_Requests):
@@ -32,7 +37,7 @@ class BatchContext(_Requests):
     authorized dropped). ``resident`` (on the GPU) and ``thrashing`` (pages the detector flags)
     are computed when first read."""
 
-    __slots__ = ("gpu", "blocks", "block_first_page", "n_pages", "alloc", "faulted", "now_ns", "_drv_view")
+    __slots__ = ("gpu", "blocks", "n_pages", "alloc", "faulted", "now_ns", "_drv_view")
 
     def __init__(
         self,
@@ -50,12 +55,16 @@ class BatchContext(_Requests):
         self._drv_view = view
         self.gpu = gpu
         self.blocks = blocks
-        self.block_first_page = _ro(blocks * PAGES_PER_BLOCK)
         self.n_pages = n_pages
         self.alloc = alloc  #: each block's allocation index (RunInfo.allocs)
         self.faulted = faulted
         self.now_ns = now_ns
         self._sealed = True  # read-only from here on
+
+    @property
+    def block_first_page(self) -> np.ndarray:
+        """Each block's first page, as a global page number."""
+        return _ro(self.blocks * PAGES_PER_BLOCK)
 
     @property
     def resident(self) -> np.ndarray:
@@ -66,6 +75,43 @@ class BatchContext(_Requests):
     def thrashing(self) -> np.ndarray:
         """Pages the thrashing detector flags, bool ``[blocks, PAGES_PER_BLOCK]``."""
         return self._drv_view("thrashing", self.blocks, self.gpu)
+
+
+class ChunkBatchContext(_ListRequests):
+    """``chunk_used_batch``: a fault batch of GPU ``gpu`` was serviced; ``chunks`` back its
+    VA blocks ``blocks`` (block order, blocks with no chunk left out). The driver has already
+    moved each chunk the service used to the tail of va_block_used (its LRU); the hook may
+    reorder with ``move_head`` / ``move_tail``. ``used`` / ``unused``: the lists, head first."""
+
+    __slots__ = ("gpu", "chunks", "blocks", "alloc", "now_ns", "_view")
+
+    def __init__(
+        self,
+        req: list,
+        view: Any,
+        *,
+        gpu: int,
+        chunks: np.ndarray,
+        blocks: np.ndarray,
+        alloc: np.ndarray,
+        now_ns: int,
+    ) -> None:
+        super().__init__(req)
+        self._view = view
+        self.gpu = gpu
+        self.chunks = chunks
+        self.blocks = blocks
+        self.alloc = alloc
+        self.now_ns = now_ns
+        self._sealed = True  # read-only from here on
+
+    @property
+    def used(self) -> np.ndarray:
+        return self._view.eviction_list(self.gpu, "used")
+
+    @property
+    def unused(self) -> np.ndarray:
+        return self._view.eviction_list(self.gpu, "unused")
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
@@ -95,6 +141,30 @@ def _batch_view(drv: Any) -> Any:
     return answer
 
 
+@njit(cache=True)
+def _faulted_rows(
+    page: np.ndarray,
+    access: np.ndarray,
+    keep: np.ndarray,
+    perm: np.ndarray,
+    blocks: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``out[i, p]``: page ``p`` of ``blocks[i]`` is in the (sorted) batch, not a duplicate, and
+    not already authorized (service_fault_batch_block_locked's stale check)."""
+    i = 0
+    for j in range(page.shape[0]):
+        if not keep[j]:
+            continue
+        need = access[j] if access[j] > PERM_READ else PERM_READ
+        if perm[page[j]] >= need:
+            continue
+        b = page[j] >> BLOCK_SHIFT
+        while blocks[i] != b:
+            i += 1
+        out[i, page[j] & (PAGES_PER_BLOCK - 1)] = True
+
+
 class BatchPoints:
     """``begin_batch``, and the rows it leaves for ``prefetch_hint`` and ``thrashing_hints``."""
 
@@ -104,6 +174,7 @@ class BatchPoints:
         self._pf_rows: dict[int, np.ndarray] | None = None
         self._th_rows: dict[int, np.ndarray] | None = None
         self._th_slot: Any = None
+        self._bview: Any = None  # the batch contexts' on-demand answers (_batch_view)
 
     def begin_batch(
         self: Any,
@@ -125,18 +196,18 @@ class BatchPoints:
             return None
         va = drv.va
         nb = len(blocks)
-        live = keep & (va.perm[gpu, page] < np.maximum(access, PERM_READ))
-        row = np.repeat(np.arange(nb), np.diff(np.append(starts, len(page))))
-        faulted = np.zeros((nb, PAGES_PER_BLOCK), dtype=bool)
-        faulted[row[live], page[live] & (PAGES_PER_BLOCK - 1)] = True
+        faulted = np.zeros((nb, PAGES_PER_BLOCK), dtype=np.bool_)
+        _faulted_rows(page, access, keep, va.perm[gpu], blocks, faulted)
+        if self._bview is None:
+            self._bview = _batch_view(drv)
         req: list = []
         ctx = BatchContext(
             req,
-            _batch_view(drv),
+            self._bview,
             gpu=gpu,
-            blocks=_ro(blocks.astype(np.int64)),
-            n_pages=_ro(va.block_pages[blocks].astype(np.int64)),
-            alloc=_ro(va.block_alloc[blocks].astype(np.int64)),
+            blocks=_ro(blocks),
+            n_pages=_ro(va.block_pages[blocks].astype(np.int64, copy=False)),
+            alloc=_ro(va.block_alloc[blocks].astype(np.int64, copy=False)),
             faulted=_ro(faulted),
             now_ns=int(drv.now_ns),
         )
@@ -183,12 +254,39 @@ class BatchPoints:
 
     def _end_batch(self: Any) -> None:
         """The batch is serviced: its rows apply no more; its chunks were just used by the
-        fault service (``_recent``: what warps waiting for the replay need)."""
+        fault service (``_recent``: what warps waiting for the replay need); then
+        ``chunk_used_batch``."""
         self._pf_rows = self._th_rows = None
-        if self._batch_blocks is not None and self._batch_gpu > 0:
-            ch = self.drv.va.gpu_chunk[self._batch_gpu - 1, self._batch_blocks]
-            self._recent.update(ch[ch >= 0].tolist())
+        blocks, gpu = self._batch_blocks, self._batch_gpu
         self._batch_blocks = None
+        if blocks is None or gpu <= 0:
+            return
+        ch = self.drv.va.gpu_chunk[gpu - 1, blocks]
+        has = ch >= 0
+        self._recent.update(ch[has].tolist())
+        if "chunk_used_batch" not in self._by_hook or not has.any():
+            return
+        req: list = []
+        b = blocks[has].astype(np.int64)
+        ctx = ChunkBatchContext(
+            req,
+            self.view,
+            gpu=gpu,
+            chunks=_ro(ch[has].astype(np.int64)),
+            blocks=_ro(b),
+            alloc=_ro(self.drv.va.block_alloc[b].astype(np.int64)),
+            now_ns=int(self.drv.now_ns),
+        )
+        got = self._call("chunk_used_batch", ctx, req)
+        if got is None:
+            return
+        slot, d, checked = got
+        if d is not None:
+            self._eject(
+                slot, "chunk_used_batch", f"returned {decisions.short(d)}: chunk_used_batch returns None"
+            )
+            return
+        self._apply(checked, gpu)
 
     def _batch_prefetch(
         self: Any, drv: Any, block: int, dest: int, faulted: np.ndarray, thrashing: np.ndarray

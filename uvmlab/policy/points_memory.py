@@ -111,9 +111,7 @@ class MemoryPoints:
                 req,
                 view,
                 gpu=gpu,
-                used=view.eviction_list(gpu, "used"),
-                unused=view.eviction_list(gpu, "unused"),
-                owner=view.owner(gpu),
+                n_root_chunks=pmm.n_root_chunks,
                 now_ns=int(drv.now_ns),
                 position=position(self.engine) if self.engine is not None else 0,
             )
@@ -306,7 +304,9 @@ class MemoryPoints:
         for pg in throttled:  # a policy that keeps a page waiting forever is a livelock
             if self._streak.get((requester, pg), 0) >= self.max_throttles:
                 self._eject(
-                    slot, hook, f"throttled page {pg} more than {self.max_throttles} times in a row (livelock)"
+                    slot,
+                    hook,
+                    f"throttled page {pg} more than {self.max_throttles} times in a row (livelock)",
                 )
                 return hints
         for i in np.flatnonzero(new != base.HINT_THROTTLE).tolist():

@@ -31,7 +31,16 @@ def ro(a: np.ndarray) -> np.ndarray:
 class RunView:
     """The on-demand answers of one run, as functions (no path to live state)."""
 
-    __slots__ = ("allocs", "eviction_list", "resident_pages", "alloc_index", "next_use", "owner", "tenant_of")
+    __slots__ = (
+        "allocs",
+        "eviction_list",
+        "resident_pages",
+        "alloc_index",
+        "next_use",
+        "owner",
+        "owner_of",
+        "tenant_of",
+    )
 
     def __init__(
         self,
@@ -41,6 +50,7 @@ class RunView:
         alloc_index: Callable[[Any], Any],
         next_use: Callable[[Any], Any],
         owner: Callable[[int], np.ndarray],
+        owner_of: Callable[[int, Any], Any],
         tenant_of: Callable[[Any], Any],
     ) -> None:
         for k, v in (
@@ -50,6 +60,7 @@ class RunView:
             ("alloc_index", alloc_index),
             ("next_use", next_use),
             ("owner", owner),
+            ("owner_of", owner_of),
             ("tenant_of", tenant_of),
         ):
             object.__setattr__(self, k, v)
@@ -98,6 +109,12 @@ def run_view(drv: Any, engine: Any, allocs: tuple[AllocInfo, ...], future: Futur
     def owner(gpu: int) -> np.ndarray:
         return ro(pmms[gpu - 1].owner)
 
+    def owner_of(gpu: int, chunks: Any) -> Any:
+        own = pmms[gpu - 1].owner
+        if np.ndim(chunks) == 0:
+            return int(own[int(chunks)])
+        return ro(own[np.asarray(chunks, dtype=np.int64)])
+
     def next_use(blocks: Any) -> Any:
         if future is None or engine is None:
             raise RuntimeError("next_use is only for policies with needs_future = True, run by the engine")
@@ -121,4 +138,4 @@ def run_view(drv: Any, engine: Any, allocs: tuple[AllocInfo, ...], future: Futur
             return allocs[int(alloc_index(blocks))].tenant
         return [allocs[int(i)].tenant for i in alloc_index(blocks)]
 
-    return RunView(allocs, eviction_list, resident_pages, alloc_index, next_use, owner, tenant_of)
+    return RunView(allocs, eviction_list, resident_pages, alloc_index, next_use, owner, owner_of, tenant_of)

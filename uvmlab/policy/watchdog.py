@@ -16,6 +16,7 @@ that changed them; for the rest, ``--isolate`` (docs/security.md).
 
 from __future__ import annotations
 
+import _signal
 import _thread
 import signal
 import threading
@@ -56,6 +57,7 @@ class Watchdog:
         self.fired_seq = -1
         self.fired_at = 0.0
         self.mask: set[int] | None = None
+        self._raw: dict[int, Any] = {}
 
     def start(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -69,7 +71,10 @@ class Watchdog:
         if hasattr(signal, "SIGTERM"):
             self.mine[signal.SIGTERM] = signal.getsignal(signal.SIGTERM)
         if hasattr(signal, "pthread_sigmask"):
-            self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+            self.mask = set(_signal.pthread_sigmask(signal.SIG_BLOCK, []))
+        # the raw values (``_signal``: no enum conversion) that handlers_changed compares after
+        # every hook call, where ``signal.getsignal``'s conversion cost more than a no-op hook
+        self._raw = {sig: _signal.getsignal(sig) for sig in self.mine}
 
     def _install(self, sig: int, handler: Any) -> None:
         self.old[sig] = signal.signal(sig, handler)
@@ -108,13 +113,13 @@ class Watchdog:
         """The first watched signal whose handler a hook replaced (now restored), or None."""
         if threading.current_thread() is not threading.main_thread():
             return None
-        for sig, handler in self.mine.items():
-            now = signal.getsignal(sig)
-            if now is not handler:
-                signal.signal(sig, handler)
+        for sig, raw in self._raw.items():
+            now = _signal.getsignal(sig)
+            if now is not raw and now != raw:
+                signal.signal(sig, self.mine[sig])
                 return signal.Signals(sig).name
         if self.mask is not None:
-            now_mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+            now_mask = set(_signal.pthread_sigmask(signal.SIG_BLOCK, []))
             if now_mask != self.mask:
                 signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
                 return "the signal mask"

@@ -43,6 +43,12 @@ class PrefetchForward(Policy):
     window: int
     compiled: bool
 
+    def warm(self) -> None:
+        # the types prefetch_batch passes: the context's read-only rows, a fresh output
+        faulted, n_pages = np.zeros((1, 8), dtype=np.bool_), np.full(1, 8, dtype=np.int64)
+        faulted.flags.writeable = n_pages.flags.writeable = False
+        forward_kernel(faulted, n_pages, 1, np.zeros((1, 8), dtype=np.bool_))
+
     def prefetch_batch(self, ctx: BatchContext) -> np.ndarray:
         out = np.zeros(ctx.faulted.shape, dtype=np.bool_)
         kernel = forward_kernel if self.compiled else forward_kernel.py_func
