@@ -7,6 +7,7 @@ Evictions never feed thrashing detection.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,7 +26,12 @@ class NoEvictableMemory(Exception):
     that cancels the batch and ends the context (not a user error: the engine records it)."""
 
 
-def evict_for_allocation(drv: UvmDriver, gpu: int, for_block: int) -> int:
+#: evicts one block's chunk: (driver, gpu, block, chunk); ``evict_block_chunk`` or the
+#: compiled fault path's equivalent (``FastPath.evict_block_chunk``)
+Evictor = Callable[["UvmDriver", int, int, int], None]
+
+
+def evict_for_allocation(drv: UvmDriver, gpu: int, for_block: int, evict: Evictor | None = None) -> int:
     """``UVM_PMM_ALLOC_FLAGS_EVICT``: pick a victim root chunk, evict it, hand it to ``for_block``."""
     pmm = drv.pmm[gpu - 1]
     victim = pick_victim(drv, gpu)
@@ -34,7 +40,7 @@ def evict_for_allocation(drv: UvmDriver, gpu: int, for_block: int) -> int:
     owner = int(pmm.owner[victim])
     if owner >= 0:
         if drv.share is None:
-            evict_block_chunk(drv, gpu, owner, victim)
+            (evict or evict_block_chunk)(drv, gpu, owner, victim)
         else:  # the victim may be another VA space's block (one PMM per GPU, pmm_share.py)
             _evict_shared(drv, gpu, owner, victim)
     pmm.finish_eviction(victim, drv.owner_base + for_block)

@@ -253,7 +253,7 @@ def service_fault_batch(
                 break
             block = int(blocks[starts[k]])
             if status == NEED_CHUNK:  # allocation, eviction and their policies stay in Python
-                if vb.ensure_gpu_chunk(drv, block, gpu):
+                if vb.ensure_gpu_chunk(drv, block, gpu, fast.evict_block_chunk):
                     fresh = block
                 continue
             if status == CHUNK_USED:  # the block is serviced but for its policy hook

@@ -17,7 +17,7 @@ import numpy as np
 
 from uvmlab.core.sizes import PAGE_SIZE
 from uvmlab.driver.block_copy import accessed_by_permission, copy_to, map_pages
-from uvmlab.driver.eviction import evict_for_allocation
+from uvmlab.driver.eviction import Evictor, evict_for_allocation
 from uvmlab.driver.perf import events as pe
 from uvmlab.driver.perf import prefetch as pf
 from uvmlab.driver.perf.thrashing_state import HINT_NONE, HINT_PIN, Hint
@@ -81,17 +81,18 @@ def new_permissions(
     return perm
 
 
-def ensure_gpu_chunk(drv: UvmDriver, block: int, gpu: int) -> bool:
+def ensure_gpu_chunk(drv: UvmDriver, block: int, gpu: int, evict: Evictor | None = None) -> bool:
     """``block_alloc_gpu_chunk`` (uvm_va_block.c): back the block on ``gpu`` with a 2 MiB root chunk,
     evicting the victim the PMM's list rules pick when no free chunk is left. Returns whether a
-    chunk was allocated now."""
+    chunk was allocated now. ``evict``: how the victim's pages leave (``evict_block_chunk``;
+    the compiled fault path passes its own)."""
     g = gpu - 1
     if drv.va.gpu_chunk[g, block] >= 0:
         return False
     pmm = drv.pmm[g]
     chunk = pmm.alloc_root_chunk(drv.owner_base + block)
     if chunk < 0:
-        chunk = evict_for_allocation(drv, gpu, block)
+        chunk = evict_for_allocation(drv, gpu, block, evict)
     drv.va.gpu_chunk[g, block] = chunk
     drv.charge(drv.profile.chunk_zero_ns)  # block_zero_new_gpu_chunk: CE memset
     # The chunk stays TEMP_PINNED until the operation ends (uvm_va_block_retry_deinit).

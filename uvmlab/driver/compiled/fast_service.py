@@ -35,8 +35,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from uvmlab.core.sizes import PAGES_PER_BLOCK
+from uvmlab.driver import eviction
 from uvmlab.driver.compiled.cpu_faults import cpu_touches
-from uvmlab.driver.compiled.gpu_faults import service_blocks
+from uvmlab.driver.compiled.gpu_faults import evict_if_plain, service_blocks
 from uvmlab.driver.compiled.state import (
     CHUNK_USED,
     COUNTERS,
@@ -153,6 +154,20 @@ class FastPath:
         drv.work_ns = float(work[0])
         self.flush_counters()
         return int(k), int(status)
+
+    def evict_block_chunk(self, drv: UvmDriver, gpu: int, block: int, chunk: int) -> None:
+        """``eviction.evict_block_chunk`` for an allocation the caller makes (NEED_CHUNK): a
+        victim with nothing to re-map is evicted by the compiled code, as the compiled service
+        evicts its own victims, instead of the interpreted reference."""
+        remap_all = bool(drv.access_counters.migration_enabled and drv.params.uvm_perf_map_remote_on_eviction)
+        if drv is self.drv and not remap_all:
+            work = self._work
+            work[0] = drv.work_ns
+            if evict_if_plain(self.va, self.costs, self.ctr, work, block, gpu):
+                drv.work_ns = float(work[0])
+                self.flush_counters()
+                return
+        eviction.evict_block_chunk(drv, gpu, block, chunk)
 
     def run_cpu_touches(
         self,

@@ -7,7 +7,7 @@ from numba import njit
 
 from uvmlab.driver.compiled.blocks import block_mode, dest_is_requester, plan_pages
 from uvmlab.driver.compiled.borrow import borrow_pmm, borrow_sc, borrow_th, borrow_va, view
-from uvmlab.driver.compiled.eviction import victim_is_plain
+from uvmlab.driver.compiled.eviction import evict_block_chunk, victim_is_plain
 from uvmlab.driver.compiled.prefetch import prefetch_pages
 from uvmlab.driver.compiled.residency import make_resident_and_map
 from uvmlab.driver.compiled.state import (
@@ -172,3 +172,16 @@ def service_blocks(
         work[0] += costs.fault_block_ns
         k += 1
     return k, DONE
+
+
+@njit(cache=True)
+def evict_if_plain(va: VaArrays, costs: Costs, ctr: np.ndarray, work: np.ndarray, vb: int, gpu: int) -> bool:
+    """Evict ``vb``'s chunk on ``gpu`` in compiled code unless one of its GPU-resident pages has an
+    AccessedBy mapping to re-create (then False: ``eviction.evict_block_chunk`` does it)."""
+    if va.block_advised[vb]:
+        lo = vb << BLOCK_SHIFT
+        for i in range(lo, lo + va.block_pages[vb]):
+            if va.residency[i] >> gpu & 1 and va.accessed_by[i] >> gpu & 1:
+                return False
+    evict_block_chunk(va, costs, ctr, work, vb, gpu)
+    return True
