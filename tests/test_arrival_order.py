@@ -75,18 +75,98 @@ def test_entries_prefix_matches_reference() -> None:
         np.empty((5, n_sm), np.int64),
     )
     out_page, out_acc = np.empty(conc, np.int64), np.empty(conc, np.uint8)
-    out_utlb = np.empty(conc, np.int32)
+    out_utlb, out_write = np.empty(conc, np.int32), np.empty(conc, np.int64)
     for _ in range(20):
         n = int(rng.integers(1, conc + 1))
         k = int(rng.integers(0, n + 1))
         pos = random_sorted_positions(rng, n, conc)
         page = rng.integers(0, 1 << 20, size=n).astype(np.int64)
         acc = rng.integers(0, 4, size=n).astype(np.uint8)
-        _arrival_entries(pos, page, acc, n, conc, tpb, n_sm, n_utlb, k, out_page, out_acc, out_utlb, *buffers)
+        got = _arrival_entries(
+            pos,
+            page,
+            acc,
+            n,
+            conc,
+            tpb,
+            n_sm,
+            n_utlb,
+            k,
+            out_page,
+            out_acc,
+            out_utlb,
+            out_write,
+            *buffers,
+            1,
+            0,
+            1,
+            conc,
+        )
+        assert got == k  # no uTLB reaches conc reports
         order, utlb = arrival_order(pos, conc, tpb, n_sm, n_utlb)
         np.testing.assert_array_equal(out_page[:k], page[order][:k])
         np.testing.assert_array_equal(out_acc[:k], acc[order][:k])
         np.testing.assert_array_equal(out_utlb[:k], utlb[order][:k])
+
+
+def test_write_times_and_utlb_cap() -> None:
+    """Each SM writes ``burst`` entries per round, round j at t0 + j * interval; a uTLB reports
+    at most ``rounds`` rounds per replay, so few occupied SMs give few entries."""
+    conc, tpb, n_sm, n_utlb, burst = 2048, 256, 132, 152, 8
+    scratch = (np.empty(conc, np.int64), np.empty(conc, np.int64))
+    scratch2 = (np.empty((2, conc + 1), np.int64), np.empty((5, n_sm), np.int64))
+    outs = (np.empty(conc, np.int64), np.empty(conc, np.uint8), np.empty(conc, np.int32))
+    write = np.empty(conc, np.int64)
+    pos = np.arange(conc, dtype=np.int64)  # every thread stalled: 8 blocks of 256 on 8 SMs
+    page, acc = pos.copy(), np.zeros(conc, np.uint8)
+    k = _arrival_entries(
+        pos,
+        page,
+        acc,
+        conc,
+        conc,
+        tpb,
+        n_sm,
+        n_utlb,
+        conc,
+        *outs,
+        write,
+        *scratch,
+        *scratch2,
+        burst,
+        1000,
+        4000,
+        2,
+    )
+    assert k == 8 * 2 * burst  # 8 SMs x 2 rounds x 8
+    np.testing.assert_array_equal(write[:k], 1000 + 4000 * (np.arange(k) // (8 * burst)))
+    # the same kernel shape spread over every SM fills a batch at once
+    big = 256 * n_sm
+    pos = np.arange(big, dtype=np.int64)
+    scratch = (np.empty(big, np.int64), np.empty(big, np.int64))
+    scratch2 = (np.empty((2, big + 1), np.int64), np.empty((5, n_sm), np.int64))
+    outs = (np.empty(big, np.int64), np.empty(big, np.uint8), np.empty(big, np.int32))
+    write = np.empty(big, np.int64)
+    k = _arrival_entries(
+        pos,
+        pos.copy(),
+        np.zeros(big, np.uint8),
+        big,
+        big,
+        tpb,
+        n_sm,
+        n_utlb,
+        big,
+        *outs,
+        write,
+        *scratch,
+        *scratch2,
+        burst,
+        0,
+        4000,
+        2,
+    )
+    assert k == n_sm * 2 * burst and (write[: n_sm * burst] == 0).all()
 
 
 def test_unsorted_positions_rejected() -> None:

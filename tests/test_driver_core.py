@@ -121,7 +121,7 @@ def test_batch_without_flush_refetches_stale_faults():
     """BATCH replays without flushing: the faults still in the buffer are fetched later and
     found stale; BATCH_FLUSH discards them first (uvm_gpu_replayable_faults.c)."""
     b, a = cpu_filled("64MiB")
-    b.kernel("all", [b.run(a, 0, 16384, stride=1)])
+    b.kernel("all", [b.run(a, 0, 16384, stride=1)], threads=65536)  # every SM reports
     w = b.build()
     batch = run_engine(w, params={"uvm_perf_fault_replay_policy": 1}).drv.counters
     flush = run_engine(w, params={"uvm_perf_fault_replay_policy": 2}).drv.counters

@@ -70,6 +70,15 @@ class GpuSpec:
     #: documented by NVIDIA; 8 minimised the error of the fault-group count against CUPTI's
     #: over the H200's measured training kernels (1, 4, 8, 16, 32 tried; docs/validation.md)
     fault_report_burst: int = 8
+    #: time between two rounds of fault reports after a replay (each SM's uTLB writes
+    #: ``fault_report_burst`` entries per round), in ns. The driver reads PUT ``replay_ns`` after
+    #: pushing a replay, so a batch holds what the SMs holding stalled warps wrote by then: few
+    #: SMs occupied (few threads) give smaller batches (engine/gpu.py, driver/fault_buffer.py).
+    #: Not documented by NVIDIA; fitted on the calibration kernels' fault-group counts.
+    fault_report_interval_ns: int = 4000
+    #: misses one SM's uTLB reports per replay; its other stalled warps wait in the uTLB and
+    #: retry at the next replay. Not documented by NVIDIA; fitted like the two above.
+    utlb_fault_slots: int = 16
     has_access_counters: bool = True
     link: str = "pcie5"
     can_map_sysmem: bool = True

@@ -22,6 +22,7 @@ from uvmlab.driver import tools
 from uvmlab.driver import va_block as vb
 from uvmlab.driver.compiled.fast_service import CHUNK_USED, DONE, NEED_CHUNK
 from uvmlab.driver.fatal import ContextFatal
+from uvmlab.driver.fault_buffer import FaultBuffer, flush_mode
 from uvmlab.driver.perf.thrashing_state import HINT_NONE, HINT_PIN, HINT_THROTTLE, NO_HINT
 from uvmlab.driver.va_space import BLOCK_SHIFT, PERM_READ
 from uvmlab.workload.ir import Access
@@ -30,47 +31,6 @@ if TYPE_CHECKING:
     from uvmlab.driver.uvm import UvmDriver
 
 REPLAY_BLOCK, REPLAY_BATCH, REPLAY_BATCH_FLUSH, REPLAY_ONCE = 0, 1, 2, 3
-
-
-class FaultBuffer:
-    """The GPU's replayable fault buffer: a FIFO of (page, access, uTLB) entries.
-
-    Entries beyond ``capacity`` are dropped; the warp that raised them stays stalled and faults
-    again at the next replay (the hardware's overflow behaviour as seen by the driver).
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.page = np.zeros(capacity, dtype=np.int64)
-        self.access = np.zeros(capacity, dtype=np.uint8)
-        self.utlb = np.zeros(capacity, dtype=np.int32)
-        self.n = 0  # entries from index 0; fetch shifts the rest down (batches are small)
-        self.overflows = 0
-
-    def push(self, page: np.ndarray, access: np.ndarray, utlb: np.ndarray) -> None:
-        room = self.capacity - self.n
-        k = min(room, len(page))
-        self.page[self.n : self.n + k] = page[:k]
-        self.access[self.n : self.n + k] = access[:k]
-        self.utlb[self.n : self.n + k] = utlb[:k]
-        self.n += k
-        self.overflows += len(page) - k
-
-    def take(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        k = min(k, self.n)
-        out = (self.page[:k].copy(), self.access[:k].copy(), self.utlb[:k].copy())
-        rest = self.n - k
-        if rest:
-            self.page[:rest] = self.page[k : self.n]
-            self.access[:rest] = self.access[k : self.n]
-            self.utlb[:rest] = self.utlb[k : self.n]
-        self.n = rest
-        return out
-
-    def flush(self) -> int:
-        """``fault_buffer_flush_locked``: discard every pending entry; return how many."""
-        n, self.n = self.n, 0
-        return n
 
 
 @njit(cache=True)
@@ -155,9 +115,13 @@ def preprocess_fault_batch(
 
 
 def service_replayable_faults(
-    drv: UvmDriver, buf: FaultBuffer, gpu: int, replay: Callable[[], None], n_utlb: int
+    drv: UvmDriver, buf: FaultBuffer, gpu: int, replay: Callable[[int], None], n_utlb: int
 ) -> None:
-    """``uvm_parent_gpu_service_replayable_faults`` (uvm_gpu_replayable_faults.c): one bottom half."""
+    """``uvm_parent_gpu_service_replayable_faults`` (uvm_gpu_replayable_faults.c): one bottom half.
+
+    ``replay(t_ns)`` re-executes the stalled warps of a replay pushed at ``t_ns``; the entries
+    they write reach the buffer from then on (``FaultBuffer.write_ns``), and each fetch takes
+    only what is written when it reads PUT (``fault_buffer.py``)."""
     p = drv.params
     policy = p.uvm_perf_fault_replay_policy
     batch_count = min(drv.gpu.fault_batch_size(p.uvm_perf_fault_batch_count), buf.capacity)
@@ -178,16 +142,17 @@ def service_replayable_faults(
         replays += 1
         deferred = False
         c["replays"] += 1
-        drv.charge(drv.profile.replay_ns)
+        pushed_ns = start_ns + int(drv.work_ns - start_work)  # the warps retry from here on
+        drv.charge(drv.profile.replay_ns)  # ... while the driver waits for the replay
         drv.log.add(drv.now_ns, tools.GPU_FAULT_REPLAY, gpu)
-        replay()
+        replay(pushed_ns)
 
     while (
         num_throttled < p.uvm_perf_fault_max_throttle_per_service
         and num_batches < p.uvm_perf_fault_max_batches_per_service
     ):
         drv.now_ns = start_ns + int(drv.work_ns - start_work)
-        page, access, utlb = buf.take(batch_count)
+        page, access, utlb = buf.fetch(batch_count, drv.now_ns)
         if len(page) == 0:
             break
         rp, ra, rc = coalesce(page, access, utlb, n_utlb, p.uvm_perf_fault_coalesce != 0)
@@ -212,9 +177,9 @@ def service_replayable_faults(
         elif policy == REPLAY_BATCH:
             do_replay()
         elif policy == REPLAY_BATCH_FLUSH:
-            # UPDATE_PUT vs CACHED_PUT differ only in faults that arrive during servicing; in
-            # the model the GPU adds entries only at replays, so both discard the same entries.
-            buf.flush()
+            # entries written during the service survive a CACHED_PUT flush (fault_buffer.py)
+            mode = flush_mode(duplicates, len(page), p.uvm_perf_fault_replay_update_put_ratio)
+            buf.flush(mode, start_ns + int(drv.work_ns - start_work))
             do_replay()  # ... and the CPU waits for the replay to execute
         if throttled:
             num_throttled += 1

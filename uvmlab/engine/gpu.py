@@ -76,9 +76,10 @@ _SM_HEAD, _SM_TAIL, _SM_RUN, _SM_AT, _SM_ACTIVE = range(5)  # rows of the per-SM
 
 
 @njit(cache=True)
-def _arrival_order_into(pos, n, conc, tpb, n_sm, k, order, order_sm, runs, sms, burst):
+def _arrival_order_into(pos, n, conc, tpb, n_sm, k, order, order_sm, order_round, runs, sms, burst):
     """Fill ``order[:k]`` with the indices of the first ``k`` of the ``n`` stalled threads in
-    buffer arrival order and ``order_sm[:k]`` with their SMs, for strictly ascending ``pos[:n]``,
+    buffer arrival order, ``order_sm[:k]`` with their SMs and ``order_round[:k]`` with the round
+    (the SMs' ``burst``-th report) in which each is written, for strictly ascending ``pos[:n]``,
     in O(n + n_sm) with a division only per thread block; ``runs`` (2 x n + 1) and ``sms``
     (5 x n_sm) are scratch. Raises ValueError if ``pos`` is not strictly ascending."""
     start, nxt = runs[_RUN_START], runs[_RUN_NEXT]  # run j covers [start[j], start[j + 1])
@@ -120,6 +121,7 @@ def _arrival_order_into(pos, n, conc, tpb, n_sm, k, order, order_sm, runs, sms, 
             active[m] = s
             m += 1
     q = 0  # up to `burst` threads of each SM still holding some, in SM order, per round
+    rnd = 0
     while q < k:
         kept = 0
         for a in range(m):
@@ -129,6 +131,7 @@ def _arrival_order_into(pos, n, conc, tpb, n_sm, k, order, order_sm, runs, sms, 
             for _ in range(burst):
                 order[q] = i
                 order_sm[q] = s
+                order_round[q] = rnd
                 q += 1
                 if q == k:
                     break
@@ -146,6 +149,7 @@ def _arrival_order_into(pos, n, conc, tpb, n_sm, k, order, order_sm, runs, sms, 
                 active[kept] = s
                 kept += 1
         m = kept
+        rnd += 1
 
 
 def arrival_order_sorted(
@@ -165,6 +169,7 @@ def arrival_order_sorted(
         n,
         order,
         order_sm,
+        np.empty(n, np.int64),
         np.empty((2, n + 1), np.int64),
         np.empty((5, n_sm), np.int64),
         burst,
@@ -188,19 +193,31 @@ def _arrival_entries(
     out_page,
     out_acc,
     out_utlb,
+    out_write,
     order,
     order_sm,
     runs,
     sms,
-    burst=1,
+    burst,
+    t0,
+    interval,
+    rounds,
 ):
-    """The first ``k`` fault entries, in arrival order, of the ``n`` stalled threads."""
-    _arrival_order_into(pos, n, conc, tpb, n_sm, k, order, order_sm, runs, sms, burst)
+    """The first ``k`` fault entries, in arrival order, of the ``n`` stalled threads, and when
+    each is written: round j of the SMs' reports at ``t0 + j * interval``, for j < ``rounds``
+    (a uTLB reports at most ``rounds * burst`` misses per replay). Returns how many."""
+    _arrival_order_into(pos, n, conc, tpb, n_sm, k, order, order_sm, out_write, runs, sms, burst)
+    for q in range(k):
+        if out_write[q] >= rounds:
+            k = q
+            break
     for q in range(k):
         i = order[q]
         out_page[q] = page[i]
         out_acc[q] = acc[i]
         out_utlb[q] = order_sm[q] % n_utlb
+        out_write[q] = t0 + out_write[q] * interval
+    return k
 
 
 @njit(cache=True)
@@ -278,6 +295,10 @@ class GpuKernelRun:
         self._out_page = np.empty(cap, dtype=np.int64)
         self._out_acc = np.empty(cap, dtype=np.uint8)
         self._out_utlb = np.empty(cap, dtype=np.int32)
+        self._out_write = np.empty(cap, dtype=np.int64)
+        self.report_interval = engine.gpu.fault_report_interval_ns
+        # a uTLB holds at most utlb_fault_slots misses reported per replay: whole rounds of bursts
+        self.report_rounds = -(-engine.gpu.utlb_fault_slots // self.burst)
 
     def _set_stalled(self, n: int) -> None:
         """The first ``n`` entries of the stall buffers are the stalled threads."""
@@ -301,10 +322,13 @@ class GpuKernelRun:
         peer = int(np.count_nonzero(hit & ((res & gbit) == 0) & ((res & 1) == 0)))
         self.e.clock += peer * self.e.profile.remote_touch_ns * (self.drv.topology.peer_touch_factor - 1.0)
 
-    def step(self) -> None:
-        """A replay (or the kernel's launch): re-execute stalled warps, then issue new touches;
-        every access that misses writes a fault entry, in the order the SMs report them."""
+    def step(self, now_ns: int | None = None) -> None:
+        """A replay pushed at ``now_ns`` (or the kernel's launch, or a pause, at the engine's
+        clock): re-execute stalled warps, then issue new touches; every access that misses
+        writes a fault entry, in the order the SMs report them, one round of
+        ``fault_report_burst`` entries per SM every ``fault_report_interval_ns``."""
         drv = self.drv
+        t0 = int(self.e.clock) if now_ns is None else now_ns
         perm = drv.va.perm[self.gpu]
         gbit = np.uint8(1 << self.gpu)
         n = self.n_st
@@ -370,7 +394,7 @@ class GpuKernelRun:
             # only what the buffer can hold is ordered and pushed; the rest are dropped as
             # FaultBuffer.push would drop them, and counted the same way
             k = min(n, self.buf.capacity - self.buf.n)
-            _arrival_entries(
+            written = _arrival_entries(
                 self._st_pos,
                 self._st_page,
                 self._st_acc,
@@ -383,13 +407,22 @@ class GpuKernelRun:
                 self._out_page,
                 self._out_acc,
                 self._out_utlb,
+                self._out_write,
                 self._order,
                 self._order_sm,
                 self._runs,
                 self._sms,
                 self.burst,
+                t0,
+                self.report_interval,
+                self.report_rounds,
             )
-            self.buf.push(self._out_page[:k], self._out_acc[:k], self._out_utlb[:k])
+            self.buf.push(
+                self._out_page[:written],
+                self._out_acc[:written],
+                self._out_utlb[:written],
+                self._out_write[:written],
+            )
             self.buf.overflows += n - k
 
     def _load(self, idle: bool = False) -> bool:
@@ -450,6 +483,9 @@ class GpuKernelRun:
             if len(self.st_page) and self.buf.n == 0:
                 self.step()  # entries were dropped on overflow: the next replay re-faults them
             elif len(self.st_page):
+                if self.buf.written(drv.now_ns) == 0:  # the interrupt comes with the first entry
+                    e.clock = max(e.clock, float(self.buf.next_write_ns()))
+                    drv.now_ns = int(e.clock)
                 service_replayable_faults(drv, self.buf, self.gpu, self.step, self.n_utlb)
                 e.clock += drv.take_work()
             if ac.pending:  # the access-counter bottom half, between fault batches
