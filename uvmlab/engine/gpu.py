@@ -446,6 +446,7 @@ class GpuKernelRun:
                 *self.cols,
                 self.pool,
                 drv.va.alloc_base,
+                drv.va.alloc_pages,
                 self.seg_i,
                 self.off,
                 len(self.page),

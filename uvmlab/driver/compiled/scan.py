@@ -112,31 +112,72 @@ def segment_columns(segments: np.ndarray) -> tuple[np.ndarray, ...]:
     )
 
 
+@njit(cache=True, inline="always")
+def _alloc_min_perm(perm, lo, n):
+    """The least permission of pages ``lo .. lo + n``; stops at the first unmapped page."""
+    m = 3
+    for p in range(lo, lo + n):
+        v = perm[p]
+        if v < m:
+            m = v
+            if m == 0:
+                break
+    return m
+
+
 @njit(cache=True)
-def _chunk_hits(alloc, kind, access, start, count, stride, pool, alloc_base, seg_i, off, cap, perm):
+def _chunk_hits(
+    alloc,
+    kind,
+    access,
+    start,
+    count,
+    stride,
+    pool,
+    alloc_base,
+    alloc_pages,
+    seg_i,
+    off,
+    cap,
+    perm,
+    amin,
+    checked,
+):
     """Walk the next ``cap`` touches from segment ``seg_i`` at ``off`` (what ``expand`` would
     write into a chunk), checking each against ``perm`` without writing anything. Returns
-    (next segment, next offset, touches walked, every one of them hits)."""
+    (next segment, next offset, touches walked, every one of them hits).
+
+    A segment into an allocation whose every page has the permission it needs hits without
+    visiting its touches. ``amin[a]`` caches allocation ``a``'s least permission (-1: not yet
+    known); ``perm`` does not change during the caller's compiled call, so the cache holds for
+    all of it. It is computed only once ``checked[a]`` touches of ``a`` were checked one by
+    one, at least the allocation's page count, so computing it never costs more than the
+    touches already checked."""
     n = 0
     nseg = len(alloc)
     while n < cap and seg_i < nseg:
-        base = alloc_base[alloc[seg_i]]
+        al = alloc[seg_i]
+        base = alloc_base[al]
         a = access[seg_i]
         need = a if a > 0 else 1
         c = count[seg_i]
         take = min(c - off, cap - n)
-        if kind[seg_i] == SEG_RUN:
-            p = base + start[seg_i] + off * stride[seg_i]
-            st = stride[seg_i]
-            for _ in range(take):
-                if perm[p] < need:
-                    return seg_i, off, n, False
-                p += st
-        else:
-            p0 = start[seg_i] + off
-            for k in range(take):
-                if perm[base + np.int64(pool[p0 + k])] < need:
-                    return seg_i, off, n, False
+        if amin[al] < 0 and checked[al] >= alloc_pages[al]:
+            amin[al] = _alloc_min_perm(perm, base, alloc_pages[al])
+        if amin[al] < need:
+            checked[al] += take
+            if kind[seg_i] == SEG_RUN:
+                p = base + start[seg_i] + off * stride[seg_i]
+                st = stride[seg_i]
+                for _ in range(take):
+                    if perm[p] < need:
+                        return seg_i, off, n, False
+                    p += st
+            else:
+                p0 = start[seg_i] + off
+                for k in range(take):
+                    if perm[base + np.int64(pool[p0 + k])] < need:
+                        return seg_i, off, n, False
         n += take
         off += take
         if off == c:
@@ -155,6 +196,7 @@ def skip_hit_chunks(
     stride: np.ndarray,
     pool: np.ndarray,
     alloc_base: np.ndarray,
+    alloc_pages: np.ndarray,
     seg_i: int,
     off: int,
     cap: int,
@@ -171,9 +213,25 @@ def skip_hit_chunks(
     expands and scans as usual. Returns (segment, offset, touches run, clock, stopped at a
     miss)."""
     done = 0
+    amin = np.full(len(alloc_base), -1, dtype=np.int8)
+    checked = np.zeros(len(alloc_base), dtype=np.int64)
     while True:
         s_i, o, n, ok = _chunk_hits(
-            alloc, kind, access, start, count, stride, pool, alloc_base, seg_i, off, cap, perm
+            alloc,
+            kind,
+            access,
+            start,
+            count,
+            stride,
+            pool,
+            alloc_base,
+            alloc_pages,
+            seg_i,
+            off,
+            cap,
+            perm,
+            amin,
+            checked,
         )
         if not ok or n == 0:
             return seg_i, off, done, clock, not ok
