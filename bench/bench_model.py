@@ -21,7 +21,8 @@ Figures:
                minute), against the compiled path at that size, both measured in this run;
 * oversubscribed — the LLM layer sweep at 150 % of GPU memory, LRU eviction: touches/s;
 * policies   — what a policy that decides nothing costs, as a ratio to the default in the same
-               run: batch-level hooks in Python and compiled, per-page hooks, lru, tree
+               run (CPU time of the simulating thread): batch-level hooks in Python and
+               compiled, per-page hooks, lru, tree
                (bench/bench_policies.py; issue #17's goals: <= 2x and <= 1.2x);
 * scale      — a 16 TiB managed allocation of which the first 64 GiB are touched, 10^10 touches in
                597 passes on an 80 GiB GPU: the first pass faults the blocks in, the rest hit.

@@ -35,6 +35,8 @@ def test_bench_model_quick_runs():
         "real H200",
         "speed-up, heuristics on",
         "speed-up, heuristics off",
+        "batch hooks (compiled)",
+        "per-page hooks (Python)",
     ):
         assert figure in r.stdout
     assert "DIFFERENT" not in r.stdout  # both fault paths service the same faults
