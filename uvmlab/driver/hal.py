@@ -71,13 +71,16 @@ class GpuSpec:
     #: over the H200's measured training kernels (1, 4, 8, 16, 32 tried; docs/validation.md)
     fault_report_burst: int = 8
     #: time between two rounds of fault reports after a replay (each SM's uTLB writes
-    #: ``fault_report_burst`` entries per round), in ns. The driver reads PUT ``replay_ns`` after
-    #: pushing a replay, so a batch holds what the SMs holding stalled warps wrote by then: few
-    #: SMs occupied (few threads) give smaller batches (engine/gpu.py, driver/fault_buffer.py).
-    #: Not documented by NVIDIA; fitted on the calibration kernels' fault-group counts.
+    #: ``fault_report_burst`` entries per round), in ns (engine/gpu.py, driver/fault_buffer.py).
+    #: Not documented by NVIDIA. The driver reads PUT ``replay_ns`` (~10 µs) after pushing a
+    #: replay; rounds written after that survive a CACHED_PUT flush as stale entries, which at
+    #: 6 µs and 3 rounds already double the stream kernels' faults against the measured counts.
+    #: With ``utlb_fault_slots`` = 2 rounds the calibration figures are the same for 0-5 µs.
     fault_report_interval_ns: int = 4000
     #: misses one SM's uTLB reports per replay; its other stalled warps wait in the uTLB and
-    #: retry at the next replay. Not documented by NVIDIA; fitted like the two above.
+    #: retry at the next replay, so a kernel on few SMs fills small batches (8 SMs: 128 entries).
+    #: Not documented by NVIDIA; 16 minimised the fault-group error on both GPUs' ``calib``
+    #: kernels (8, 16, 24, 32, 48 tried with bursts of 4, 8 and 16; docs/validation.md).
     utlb_fault_slots: int = 16
     has_access_counters: bool = True
     link: str = "pcie5"
@@ -111,6 +114,10 @@ class GpuSpec:
                 raise UvmlabError(f"GPU {self.name!r}: {field_name} must be a power of two, got {v}")
         if min(self.fault_buffer_entries, self.utlb_count, self.sm_count, self.fault_report_burst) < 1:
             raise UvmlabError(f"GPU {self.name!r}: fault buffer, uTLB, SM and burst counts must be >= 1")
+        if self.utlb_fault_slots < 1 or self.fault_report_interval_ns < 0:
+            raise UvmlabError(
+                f"GPU {self.name!r}: utlb_fault_slots must be >= 1 and fault_report_interval_ns >= 0"
+            )
         if (
             self.arch not in ARCHS
             or self.link not in LINKS
