@@ -64,7 +64,7 @@ def test_scores_group_operations_by_kind_and_never_mix_them():
 
 def test_design_space_sets_are_fixed_and_disjoint():
     cal, train, hold = (space.cases(s) for s in space.SETS)
-    assert len(cal) == 12 and len(train) == 100 and len(hold) == 59
+    assert len(cal) == 13 and len(train) == 100 and len(hold) == 59
     # the hold-out launch shapes and sizes are in no training case
     train_shapes = {c.threads for c in train if c.kind == "kernel"}
     train_sizes = {c.managed_bytes for c in train if c.kind == "kernel"}
