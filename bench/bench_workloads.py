@@ -18,16 +18,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
 from pathlib import Path
 
 import uvmlab
+from uvmlab.engine.core import Engine
 from uvmlab.validation.suite import SUITE, build
 from uvmlab.workload.synthetic import WORKLOADS
 
 GOAL = 0.1  # issue #17: model wall <= 0.1 of the simulated time
+
+# The model's CPU time per operation, next to Result.op_wall_s: the same region (Engine.step runs
+# one operation), timed with time.process_time, so it excludes time the process waited for a
+# core on a shared machine. Counted here, in the benchmark, not in the engine.
+_op_cpu_s = [0.0]
+_engine_step = Engine.step
+
+
+def _timed_step(self: Engine, k: int) -> None:
+    c0 = time.process_time()
+    try:
+        _engine_step(self, k)
+    finally:
+        _op_cpu_s[0] += time.process_time() - c0
+
+
+Engine.step = _timed_step  # type: ignore[method-assign]
 
 
 def cases(size: str, only: set[str] | None) -> list[tuple[str, object]]:
@@ -43,18 +62,24 @@ def measure(spec: object, repeat: int, fast_path: bool = True) -> dict:
     """Best-of-``repeat`` op wall time and the simulated time of one workload."""
     wl = build(spec) if not isinstance(spec, str) else uvmlab.api.load_workload(spec)
     best = None
+    cpu = None
     r = None
     t0 = time.perf_counter()
     for _ in range(repeat):
+        _op_cpu_s[0] = 0.0
         r = uvmlab.simulate(wl, fast_path=fast_path)
+        c = _op_cpu_s[0]
         wall = sum(r.op_wall_s)
         best = wall if best is None else min(best, wall)
-    assert r is not None and best is not None
+        cpu = c if cpu is None else min(cpu, c)
+    assert r is not None and best is not None and cpu is not None
     sim_s = r.totals["time_ns"] / 1e9
     return {
         "wall_s": best,
+        "cpu_s": cpu,
         "sim_s": sim_s,
         "ratio": best / sim_s if sim_s > 0 else float("inf"),
+        "cpu_ratio": cpu / sim_s if sim_s > 0 else float("inf"),
         "gpu_faults": int(r.totals.get("gpu_faults", 0)),
         "cpu_faults": int(r.totals.get("cpu_faults", 0)),
         "touches": int(r.totals.get("touches", 0)),
@@ -82,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     only = {s.strip() for s in a.only.split(",") if s.strip()} or None
     uvmlab.simulate("random:size=4MiB")  # numba compilation (or the cache load) outside the timing
     rows = []
+    load0 = os.getloadavg()[0]
     for label, spec in cases(size, only):
         m = measure(spec, 1 if a.quick else a.repeat)
         if a.reference:
@@ -94,10 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         extra = f"  reference {m['speedup']:.1f}x slower" if a.reference else ""
         print(
             f"{label:42s} wall {m['wall_s'] * 1e3:9.1f} ms  simulated {m['sim_s'] * 1e3:9.1f} ms  "
-            f"ratio {m['ratio']:7.3f} {'met' if m['met'] else 'NOT met'}{extra}",
+            f"ratio {m['ratio']:7.3f} (CPU {m['cpu_ratio']:6.3f}) {'met' if m['met'] else 'NOT met'}{extra}",
             flush=True,
         )
     ratios = sorted(r["ratio"] for r in rows)
+    cpu_ratios = sorted(r["cpu_ratio"] for r in rows)
     summary = {
         "machine": uvmlab_machine(),
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
@@ -105,11 +132,15 @@ def main(argv: list[str] | None = None) -> int:
         "median_ratio": ratios[len(ratios) // 2] if ratios else None,
         "worst_ratio": ratios[-1] if ratios else None,
         "met": sum(r["met"] for r in rows),
+        "median_cpu_ratio": cpu_ratios[len(cpu_ratios) // 2] if cpu_ratios else None,
+        "met_cpu": sum(r["cpu_ratio"] <= GOAL for r in rows),
+        "load": [round(load0, 2), round(os.getloadavg()[0], 2)],
         "workloads": rows,
     }
     print(
         f"{summary['met']} of {len(rows)} workloads at or under {GOAL} of simulated time; "
-        f"median {summary['median_ratio']:.3f}, worst {summary['worst_ratio']:.3f}"
+        f"median {summary['median_ratio']:.3f}, worst {summary['worst_ratio']:.3f}; by CPU time "
+        f"{summary['met_cpu']} of {len(rows)}, median {summary['median_cpu_ratio']:.3f}"
     )
     if a.doc:
         write_doc(summary)
@@ -140,13 +171,30 @@ def write_doc(summary: dict) -> None:
         f"<= {summary['goal']}. {summary['met']} of {len(rows)} workloads meet it; median "
         f"{summary['median_ratio']:.3f}, worst {summary['worst_ratio']:.3f}.",
         "",
-        "| workload | model wall | simulated | ratio | GPU faults | CPU faults | touches | met? |",
-        "|---|---|---|---|---|---|---|---|",
     ]
+    if "cpu_ratio" in rows[0]:
+        lo, hi = summary["load"]
+        lines += [
+            "The machine is shared: the load average was "
+            f"{lo:.1f} at the start and {hi:.1f} at the end of the run, so wall times include "
+            "time the process waited for a core. The model's CPU time for the same operations "
+            "(`time.process_time` around each, best of the repeats; the model is single-threaded) "
+            "is what it costs on an idle core: by that figure "
+            f"{summary['met_cpu']} of {len(rows)} workloads meet the goal, median "
+            f"{summary['median_cpu_ratio']:.3f}.",
+            "",
+        ]
+    lines += [
+        "| workload | model wall | model CPU | simulated | ratio | CPU ratio | GPU faults | CPU faults "
+        "| touches | met? |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    nan = float("nan")
     for r in rows:
         lines.append(
-            f"| `{r['workload']}` | {r['wall_s'] * 1e3:,.1f} ms | {r['sim_s'] * 1e3:,.1f} ms | "
-            f"{r['ratio']:.3f} | {r['gpu_faults']:,} | {r['cpu_faults']:,} | {r['touches']:,} | "
+            f"| `{r['workload']}` | {r['wall_s'] * 1e3:,.1f} ms | {r.get('cpu_s', nan) * 1e3:,.1f} ms | "
+            f"{r['sim_s'] * 1e3:,.1f} ms | {r['ratio']:.3f} | {r.get('cpu_ratio', nan):.3f} | "
+            f"{r['gpu_faults']:,} | {r['cpu_faults']:,} | {r['touches']:,} | "
             f"{'yes' if r['met'] else '**no**'} |"
         )
     lines += ["", END]
