@@ -100,3 +100,5 @@ def test_bench_workloads_quick_json(tmp_path):
     assert [w["workload"] for w in rows] == ["random:size=16MiB", "suite/random", "suite/mixed_kinds"]
     for w in rows:  # the ratio is the wall over the simulated time of the same run
         assert w["ratio"] == w["wall_s"] / w["sim_s"] and w["met"] == (w["ratio"] <= 0.1)
+        # the CPU time of the same operations is counted, its ratio over the same simulated time
+        assert 0 < w["cpu_s"] and w["cpu_ratio"] == w["cpu_s"] / w["sim_s"]
