@@ -212,3 +212,74 @@ def test_batch_hook_under_isolation_gives_the_in_process_answer():
     here = simulate("stream:size=8MiB,passes=1", policies="forward(window=8)")
     there = simulate("stream:size=8MiB,passes=1", policies="forward(window=8)", isolate=True)
     assert here.totals == there.totals and there.totals["policy_ejections"] == 0
+
+
+class RandomBatch(Policy):
+    """The batch forms and the per-allocation hooks, deciding at random (seeded): random
+    prefetch rows, random hint kinds, random list moves, random victims and replays."""
+
+    name = "random-batch"
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.rng = np.random.default_rng(seed)
+
+    def prefetch_batch(self, ctx):
+        r = self.rng.random()
+        if r < 0.3:
+            return None
+        mask = self.rng.random(ctx.faulted.shape) < 0.3
+        if r < 0.6:
+            return mask
+        return mask, self.rng.random(len(ctx.blocks)) < 0.5
+
+    def thrashing_batch(self, ctx):
+        if self.rng.random() < 0.5:
+            return None
+        kinds = self.rng.integers(-1, 3, ctx.faulted.shape)
+        kinds[self.rng.random(ctx.faulted.shape) < 0.9] = KEEP
+        return kinds
+
+    def _moves(self, ctx):
+        lists = np.concatenate((ctx.used, ctx.unused))
+        for _ in range(int(self.rng.integers(0, 3))):
+            if len(lists):
+                c = int(lists[self.rng.integers(len(lists))])
+                (ctx.move_head if self.rng.random() < 0.5 else ctx.move_tail)(c)
+
+    def chunk_used_batch(self, ctx):
+        self._moves(ctx)
+
+    def chunk_activate(self, ctx):
+        self._moves(ctx)
+
+    def eviction_prepare(self, ctx):
+        lists = np.concatenate((ctx.used, ctx.unused))
+        if not len(lists) or self.rng.random() < 0.5:
+            return None
+        return int(lists[self.rng.integers(len(lists))])
+
+    def decide_replay(self, ctx):
+        return int(self.rng.integers(-1, 2))
+
+
+@pytest.mark.parametrize(
+    "seed,spec,mem,params",
+    [
+        (1, LLM, "150%", None),
+        (2, "pingpong:size=16MiB,rounds=3", None, HAIR_TRIGGER),
+        (3, "train:size=16MiB,steps=1", "67%", None),
+        (4, RANDOM, "150%", None),
+        (5, "graph:size=16MiB,levels=3", "67%", HAIR_TRIGGER),
+        (6, "stream:size=16MiB,passes=3", "50%", None),
+        (7, "vecsearch:size=16MiB,queries=16", "150%", None),
+    ],
+)
+def test_random_batch_decisions_give_one_answer_on_both_paths(seed, spec, mem, params):
+    # whatever a batch policy decides, the compiled path applies it as the reference path does
+    # (random rows, kinds, list moves, victims and replays: every way the paths could part)
+    ref, ref_hooks = run(spec, False, [RandomBatch(seed)], mem, params)
+    fast, fast_hooks = run(spec, True, [RandomBatch(seed)], mem, params)
+    same(ref, fast)
+    assert ref_hooks.ejections == fast_hooks.ejections == 0, fast_hooks.ejected
+    assert fast_hooks.stats["prefetch_batch"]["calls"] > 0

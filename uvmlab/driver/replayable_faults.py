@@ -213,7 +213,7 @@ def service_fault_batch(
     fresh = -1  # the block whose chunk was allocated for it in this batch (NEED_CHUNK)
     while k < nb:
         if fast is not None:  # plain blocks in compiled code, up to the first that is not
-            k, status = fast.service_blocks(gpu, page, access, keep_all, starts, stops, k, decided)
+            k, status = fast.service_blocks(gpu, page, access, keep_all, starts, stops, k, decided, fresh)
             if status == DONE:
                 break
             block = int(blocks[starts[k]])

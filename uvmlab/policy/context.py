@@ -82,7 +82,7 @@ class _Requests:
     _sealed: bool
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if getattr(self, "_sealed", False):
+        if self._sealed:  # set first by __init__
             raise AttributeError(f"a hook context is read-only (tried to set {name!r})")
         _set(self, name, value)
 

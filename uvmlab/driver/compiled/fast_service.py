@@ -110,6 +110,7 @@ class FastPath:
         stops: np.ndarray,
         k: int,
         decided: BatchDecisions | None = None,
+        fresh: int = -1,
     ) -> tuple[int, int]:
         """Service the batch's blocks ``k, k+1, ...`` (each followed by its fault_block_ns)
         until one needs the reference path; return (that block's index, SLOW / NEED_CHUNK), or
@@ -117,7 +118,8 @@ class FastPath:
         (NEED_CHUNK: ``chunk_activate``, ``eviction_prepare``); with ``chunk_used`` live a block
         whose pages were made resident in a chunk it had stops as CHUNK_USED, serviced but for
         that hook and its fault_block_ns. ``decided``: the policies' batch decisions
-        (``DriverHooks.begin_batch``), applied in compiled code."""
+        (``DriverHooks.begin_batch``), applied in compiled code; ``fresh``: the block whose
+        chunk the caller allocated (NEED_CHUNK), which the driver does not move on use."""
         drv = self.drv
         hooks = drv.hooks
         d = decided if decided is not None else self._undecided
@@ -150,6 +152,7 @@ class FastPath:
             d.prefetch,
             d.prefetch_set,
             d.reference,
+            fresh,
         )
         drv.work_ns = float(work[0])
         self.flush_counters()

@@ -50,12 +50,14 @@ def service_block(
     stop_used: bool,
     pf_row: np.ndarray,
     use_row: bool,
+    fresh: int,
 ) -> int:
     """service_fault_batch_block_locked for one block: (DONE | SLOW | NEED_CHUNK | CHUNK_USED).
     ``stop_alloc``: a root chunk is allocated by the caller (NEED_CHUNK: its policy hooks);
     ``stop_used``: a block that used a chunk it already had stops as CHUNK_USED, serviced but
     for its ``chunk_used`` hook (a chunk allocated by this operation is still pinned: no hook);
-    ``use_row``: a policy's batch decision, ``pf_row``, replaces the prefetch hint."""
+    ``use_row``: a policy's batch decision, ``pf_row``, replaces the prefetch hint; ``fresh``:
+    the block whose chunk the caller just allocated (NEED_CHUNK): still pinned, not moved."""
     block = page[s] >> BLOCK_SHIFT
     lo = block << BLOCK_SHIFT
     n = va.block_pages[block]
@@ -99,11 +101,11 @@ def service_block(
     if pf.enable:  # update_prefetch_info
         va.prefetch_last_proc[block] = gpu
         va.prefetch_fault_migrations[block] = pf_count
-    hooked = stop_used and had_chunk
+    hooked = stop_used and had_chunk or block == fresh  # the caller's chunk_used, or none
     make_resident_and_map(
         va, pmm, n_chunks, th, costs, ctr, work, block, lo, n, gpu, gpu, pages, need_copy, extra, now, hooked
     )
-    return CHUNK_USED if hooked else DONE
+    return CHUNK_USED if stop_used and had_chunk and block != fresh else DONE
 
 
 @njit(cache=True)
@@ -131,6 +133,7 @@ def service_blocks(
     pf_mask: np.ndarray,
     pf_set: np.ndarray,
     reference: np.ndarray,
+    fresh: int,
 ) -> tuple[int, int]:
     """Blocks ``k, k+1, ...`` of a batch. Policies' batch decisions (``uvmlab.driver.hooks``),
     one entry per block or none at all: ``pf_set[i]``: row ``pf_mask[i]`` replaces block i's
@@ -166,6 +169,7 @@ def service_blocks(
             stop_used,
             pf_mask[k if use_row else 0],
             use_row,
+            fresh,
         )
         if status != DONE:
             return k, status
