@@ -331,6 +331,17 @@ class ReplayContext(_Requests):
         "now_ns",
     )
 
+    gpu: int
+    batch: int
+    faults: int
+    unique: int
+    duplicates: int
+    throttled: bool
+    pending: int
+    default_policy: int
+    replays: int
+    now_ns: int
+
     POLICY_NAMES = ("block", "batch", "batch_flush", "once")
 
     def __init__(
@@ -349,16 +360,17 @@ class ReplayContext(_Requests):
         now_ns: int,
     ) -> None:
         super().__init__(req)
-        self.gpu = gpu
-        self.batch = batch  #: index of the batch in this bottom half (0 = first)
-        self.faults = faults  #: raw entries fetched (num_cached_faults)
-        self.unique = unique  #: entries left after coalescing at fetch
-        self.duplicates = duplicates  #: num_duplicate_faults
-        self.throttled = throttled  #: some fault of the batch was throttled
-        self.pending = pending  #: entries still in the fault buffer
-        self.default_policy = default_policy  #: uvm_perf_fault_replay_policy
-        self.replays = replays  #: replays issued so far in this bottom half
-        self.now_ns = now_ns
+        # set directly (the hot path: one context per fault batch); sealed below
+        _set(self, "gpu", gpu)
+        _set(self, "batch", batch)  #: index of the batch in this bottom half (0 = first)
+        _set(self, "faults", faults)  #: raw entries fetched (num_cached_faults)
+        _set(self, "unique", unique)  #: entries left after coalescing at fetch
+        _set(self, "duplicates", duplicates)  #: num_duplicate_faults
+        _set(self, "throttled", throttled)  #: some fault of the batch was throttled
+        _set(self, "pending", pending)  #: entries still in the fault buffer
+        _set(self, "default_policy", default_policy)  #: uvm_perf_fault_replay_policy
+        _set(self, "replays", replays)  #: replays issued so far in this bottom half
+        _set(self, "now_ns", now_ns)
         self._sealed = True  # read-only from here on
 
     @property

@@ -25,7 +25,7 @@ from uvmlab.driver.hooks import BatchDecisions
 from uvmlab.driver.perf import prefetch as pf
 from uvmlab.driver.va_space import PERM_READ
 from uvmlab.policy import base, decisions
-from uvmlab.policy.context import _ListRequests, _Requests
+from uvmlab.policy.context import _ListRequests, _Requests, _set
 
 
 class BatchContext(_Requests):
@@ -38,6 +38,13 @@ class BatchContext(_Requests):
     are computed when first read."""
 
     __slots__ = ("gpu", "blocks", "n_pages", "alloc", "faulted", "now_ns", "_drv_view")
+    gpu: int
+    blocks: np.ndarray
+    n_pages: np.ndarray
+    alloc: np.ndarray
+    faulted: np.ndarray
+    now_ns: int
+    _drv_view: Any
 
     def __init__(
         self,
@@ -52,13 +59,16 @@ class BatchContext(_Requests):
         now_ns: int,
     ) -> None:
         super().__init__(req)
-        self._drv_view = view
-        self.gpu = gpu
-        self.blocks = blocks
-        self.n_pages = n_pages
-        self.alloc = alloc  #: each block's allocation index (RunInfo.allocs)
-        self.faulted = faulted
-        self.now_ns = now_ns
+        for k, v in (
+            ("_drv_view", view),
+            ("gpu", gpu),
+            ("blocks", blocks),
+            ("n_pages", n_pages),
+            ("alloc", alloc),  # each block's allocation index (RunInfo.allocs)
+            ("faulted", faulted),
+            ("now_ns", now_ns),
+        ):
+            _set(self, k, v)
         self._sealed = True  # read-only from here on
 
     @property
@@ -142,16 +152,25 @@ def _batch_view(drv: Any) -> Any:
 
 
 @njit(cache=True)
-def _faulted_rows(
+def _batch_rows(
     page: np.ndarray,
     access: np.ndarray,
     keep: np.ndarray,
     perm: np.ndarray,
     blocks: np.ndarray,
-    out: np.ndarray,
-) -> None:
-    """``out[i, p]``: page ``p`` of ``blocks[i]`` is in the (sorted) batch, not a duplicate, and
-    not already authorized (service_fault_batch_block_locked's stale check)."""
+    block_pages: np.ndarray,
+    block_alloc: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A batch context's arrays: ``faulted[i, p]``, page ``p`` of ``blocks[i]`` is in the
+    (sorted) batch, not a duplicate, and not already authorized (service_fault_batch_block_locked's
+    stale check); each block's size and allocation."""
+    nb = blocks.shape[0]
+    out = np.zeros((nb, PAGES_PER_BLOCK), np.bool_)
+    n_pages = np.empty(nb, np.int64)
+    alloc = np.empty(nb, np.int64)
+    for i in range(nb):
+        n_pages[i] = block_pages[blocks[i]]
+        alloc[i] = block_alloc[blocks[i]]
     i = 0
     for j in range(page.shape[0]):
         if not keep[j]:
@@ -163,6 +182,7 @@ def _faulted_rows(
         while blocks[i] != b:
             i += 1
         out[i, page[j] & (PAGES_PER_BLOCK - 1)] = True
+    return out, n_pages, alloc
 
 
 class BatchPoints:
@@ -196,8 +216,9 @@ class BatchPoints:
             return None
         va = drv.va
         nb = len(blocks)
-        faulted = np.zeros((nb, PAGES_PER_BLOCK), dtype=np.bool_)
-        _faulted_rows(page, access, keep, va.perm[gpu], blocks, faulted)
+        faulted, n_pages, alloc = _batch_rows(
+            page, access, keep, va.perm[gpu], blocks, va.block_pages, va.block_alloc
+        )
         if self._bview is None:
             self._bview = _batch_view(drv)
         req: list = []
@@ -206,8 +227,8 @@ class BatchPoints:
             self._bview,
             gpu=gpu,
             blocks=_ro(blocks),
-            n_pages=_ro(va.block_pages[blocks].astype(np.int64, copy=False)),
-            alloc=_ro(va.block_alloc[blocks].astype(np.int64, copy=False)),
+            n_pages=_ro(n_pages),
+            alloc=_ro(alloc),
             faulted=_ro(faulted),
             now_ns=int(drv.now_ns),
         )
@@ -263,7 +284,7 @@ class BatchPoints:
             return
         ch = self.drv.va.gpu_chunk[gpu - 1, blocks]
         has = ch >= 0
-        self._recent.update(ch[has].tolist())
+        self._recent_batches.append(ch[has])
         if "chunk_used_batch" not in self._by_hook or not has.any():
             return
         req: list = []

@@ -30,6 +30,10 @@ class MemoryPoints:
         self._pending: list[tuple[int, int, int]] = []
         self._recent: set[int] = set()
         self._older: set[int] = set()
+        # the chunks of serviced batches' blocks (points_batch), as arrays: made a set only
+        # when a policy migration needs the protected set
+        self._recent_batches: list[np.ndarray] = []
+        self._older_batches: list[np.ndarray] = []
         self._seen_replays = 0
         self._protect: set[int] | None = None
         self._streak: dict[tuple[int, int], int] = {}
@@ -162,11 +166,14 @@ class MemoryPoints:
         self._end_batch()
         if batch == 0 or replays != self._seen_replays:
             self._older.clear()  # those warps were replayed: nothing waits on them any more
+            self._older_batches.clear()
         self._seen_replays = replays
         if self._pending:
             self._run_migrations(drv)
         self._older |= self._recent
         self._recent = set()
+        self._older_batches += self._recent_batches
+        self._recent_batches = []
         if "decide_replay" not in self._by_hook:
             return 0
         req: list = []
@@ -204,6 +211,8 @@ class MemoryPoints:
         pmm = drv.pmm[0]
         budget = max(512, int(pmm.n_root_chunks * 512 * self.migrate_fraction))
         self._protect = self._recent | self._older
+        for a in self._recent_batches + self._older_batches:
+            self._protect.update(a.tolist())
         try:
             for i, (first, n, gpu) in enumerate(reqs):
                 end = first + n

@@ -58,6 +58,7 @@ class Watchdog:
         self.fired_at = 0.0
         self.mask: set[int] | None = None
         self._raw: dict[int, Any] = {}
+        self._main = threading.main_thread().ident
 
     def start(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -111,7 +112,7 @@ class Watchdog:
 
     def handlers_changed(self) -> str | None:
         """The first watched signal whose handler a hook replaced (now restored), or None."""
-        if threading.current_thread() is not threading.main_thread():
+        if threading.get_ident() != self._main:
             return None
         for sig, raw in self._raw.items():
             now = _signal.getsignal(sig)
