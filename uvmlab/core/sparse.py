@@ -66,7 +66,22 @@ def clear(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
         if len(idx):
             row[idx] = 0
             found.append(idx)
-    return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.intp)
+    return union(found, hi - lo)
+
+
+def union(parts: list[np.ndarray], n: int) -> np.ndarray:
+    """The sorted union of integer arrays with values in ``[0, n)`` (``np.union1d`` of them
+    all). Where ``n`` is at most a few times their total length, a mask over ``[0, n)`` does it
+    in linear time (``np.unique`` sorts); over a huge sparse range it sorts."""
+    total = sum(len(p) for p in parts)
+    if total == 0:
+        return np.zeros(0, dtype=np.intp)
+    if n > 8 * total + 4096:
+        return np.unique(np.concatenate(parts)).astype(np.intp, copy=False)
+    mask = np.zeros(n, dtype=np.bool_)
+    for p in parts:
+        mask[p] = True
+    return np.flatnonzero(mask)
 
 
 def _nonzero(row: np.ndarray) -> np.ndarray:

@@ -295,15 +295,14 @@ class Engine:
         va.alloc_live[alloc] = False
         self.drv.charge((((hi - 1) >> 9) - (lo >> 9) + 1) * self.drv.profile.free_block_ns)
         # only what is set: zeros would commit untouched VA
-        paged = np.union1d(sparse.clear(va.residency, lo, hi), sparse.clear(va.perm, lo, hi))
+        paged = sparse.union([sparse.clear(va.residency, lo, hi), sparse.clear(va.perm, lo, hi)], hi - lo)
         b_lo, b_hi = lo >> 9, ((hi - 1) >> 9) + 1
         # A block exists once something touched it (uvm_va_block_t is created on first use,
         # uvm_va_range.c); destroying the range destroys those, not every 2 MiB of its VA, so
         # freeing 1 TiB that was touched in a few places costs a few blocks.
-        chunked = np.flatnonzero((va.gpu_chunk[:, b_lo:b_hi] >= 0).any(axis=0)) + b_lo
-        blocks = np.union1d(
-            np.union1d((paged + lo) >> 9, chunked), self.drv.thrashing.blocks_with_state(b_lo, b_hi)
-        )
+        chunked = np.flatnonzero((va.gpu_chunk[:, b_lo:b_hi] >= 0).any(axis=0))
+        thrashed = np.asarray(self.drv.thrashing.blocks_with_state(b_lo, b_hi), dtype=np.intp) - b_lo
+        blocks = sparse.union([((paged + lo) >> 9) - b_lo, chunked, thrashed], b_hi - b_lo) + b_lo
         for b in blocks.tolist():
             for g in range(va.n_gpus):
                 chunk = int(va.gpu_chunk[g, b])
