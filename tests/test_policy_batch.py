@@ -196,7 +196,22 @@ class Writes(Policy):
         ctx.faulted[0, 0] = True  # read-only: raises, and the policy is ejected
 
 
-@pytest.mark.parametrize("policy", [BadShape, BadKind, Writes])
+class Sneaky(np.ndarray):
+    """An array whose attributes run the policy's code when the driver reads them."""
+
+    @property
+    def shape(self):
+        raise RuntimeError("runs outside the guarded call")
+
+
+class SubclassMask(Policy):
+    name = "subclass-mask"
+
+    def prefetch_batch(self, ctx):
+        return np.zeros(ctx.faulted.shape, dtype=bool).view(Sneaky)
+
+
+@pytest.mark.parametrize("policy", [BadShape, BadKind, Writes, SubclassMask])
 def test_bad_batch_decisions_eject_and_the_run_keeps_the_default(policy):
     default, _ = run(RANDOM, True, [])
     for fast in (True, False):

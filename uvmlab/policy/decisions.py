@@ -132,8 +132,9 @@ def as_kinds(x: Any, n: int) -> np.ndarray:
 def _block_array(x: Any, shape: tuple[int, ...], kinds: str, what: str) -> np.ndarray:
     """An array of exactly ``shape`` whose dtype kind is in ``kinds``, as a fresh copy (the
     policy keeps no handle on what the driver uses)."""
-    if not isinstance(x, np.ndarray) or x.shape != shape or x.dtype.kind not in kinds:
-        desc = f"an array of shape {x.shape} and {x.dtype}" if isinstance(x, np.ndarray) else short(x)
+    # exactly an ndarray: a subclass's own methods would run here, outside the guarded call
+    if type(x) is not np.ndarray or x.shape != shape or x.dtype.kind not in kinds:
+        desc = f"an array of shape {x.shape} and {x.dtype}" if type(x) is np.ndarray else short(x)
         raise Bad(f"returned {desc}: expected {what} of shape {shape}")
     return np.array(x, copy=True)
 
