@@ -30,7 +30,18 @@ replay             ``decide_replay``        ``REPLAY_NOW`` (1), ``REPLAY_DEFAULT
 thrashing          ``thrashing_hint``       None / ``KEEP``: the detector's hints; one kind
                                             (``HINT_NONE``, ``HINT_THROTTLE``, ``HINT_PIN``) for
                                             every page, or one per page (``KEEP`` keeps that page's)
+prefetch           ``prefetch_batch``       once per GPU fault batch, a row per VA block: None, a
+                                            bool mask ``[blocks, 512]`` of pages to prefetch, or
+                                            ``(mask, rows)`` (only the blocks ``rows`` marks)
+thrashing          ``thrashing_batch``      once per GPU fault batch: None or hint kinds
+                                            ``[blocks, 512]`` (``KEEP`` keeps the detector's)
+eviction           ``chunk_used_batch``     after a GPU fault batch, its blocks' chunks: ignored
+                                            (list moves recorded on the context are applied)
 =================  =======================  =========================================================
+
+The batch forms keep the compiled fault path (points_batch, docs/policies.md "Batch hooks");
+the per-page ``prefetch_*`` and per-block ``thrashing_hint`` send every block to the reference
+path.
 
 Any hook may also record cross-block migrations with ``ctx.migrate(first_page, n_pages)`` (gpu_ext's
 ``bpf_gpu_migrate_range``): the guard validates them and the driver runs them as UVM_MIGRATE to
