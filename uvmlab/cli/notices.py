@@ -81,11 +81,13 @@ def exit_code() -> int:
 
 
 def cache_filled() -> bool:
-    """Whether numba's on-disk cache holds the compiled fault path (best effort: numba keeps
-    one index file per compiled function, beside its module or under ``NUMBA_CACHE_DIR``)."""
+    """Whether numba's on-disk cache holds the compiled fault path that :func:`compile_model`'s
+    warm-up runs (best effort: numba keeps one index file per compiled function, beside its
+    module or under ``NUMBA_CACHE_DIR``). Only those functions: one the warm-up never calls (a
+    policy hook's path) would never be cached by it, and the note would come back every run."""
     try:
-        fns = [v for v in vars(fast_service).values() if hasattr(getattr(v, "_cache", None), "_cache_file")]
-        return bool(fns) and all(os.path.exists(f._cache._cache_file._index_path) for f in fns)
+        fns = (fast_service.service_blocks, fast_service.cpu_touches)
+        return all(os.path.exists(f._cache._cache_file._index_path) for f in fns)
     except (AttributeError, OSError):  # another numba: say nothing rather than guess wrong
         return True
 
