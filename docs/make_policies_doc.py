@@ -103,14 +103,15 @@ def section_llm64(files: dict[str, Path]) -> str:
         ev(r["lru"]) == ev(base) and r["lru"].totals["time_ns"] == base.totals["time_ns"],
         "lru equals default",
     )
-    claim(1.7 <= settle.speedup <= 2.3, "settle halves the run time")
+    claim(settle.speedup >= 1.25, "settle is clearly faster than LRU")
     claim(ev(bel) <= ev(settle) < ev(base), "Belady <= settle < LRU in evictions")
-    claim(r["mru"].speedup > 1.5, "mru gets close by another route")
+    claim(r["mru"].speedup >= 1.25, "mru gets close by another route")
     gap_ms = (settle.totals["time_ns"] - bel.totals["time_ns"]) / 1e6
     return (
         cmp.markdown(rows)
         + "\n\n`lru` is the driver's own behaviour written as a policy, so its row equals `default`. "
-        f"`settle`\nhalves the run time and evicts {ev(settle):,} chunks where LRU evicts {ev(base):,}; "
+        f"`settle`\nruns {settle.speedup:.2f}x faster and evicts {ev(settle):,} chunks where LRU "
+        f"evicts {ev(base):,}; "
         f"Belady needs {ev(bel):,}. The remaining\ngap, {ev(settle) - ev(bel):,} evictions and "
         f"{gap_ms:.0f} ms, is all that any eviction policy could still win here. `mru`\n"
         "(gpu_ext's `eviction_mru`) gets close by another route: every use moves a chunk to the head.\n"
@@ -228,8 +229,9 @@ def section_belady(progress: Callable[[str], None]) -> str:
         f"({len(runs)} runs, default concurrency):\n",
         f"In total Belady evicts {tot['Belady']:,} root chunks where LRU evicts {tot['LRU']:,} "
         f"(LFU {tot['LFU']:,}, MRU {tot['MRU']:,}). It\nevicts more than LRU in {len(worse)} of the "
-        f"{len(runs)} runs, by {most:.0%} at most; these are the {len(beaten)} runs in which LRU,\n"
-        "LFU or MRU evicts fewer chunks than Belady (the fewest in bold):\n",
+        f"{len(runs)} runs, by {most:.0%} at most; "
+        + ("this is the run" if len(beaten) == 1 else f"these are the {len(beaten)} runs")
+        + " in which LRU,\nLFU or MRU evicts fewer chunks than Belady (the fewest in bold):\n",
         "| workload | GPU memory | LRU | Belady | LFU | MRU |",
         "|---|---|---|---|---|---|",
     ]
