@@ -107,7 +107,23 @@ class _Requests:
 
 
 class _ListRequests(_Requests):
+    """A context of an eviction-list hook: it may move chunks, and it reads the GPU's two lists
+    when asked (``used``, ``unused``: a policy that does not look costs nothing). Subclasses
+    have the slots ``gpu`` and ``_view``."""
+
     __slots__ = ()
+    gpu: int
+    _view: Any
+
+    @property
+    def used(self) -> np.ndarray:
+        """Chunks on va_block_used, head (evicted first) to tail."""
+        return self._view.eviction_list(self.gpu, "used")
+
+    @property
+    def unused(self) -> np.ndarray:
+        """Chunks on va_block_unused, head to tail (evicted before any used chunk)."""
+        return self._view.eviction_list(self.gpu, "unused")
 
     def move_head(self, chunk: int) -> None:
         """Move ``chunk`` to the head of its eviction list: evicted first from that list."""
@@ -248,16 +264,6 @@ class ChunkContext(_ListRequests):
         """Pages of the block resident on this GPU."""
         return self._view.resident_pages(self.block, self.gpu)
 
-    @property
-    def used(self) -> np.ndarray:
-        """Chunks on va_block_used, head (evicted first) to tail."""
-        return self._view.eviction_list(self.gpu, "used")
-
-    @property
-    def unused(self) -> np.ndarray:
-        """Chunks on va_block_unused, head to tail (evicted before any used chunk)."""
-        return self._view.eviction_list(self.gpu, "unused")
-
 
 class EvictionContext(_ListRequests):
     """``eviction_prepare``: no free root chunk is left and the driver is about to take the head
@@ -283,17 +289,6 @@ class EvictionContext(_ListRequests):
         self.now_ns = now_ns
         self.position = position  #: touches of the workload executed so far
         self._sealed = True  # read-only from here on
-
-    # the lists are read when asked for: an eviction policy that does not look costs nothing
-    @property
-    def used(self) -> np.ndarray:
-        """Chunks on va_block_used, head (evicted first) to tail."""
-        return self._view.eviction_list(self.gpu, "used")
-
-    @property
-    def unused(self) -> np.ndarray:
-        """Chunks on va_block_unused, head to tail (evicted before any used chunk)."""
-        return self._view.eviction_list(self.gpu, "unused")
 
     def owner(self, chunks: np.ndarray | int) -> np.ndarray | int:
         """The VA block each chunk backs (-1: none)."""

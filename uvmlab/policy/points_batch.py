@@ -115,14 +115,6 @@ class ChunkBatchContext(_ListRequests):
         self.now_ns = now_ns
         self._sealed = True  # read-only from here on
 
-    @property
-    def used(self) -> np.ndarray:
-        return self._view.eviction_list(self.gpu, "used")
-
-    @property
-    def unused(self) -> np.ndarray:
-        return self._view.eviction_list(self.gpu, "unused")
-
 
 def _ro(a: np.ndarray) -> np.ndarray:
     a.flags.writeable = False
