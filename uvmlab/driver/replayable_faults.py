@@ -135,6 +135,11 @@ def service_replayable_faults(
     # half would otherwise migrate its last block at its launch (uvm_perf_thrashing.c measures
     # the lapse between a page's migrations on these stamps).
     start_ns, start_work = drv.now_ns, drv.work_ns
+
+    def now() -> int:
+        """The driver's time so far in this bottom half (its start plus the work charged)."""
+        return start_ns + int(drv.work_ns - start_work)
+
     deferred = False  # a policy deferred a batch's replay (``decide_replay`` < 0, docs/policies.md)
 
     def do_replay() -> None:
@@ -142,7 +147,7 @@ def service_replayable_faults(
         replays += 1
         deferred = False
         c["replays"] += 1
-        pushed_ns = start_ns + int(drv.work_ns - start_work)  # the warps retry from here on
+        pushed_ns = now()  # the warps retry from here on
         drv.charge(drv.profile.replay_ns)  # ... while the driver waits for the replay
         drv.log.add(drv.now_ns, tools.GPU_FAULT_REPLAY, gpu)
         replay(pushed_ns)
@@ -151,7 +156,7 @@ def service_replayable_faults(
         num_throttled < p.uvm_perf_fault_max_throttle_per_service
         and num_batches < p.uvm_perf_fault_max_batches_per_service
     ):
-        drv.now_ns = start_ns + int(drv.work_ns - start_work)
+        drv.now_ns = now()
         page, access, utlb = buf.fetch(batch_count, drv.now_ns)
         if len(page) == 0:
             break
@@ -179,7 +184,7 @@ def service_replayable_faults(
         elif policy == REPLAY_BATCH_FLUSH:
             # entries written during the service survive a CACHED_PUT flush (fault_buffer.py)
             mode = flush_mode(duplicates, len(page), p.uvm_perf_fault_replay_update_put_ratio)
-            buf.flush(mode, start_ns + int(drv.work_ns - start_work))
+            buf.flush(mode, now())
             do_replay()  # ... and the CPU waits for the replay to execute
         if throttled:
             num_throttled += 1
