@@ -35,7 +35,7 @@ from uvmlab.driver.compiled.state import PLAIN
 from uvmlab.workload.ir import KernelOp
 
 OFF = {"uvm_perf_prefetch_enable": 0, "uvm_perf_thrashing_enable": 0}
-REPLAY_STEP = ("_reexecute", "_arrival_entries", "gpu_scan", "_append_stalls", "expand")
+REPLAY_STEP = ("_reexecute", "arrival_entries", "gpu_scan", "_append_stalls", "expand")
 
 
 def _compiled_keys() -> dict[tuple, str]:

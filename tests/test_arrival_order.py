@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from uvmlab.engine.gpu import _arrival_entries, arrival_order, arrival_order_sorted
+from uvmlab.engine.arrival import arrival_entries, arrival_order, arrival_order_sorted
 
 
 def random_sorted_positions(rng: np.random.Generator, n: int, conc: int) -> np.ndarray:
@@ -82,7 +82,7 @@ def test_entries_prefix_matches_reference() -> None:
         pos = random_sorted_positions(rng, n, conc)
         page = rng.integers(0, 1 << 20, size=n).astype(np.int64)
         acc = rng.integers(0, 4, size=n).astype(np.uint8)
-        got = _arrival_entries(
+        got = arrival_entries(
             pos,
             page,
             acc,
@@ -119,7 +119,7 @@ def test_write_times_and_utlb_cap() -> None:
     write = np.empty(conc, np.int64)
     pos = np.arange(conc, dtype=np.int64)  # every thread stalled: 8 blocks of 256 on 8 SMs
     page, acc = pos.copy(), np.zeros(conc, np.uint8)
-    k = _arrival_entries(
+    k = arrival_entries(
         pos,
         page,
         acc,
@@ -147,7 +147,7 @@ def test_write_times_and_utlb_cap() -> None:
     scratch2 = (np.empty((2, big + 1), np.int64), np.empty((5, n_sm), np.int64))
     outs = (np.empty(big, np.int64), np.empty(big, np.uint8), np.empty(big, np.int32))
     write = np.empty(big, np.int64)
-    k = _arrival_entries(
+    k = arrival_entries(
         pos,
         pos.copy(),
         np.zeros(big, np.uint8),

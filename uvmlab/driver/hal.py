@@ -66,12 +66,12 @@ class GpuSpec:
     utlb_count: int = _GH100_UTLB_COUNT
     sm_count: int
     #: misses one SM's uTLB writes to the fault buffer back to back before the next SM's: the
-    #: buffer receives ``fault_report_burst`` misses of every SM in turn (engine/gpu.py). Not
+    #: buffer receives ``fault_report_burst`` misses of every SM in turn (engine/arrival.py). Not
     #: documented by NVIDIA; 8 minimised the error of the fault-group count against CUPTI's
     #: over the H200's measured training kernels (1, 4, 8, 16, 32 tried; docs/validation.md)
     fault_report_burst: int = 8
     #: time between two rounds of fault reports after a replay (each SM's uTLB writes
-    #: ``fault_report_burst`` entries per round), in ns (engine/gpu.py, driver/fault_buffer.py).
+    #: ``fault_report_burst`` entries per round), in ns (engine/arrival.py, driver/fault_buffer.py).
     #: Not documented by NVIDIA. The driver reads PUT ``replay_ns`` (~10 µs) after pushing a
     #: replay; rounds written after that survive a CACHED_PUT flush as stale entries, which at
     #: 6 µs and 3 rounds already double the stream kernels' faults against the measured counts.
