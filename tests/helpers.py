@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from uvmlab.api import load_workload
 from uvmlab.driver.hal import get_gpu
 from uvmlab.driver.params import Params
 from uvmlab.engine.core import Engine
-from uvmlab.timing.cost_model import load_profile
+from uvmlab.engine.setup import resolve_gpu_memory
+from uvmlab.policy.loader import build_hooks
+from uvmlab.timing.cost_model import load_profile, profile_for_gpu
 from uvmlab.workload.builder import WorkloadBuilder
 
 MiB = 1 << 20
@@ -43,3 +46,28 @@ def cpu_filled(size: str = "2MiB", name: str = "t") -> tuple[WorkloadBuilder, in
     a = b.alloc("buf", size)
     b.cpu("init", [b.run(a, access="write")])
     return b, a
+
+
+def run_with_policies(
+    workload, fast: bool, policies, gpu_memory: str | None = None, params: dict | None = None
+):
+    """Run ``workload`` on the H200 with ``policies`` loaded, on the compiled (``fast``) or the
+    reference path; returns (engine, hooks). A generous per-call budget: a loaded machine must
+    not eject a policy in one run only."""
+    w = load_workload(workload)
+    gpu = get_gpu("h200")
+    hooks = build_hooks(policies, budget_ms=60_000)
+    prm = Params.from_overrides({**(params or {}), **hooks.module_params})
+    eng = Engine(
+        w,
+        gpu=gpu,
+        params=prm,
+        profile=load_profile(profile_for_gpu(gpu.name)),
+        gpu_memory_bytes=resolve_gpu_memory(gpu_memory, w, gpu),
+        concurrency=4096,
+        hooks=hooks,
+        fast_path=fast,
+    )
+    with hooks.session():
+        eng.run()
+    return eng, hooks

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import run_with_policies
 
 from uvmlab.api import load_workload
 from uvmlab.driver.hal import get_gpu
@@ -242,29 +243,6 @@ def test_eviction_with_access_counter_migrations_remaps_in_python():
     # then re-mapped, which the compiled path leaves to the reference path
     eng = assert_same(SMALL["llm"], gpu_memory="150%", params={"uvm_perf_access_counter_migration_enable": 1})
     assert eng.drv.counters["evictions"] > 0
-
-
-def run_with_policies(workload, fast: bool, policies, gpu_memory: str) -> tuple:
-    from uvmlab.policy.loader import build_hooks
-
-    w = load_workload(workload)
-    gpu = get_gpu("h200")
-    # a generous per-call budget: a loaded machine must not eject a policy in one run only
-    hooks = build_hooks(policies, budget_ms=60_000)
-    prm = Params.from_overrides(dict(hooks.module_params))
-    eng = Engine(
-        w,
-        gpu=gpu,
-        params=prm,
-        profile=load_profile(profile_for_gpu(gpu.name)),
-        gpu_memory_bytes=resolve_gpu_memory(gpu_memory, w, gpu),
-        concurrency=4096,
-        hooks=hooks,
-        fast_path=fast,
-    )
-    with hooks.session():
-        eng.run()
-    return eng, hooks
 
 
 @pytest.mark.parametrize(

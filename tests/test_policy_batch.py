@@ -11,16 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import run_with_policies as run
 
-from uvmlab.api import load_workload
-from uvmlab.driver.hal import get_gpu
-from uvmlab.driver.params import Params
 from uvmlab.engine.core import Engine
-from uvmlab.engine.setup import resolve_gpu_memory
 from uvmlab.policy import HINT_PIN, KEEP, Policy
 from uvmlab.policy.library.prefetch_forward import PrefetchForward
-from uvmlab.policy.loader import build_hooks
-from uvmlab.timing.cost_model import load_profile, profile_for_gpu
 
 STREAM = "stream:size=16MiB,passes=2"
 RANDOM = "random:size=16MiB"
@@ -30,26 +25,6 @@ HAIR_TRIGGER = {
     "uvm_perf_thrashing_lapse_usec": 100000,
     "uvm_perf_thrashing_pin_threshold": 2,
 }
-
-
-def run(workload, fast: bool, policies, gpu_memory: str | None = None, params: dict | None = None):
-    w = load_workload(workload)
-    gpu = get_gpu("h200")
-    hooks = build_hooks(policies, budget_ms=60_000)  # a loaded machine must not eject in one run only
-    prm = Params.from_overrides({**(params or {}), **hooks.module_params})
-    eng = Engine(
-        w,
-        gpu=gpu,
-        params=prm,
-        profile=load_profile(profile_for_gpu(gpu.name)),
-        gpu_memory_bytes=resolve_gpu_memory(gpu_memory, w, gpu),
-        concurrency=4096,
-        hooks=hooks,
-        fast_path=fast,
-    )
-    with hooks.session():
-        eng.run()
-    return eng, hooks
 
 
 def answer(eng: Engine) -> dict:
