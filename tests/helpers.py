@@ -71,3 +71,13 @@ def run_with_policies(
     with hooks.session():
         eng.run()
     return eng, hooks
+
+
+def random_moves(rng: np.random.Generator, ctx) -> None:
+    """A random policy's list requests: up to two chunks of the GPU's eviction lists moved to
+    the head or the tail (the fuzz and batch-hook tests' random policies)."""
+    lists = np.concatenate((ctx.used, ctx.unused))
+    for _ in range(int(rng.integers(0, 3))):
+        if len(lists):
+            c = int(lists[rng.integers(len(lists))])
+            (ctx.move_head if rng.random() < 0.5 else ctx.move_tail)(c)

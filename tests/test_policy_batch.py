@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import random_moves
 from helpers import run_with_policies as run
 
 from uvmlab.engine.core import Engine
@@ -230,18 +231,11 @@ class RandomBatch(Policy):
         kinds[self.rng.random(ctx.faulted.shape) < 0.9] = KEEP
         return kinds
 
-    def _moves(self, ctx):
-        lists = np.concatenate((ctx.used, ctx.unused))
-        for _ in range(int(self.rng.integers(0, 3))):
-            if len(lists):
-                c = int(lists[self.rng.integers(len(lists))])
-                (ctx.move_head if self.rng.random() < 0.5 else ctx.move_tail)(c)
-
     def chunk_used_batch(self, ctx):
-        self._moves(ctx)
+        random_moves(self.rng, ctx)
 
     def chunk_activate(self, ctx):
-        self._moves(ctx)
+        random_moves(self.rng, ctx)
 
     def eviction_prepare(self, ctx):
         lists = np.concatenate((ctx.used, ctx.unused))

@@ -3,7 +3,7 @@ never break the driver's invariants, checked after every fault batch and CPU fau
 
 import numpy as np
 import pytest
-from helpers import MiB, run_engine
+from helpers import MiB, random_moves, run_engine
 
 from uvmlab.api import load_workload
 from uvmlab.policy import Policy, Region
@@ -57,24 +57,17 @@ class RandomPolicy(Policy):
             return self._garbage()
         return bool(self.rng.random() < 0.5)
 
-    def _moves(self, ctx):
-        lists = np.concatenate((ctx.used, ctx.unused))
-        for _ in range(int(self.rng.integers(0, 3))):
-            if len(lists):
-                c = int(lists[self.rng.integers(len(lists))])
-                (ctx.move_head if self.rng.random() < 0.5 else ctx.move_tail)(c)
-
     def chunk_activate(self, ctx):
         if self._bad():
             ctx.move_head(-5)
             return None
-        self._moves(ctx)
+        random_moves(self.rng, ctx)
         return None
 
     def chunk_used(self, ctx):
         if self._bad():
             return self._garbage()
-        self._moves(ctx)
+        random_moves(self.rng, ctx)
         return int(self.rng.integers(2))
 
     def eviction_prepare(self, ctx):
