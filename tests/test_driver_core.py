@@ -94,6 +94,21 @@ def test_duplicate_count_does_not_depend_on_coalescing(coalesce):
     assert eng.drv.counters["gpu_faults_duplicate"] == 3
 
 
+@pytest.mark.parametrize(("coalesce", "notified"), [(1, 4), (0, 6)])
+def test_gpu_page_fault_count_counts_coalesced_entries(coalesce, notified):
+    """GpuPageFaultCount (uvm_tools.c) is bumped once per entry service_fault_batch_block_locked
+    notifies: every entry left after fetch-time merging, a page's later entries in sort order
+    included. One warp's six misses [0, 0, 0, 7, 9, 7]: coalescing merges the two repeats of page
+    0 into its entry at fetch, but page 7's second entry is not adjacent to its first, so it is
+    fetched, sorted after it and notified as a duplicate."""
+    b, a = cpu_filled()
+    b.kernel("dups", [b.index(a, np.array([0, 0, 0, 7, 9, 7]))])
+    c = run_engine(b.build(), params={"uvm_perf_fault_coalesce": coalesce}).drv.counters
+    assert c["gpu_faults"] == 6
+    assert c["gpu_faults_notified"] == notified
+    assert c["gpu_faults_duplicate"] == 3  # 6 entries, 3 pages, whether merged at fetch or not
+
+
 def _four_blocks():
     b, a = cpu_filled("8MiB")
     b.kernel("k", [b.index(a, np.array([0, 512, 1024, 1536]))])

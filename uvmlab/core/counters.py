@@ -46,6 +46,9 @@ EXTRA: dict[str, str] = {
     "migrations": "migration events (one per contiguous run with one cause)",
     "bottom_halves": "runs of the replayable-fault bottom half",
     "touches": "page touches executed",
+    "gpu_faults_notified": "coalesced fault-buffer entries notified to the tools, the driver's "
+    "GpuPageFaultCount: one per entry left after fetch-time merging, a page's duplicates from other "
+    "uTLBs and entries of pages already serviced included",
 }
 
 # --- table schemas (docs/results.md) ------------------------------------------------------------

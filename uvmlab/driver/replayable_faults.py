@@ -162,6 +162,10 @@ def service_replayable_faults(
             break
         rp, ra, rc = coalesce(page, access, utlb, n_utlb, p.uvm_perf_fault_coalesce != 0)
         c["gpu_faults"] += len(page)
+        # GpuPageFaultCount (uvm_tools.c) counts one per coalesced entry: service_fault_batch_block_locked
+        # notifies every entry of the sorted batch before its duplicate and already-authorized
+        # checks, while the instances fetch_fault_buffer_entries merged into it are not counted
+        c["gpu_faults_notified"] += len(rp)
         c["fault_batches"] += 1
         c["gpu_fault_groups"] += 1
         drv.charge(drv.profile.fault_batch_ns + len(page) * drv.profile.fault_ns)

@@ -165,7 +165,7 @@ def _section_md(sec: Section) -> list[str]:
                 err = "n/a (CUPTI lost records)"
             r += [fmt_value(key, c.real_value(key), lb), fmt_value(key, c.model_value(key)), err]
         served_real = c.real.totals.get("gpu_faults_notified")
-        served_model = c.model_value("gpu_faults") - c.model_value("gpu_faults_duplicate")
+        served_model = c.model_value("gpu_faults_notified")  # the same counter (GpuPageFaultCount)
         r += [
             fmt_value("n", served_real),
             f"{served_model:,}",
@@ -191,8 +191,10 @@ def _section_md(sec: Section) -> list[str]:
     L.append(
         "GPU fault groups: CUPTI's GPU_PAGE_FAULT records on the GPU, fault batches in the "
         "model. GPU faults serviced (not a target, shown because it explains the fault "
-        "groups): the driver's GpuPageFaultCount counter (one per representative fault after "
-        "duplicate merging) on the GPU, raw minus duplicate faults in the model."
+        "groups): the driver's GpuPageFaultCount counter on both sides, one per fault-buffer "
+        "entry left after fetch-time merging (uvm_gpu_replayable_faults.c notifies every such "
+        "entry, a page's duplicates from other uTLBs and entries of pages already serviced "
+        "included; model: `gpu_faults_notified`)."
     )
     L.append("")
 
