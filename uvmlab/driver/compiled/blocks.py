@@ -1,5 +1,6 @@
 """Which blocks and pages the compiled path may service, checked before anything changes:
-``block_mode``, ``dest_is_requester`` (residency selection, uvm_va_block.c) and ``plan_pages``.
+``block_mode``, ``may_read_dup``, ``remote_by_accessed_by``, ``dest_is_requester`` (residency
+selection, uvm_va_block.c), ``plan_pages`` and ``plan_duplicate``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from uvmlab.driver.compiled.state import (
     MANAGED,
     NO_STAMP,
     PLAIN,
+    READ_DUP_OFF,
     READ_DUP_ON,
     ThrashingState,
     VaArrays,
@@ -20,24 +22,34 @@ from uvmlab.driver.va_space import CPU, PERM_READ, PERM_WRITE
 
 
 @njit(cache=True, inline="always")
-def block_mode(va: VaArrays, th: ThrashingState, block: int, lo: int, n: int) -> int:
+def block_mode(va: VaArrays, th: ThrashingState, block: int) -> int:
     """How the block may take the compiled path: 0 not at all, PLAIN (advice never touched
-    it), ADVISED (advice touched it but no page has AccessedBy: preferred location and read
-    duplication are then checked page by page). Always 0 for a block that is not a live
-    managed allocation or that has per-page thrashing state (its hints may not be NONE)."""
+    it), ADVISED (advice touched it: preferred location, AccessedBy and read duplication are
+    then checked page by page). Always 0 for a block that is not a live managed allocation or
+    that has per-page thrashing state (its hints may not be NONE)."""
     block_alloc, alloc_live, alloc_kind = va.block_alloc, va.alloc_live, va.alloc_kind
     a = block_alloc[block]
     if a < 0 or not alloc_live[a] or alloc_kind[a] != MANAGED:
         return 0
     if th.enable and th.block_has_pages[block]:
         return 0
-    if not va.block_advised[block]:
-        return PLAIN
-    accessed_by = va.accessed_by
-    for i in range(lo, lo + n):
-        if accessed_by[i] != 0:
-            return 0  # AccessedBy mappings after the service: the reference path
-    return ADVISED
+    return ADVISED if va.block_advised[block] else PLAIN
+
+
+@njit(cache=True, inline="always")
+def may_read_dup(rd: int, r: int) -> bool:
+    """block_select_processor_residency rules 3-4 apply (hint NONE): read duplication is
+    ENABLED, or the page already has copies and it is not DISABLED."""
+    return rd == READ_DUP_ON or (rd != READ_DUP_OFF and r & (r - 1) != 0)
+
+
+@njit(cache=True, inline="always")
+def remote_by_accessed_by(accessed_by: int, r: int, requester: int) -> bool:
+    """block_select_processor_residency rule 10 for a page with one copy (bits ``r``) and no
+    read duplication, after rules 5 and 9: the requester is AccessedBy and can map the holder,
+    so the page stays where it is and is mapped remotely (a destination other than the
+    requester). PCIe: a GPU maps sysmem, the CPU maps no vidmem."""
+    return r != 0 and not r >> requester & 1 and accessed_by >> requester & 1 and requester != CPU
 
 
 @njit(cache=True, inline="always")
@@ -110,3 +122,15 @@ def plan_pages(
         ):
             return False
     return True
+
+
+@njit(cache=True, inline="always")
+def plan_duplicate(va: VaArrays, lo: int, dest: int, pages: np.ndarray, need_copy: np.ndarray) -> None:
+    """uvm_va_block_make_resident_read_duplicate's plan: the pages with a copy elsewhere and
+    none on ``dest`` are copied (COPY: the other copies stay). Nothing to check: the other
+    holders only lose WRITE, without a revocation event, and a COPY is no thrashing event."""
+    residency = va.residency
+    dbit = 1 << dest
+    for k in range(pages.shape[0]):
+        r = residency[lo + pages[k]]
+        need_copy[k] = r != 0 and not r & dbit

@@ -10,7 +10,7 @@ from numba import njit
 from uvmlab.driver.compiled.blocks import block_mode, dest_is_requester, plan_pages
 from uvmlab.driver.compiled.borrow import borrow_pmm, borrow_sc, borrow_th, borrow_va, view
 from uvmlab.driver.compiled.prefetch import prefetch_pages
-from uvmlab.driver.compiled.residency import make_resident_and_map
+from uvmlab.driver.compiled.residency import make_resident_and_map, map_accessed_by
 from uvmlab.driver.compiled.scan import cpu_scan
 from uvmlab.driver.compiled.state import (
     ADVISED,
@@ -91,11 +91,12 @@ def cpu_fault(
     access: int,
 ) -> int:
     """the CPU fault path of uvm_va_block.c for one CPU fault (never throttled: the block has no per-page
-    thrashing state)."""
+    thrashing state). The CPU maps no vidmem, so AccessedBy CPU never keeps a page remote
+    (rule 10); AccessedBy GPUs map the pages made resident afterwards."""
     block = page >> BLOCK_SHIFT
     lo = block << BLOCK_SHIFT
     n = va.block_pages[block]
-    mode = block_mode(va, th, block, lo, n)
+    mode = block_mode(va, th, block)
     if mode == 0:
         return SLOW
     r = va.residency[page]
@@ -126,6 +127,25 @@ def cpu_fault(
         va.prefetch_last_proc[block] = CPU
         va.prefetch_fault_migrations[block] = pf_count
     make_resident_and_map(
-        va, pmm, n_chunks, th, costs, ctr, work, block, lo, n, CPU, CPU, pages, need_copy, extra, now, False
+        va,
+        pmm,
+        n_chunks,
+        th,
+        costs,
+        ctr,
+        work,
+        block,
+        lo,
+        n,
+        CPU,
+        CPU,
+        pages,
+        need_copy,
+        extra,
+        now,
+        False,
+        False,
     )
+    if mode == ADVISED:
+        map_accessed_by(va, ctr, lo, pages)
     return DONE

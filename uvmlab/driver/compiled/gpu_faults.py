@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from uvmlab.driver.compiled.blocks import block_mode, dest_is_requester, plan_pages
+from uvmlab.driver.compiled.blocks import (
+    block_mode,
+    dest_is_requester,
+    may_read_dup,
+    plan_duplicate,
+    plan_pages,
+    remote_by_accessed_by,
+)
 from uvmlab.driver.compiled.borrow import borrow_pmm, borrow_sc, borrow_th, borrow_va, view
 from uvmlab.driver.compiled.eviction import evict_block_chunk, victim_is_plain
 from uvmlab.driver.compiled.prefetch import prefetch_pages
@@ -61,12 +68,19 @@ def service_block(
     block = page[s] >> BLOCK_SHIFT
     lo = block << BLOCK_SHIFT
     n = va.block_pages[block]
-    mode = block_mode(va, th, block, lo, n)
+    mode = block_mode(va, th, block)
     if mode == 0:
         return SLOW
-    residency, perm, preferred, read_dup = va.residency, va.perm, va.preferred, va.read_dup
+    residency, perm, preferred, read_dup, accessed_by = (
+        va.residency,
+        va.perm,
+        va.preferred,
+        va.read_dup,
+        va.accessed_by,
+    )
     fpages = sc.fpages  # the batch is sorted and its duplicates dropped: ascending, unique
     nf = 0
+    ndup = 0  # faulted pages that block_select_processor_residency read-duplicates (rules 3-4)
     for j in range(s, e):
         if not keep[j]:
             continue
@@ -75,21 +89,40 @@ def service_block(
         if perm[gpu, p] >= need:
             continue  # service_fault_batch_block_locked step 4: already authorized (stale)
         r = residency[p]
-        if r & (r - 1):
+        if mode == ADVISED:
+            if may_read_dup(read_dup[p], r):
+                if access[j] > PERM_READ:
+                    return SLOW  # a write collapses the copies: MOVE next to duplicates
+                ndup += 1
+            elif r & (r - 1):
+                return SLOW
+            elif preferred[p] - 1 != gpu and remote_by_accessed_by(accessed_by[p], r, gpu):
+                return SLOW  # rule 10: a remote mapping of the holder
+            elif not dest_is_requester(preferred[p] - 1, r, gpu):
+                return SLOW  # a remote mapping of the preferred location
+        elif r & (r - 1):
             return SLOW
-        if mode == ADVISED and (
-            read_dup[p] == READ_DUP_ON or not dest_is_requester(preferred[p] - 1, r, gpu)
-        ):
-            return SLOW  # read duplication, or a remote mapping of the preferred location
         fpages[nf] = p - lo
         nf += 1
     if nf == 0:
         return DONE
+    duplicate = ndup > 0
+    if duplicate and ndup != nf:
+        return SLOW  # duplicates and moves in one block: two make_resident calls
     m, pf_count = prefetch_pages(va, pf, block, lo, n, gpu, nf, mode, sc, pf_row, use_row)
-    if m > nf and read_dup[lo] == READ_DUP_ON:
-        return SLOW  # prefetched pages would be read-duplicated
     pages, extra, need_copy = sc.pages[:m], sc.extra[:m], sc.need_copy[:m]
-    if not plan_pages(va, th, block, lo, gpu, gpu, pages, now, -1, need_copy):
+    if m > nf and read_dup[lo] == READ_DUP_ON:
+        # va_block.service_locked: prefetched pages of a read-duplication range are duplicated
+        if not duplicate:
+            return SLOW
+        for k in range(m):
+            if extra[k] and read_dup[lo + pages[k]] != READ_DUP_ON:
+                return SLOW  # moved next to duplicates
+    elif m > nf and duplicate:
+        return SLOW  # prefetched pages are moved next to duplicates
+    if duplicate:
+        plan_duplicate(va, lo, gpu, pages, need_copy)
+    elif not plan_pages(va, th, block, lo, gpu, gpu, pages, now, -1, need_copy):
         return SLOW
     had_chunk = va.gpu_chunk[gpu - 1, block] >= 0
     if not had_chunk and (
@@ -103,7 +136,24 @@ def service_block(
         va.prefetch_fault_migrations[block] = pf_count
     hooked = stop_used and had_chunk or block == fresh  # the caller's chunk_used, or none
     make_resident_and_map(
-        va, pmm, n_chunks, th, costs, ctr, work, block, lo, n, gpu, gpu, pages, need_copy, extra, now, hooked
+        va,
+        pmm,
+        n_chunks,
+        th,
+        costs,
+        ctr,
+        work,
+        block,
+        lo,
+        n,
+        gpu,
+        gpu,
+        pages,
+        need_copy,
+        extra,
+        now,
+        hooked,
+        duplicate,
     )
     return CHUNK_USED if stop_used and had_chunk and block != fresh else DONE
 

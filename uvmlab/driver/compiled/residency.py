@@ -16,6 +16,9 @@ from uvmlab.driver.compiled.state import (
     HTOD,
     HTOD_FAULT,
     HTOD_PREFETCH,
+    READ_DUP_ON,
+    READ_DUPLICATES,
+    REMOTE_MAPS,
     Costs,
     ThrashingState,
     VaArrays,
@@ -33,7 +36,7 @@ from uvmlab.driver.pmm_lists import (
     chunk_unlink,
     chunk_update_eviction_list,
 )
-from uvmlab.driver.va_space import CPU, PERM_ATOMIC
+from uvmlab.driver.va_space import CPU, PERM_ATOMIC, PERM_READ
 
 
 @njit(cache=True, inline="always")
@@ -48,10 +51,12 @@ def record_copies(
     need_copy: np.ndarray,
     extra: np.ndarray,
     now: int,
+    stamp: bool,
 ) -> None:
     """``block_copy.record_copies``: one latency, then one migration per run of contiguous pages, the
     faulted pages' runs first, then the prefetched ones'; each run bumps the block's
-    thrashing stamp (the block-level branch of the callback)."""
+    thrashing stamp (the block-level branch of the callback) when ``stamp``: a COPY (read
+    duplication) is no thrashing event (thrashing_event_cb)."""
     work[0] += costs.copy_latency_ns
     to_gpu = dest != CPU
     bw = costs.htod_gbps if to_gpu else costs.dtoh_gbps
@@ -73,7 +78,7 @@ def record_copies(
                 count_migration(
                     ctr, work, (j - k) * PAGE_SIZE, DTOH, DTOH_PREFETCH if which else DTOH_FAULT, bw
                 )
-            if th.enable:
+            if stamp and th.enable:
                 th.block_last_ts[block] = now
                 th.block_last_proc[block] = dest
             k = j
@@ -98,8 +103,11 @@ def make_resident_and_map(
     extra: np.ndarray,
     now: int,
     hooked: bool,
+    duplicate: bool,
 ) -> None:
-    """``make_resident`` (MOVE) to ``dest`` then ``_finish``'s mappings, for a checked plan."""
+    """``make_resident`` to ``dest`` then ``_finish``'s mappings, for a checked plan: a MOVE, or
+    with ``duplicate`` a COPY (uvm_va_block_make_resident_read_duplicate: the other holders keep
+    a read-only copy, the requester maps READ)."""
     residency, perm = va.residency, va.perm
     gpu_chunk = va.gpu_chunk
     state, owner, list_of, prev, nxt, count = (
@@ -137,21 +145,43 @@ def make_resident_and_map(
             chunk_push_tail(prev, nxt, list_of, count, n_chunks, c, LIST_USED)
     left_gpu = False
     has_copy = False
-    for k in range(m):
-        g = lo + pages[k]
-        if residency[g] != dbit:
-            if residency[g] >> 1:  # held by a GPU before (bits 1.. are GPUs)
-                left_gpu = True
-            for q in range(perm.shape[0]):
-                perm[q, g] = 0
-        has_copy |= need_copy[k]
+    if duplicate:
+        for k in range(m):
+            g = lo + pages[k]
+            r = residency[g]
+            if not r & dbit:  # everyone but a holder is unmapped, a holder loses WRITE
+                for q in range(perm.shape[0]):
+                    if q == dest:
+                        continue
+                    if r >> q & 1:
+                        if perm[q, g] > PERM_READ:
+                            perm[q, g] = PERM_READ
+                    else:
+                        perm[q, g] = 0
+            if need_copy[k]:
+                has_copy = True
+                ctr[READ_DUPLICATES] += 1
+    else:
+        for k in range(m):
+            g = lo + pages[k]
+            if residency[g] != dbit:
+                if residency[g] >> 1:  # held by a GPU before (bits 1.. are GPUs)
+                    left_gpu = True
+                for q in range(perm.shape[0]):
+                    perm[q, g] = 0
+            has_copy |= need_copy[k]
     if has_copy:
-        record_copies(th, costs, ctr, work, block, dest, pages, need_copy, extra, now)
-    for k in range(m):
-        residency[lo + pages[k]] = dbit
-        perm[requester, lo + pages[k]] = (
-            PERM_ATOMIC  # compute_new_permission: RW upgraded to RWA on local memory
-        )
+        record_copies(th, costs, ctr, work, block, dest, pages, need_copy, extra, now, not duplicate)
+    if duplicate:
+        for k in range(m):
+            residency[lo + pages[k]] |= dbit
+            perm[requester, lo + pages[k]] = PERM_READ  # compute_new_permission: a duplicate stays READ
+    else:
+        for k in range(m):
+            residency[lo + pages[k]] = dbit
+            perm[requester, lo + pages[k]] = (
+                PERM_ATOMIC  # compute_new_permission: RW upgraded to RWA on local memory
+            )
     if dest != CPU:
         if not hooked:  # block_mark_memory_used; with hooks the caller runs chunk_used
             chunk_update_eviction_list(
@@ -168,3 +198,24 @@ def make_resident_and_map(
             c = gpu_chunk[q - 1, block]
             if not left and c >= 0:
                 chunk_update_eviction_list(state, prev, nxt, list_of, count, n_chunks, c, LIST_UNUSED)
+
+
+@njit(cache=True, inline="always")
+def map_accessed_by(va: VaArrays, ctr: np.ndarray, lo: int, pages: np.ndarray) -> None:
+    """block_service_finish_map_accessed_by after pages were made resident on the CPU (the
+    requester): every AccessedBy GPU maps them, pages of ranges with read duplication ENABLED
+    excepted, with the highest permission (``block_copy.accessed_by_permission``: a GPU's
+    mapping of sysmem allows atomics); each contiguous run of remote mappings counts one
+    MapRemote. PCIe: a CPU-resident page is the only kind a GPU other than the requester maps
+    after a compiled service (the CPU maps no vidmem)."""
+    residency, perm, accessed_by, read_dup = va.residency, va.perm, va.accessed_by, va.read_dup
+    for q in range(1, perm.shape[0]):
+        last = -2  # the last remote page mapped: a page right after it extends its run
+        for k in range(pages.shape[0]):
+            g = lo + pages[k]
+            if accessed_by[g] >> q & 1 and read_dup[g] != READ_DUP_ON:
+                perm[q, g] = PERM_ATOMIC
+                if not residency[g] >> q & 1:
+                    if g != last + 1:
+                        ctr[REMOTE_MAPS] += 1
+                    last = g

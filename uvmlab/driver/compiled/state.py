@@ -12,13 +12,14 @@ from typing import NamedTuple
 import numpy as np
 
 from uvmlab.core.sizes import PAGES_PER_BLOCK
-from uvmlab.driver.va_space import READ_DUP_ENABLED
+from uvmlab.driver.va_space import READ_DUP_DISABLED, READ_DUP_ENABLED
 from uvmlab.workload.ir import AllocKind
 
 # Outcome of a compiled call.
 DONE, SLOW, NEED_CHUNK, PAUSE, CHUNK_USED = 0, 1, 2, 3, 4
 # How a block may take the compiled path (see blocks.block_mode).
 PLAIN, ADVISED = 1, 2
+READ_DUP_OFF = READ_DUP_DISABLED
 
 # Counter deltas returned by the compiled code: ``ctr[i]`` adds to the driver counter COUNTERS[i].
 COUNTERS = (
@@ -33,6 +34,8 @@ COUNTERS = (
     "bytes_dtoh_eviction",
     "evictions",
     "pages_evicted",
+    "read_duplicates",
+    "remote_maps",
 )
 (
     HTOD,
@@ -46,6 +49,8 @@ COUNTERS = (
     DTOH_EVICTION,
     EVICTIONS,
     PAGES_EVICTED,
+    READ_DUPLICATES,
+    REMOTE_MAPS,
 ) = range(len(COUNTERS))
 
 NO_STAMP = -1  # a block's thrashing stamp before any migration
