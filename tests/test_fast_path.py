@@ -133,7 +133,9 @@ def test_validation_suite_with_advice(name):
     assert_same(w)
 
 
-@pytest.mark.parametrize("name", ["read_mostly", "preferred_gpu"])
+@pytest.mark.parametrize(
+    "name", ["read_mostly", "preferred_gpu", "preferred_cpu_accessed_by_gpu", "prefetch_roundtrip"]
+)
 def test_advice_workloads_under_thrashing_and_eviction(name):
     ((_, w),) = suite_workloads([name])
     assert_same(w, gpu_memory="40MiB")
@@ -206,6 +208,45 @@ def advice_mix():
 def test_advice_rules_that_send_pages_elsewhere():
     eng = assert_same(advice_mix())
     assert eng.drv.counters["remote_maps"] > 0 and eng.drv.counters["read_duplicates"] > 0
+
+
+def migrate_mix():
+    """cudaMemPrefetchAsync both ways over AccessedBy pages (re-mapped after each migration),
+    a read-mostly range (duplicated, the reference path), ranges that start and end inside a
+    block, pages resident nowhere, and CPU faults whose pages AccessedBy GPUs map."""
+    b = WorkloadBuilder("migrate_mix")
+    a, c, d = b.alloc("a", 6 << 20), b.alloc("c", 4 << 20), b.alloc("d", 6 << 20)
+    b.advise(a, "set_accessed_by", "gpu0")
+    b.cpu("init_a", [b.run(a, access="write")])
+    b.prefetch(a, "gpu0", start=100, num_pages=700)
+    b.kernel("write_a", [b.run(a, stride=3, access="write")])
+    b.prefetch(d, "gpu0", start=300, num_pages=900)  # resident nowhere: populated on the GPU
+    b.prefetch(a, "cpu")
+    b.cpu("read_a", [b.run(a)])
+    b.advise(c, "set_read_mostly", "gpu0")
+    b.cpu("init_c", [b.run(c, access="write")])
+    b.prefetch(c, "gpu0")
+    b.kernel("read_c", [b.run(c)])
+    b.prefetch(d, "cpu", start=0, num_pages=1000)
+    b.kernel("read_d", [b.run(d)])
+    b.advise(d, "set_preferred_location", "cpu")
+    b.advise(d, "set_accessed_by", "gpu0")
+    b.cpu("write_d", [b.run(d, stride=2, access="write")])
+    b.kernel("read_d_again", [b.run(d)])
+    b.sync()
+    return b.build()
+
+
+@pytest.mark.parametrize("gpu_memory", [None, "6MiB"], ids=["fits", "evicts"])
+def test_migrations_and_accessed_by(gpu_memory):
+    # compiled migrations hand blocks back to the reference path (read duplication) or to
+    # Python for a chunk (an evicted victim's AccessedBy pages are re-mapped) and go on
+    eng = assert_same(migrate_mix(), gpu_memory=gpu_memory)
+    c = eng.drv.counters
+    assert c["bytes_htod_user"] > 0 and c["bytes_dtoh_user"] > 0 and c["remote_maps"] > 0
+    assert c["read_duplicates"] > 0
+    if gpu_memory:
+        assert c["evictions"] > 0
 
 
 @pytest.mark.parametrize("name", ["mixed_kinds", "preferred_cpu_accessed_by_gpu"])

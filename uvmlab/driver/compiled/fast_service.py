@@ -38,6 +38,7 @@ from uvmlab.core.sizes import PAGES_PER_BLOCK
 from uvmlab.driver import eviction
 from uvmlab.driver.compiled.cpu_faults import cpu_touches
 from uvmlab.driver.compiled.gpu_faults import evict_if_plain, service_blocks
+from uvmlab.driver.compiled.migrate import migrate_blocks
 from uvmlab.driver.compiled.state import (
     CHUNK_USED,
     COUNTERS,
@@ -171,6 +172,32 @@ class FastPath:
                 self.flush_counters()
                 return
         eviction.evict_block_chunk(drv, gpu, block, chunk)
+
+    def migrate_blocks(self, first: int, end: int, dest: int, block: int) -> tuple[int, int]:
+        """Migrate pages ``[first, end)`` to ``dest`` from ``block`` on (``compiled.migrate``):
+        returns (the block to go on with, DONE / SLOW / NEED_CHUNK)."""
+        drv = self.drv
+        work = self._work
+        work[0] = drv.work_ns
+        remap_all = bool(drv.access_counters.migration_enabled and drv.params.uvm_perf_map_remote_on_eviction)
+        block, status = migrate_blocks(
+            self.va,
+            self.pmm,
+            self.n_chunks,
+            self.th,
+            self.costs,
+            self.ctr,
+            self.sc,
+            work,
+            first,
+            end,
+            dest,
+            block,
+            not remap_all,
+        )
+        drv.work_ns = float(work[0])
+        self.flush_counters()
+        return int(block), int(status)
 
     def run_cpu_touches(
         self,

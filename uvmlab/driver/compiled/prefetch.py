@@ -48,12 +48,19 @@ def prefetch_pages(
         faulted[fpages[k]] = True
     if use_row:
         return _with_mask(row, faulted, n, nf, count, pf.min_faults, sc)
+    if count < pf.min_faults:
+        return _with_mask(faulted, faulted, n, nf, count, pf.min_faults, sc)  # the gate: no hint
     resident = sc.resident[:n]
     cpu_rr = sc.cpu_rr[: n if dest == CPU else 0]  # empty: not a CPU destination
+    all_rr = dest == CPU  # every page not faulted is resident and readable on the CPU
     for i in range(n):
         resident[i] = (residency[lo + i] >> dest) & 1 != 0
         if dest == CPU:
             cpu_rr[i] = resident[i] and perm[CPU, lo + i] >= PERM_READ
+            all_rr &= cpu_rr[i] or faulted[i]
+    if all_rr:
+        # the post-filter drops faulted and CPU-readable pages from any region: no hint
+        return _with_mask(faulted, faulted, n, nf, count, pf.min_faults, sc)
     # uvm_perf_prefetch.c step 3, the first-touch shortcut: resident nowhere and dest is the preferred
     # location
     first_touch = False

@@ -85,6 +85,93 @@ def record_copies(
 
 
 @njit(cache=True, inline="always")
+def prepare_dest(
+    va: VaArrays,
+    pmm: PmmArrays,
+    n_chunks: int,
+    costs: Costs,
+    ctr: np.ndarray,
+    work: np.ndarray,
+    block: int,
+    lo: int,
+    dest: int,
+    pages: np.ndarray,
+    need_copy: np.ndarray,
+) -> None:
+    """make_resident's first step: on the CPU, the populate and per-page map charges; on a GPU,
+    the block's root chunk (block_alloc_gpu_chunk, evicting the LRU victim when none is free;
+    the caller made sure one can be had and that the victim is plain)."""
+    residency, gpu_chunk = va.residency, va.gpu_chunk
+    state, owner, list_of, prev, nxt, count = (
+        pmm.state,
+        pmm.owner,
+        pmm.list_of,
+        pmm.prev,
+        pmm.nxt,
+        pmm.list_count,
+    )
+    m = pages.shape[0]
+    if dest == CPU:
+        populate = 0
+        migrated = 0
+        for k in range(m):
+            if residency[lo + pages[k]] == 0:
+                populate += 1
+            elif need_copy[k]:
+                migrated += 1
+        work[0] += populate * PAGE_SIZE * costs.cpu_populate_ns_per_byte + migrated * costs.cpu_map_page_ns
+    else:
+        g = dest - 1
+        if gpu_chunk[g, block] < 0:
+            c = chunk_pop_head(prev, nxt, list_of, count, n_chunks, LIST_FREE)
+            if c < 0:  # evict_for_allocation: the victim checked by victim_is_plain
+                c = chunk_peek_victim(pmm.nxt, n_chunks)
+                chunk_unlink(prev, nxt, list_of, count, c)  # IN_EVICTION: off every list
+                evict_block_chunk(va, costs, ctr, work, owner[c], dest)
+            state[c] = TEMP_PINNED
+            owner[c] = block
+            gpu_chunk[g, block] = c
+            work[0] += costs.chunk_zero_ns
+            state[c] = ALLOCATED  # unpin_allocated at the end of the operation
+            chunk_push_tail(prev, nxt, list_of, count, n_chunks, c, LIST_USED)
+
+
+@njit(cache=True, inline="always")
+def update_lists(
+    va: VaArrays,
+    pmm: PmmArrays,
+    n_chunks: int,
+    block: int,
+    lo: int,
+    n: int,
+    dest: int,
+    hooked: bool,
+    left_gpu: bool,
+) -> None:
+    """make_resident's PMM list upkeep: block_mark_memory_used for a GPU destination (with hooks
+    the caller runs chunk_used), block_clear_resident_processor for a GPU that lost its last
+    page of the block (``left_gpu``: a GPU lost pages)."""
+    residency, gpu_chunk = va.residency, va.gpu_chunk
+    state, list_of, prev, nxt, count = pmm.state, pmm.list_of, pmm.prev, pmm.nxt, pmm.list_count
+    if dest != CPU:
+        if not hooked:  # block_mark_memory_used; with hooks the caller runs chunk_used
+            chunk_update_eviction_list(
+                state, prev, nxt, list_of, count, n_chunks, gpu_chunk[dest - 1, block], LIST_USED
+            )
+    elif left_gpu:  # the GPU lost pages: if it has none of the block left, va_block_unused
+        for q in range(1, va.perm.shape[0]):
+            qbit = 1 << q
+            left = False
+            for i in range(n):
+                if residency[lo + i] & qbit:
+                    left = True
+                    break
+            c = gpu_chunk[q - 1, block]
+            if not left and c >= 0:
+                chunk_update_eviction_list(state, prev, nxt, list_of, count, n_chunks, c, LIST_UNUSED)
+
+
+@njit(cache=True, inline="always")
 def make_resident_and_map(
     va: VaArrays,
     pmm: PmmArrays,
@@ -109,40 +196,9 @@ def make_resident_and_map(
     with ``duplicate`` a COPY (uvm_va_block_make_resident_read_duplicate: the other holders keep
     a read-only copy, the requester maps READ)."""
     residency, perm = va.residency, va.perm
-    gpu_chunk = va.gpu_chunk
-    state, owner, list_of, prev, nxt, count = (
-        pmm.state,
-        pmm.owner,
-        pmm.list_of,
-        pmm.prev,
-        pmm.nxt,
-        pmm.list_count,
-    )
     dbit = np.uint8(1 << dest)
     m = pages.shape[0]
-    if dest == CPU:
-        populate = 0
-        migrated = 0
-        for k in range(m):
-            if residency[lo + pages[k]] == 0:
-                populate += 1
-            elif need_copy[k]:
-                migrated += 1
-        work[0] += populate * PAGE_SIZE * costs.cpu_populate_ns_per_byte + migrated * costs.cpu_map_page_ns
-    else:
-        g = dest - 1
-        if gpu_chunk[g, block] < 0:  # block_alloc_gpu_chunk; the caller made sure one can be had
-            c = chunk_pop_head(prev, nxt, list_of, count, n_chunks, LIST_FREE)
-            if c < 0:  # evict_for_allocation: the victim checked by victim_is_plain
-                c = chunk_peek_victim(pmm.nxt, n_chunks)
-                chunk_unlink(prev, nxt, list_of, count, c)  # IN_EVICTION: off every list
-                evict_block_chunk(va, costs, ctr, work, owner[c], dest)
-            state[c] = TEMP_PINNED
-            owner[c] = block
-            gpu_chunk[g, block] = c
-            work[0] += costs.chunk_zero_ns
-            state[c] = ALLOCATED  # unpin_allocated at the end of the operation
-            chunk_push_tail(prev, nxt, list_of, count, n_chunks, c, LIST_USED)
+    prepare_dest(va, pmm, n_chunks, costs, ctr, work, block, lo, dest, pages, need_copy)
     left_gpu = False
     has_copy = False
     if duplicate:
@@ -182,22 +238,7 @@ def make_resident_and_map(
             perm[requester, lo + pages[k]] = (
                 PERM_ATOMIC  # compute_new_permission: RW upgraded to RWA on local memory
             )
-    if dest != CPU:
-        if not hooked:  # block_mark_memory_used; with hooks the caller runs chunk_used
-            chunk_update_eviction_list(
-                state, prev, nxt, list_of, count, n_chunks, gpu_chunk[dest - 1, block], LIST_USED
-            )
-    elif left_gpu:  # the GPU lost pages: if it has none of the block left, va_block_unused
-        for q in range(1, perm.shape[0]):
-            qbit = 1 << q
-            left = False
-            for i in range(n):
-                if residency[lo + i] & qbit:
-                    left = True
-                    break
-            c = gpu_chunk[q - 1, block]
-            if not left and c >= 0:
-                chunk_update_eviction_list(state, prev, nxt, list_of, count, n_chunks, c, LIST_UNUSED)
+    update_lists(va, pmm, n_chunks, block, lo, n, dest, hooked, left_gpu)
 
 
 @njit(cache=True, inline="always")

@@ -19,7 +19,6 @@ from uvmlab.workload.ir import AllocKind
 DONE, SLOW, NEED_CHUNK, PAUSE, CHUNK_USED = 0, 1, 2, 3, 4
 # How a block may take the compiled path (see blocks.block_mode).
 PLAIN, ADVISED = 1, 2
-READ_DUP_OFF = READ_DUP_DISABLED
 
 # Counter deltas returned by the compiled code: ``ctr[i]`` adds to the driver counter COUNTERS[i].
 COUNTERS = (
@@ -36,6 +35,8 @@ COUNTERS = (
     "pages_evicted",
     "read_duplicates",
     "remote_maps",
+    "bytes_htod_user",
+    "bytes_dtoh_user",
 )
 (
     HTOD,
@@ -51,11 +52,14 @@ COUNTERS = (
     PAGES_EVICTED,
     READ_DUPLICATES,
     REMOTE_MAPS,
+    HTOD_USER,
+    DTOH_USER,
 ) = range(len(COUNTERS))
 
 NO_STAMP = -1  # a block's thrashing stamp before any migration
 MANAGED = int(AllocKind.MANAGED)
 READ_DUP_ON = READ_DUP_ENABLED
+READ_DUP_OFF = READ_DUP_DISABLED
 
 
 class VaArrays(NamedTuple):
@@ -99,6 +103,9 @@ class Costs(NamedTuple):
     cpu_populate_ns_per_byte: float
     cpu_map_page_ns: float
     evict_chunk_ns: float
+    migrate_block_ns: float
+    prefetch_htod_gbps: float
+    prefetch_dtoh_gbps: float
 
 
 class Scratch(NamedTuple):
