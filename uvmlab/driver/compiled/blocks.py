@@ -49,7 +49,7 @@ def remote_by_accessed_by(accessed_by: int, r: int, requester: int) -> bool:
     read duplication, after rules 5 and 9: the requester is AccessedBy and can map the holder,
     so the page stays where it is and is mapped remotely (a destination other than the
     requester). PCIe: a GPU maps sysmem, the CPU maps no vidmem."""
-    return r != 0 and not r >> requester & 1 and accessed_by >> requester & 1 and requester != CPU
+    return r != 0 and not r >> requester & 1 and accessed_by >> requester & 1 != 0 and requester != CPU
 
 
 @njit(cache=True, inline="always")
