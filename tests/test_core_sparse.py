@@ -30,3 +30,30 @@ def test_clear_2d_returns_the_union_of_set_positions():
     assert got.tolist() == want.tolist()
     assert not a[:, lo:hi].any()
     assert (a[:, :lo] == before[:, :lo]).all() and (a[:, hi:] == before[:, hi:]).all()
+
+
+@pytest.mark.parametrize("density", [0.0005, 0.5, 1.0])  # scattered, half, every byte set
+@pytest.mark.parametrize(("lo", "hi"), [(1024, 9000), (512, 700), (0, 4096)])  # short rows, tiny
+def test_clear_rows_reports_the_rows_that_held_something(density, lo, hi):
+    rng = np.random.default_rng(3)
+    a = (rng.random((2, 10_240)) < density).astype(np.uint8) * rng.integers(1, 4, (2, 10_240)).astype(
+        np.uint8
+    )
+    before = a.copy()
+    got = sparse.clear_rows(a, lo, hi, 512)
+    rows = np.arange(lo, hi) // 512 - lo // 512
+    want = np.zeros(-(-(hi - lo) // 512), dtype=bool)
+    want[rows[before[:, lo:hi].any(axis=0)]] = True
+    assert got.tolist() == want.tolist()
+    assert not a[:, lo:hi].any()
+    assert (a[:, :lo] == before[:, :lo]).all() and (a[:, hi:] == before[:, hi:]).all()
+    one = before[0].copy()  # 1-D
+    assert (
+        sparse.clear_rows(one, lo, hi, 512).tolist()
+        == (np.bincount(rows[before[0, lo:hi] != 0], minlength=len(want)) > 0).tolist()
+    )
+
+
+def test_clear_rows_needs_an_aligned_start():
+    with pytest.raises(ValueError, match="multiple of the row"):
+        sparse.clear_rows(np.zeros(1024, np.uint8), 100, 600, 512)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from uvmlab.driver import va_block as vb
+from uvmlab.driver.compiled.state import DONE
 from uvmlab.driver.va_space import (
     BLOCK_SHIFT,
     PERM_ATOMIC,
@@ -72,25 +73,38 @@ def advise(drv: UvmDriver, first_page: int, num_pages: int, advice: Advice, proc
 def _collapse_duplicates(drv: UvmDriver, first_page: int, num_pages: int) -> None:
     """Collapse read-duplicated pages onto the preferred location if it holds a copy, else onto
     the first holder in processor-id order — the CPU (id 0) first. The captures confirm it: after
-    UVM_DISABLE_READ_DUPLICATION the next GPU write migrates the pages back from the CPU."""
-    va = drv.va
+    UVM_DISABLE_READ_DUPLICATION the next GPU write migrates the pages back from the CPU.
+    Block by block on the compiled path while it may run (``compiled.advice``), else here."""
     end = first_page + num_pages
-    for block in range(first_page >> BLOCK_SHIFT, ((end - 1) >> BLOCK_SHIFT) + 1):
-        lo, hi = va.block_range(block)
-        s, e = max(lo, first_page), min(hi, end)
-        res = va.residency[lo:hi]
-        dup = np.zeros(hi - lo, dtype=bool)
-        dup[s - lo : e - lo] = (res[s - lo : e - lo] & (res[s - lo : e - lo] - 1)) != 0
-        if not dup.any():
-            continue
-        pref = va.preferred[lo:hi].astype(np.int16) - 1
-        order = range(va.n_procs)
-        for only_preferred in (True, False):
-            for target in order:
-                sel = dup & ((res >> target) & 1).astype(bool)
-                if only_preferred:
-                    sel &= pref == target
-                if sel.any():
-                    vb.make_resident(drv, block, target, sel, "user")
-                    vb.map_pages(drv, target, np.flatnonzero(sel) + lo, PERM_ATOMIC)
-                    dup &= ~sel
+    fast = drv.fast if drv.fast is not None and drv.hooks is None and drv.fast.usable() else None
+    block, last = first_page >> BLOCK_SHIFT, (end - 1) >> BLOCK_SHIFT
+    while block <= last:
+        if fast is not None:
+            block, status = fast.collapse_duplicates(first_page, end, block)
+            if status == DONE:
+                return
+        _collapse_block(drv, block, first_page, end)
+        block += 1
+
+
+def _collapse_block(drv: UvmDriver, block: int, first_page: int, end: int) -> None:
+    """The reference path: collapse the duplicated pages of ``block`` in [first_page, end)."""
+    va = drv.va
+    lo, hi = va.block_range(block)
+    s, e = max(lo, first_page), min(hi, end)
+    res = va.residency[lo:hi]
+    dup = np.zeros(hi - lo, dtype=bool)
+    dup[s - lo : e - lo] = (res[s - lo : e - lo] & (res[s - lo : e - lo] - 1)) != 0
+    if not dup.any():
+        return
+    pref = va.preferred[lo:hi].astype(np.int16) - 1
+    order = range(va.n_procs)
+    for only_preferred in (True, False):
+        for target in order:
+            sel = dup & ((res >> target) & 1).astype(bool)
+            if only_preferred:
+                sel &= pref == target
+            if sel.any():
+                vb.make_resident(drv, block, target, sel, "user")
+                vb.map_pages(drv, target, np.flatnonzero(sel) + lo, PERM_ATOMIC)
+                dup &= ~sel

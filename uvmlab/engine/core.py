@@ -16,6 +16,7 @@ import numpy as np
 from uvmlab.core import sparse
 from uvmlab.core.counters import OP_COUNTERS
 from uvmlab.core.errors import UvmlabError
+from uvmlab.core.sizes import PAGES_PER_BLOCK
 from uvmlab.driver import compiled, tools
 from uvmlab.driver.advice import advise
 from uvmlab.driver.compiled.fast_service import DONE, PAUSE
@@ -294,15 +295,18 @@ class Engine:
         hi = lo + int(va.alloc_pages[alloc])
         va.alloc_live[alloc] = False
         self.drv.charge((((hi - 1) >> 9) - (lo >> 9) + 1) * self.drv.profile.free_block_ns)
-        # only what is set: zeros would commit untouched VA
-        paged = sparse.union([sparse.clear(va.residency, lo, hi), sparse.clear(va.perm, lo, hi)], hi - lo)
+        # only the blocks where something is set: zeros would commit untouched VA
         b_lo, b_hi = lo >> 9, ((hi - 1) >> 9) + 1
+        paged = np.flatnonzero(
+            sparse.clear_rows(va.residency, lo, hi, PAGES_PER_BLOCK)
+            | sparse.clear_rows(va.perm, lo, hi, PAGES_PER_BLOCK)
+        )
         # A block exists once something touched it (uvm_va_block_t is created on first use,
         # uvm_va_range.c); destroying the range destroys those, not every 2 MiB of its VA, so
         # freeing 1 TiB that was touched in a few places costs a few blocks.
         chunked = np.flatnonzero((va.gpu_chunk[:, b_lo:b_hi] >= 0).any(axis=0))
         thrashed = np.asarray(self.drv.thrashing.blocks_with_state(b_lo, b_hi), dtype=np.intp) - b_lo
-        blocks = sparse.union([((paged + lo) >> 9) - b_lo, chunked, thrashed], b_hi - b_lo) + b_lo
+        blocks = sparse.union([paged, chunked, thrashed], b_hi - b_lo) + b_lo
         for b in blocks.tolist():
             for g in range(va.n_gpus):
                 chunk = int(va.gpu_chunk[g, b])

@@ -36,6 +36,7 @@ import numpy as np
 
 from uvmlab.core.sizes import PAGES_PER_BLOCK
 from uvmlab.driver import eviction
+from uvmlab.driver.compiled.advice import collapse_duplicates
 from uvmlab.driver.compiled.cpu_faults import cpu_touches
 from uvmlab.driver.compiled.gpu_faults import evict_if_plain, service_blocks
 from uvmlab.driver.compiled.migrate import migrate_blocks
@@ -197,6 +198,12 @@ class FastPath:
         )
         drv.work_ns = float(work[0])
         self.flush_counters()
+        return int(block), int(status)
+
+    def collapse_duplicates(self, first: int, end: int, block: int) -> tuple[int, int]:
+        """Collapse the read duplicates of pages ``[first, end)`` from ``block`` on
+        (``compiled.advice``): returns (the block to go on with, DONE / SLOW)."""
+        block, status = collapse_duplicates(self.va, self.pmm, self.n_chunks, first, end, block)
         return int(block), int(status)
 
     def run_cpu_touches(
