@@ -1,14 +1,16 @@
-"""The compiled fault path: GPU fault batches, CPU faults and evictions, in numba.
+"""The compiled fault path: GPU fault batches, CPU faults, evictions, explicit migrations
+(cudaMemPrefetchAsync) and the collapse of read duplicates, in numba.
 
 The reference path (``replayable_faults.service_block_faults``, ``cpu_fault.cpu_fault``,
 ``va_block`` and ``eviction``) handles every case the model knows, in numpy-per-block Python.
 Most blocks of most workloads need only a fixed sequence — filter stale faults, ask the
 prefetcher, take a root chunk (evicting the LRU victim if none is free), copy, map — which this
 module runs as compiled loops over the driver's arrays, with no Python per block. It takes
-blocks with no AccessedBy page and no per-page thrashing state (so every thrashing hint is
-NONE), whose faulted pages have one copy or, for a CPU write, copies the write collapses, and
-whose preferred location (if any) does not send a page elsewhere (block_select_processor_residency); and only
-runs whose
+blocks with no per-page thrashing state (so every thrashing hint is NONE) whose faulted pages
+go to the requester (block_select_processor_residency: no remote mapping of a preferred
+location or, rule 10, of an AccessedBy holder) and either all move — one copy each or, for a
+CPU write, copies the write collapses — or, for GPU reads under read duplication, are all
+duplicated; AccessedBy GPUs then map what the CPU made resident. It only takes runs whose
 per-block decisions nothing steers or observes: no prefetch or thrashing policy, no event log,
 no extra perf-event listeners. Policies are fine but for the per-page prefetch and per-block
 thrashing hooks: the compiled service stops only where a live hook must be called — the caller
