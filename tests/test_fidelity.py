@@ -220,4 +220,9 @@ def test_cupti_fault_groups_are_fault_batches():
         assert s is not None and 100 <= s["faults_per_group"] <= batch, (name, s)
         if threads >= 16384:
             assert s["open_at_start"] == 2 and 1.5 < s["duration_us"] / s["start_gap_us"] < 2.5, (name, s)
+            # each batch is what survived the flush of the one before: it opens just after the
+            # batch two before it ends (its replay), long before the one just before ends
+            assert 0 < s["after_end_2_us"] < 20 and s["after_end_1_us"] < -100, (name, s)
+        else:  # few warps: a batch holds what one replay's warps report, written after it
+            assert abs(s["after_end_1_us"]) < 5 and s["after_end_2_us"] > 100, (name, s)
     assert group_stats(d / "random_r_256m_t8192.npz", meta) is None

@@ -11,7 +11,9 @@ What the H100 records of 2026-12-07 say (docs/validation.md, limits): one group 
 (groups start 0.3-0.8 ms apart, the batch service interval, with 150-245 serviced faults per
 group, never more than ``uvm_perf_fault_batch_count``), and with 16 K threads or more each record
 spans about two start intervals: a batch's first fault was written while the batch before it was
-being serviced.
+being serviced, and a group starts a few µs after the end of the group two before it
+(``after_end_2_us``): each batch holds what survived the flush of the batch before. With 2,048
+threads a group starts as the one before ends (``after_end_1_us``).
 """
 
 from __future__ import annotations
@@ -68,6 +70,11 @@ def group_stats(npz: str | Path, meta: dict[str, Any] | None = None) -> dict[str
             "start_gap_us": float(np.median(np.diff(start))) / 1e3,
             "duration_us": float(np.median(end - start)) / 1e3,
             "open_at_start": float(np.median(open_at_start)),
+            # when a group starts against the end of the one before it and of the one two before:
+            # near 0 for the one before when each batch holds what one replay's warps reported,
+            # near 0 for the one two before when it holds what survived the batch before's flush
+            "after_end_1_us": float(np.median(start[1:] - end[:-1])) / 1e3,
+            "after_end_2_us": float(np.median(start[2:] - end[:-2])) / 1e3,
         }
         faults = (counters.get(o["name"]) or {}).get("gpu_faults_notified")
         if faults:
