@@ -16,8 +16,13 @@ cost:
   ``decide_replay`` (once per batch); issue #17's goal: at most 2x the default;
 * ``eviction hooks only (Python)`` — ``chunk_activate``, ``eviction_prepare`` and the per-use
   ``chunk_used`` (a call for every block of every batch that faults on it);
-* ``batch hooks (compiled)`` — ``prefetch_batch`` and ``thrashing_batch`` whose work is a
-  ``numba.njit`` kernel over the batch's arrays, plus ``decide_replay``; the goal: at most 1.2x;
+* ``compiled kernels`` — a compiled policy (docs/policies.md, "Compiled policies"): a
+  ``prefetch_kernel`` and a ``thrashing_kernel`` that read every faulted page of the batch and
+  decide nothing, and a ``victim_kernel`` called at every eviction that keeps the driver's
+  choice, all called from compiled code; the goal: at most 1.2x. The replay decision has no
+  compiled form, so this policy has no replay hook;
+* ``batch hooks (Python calling numba)`` — ``prefetch_batch`` and ``thrashing_batch`` Python
+  hooks whose work is a ``numba.njit`` kernel over the batch's arrays, plus ``decide_replay``;
 * ``per-page hooks (Python)`` — the per-page / per-block forms (``prefetch_before_compute``,
   ``thrashing_hint``) and the eviction and replay hooks: the interpreted reference path;
 * ``lru`` and ``tree`` — library policies (an eviction hook; the per-page prefetch tree walk).
@@ -111,6 +116,71 @@ class JitBatchThrashing(Policy):
         return None
 
 
+@njit(cache=True)
+def _prefetch_kernel(  # noqa: ARG001 (the kernel signature, policy_calls)
+    gpu: int,
+    now_ns: int,
+    blocks: np.ndarray,
+    n_pages: np.ndarray,
+    alloc: np.ndarray,
+    faulted: np.ndarray,
+    state: np.ndarray,
+    out: np.ndarray,
+    rows: np.ndarray,
+) -> int:
+    _count_faulted(faulted)
+    return 0
+
+
+@njit(cache=True)
+def _thrashing_kernel(  # noqa: ARG001 (the kernel signature, policy_calls)
+    gpu: int,
+    now_ns: int,
+    blocks: np.ndarray,
+    n_pages: np.ndarray,
+    alloc: np.ndarray,
+    faulted: np.ndarray,
+    state: np.ndarray,
+    kinds: np.ndarray,
+) -> int:
+    _count_faulted(faulted)
+    return 0
+
+
+@njit(cache=True)
+def _victim_kernel(  # noqa: ARG001 (the kernel signature, policy_calls)
+    gpu: int,
+    now_ns: int,
+    chunk_state: np.ndarray,
+    owner: np.ndarray,
+    list_of: np.ndarray,
+    prev: np.ndarray,
+    nxt: np.ndarray,
+    list_count: np.ndarray,
+    state: np.ndarray,
+) -> int:
+    return -1
+
+
+class KernelPrefetch(Policy):
+    """A compiled prefetch kernel that reads every faulted page and decides nothing."""
+
+    name = "kernel-prefetch"
+    prefetch_kernel = _prefetch_kernel
+
+
+class KernelThrashing(Policy):
+    name = "kernel-thrashing"
+    thrashing_kernel = _thrashing_kernel
+
+
+class KernelVictim(Policy):
+    """A compiled victim choice that keeps the driver's (called at every eviction)."""
+
+    name = "kernel-victim"
+    victim_kernel = _victim_kernel
+
+
 class NoopPerPagePrefetch(Policy):
     name = "noop-prefetch-per-page"
 
@@ -133,7 +203,8 @@ CONFIGS: dict[str, Any] = {
         NoopReplay(),
         NoopBatchThrashing(),
     ],
-    "batch hooks (compiled)": lambda: [JitBatchPrefetch(), NoopReplay(), JitBatchThrashing()],
+    "compiled kernels": lambda: [KernelPrefetch(), KernelThrashing(), KernelVictim()],
+    "batch hooks (Python calling numba)": lambda: [JitBatchPrefetch(), NoopReplay(), JitBatchThrashing()],
     "eviction hooks only (Python)": lambda: [NoopEviction()],
     "per-page hooks (Python)": lambda: [
         NoopPerPagePrefetch(),

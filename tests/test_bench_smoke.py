@@ -35,7 +35,7 @@ def test_bench_model_quick_runs():
         "real H200",
         "speed-up, heuristics on",
         "speed-up, heuristics off",
-        "batch hooks (compiled)",
+        "compiled kernels",
         "per-page hooks (Python)",
     ):
         assert figure in r.stdout

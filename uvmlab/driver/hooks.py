@@ -13,7 +13,10 @@ driver's own decision sites, named after its functions:
 * ``begin_batch`` — a fault batch, sorted and cut into VA blocks, before any block is serviced
   (``service_fault_batch``, uvm_gpu_replayable_faults.c): batch-level policy decisions for all
   of its blocks at once, which the compiled path applies without leaving compiled code;
-* ``after_batch`` — the replay decision after a fault batch (uvm_gpu_replayable_faults.c).
+* ``after_batch`` — the replay decision after a fault batch (uvm_gpu_replayable_faults.c);
+* ``kernels`` — a policy's compiled kernels, which the compiled code calls itself
+  (``compiled/policy_calls.py``): the batch's prefetch and thrashing decisions inside
+  ``begin_batch``, the victim inside the compiled service.
 
 ``drv`` is the ``uvm.UvmDriver`` calling (typed ``Any`` here: that module imports this one).
 """
@@ -46,6 +49,13 @@ class DriverHooks(Protocol):
     stops_for_allocation: bool
     #: the compiled path stops after a block whose chunk was used (``chunk_used`` is live)
     stops_for_use: bool
+    #: the live compiled kernels (``compiled.policy_calls.PolicyKernels``), None when none is
+    kernels: Any
+
+    def kernel_failed(self, which: int, error: BaseException | None) -> None:
+        """Compiled kernel ``which`` (``policy_calls.PREFETCH`` ...) raised ``error``, or
+        returned what its point does not allow (``error`` None: ``status[BAD]`` says what)."""
+        ...
 
     def begin_batch(
         self,

@@ -51,6 +51,7 @@ VA block.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar, NamedTuple
 
 import numba
@@ -90,6 +91,15 @@ HOOKS: dict[str, str] = {
 }
 FAMILIES = ("prefetch", "eviction", "replay", "thrashing")
 
+#: compiled kernels a policy may give (docs/policies.md, "Compiled policies"): attribute ->
+#: (family, the Python hook it stands for). In the run's own process the guard calls the kernel
+#: from compiled code and not that hook; under ``--isolate`` the hook is called instead.
+KERNELS: dict[str, tuple[str, str]] = {
+    "prefetch_kernel": ("prefetch", "prefetch_batch"),
+    "thrashing_kernel": ("thrashing", "thrashing_batch"),
+    "victim_kernel": ("eviction", "eviction_prepare"),
+}
+
 
 class Region(NamedTuple):
     """Block-local pages ``[first, outer)`` (``uvm_va_block_region_t``)."""
@@ -113,7 +123,11 @@ class Policy:
       bound such as Belady may, no real driver can;
     * ``jit`` — names of static methods to compile with ``numba.njit`` when the policy is built
       (their first call compiles; the guard does not count a hook's first call against its time
-      budget).
+      budget);
+    * ``prefetch_kernel``, ``thrashing_kernel``, ``victim_kernel`` — ``numba.njit`` functions of
+      the signatures in ``uvmlab.driver.compiled.policy_calls``, called from compiled code
+      instead of ``prefetch_batch`` / ``thrashing_batch`` / ``eviction_prepare``, with the
+      array :meth:`kernel_state` returns (docs/policies.md, "Compiled policies").
 
     ``start(info)`` is called once before the run with a :class:`~uvmlab.policy.context.RunInfo`;
     reset per-run state there so that one instance can run several workloads.
@@ -124,6 +138,9 @@ class Policy:
     module_params: ClassVar[dict[str, Any]] = {}
     needs_future: ClassVar[bool] = False
     jit: ClassVar[tuple[str, ...]] = ()
+    prefetch_kernel: Any = None
+    thrashing_kernel: Any = None
+    victim_kernel: Any = None
     _jitted: ClassVar[dict[str, Any]]  # set on a class when its ``jit`` functions are compiled
 
     def __init__(self, **params: Any) -> None:
@@ -176,6 +193,17 @@ class Policy:
         compiled kernels here, on arrays of the types its hooks will pass them (the contexts'
         arrays are read-only). In the run's own process kernels compile at their first call."""
 
+    def kernel_state(self) -> Any:
+        """The int64 array the policy's compiled kernels receive as ``state`` (its parameters,
+        its memory across calls); called once per run, after :meth:`start`."""
+        return ()
+
+
+def implemented_kernels(policy: object) -> list[str]:
+    """The compiled kernels a policy object gives (``KERNELS``; None: none)."""
+    # getattr_static: a numba dispatcher held by a class binds to its instances as a method
+    return [k for k in KERNELS if inspect.getattr_static(policy, k, None) is not None]
+
 
 def implemented_hooks(policy: object) -> list[str]:
     """The hooks a policy object overrides (methods of :class:`Policy` itself do not count)."""
@@ -192,7 +220,10 @@ def implemented_hooks(policy: object) -> list[str]:
 
 
 def families(policy: object) -> list[str]:
-    return sorted({HOOKS[h] for h in implemented_hooks(policy)}, key=FAMILIES.index)
+    fams = {HOOKS[h] for h in implemented_hooks(policy)} | {
+        KERNELS[k][0] for k in implemented_kernels(policy)
+    }
+    return sorted(fams, key=FAMILIES.index)
 
 
 def summary(cls_or_obj: object) -> str:

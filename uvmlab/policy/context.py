@@ -125,6 +125,11 @@ class _ListRequests(_Requests):
         """Chunks on va_block_unused, head to tail (evicted before any used chunk)."""
         return self._view.eviction_list(self.gpu, "unused")
 
+    @property
+    def discarded(self) -> np.ndarray:
+        """Chunks on va_block_discarded, head to tail (after unused, before used)."""
+        return self._view.eviction_list(self.gpu, "discarded")
+
     def move_head(self, chunk: int) -> None:
         """Move ``chunk`` to the head of its eviction list: evicted first from that list."""
         self._req.append(("move", chunk, "head"))

@@ -23,6 +23,7 @@ class Slot:
     fns: dict[str, Any]
     ejected: bool = False
     warm: set[str] = field(default_factory=set)  #: hooks past their first (compiling) call
+    kernels: dict[str, Any] = field(default_factory=dict)  #: compiled kernels (base.KERNELS)
 
 
 @dataclass(frozen=True)

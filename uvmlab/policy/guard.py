@@ -26,11 +26,25 @@ could have taken, so no policy can break the driver's invariants.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
+
 from uvmlab.core.errors import PolicyError
+from uvmlab.driver.compiled.policy_calls import (
+    BAD,
+    BAD_KIND,
+    BAD_VALUE,
+    CALLING,
+    SIGNATURES,
+    THRASHING,
+    VICTIM,
+    PolicyKernels,
+    make_kernels,
+)
 from uvmlab.policy import base, decisions
 from uvmlab.policy.context import RunInfo
 from uvmlab.policy.ejection import Ejections, Fail, Slot, describe
@@ -92,13 +106,17 @@ class Guard(PrefetchPoints, MemoryPoints, BatchPoints):
                 if k in params and params[k] != v:
                     raise PolicyError(f"policies disagree on module parameter {k}")
                 params[k] = v
-            self.slots.append(Slot(p, str(label), {h: getattr(p, h) for h in hooks}))
+            slot = Slot(p, str(label), {h: getattr(p, h) for h in hooks})
+            if not getattr(p, "isolated", False):  # an isolated policy's kernels run in its process
+                slot.kernels = {k: inspect.getattr_static(p, k) for k in base.implemented_kernels(p)}
+            self.slots.append(slot)
         self.module_params = params
         self.needs_future = any(getattr(p, "needs_future", False) for p in self.policies)
         self.engine: Any = None
         self.drv: Any = None
         self._state = CallState()
         self._dog: Watchdog | None = None
+        self._all_kernels: PolicyKernels | None = None  # built when a driver attaches
         self._reset()
 
     # ---- set-up ------------------------------------------------------------------------------
@@ -130,12 +148,25 @@ class Guard(PrefetchPoints, MemoryPoints, BatchPoints):
     def _rebind(self) -> None:
         """Point each decision at the live policy that implements it (None: driver default)."""
         live = {}
+        kernels: dict[str, Slot] = {}
         for s in self.slots:
             if not s.ejected:
                 for h in s.fns:
                     live[h] = s
+                for k in s.kernels:
+                    kernels[k] = s
+        for k in kernels:  # a compiled kernel stands for its Python hook (base.KERNELS)
+            live.pop(base.KERNELS[k][1], None)
         self._by_hook = live
-        self.prefetch_active = "prefetch_before_compute" in live or "prefetch_batch" in live
+        self._kernel_slot = kernels
+        kern = self._all_kernels
+        if kern is not None:
+            for i, k in enumerate(base.KERNELS):
+                kern.on[i] = k in kernels
+        self.kernels = kern if kern is not None and kern.on.any() else None
+        self.prefetch_active = (
+            "prefetch_before_compute" in live or "prefetch_batch" in live or "prefetch_kernel" in kernels
+        )
         # what the compiled fault path must stop for (fast_service): only live hooks cost
         self.stops_for_allocation = "chunk_activate" in live or "eviction_prepare" in live
         self.stops_for_use = "chunk_used" in live
@@ -155,6 +186,8 @@ class Guard(PrefetchPoints, MemoryPoints, BatchPoints):
         if self.needs_future and self.engine is not None:
             self.future = FutureOracle(self.engine.workload, va.alloc_base, va.n_blocks)
         self.view = run_view(drv, self.engine, self.allocs, self.future)
+        self._all_kernels = None
+        self._rebind()
         pmm = drv.pmm[0]
         # several VA spaces over one PMM (driver/pmm_share.py): a tenant is a VA space
         tenants = (
@@ -180,6 +213,59 @@ class Guard(PrefetchPoints, MemoryPoints, BatchPoints):
                     self._eject(s, "start", r.reason)
                 elif r is not None:
                     self._eject(s, "start", f"returned {decisions.short(r)}: start returns None")
+        self._build_kernels()
+
+    def _build_kernels(self) -> None:
+        """Compile (or load from numba's cache) the live policies' kernels for their signatures
+        and bundle them for the compiled code; a kernel that does not compile, or a
+        ``kernel_state`` that fails, ejects its policy."""
+        got: dict[int, tuple[Any, np.ndarray]] = {}
+        for s in self.slots:
+            if s.ejected or not s.kernels:
+                continue
+            try:
+                state = np.ascontiguousarray(s.policy.kernel_state(), dtype=np.int64).reshape(-1)
+            except BaseException as e:  # noqa: BLE001 - whatever the policy throws ejects it
+                self._eject(s, "kernel_state", describe(e))
+                continue
+            mine = {}
+            for k, fn in s.kernels.items():
+                which = list(base.KERNELS).index(k)
+                try:
+                    fn.compile(SIGNATURES[which])  # its return value cast to the signature's
+                except BaseException as e:  # noqa: BLE001 - a kernel numba cannot compile
+                    msg = str(e).strip().splitlines()
+                    self._eject(
+                        s, k, f"does not compile for its signature: {msg[0] if msg else type(e).__name__}"
+                    )
+                    break
+                mine[which] = (fn, state)
+            else:
+                got.update(mine)
+        self._all_kernels = make_kernels(got) if got else None
+        self._rebind()
+
+    def kernel_failed(self, which: int, error: BaseException | None) -> None:
+        """A compiled kernel raised ``error``, or returned what its point does not allow
+        (``status[BAD]``): eject its policy."""
+        kern = self._all_kernels
+        if kern is None:
+            return
+        st = kern.status
+        v = int(st[BAD_VALUE])
+        if error is not None:
+            reason = describe(error)
+        elif which == BAD_KIND:
+            which, reason = THRASHING, f"wrote hint kind {v}: expected -1 keep, 0 none, 1 throttle, 2 pin"
+        elif which == VICTIM:
+            reason = f"returned {v}: expected a chunk on an eviction list or -1"
+        else:
+            reason = f"returned {v}: expected 1 (decided) or 0 (the driver's hints)"
+        name = list(base.KERNELS)[which]
+        st[BAD] = st[CALLING] = -1
+        slot = self._kernel_slot.get(name)
+        if slot is not None:
+            self._eject(slot, name, reason)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Guard]:

@@ -180,10 +180,22 @@ def _run_info(d: dict[str, Any]) -> RunInfo:
     return RunInfo(**d)
 
 
+def _no_cache_writes() -> None:
+    """This process may write no file (RLIMIT_FSIZE 0, isolate.py): numba loads what its
+    on-disk cache holds and compiles the rest in memory, instead of failing to save it."""
+    from numba.core import caching
+
+    def skip(self: Any, sig: Any, data: Any) -> None:  # noqa: ARG001 (Cache.save_overload's signature)
+        return None
+
+    caching.Cache.save_overload = skip
+
+
 def serve(fd: int) -> None:
     conn = Connection(fd)
     link = _Link(conn)
     try:
+        _no_cache_writes()
         policy = _load(link.recv())
         warm = getattr(policy, "warm", None)
         if callable(warm):

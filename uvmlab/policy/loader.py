@@ -94,7 +94,11 @@ def load_policies(spec: Any, params: Mapping[str, Mapping[str, Any]] | None = No
         return [spec()]
     if isinstance(spec, list | tuple):
         return [p for s in spec for p in load_policies(s, params)]
-    if not base.implemented_hooks(spec) and not getattr(spec, "module_params", None):
+    if (
+        not base.implemented_hooks(spec)
+        and not base.implemented_kernels(spec)
+        and not getattr(spec, "module_params", None)
+    ):
         raise PolicyError(f"{spec!r} implements none of the policy hooks ({', '.join(base.HOOKS)})")
     return [spec]
 

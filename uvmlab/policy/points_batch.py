@@ -18,12 +18,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit
 
-from uvmlab.core.sizes import BLOCK_SHIFT, PAGES_PER_BLOCK
+from uvmlab.core.sizes import PAGES_PER_BLOCK
+from uvmlab.driver.compiled.policy_calls import BAD, CALLING, PREFETCH, THRASHING, batch_rows, decide_batch
 from uvmlab.driver.hooks import BatchDecisions
 from uvmlab.driver.perf import prefetch as pf
-from uvmlab.driver.va_space import PERM_READ
 from uvmlab.policy import base, decisions
 from uvmlab.policy.context import _ListRequests, _Requests, _set
 
@@ -143,40 +142,6 @@ def _batch_view(drv: Any) -> Any:
     return answer
 
 
-@njit(cache=True)
-def _batch_rows(
-    page: np.ndarray,
-    access: np.ndarray,
-    keep: np.ndarray,
-    perm: np.ndarray,
-    blocks: np.ndarray,
-    block_pages: np.ndarray,
-    block_alloc: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A batch context's arrays: ``faulted[i, p]``, page ``p`` of ``blocks[i]`` is in the
-    (sorted) batch, not a duplicate, and not already authorized (service_fault_batch_block_locked's
-    stale check); each block's size and allocation."""
-    nb = blocks.shape[0]
-    out = np.zeros((nb, PAGES_PER_BLOCK), np.bool_)
-    n_pages = np.empty(nb, np.int64)
-    alloc = np.empty(nb, np.int64)
-    for i in range(nb):
-        n_pages[i] = block_pages[blocks[i]]
-        alloc[i] = block_alloc[blocks[i]]
-    i = 0
-    for j in range(page.shape[0]):
-        if not keep[j]:
-            continue
-        need = access[j] if access[j] > PERM_READ else PERM_READ
-        if perm[page[j]] >= need:
-            continue
-        b = page[j] >> BLOCK_SHIFT
-        while blocks[i] != b:
-            i += 1
-        out[i, page[j] & (PAGES_PER_BLOCK - 1)] = True
-    return out, n_pages, alloc
-
-
 class BatchPoints:
     """``begin_batch``, and the rows it leaves for ``prefetch_hint`` and ``thrashing_hints``."""
 
@@ -204,27 +169,35 @@ class BatchPoints:
         self._pf_rows = self._th_rows = None
         want_pf = "prefetch_batch" in self._by_hook
         want_th = "thrashing_batch" in self._by_hook
-        if not (want_pf or want_th):
+        kern = self.kernels
+        k_pf = kern is not None and bool(kern.on[PREFETCH])
+        k_th = kern is not None and bool(kern.on[THRASHING])
+        if not (want_pf or want_th or k_pf or k_th):
             return None
         va = drv.va
         nb = len(blocks)
-        faulted, n_pages, alloc = _batch_rows(
-            page, access, keep, va.perm[gpu], blocks, va.block_pages, va.block_alloc
-        )
-        if self._bview is None:
-            self._bview = _batch_view(drv)
-        req: list = []
-        ctx = BatchContext(
-            req,
-            self._bview,
-            gpu=gpu,
-            blocks=_ro(blocks),
-            n_pages=_ro(n_pages),
-            alloc=_ro(alloc),
-            faulted=_ro(faulted),
-            now_ns=int(drv.now_ns),
-        )
-        pf_mask = pf_set = reference = None
+        pf_mask = pf_set = reference = kinds = None
+        th_slot = None
+        if k_pf or k_th:  # compiled kernels: one compiled call decides for both (policy_calls)
+            pf_mask, pf_set, reference, kinds = self._kernel_batch(gpu, blocks, page, access, keep)
+            th_slot = self._kernel_slot.get("thrashing_kernel")
+        if want_pf or want_th:
+            faulted, n_pages, alloc = batch_rows(
+                page, access, keep, va.perm[gpu], blocks, va.block_pages, va.block_alloc
+            )
+            if self._bview is None:
+                self._bview = _batch_view(drv)
+            req: list = []
+            ctx = BatchContext(
+                req,
+                self._bview,
+                gpu=gpu,
+                blocks=_ro(blocks),
+                n_pages=_ro(n_pages),
+                alloc=_ro(alloc),
+                faulted=_ro(faulted),
+                now_ns=int(drv.now_ns),
+            )
         if want_pf:
             got = self._call("prefetch_batch", ctx, req)
             if got is not None:
@@ -246,12 +219,14 @@ class BatchPoints:
                     self._eject(slot, "thrashing_batch", str(e))
                 else:
                     self._apply(checked, gpu)
+                    th_slot = slot
                     if kinds is not None:
                         reference = ((kinds != base.KEEP) & faulted).any(axis=1)
-                        self._th_rows = {int(blocks[i]): kinds[i] for i in np.flatnonzero(reference).tolist()}
-                        self._th_slot = slot
-                        if not self._th_rows:
-                            reference = None
+        if kinds is not None and reference is not None:
+            self._th_rows = {int(blocks[i]): kinds[i] for i in np.flatnonzero(reference).tolist()}
+            self._th_slot = th_slot
+            if not self._th_rows:
+                reference = None
         if pf_mask is not None and pf_set is not None and pf_set.any():
             self._pf_rows = {int(blocks[i]): pf_mask[i] for i in np.flatnonzero(pf_set).tolist()}
         else:
@@ -264,6 +239,51 @@ class BatchPoints:
             pf_set if pf_set is not None else none,
             reference if reference is not None else none,
         )
+
+    def _kernel_batch(
+        self: Any, gpu: int, blocks: np.ndarray, page: np.ndarray, access: np.ndarray, keep: np.ndarray
+    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """The compiled prefetch / thrashing kernels' decisions for this batch: (prefetch rows,
+        the blocks they decide, the blocks a thrashing decision sends to the reference path,
+        hint kinds), None where a kernel decided nothing. A kernel that raises or returns what
+        its point does not allow is ejected, its decision dropped."""
+        kern = self.kernels
+        va = self.drv.va
+        try:
+            done, out, rows, reference, kinds = decide_batch(
+                kern.prefetch,
+                kern.thrashing,
+                kern.on,
+                kern.state_prefetch,
+                kern.state_thrashing,
+                kern.status,
+                gpu,
+                int(self.drv.now_ns),
+                blocks,
+                page,
+                access,
+                keep,
+                va.perm[gpu],
+                va.block_pages,
+                va.block_alloc,
+            )
+        except Exception as e:  # noqa: BLE001 - a kernel's own exception (status[CALLING])
+            which = int(kern.status[CALLING])
+            if which < 0:
+                raise
+            self.kernel_failed(which, e)
+            return None, None, None, None  # this batch keeps the driver's hints
+        if kern.status[BAD] >= 0:
+            self.kernel_failed(int(kern.status[BAD]), None)
+            return None, None, None, None
+        pf = done >> PREFETCH & 1
+        th = done >> THRASHING & 1
+        return (out if pf else None, rows if pf else None, reference if th else None, kinds if th else None)
+
+    def _drop_batch(self: Any) -> None:
+        """The batch is serviced and no Python hook needs its chunks: its rows apply no more."""
+        self._pf_rows = self._th_rows = None
+        self._batch_blocks = None
 
     def _end_batch(self: Any) -> None:
         """The batch is serviced: its rows apply no more; its chunks were just used by the

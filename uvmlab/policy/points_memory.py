@@ -10,12 +10,14 @@ from typing import Any
 import numpy as np
 
 from uvmlab.core.sizes import BLOCK_SHIFT
+from uvmlab.driver.compiled.policy_calls import BAD, CALLING, CHOSEN, VICTIM, choose_victim
 from uvmlab.driver.eviction import NoEvictableMemory
 from uvmlab.driver.migrate import migrate
 from uvmlab.driver.perf.thrashing_state import Hint
 from uvmlab.driver.pmm_lists import ALLOCATED
 from uvmlab.policy import base, decisions
 from uvmlab.policy.context import ChunkContext, EvictionContext, ReplayContext, ThrashingContext
+from uvmlab.policy.ejection import Fail
 from uvmlab.policy.future import position
 from uvmlab.policy.views import ro
 
@@ -108,6 +110,12 @@ class MemoryPoints:
         if self.drv is not drv:
             self._attach_driver(drv)
         pmm = drv.pmm[gpu - 1]
+        kern = self.kernels
+        if kern is not None and kern.on[VICTIM]:
+            if kern.status[CHOSEN]:  # the compiled service chose for this allocation already
+                kern.status[CHOSEN] = 0
+            else:
+                self._kernel_victim(gpu, pmm)
         if "eviction_prepare" in self._by_hook:
             req: list = []
             view = self.view
@@ -147,6 +155,38 @@ class MemoryPoints:
                 if pmm.list_of(c) == "va_block_used":
                     pmm.move_to_tail(c)
 
+    def _kernel_victim(self: Any, gpu: int, pmm: Any) -> None:
+        """The compiled victim kernel, called from here as the compiled service calls it
+        (``policy_calls.choose_victim``: the same checks, the same list moves)."""
+        kern = self.kernels
+        slot = self._kernel_slot["victim_kernel"]
+        a = pmm.arrays()
+        now = int(self.drv.now_ns)
+
+        def call(_: Any) -> int:
+            return int(
+                choose_victim(
+                    kern.victim,
+                    kern.state_victim,
+                    kern.status,
+                    gpu,
+                    now,
+                    a.state,
+                    a.owner,
+                    a.list_of,
+                    a.prev,
+                    a.nxt,
+                    a.list_count,
+                )
+            )
+
+        r = self._invoke(slot, "eviction_prepare", call, None)
+        kern.status[CALLING] = -1
+        if r.__class__ is Fail:
+            self._eject(slot, "victim_kernel", r.reason)
+        elif kern.status[BAD] >= 0:
+            self.kernel_failed(VICTIM, None)
+
     # ---- after a fault batch: policy migrations, then decide_replay ---------------------------
     def after_batch(
         self: Any,
@@ -163,6 +203,9 @@ class MemoryPoints:
     ) -> int:
         if self.drv is not drv:
             self._attach_driver(drv)
+        if not self._by_hook:  # compiled kernels only: no Python hook reads or migrates anything
+            self._drop_batch()
+            return 0
         self._end_batch()
         if batch == 0 or replays != self._seen_replays:
             self._older.clear()  # those warps were replayed: nothing waits on them any more

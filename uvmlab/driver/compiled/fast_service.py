@@ -42,6 +42,7 @@ from uvmlab.driver.compiled.advice import collapse_duplicates
 from uvmlab.driver.compiled.cpu_faults import cpu_touches
 from uvmlab.driver.compiled.gpu_faults import evict_if_plain, service_blocks
 from uvmlab.driver.compiled.migrate import migrate_blocks
+from uvmlab.driver.compiled.policy_calls import BAD, CALLING, VICTIM, K
 from uvmlab.driver.compiled.state import (
     CHUNK_USED,
     COUNTERS,
@@ -132,34 +133,53 @@ class FastPath:
         # Evictions whose victims must be re-mapped remotely (AccessedBy, or
         # map_remote_on_eviction with access-counter migrations) stay in Python.
         remap_all = bool(drv.access_counters.migration_enabled and drv.params.uvm_perf_map_remote_on_eviction)
-        k, status = service_blocks(
-            self.va,
-            self.pmm,
-            self.n_chunks,
-            self.th,
-            self.pf,
-            self.costs,
-            self.ctr,
-            self.sc,
-            work,
-            drv.now_ns,
-            gpu,
-            page,
-            access,
-            keep,
-            starts,
-            stops,
-            k,
-            not remap_all,
-            hooks is not None and hooks.stops_for_allocation,
-            hooks is not None and hooks.stops_for_use,
-            d.prefetch,
-            d.prefetch_set,
-            d.reference,
-            fresh,
-        )
-        drv.work_ns = float(work[0])
-        self.flush_counters()
+        kern = hooks.kernels if hooks is not None else None
+        if kern is not None and kern.on[VICTIM]:  # a policy's compiled victim choice (policy_calls)
+            victim: tuple = (kern.victim, kern.state_victim, kern.status)
+        else:
+            kern, victim = None, (None, None, None)  # compiled without it
+        try:
+            k, status = service_blocks(
+                self.va,
+                self.pmm,
+                self.n_chunks,
+                self.th,
+                self.pf,
+                self.costs,
+                self.ctr,
+                self.sc,
+                work,
+                drv.now_ns,
+                gpu,
+                page,
+                access,
+                keep,
+                starts,
+                stops,
+                k,
+                not remap_all,
+                hooks is not None and hooks.stops_for_allocation,
+                hooks is not None and hooks.stops_for_use,
+                d.prefetch,
+                d.prefetch_set,
+                d.reference,
+                fresh,
+                *victim,
+            )
+        except Exception as e:
+            if kern is None or kern.status[CALLING] != VICTIM:
+                raise
+            # the victim kernel raised: nothing of that block has changed yet; the caller
+            # allocates its chunk (NEED_CHUNK) with the driver's choice
+            assert hooks is not None  # kernels come from hooks
+            k, status = int(kern.status[K]), NEED_CHUNK
+            hooks.kernel_failed(VICTIM, e)
+        finally:
+            drv.work_ns = float(work[0])
+            self.flush_counters()
+        if kern is not None and kern.status[BAD] >= 0:
+            assert hooks is not None
+            hooks.kernel_failed(VICTIM, None)
         return int(k), int(status)
 
     def evict_block_chunk(self, drv: UvmDriver, gpu: int, block: int, chunk: int) -> None:

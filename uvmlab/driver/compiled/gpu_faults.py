@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
 
@@ -15,6 +17,7 @@ from uvmlab.driver.compiled.blocks import (
 )
 from uvmlab.driver.compiled.borrow import borrow_pmm, borrow_sc, borrow_th, borrow_va, view
 from uvmlab.driver.compiled.eviction import evict_block_chunk, victim_is_plain
+from uvmlab.driver.compiled.policy_calls import choose_if_live, note_block
 from uvmlab.driver.compiled.prefetch import prefetch_pages
 from uvmlab.driver.compiled.residency import make_resident_and_map
 from uvmlab.driver.compiled.state import (
@@ -58,13 +61,18 @@ def service_block(
     pf_row: np.ndarray,
     use_row: bool,
     fresh: int,
+    victim: Any,
+    state_victim: Any,
+    kst: Any,
 ) -> int:
     """service_fault_batch_block_locked for one block: (DONE | SLOW | NEED_CHUNK | CHUNK_USED).
     ``stop_alloc``: a root chunk is allocated by the caller (NEED_CHUNK: its policy hooks);
     ``stop_used``: a block that used a chunk it already had stops as CHUNK_USED, serviced but
     for its ``chunk_used`` hook (a chunk allocated by this operation is still pinned: no hook);
     ``use_row``: a policy's batch decision, ``pf_row``, replaces the prefetch hint; ``fresh``:
-    the block whose chunk the caller just allocated (NEED_CHUNK): still pinned, not moved."""
+    the block whose chunk the caller just allocated (NEED_CHUNK): still pinned, not moved;
+    ``victim``, ``state_victim``, ``kst``: a policy's compiled victim choice (``policy_calls``),
+    asked before any victim is taken, or None."""
     block = page[s] >> BLOCK_SHIFT
     lo = block << BLOCK_SHIFT
     n = va.block_pages[block]
@@ -125,6 +133,8 @@ def service_block(
     elif not plan_pages(va, th, block, lo, gpu, gpu, pages, now, -1, need_copy):
         return SLOW
     had_chunk = va.gpu_chunk[gpu - 1, block] >= 0
+    if not had_chunk and pmm.list_count[LIST_FREE] == 0:
+        choose_if_live(victim, state_victim, kst, gpu, now, pmm)  # the policy's victim to the head
     if not had_chunk and (
         stop_alloc
         or pmm.list_count[LIST_FREE] == 0
@@ -184,10 +194,14 @@ def service_blocks(
     pf_set: np.ndarray,
     reference: np.ndarray,
     fresh: int,
+    victim: Any = None,
+    state_victim: Any = None,
+    kst: Any = None,
 ) -> tuple[int, int]:
     """Blocks ``k, k+1, ...`` of a batch. Policies' batch decisions (``uvmlab.driver.hooks``),
     one entry per block or none at all: ``pf_set[i]``: row ``pf_mask[i]`` replaces block i's
-    prefetch hint; ``reference[i]``: block i goes to the reference path (SLOW)."""
+    prefetch hint; ``reference[i]``: block i goes to the reference path (SLOW). ``victim``:
+    a policy's compiled victim choice (``policy_calls.PolicyKernels``), or None."""
     nb = starts.shape[0]
     n_pf, n_ref = pf_set.shape[0], reference.shape[0]
     # borrowed views (compiled.borrow): the per-block service binds them without atomics
@@ -197,6 +211,7 @@ def service_blocks(
         if k < n_ref and reference[k]:
             return k, SLOW
         use_row = k < n_pf and pf_set[k]
+        note_block(kst, k, False)
         status = service_block(
             bva,
             bpmm,
@@ -220,7 +235,11 @@ def service_blocks(
             pf_mask[k if use_row else 0],
             use_row,
             fresh,
+            victim,
+            state_victim,
+            kst,
         )
+        note_block(kst, k, status != NEED_CHUNK)
         if status != DONE:
             return k, status
         work[0] += costs.fault_block_ns

@@ -8,6 +8,7 @@ from uvmlab.policy.library.evict_fifo_chance import EvictFifoChance
 from uvmlab.policy.library.evict_lfu import EvictLfu
 from uvmlab.policy.library.evict_lru import EvictLru
 from uvmlab.policy.library.evict_mru import EvictMru
+from uvmlab.policy.library.evict_recent import EvictRecent
 from uvmlab.policy.library.evict_tenant_priority import EvictTenantPriority
 from uvmlab.policy.library.evict_tenant_quota import EvictTenantQuota
 from uvmlab.policy.library.prefetch_adaptive_sequential import PrefetchAdaptiveSequential
@@ -34,6 +35,7 @@ REGISTRY: dict[str, type] = {
         EvictLru,
         EvictFifo,
         EvictMru,
+        EvictRecent,
         EvictLfu,
         EvictFifoChance,
         EvictTenantQuota,

@@ -1,12 +1,13 @@
 """Forward prefetch decided for a whole fault batch at once, in compiled code: from every faulted
 page, the next ``window`` pages of its VA block.
 
-The policy library's example of the batch-level hook and the compiled form (docs/policies.md,
-"Batch hooks and compiled policies"): ``prefetch_batch`` gets every block of the batch as a
-row of a bool array, and hands the arrays to a ``numba.njit`` kernel, so the fault path enters
-Python once per batch and the decision itself runs compiled. ``compiled=false`` runs the same
-kernel's Python source (``py_func``) instead: the same decisions, which tests/test_policy_batch.py
-checks, at interpreter speed.
+The policy library's example of the batch-level hook and of a compiled policy (docs/policies.md,
+"Batch hooks" and "Compiled policies"): ``forward_batch`` is its ``prefetch_kernel``, which the
+guard calls from compiled code once per fault batch, with every block of the batch as a row
+of a bool array; Python is not entered for the decision at all. ``prefetch_batch`` is the same
+decision as a Python hook (what runs under ``--isolate``); ``compiled=false`` drops the
+kernel and runs that hook with the kernel's Python source (``py_func``): the same decisions,
+which tests/test_policy_batch.py checks, at interpreter speed.
 
 When it wins: sequential sweeps whose faults arrive a few pages apart, where the driver's
 density tree waits for half of a region to fault before it prefetches any of it. It copies up to
@@ -35,13 +36,41 @@ def forward_kernel(faulted: np.ndarray, n_pages: np.ndarray, window: int, out: n
                 out[i, p] = True
 
 
+@njit(cache=True)
+def forward_batch(  # noqa: ARG001 (the kernel signature, policy_calls)
+    gpu: int,
+    now_ns: int,
+    blocks: np.ndarray,
+    n_pages: np.ndarray,
+    alloc: np.ndarray,
+    faulted: np.ndarray,
+    state: np.ndarray,
+    out: np.ndarray,
+    rows: np.ndarray,
+) -> int:
+    """The prefetch kernel (``policy_calls.PREFETCH_SIG``): every row decided; ``state[0]``: the
+    window."""
+    forward_kernel(faulted, n_pages, state[0], out)
+    rows[:] = True
+    return 1
+
+
 class PrefetchForward(Policy):
-    """From every faulted page, the next ``window`` pages of its block (one compiled call a batch)."""
+    """From every faulted page, the next ``window`` pages of its block (compiled, once a batch)."""
 
     name = "forward"
     params = {"window": 64, "compiled": True}
     window: int
     compiled: bool
+    prefetch_kernel = forward_batch
+
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        if not self.compiled:
+            self.prefetch_kernel = None  # the Python hook below, with the kernel's source
+
+    def kernel_state(self) -> np.ndarray:
+        return np.array([max(0, self.window)], dtype=np.int64)
 
     def warm(self) -> None:
         # the types prefetch_batch passes: the context's read-only rows, a fresh output
