@@ -44,7 +44,9 @@ def test_scores_group_operations_by_kind_and_never_mix_them():
         source="model",
         ops=[
             _op("cpu", "init", 48_000_000, bytes_htod=0),  # 20 % fast
-            _op("kernel", "k", 52_000_000, bytes_htod=256 << 20, gpu_fault_groups=40),  # 30 % slow
+            _op(
+                "kernel", "k", 52_000_000, bytes_htod=256 << 20, gpu_fault_groups=40, gpu_faults_notified=5500
+            ),  # 30 % slow
             _op("kernel", "tiny", 99_999),
         ],
     )
@@ -57,6 +59,9 @@ def test_scores_group_operations_by_kind_and_never_mix_them():
     assert s["cpu_phases"].signed_median == pytest.approx(-0.2)
     assert s["gpu_kernels"].within_30 == 1 and s["gpu_kernels"].within_15 == 0
     assert s["fault_groups"].signed_median == pytest.approx(-0.2)
+    # the same kernel's faults (GpuPageFaultCount on both sides): 10 % more faults, 20 % fewer
+    # groups, so the batches are a third too large
+    assert s["gpu_faults"].n == 1 and s["gpu_faults"].signed_median == pytest.approx(0.1)
     assert s["bytes"].n == 1 and s["bytes"].max_abs == 0
     assert rel(0, 0) == 0 and rel(1, 0) == float("inf")
     assert summarize([]).n == 0

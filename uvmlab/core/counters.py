@@ -85,7 +85,8 @@ RUN_COLUMNS: dict[str, str] = {
     **{k: "int64" for k in EXTRA},
 }
 
-#: counters copied into every per-operation row (a subset of TOTALS; several GPUs add bytes_dtod)
+#: counters copied into every per-operation row (TOTALS and the driver's GpuPageFaultCount; several
+#: GPUs add bytes_dtod)
 OP_COUNTERS: tuple[str, ...] = (
     "gpu_faults",
     "fault_batches",
@@ -101,6 +102,7 @@ OP_COUNTERS: tuple[str, ...] = (
     "throttles",
     "pins",
     "remote_maps",
+    "gpu_faults_notified",
 )
 
 #: ops.parquet: one row per IR operation per run
@@ -112,9 +114,11 @@ OP_COLUMNS: dict[str, str] = {
     "start_ns": "int64",
     "time_ns": "int64",
     # the per-op counters in the column order of the first tables version; gpu_fault_groups
-    # was added later, so it comes last (columns are only ever appended)
-    **{k: "int64" for k in OP_COUNTERS if k != "gpu_fault_groups"},
+    # and then gpu_faults_notified were added later, so they come last (columns are only ever
+    # appended)
+    **{k: "int64" for k in OP_COUNTERS if k not in ("gpu_fault_groups", "gpu_faults_notified")},
     "gpu_fault_groups": "int64",
+    "gpu_faults_notified": "int64",
 }
 
 #: samples.parquet: residency over time, one row per run, sample and page range

@@ -14,6 +14,9 @@ what users compare:
 * ``fault_groups``: CUPTI GPU fault groups of fault-heavy kernels (at least ``MIN_FAULTS``
   faults serviced by the real driver, its GpuPageFaultCount counter, and CUPTI's records
   complete) against the model's ``gpu_fault_groups``;
+* ``gpu_faults``: the same kernels' GPU faults serviced, the driver's GpuPageFaultCount counter
+  (``gpu_faults_notified`` on both sides): not a target, it says how much of a fault-group
+  error comes from the number of faults and how much from their batching;
 * ``thrashing``: throttle, thrashing and remote-map counts of ping-pong, accessed-by and
   read-mostly workloads (per workload, where the real count is at least 5).
 
@@ -43,6 +46,7 @@ KINDS = (
     "bytes",
     "fault_groups",
     "thrashing",
+    "gpu_faults",
 )
 KIND_LABELS = {
     "gpu_kernels": "GPU kernels (>= 5 ms)",
@@ -53,6 +57,7 @@ KIND_LABELS = {
     "bytes": "bytes per op (>= 1 MiB)",
     "fault_groups": "GPU fault groups (fault-heavy kernels)",
     "thrashing": "throttles / thrashing / remote maps",
+    "gpu_faults": "GPU faults serviced (same kernels)",
 }
 OP_KIND = {
     "kernel": "gpu_kernels",
@@ -163,6 +168,15 @@ class Scores:
                         "gpu_fault_groups",
                         ro["gpu_fault_groups"],
                         mo.get("gpu_fault_groups", 0),
+                    )
+                )
+                self.by_kind["gpu_faults"].append(
+                    Score(
+                        name,
+                        ro["name"],
+                        "gpu_faults_notified",
+                        ro["gpu_faults_notified"],
+                        mo.get("gpu_faults_notified", 0),
                     )
                 )
         if any(k in name for k in ("pingpong", "accessed_by", "read_mostly")):
