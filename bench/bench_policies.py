@@ -18,9 +18,10 @@ cost:
   ``chunk_used`` (a call for every block of every batch that faults on it);
 * ``compiled kernels`` — a compiled policy (docs/policies.md, "Compiled policies"): a
   ``prefetch_kernel`` and a ``thrashing_kernel`` that read every faulted page of the batch and
-  decide nothing, and a ``victim_kernel`` called at every eviction that keeps the driver's
-  choice, all called from compiled code; the goal: at most 1.2x. The replay decision has no
-  compiled form, so this policy has no replay hook;
+  decide nothing, a ``victim_kernel`` called at every eviction that keeps the driver's choice
+  (these three from compiled code), and a ``replay_kernel`` (called by the guard after each
+  batch) that keeps the driver's replay policy: a compiled policy on every hook, the goal at
+  most 1.2x;
 * ``batch hooks (Python calling numba)`` — ``prefetch_batch`` and ``thrashing_batch`` Python
   hooks whose work is a ``numba.njit`` kernel over the batch's arrays, plus ``decide_replay``;
 * ``per-page hooks (Python)`` — the per-page / per-block forms (``prefetch_before_compute``,
@@ -162,6 +163,28 @@ def _victim_kernel(  # noqa: ARG001 (the kernel signature, policy_calls)
     return -1
 
 
+@njit(cache=True)
+def _replay_kernel(  # noqa: ARG001 (the kernel signature, policy_calls)
+    gpu: int,
+    batch: int,
+    faults: int,
+    unique: int,
+    duplicates: int,
+    throttled: int,
+    pending: int,
+    default_policy: int,
+    replays: int,
+    now_ns: int,
+    state: np.ndarray,
+) -> int:
+    return 0
+
+
+class KernelReplay(Policy):
+    name = "kernel-replay"
+    replay_kernel = _replay_kernel
+
+
 class KernelPrefetch(Policy):
     """A compiled prefetch kernel that reads every faulted page and decides nothing."""
 
@@ -203,7 +226,7 @@ CONFIGS: dict[str, Any] = {
         NoopReplay(),
         NoopBatchThrashing(),
     ],
-    "compiled kernels": lambda: [KernelPrefetch(), KernelThrashing(), KernelVictim()],
+    "compiled kernels": lambda: [KernelPrefetch(), KernelThrashing(), KernelVictim(), KernelReplay()],
     "batch hooks (Python calling numba)": lambda: [JitBatchPrefetch(), NoopReplay(), JitBatchThrashing()],
     "eviction hooks only (Python)": lambda: [NoopEviction()],
     "per-page hooks (Python)": lambda: [

@@ -80,6 +80,47 @@ def test_forward_runs_as_a_kernel_in_process():
     same(jit, py)
 
 
+@njit(cache=True)
+def _replay_dups(
+    gpu, batch, faults, unique, duplicates, throttled, pending, default_policy, replays, now_ns, state
+):  # noqa: ARG001
+    # replay now when a batch is mostly duplicates, defer a small one, else the driver's policy
+    if duplicates * state[0] > faults:
+        return 1
+    return -1 if faults < state[1] else 0
+
+
+class ReplayDups(Policy):
+    name = "replay-dups"
+    params = {"compiled": True}
+    replay_kernel = _replay_dups
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        if not self.compiled:
+            self.replay_kernel = None
+
+    def kernel_state(self):
+        return np.array([2, 64], dtype=np.int64)
+
+    def decide_replay(self, ctx):
+        return _replay_dups.py_func(
+            0, ctx.batch, ctx.faults, ctx.unique, ctx.duplicates, 0, 0, 0, 0, 0, [2, 64]
+        )
+
+
+def test_replay_kernel_equals_its_python_hook():
+    jit, hooks = run(LLM, True, [ReplayDups()], "150%")
+    assert hooks._replay_kernel is not None and "decide_replay" not in hooks.stats
+    py, py_hooks = run(LLM, True, [ReplayDups(compiled=False)], "150%")
+    assert py_hooks.stats["decide_replay"]["calls"] > 0
+    ref, _ = run(LLM, False, [ReplayDups()], "150%")
+    same(jit, py)
+    same(jit, ref)
+    default, _ = run(LLM, True, [], "150%")
+    assert answer(jit) != answer(default)
+
+
 # ---- the guard --------------------------------------------------------------------------------
 @njit(cache=True)
 def _raising_prefetch(gpu, now_ns, blocks, n_pages, alloc, faulted, state, out, rows):  # noqa: ARG001
@@ -114,6 +155,22 @@ def _free_victim(gpu, now_ns, chunk_state, owner, list_of, prev, nxt, list_count
 
 
 @njit(cache=True)
+def _replay_raises(
+    gpu, batch, faults, unique, duplicates, throttled, pending, default_policy, replays, now_ns, state
+):  # noqa: ARG001
+    if faults > 0:
+        raise ValueError("bad replay kernel")
+    return 0
+
+
+@njit(cache=True)
+def _replay_two(
+    gpu, batch, faults, unique, duplicates, throttled, pending, default_policy, replays, now_ns, state
+):  # noqa: ARG001
+    return 2
+
+
+@njit(cache=True)
 def _wrong_arity(faulted):
     return 0
 
@@ -129,6 +186,8 @@ CASES = [
     (LLM, "150%", "victim_kernel", _raising_victim, "raised RuntimeError: bad victim kernel"),
     (LLM, "150%", "victim_kernel", _free_victim, "returned"),
     (RANDOM, None, "prefetch_kernel", _wrong_arity, "does not compile for its signature"),
+    (LLM, "150%", "replay_kernel", _replay_raises, "raised ValueError: bad replay kernel"),
+    (LLM, "150%", "replay_kernel", _replay_two, "returned 2"),
 ]
 
 

@@ -98,6 +98,7 @@ KERNELS: dict[str, tuple[str, str]] = {
     "prefetch_kernel": ("prefetch", "prefetch_batch"),
     "thrashing_kernel": ("thrashing", "thrashing_batch"),
     "victim_kernel": ("eviction", "eviction_prepare"),
+    "replay_kernel": ("replay", "decide_replay"),
 }
 
 
@@ -124,10 +125,11 @@ class Policy:
     * ``jit`` — names of static methods to compile with ``numba.njit`` when the policy is built
       (their first call compiles; the guard does not count a hook's first call against its time
       budget);
-    * ``prefetch_kernel``, ``thrashing_kernel``, ``victim_kernel`` — ``numba.njit`` functions of
-      the signatures in ``uvmlab.driver.compiled.policy_calls``, called from compiled code
-      instead of ``prefetch_batch`` / ``thrashing_batch`` / ``eviction_prepare``, with the
-      array :meth:`kernel_state` returns (docs/policies.md, "Compiled policies").
+    * ``prefetch_kernel``, ``thrashing_kernel``, ``victim_kernel``, ``replay_kernel`` —
+      ``numba.njit`` functions of the signatures in ``uvmlab.driver.compiled.policy_calls``,
+      called instead of ``prefetch_batch`` / ``thrashing_batch`` / ``eviction_prepare`` /
+      ``decide_replay`` (the first three from compiled code), with the array
+      :meth:`kernel_state` returns (docs/policies.md, "Compiled policies").
 
     ``start(info)`` is called once before the run with a :class:`~uvmlab.policy.context.RunInfo`;
     reset per-run state there so that one instance can run several workloads.
@@ -141,6 +143,7 @@ class Policy:
     prefetch_kernel: Any = None
     thrashing_kernel: Any = None
     victim_kernel: Any = None
+    replay_kernel: Any = None
     _jitted: ClassVar[dict[str, Any]]  # set on a class when its ``jit`` functions are compiled
 
     def __init__(self, **params: Any) -> None:

@@ -39,6 +39,7 @@ from uvmlab.driver.compiled.policy_calls import (
     BAD_KIND,
     BAD_VALUE,
     CALLING,
+    REPLAY,
     SIGNATURES,
     THRASHING,
     VICTIM,
@@ -117,6 +118,7 @@ class Guard(PrefetchPoints, MemoryPoints, BatchPoints):
         self._state = CallState()
         self._dog: Watchdog | None = None
         self._all_kernels: PolicyKernels | None = None  # built when a driver attaches
+        self._all_replay: tuple[Any, np.ndarray] | None = None  # the replay kernel and its state
         self._reset()
 
     # ---- set-up ------------------------------------------------------------------------------
@@ -161,9 +163,10 @@ class Guard(PrefetchPoints, MemoryPoints, BatchPoints):
         self._kernel_slot = kernels
         kern = self._all_kernels
         if kern is not None:
-            for i, k in enumerate(base.KERNELS):
+            for i, k in enumerate(list(base.KERNELS)[:REPLAY]):
                 kern.on[i] = k in kernels
         self.kernels = kern if kern is not None and kern.on.any() else None
+        self._replay_kernel = self._all_replay if "replay_kernel" in kernels else None
         self.prefetch_active = (
             "prefetch_before_compute" in live or "prefetch_batch" in live or "prefetch_kernel" in kernels
         )
@@ -186,7 +189,7 @@ class Guard(PrefetchPoints, MemoryPoints, BatchPoints):
         if self.needs_future and self.engine is not None:
             self.future = FutureOracle(self.engine.workload, va.alloc_base, va.n_blocks)
         self.view = run_view(drv, self.engine, self.allocs, self.future)
-        self._all_kernels = None
+        self._all_kernels = self._all_replay = None
         self._rebind()
         pmm = drv.pmm[0]
         # several VA spaces over one PMM (driver/pmm_share.py): a tenant is a VA space
@@ -242,6 +245,7 @@ class Guard(PrefetchPoints, MemoryPoints, BatchPoints):
                 mine[which] = (fn, state)
             else:
                 got.update(mine)
+        self._all_replay = got.pop(REPLAY, None)
         self._all_kernels = make_kernels(got) if got else None
         self._rebind()
 

@@ -17,7 +17,7 @@ from uvmlab.driver.perf.thrashing_state import Hint
 from uvmlab.driver.pmm_lists import ALLOCATED
 from uvmlab.policy import base, decisions
 from uvmlab.policy.context import ChunkContext, EvictionContext, ReplayContext, ThrashingContext
-from uvmlab.policy.ejection import Fail
+from uvmlab.policy.ejection import Fail, describe
 from uvmlab.policy.future import position
 from uvmlab.policy.views import ro
 
@@ -187,6 +187,39 @@ class MemoryPoints:
         elif kern.status[BAD] >= 0:
             self.kernel_failed(VICTIM, None)
 
+    def _kernel_replay(
+        self: Any,
+        drv: Any,
+        gpu: int,
+        policy: int,
+        batch: int,
+        faults: int,
+        unique: int,
+        duplicates: int,
+        throttled: bool,
+        pending: int,
+        replays: int,
+    ) -> int:
+        """The compiled replay kernel's decision (0 without one). Called from here, where the
+        decision is taken, with plain ints: no context, no per-call timing."""
+        rk = self._replay_kernel
+        if rk is None:
+            return 0
+        fn, state = rk
+        slot = self._kernel_slot["replay_kernel"]
+        try:
+            r = fn(
+                gpu, batch, faults, unique, duplicates, int(bool(throttled)), pending, int(policy), replays,
+                int(drv.now_ns), state,
+            )  # fmt: skip
+        except Exception as e:  # noqa: BLE001 - whatever the kernel raises ejects it (Ctrl-C passes)
+            self._eject(slot, "replay_kernel", describe(e))
+            return 0
+        if r not in (-1, 0, 1):
+            self._eject(slot, "replay_kernel", f"returned {r}: expected 1 (now), 0 (default) or -1 (defer)")
+            return 0
+        return int(r)
+
     # ---- after a fault batch: policy migrations, then decide_replay ---------------------------
     def after_batch(
         self: Any,
@@ -203,9 +236,12 @@ class MemoryPoints:
     ) -> int:
         if self.drv is not drv:
             self._attach_driver(drv)
+        code = self._kernel_replay(
+            drv, gpu, policy, batch, faults, unique, duplicates, throttled, pending, replays
+        )
         if not self._by_hook:  # compiled kernels only: no Python hook reads or migrates anything
             self._drop_batch()
-            return 0
+            return code
         self._end_batch()
         if batch == 0 or replays != self._seen_replays:
             self._older.clear()  # those warps were replayed: nothing waits on them any more
@@ -218,7 +254,7 @@ class MemoryPoints:
         self._older_batches += self._recent_batches
         self._recent_batches = []
         if "decide_replay" not in self._by_hook:
-            return 0
+            return code
         req: list = []
         ctx = ReplayContext(
             req,

@@ -90,7 +90,12 @@ VICTIM_SIG = _i64(
     _arr(_i64, 1),
     _arr(_i64, 1),
 )
-SIGNATURES = (PREFETCH_SIG, THRASHING_SIG, VICTIM_SIG)
+#: ``decide_replay`` as a kernel: ``(gpu, batch, faults, unique, duplicates, throttled,
+#: pending, default_policy, replays, now_ns, state) -> 1 | 0 | -1`` (the hook's codes). The
+#: guard calls it after each batch, where the replay decision is taken, outside the service.
+REPLAY_SIG = _i64(*([_i64] * 10), _arr(_i64, 1))
+REPLAY = 3
+SIGNATURES = (PREFETCH_SIG, THRASHING_SIG, VICTIM_SIG, REPLAY_SIG)
 
 
 @njit(cache=True)
@@ -159,7 +164,7 @@ def make_kernels(kernels: dict[int, tuple[Any, np.ndarray]]) -> PolicyKernels:
     does not fit its signature raises numba's error."""
     lists, states = [], []
     on = np.zeros(3, np.bool_)
-    for which, sig in enumerate(SIGNATURES):
+    for which, sig in enumerate(SIGNATURES[:REPLAY]):  # the replay kernel is called from Python
         fn, state = kernels.get(which, (_NONE[which], np.zeros(0, np.int64)))
         on[which] = which in kernels
         lst = List.empty_list(types.FunctionType(sig))
