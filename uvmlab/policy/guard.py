@@ -166,6 +166,10 @@ class Guard(PrefetchPoints, MemoryPoints, BatchPoints):
             for i, k in enumerate(list(base.KERNELS)[:REPLAY]):
                 kern.on[i] = k in kernels
         self.kernels = kern if kern is not None and kern.on.any() else None
+        # plain bools for the per-batch test (begin_batch)
+        self._k_batch = self.kernels is not None and (
+            "prefetch_kernel" in kernels or "thrashing_kernel" in kernels
+        )
         self._replay_kernel = self._all_replay if "replay_kernel" in kernels else None
         self.prefetch_active = (
             "prefetch_before_compute" in live or "prefetch_batch" in live or "prefetch_kernel" in kernels

@@ -152,6 +152,7 @@ class BatchPoints:
         self._th_rows: dict[int, np.ndarray] | None = None
         self._th_slot: Any = None
         self._bview: Any = None  # the batch contexts' on-demand answers (_batch_view)
+        self._kbuf: tuple[np.ndarray, ...] | None = None  # the batch kernels' output buffers
 
     def begin_batch(
         self: Any,
@@ -169,16 +170,14 @@ class BatchPoints:
         self._pf_rows = self._th_rows = None
         want_pf = "prefetch_batch" in self._by_hook
         want_th = "thrashing_batch" in self._by_hook
-        kern = self.kernels
-        k_pf = kern is not None and bool(kern.on[PREFETCH])
-        k_th = kern is not None and bool(kern.on[THRASHING])
-        if not (want_pf or want_th or k_pf or k_th):
+        k_batch = self._k_batch
+        if not (want_pf or want_th or k_batch):
             return None
         va = drv.va
         nb = len(blocks)
         pf_mask = pf_set = reference = kinds = None
         th_slot = None
-        if k_pf or k_th:  # compiled kernels: one compiled call decides for both (policy_calls)
+        if k_batch:  # compiled kernels: one compiled call decides for both (policy_calls)
             pf_mask, pf_set, reference, kinds = self._kernel_batch(gpu, blocks, page, access, keep)
             th_slot = self._kernel_slot.get("thrashing_kernel")
         if want_pf or want_th:
@@ -249,8 +248,18 @@ class BatchPoints:
         its point does not allow is ejected, its decision dropped."""
         kern = self.kernels
         va = self.drv.va
+        nb = len(blocks)
+        buf = self._kbuf
+        if buf is None or len(buf[1]) < nb:  # decide_batch's output buffers, grown as needed
+            cap = max(64, 2 * nb)
+            buf = self._kbuf = (
+                np.zeros((cap, PAGES_PER_BLOCK), np.bool_),
+                np.zeros(cap, np.bool_),
+                np.zeros(cap, np.bool_),
+                np.zeros((cap, PAGES_PER_BLOCK), np.int8),
+            )
         try:
-            done, out, rows, reference, kinds = decide_batch(
+            done = decide_batch(
                 kern.prefetch,
                 kern.thrashing,
                 kern.on,
@@ -266,6 +275,7 @@ class BatchPoints:
                 va.perm[gpu],
                 va.block_pages,
                 va.block_alloc,
+                *buf,
             )
         except Exception as e:  # noqa: BLE001 - a kernel's own exception (status[CALLING])
             which = int(kern.status[CALLING])
@@ -276,9 +286,17 @@ class BatchPoints:
         if kern.status[BAD] >= 0:
             self.kernel_failed(int(kern.status[BAD]), None)
             return None, None, None, None
+        if not done:
+            return None, None, None, None
+        # views of the buffers: the rows serve this batch only (begin_batch drops them)
         pf = done >> PREFETCH & 1
         th = done >> THRASHING & 1
-        return (out if pf else None, rows if pf else None, reference if th else None, kinds if th else None)
+        return (
+            buf[0][:nb] if pf else None,
+            buf[1][:nb] if pf else None,
+            buf[2][:nb] if th else None,
+            buf[3][:nb] if th else None,
+        )
 
     def _drop_batch(self: Any) -> None:
         """The batch is serviced and no Python hook needs its chunks: its rows apply no more."""

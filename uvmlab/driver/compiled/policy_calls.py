@@ -158,18 +158,31 @@ class PolicyKernels(NamedTuple):
     status: np.ndarray  # int64[5]: CALLING, K, BAD, BAD_VALUE, CHOSEN
 
 
+_LISTS: dict[tuple[int, int], tuple[Any, Any]] = {}  # (kernel id, which) -> its typed list, for every run
+
+
+def _kernel_list(fn: Any, which: int) -> Any:
+    """A typed list holding ``fn`` as a first-class function of its signature, made once per
+    kernel and process (a typed list costs about 0.2 ms to make: a run would pay it every time)."""
+    key = (id(fn), which)
+    got = _LISTS.get(key)
+    if got is None or got[0] is not fn:
+        lst = List.empty_list(types.FunctionType(SIGNATURES[which]))
+        lst.append(fn)
+        got = _LISTS[key] = (fn, lst)  # fn kept alive: its id is not reused while cached
+    return got[1]
+
+
 def make_kernels(kernels: dict[int, tuple[Any, np.ndarray]]) -> PolicyKernels:
     """Bundle ``{PREFETCH | THRASHING | VICTIM: (njit kernel, state)}``; absent ones are no-ops.
     Each kernel compiles (or loads from numba's cache) for its signature here: a kernel that
     does not fit its signature raises numba's error."""
     lists, states = [], []
     on = np.zeros(3, np.bool_)
-    for which, sig in enumerate(SIGNATURES[:REPLAY]):  # the replay kernel is called from Python
+    for which in range(REPLAY):  # the replay kernel is called from Python
         fn, state = kernels.get(which, (_NONE[which], np.zeros(0, np.int64)))
         on[which] = which in kernels
-        lst = List.empty_list(types.FunctionType(sig))
-        lst.append(fn)
-        lists.append(lst)
+        lists.append(_kernel_list(fn, which))
         states.append(np.ascontiguousarray(state, dtype=np.int64))
     status = np.array([-1, 0, -1, 0, 0], np.int64)
     return PolicyKernels(lists[0], lists[1], lists[2], on, states[0], states[1], states[2], status)
@@ -226,18 +239,26 @@ def decide_batch(
     perm: np.ndarray,
     block_pages: np.ndarray,
     block_alloc: np.ndarray,
-) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    buf_out: np.ndarray,
+    buf_rows: np.ndarray,
+    buf_reference: np.ndarray,
+    buf_kinds: np.ndarray,
+) -> int:
     """Call the live prefetch and thrashing kernels (``PolicyKernels`` fields, passed one by
     one: numba types a named tuple holding typed lists in Python, at every call) on a batch's
-    rows (``batch_rows``). Returns (which kernels decided: bit PREFETCH, bit THRASHING; prefetch rows
-    ``[blocks, 512]``; their ``rows``; the blocks a thrashing decision sends to the reference
-    path; the hint kinds)."""
+    rows (``batch_rows``). Returns which kernels decided (bit PREFETCH, bit THRASHING); their
+    decisions are in the first rows of the caller's buffers, which the kernels write (at least
+    as many rows as blocks; returning fresh arrays to Python would cost more than the rest of
+    the call):
+    prefetch rows ``[blocks, 512]`` and the blocks they decide, the blocks a thrashing decision
+    sends to the reference path and the hint kinds."""
     faulted, n_pages, alloc = batch_rows(page, access, keep, perm, blocks, block_pages, block_alloc)
     nb = blocks.shape[0]
     decided = 0
-    out = np.zeros((nb if on[PREFETCH] else 1, PAGES_PER_BLOCK), np.bool_)
-    rows = np.zeros(nb if on[PREFETCH] else 0, np.bool_)
     if on[PREFETCH]:
+        out, rows = buf_out[:nb], buf_rows[:nb]
+        out[:] = False
+        rows[:] = False
         st[CALLING] = PREFETCH
         r = kern_prefetch[0](gpu, now, blocks, n_pages, alloc, faulted, state_prefetch, out, rows)
         st[CALLING] = -1
@@ -246,9 +267,10 @@ def decide_batch(
         elif r != 0:
             st[BAD] = PREFETCH
             st[BAD_VALUE] = r
-    kinds = np.full((nb if on[THRASHING] else 1, PAGES_PER_BLOCK), KEEP, np.int8)
-    reference = np.zeros(nb if on[THRASHING] else 0, np.bool_)
     if on[THRASHING]:
+        kinds, reference = buf_kinds[:nb], buf_reference[:nb]
+        kinds[:] = KEEP
+        reference[:] = False
         st[CALLING] = THRASHING
         r = kern_thrashing[0](gpu, now, blocks, n_pages, alloc, faulted, state_thrashing, kinds)
         st[CALLING] = -1
@@ -259,14 +281,14 @@ def decide_batch(
                     if v < KEEP or v > HINT_PIN:
                         st[BAD] = BAD_KIND
                         st[BAD_VALUE] = v
-                        return decided, out, rows, reference, kinds
+                        return decided
                     if v != KEEP and faulted[i, p]:
                         reference[i] = True
             decided |= 1 << THRASHING
         elif r != 0:
             st[BAD] = THRASHING
             st[BAD_VALUE] = r
-    return decided, out, rows, reference, kinds
+    return decided
 
 
 @njit(cache=True)
