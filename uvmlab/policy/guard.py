@@ -65,6 +65,10 @@ __all__ = ["Guard", "HookTimeout"]
 PER_BLOCK_HOOKS = ("prefetch_before_compute", "prefetch_on_tree_iter", "thrashing_hint")
 
 
+#: kernels compiled for their signature in this process (one look-up a run, not numba's)
+_COMPILED: dict[tuple[int, int], Any] = {}
+
+
 class Guard(PrefetchPoints, MemoryPoints, BatchPoints):
     """The hooks object the driver calls (``drv.hooks``): composed policies under the guard.
 
@@ -239,7 +243,9 @@ class Guard(PrefetchPoints, MemoryPoints, BatchPoints):
             for k, fn in s.kernels.items():
                 which = list(base.KERNELS).index(k)
                 try:
-                    fn.compile(SIGNATURES[which])  # its return value cast to the signature's
+                    if _COMPILED.get((id(fn), which)) is not fn:
+                        fn.compile(SIGNATURES[which])  # its return value cast to the signature's
+                        _COMPILED[(id(fn), which)] = fn  # held: its id is not reused meanwhile
                 except BaseException as e:  # noqa: BLE001 - a kernel numba cannot compile
                     msg = str(e).strip().splitlines()
                     self._eject(
