@@ -27,7 +27,7 @@ from numba.core.dispatcher import Dispatcher
 
 import uvmlab
 import uvmlab.driver.replayable_faults as rf
-import uvmlab.engine.gpu as eg
+import uvmlab.engine.stalls as sl
 from uvmlab.api import load_workload
 from uvmlab.core.sizes import BLOCK_SHIFT
 from uvmlab.driver.compiled.prefetch import prefetch_pages
@@ -35,7 +35,7 @@ from uvmlab.driver.compiled.state import PLAIN
 from uvmlab.workload.ir import KernelOp
 
 OFF = {"uvm_perf_prefetch_enable": 0, "uvm_perf_thrashing_enable": 0}
-REPLAY_STEP = ("_reexecute", "arrival_entries", "gpu_scan", "_append_stalls", "expand")
+REPLAY_STEP = ("reexecute", "report", "append", "oldest", "gpu_scan", "expand")
 
 
 def _compiled_keys() -> dict[tuple, str]:
@@ -85,14 +85,14 @@ def counts(spec: str, **kw) -> dict:
         return g
 
     def count_stalled(f):
-        def g(pos, page, acc, n, *a):
+        def g(*a):
             c["replays"] += 1
-            c["stalled"] += n
-            return f(pos, page, acc, n, *a)
+            c["stalled"] += int(a[4][sl.COUNT])  # meta: the threads stalled before the replay
+            return f(*a)
 
         return g
 
-    with _patched(rf, "service_fault_batch", count_blocks), _patched(eg, "_reexecute", count_stalled):
+    with _patched(rf, "service_fault_batch", count_blocks), _patched(sl, "reexecute", count_stalled):
         r = uvmlab.simulate(spec, **kw)
     c["pages_in"] = r.totals["bytes_htod"] // 4096
     return c
@@ -172,7 +172,7 @@ def profile(title: str, spec: str, **kw) -> None:
         f"counts: {c['block_services']:,} block services ({c['block_services'] / batches:.0f} "
         f"per batch, {by_name.get('service_blocks', 0.0) / max(c['block_services'], 1) * 1e6:.2f}"
         f" us each compiled), {c['pages_in']:,} pages made GPU-resident "
-        f"({c['pages_in'] / max(faults, 1):.1f} per fault); {c['replays']:,} replays re-executing"
+        f"({c['pages_in'] / max(faults, 1):.1f} per fault); {c['replays']:,} replays with"
         f" {c['stalled'] / max(c['replays'], 1):,.0f} stalled threads on average: replay step "
         f"{step / max(c['replays'], 1) * 1e6:,.0f} us per replay = "
         f"{step / max(c['replays'], 1) / (faults / max(batches, 1)) * 1e6:.2f} us per fault"

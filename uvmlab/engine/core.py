@@ -34,6 +34,7 @@ from uvmlab.driver.pmm_share import PmmShare
 from uvmlab.driver.va_space import CPU, PERM_ATOMIC
 from uvmlab.engine.gpu import GpuKernelRun
 from uvmlab.engine.sampling import attach_sampler
+from uvmlab.engine.stalls import StalledThreads
 from uvmlab.timing.cost_model import CostProfile
 from uvmlab.workload.bounds import DEFAULT_MAX_TOUCHES, check_fits
 from uvmlab.workload.ir import (
@@ -114,6 +115,8 @@ class Engine:
         self.fatal: dict | None = None
         self.interrupted = False
         self.kernel: GpuKernelRun | None = None  # the running kernel (policies that see the future)
+        # the stalled-thread lists kernels reuse, per kernel shape (engine/stalls.py)
+        self.stalls: dict[tuple[int, ...], StalledThreads] = {}
         if hooks is not None:
             hooks.attach(self)
         # residency / counter samples over time, only inside uvmlab.engine.sampling.record_samples

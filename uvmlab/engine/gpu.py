@@ -20,11 +20,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numba import njit
 
 from uvmlab.driver.compiled.scan import expand, gpu_scan, segment_columns, skip_hit_chunks
-from uvmlab.driver.replayable_faults import FaultBuffer, service_replayable_faults
-from uvmlab.engine.arrival import arrival_entries
+from uvmlab.driver.invariants import InvariantError
+from uvmlab.driver.replayable_faults import REPLAY_BLOCK, FaultBuffer, service_replayable_faults
+from uvmlab.engine import stalls as sl
+from uvmlab.engine.stalls import StalledThreads
 
 if TYPE_CHECKING:
     from uvmlab.driver.uvm import UvmDriver
@@ -38,37 +39,19 @@ class ModelStuck(RuntimeError):
     """The kernel stopped making progress; never expected, reported as an internal error."""
 
 
-@njit(cache=True)
-def _reexecute(pos, page, acc, n, perm, residency, gbit):
-    """Re-execute the ``n`` stalled threads: drop those whose page is now mapped with enough
-    permission, keeping the others in order (in place). Returns (still stalled, completed,
-    completed on a remote mapping)."""
-    kept = 0
-    done = 0
-    remote = 0
-    for i in range(n):
-        p = page[i]
-        need = acc[i] if acc[i] > 0 else 1
-        if perm[p] >= need:
-            done += 1
-            if residency[p] & gbit == 0:
-                remote += 1
-        else:
-            pos[kept] = pos[i]
-            page[kept] = p
-            acc[kept] = acc[i]
-            kept += 1
-    return kept, done, remote
+class _MarkingFaultBuffer(FaultBuffer):
+    """The kernel's fault buffer: the driver services only the VA blocks of the entries it
+    fetches, so those are the blocks whose stalled threads the next replay re-checks."""
 
+    def __init__(self, capacity: int, stalls: StalledThreads) -> None:
+        super().__init__(capacity)
+        self.stalls = stalls
 
-@njit(cache=True)
-def _append_stalls(idx, nf, base, page, acc, st_pos, st_page, st_acc, n):
-    """Append the ``nf`` touches at chunk indices ``idx`` to the stalled threads (after ``n``)."""
-    for j in range(nf):
-        i = idx[j]
-        st_pos[n + j] = i + base
-        st_page[n + j] = page[i]
-        st_acc[n + j] = acc[i]
+    def fetch(self, k: int, now_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        page, access, utlb = super().fetch(k, now_ns)
+        if len(page):
+            self.stalls.mark_pages(page)
+        return page, access, utlb
 
 
 class GpuKernelRun:
@@ -92,24 +75,31 @@ class GpuKernelRun:
         self.burst = engine.gpu.fault_report_burst
         self.out_idx = np.empty(self.conc, dtype=np.int64)
         self.base = 0  # kernel-relative index of the loaded chunk's first touch
-        # stalled threads: their touch index (kernel-relative, ascending), page and access. At
-        # most conc are stalled, so they live in fixed buffers; st_* are views of the first n.
-        self._st_pos = np.empty(self.conc, dtype=np.int64)
-        self._st_page = np.empty(self.conc, dtype=np.int64)
-        self._st_acc = np.empty(self.conc, dtype=np.uint8)
-        self._set_stalled(0)
+        self.stalls = StalledThreads.reused(
+            engine.stalls, self.conc, engine.threads_per_block, engine.gpu.sm_count, self.drv.va.total_pages
+        )
         self.completed = 0
         self.progress = 0
+        self.steps = 0  # steps run: the stalled threads change only in one
+        self._order_of = -1
         self._skip = True  # try skip_hit_chunks at the next chunk (the last one had no miss)
         self._missed = False  # the loaded chunk had a miss
-        self.buf = FaultBuffer(engine.gpu.fault_buffer_entries)
-        # arrival-order scratch and the entries pushed per replay (never more than the buffer)
-        n_sm = engine.gpu.sm_count
+        self.buf = _MarkingFaultBuffer(engine.gpu.fault_buffer_entries, self.stalls)
+        # A replay re-checks only the stalled threads of the blocks the driver fetched faults
+        # of since the last one: a block's service maps pages of that block only, and the
+        # other things that run between replays (thrashing's unpin timer, evictions) only take
+        # mappings away. Policies (their migrations), advice (AccessedBy mappings made when
+        # another block is evicted), peers, BLOCK replays (a replay in the middle of a batch)
+        # and access-counter migrations break that: then a replay re-checks every thread.
+        va = self.drv.va
+        self.track_blocks = (
+            self.drv.hooks is None
+            and va.n_gpus == 1
+            and self.drv.params.uvm_perf_fault_replay_policy != REPLAY_BLOCK
+            and not va.block_advised.any()
+        )
+        # the entries pushed per replay (never more than the buffer)
         cap = min(self.conc, self.buf.capacity)
-        self._order = np.empty(cap, dtype=np.int64)
-        self._order_sm = np.empty(cap, dtype=np.int64)
-        self._runs = np.empty((2, self.conc + 1), dtype=np.int64)
-        self._sms = np.empty((5, n_sm), dtype=np.int64)
         self._out_page = np.empty(cap, dtype=np.int64)
         self._out_acc = np.empty(cap, dtype=np.uint8)
         self._out_utlb = np.empty(cap, dtype=np.int32)
@@ -118,10 +108,27 @@ class GpuKernelRun:
         # a uTLB holds at most utlb_fault_slots misses reported per replay: whole rounds of bursts
         self.report_rounds = -(-engine.gpu.utlb_fault_slots // self.burst)
 
-    def _set_stalled(self, n: int) -> None:
-        """The first ``n`` entries of the stall buffers are the stalled threads."""
-        self.n_st = n
-        self.st_pos, self.st_page, self.st_acc = (self._st_pos[:n], self._st_page[:n], self._st_acc[:n])
+    @property
+    def n_st(self) -> int:
+        """How many threads are stalled."""
+        return self.stalls.n
+
+    def _in_order(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The stalled threads oldest first, gathered once per replay (policies that see the
+        future ask between replays, policy/future.py)."""
+        if self._order_of != self.steps:
+            self._order, self._order_of = self.stalls.in_order(), self.steps
+        return self._order
+
+    @property
+    def st_pos(self) -> np.ndarray:
+        """The stalled threads' touch positions (kernel-relative), ascending."""
+        return self._in_order()[0]
+
+    @property
+    def st_page(self) -> np.ndarray:
+        """The stalled threads' pages, in ``st_pos`` order."""
+        return self._in_order()[1]
 
     def _complete(self, n: int, remote: int) -> None:
         """Advance the clock by the compute share of ``n`` completed touches."""
@@ -146,22 +153,43 @@ class GpuKernelRun:
         writes a fault entry, in the order the SMs report them, one round of
         ``fault_report_burst`` entries per SM every ``fault_report_interval_ns``."""
         drv = self.drv
+        self.steps += 1
         t0 = int(self.e.clock) if now_ns is None else now_ns
         perm = drv.va.perm[self.gpu]
         gbit = np.uint8(1 << self.gpu)
-        n = self.n_st
+        st = self.stalls
+        n = st.n
+        # Remote mappings come only from map_pages (which counts them) and pinned
+        # allocations; without either, every mapped page is local and residency is not read.
+        remote_possible = drv.counters["remote_maps"] or self.e.has_pinned
         if n:
-            n, done, remote = _reexecute(
-                self._st_pos, self._st_page, self._st_acc, n, perm, drv.va.residency, gbit
+            if not self.track_blocks:
+                st.mark_all()
+            done, remote = sl.reexecute(
+                perm,
+                drv.va.residency,
+                gbit if remote_possible else np.uint8(0),
+                st.t,
+                st.meta,
+                st.q_pos,
+                st.q,
+                st.phead,
+                st.need_words,
+                st.block_dirty,
+                st.dirty,
+                st.hits,
             )
             if done:
                 self._complete(done, remote)
+                n -= done
+            if self.e.check and sl.missed(perm, st.t, st.q_pos, st.q):
+                raise InvariantError("a replay left stalled threads whose pages are mapped")
         free = self.conc - n
         while free > 0:
             if self.pos == self.len and not self._load(n == 0):
                 break
             # the window starts at the oldest stalled touch (stalls are kept in ascending order)
-            oldest = int(self._st_pos[0]) if n else self.base + self.pos
+            oldest = st.oldest() if n else self.base + self.pos
             end = min(self.len, oldest + self.conc - self.base)
             if end <= self.pos:
                 break  # the window is full of unfinished touches
@@ -169,10 +197,6 @@ class GpuKernelRun:
             counting = drv.access_counters.migration_enabled
             if counting:  # scan in slices so notifications are serviced while the kernel runs
                 end = min(end, self.pos + ACCESS_COUNTER_SLICE)
-            # Remote mappings come only from map_pages (which counts them) and pinned
-            # allocations; without either, every mapped page is local and the scan skips the
-            # residency load.
-            remote_possible = drv.counters["remote_maps"] or self.e.has_pinned
             self.pos, nf, hits, remote = gpu_scan(
                 self.page,
                 self.acc,
@@ -194,46 +218,41 @@ class GpuKernelRun:
                 break
             if nf:
                 self._missed = True
-                _append_stalls(
+                sl.append(
                     self.out_idx,
                     nf,
                     self.base,
                     self.page,
                     self.acc,
-                    self._st_pos,
-                    self._st_page,
-                    self._st_acc,
-                    n,
+                    self.e.threads_per_block,
+                    st.t,
+                    st.meta,
+                    st.q_pos,
+                    st.q,
+                    st.phead,
+                    st.need_words,
                 )
                 n += nf
                 free -= nf
-        self._set_stalled(n)
         if n:
-            # only what the buffer can hold is ordered and pushed; the rest are dropped as
-            # FaultBuffer.push would drop them, and counted the same way
+            # only what the buffer can hold is pushed; the rest are dropped as FaultBuffer.push
+            # would drop them, and counted the same way
             k = min(n, self.buf.capacity - self.buf.n)
-            written = arrival_entries(
-                self._st_pos,
-                self._st_page,
-                self._st_acc,
-                n,
-                self.conc,
-                self.e.threads_per_block,
-                self.e.gpu.sm_count,
-                self.n_utlb,
+            written = sl.report(
+                st.t,
+                st.q_pos,
+                st.q,
+                st.cursor,
                 k,
-                self._out_page,
-                self._out_acc,
-                self._out_utlb,
-                self._out_write,
-                self._order,
-                self._order_sm,
-                self._runs,
-                self._sms,
+                self.n_utlb,
                 self.burst,
                 t0,
                 self.report_interval,
                 self.report_rounds,
+                self._out_page,
+                self._out_acc,
+                self._out_utlb,
+                self._out_write,
             )
             self.buf.push(
                 self._out_page[:written],
@@ -295,13 +314,13 @@ class GpuKernelRun:
         ac = drv.access_counters
         self.step()
         idle = 0
-        while len(self.st_page) or ac.pending or not self.done:
+        while self.stalls.n or ac.pending or not self.done:
             before = self.progress
             drv.now_ns = int(e.clock)
             e.service_timers()
-            if len(self.st_page) and self.buf.n == 0:
+            if self.stalls.n and self.buf.n == 0:
                 self.step()  # entries were dropped on overflow: the next replay re-faults them
-            elif len(self.st_page):
+            elif self.stalls.n:
                 if self.buf.written(drv.now_ns) == 0:  # the interrupt comes with the first entry
                     e.clock = max(e.clock, float(self.buf.next_write_ns()))
                     drv.now_ns = int(e.clock)
@@ -311,7 +330,8 @@ class GpuKernelRun:
                 drv.now_ns = int(e.clock)
                 ac.service(self.gpu)
                 e.clock += drv.take_work()
-            if not len(self.st_page) and not self.done:
+                self.stalls.mark_all()  # its migrations map pages of any block
+            if not self.stalls.n and not self.done:
                 self.step()  # the scan paused to let notifications be serviced
             if e.check:
                 e.check_invariants()

@@ -1,0 +1,459 @@
+"""A running kernel's stalled threads, kept between replays so a replay costs what it changes.
+
+``GpuKernelRun`` (engine/gpu.py) re-executes its stalled threads at every replay and pushes
+the first fault entries of those that still miss, in the order the SMs report them
+(engine/arrival.py). Rebuilding that from a flat array costs O(threads stalled) per replay,
+while a batch services a few hundred faults. Here every stalled thread has a slot (its thread:
+``pos % conc``, as stalled touches lie within one window of ``conc`` touches), listed in two
+places:
+
+* its SM's queue, in touch order. New stalls always come after the old ones (the kernel issues
+  its touches in order), and within one SM the report key grows with the touch position
+  (arrival.py's note), so a replay's entries are the first ``rounds * burst`` threads of every
+  SM's queue, ``burst`` at a time, SM by SM; the oldest stalled touch, which opens the issue
+  window, is the least of the SMs' first ones. A queue entry is a touch position; a thread
+  that completes frees its slot at once and leaves a stale entry (its slot holds another
+  position, or none), dropped when a walk reaches it, so an SM's queue never holds more than
+  the threads that run on it;
+* its page's list (singly linked through the slots, rebuilt when the page is re-checked), with
+  the least permission any of them needs (``need``, one byte a page, 0: no thread).
+
+A replay re-checks only the VA blocks marked dirty (those whose mappings may have grown since
+the last one), 8 pages a word, and within them only the pages now mapped with at least their
+``need``. Stalling, completing and reporting cost O(threads stalled + completed + entries
+written + SMs + dirty blocks); a replay that must look at everything (``ALL_DIRTY``) walks
+every queue once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from uvmlab.core import sparse
+from uvmlab.driver.compiled.borrow import view
+from uvmlab.driver.va_space import BLOCK_SHIFT
+
+# columns of the per-slot table (int64, one row per slot); POS is -1 in a free slot
+POS, PAGE, ACC, P_NEXT = range(4)
+N_FIELDS = 4
+# cells of ``meta``: stalled threads, the dirty-block log
+COUNT, N_DIRTY, ALL_DIRTY = range(3)
+# rows of the per-SM queue bounds: first and one past the last entry (counters; the queue's
+# index is the counter modulo its capacity)
+Q_HEAD, Q_TAIL = range(2)
+WORDS_PER_BLOCK = (1 << BLOCK_SHIFT) // 8
+_HIGH = np.uint64(0x8080808080808080)
+_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+
+
+def queue_capacity(conc: int, tpb: int, n_sm: int) -> int:
+    """A power of two >= the threads of the busiest SM: ``conc`` threads in blocks of ``tpb``,
+    blocks round-robin over ``n_sm`` SMs."""
+    n_tb = -(-conc // tpb)
+    most = -(-n_tb // n_sm) * min(tpb, conc)
+    return 1 << max(most - 1, 0).bit_length()
+
+
+class StalledThreads:
+    """The stalled threads of one kernel shape (at most ``conc``) over ``total_pages`` pages
+    of VA (a multiple of 8: blocks are 512 pages)."""
+
+    def __init__(self, conc: int, tpb: int, n_sm: int, total_pages: int) -> None:
+        self.conc, self.tpb = conc, tpb
+        self.t = np.empty((conc, N_FIELDS), dtype=np.int64)
+        self.t[:, POS] = -1
+        self.meta = np.zeros(3, dtype=np.int64)
+        cap = queue_capacity(conc, tpb, n_sm)
+        self.q_pos = np.empty((n_sm, cap), dtype=np.int64)
+        self.q = np.zeros((2, n_sm), dtype=np.int64)
+        self.cursor = np.empty(n_sm, dtype=np.int64)  # report's scratch
+        # per page and per block, written only where threads stall (sparse: 16 TiB of VA)
+        # 1 + the slot heading the page's list, negative if the list holds more than one
+        self.phead = sparse.zeros(total_pages, np.int32)
+        self.need_words = sparse.zeros(total_pages // 8, np.uint64)  # ``need``, 8 pages a word
+        self.need = self.need_words.view(np.uint8)
+        self.block_dirty = sparse.zeros(total_pages >> BLOCK_SHIFT, np.uint8)
+        self.dirty = np.empty(max(conc, 64), dtype=np.int64)  # the blocks marked
+        self.hits = np.empty(WORDS_PER_BLOCK, dtype=np.uint64)  # reexecute's scratch
+
+    @classmethod
+    def reused(
+        cls, cache: dict[tuple[int, ...], StalledThreads], conc: int, tpb: int, n_sm: int, total_pages: int
+    ) -> StalledThreads:
+        """The lists ``cache`` holds for this kernel shape if they hold no thread (a kernel
+        that ran to its end leaves them empty), else new ones: allocating them costs more than
+        a small kernel."""
+        key = (conc, tpb, n_sm, total_pages)
+        st = cache.get(key)
+        if st is None or st.n:
+            st = cache[key] = cls(conc, tpb, n_sm, total_pages)
+        st.q[Q_HEAD] = st.q[Q_TAIL]  # stale entries: positions start again at 0
+        st.clear_marks()
+        return st
+
+    def clear_marks(self) -> None:
+        """Forget the dirty marks (a replay clears them; a kernel may end without one)."""
+        self.block_dirty[self.dirty[: self.meta[N_DIRTY]]] = 0
+        self.meta[N_DIRTY] = self.meta[ALL_DIRTY] = 0
+
+    @property
+    def n(self) -> int:
+        return int(self.meta[COUNT])
+
+    def oldest(self) -> int:
+        """The touch position of the oldest stalled thread; call only with ``n > 0``."""
+        return int(oldest(self.t, self.q_pos, self.q))
+
+    def mark_pages(self, page: np.ndarray) -> None:
+        """The blocks of ``page`` may gain mappings before the next replay."""
+        mark_blocks(page, self.block_dirty, self.dirty, self.meta)
+
+    def mark_all(self) -> None:
+        """Any mapping may change before the next replay: it re-checks every stalled thread."""
+        self.meta[ALL_DIRTY] = 1
+
+    def in_order(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(touch position, page, access) of the stalled threads, oldest first."""
+        n = self.n
+        pos, page, acc = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.uint8)
+        gather(self.t, self.q_pos, self.q, pos, page, acc)
+        order = np.argsort(pos, kind="stable")
+        return pos[order], page[order], acc[order]
+
+
+@njit(cache=True, inline="always")
+def _live(t, q_pos, s, i):
+    """Entry ``i`` (a counter) of SM ``s``'s queue is a thread still stalled."""
+    p = q_pos[s, i & (q_pos.shape[1] - 1)]
+    return t[p % t.shape[0], POS] == p
+
+
+@njit(cache=True)
+def oldest(t: np.ndarray, q_pos: np.ndarray, q: np.ndarray) -> int:
+    """The least touch position of a stalled thread (-1: none); drops the stale entries at
+    the head of each SM's queue."""
+    t, q_pos, q = view(t), view(q_pos), view(q)
+    m = -1
+    for s in range(q.shape[1]):
+        h = q[Q_HEAD, s]
+        while h < q[Q_TAIL, s] and not _live(t, q_pos, s, h):
+            h += 1
+        q[Q_HEAD, s] = h
+        if h < q[Q_TAIL, s]:
+            p = q_pos[s, h & (q_pos.shape[1] - 1)]
+            if m < 0 or p < m:
+                m = p
+    return m
+
+
+@njit(cache=True)
+def gather(
+    t: np.ndarray, q_pos: np.ndarray, q: np.ndarray, pos: np.ndarray, page: np.ndarray, acc: np.ndarray
+) -> None:
+    """Copy the stalled threads, SM by SM, into ``pos``, ``page`` and ``acc``."""
+    t, q_pos = view(t), view(q_pos)
+    j = 0
+    for s in range(q.shape[1]):
+        for i in range(q[Q_HEAD, s], q[Q_TAIL, s]):
+            if _live(t, q_pos, s, i):
+                k = q_pos[s, i & (q_pos.shape[1] - 1)] % t.shape[0]
+                pos[j] = t[k, POS]
+                page[j] = t[k, PAGE]
+                acc[j] = t[k, ACC]
+                j += 1
+
+
+@njit(cache=True)
+def mark_blocks(page: np.ndarray, block_dirty: np.ndarray, dirty: np.ndarray, meta: np.ndarray) -> None:
+    """Log the blocks of ``page`` not logged yet; past the log's room, mark everything."""
+    if meta[ALL_DIRTY]:
+        return
+    nd = meta[N_DIRTY]
+    for i in range(len(page)):
+        b = page[i] >> BLOCK_SHIFT
+        if block_dirty[b] == 0:
+            if nd == len(dirty):
+                meta[ALL_DIRTY] = 1
+                break
+            block_dirty[b] = 1
+            dirty[nd] = b
+            nd += 1
+    meta[N_DIRTY] = nd
+
+
+@njit(cache=True)
+def _compact(t, q_pos, q, s):
+    """Drop every stale entry of SM ``s``'s queue, keeping the order of the others."""
+    m = q_pos.shape[1] - 1
+    w = q[Q_HEAD, s]
+    for i in range(q[Q_HEAD, s], q[Q_TAIL, s]):
+        if _live(t, q_pos, s, i):
+            q_pos[s, w & m] = q_pos[s, i & m]
+            w += 1
+    q[Q_TAIL, s] = w
+
+
+@njit(cache=True)
+def append(
+    idx: np.ndarray,
+    nf: int,
+    base: int,
+    page: np.ndarray,
+    acc: np.ndarray,
+    tpb: int,
+    t: np.ndarray,
+    meta: np.ndarray,
+    q_pos: np.ndarray,
+    q: np.ndarray,
+    phead: np.ndarray,
+    need_words: np.ndarray,
+) -> None:
+    """Stall the ``nf`` touches at chunk indices ``idx`` (ascending, after every stalled one):
+    touch ``pos`` runs on thread ``pos % conc`` of thread block ``thread // tpb``, and blocks go
+    round-robin over the SMs (arrival.py)."""
+    t, meta, q_pos, q, phead = view(t), view(meta), view(q_pos), view(q), view(phead)
+    n_sm = q.shape[1]
+    cap = q_pos.shape[1]
+    conc = t.shape[0]
+    need = need_words.view(np.uint8)
+    for j in range(nf):
+        i = idx[j]
+        p = i + base
+        k = p % conc
+        g = page[i]
+        a = acc[i]
+        t[k, POS] = p
+        t[k, PAGE] = g
+        t[k, ACC] = a
+        h = phead[g]
+        if h == 0:
+            t[k, P_NEXT] = -1
+            phead[g] = k + 1
+        else:
+            t[k, P_NEXT] = abs(h) - 1
+            phead[g] = -(k + 1)
+        nd = a if a > 0 else 1
+        if need[g] == 0 or nd < need[g]:
+            need[g] = nd
+        s = k // tpb % n_sm
+        if q[Q_TAIL, s] - q[Q_HEAD, s] == cap:
+            _compact(t, q_pos, q, s)
+            if q[Q_TAIL, s] - q[Q_HEAD, s] == cap:
+                raise ValueError("an SM's queue of stalled threads overflowed")
+        e = q[Q_TAIL, s] & (cap - 1)
+        q_pos[s, e] = p
+        q[Q_TAIL, s] += 1
+    meta[COUNT] += nf
+
+
+@njit(cache=True, inline="always")
+def _retry_page(g, v, t, meta, phead, need):
+    """Re-execute the threads stalled on page ``g``, which is mapped with permission ``v`` >=
+    the page's ``need``: those it satisfies complete, freeing their slots. Returns how many.
+    A page with one thread (the usual case) needs no look at its slot's fields."""
+    h = phead[g]
+    if h > 0:  # one thread, whose need is the page's
+        t[h - 1, POS] = -1
+        phead[g] = 0
+        need[g] = 0
+        meta[COUNT] -= 1
+        return 1
+    done = 0
+    least = 0
+    kept = 0  # 1 + the last slot kept on the page's list
+    n_kept = 0
+    k = -h - 1
+    phead[g] = 0
+    while k >= 0:
+        nx = t[k, P_NEXT]
+        a = t[k, ACC]
+        nd = a if a > 0 else 1
+        if v >= nd:
+            t[k, POS] = -1
+            done += 1
+        else:
+            if kept:
+                t[kept - 1, P_NEXT] = k
+            else:
+                phead[g] = k + 1
+            kept = k + 1
+            n_kept += 1
+            if least == 0 or nd < least:
+                least = nd
+        k = nx
+    if kept:
+        t[kept - 1, P_NEXT] = -1
+    if n_kept > 1:
+        phead[g] = -phead[g]
+    need[g] = least
+    meta[COUNT] -= done
+    return done
+
+
+@njit(cache=True, inline="always")
+def _retry(g, perm, residency, gbit, t, meta, phead, need):
+    """``_retry_page`` at the page's permission now; returns (completed, of them remote).
+    ``gbit`` 0: no page is mapped remotely (residency is not read)."""
+    v = perm[g]
+    if v < need[g]:
+        return 0, 0
+    d = _retry_page(g, v, t, meta, phead, need)
+    return d, (d if d and gbit != 0 and residency[g] & gbit == 0 else 0)
+
+
+@njit(cache=True)
+def reexecute(
+    perm: np.ndarray,
+    residency: np.ndarray,
+    gbit: int,
+    t: np.ndarray,
+    meta: np.ndarray,
+    q_pos: np.ndarray,
+    q: np.ndarray,
+    phead: np.ndarray,
+    need_words: np.ndarray,
+    block_dirty: np.ndarray,
+    dirty: np.ndarray,
+    hits: np.ndarray,
+) -> tuple[int, int]:
+    """Re-execute the stalled threads of the blocks marked dirty (of every block if
+    ALL_DIRTY): those whose page is now mapped with enough permission complete. Clears the
+    marks. Returns (completed, completed on a remote mapping).
+
+    A block is scanned 8 pages a word: with bytes below 128, ``((perm | H) - need) & H`` has a
+    byte's high bit set where perm >= need, and ``(need + 0x7f) & H`` where need != 0."""
+    done = 0
+    remote = 0
+    # borrowed views: the helpers bind them without a reference count (compiled/borrow.py)
+    perm, residency, t, meta, phead = view(perm), view(residency), view(t), view(meta), view(phead)
+    need = view(need_words.view(np.uint8))
+    perm_words = view(perm.view(np.uint64))
+    if meta[ALL_DIRTY]:
+        m = q_pos.shape[1] - 1
+        for s in range(q.shape[1]):
+            for i in range(q[Q_HEAD, s], q[Q_TAIL, s]):
+                p = q_pos[s, i & m]
+                k = p % t.shape[0]
+                if t[k, POS] != p:
+                    continue
+                g = t[k, PAGE]
+                a = t[k, ACC]
+                if perm[g] >= (a if a > 0 else 1):
+                    d, r = _retry(g, perm, residency, gbit, t, meta, phead, need)
+                    done += d
+                    remote += r
+    for d in range(meta[N_DIRTY]):
+        b = dirty[d]
+        block_dirty[b] = 0
+        if meta[ALL_DIRTY]:
+            continue
+        w0 = b * WORDS_PER_BLOCK
+        any_hit = np.uint64(0)
+        for j in range(WORDS_PER_BLOCK):  # branch-free, so it vectorizes
+            nw = need_words[w0 + j]
+            h = ((perm_words[w0 + j] | _HIGH) - nw) & (nw + _LOW7) & _HIGH
+            hits[j] = h
+            any_hit |= h
+        if any_hit == 0:
+            continue
+        for j in range(WORDS_PER_BLOCK):
+            h = hits[j]
+            while h:
+                bit = np.uint64(7)
+                while (h >> bit) & np.uint64(1) == 0:
+                    bit += np.uint64(8)
+                h ^= np.uint64(1) << bit
+                g = (w0 + j) * 8 + np.int64(bit >> np.uint64(3))
+                dd, r = _retry(g, perm, residency, gbit, t, meta, phead, need)
+                done += dd
+                remote += r
+    meta[N_DIRTY] = 0
+    meta[ALL_DIRTY] = 0
+    return done, remote
+
+
+@njit(cache=True)
+def missed(perm: np.ndarray, t: np.ndarray, q_pos: np.ndarray, q: np.ndarray) -> int:
+    """How many stalled threads a re-execution would complete now (0 right after one)."""
+    t, q_pos = view(t), view(q_pos)
+    n = 0
+    for s in range(q.shape[1]):
+        for i in range(q[Q_HEAD, s], q[Q_TAIL, s]):
+            if _live(t, q_pos, s, i):
+                k = q_pos[s, i & (q_pos.shape[1] - 1)] % t.shape[0]
+                a = t[k, ACC]
+                if perm[t[k, PAGE]] >= (a if a > 0 else 1):
+                    n += 1
+    return n
+
+
+@njit(cache=True)
+def report(
+    t: np.ndarray,
+    q_pos: np.ndarray,
+    q: np.ndarray,
+    cur: np.ndarray,
+    k: int,
+    n_utlb: int,
+    burst: int,
+    t0: int,
+    interval: int,
+    rounds: int,
+    out_page: np.ndarray,
+    out_acc: np.ndarray,
+    out_utlb: np.ndarray,
+    out_write: np.ndarray,
+) -> int:
+    """The first ``k`` fault entries the stalled threads write, in arrival order: round j takes
+    the next ``burst`` threads of every SM that has any left, SM by SM, written at
+    ``t0 + j * interval``, for j < ``rounds`` (a uTLB reports at most ``rounds * burst``
+    misses per replay). Returns how many; ``cur`` (one per SM) is scratch. ``arrival_order``
+    (arrival.py) is the reference. The stale entries walked over are dropped."""
+    t, q_pos, q = view(t), view(q_pos), view(q)
+    n_sm = q.shape[1]
+    m = q_pos.shape[1] - 1
+    conc = t.shape[0]
+    n = 0
+    if k <= 0:
+        return 0
+    for s in range(n_sm):
+        cur[s] = q[Q_HEAD, s]
+    for rnd in range(rounds):
+        left = False
+        w = t0 + rnd * interval
+        for s in range(n_sm):
+            i = cur[s]
+            end = q[Q_TAIL, s]
+            taken = 0
+            while i < end and taken < burst and n < k:
+                p = q_pos[s, i & m]
+                slot = p % conc
+                i += 1
+                if t[slot, POS] != p:
+                    continue
+                out_page[n] = t[slot, PAGE]
+                out_acc[n] = t[slot, ACC]
+                out_utlb[n] = s % n_utlb
+                out_write[n] = w
+                n += 1
+                taken += 1
+            cur[s] = i
+            if n == k:
+                break
+            # the SM has threads left if a live entry follows (stale ones are skipped)
+            while i < end and not _live(t, q_pos, s, i):
+                i += 1
+            cur[s] = i
+            left |= i < end
+        if n == k or not left:
+            break
+    for s in range(n_sm):  # the walked part of each queue keeps only its live entries
+        h = q[Q_HEAD, s]
+        wr = cur[s]
+        for i in range(cur[s] - 1, h - 1, -1):
+            if _live(t, q_pos, s, i):
+                wr -= 1
+                q_pos[s, wr & m] = q_pos[s, i & m]
+        q[Q_HEAD, s] = wr
+    return n
