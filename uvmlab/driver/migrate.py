@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 def migrate(drv: UvmDriver, first_page: int, num_pages: int, dest: int) -> None:
     """Migrate global pages [first_page, first_page + num_pages) to processor ``dest``: block
     by block on the compiled path while it may run (``compiled.migrate``), else here."""
+    drv.migrate_calls += 1
     end = first_page + num_pages
     fast = drv.fast if drv.fast is not None and drv.hooks is None and drv.fast.usable() else None
     block, last = first_page >> BLOCK_SHIFT, (end - 1) >> BLOCK_SHIFT

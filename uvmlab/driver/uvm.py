@@ -76,6 +76,9 @@ class UvmDriver:
         self.now_ns = 0
         self.work_ns = 0.0
         self.hooks = hooks
+        # UVM_MIGRATE calls so far (migrate.py): they map pages of any block, so a running
+        # kernel's next replay re-checks every stalled thread (engine/gpu.py)
+        self.migrate_calls = 0
         # the prefetcher's parameters, read once for the reference path, compiled path and policies
         self.prefetch_params = prefetch_params(params, gpu.big_page_size)
         p = params

@@ -86,18 +86,19 @@ class GpuKernelRun:
         self._missed = False  # the loaded chunk had a miss
         self.buf = _MarkingFaultBuffer(engine.gpu.fault_buffer_entries, self.stalls)
         # A replay re-checks only the stalled threads of the blocks the driver fetched faults
-        # of since the last one: a block's service maps pages of that block only, and the
-        # other things that run between replays (thrashing's unpin timer, evictions) only take
-        # mappings away. Policies (their migrations), advice (AccessedBy mappings made when
-        # another block is evicted), peers, BLOCK replays (a replay in the middle of a batch)
-        # and access-counter migrations break that: then a replay re-checks every thread.
+        # of since the last one: a block's service maps pages of that block only (policies'
+        # prefetch and thrashing decisions included), and the other things that run between
+        # replays (thrashing's unpin timer, evictions) only take mappings away. Migrations
+        # (policies', access counters') map pages of any block: the replay after one re-checks
+        # every thread, and so does every replay with advice (an AccessedBy GPU maps the pages
+        # of a block evicted to the CPU), peers, or BLOCK replays (one in the middle of a batch).
         va = self.drv.va
         self.track_blocks = (
-            self.drv.hooks is None
-            and va.n_gpus == 1
+            va.n_gpus == 1
             and self.drv.params.uvm_perf_fault_replay_policy != REPLAY_BLOCK
             and not va.block_advised.any()
         )
+        self._migrate_calls = self.drv.migrate_calls
         # the entries pushed per replay (never more than the buffer)
         cap = min(self.conc, self.buf.capacity)
         self._out_page = np.empty(cap, dtype=np.int64)
@@ -163,8 +164,9 @@ class GpuKernelRun:
         # allocations; without either, every mapped page is local and residency is not read.
         remote_possible = drv.counters["remote_maps"] or self.e.has_pinned
         if n:
-            if not self.track_blocks:
+            if not self.track_blocks or drv.migrate_calls != self._migrate_calls:
                 st.mark_all()
+                self._migrate_calls = drv.migrate_calls
             done, remote = sl.reexecute(
                 perm,
                 drv.va.residency,
