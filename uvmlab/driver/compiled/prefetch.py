@@ -33,23 +33,20 @@ def prefetch_pages(
     ``Guard.prefetch_hint`` applies it on the reference path: the faulted pages are taken out,
     the min_faults rule still holds."""
     residency, perm = va.residency, va.perm
-    fpages, pages, extra = sc.fpages, sc.pages, sc.extra
+    fpages = sc.fpages
     last_proc, fault_migrations = va.prefetch_last_proc, va.prefetch_fault_migrations
     if not pf.enable:
-        for k in range(nf):
-            pages[k] = fpages[k]
-            extra[k] = False
-        return nf, 0
+        return _faulted_only(nf, 0, sc)
     count = nf if last_proc[block] != dest else fault_migrations[block] + nf
     count &= 0xFFFF
+    if count < pf.min_faults:
+        return _faulted_only(nf, count, sc)  # the min_faults gate: no hint
     faulted = sc.faulted[:n]
     faulted[:] = False
     for k in range(nf):
         faulted[fpages[k]] = True
     if use_row:
         return _with_mask(row, faulted, n, nf, count, pf.min_faults, sc)
-    if count < pf.min_faults:
-        return _with_mask(faulted, faulted, n, nf, count, pf.min_faults, sc)  # the gate: no hint
     resident = sc.resident[:n]
     cpu_rr = sc.cpu_rr[: n if dest == CPU else 0]  # empty: not a CPU destination
     all_rr = dest == CPU  # every page not faulted is resident and readable on the CPU
@@ -60,7 +57,7 @@ def prefetch_pages(
             all_rr &= cpu_rr[i] or faulted[i]
     if all_rr:
         # the post-filter drops faulted and CPU-readable pages from any region: no hint
-        return _with_mask(faulted, faulted, n, nf, count, pf.min_faults, sc)
+        return _faulted_only(nf, count, sc)
     # uvm_perf_prefetch.c step 3, the first-touch shortcut: resident nowhere and dest is the preferred
     # location
     first_touch = False
@@ -93,22 +90,26 @@ def prefetch_pages(
 def _with_mask(
     mask: np.ndarray, faulted: np.ndarray, n: int, nf: int, count: int, min_faults: int, sc: Scratch
 ) -> tuple[int, int]:
-    """The pages to make resident, faulted plus ``mask``'s where the hint is allowed."""
-    fpages, pages, extra = sc.fpages, sc.pages, sc.extra
-    m = nf
-    if count >= min_faults:
-        for i in range(n):
-            if mask[i] and not faulted[i]:
-                m += 1
-    if m == nf:
-        for k in range(nf):
-            pages[k] = fpages[k]
-            extra[k] = False
-        return nf, count
+    """The pages to make resident, faulted plus ``mask``'s where the hint is allowed, in one
+    pass over the block."""
+    if count < min_faults:
+        return _faulted_only(nf, count, sc)
+    pages, extra = sc.pages, sc.extra
     k = 0
     for i in range(n):
-        if faulted[i] or mask[i]:
+        f = faulted[i]
+        if f or mask[i]:
             pages[k] = i
-            extra[k] = not faulted[i]
+            extra[k] = not f
             k += 1
-    return m, count
+    return k, count
+
+
+@njit(cache=True, inline="always")
+def _faulted_only(nf: int, count: int, sc: Scratch) -> tuple[int, int]:
+    """No hint: the pages to make resident are the faulted ones."""
+    fpages, pages, extra = sc.fpages, sc.pages, sc.extra
+    for k in range(nf):
+        pages[k] = fpages[k]
+        extra[k] = False
+    return nf, count
