@@ -209,3 +209,19 @@ def test_kernel_only_policies_load_and_compose_one_per_family():
     assert len(hooks.slots) == 2
     with pytest.raises(PolicyError, match="both decide eviction"):
         build_hooks([_policy("victim_kernel", _free_victim), EvictLru()])
+
+
+def test_first_kernels_callback_runs_once_and_only_for_kernels():
+    # the CLI announces the compile of the kernel versions of the fault service through it
+    from uvmlab.driver import compiled
+
+    calls = []
+    compiled.on_first_kernels(lambda: calls.append(1))
+    try:
+        run(LLM, True, [EvictRecent(spare=1, compiled=False)], "150%")  # Python hooks only
+        assert calls == []
+        run(LLM, True, [EvictRecent(spare=1)], "150%")
+        run(LLM, True, [EvictRecent(spare=1)], "150%")
+        assert calls == [1]
+    finally:
+        compiled.on_first_kernels(None)

@@ -70,6 +70,7 @@ def _root(
     # never simulate (validate --capture without a GPU, --help) answer at once.
     if not ctx.resilient_parsing:
         compiled.on_first_use(notices.compile_model)
+        compiled.on_first_kernels(notices.compile_policy_kernels)
 
 
 for _register in (

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from uvmlab.core.errors import PolicyError
+from uvmlab.driver import compiled
 from uvmlab.driver.compiled.policy_calls import (
     BAD,
     BAD_KIND,
@@ -256,6 +257,8 @@ class Guard(PrefetchPoints, MemoryPoints, BatchPoints):
             else:
                 got.update(mine)
         self._all_replay = got.pop(REPLAY, None)
+        if got:  # the fault service's versions for kernels are compiled at the first such run
+            compiled.first_kernels()
         self._all_kernels = make_kernels(got) if got else None
         self._rebind()
 
