@@ -131,6 +131,7 @@ class Model:
             t.block_dirty,
             t.dirty,
             t.hits,
+            t.hit_words,
         )
         assert (done, remote) == (len(expect), remote_expect)
         for p in expect:

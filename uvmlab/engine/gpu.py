@@ -180,6 +180,7 @@ class GpuKernelRun:
                 st.block_dirty,
                 st.dirty,
                 st.hits,
+                st.hit_words,
             )
             if done:
                 self._complete(done, remote)

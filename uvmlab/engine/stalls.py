@@ -75,7 +75,8 @@ class StalledThreads:
         self.need = self.need_words.view(np.uint8)
         self.block_dirty = sparse.zeros(total_pages >> BLOCK_SHIFT, np.uint8)
         self.dirty = np.empty(max(conc, 64), dtype=np.int64)  # the blocks marked
-        self.hits = np.empty(WORDS_PER_BLOCK, dtype=np.uint64)  # reexecute's scratch
+        self.hits = np.empty(WORDS_PER_BLOCK + 1, dtype=np.uint64)  # reexecute's scratch
+        self.hit_words = np.empty(WORDS_PER_BLOCK + 1, dtype=np.int64)
 
     @classmethod
     def reused(
@@ -316,6 +317,7 @@ def reexecute(
     block_dirty: np.ndarray,
     dirty: np.ndarray,
     hits: np.ndarray,
+    hit_words: np.ndarray,
 ) -> tuple[int, int]:
     """Re-execute the stalled threads of the blocks marked dirty (of every block if
     ALL_DIRTY): those whose page is now mapped with enough permission complete. Clears the
@@ -349,22 +351,21 @@ def reexecute(
         if meta[ALL_DIRTY]:
             continue
         w0 = b * WORDS_PER_BLOCK
-        any_hit = np.uint64(0)
-        for j in range(WORDS_PER_BLOCK):  # branch-free, so it vectorizes
-            nw = need_words[w0 + j]
-            h = ((perm_words[w0 + j] | _HIGH) - nw) & (nw + _LOW7) & _HIGH
-            hits[j] = h
-            any_hit |= h
-        if any_hit == 0:
-            continue
-        for j in range(WORDS_PER_BLOCK):
+        nh = 0
+        for w in range(w0, w0 + WORDS_PER_BLOCK):  # branch-free: the words with a hit, listed
+            nw = need_words[w]
+            h = ((perm_words[w] | _HIGH) - nw) & (nw + _LOW7) & _HIGH
+            hits[nh] = h
+            hit_words[nh] = w
+            nh += h != 0
+        for j in range(nh):
             h = hits[j]
             while h:
                 bit = np.uint64(7)
                 while (h >> bit) & np.uint64(1) == 0:
                     bit += np.uint64(8)
                 h ^= np.uint64(1) << bit
-                g = (w0 + j) * 8 + np.int64(bit >> np.uint64(3))
+                g = hit_words[j] * 8 + np.int64(bit >> np.uint64(3))
                 dd, r = _retry(g, perm, residency, gbit, t, meta, phead, need)
                 done += dd
                 remote += r
