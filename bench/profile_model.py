@@ -8,7 +8,7 @@ per GPU fault; then, from a cProfile of a second run, the kernel operations' tim
 the compiled parts (numba functions: one profiler event per call, so their times are not
 inflated) and what stays in Python (the profiler inflates it; the unprofiled Python time is
 given by difference); then counts from a third, instrumented run: block services, replays and
-the stalled threads each replay re-executes. Last, the compiled prefetcher's cost per block
+the threads stalled at each replay. Last, the compiled prefetcher's cost per block
 service, timed in a compiled loop.
 """
 

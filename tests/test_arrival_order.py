@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from uvmlab.engine import stalls as sl
-from uvmlab.engine.arrival import arrival_order
+from uvmlab.engine.arrival import arrival_order, report
 
 BLOCK = 512
 
@@ -158,7 +158,7 @@ class Model:
             np.empty(cap, np.int32),
             np.empty(cap, np.int64),
         )
-        n = sl.report(t.t, t.q_pos, t.q, t.cursor, k, n_utlb, burst, t0, interval, rounds, *out)
+        n = report(t.t, t.q_pos, t.q, t.cursor, k, n_utlb, burst, t0, interval, rounds, *out)
         ref = reference_entries(pos, page, acc, self.shape, k, t0, interval, rounds)
         assert n == len(ref[0])
         for got, want in zip(out, ref, strict=True):
@@ -252,14 +252,14 @@ def test_write_times_and_utlb_cap() -> None:
         np.empty(conc, np.int32),
         np.empty(conc, np.int64),
     )
-    k = sl.report(t.t, t.q_pos, t.q, t.cursor, conc, n_utlb, burst, 1000, 4000, 2, *out)
+    k = report(t.t, t.q_pos, t.q, t.cursor, conc, n_utlb, burst, 1000, 4000, 2, *out)
     assert k == 8 * 2 * burst  # 8 SMs x 2 rounds x 8
     np.testing.assert_array_equal(out[3][:k], 1000 + 4000 * (np.arange(k) // (8 * burst)))
     # the same kernel shape spread over every SM fills a batch at once
     big = 256 * n_sm
     t = stall_all(big, tpb, n_sm)
     out = (np.empty(big, np.int64), np.empty(big, np.uint8), np.empty(big, np.int32), np.empty(big, np.int64))
-    k = sl.report(t.t, t.q_pos, t.q, t.cursor, big, n_utlb, burst, 0, 4000, 2, *out)
+    k = report(t.t, t.q_pos, t.q, t.cursor, big, n_utlb, burst, 0, 4000, 2, *out)
     assert k == n_sm * 2 * burst and (out[3][: n_sm * burst] == 0).all()
 
 

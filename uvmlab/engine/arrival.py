@@ -1,15 +1,19 @@
-"""The order in which a kernel's stalled accesses reach the GPU fault buffer.
+"""The order in which a kernel's stalled accesses reach the GPU fault buffer, and when.
 
 Every SM's uTLB reports its misses one after another, in its threads' program order, while all
 SMs report concurrently, ``GpuSpec.fault_report_burst`` misses per round. ``arrival_order`` is
 the definition, by sorting; ``GpuKernelRun`` (``engine/gpu.py``) keeps its stalled threads in
-per-SM queues (``engine/stalls.py``) that give the same order without a sort, as the note
-below shows.
+per-SM queues (``engine/stalls.py``) and ``report`` reads the same order from them without a
+sort, as the note below shows.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
+
+from uvmlab.driver.compiled.borrow import view
+from uvmlab.engine.stalls import ACC, PAGE, POS, Q_HEAD, Q_TAIL, live
 
 
 def arrival_order(
@@ -46,3 +50,74 @@ def arrival_order(
 # SM in SM order, then rank 1, and so on. Keys are distinct, so lexsort's tie order never
 # matters. So the order is: every SM's threads in touch order (a queue per SM, appended to as
 # threads stall), read ``burst`` at a time, SM by SM (engine/stalls.report).
+
+
+@njit(cache=True)
+def report(
+    t: np.ndarray,
+    q_pos: np.ndarray,
+    q: np.ndarray,
+    cur: np.ndarray,
+    k: int,
+    n_utlb: int,
+    burst: int,
+    t0: int,
+    interval: int,
+    rounds: int,
+    out_page: np.ndarray,
+    out_acc: np.ndarray,
+    out_utlb: np.ndarray,
+    out_write: np.ndarray,
+) -> int:
+    """The first ``k`` fault entries the stalled threads write, in arrival order: round j takes
+    the next ``burst`` threads of every SM that has any left, SM by SM, written at
+    ``t0 + j * interval``, for j < ``rounds`` (a uTLB reports at most ``rounds * burst``
+    misses per replay). Returns how many; ``cur`` (one per SM) is scratch. ``arrival_order``
+    (arrival.py) is the reference. The stale entries walked over are dropped."""
+    t, q_pos, q = view(t), view(q_pos), view(q)
+    n_sm = q.shape[1]
+    m = q_pos.shape[1] - 1
+    conc = t.shape[0]
+    n = 0
+    if k <= 0:
+        return 0
+    for s in range(n_sm):
+        cur[s] = q[Q_HEAD, s]
+    for rnd in range(rounds):
+        left = False
+        w = t0 + rnd * interval
+        for s in range(n_sm):
+            i = cur[s]
+            end = q[Q_TAIL, s]
+            taken = 0
+            while i < end and taken < burst and n < k:
+                p = q_pos[s, i & m]
+                slot = p % conc
+                i += 1
+                if t[slot, POS] != p:
+                    continue
+                out_page[n] = t[slot, PAGE]
+                out_acc[n] = t[slot, ACC]
+                out_utlb[n] = s % n_utlb
+                out_write[n] = w
+                n += 1
+                taken += 1
+            cur[s] = i
+            if n == k:
+                break
+            # the SM has threads left if a live entry follows (stale ones are skipped)
+            while i < end and not live(t, q_pos, s, i):
+                i += 1
+            cur[s] = i
+            left |= i < end
+        if n == k or not left:
+            break
+    for s in range(n_sm):  # the walked part of each queue keeps only its live entries
+        h = q[Q_HEAD, s]
+        wr = cur[s]
+        for i in range(cur[s] - 1, h - 1, -1):
+            if live(t, q_pos, s, i):
+                wr -= 1
+                q_pos[s, wr & m] = q_pos[s, i & m]
+        q[Q_HEAD, s] = wr
+    return n

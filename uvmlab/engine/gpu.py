@@ -25,6 +25,7 @@ from uvmlab.driver.compiled.scan import expand, gpu_scan, segment_columns, skip_
 from uvmlab.driver.invariants import InvariantError
 from uvmlab.driver.replayable_faults import REPLAY_BLOCK, FaultBuffer, service_replayable_faults
 from uvmlab.engine import stalls as sl
+from uvmlab.engine.arrival import report
 from uvmlab.engine.stalls import StalledThreads
 
 if TYPE_CHECKING:
@@ -241,7 +242,7 @@ class GpuKernelRun:
             # only what the buffer can hold is pushed; the rest are dropped as FaultBuffer.push
             # would drop them, and counted the same way
             k = min(n, self.buf.capacity - self.buf.n)
-            written = sl.report(
+            written = report(
                 st.t,
                 st.q_pos,
                 st.q,

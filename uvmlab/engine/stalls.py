@@ -10,11 +10,11 @@ places:
 * its SM's queue, in touch order. New stalls always come after the old ones (the kernel issues
   its touches in order), and within one SM the report key grows with the touch position
   (arrival.py's note), so a replay's entries are the first ``rounds * burst`` threads of every
-  SM's queue, ``burst`` at a time, SM by SM; the oldest stalled touch, which opens the issue
-  window, is the least of the SMs' first ones. A queue entry is a touch position; a thread
-  that completes frees its slot at once and leaves a stale entry (its slot holds another
-  position, or none), dropped when a walk reaches it, so an SM's queue never holds more than
-  the threads that run on it;
+  SM's queue, ``burst`` at a time, SM by SM (``arrival.report``); the oldest stalled touch,
+  which opens the issue window, is the least of the SMs' first ones. A queue entry is a touch
+  position; a thread that completes frees its slot at once and leaves a stale entry (its slot
+  holds another position, or none), dropped when a walk reaches it, so an SM's queue never
+  holds more than the threads that run on it;
 * its page's list (singly linked through the slots, rebuilt when the page is re-checked), with
   the least permission any of them needs (``need``, one byte a page, 0: no thread).
 
@@ -67,12 +67,11 @@ class StalledThreads:
         cap = queue_capacity(conc, tpb, n_sm)
         self.q_pos = np.empty((n_sm, cap), dtype=np.int64)
         self.q = np.zeros((2, n_sm), dtype=np.int64)
-        self.cursor = np.empty(n_sm, dtype=np.int64)  # report's scratch
+        self.cursor = np.empty(n_sm, dtype=np.int64)  # arrival.report's scratch
         # per page and per block, written only where threads stall (sparse: 16 TiB of VA)
         # 1 + the slot heading the page's list, negative if the list holds more than one
         self.phead = sparse.zeros(total_pages, np.int32)
         self.need_words = sparse.zeros(total_pages // 8, np.uint64)  # ``need``, 8 pages a word
-        self.need = self.need_words.view(np.uint8)
         self.block_dirty = sparse.zeros(total_pages >> BLOCK_SHIFT, np.uint8)
         self.dirty = np.empty(max(conc, 64), dtype=np.int64)  # the blocks marked
         self.hits = np.empty(WORDS_PER_BLOCK + 1, dtype=np.uint64)  # reexecute's scratch
@@ -124,7 +123,7 @@ class StalledThreads:
 
 
 @njit(cache=True, inline="always")
-def _live(t, q_pos, s, i):
+def live(t: np.ndarray, q_pos: np.ndarray, s: int, i: int) -> bool:
     """Entry ``i`` (a counter) of SM ``s``'s queue is a thread still stalled."""
     p = q_pos[s, i & (q_pos.shape[1] - 1)]
     return t[p % t.shape[0], POS] == p
@@ -138,7 +137,7 @@ def oldest(t: np.ndarray, q_pos: np.ndarray, q: np.ndarray) -> int:
     m = -1
     for s in range(q.shape[1]):
         h = q[Q_HEAD, s]
-        while h < q[Q_TAIL, s] and not _live(t, q_pos, s, h):
+        while h < q[Q_TAIL, s] and not live(t, q_pos, s, h):
             h += 1
         q[Q_HEAD, s] = h
         if h < q[Q_TAIL, s]:
@@ -157,7 +156,7 @@ def gather(
     j = 0
     for s in range(q.shape[1]):
         for i in range(q[Q_HEAD, s], q[Q_TAIL, s]):
-            if _live(t, q_pos, s, i):
+            if live(t, q_pos, s, i):
                 k = q_pos[s, i & (q_pos.shape[1] - 1)] % t.shape[0]
                 pos[j] = t[k, POS]
                 page[j] = t[k, PAGE]
@@ -189,7 +188,7 @@ def _compact(t, q_pos, q, s):
     m = q_pos.shape[1] - 1
     w = q[Q_HEAD, s]
     for i in range(q[Q_HEAD, s], q[Q_TAIL, s]):
-        if _live(t, q_pos, s, i):
+        if live(t, q_pos, s, i):
             q_pos[s, w & m] = q_pos[s, i & m]
             w += 1
     q[Q_TAIL, s] = w
@@ -381,80 +380,9 @@ def missed(perm: np.ndarray, t: np.ndarray, q_pos: np.ndarray, q: np.ndarray) ->
     n = 0
     for s in range(q.shape[1]):
         for i in range(q[Q_HEAD, s], q[Q_TAIL, s]):
-            if _live(t, q_pos, s, i):
+            if live(t, q_pos, s, i):
                 k = q_pos[s, i & (q_pos.shape[1] - 1)] % t.shape[0]
                 a = t[k, ACC]
                 if perm[t[k, PAGE]] >= (a if a > 0 else 1):
                     n += 1
-    return n
-
-
-@njit(cache=True)
-def report(
-    t: np.ndarray,
-    q_pos: np.ndarray,
-    q: np.ndarray,
-    cur: np.ndarray,
-    k: int,
-    n_utlb: int,
-    burst: int,
-    t0: int,
-    interval: int,
-    rounds: int,
-    out_page: np.ndarray,
-    out_acc: np.ndarray,
-    out_utlb: np.ndarray,
-    out_write: np.ndarray,
-) -> int:
-    """The first ``k`` fault entries the stalled threads write, in arrival order: round j takes
-    the next ``burst`` threads of every SM that has any left, SM by SM, written at
-    ``t0 + j * interval``, for j < ``rounds`` (a uTLB reports at most ``rounds * burst``
-    misses per replay). Returns how many; ``cur`` (one per SM) is scratch. ``arrival_order``
-    (arrival.py) is the reference. The stale entries walked over are dropped."""
-    t, q_pos, q = view(t), view(q_pos), view(q)
-    n_sm = q.shape[1]
-    m = q_pos.shape[1] - 1
-    conc = t.shape[0]
-    n = 0
-    if k <= 0:
-        return 0
-    for s in range(n_sm):
-        cur[s] = q[Q_HEAD, s]
-    for rnd in range(rounds):
-        left = False
-        w = t0 + rnd * interval
-        for s in range(n_sm):
-            i = cur[s]
-            end = q[Q_TAIL, s]
-            taken = 0
-            while i < end and taken < burst and n < k:
-                p = q_pos[s, i & m]
-                slot = p % conc
-                i += 1
-                if t[slot, POS] != p:
-                    continue
-                out_page[n] = t[slot, PAGE]
-                out_acc[n] = t[slot, ACC]
-                out_utlb[n] = s % n_utlb
-                out_write[n] = w
-                n += 1
-                taken += 1
-            cur[s] = i
-            if n == k:
-                break
-            # the SM has threads left if a live entry follows (stale ones are skipped)
-            while i < end and not _live(t, q_pos, s, i):
-                i += 1
-            cur[s] = i
-            left |= i < end
-        if n == k or not left:
-            break
-    for s in range(n_sm):  # the walked part of each queue keeps only its live entries
-        h = q[Q_HEAD, s]
-        wr = cur[s]
-        for i in range(cur[s] - 1, h - 1, -1):
-            if _live(t, q_pos, s, i):
-                wr -= 1
-                q_pos[s, wr & m] = q_pos[s, i & m]
-        q[Q_HEAD, s] = wr
     return n
