@@ -43,6 +43,7 @@ def advise(drv: UvmDriver, first_page: int, num_pages: int, advice: Advice, proc
         va.preferred[sl] = 0
     elif advice == Advice.SET_ACCESSED_BY:
         va.accessed_by[sl] |= np.uint8(1 << proc)
+        va.accessed_by_procs |= 1 << proc
         # Map the processor now to wherever each page lives (skipped for read-duplicated ranges)
         pages = np.arange(first_page, first_page + num_pages)
         res = va.residency[pages]

@@ -84,6 +84,9 @@ class VaSpace:
             self.block_pages[b0 + nb - 1] = a.pages - (nb - 1) * PAGES_PER_BLOCK
         # a block that ever had advice applied to any of its pages (conservative: never cleared)
         self.block_advised = np.zeros(self.n_blocks, dtype=np.bool_)
+        # processors ever set AccessedBy on any page (bit p; conservative: never cleared): only
+        # their mappings can appear on pages of a block no fault of theirs was serviced in
+        self.accessed_by_procs = 0
         # physical GPU root chunk backing each block, per GPU (-1: none)
         self.gpu_chunk = np.full((n_gpus, self.n_blocks), -1, dtype=np.int64)
         # prefetch_info (uvm_perf_prefetch.c): last destination and fault migrations to it

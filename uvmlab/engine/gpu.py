@@ -91,13 +91,17 @@ class GpuKernelRun:
         # prefetch and thrashing decisions included), and the other things that run between
         # replays (thrashing's unpin timer, evictions) only take mappings away. Migrations
         # (policies', access counters') map pages of any block: the replay after one re-checks
-        # every thread, and so does every replay with advice (an AccessedBy GPU maps the pages
-        # of a block evicted to the CPU), peers, or BLOCK replays (one in the middle of a batch).
-        va = self.drv.va
+        # every thread, and so does every replay where an eviction re-maps the evicted block
+        # (the GPU is AccessedBy on some page, or map_remote_on_eviction with access-counter
+        # migrations: uvm_va_block.c's block_add_eviction_mappings), with peers, or with BLOCK
+        # replays (one in the middle of a batch). Preferred location and read duplication map
+        # only pages of the block being serviced.
+        va, params = self.drv.va, self.drv.params
         self.track_blocks = (
             va.n_gpus == 1
-            and self.drv.params.uvm_perf_fault_replay_policy != REPLAY_BLOCK
-            and not va.block_advised.any()
+            and params.uvm_perf_fault_replay_policy != REPLAY_BLOCK
+            and not va.accessed_by_procs >> gpu & 1
+            and not (self.drv.access_counters.migration_enabled and params.uvm_perf_map_remote_on_eviction)
         )
         self._migrate_calls = self.drv.migrate_calls
         # the entries pushed per replay (never more than the buffer)
