@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from uvmlab.driver.compiled.borrow import view
-from uvmlab.engine.stalls import ACC, PAGE, POS, Q_HEAD, Q_TAIL, live
+from uvmlab.engine.stalls import ACC, PAGE, POS1, Q_HEAD, Q_TAIL, live
 
 
 def arrival_order(
@@ -94,7 +94,7 @@ def report(
                 p = q_pos[s, i & m]
                 slot = p % conc
                 i += 1
-                if t[slot, POS] != p:
+                if t[slot, POS1] != p + 1:
                     continue
                 out_page[n] = t[slot, PAGE]
                 out_acc[n] = t[slot, ACC]

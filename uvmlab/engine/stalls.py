@@ -34,8 +34,9 @@ from uvmlab.core import sparse
 from uvmlab.driver.compiled.borrow import view
 from uvmlab.driver.va_space import BLOCK_SHIFT
 
-# columns of the per-slot table (int64, one row per slot); POS is -1 in a free slot
-POS, PAGE, ACC, P_NEXT = range(4)
+# columns of the per-slot table (int64, one row per slot): POS1 is 1 + the touch position, 0 in
+# a free slot, so a new table is all zeros (its memory is committed only where threads stall)
+POS1, PAGE, ACC, P_NEXT = range(4)
 N_FIELDS = 4
 # cells of ``meta``: stalled threads, the dirty-block log
 COUNT, N_DIRTY, ALL_DIRTY = range(3)
@@ -61,8 +62,7 @@ class StalledThreads:
 
     def __init__(self, conc: int, tpb: int, n_sm: int, total_pages: int) -> None:
         self.conc, self.tpb = conc, tpb
-        self.t = np.empty((conc, N_FIELDS), dtype=np.int64)
-        self.t[:, POS] = -1
+        self.t = np.zeros((conc, N_FIELDS), dtype=np.int64)
         self.meta = np.zeros(3, dtype=np.int64)
         cap = queue_capacity(conc, tpb, n_sm)
         self.q_pos = np.empty((n_sm, cap), dtype=np.int64)
@@ -126,7 +126,7 @@ class StalledThreads:
 def live(t: np.ndarray, q_pos: np.ndarray, s: int, i: int) -> bool:
     """Entry ``i`` (a counter) of SM ``s``'s queue is a thread still stalled."""
     p = q_pos[s, i & (q_pos.shape[1] - 1)]
-    return t[p % t.shape[0], POS] == p
+    return t[p % t.shape[0], POS1] == p + 1
 
 
 @njit(cache=True)
@@ -158,7 +158,7 @@ def gather(
         for i in range(q[Q_HEAD, s], q[Q_TAIL, s]):
             if live(t, q_pos, s, i):
                 k = q_pos[s, i & (q_pos.shape[1] - 1)] % t.shape[0]
-                pos[j] = t[k, POS]
+                pos[j] = t[k, POS1] - 1
                 page[j] = t[k, PAGE]
                 acc[j] = t[k, ACC]
                 j += 1
@@ -223,7 +223,7 @@ def append(
         k = p % conc
         g = page[i]
         a = acc[i]
-        t[k, POS] = p
+        t[k, POS1] = p + 1
         t[k, PAGE] = g
         t[k, ACC] = a
         h = phead[g]
@@ -254,7 +254,7 @@ def _retry_page(g, v, t, meta, phead, need):
     A page with one thread (the usual case) needs no look at its slot's fields."""
     h = phead[g]
     if h > 0:  # one thread, whose need is the page's
-        t[h - 1, POS] = -1
+        t[h - 1, POS1] = 0
         phead[g] = 0
         need[g] = 0
         meta[COUNT] -= 1
@@ -270,7 +270,7 @@ def _retry_page(g, v, t, meta, phead, need):
         a = t[k, ACC]
         nd = a if a > 0 else 1
         if v >= nd:
-            t[k, POS] = -1
+            t[k, POS1] = 0
             done += 1
         else:
             if kept:
@@ -336,7 +336,7 @@ def reexecute(
             for i in range(q[Q_HEAD, s], q[Q_TAIL, s]):
                 p = q_pos[s, i & m]
                 k = p % t.shape[0]
-                if t[k, POS] != p:
+                if t[k, POS1] != p + 1:
                     continue
                 g = t[k, PAGE]
                 a = t[k, ACC]
