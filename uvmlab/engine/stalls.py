@@ -217,10 +217,26 @@ def append(
     cap = q_pos.shape[1]
     conc = t.shape[0]
     need = need_words.view(np.uint8)
+    # the slot and the SM follow from the last stall's without a division (the positions
+    # ascend and lie within one window of ``conc``): append is the hot half of a replay
+    k = -1
+    prev = 0
+    lo = hi = 0  # the slots of the thread block running on SM ``s``
+    s = 0
     for j in range(nf):
         i = idx[j]
         p = i + base
-        k = p % conc
+        if k < 0:
+            k = p % conc
+        else:
+            k += p - prev
+            while k >= conc:
+                k -= conc
+        prev = p
+        if k < lo or k >= hi:
+            lo = k // tpb * tpb
+            hi = lo + tpb
+            s = k // tpb % n_sm
         g = page[i]
         a = acc[i]
         t[k, POS1] = p + 1
@@ -236,7 +252,6 @@ def append(
         nd = a if a > 0 else 1
         if need[g] == 0 or nd < need[g]:
             need[g] = nd
-        s = k // tpb % n_sm
         if q[Q_TAIL, s] - q[Q_HEAD, s] == cap:
             _compact(t, q_pos, q, s)
             if q[Q_TAIL, s] - q[Q_HEAD, s] == cap:
