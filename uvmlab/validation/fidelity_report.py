@@ -28,7 +28,7 @@ from uvmlab.validation.fit import (
 from uvmlab.validation.kinds import profiles_for, score_set
 from uvmlab.validation.runs import load_dir, workload_of
 from uvmlab.validation.score import KIND_LABELS, KINDS, Score, Scores, Summary
-from uvmlab.validation.sessions import DATA, REPEATS, Session, latest
+from uvmlab.validation.sessions import DATA, REPEATS, Session, latest, session_profile_name, sessions
 
 SET_LABELS = {
     "calib": "calibration set (in-sample for the same-machine profile)",
@@ -60,6 +60,9 @@ class GpuResults:
     fit: FitResult | None = None  # the same-machine fit again, for its leave-one-workload-out
     fit_set: str = ""
     older: dict[str, Scores] = field(default_factory=dict)  # older session label -> suite-holdout
+    # earlier design-space sessions of this GPU: label -> (their same-machine profile, their
+    # scores by set) -- the acceptance figures again on another machine start (a replication)
+    earlier: dict[str, tuple[str, dict[str, Scores]]] = field(default_factory=dict)
 
 
 def _machine(s: Session) -> str:
@@ -118,6 +121,14 @@ def collect(gpus: list[str], log: Callable[[str], None] | None = None) -> list[G
             old = Session(gpu, d.name.partition("-")[2], DATA / "space" / d.name, d)
             if old.date < s.date and old.set_dir("suite-holdout").is_dir():
                 g.older[old.label] = score_set(old, "suite-holdout", g.profiles[_main_profile(g)])
+        for old in sessions(gpu):
+            same = session_profile_name(old)
+            if old.date < s.date and old.has_space and same in profiles_for(old).values():
+                if log:
+                    log(f"{gpu} earlier session {old.label} ({same}): holdout")
+                have: list[str] = [label for label in ("holdout", "train") if label in old.sets()]
+                sets = {label: score_set(old, label, same) for label in have}
+                g.earlier[old.label] = (same, sets)
         out.append(g)
     return out
 
@@ -131,22 +142,43 @@ def _holdout(g: GpuResults) -> str:
     return "holdout" if "holdout" in g.scores[_main_profile(g)] else "suite-holdout"
 
 
+def _acceptance_cell(
+    sc: dict[str, Scores], holdout: str, kind: str, stat: str, target: float
+) -> tuple[str, bool]:
+    """One acceptance figure of one session's scores by set: the cell and whether it is reached."""
+    summ = sc[holdout].summary()[kind]
+    if kind in ("fault_groups", "thrashing") and summ.n == 0 and "train" in sc:
+        summ = sc["train"].summary()[kind]
+    v = _stat(summ, stat)
+    ok = v is not None and (v >= target if stat == "share_30" else v <= target)
+    return f"{_pct(v)} ({'reached' if ok else 'NOT reached'}, n={summ.n})", ok
+
+
 def acceptance_rows(results: list[GpuResults]) -> tuple[list[list[str]], list[str]]:
     rows, missed = [], []
     for label, kind, stat, target in ACCEPTANCE:
         row = [label, ("≥ " if stat == "share_30" else "≤ ") + f"{target:.0%}"]
         for g in results:
-            sc = g.scores[_main_profile(g)]
-            summ = sc[_holdout(g)].summary()[kind]
-            if kind in ("fault_groups", "thrashing") and summ.n == 0 and "train" in sc:
-                summ = sc["train"].summary()[kind]
-            v = _stat(summ, stat)
-            ok = v is not None and (v >= target if stat == "share_30" else v <= target)
-            row.append(f"{_pct(v)} ({'reached' if ok else 'NOT reached'}, n={summ.n})")
+            cell, ok = _acceptance_cell(g.scores[_main_profile(g)], _holdout(g), kind, stat, target)
+            row.append(cell)
             if not ok:
-                missed.append(f"{g.session.gpu.upper()}: {label} = {_pct(v)} (target {row[1]})")
+                missed.append(f"{g.session.gpu.upper()}: {label} = {cell.split(' ')[0]} (target {row[1]})")
         rows.append(row)
     return rows, missed
+
+
+def earlier_rows(results: list[GpuResults]) -> tuple[list[str], list[list[str]]]:
+    """The acceptance figures on the earlier design-space sessions, each under its own
+    same-machine profile: the header and the rows (empty without such a session)."""
+    cols = [(g, label) for g in results for label in g.earlier]
+    rows = []
+    for label, kind, stat, target in ACCEPTANCE:
+        row = [label, ("≥ " if stat == "share_30" else "≤ ") + f"{target:.0%}"]
+        for g, old in cols:
+            row.append(_acceptance_cell(g.earlier[old][1], "holdout", kind, stat, target)[0])
+        rows.append(row)
+    header = ["figure", "target"] + [f"`{old}` (`{g.earlier[old][0]}`)" for g, old in cols]
+    return header, rows if cols else []
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -317,6 +349,14 @@ def render(results: list[GpuResults], *, version: str = __version__, limits: str
     lines += ["## Acceptance", ""] + _table(
         ["figure", "target"] + [g.session.gpu.upper() for g in results], acc
     )
+    header, erows = earlier_rows(results)
+    if erows:
+        lines += [
+            "The same figures on the earlier sessions of a GPU (another start of the machine, "
+            "hold-out set, each under the profile calibrated on its own `calib` captures): how far "
+            "a figure moves between sessions of one model.",
+            "",
+        ] + _table(header, erows)
     lines += [
         "Sets: " + "; ".join(f"`{k}` = {v}" for k, v in SET_LABELS.items()) + ". The "
         "same-machine profile is fitted on `calib` only (on `suite` for a session without the "
