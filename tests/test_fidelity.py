@@ -231,3 +231,17 @@ def test_cupti_fault_groups_are_fault_batches():
         else:  # few warps: a batch holds what one replay's warps report, written after it
             assert abs(s["after_end_1_us"]) < 5 and s["after_end_2_us"] > 100, (name, s)
     assert group_stats(d / "random_r_256m_t8192.npz", meta) is None
+
+
+def test_fault_group_probe_without_a_gpu_is_one_error_and_writes_nothing(tmp_path, capsys):
+    import importlib.util
+
+    from uvmlab.validation import fault_groups
+
+    if importlib.util.find_spec("cupy") is not None:
+        pytest.skip("a GPU backend is installed here")
+    out = tmp_path / "probe"
+    assert fault_groups.main([str(out)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
+    assert not out.exists()

@@ -18,6 +18,7 @@ threads a group starts as the one before ends (``after_end_1_us``).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from uvmlab.core.errors import UvmlabError
 from uvmlab.cuda.cupti_capture import GPU_FAULT
 from uvmlab.cuda.executor import execute
 from uvmlab.cuda.runtime import device_info
@@ -86,9 +88,10 @@ def group_stats(npz: str | Path, meta: dict[str, Any] | None = None) -> dict[str
 def probe(out_dir: str, names: tuple[str, ...] = CASES) -> Path:
     """Run ``names`` of the ``calib`` set on this GPU with raw records kept (needs a GPU)."""
     out = Path(out_dir)
+    info = device_info()  # no GPU: one clear error before anything is written
     os.makedirs(out, exist_ok=True)
     meta: dict[str, Any] = {
-        "device": device_info(),
+        "device": info,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cases": {},
     }
@@ -109,8 +112,23 @@ def probe(out_dir: str, names: tuple[str, ...] = CASES) -> Path:
     return path
 
 
-if __name__ == "__main__":  # python -m uvmlab.validation.fault_groups OUT_DIR (on a GPU)
-    probe(sys.argv[1])
+def main(argv: list[str] | None = None) -> int:
+    """``python -m uvmlab.validation.fault_groups OUT_DIR`` (on a GPU): :func:`probe`."""
+    ap = argparse.ArgumentParser(
+        description="Raw-record fault-group probe of the calib kernels (needs a GPU)."
+    )
+    ap.add_argument("out", help="directory for <case>.npz and meta.json")
+    a = ap.parse_args(argv)
+    try:
+        probe(a.out)
+    except UvmlabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    return 0
 
 
-__all__ = ["CASES", "PROBES", "group_stats", "probe"]
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["CASES", "PROBES", "group_stats", "main", "probe"]
