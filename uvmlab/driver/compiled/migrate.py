@@ -19,7 +19,7 @@ from uvmlab.core.sizes import PAGE_SIZE
 from uvmlab.driver.compiled.blocks import block_mode
 from uvmlab.driver.compiled.borrow import borrow_pmm, borrow_sc, borrow_th, borrow_va, view
 from uvmlab.driver.compiled.eviction import count_migration, victim_is_plain
-from uvmlab.driver.compiled.residency import map_accessed_by, prepare_dest, update_lists
+from uvmlab.driver.compiled.residency import map_accessed_by, prepare_dest, unmap_for_move, update_lists
 from uvmlab.driver.compiled.state import (
     ADVISED,
     DONE,
@@ -117,17 +117,8 @@ def migrate_block(
     ):
         return NEED_CHUNK  # nothing changed yet: the caller evicts, then calls again
     prepare_dest(va, pmm, n_chunks, costs, ctr, work, block, lo, dest, pages, need_copy)
-    # MOVE: every processor is unmapped from the pages not only on dest
-    left_gpu = False
-    has_copy = False
-    for k in range(m):
-        g = s + k
-        if residency[g] != dbit:
-            if residency[g] >> 1:  # held by a GPU before (bits 1.. are GPUs)
-                left_gpu = True
-            for q in range(perm.shape[0]):
-                perm[q, g] = 0
-        has_copy |= need_copy[k]
+    # MOVE: every processor is unmapped from the pages not only on dest (pages[k] = s - lo + k)
+    left_gpu, has_copy = unmap_for_move(residency, perm, dbit, lo, pages, need_copy)
     if has_copy:
         record_user_copies(costs, ctr, work, dest, need_copy)
     for k in range(m):

@@ -172,6 +172,26 @@ def update_lists(
 
 
 @njit(cache=True, inline="always")
+def unmap_for_move(
+    residency: np.ndarray, perm: np.ndarray, dbit: np.uint8, lo: int, pages: np.ndarray, need_copy: np.ndarray
+) -> tuple[bool, bool]:
+    """A MOVE to the processor of ``dbit``: every processor is unmapped from the pages
+    ``lo + pages`` that are not only on the destination. Returns (a GPU held one of them, one
+    of them needs a copy)."""
+    left_gpu = False
+    has_copy = False
+    for k in range(pages.shape[0]):
+        g = lo + pages[k]
+        if residency[g] != dbit:
+            if residency[g] >> 1:  # held by a GPU before (bits 1.. are GPUs)
+                left_gpu = True
+            for q in range(perm.shape[0]):
+                perm[q, g] = 0
+        has_copy |= need_copy[k]
+    return left_gpu, has_copy
+
+
+@njit(cache=True, inline="always")
 def make_resident_and_map(
     va: VaArrays,
     pmm: PmmArrays,
@@ -218,14 +238,7 @@ def make_resident_and_map(
                 has_copy = True
                 ctr[READ_DUPLICATES] += 1
     else:
-        for k in range(m):
-            g = lo + pages[k]
-            if residency[g] != dbit:
-                if residency[g] >> 1:  # held by a GPU before (bits 1.. are GPUs)
-                    left_gpu = True
-                for q in range(perm.shape[0]):
-                    perm[q, g] = 0
-            has_copy |= need_copy[k]
+        left_gpu, has_copy = unmap_for_move(residency, perm, dbit, lo, pages, need_copy)
     if has_copy:
         record_copies(th, costs, ctr, work, block, dest, pages, need_copy, extra, now, not duplicate)
     if duplicate:
