@@ -18,7 +18,10 @@ what users compare:
   (``gpu_faults_notified`` on both sides): not a target, it says how much of a fault-group
   error comes from the number of faults and how much from their batching;
 * ``thrashing``: throttle, thrashing and remote-map counts of ping-pong, accessed-by and
-  read-mostly workloads (per workload, where the real count is at least 5).
+  read-mostly workloads (per workload, where the real count is at least 5). These counters vary
+  several-fold from run to run (``references.py``), so where repeats of the case are stored the
+  real count is the median of the repeats (``Score.ref`` keeps the single run and the spread),
+  else the single run.
 
 Each group reports ``n``, the median absolute relative error, the signed median, and how many
 are within 15 % and 30 %.
@@ -28,8 +31,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 MIN_OP_NS = 5_000_000
@@ -68,6 +71,12 @@ OP_KIND = {
     "free": "advise_sync",
 }
 THRASH_KEYS = ("throttles", "thrashing_events", "remote_maps")
+THRASH_CASES = ("pingpong", "accessed_by", "read_mostly")
+
+
+def is_thrash_case(name: str) -> bool:
+    """Whether workload ``name`` is scored on its thrashing / remote-mapping counters."""
+    return any(k in name for k in THRASH_CASES)
 
 
 def rel(model: float, real: float) -> float:
@@ -77,6 +86,47 @@ def rel(model: float, real: float) -> float:
     return (model - real) / real
 
 
+@dataclass(frozen=True)
+class Reference:
+    """One counter of one case: the scored run, and the runs pooled as its reference."""
+
+    single: float  # the scored session's own run
+    median: float  # the reference: the median of the pooled runs (the single run when n == 1)
+    n: int  # runs pooled, the scored one included
+    starts: int  # machine starts they come from
+    lo: float
+    hi: float
+    q1: float
+    q3: float
+
+    @property
+    def from_repeats(self) -> bool:
+        return self.n > 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Reference:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+    def spread(self) -> str:
+        """``lo-hi (IQR q1-q3)`` as text, or ``single run``."""
+        if not self.from_repeats:
+            return "single run"
+        return f"{self.lo:.0f}–{self.hi:.0f} (IQR {self.q1:.0f}–{self.q3:.0f})"
+
+
+def reference(single: float, pooled: Iterable[float], starts: int = 1) -> Reference:
+    """The reference of one counter from the pooled runs' values (the scored run's included)."""
+    v = sorted(float(x) for x in pooled) or [float(single)]
+    if len(v) >= 2:
+        q1, _q2, q3 = statistics.quantiles(v, n=4, method="inclusive")
+    else:
+        q1 = q3 = v[0]
+    return Reference(float(single), float(statistics.median(v)), len(v), starts, v[0], v[-1], q1, q3)
+
+
 @dataclass
 class Score:
     """One compared quantity: where it comes from and its relative error."""
@@ -84,12 +134,39 @@ class Score:
     workload: str
     op: str  # operation name, or "" for a whole workload
     what: str  # time_ns, bytes_htod, gpu_fault_groups, ...
-    real: float
+    real: float  # what the model is scored against: the median of stored repeats where ``ref``
     model: float
+    ref: Reference | None = None  # a noisy counter: the single run, the repeats' spread
 
     @property
     def err(self) -> float:
         return rel(self.model, self.real)
+
+    @property
+    def single(self) -> float:
+        """The scored session's own run (``real`` unless the reference pools repeats)."""
+        return self.ref.single if self.ref is not None else self.real
+
+    @property
+    def err_single(self) -> float:
+        return rel(self.model, self.single)
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "workload": self.workload,
+            "op": self.op,
+            "what": self.what,
+            "real": float(self.real),
+            "model": float(self.model),
+        }
+        if self.ref is not None:
+            d["ref"] = self.ref.as_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Score:
+        ref = Reference.from_dict(d["ref"]) if d.get("ref") is not None else None
+        return cls(d["workload"], d["op"], d["what"], d["real"], d["model"], ref)
 
 
 @dataclass
@@ -140,8 +217,9 @@ class Scores:
 
     by_kind: dict[str, list[Score]] = field(default_factory=lambda: {k: [] for k in KINDS})
 
-    def add(self, real: Any, model: Any) -> None:
-        """Score one workload: ``real`` and ``model`` are Results of the same workload."""
+    def add(self, real: Any, model: Any, refs: dict[str, Reference] | None = None) -> None:
+        """Score one workload: ``real`` and ``model`` are Results of the same workload; ``refs``
+        the stored runs' reference of each thrashing counter (else the single run)."""
         name = real.workload
         rt, mt = real.totals, model.totals
         self.by_kind["totals"].append(Score(name, "", "time_ns", rt.get("time_ns", 0), mt.get("time_ns", 0)))
@@ -179,13 +257,48 @@ class Scores:
                         mo.get("gpu_faults_notified", 0),
                     )
                 )
-        if any(k in name for k in ("pingpong", "accessed_by", "read_mostly")):
+        if is_thrash_case(name):
             for key in THRASH_KEYS:
-                if rt.get(key, 0) >= MIN_COUNT:
-                    self.by_kind["thrashing"].append(Score(name, "", key, rt[key], mt.get(key, 0)))
+                ref = (refs or {}).get(key)
+                if key not in rt and ref is None:
+                    continue
+                want = ref.median if ref is not None else rt[key]
+                if want >= MIN_COUNT:
+                    self.by_kind["thrashing"].append(Score(name, "", key, want, mt.get(key, 0), ref))
 
     def summary(self) -> dict[str, Summary]:
         return {k: summarize(v) for k, v in self.by_kind.items()}
 
+    def thrashing_single(self) -> Summary:
+        """The thrashing counters scored against the single run instead of the repeats' median
+        (the same counters: what one run would have said)."""
+        return summarize(
+            Score(s.workload, s.op, s.what, s.single, s.model) for s in self.by_kind["thrashing"]
+        )
 
-__all__ = ["KINDS", "KIND_LABELS", "MIN_OP_NS", "Score", "Scores", "Summary", "rel", "summarize"]
+    def thrashing_reference(self) -> str:
+        """Which reference the thrashing figure uses: ``median of repeats``, ``single run`` or
+        ``median of repeats where stored (k of n), else the single run``."""
+        rows = self.by_kind["thrashing"]
+        k = sum(s.ref is not None and s.ref.from_repeats for s in rows)
+        if rows and k == len(rows):
+            return "median of repeats"
+        if k == 0:
+            return "single run"
+        return f"median of repeats where stored ({k} of {len(rows)}), else the single run"
+
+
+__all__ = [
+    "KINDS",
+    "KIND_LABELS",
+    "MIN_OP_NS",
+    "Reference",
+    "THRASH_KEYS",
+    "Score",
+    "Scores",
+    "Summary",
+    "is_thrash_case",
+    "reference",
+    "rel",
+    "summarize",
+]
