@@ -28,6 +28,7 @@ from uvmlab.driver.va_space import BLOCK_SHIFT, PERM_READ
 from uvmlab.workload.ir import Access
 
 if TYPE_CHECKING:
+    from uvmlab.driver.hooks import BatchDecisions
     from uvmlab.driver.uvm import UvmDriver
 
 REPLAY_BLOCK, REPLAY_BATCH, REPLAY_BATCH_FLUSH, REPLAY_ONCE = 0, 1, 2, 3
@@ -122,79 +123,138 @@ def service_replayable_faults(
     ``replay(t_ns)`` re-executes the stalled warps of a replay pushed at ``t_ns``; the entries
     they write reach the buffer from then on (``FaultBuffer.write_ns``), and each fetch takes
     only what is written when it reads PUT (``fault_buffer.py``)."""
-    p = drv.params
-    policy = p.uvm_perf_fault_replay_policy
-    batch_count = min(drv.gpu.fault_batch_size(p.uvm_perf_fault_batch_count), buf.capacity)
-    c = drv.counters
-    c["bottom_halves"] += 1
-    drv.charge(drv.profile.bottom_half_ns)
-    num_batches = num_throttled = replays = 0
-    # The bottom half's work reaches the engine's clock when it returns; each batch is stamped
-    # with its own start (the driver stamps thrashing events and tools records with the time of
-    # the service, NV_GETTIME), not the bottom half's: a kernel whose faults all fit one bottom
-    # half would otherwise migrate its last block at its launch (uvm_perf_thrashing.c measures
-    # the lapse between a page's migrations on these stamps).
-    start_ns, start_work = drv.now_ns, drv.work_ns
+    bh = BottomHalf(drv, buf, gpu, replay, n_utlb)
+    bh.loop()
+    bh.finish()
 
-    def now() -> int:
+
+class BottomHalf:
+    """One bottom half's batches and replays. The compiled kernel loop (engine/fault_loop.py)
+    runs the same steps and hands a batch it cannot finish to ``resume``: its state is these
+    fields."""
+
+    def __init__(
+        self,
+        drv: UvmDriver,
+        buf: FaultBuffer,
+        gpu: int,
+        replay: Callable[[int], None],
+        n_utlb: int,
+        begun: tuple[int, float, int, int, int] | None = None,
+    ) -> None:
+        """``begun``: (start_ns, start work_ns, batches, throttled batches, replays) of a
+        bottom half the compiled loop started, else this one starts now."""
+        p = drv.params
+        self.drv, self.buf, self.gpu, self.replay, self.n_utlb = drv, buf, gpu, replay, n_utlb
+        self.policy = p.uvm_perf_fault_replay_policy
+        self.batch_count = min(drv.gpu.fault_batch_size(p.uvm_perf_fault_batch_count), buf.capacity)
+        self.deferred = False  # a policy deferred a batch's replay (``decide_replay`` < 0, docs/policies.md)
+        if begun is not None:
+            self.start_ns, self.start_work, self.num_batches, self.num_throttled, self.replays = begun
+            return
+        drv.counters["bottom_halves"] += 1
+        drv.charge(drv.profile.bottom_half_ns)
+        self.num_batches = self.num_throttled = self.replays = 0
+        # The bottom half's work reaches the engine's clock when it returns; each batch is
+        # stamped with its own start (the driver stamps thrashing events and tools records with
+        # the time of the service, NV_GETTIME), not the bottom half's: a kernel whose faults all
+        # fit one bottom half would otherwise migrate its last block at its launch
+        # (uvm_perf_thrashing.c measures the lapse between a page's migrations on these stamps).
+        self.start_ns, self.start_work = drv.now_ns, drv.work_ns
+
+    def now(self) -> int:
         """The driver's time so far in this bottom half (its start plus the work charged)."""
-        return start_ns + int(drv.work_ns - start_work)
+        return self.start_ns + int(self.drv.work_ns - self.start_work)
 
-    deferred = False  # a policy deferred a batch's replay (``decide_replay`` < 0, docs/policies.md)
-
-    def do_replay() -> None:
-        nonlocal replays, deferred
-        replays += 1
-        deferred = False
-        c["replays"] += 1
-        pushed_ns = now()  # the warps retry from here on
+    def do_replay(self) -> None:
+        drv = self.drv
+        self.replays += 1
+        self.deferred = False
+        drv.counters["replays"] += 1
+        pushed_ns = self.now()  # the warps retry from here on
         drv.charge(drv.profile.replay_ns)  # ... while the driver waits for the replay
-        drv.log.add(drv.now_ns, tools.GPU_FAULT_REPLAY, gpu)
-        replay(pushed_ns)
+        drv.log.add(drv.now_ns, tools.GPU_FAULT_REPLAY, self.gpu)
+        self.replay(pushed_ns)
 
-    while (
-        num_throttled < p.uvm_perf_fault_max_throttle_per_service
-        and num_batches < p.uvm_perf_fault_max_batches_per_service
-    ):
-        drv.now_ns = now()
-        page, access, utlb = buf.fetch(batch_count, drv.now_ns)
-        if len(page) == 0:
-            break
-        rp, ra, rc = coalesce(page, access, utlb, n_utlb, p.uvm_perf_fault_coalesce != 0)
-        c["gpu_faults"] += len(page)
-        # GpuPageFaultCount (uvm_tools.c) counts one per coalesced entry: service_fault_batch_block_locked
-        # notifies every entry of the sorted batch before its duplicate and already-authorized
-        # checks, while the instances fetch_fault_buffer_entries merged into it are not counted
-        c["gpu_faults_notified"] += len(rp)
-        c["fault_batches"] += 1
-        c["gpu_fault_groups"] += 1
-        drv.charge(drv.profile.fault_batch_ns + len(page) * drv.profile.fault_ns)
-        drv.log.add(drv.now_ns, tools.GPU_FAULT, gpu, int(rp[0]) * PAGE_SIZE, len(page))
-        throttled, duplicates = service_fault_batch(
-            drv, gpu, rp, ra, rc, do_replay if policy == REPLAY_BLOCK else None
-        )
-        c["gpu_faults_duplicate"] += duplicates
+    def loop(self) -> None:
+        """Fetch and service batches until the buffer has none or a per-service limit."""
+        drv, buf, p = self.drv, self.buf, self.drv.params
+        c = drv.counters
+        while (
+            self.num_throttled < p.uvm_perf_fault_max_throttle_per_service
+            and self.num_batches < p.uvm_perf_fault_max_batches_per_service
+        ):
+            drv.now_ns = self.now()
+            page, access, utlb = buf.fetch(self.batch_count, drv.now_ns)
+            if len(page) == 0:
+                break
+            rp, ra, rc = coalesce(page, access, utlb, self.n_utlb, p.uvm_perf_fault_coalesce != 0)
+            c["gpu_faults"] += len(page)
+            # GpuPageFaultCount (uvm_tools.c) counts one per coalesced entry: service_fault_batch_block_locked
+            # notifies every entry of the sorted batch before its duplicate and already-authorized
+            # checks, while the instances fetch_fault_buffer_entries merged into it are not counted
+            c["gpu_faults_notified"] += len(rp)
+            c["fault_batches"] += 1
+            c["gpu_fault_groups"] += 1
+            drv.charge(drv.profile.fault_batch_ns + len(page) * drv.profile.fault_ns)
+            drv.log.add(drv.now_ns, tools.GPU_FAULT, self.gpu, int(rp[0]) * PAGE_SIZE, len(page))
+            throttled, duplicates = service_fault_batch(
+                drv, self.gpu, rp, ra, rc, self.do_replay if self.policy == REPLAY_BLOCK else None
+            )
+            self.end_batch(len(page), len(rp), throttled, duplicates)
+
+    def resume(
+        self,
+        batch: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        k: int,
+        n_fetched: int,
+        n_coalesced: int,
+        duplicates: int,
+    ) -> None:
+        """Finish a batch the compiled loop sorted and serviced up to block ``k`` (page,
+        access, keep, starts, stops as ``preprocess_fault_batch`` returns them; no policy
+        hooks), then the rest of the bottom half."""
+        throttled = service_sorted(self.drv, self.gpu, *batch, k, None, None)
+        self.end_batch(n_fetched, n_coalesced, throttled, duplicates)
+        self.loop()
+        self.finish()
+
+    def end_batch(self, n_fetched: int, n_coalesced: int, throttled: bool, duplicates: int) -> None:
+        """After a batch's service: its policy decision and replay."""
+        drv, p, policy = self.drv, self.drv.params, self.policy
+        drv.counters["gpu_faults_duplicate"] += duplicates
         decision = 0
         if drv.hooks is not None:  # policy migrations, then decide_replay: 1 now, 0 default, -1 defer
             decision = drv.hooks.after_batch(
-                drv, gpu, policy, num_batches, len(page), len(rp), duplicates, throttled, buf.n, replays
+                drv,
+                self.gpu,
+                policy,
+                self.num_batches,
+                n_fetched,
+                n_coalesced,
+                duplicates,
+                throttled,
+                self.buf.n,
+                self.replays,
             )
         if decision > 0:
-            do_replay()
+            self.do_replay()
         elif decision < 0:
-            deferred = True
+            self.deferred = True
         elif policy == REPLAY_BATCH:
-            do_replay()
+            self.do_replay()
         elif policy == REPLAY_BATCH_FLUSH:
             # entries written during the service survive a CACHED_PUT flush (fault_buffer.py)
-            mode = flush_mode(duplicates, len(page), p.uvm_perf_fault_replay_update_put_ratio)
-            buf.flush(mode, now())
-            do_replay()  # ... and the CPU waits for the replay to execute
+            mode = flush_mode(duplicates, n_fetched, p.uvm_perf_fault_replay_update_put_ratio)
+            self.buf.flush(mode, self.now())
+            self.do_replay()  # ... and the CPU waits for the replay to execute
         if throttled:
-            num_throttled += 1
-        num_batches += 1
-    if policy == REPLAY_ONCE or replays == 0 or deferred:
-        do_replay()
+            self.num_throttled += 1
+        self.num_batches += 1
+
+    def finish(self) -> None:
+        if self.policy == REPLAY_ONCE or self.replays == 0 or self.deferred:
+            self.do_replay()
 
 
 def service_fault_batch(
@@ -212,13 +272,32 @@ def service_fault_batch(
     uvm_gpu_replayable_faults.c).
     """
     page, access, keep_all, starts, stops, duplicates = preprocess_fault_batch(page, access, count)
+    decided = None
+    if drv.hooks is not None:  # batch-level policy decisions, one row per block (driver/hooks.py)
+        blocks = page >> BLOCK_SHIFT
+        decided = drv.hooks.begin_batch(drv, gpu, blocks[starts], page, access, keep_all, starts)
+    throttled = service_sorted(drv, gpu, page, access, keep_all, starts, stops, 0, decided, block_replay)
+    return throttled, duplicates
+
+
+def service_sorted(
+    drv: UvmDriver,
+    gpu: int,
+    page: np.ndarray,
+    access: np.ndarray,
+    keep_all: np.ndarray,
+    starts: np.ndarray,
+    stops: np.ndarray,
+    k: int,
+    decided: BatchDecisions | None,
+    block_replay: Callable[[], None] | None,
+) -> bool:
+    """Service a sorted batch's VA blocks from the ``k``-th on: plain ones in compiled code,
+    the others by the reference path. Returns whether any fault was throttled."""
     blocks = page >> BLOCK_SHIFT
     throttled = False
     fast = drv.fast if block_replay is None and drv.fast is not None and drv.fast.usable() else None
-    decided = None
-    if drv.hooks is not None:  # batch-level policy decisions, one row per block (driver/hooks.py)
-        decided = drv.hooks.begin_batch(drv, gpu, blocks[starts], page, access, keep_all, starts)
-    k, nb = 0, len(starts)
+    nb = len(starts)
     fresh = -1  # the block whose chunk was allocated for it in this batch (NEED_CHUNK)
     while k < nb:
         if fast is not None:  # plain blocks in compiled code, up to the first that is not
@@ -243,7 +322,7 @@ def service_fault_batch(
         if block_replay is not None:
             block_replay()
         k += 1
-    return throttled, duplicates
+    return throttled
 
 
 def service_block_faults(drv: UvmDriver, gpu: int, block: int, pages: np.ndarray, access: np.ndarray) -> bool:
@@ -313,4 +392,4 @@ def service_block_faults(drv: UvmDriver, gpu: int, block: int, pages: np.ndarray
     return bool(throttled.any())
 
 
-__all__ = ["FaultBuffer", "coalesce", "service_replayable_faults", "Access"]
+__all__ = ["Access", "BottomHalf", "FaultBuffer", "coalesce", "service_replayable_faults", "service_sorted"]

@@ -26,6 +26,7 @@ from uvmlab.driver.invariants import InvariantError
 from uvmlab.driver.replayable_faults import REPLAY_BLOCK, FaultBuffer, service_replayable_faults
 from uvmlab.engine import stalls as sl
 from uvmlab.engine.arrival import report
+from uvmlab.engine.fault_loop import MID_BATCH, STUCK, KernelLoop
 from uvmlab.engine.stalls import StalledThreads
 
 if TYPE_CHECKING:
@@ -317,12 +318,42 @@ class GpuKernelRun:
         """Every touch has been issued (stalled ones may still be waiting)."""
         return self.pos == self.len and self.seg_i >= len(self.cols[0])
 
+    def compiled_ok(self) -> bool:
+        """Whether ``fault_loop.run_loop`` may run the next iterations: nothing but the
+        compiled code acts between batches (its module docstring)."""
+        drv, e = self.drv, self.e
+        return (
+            drv.fast is not None
+            and drv.hooks is None
+            and self.track_blocks
+            and drv.migrate_calls == self._migrate_calls
+            and not drv.access_counters.migration_enabled
+            and not drv.access_counters.pending
+            and e.sampler is None
+            and not e.check
+            and not drv.thrashing.has_pins()
+            and drv.fast.usable()
+        )
+
     def run(self) -> None:
         e, drv = self.e, self.drv
         ac = drv.access_counters
         self.step()
         idle = 0
+        loop: KernelLoop | None = None
         while self.stalls.n or ac.pending or not self.done:
+            if self.compiled_ok():
+                loop = loop or KernelLoop(self, MAX_IDLE_ROUNDS)
+                status, idle = loop(idle)
+                if status == MID_BATCH:  # the rest of that iteration in Python
+                    loop.resume()
+                    e.clock += drv.take_work()
+                    if not self.stalls.n and not self.done:
+                        self.step()
+                    idle = idle + 1 if self.progress == loop.before else 0
+                if status == STUCK or idle > MAX_IDLE_ROUNDS:
+                    raise ModelStuck(f"GPU kernel made no progress for {idle} bottom halves")
+                continue
             before = self.progress
             drv.now_ns = int(e.clock)
             e.service_timers()
