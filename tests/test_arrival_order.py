@@ -93,8 +93,10 @@ class Model:
 
     def map_some(self, n: int, everything: bool) -> None:
         """Raise the permission of ``n`` pages (mostly ones threads wait on), marking their
-        blocks dirty, and lower some others without a mark (an eviction)."""
+        blocks dirty (a prefetch may map another page of the block) or, without prefetching,
+        only their words, and lower some others without a mark (an eviction)."""
         stalled = [g for g, _ in self.live.values()]
+        by_word = self.rng.random() < 0.5
         for _ in range(n):
             if stalled and self.rng.random() < 0.8:
                 g = stalled[int(self.rng.integers(0, len(stalled)))]
@@ -103,9 +105,13 @@ class Model:
             self.perm[g] = max(int(self.perm[g]), int(self.rng.integers(1, 4)))
             # a prefetch maps a neighbour of the faulted page in the same block, unmarked
             h = (g & ~(BLOCK - 1)) + int(self.rng.integers(0, BLOCK))
-            if h >= BLOCK and self.rng.random() < 0.3:
+            if h >= BLOCK and self.rng.random() < 0.3 and not by_word:
                 self.perm[h] = 3
-            if not everything:
+            if everything:
+                pass
+            elif by_word:
+                self.st.mark_words(np.array([g], dtype=np.int64))
+            else:
                 self.st.mark_pages(np.array([g], dtype=np.int64))
         for _ in range(int(self.rng.integers(0, 3))):
             g = int(self.rng.integers(BLOCK, self.total))
@@ -130,6 +136,7 @@ class Model:
             t.need_words,
             t.block_dirty,
             t.dirty,
+            t.dirty_w,
             t.hits,
             t.hit_words,
         )

@@ -17,6 +17,7 @@ at the replay: "the replay operation will make them show up again in the buffer 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 CACHED_PUT, UPDATE_PUT = 0, 1  # UVM_GPU_BUFFER_FLUSH_MODE_* (uvm_gpu.h)
 
@@ -95,4 +96,62 @@ class FaultBuffer:
         return k
 
 
-__all__ = ["CACHED_PUT", "UPDATE_PUT", "FaultBuffer", "flush_mode"]
+# The same operations on the buffer's arrays, for compiled callers (engine/fault_loop.py):
+# ``n`` is ``FaultBuffer.n``.
+
+
+@njit(cache=True, inline="always")
+def written(write_ns: np.ndarray, n: int, t: int) -> int:
+    """``FaultBuffer.written``: entries at the head written by ``t``."""
+    return int(np.searchsorted(write_ns[:n], t, side="right"))
+
+
+@njit(cache=True, inline="always")
+def take(
+    page: np.ndarray, access: np.ndarray, utlb: np.ndarray, write_ns: np.ndarray, n: int, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """``FaultBuffer._take``: copies of the first ``k`` entries, the rest moved to the front;
+    returns them and the new ``n``."""
+    out = page[:k].copy(), access[:k].copy(), utlb[:k].copy()
+    rest = n - k
+    if rest and k:
+        for i in range(rest):
+            page[i] = page[k + i]
+            access[i] = access[k + i]
+            utlb[i] = utlb[k + i]
+            write_ns[i] = write_ns[k + i]
+    return out[0], out[1], out[2], rest
+
+
+@njit(cache=True, inline="always")
+def push(
+    page: np.ndarray,
+    access: np.ndarray,
+    utlb: np.ndarray,
+    write_ns: np.ndarray,
+    n: int,
+    new_page: np.ndarray,
+    new_access: np.ndarray,
+    new_utlb: np.ndarray,
+    new_write_ns: np.ndarray,
+    m: int,
+) -> tuple[int, int]:
+    """``FaultBuffer.push`` of the first ``m`` new entries (ascending write times): returns the
+    new ``n`` and how many were dropped (overflow)."""
+    k = min(page.shape[0] - n, m)
+    hi = n + k
+    for i in range(k):
+        page[n + i] = new_page[i]
+        access[n + i] = new_access[i]
+        utlb[n + i] = new_utlb[i]
+        write_ns[n + i] = new_write_ns[i]
+    if k and n and write_ns[n] < write_ns[n - 1]:  # interleaves older entries
+        order = np.argsort(write_ns[:hi], kind="mergesort")
+        page[:hi] = page[:hi][order]
+        access[:hi] = access[:hi][order]
+        utlb[:hi] = utlb[:hi][order]
+        write_ns[:hi] = write_ns[:hi][order]
+    return hi, m - k
+
+
+__all__ = ["CACHED_PUT", "UPDATE_PUT", "FaultBuffer", "flush_mode", "push", "take", "written"]

@@ -26,7 +26,8 @@ from uvmlab.driver.invariants import InvariantError
 from uvmlab.driver.replayable_faults import REPLAY_BLOCK, FaultBuffer, service_replayable_faults
 from uvmlab.engine import stalls as sl
 from uvmlab.engine.arrival import report
-from uvmlab.engine.fault_loop import MID_BATCH, STUCK, KernelLoop
+from uvmlab.engine.kernel_loop import KernelLoop
+from uvmlab.engine.loop_layout import MID_BATCH, STUCK
 from uvmlab.engine.stalls import StalledThreads
 
 if TYPE_CHECKING:
@@ -185,6 +186,7 @@ class GpuKernelRun:
                 st.need_words,
                 st.block_dirty,
                 st.dirty,
+                st.dirty_w,
                 st.hits,
                 st.hit_words,
             )

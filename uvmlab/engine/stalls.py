@@ -38,8 +38,8 @@ from uvmlab.driver.va_space import BLOCK_SHIFT
 # a free slot, so a new table is all zeros (its memory is committed only where threads stall)
 POS1, PAGE, ACC, P_NEXT = range(4)
 N_FIELDS = 4
-# cells of ``meta``: stalled threads, the dirty-block log
-COUNT, N_DIRTY, ALL_DIRTY = range(3)
+# cells of ``meta``: stalled threads, the dirty-block log, the dirty-word log
+COUNT, N_DIRTY, ALL_DIRTY, N_DIRTY_W = range(4)
 # rows of the per-SM queue bounds: first and one past the last entry (counters; the queue's
 # index is the counter modulo its capacity)
 Q_HEAD, Q_TAIL = range(2)
@@ -63,7 +63,7 @@ class StalledThreads:
     def __init__(self, conc: int, tpb: int, n_sm: int, total_pages: int) -> None:
         self.conc, self.tpb = conc, tpb
         self.t = np.zeros((conc, N_FIELDS), dtype=np.int64)
-        self.meta = np.zeros(3, dtype=np.int64)
+        self.meta = np.zeros(4, dtype=np.int64)
         cap = queue_capacity(conc, tpb, n_sm)
         self.q_pos = np.empty((n_sm, cap), dtype=np.int64)
         self.q = np.zeros((2, n_sm), dtype=np.int64)
@@ -74,6 +74,7 @@ class StalledThreads:
         self.need_words = sparse.zeros(total_pages // 8, np.uint64)  # ``need``, 8 pages a word
         self.block_dirty = sparse.zeros(total_pages >> BLOCK_SHIFT, np.uint8)
         self.dirty = np.empty(max(conc, 64), dtype=np.int64)  # the blocks marked
+        self.dirty_w = np.empty(max(conc, 64), dtype=np.int64)  # the words (8 pages) marked
         self.hits = np.empty(WORDS_PER_BLOCK + 1, dtype=np.uint64)  # reexecute's scratch
         self.hit_words = np.empty(WORDS_PER_BLOCK + 1, dtype=np.int64)
 
@@ -95,7 +96,7 @@ class StalledThreads:
     def clear_marks(self) -> None:
         """Forget the dirty marks (a replay clears them; a kernel may end without one)."""
         self.block_dirty[self.dirty[: self.meta[N_DIRTY]]] = 0
-        self.meta[N_DIRTY] = self.meta[ALL_DIRTY] = 0
+        self.meta[N_DIRTY] = self.meta[ALL_DIRTY] = self.meta[N_DIRTY_W] = 0
 
     @property
     def n(self) -> int:
@@ -108,6 +109,10 @@ class StalledThreads:
     def mark_pages(self, page: np.ndarray) -> None:
         """The blocks of ``page`` may gain mappings before the next replay."""
         mark_blocks(page, self.block_dirty, self.dirty, self.meta)
+
+    def mark_words(self, page: np.ndarray) -> None:
+        """Only the pages ``page`` (their words) may gain mappings before the next replay."""
+        mark_words(page, self.dirty_w, self.meta)
 
     def mark_all(self) -> None:
         """Any mapping may change before the next replay: it re-checks every stalled thread."""
@@ -180,6 +185,27 @@ def mark_blocks(page: np.ndarray, block_dirty: np.ndarray, dirty: np.ndarray, me
             dirty[nd] = b
             nd += 1
     meta[N_DIRTY] = nd
+
+
+@njit(cache=True)
+def mark_words(page: np.ndarray, dirty_w: np.ndarray, meta: np.ndarray) -> None:
+    """Log the words (8 pages) of ``page``: where a service maps only the pages that faulted
+    (no prefetch), a replay need re-check no other; past the log's room, mark everything."""
+    if meta[ALL_DIRTY]:
+        return
+    nw = meta[N_DIRTY_W]
+    last = -1
+    for i in range(len(page)):
+        w = page[i] >> 3
+        if w == last:
+            continue
+        if nw == len(dirty_w):
+            meta[ALL_DIRTY] = 1
+            break
+        dirty_w[nw] = w
+        nw += 1
+        last = w
+    meta[N_DIRTY_W] = nw
 
 
 @njit(cache=True)
@@ -317,6 +343,32 @@ def _retry(g, perm, residency, gbit, t, meta, phead, need):
     return d, (d if d and gbit != 0 and residency[g] & gbit == 0 else 0)
 
 
+@njit(cache=True, inline="always")
+def _retry_word(h, w, perm, residency, gbit, t, meta, phead, need):
+    """``_retry`` every page of word ``w`` whose byte of ``h`` has its high bit set."""
+    done = 0
+    remote = 0
+    while h:
+        bit = np.uint64(7)
+        while (h >> bit) & np.uint64(1) == 0:
+            bit += np.uint64(8)
+        h ^= np.uint64(1) << bit
+        g = w * 8 + np.int64(bit >> np.uint64(3))
+        d, r = _retry(g, perm, residency, gbit, t, meta, phead, need)
+        done += d
+        remote += r
+    return done, remote
+
+
+@njit(cache=True, inline="always")
+def _hits(perm_words, need_words, w):
+    """The pages of word ``w`` mapped with at least their ``need`` (need != 0): with bytes
+    below 128, ``((perm | H) - need) & H`` has a byte's high bit set where perm >= need, and
+    ``(need + 0x7f) & H`` where need != 0."""
+    nw = need_words[w]
+    return ((perm_words[w] | _HIGH) - nw) & (nw + _LOW7) & _HIGH
+
+
 @njit(cache=True)
 def reexecute(
     perm: np.ndarray,
@@ -330,15 +382,14 @@ def reexecute(
     need_words: np.ndarray,
     block_dirty: np.ndarray,
     dirty: np.ndarray,
+    dirty_w: np.ndarray,
     hits: np.ndarray,
     hit_words: np.ndarray,
 ) -> tuple[int, int]:
-    """Re-execute the stalled threads of the blocks marked dirty (of every block if
+    """Re-execute the stalled threads of the blocks and words marked dirty (of every block if
     ALL_DIRTY): those whose page is now mapped with enough permission complete. Clears the
-    marks. Returns (completed, completed on a remote mapping).
-
-    A block is scanned 8 pages a word: with bytes below 128, ``((perm | H) - need) & H`` has a
-    byte's high bit set where perm >= need, and ``(need + 0x7f) & H`` where need != 0."""
+    marks. Returns (completed, completed on a remote mapping). A block is scanned 8 pages a
+    word (``_hits``)."""
     done = 0
     remote = 0
     # borrowed views: the helpers bind them without a reference count (compiled/borrow.py)
@@ -359,6 +410,14 @@ def reexecute(
                     d, r = _retry(g, perm, residency, gbit, t, meta, phead, need)
                     done += d
                     remote += r
+    else:
+        for j in range(meta[N_DIRTY_W]):
+            w = dirty_w[j]
+            h = _hits(perm_words, need_words, w)
+            if h:
+                d, r = _retry_word(h, w, perm, residency, gbit, t, meta, phead, need)
+                done += d
+                remote += r
     for d in range(meta[N_DIRTY]):
         b = dirty[d]
         block_dirty[b] = 0
@@ -367,24 +426,17 @@ def reexecute(
         w0 = b * WORDS_PER_BLOCK
         nh = 0
         for w in range(w0, w0 + WORDS_PER_BLOCK):  # branch-free: the words with a hit, listed
-            nw = need_words[w]
-            h = ((perm_words[w] | _HIGH) - nw) & (nw + _LOW7) & _HIGH
+            h = _hits(perm_words, need_words, w)
             hits[nh] = h
             hit_words[nh] = w
             nh += h != 0
         for j in range(nh):
-            h = hits[j]
-            while h:
-                bit = np.uint64(7)
-                while (h >> bit) & np.uint64(1) == 0:
-                    bit += np.uint64(8)
-                h ^= np.uint64(1) << bit
-                g = hit_words[j] * 8 + np.int64(bit >> np.uint64(3))
-                dd, r = _retry(g, perm, residency, gbit, t, meta, phead, need)
-                done += dd
-                remote += r
+            dd, r = _retry_word(hits[j], hit_words[j], perm, residency, gbit, t, meta, phead, need)
+            done += dd
+            remote += r
     meta[N_DIRTY] = 0
     meta[ALL_DIRTY] = 0
+    meta[N_DIRTY_W] = 0
     return done, remote
 
 

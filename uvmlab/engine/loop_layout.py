@@ -1,0 +1,78 @@
+"""The layout of the state ``fault_loop.run_loop`` shares with Python (``kernel_loop.KernelLoop``):
+named cells of a few int64 and float64 arrays, so that one compiled call takes and returns the
+whole state of a kernel run without a Python object."""
+
+from __future__ import annotations
+
+END, TICK, MID_BATCH, STUCK = range(4)
+TICK_BATCHES = 1024  # batches fetched between returns to Python (~0.1-0.5 s)
+
+# constants of a call (int64 array ``ip``)
+(
+    I_CONC,
+    I_TPB,
+    I_N_UTLB,
+    I_BURST,
+    I_INTERVAL,
+    I_ROUNDS,
+    I_CAPACITY,
+    I_BATCH_COUNT,
+    I_MAX_BATCHES,
+    I_MAX_THROTTLE,
+    I_POLICY,
+    I_COALESCE,
+    I_PUT_RATIO,
+    I_GPU,
+    I_REMOTE,
+    I_MAX_IDLE,
+    I_MAX_TICK,
+) = range(17)
+N_IP = 17
+# constants (float64 array ``fp``)
+F_NS_PER_TOUCH, F_REMOTE_TOUCH_NS, F_BOTTOM_HALF_NS, F_FAULT_BATCH_NS, F_FAULT_NS, F_REPLAY_NS = range(6)
+N_FP = 6
+# the run's state, in and out (int64 array ``ks``)
+(
+    K_POS,
+    K_LEN,
+    K_BASE,
+    K_SEG_I,
+    K_OFF,
+    K_SKIP,
+    K_MISSED,
+    K_COMPLETED,
+    K_PROGRESS,
+    K_STEPS,
+    K_TOUCHES,
+    K_IDLE,
+    K_BUF_N,
+    K_OVERFLOWS,
+    K_CACHED_PUT,
+    K_NOW_NS,
+    # a bottom half handed back mid-batch (MID_BATCH)
+    K_BH_START_NS,
+    K_BH_BATCHES,
+    K_BH_REPLAYS,
+    K_MID_K,
+    K_MID_FETCHED,
+    K_MID_COALESCED,
+    K_MID_DUPLICATES,
+    K_MID_N,
+    K_MID_NB,
+    K_BEFORE,  # progress at the start of the iteration (the idle check)
+) = range(26)
+N_KS = 26
+# (float64 array ``kf``)
+F_CLOCK, F_WORK, F_BH_START_WORK = range(3)
+N_KF = 3
+# driver counters the loop adds to (int64 array ``bctr``), in this order
+BH_COUNTERS = (
+    "bottom_halves",
+    "replays",
+    "gpu_faults",
+    "gpu_faults_notified",
+    "fault_batches",
+    "gpu_fault_groups",
+    "gpu_faults_duplicate",
+)
+C_BH, C_REPLAYS, C_FAULTS, C_NOTIFIED, C_BATCHES, C_GROUPS, C_DUPLICATES = range(7)
