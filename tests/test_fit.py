@@ -13,7 +13,7 @@ from uvmlab.timing.cost_model import load_profile
 from uvmlab.validation import fit as ft
 from uvmlab.validation.runs import load_dir
 from uvmlab.validation.sessions import latest, session_profile_name
-from uvmlab.validation.space import kernel_case, read_mostly_case
+from uvmlab.validation.space import kernel_case, pingpong_case, read_mostly_case
 
 MiB = 1 << 20
 
@@ -81,6 +81,26 @@ def test_resident_cpu_fault_cost_is_fitted_on_the_faults_it_stands_for():
     assert res.profile.cpu_fault_resident_ns == pytest.approx(truth.cpu_fault_resident_ns, rel=0.05)
     plain = ft.fit_profile(base, _training(truth)[:1], gpu="h200", name="plain").profile
     assert plain.cpu_fault_resident_ns == pytest.approx(base.cpu_fault_resident_ns, rel=1e-5)
+
+
+def test_short_cpu_phases_are_fitted_on_all_together_never_chosen_by_their_time(truth):
+    """A 64 KiB ping-pong's CPU phases take ~0.3 ms, a few past 1 ms when a thrashing throttle
+    sleeps. Chosen by their time, only the slow ones were fitted on; now a workload's phases
+    under MIN_FIT_CPU_PAGES pages are one row, all of them summed, whatever their times."""
+    base = load_profile("h200-pcie5-measured")
+    w = pingpong_case("pp", 64 << 10, 6)
+    real = simulate(w, gpu="h200", profile=truth)
+    clean = ft.fit_profile(base, [*_training(truth), ft.Training(w.name, w, real)], gpu="h200", name="a")
+    for o in real.ops:
+        if o["op"] == "cpu" and o["name"] in ("cpu_write1", "cpu_write4"):
+            o["time_ns"] = 1_300_000  # a throttled round, past the 1 ms floor
+    noisy = ft.fit_profile(base, [*_training(truth), ft.Training(w.name, w, real)], gpu="h200", name="b")
+    # the same rows whichever rounds were slow: the short phases as one, none by itself
+    assert set(noisy.kinds["cpu"].in_sample) == set(clean.kinds["cpu"].in_sample)
+    assert "pp/6 short CPU phases" in clean.kinds["cpu"].in_sample
+    assert not any(k.startswith("pp/cpu_write") for k in noisy.kinds["cpu"].in_sample)
+    # with the truth's own times every row, the summed one too, is reproduced
+    assert max(abs(e) for e in clean.kinds["cpu"].in_sample.values()) < 0.01
 
 
 def test_gpu_constants_never_see_cpu_phases(truth):

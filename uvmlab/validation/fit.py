@@ -6,7 +6,8 @@ for a fixed fault schedule it is linear in the constants θ (for a bandwidth the
 inverse, ns per byte): ``t_op(θ') = t_op(θ) + J_op · (θ' - θ)``. ``J`` comes from finite
 differences, one model run of every training workload per constant. Each kind's constants
 minimise the squared *relative* error of that kind's operations (at least ``MIN_FIT_NS`` of real
-time), the other kind's constants held, with θ >= 0. Leave-one-workload-out (LOWO): the same
+time; a workload's CPU phases under ``MIN_FIT_CPU_PAGES`` pages count as one, summed), the
+other kind's constants held, with θ >= 0. Leave-one-workload-out (LOWO): the same
 linear fit without one workload's operations, used to predict that workload's operations; it
 costs no further model run, so it is the linearised prediction, which the report says.
 
@@ -33,6 +34,7 @@ import numpy as np
 
 from uvmlab.core.errors import UvmlabError
 from uvmlab.cuda.adapter import load_real
+from uvmlab.cuda.plan import plan_workload
 from uvmlab.results.result import Result
 from uvmlab.timing.cost_model import CostProfile
 from uvmlab.validation.runs import model_run
@@ -133,6 +135,17 @@ KIND_CONSTANTS = {
 }
 MIN_FIT_NS = 1_000_000  # kernels and CPU phases shorter than this are too noisy to fit on
 MIN_HOST_NS = 100_000  # the same for advice and frees (each costs per VA block)
+# A CPU phase touching fewer than 256 pages (1 MiB) is not fitted on by itself: a workload's such
+# phases are summed into one row, all of them. The 1 ms floor alone chose them on the outcome: of
+# the 100 CPU phases of a 64 KiB ping-pong (0.26 ms median), the 9-17 that a thrashing throttle
+# made sleep past 1 ms (uvm_va_space_cpu_fault's nap) were fitted on, each with 12-16 faults and
+# a model that naps in other rounds, and pulled cpu_fault_ns up (H100: 58 µs, the read-backs of
+# the same fit 20-30 % high). Left out altogether, nothing but these many-fault phases would
+# separate the cost per fault from the cost per byte (large phases fault 6 times per 2 MiB at
+# every size). Not below 1 MiB pages: the 1-4 MiB ping-pong phases, where the model counts
+# 1.7-3.2x the CPU faults (docs/validation.md, limits), would set the cost per fault by counts
+# it gets wrong (summed as one row they take the H200's training fit to 3 µs per fault).
+MIN_FIT_CPU_PAGES = 256
 EXPLAINED = "\n".join(
     f"* ``{f}`` ({u}): {w}." for f, _i, u, w in GPU_CONSTANTS + CPU_CONSTANTS + HOST_CONSTANTS
 )
@@ -197,6 +210,27 @@ def op_times(train: Sequence[Training], gpu: str, prof: CostProfile) -> np.ndarr
     return np.array(out)
 
 
+def _fit_rows(
+    kind: str, rows: list[tuple[str, str, str, float]], real: np.ndarray, small_cpu: list[bool], floor: float
+) -> list[tuple[str, str, np.ndarray]]:
+    """(key, workload, operation indices) of the rows kind ``kind`` is fitted on: each operation
+    of at least ``floor`` real time, except that a workload's short CPU phases (under
+    ``MIN_FIT_CPU_PAGES`` pages) are one row, all of them summed, when the sum reaches ``floor``."""
+    out = []
+    short: dict[str, list[int]] = {}
+    for i, (w, op, name, t) in enumerate(rows):
+        if op != kind:
+            continue
+        if small_cpu[i]:
+            short.setdefault(w, []).append(i)
+        elif t >= floor:
+            out.append((f"{w}/{name}", w, np.array([i])))
+    for w, idx in short.items():
+        if real[idx].sum() >= floor:
+            out.append((f"{w}/{len(idx)} short CPU phases", w, np.array(idx)))
+    return out
+
+
 def fit_profile(
     base: CostProfile,
     train: Sequence[Training],
@@ -210,6 +244,12 @@ def fit_profile(
         raise UvmlabError("no training captures to fit on")
     say = log or (lambda s: None)
     rows = [(t.name, r["op"], r["name"], float(r["time_ns"])) for t in train for r in t.real.ops]
+    # page touches of each operation as the workload defines them (the executor's plan)
+    small_cpu = [
+        p.kind == "cpu" and p.touches < MIN_FIT_CPU_PAGES for t in train for p in plan_workload(t.workload)
+    ]
+    if len(small_cpu) != len(rows):
+        raise UvmlabError("captures and workloads differ in their operations")
     real = np.array([r[3] for r in rows])
     allc = [(f, inv) for f, inv, _u, _w in GPU_CONSTANTS + CPU_CONSTANTS + HOST_CONSTANTS]
     theta = {c: _get(base, *c) for c in allc}
@@ -228,18 +268,24 @@ def fit_profile(
     kinds: dict[str, KindFit] = {}
     for kind, consts in KIND_CONSTANTS.items():
         floor = MIN_FIT_NS if kind in ("kernel", "cpu") else MIN_HOST_NS
-        sel = np.array([r[1] == kind and r[3] >= floor for r in rows])
-        cs = [(f, inv) for f, inv, _u, _w in consts if np.abs(cols[(f, inv)][sel]).max(initial=0) > 0]
-        if not sel.any() or not cs:
+        groups = _fit_rows(kind, rows, real, small_cpu, floor)
+        # one fitted row per group: the sums of its operations' real times, times and columns
+        r_sel = np.array([real[g].sum() for _k, _w, g in groups])
+        t_sel = np.array([t0[g].sum() for _k, _w, g in groups])
+        cs = [
+            (f, inv)
+            for f, inv, _u, _w in consts
+            if any(np.abs(cols[(f, inv)][g]).max(initial=0) > 0 for _k, _w, g in groups)
+        ]
+        if not groups or not cs:
             continue
-        jac = np.stack([cols[c][sel] for c in cs], axis=1)
+        jac = np.array([[cols[c][g].sum() for c in cs] for _k, _w, g in groups])
         th0 = np.array([theta[c] for c in cs])
-        r_sel, t_sel = real[sel], t0[sel]
         a = jac / r_sel[:, None]
         b = (r_sel - t_sel + jac @ th0) / r_sel
         x = _nnls(a, b)
-        keys = [f"{rows[i][0]}/{rows[i][2]}" for i in np.flatnonzero(sel)]
-        wl = np.array([rows[i][0] for i in np.flatnonzero(sel)])
+        keys = [k for k, _w, _g in groups]
+        wl = np.array([w for _k, w, _g in groups])
         pred = t_sel + jac @ (x - th0)
         in_sample = {k: float((p - r) / r) for k, p, r in zip(keys, pred, r_sel, strict=True)}
         lowo: dict[str, float] = {}
@@ -253,9 +299,9 @@ def fit_profile(
                 lowo[str(k)] = float((p - r) / r)
         for c, v in zip(cs, x, strict=True):
             new[c] = float(v)
-        kinds[kind] = KindFit(kind, [c[0] for c in cs], int(sel.sum()), in_sample, lowo)
+        kinds[kind] = KindFit(kind, [c[0] for c in cs], len(groups), in_sample, lowo)
         say(
-            f"  {kind}: {int(sel.sum())} ops, in-sample median |err| "
+            f"  {kind}: {len(groups)} ops, in-sample median |err| "
             f"{statistics.median(abs(e) for e in in_sample.values()):.1%}, LOWO "
             f"{statistics.median(abs(e) for e in lowo.values()) if lowo else float('nan'):.1%}"
         )
