@@ -288,3 +288,22 @@ def test_preprocess_fault_batch_sorts_and_counts_duplicates_as_the_driver():
     assert keep.tolist() == [True, False, True, False, True]
     assert (starts.tolist(), stops.tolist()) == ([0, 4], [4, 5])
     assert dup == 1 + 1 + 1  # the merged instance, and the second entries of pages 3 and 5
+
+
+@pytest.mark.parametrize("top", [64, 1 << 18, 1 << 50], ids=["dense", "1GiB", "huge-VA"])
+def test_preprocess_fault_batch_order_is_a_stable_sort(top):
+    """The batch's order is a stable sort by (page, access descending) at any batch size and
+    page range (a packed-key sort, or a merge sort where pages leave no room for the index)."""
+    from uvmlab.driver.replayable_faults import preprocess_fault_batch
+
+    rng = np.random.default_rng(top)
+    for n in (1, 2, 255, 256, 257, 4096):
+        page = rng.integers(0, top, n).astype(np.int64)
+        access = rng.integers(0, 4, n).astype(np.uint8)
+        count = rng.integers(1, 3, n).astype(np.int32)
+        sp, sa, keep, _, _, dup = preprocess_fault_batch(page, access, count)
+        order = np.argsort(page * 256 + (255 - access.astype(np.int64)), kind="stable")
+        assert sp.tolist() == page[order].tolist() and sa.tolist() == access[order].tolist()
+        again = np.r_[False, sp[1:] == sp[:-1]]
+        assert keep.tolist() == (~again).tolist()
+        assert dup == int(np.where(again, count[order], count[order] - 1).sum())

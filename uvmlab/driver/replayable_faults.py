@@ -77,6 +77,33 @@ def coalesce(
     return rep_page[:m], rep_access[:m], rep_count[:m]
 
 
+@njit(cache=True, inline="always")
+def _sort_order(page: np.ndarray, access: np.ndarray) -> np.ndarray:
+    """The stable order of entries by (page, access descending). The keys with the index in
+    their low bits are distinct, so an unstable sort of them gives the stable order (~3x
+    faster than a merge sort of the keys for a batch of 256); pages too high for that room
+    take the merge sort."""
+    n = len(page)
+    bits = 1
+    while (1 << bits) < n:
+        bits += 1
+    top = 0
+    for i in range(n):
+        top = max(top, page[i])
+    key = np.empty(n, np.int64)
+    if top < np.int64(1) << (62 - 8 - bits):
+        for i in range(n):
+            key[i] = (((page[i] << 8) | (255 - np.int64(access[i]))) << bits) | i
+        key.sort()
+        mask = (np.int64(1) << bits) - 1
+        for j in range(n):
+            key[j] &= mask
+        return key
+    for i in range(n):
+        key[i] = page[i] * 256 + (255 - np.int64(access[i]))  # (page, access descending)
+    return np.argsort(key, kind="mergesort")
+
+
 @njit(cache=True)
 def preprocess_fault_batch(
     page: np.ndarray, access: np.ndarray, count: np.ndarray
@@ -87,10 +114,7 @@ def preprocess_fault_batch(
     counts the instances each entry merged at fetch. Returns the sorted pages and accesses,
     ``keep``, the start and stop of each VA block's run of entries, and the duplicate count."""
     n = len(page)
-    key = np.empty(n, np.int64)
-    for i in range(n):
-        key[i] = page[i] * 256 + (255 - np.int64(access[i]))  # (page, access descending)
-    order = np.argsort(key, kind="mergesort")
+    order = _sort_order(page, access)
     sp = np.empty(n, np.int64)
     sa = np.empty(n, np.uint8)
     keep = np.empty(n, np.bool_)

@@ -27,7 +27,10 @@ none of these can change: the compiled service makes no migration and no pin.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from uvmlab.driver.compiled.gpu_faults import service_blocks
 from uvmlab.driver.compiled.scan import expand, gpu_scan, skip_hit_chunks
@@ -43,6 +46,25 @@ from uvmlab.driver.replayable_faults import (
 from uvmlab.engine import loop_layout as L
 from uvmlab.engine.arrival import report
 from uvmlab.engine.stalls import COUNT, append, mark_blocks, mark_words, oldest, reexecute
+
+
+@intrinsic
+def _readcyclecounter(typingctx):  # noqa: ARG001 (numba's intrinsic signature)
+    """LLVM's cycle counter (the TSC on x86; 0 where the target has none)."""
+
+    def codegen(context, builder, signature, args):
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(64), []), "llvm.readcyclecounter"
+        )
+        return builder.call(fn, [])
+
+    return types.int64(), codegen
+
+
+@njit(cache=True)
+def cycles() -> int:
+    """The cycle counter the loop's phase times (``loop_layout.P_*``) are read from."""
+    return _readcyclecounter()
 
 
 @njit(cache=True, inline="always")
@@ -112,7 +134,7 @@ def _load(cols, pool, alloc_base, alloc_pages, page, acc, perm, ip, fp, ks, kf, 
 
 
 @njit(cache=True)
-def _step(t0, kern, st, buf, va, ip, fp, ks, kf, remote_possible):
+def _step(t0, kern, st, buf, va, ip, fp, ks, kf, remote_possible, cy):
     """``GpuKernelRun.step`` for a replay pushed at ``t0`` (the case ``compiled_ok`` admits:
     no access-counter slicing, one GPU, only the fetched blocks re-checked)."""
     cols, pool, alloc_base, alloc_pages, page, acc, out_idx = kern
@@ -140,6 +162,7 @@ def _step(t0, kern, st, buf, va, ip, fp, ks, kf, remote_possible):
     perm = va.perm[gpu]
     gbit = np.uint8(1 << gpu) if remote_possible else np.uint8(0)
     ks[L.K_STEPS] += 1
+    c0 = _readcyclecounter()
     n = meta[COUNT]
     if n:
         done, remote = reexecute(
@@ -161,6 +184,8 @@ def _step(t0, kern, st, buf, va, ip, fp, ks, kf, remote_possible):
         if done:
             _complete(ks, kf, fp, done, remote)
             n -= done
+    c1 = _readcyclecounter()
+    cy[L.P_RECHECK] += c1 - c0
     free = conc - n
     while free > 0:
         if ks[L.K_POS] == ks[L.K_LEN] and not _load(
@@ -182,6 +207,8 @@ def _step(t0, kern, st, buf, va, ip, fp, ks, kf, remote_possible):
             append(out_idx, nf, base, page, acc, ip[L.I_TPB], t, meta, q_pos, q, phead, need_words)
             n += nf
             free -= nf
+    c2 = _readcyclecounter()
+    cy[L.P_SCAN] += c2 - c1
     if n:
         k = min(n, ip[L.I_CAPACITY] - ks[L.K_BUF_N])
         n_out = report(
@@ -205,6 +232,7 @@ def _step(t0, kern, st, buf, va, ip, fp, ks, kf, remote_possible):
         )
         ks[L.K_OVERFLOWS] += dropped
         ks[L.K_OVERFLOWS] += n - k
+    cy[L.P_REPORT] += _readcyclecounter() - c2
 
 
 @njit(cache=True, inline="always")
@@ -214,17 +242,17 @@ def _now(ks, kf):
 
 
 @njit(cache=True, inline="always")
-def _replay(kern, st, buf, va, ip, fp, ks, kf, bctr, remote_possible):
+def _replay(kern, st, buf, va, ip, fp, ks, kf, bctr, remote_possible, cy):
     """``BottomHalf.do_replay``."""
     ks[L.K_BH_REPLAYS] += 1
     bctr[L.C_REPLAYS] += 1
     pushed = _now(ks, kf)
     kf[L.F_WORK] += fp[L.F_REPLAY_NS]
-    _step(pushed, kern, st, buf, va, ip, fp, ks, kf, remote_possible)
+    _step(pushed, kern, st, buf, va, ip, fp, ks, kf, remote_possible, cy)
 
 
 @njit(cache=True)
-def _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, mid):
+def _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, mid, cy):
     """``BottomHalf`` (no policy hooks). Returns True where a block stopped the compiled
     service: the sorted batch is then copied to ``mid`` and its state left in ``ks``."""
     va, pmm, n_chunks, th, pf, costs, ctr, sc, work = drv
@@ -240,6 +268,7 @@ def _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, mid):
     ks[L.K_BH_BATCHES] = 0
     ks[L.K_BH_REPLAYS] = 0
     while ks[L.K_BH_BATCHES] < ip[L.I_MAX_BATCHES] and ip[L.I_MAX_THROTTLE] > 0:
+        c0 = _readcyclecounter()
         now = _now(ks, kf)
         ks[L.K_NOW_NS] = now
         # FaultBuffer.fetch, and the blocks it fetched are re-checked at the next replay
@@ -255,6 +284,8 @@ def _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, mid):
             mark_blocks(page, block_dirty, dirty, meta)
         else:
             mark_words(page, dirty_w, meta)
+        c1 = _readcyclecounter()
+        cy[L.P_FETCH] += c1 - c0
         rp, ra, rc = coalesce(page, access, utlb, ip[L.I_N_UTLB], ip[L.I_COALESCE] != 0)
         bctr[L.C_FAULTS] += k
         bctr[L.C_NOTIFIED] += rp.shape[0]
@@ -262,6 +293,8 @@ def _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, mid):
         bctr[L.C_GROUPS] += 1
         kf[L.F_WORK] += fp[L.F_FAULT_BATCH_NS] + k * fp[L.F_FAULT_NS]
         sp, sa, keep, starts, stops, duplicates = preprocess_fault_batch(rp, ra, rc)
+        c2 = _readcyclecounter()
+        cy[L.P_SORT] += c2 - c1
         work[0] = kf[L.F_WORK]
         kb, status = service_blocks(
             va,
@@ -293,6 +326,7 @@ def _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, mid):
             None,
         )
         kf[L.F_WORK] = work[0]
+        cy[L.P_SERVICE] += _readcyclecounter() - c2
         if status != DONE:  # the reference path may map any page of the batch's blocks
             mark_blocks(page, block_dirty, dirty, meta)
             ks[L.K_MID_K] = kb
@@ -310,18 +344,56 @@ def _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, mid):
             return True
         bctr[L.C_DUPLICATES] += duplicates
         if policy == REPLAY_BATCH:
-            _replay(kern, st, buf, va, ip, fp, ks, kf, bctr, remote_possible)
+            _replay(kern, st, buf, va, ip, fp, ks, kf, bctr, remote_possible, cy)
         elif policy == REPLAY_BATCH_FLUSH:
             # fault_buffer.flush_mode, then FaultBuffer.flush at the bottom half's time
             if duplicates * 100 > k * ip[L.I_PUT_RATIO]:  # UPDATE_PUT: PUT read again now
                 ks[L.K_CACHED_PUT] = _now(ks, kf)
             flushed = written(b_write, ks[L.K_BUF_N], ks[L.K_CACHED_PUT])
             ks[L.K_BUF_N] = take(b_page, b_access, b_utlb, b_write, ks[L.K_BUF_N], flushed)[3]
-            _replay(kern, st, buf, va, ip, fp, ks, kf, bctr, remote_possible)
+            _replay(kern, st, buf, va, ip, fp, ks, kf, bctr, remote_possible, cy)
         ks[L.K_BH_BATCHES] += 1
     if policy == REPLAY_ONCE or ks[L.K_BH_REPLAYS] == 0:
-        _replay(kern, st, buf, va, ip, fp, ks, kf, bctr, remote_possible)
+        _replay(kern, st, buf, va, ip, fp, ks, kf, bctr, remote_possible, cy)
     return False
+
+
+@njit(cache=True)
+def _iterate(kern, st, buf, drv, decided, mid, ip, fp, ks, kf, bctr, cy):
+    """``run_loop``'s iterations. ``kern``: the touch stream and its chunk; ``st``: the
+    stalled threads' arrays; ``buf``: the fault buffer's; ``drv``: the compiled service's
+    state; ``decided``: empty batch decisions."""
+    meta = st[1]
+    b_write = buf[3]
+    n_segs = kern[0][0].shape[0]
+    ctr = drv[6]
+    fetched = 0
+    while meta[COUNT] or not (ks[L.K_POS] == ks[L.K_LEN] and ks[L.K_SEG_I] >= n_segs):
+        if fetched >= ip[L.I_MAX_TICK]:
+            return L.TICK
+        ks[L.K_BEFORE] = ks[L.K_PROGRESS]
+        ks[L.K_NOW_NS] = np.int64(kf[L.F_CLOCK])
+        remote_possible = ip[L.I_REMOTE] != 0 or ctr[REMOTE_MAPS] != 0
+        if meta[COUNT] and ks[L.K_BUF_N] == 0:
+            _step(np.int64(kf[L.F_CLOCK]), kern, st, buf, drv[0], ip, fp, ks, kf, remote_possible, cy)
+        elif meta[COUNT]:
+            if (
+                written(b_write, ks[L.K_BUF_N], ks[L.K_NOW_NS]) == 0
+            ):  # the interrupt comes with the first entry
+                kf[L.F_CLOCK] = max(kf[L.F_CLOCK], np.float64(b_write[0]))
+                ks[L.K_NOW_NS] = np.int64(kf[L.F_CLOCK])
+            if _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, mid, cy):
+                return L.MID_BATCH
+            fetched += ks[L.K_BH_BATCHES]
+            kf[L.F_CLOCK] += kf[L.F_WORK]
+            kf[L.F_WORK] = 0.0
+        if meta[COUNT] == 0 and not (ks[L.K_POS] == ks[L.K_LEN] and ks[L.K_SEG_I] >= n_segs):
+            remote_possible = ip[L.I_REMOTE] != 0 or ctr[REMOTE_MAPS] != 0
+            _step(np.int64(kf[L.F_CLOCK]), kern, st, buf, drv[0], ip, fp, ks, kf, remote_possible, cy)
+        ks[L.K_IDLE] = ks[L.K_IDLE] + 1 if ks[L.K_PROGRESS] == ks[L.K_BEFORE] else 0
+        if ks[L.K_IDLE] > ip[L.I_MAX_IDLE]:
+            return L.STUCK
+    return L.END
 
 
 @njit(cache=True)
@@ -337,39 +409,12 @@ def run_loop(
     ks: np.ndarray,
     kf: np.ndarray,
     bctr: np.ndarray,
+    cy: np.ndarray,
 ) -> int:
-    """``GpuKernelRun.run``'s loop from the start of an iteration; returns L.END, L.TICK,
-    L.MID_BATCH (the sorted batch in ``mid``) or L.STUCK. ``kern``: the touch stream and its
-    chunk; ``st``: the stalled threads' arrays; ``buf``: the fault buffer's; ``drv``: the
-    compiled service's state; ``decided``: empty batch decisions."""
-    meta = st[1]
-    b_write = buf[3]
-    n_segs = kern[0][0].shape[0]
-    ctr = drv[6]
-    fetched = 0
-    while meta[COUNT] or not (ks[L.K_POS] == ks[L.K_LEN] and ks[L.K_SEG_I] >= n_segs):
-        if fetched >= ip[L.I_MAX_TICK]:
-            return L.TICK
-        ks[L.K_BEFORE] = ks[L.K_PROGRESS]
-        ks[L.K_NOW_NS] = np.int64(kf[L.F_CLOCK])
-        remote_possible = ip[L.I_REMOTE] != 0 or ctr[REMOTE_MAPS] != 0
-        if meta[COUNT] and ks[L.K_BUF_N] == 0:
-            _step(np.int64(kf[L.F_CLOCK]), kern, st, buf, drv[0], ip, fp, ks, kf, remote_possible)
-        elif meta[COUNT]:
-            if (
-                written(b_write, ks[L.K_BUF_N], ks[L.K_NOW_NS]) == 0
-            ):  # the interrupt comes with the first entry
-                kf[L.F_CLOCK] = max(kf[L.F_CLOCK], np.float64(b_write[0]))
-                ks[L.K_NOW_NS] = np.int64(kf[L.F_CLOCK])
-            if _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, mid):
-                return L.MID_BATCH
-            fetched += ks[L.K_BH_BATCHES]
-            kf[L.F_CLOCK] += kf[L.F_WORK]
-            kf[L.F_WORK] = 0.0
-        if meta[COUNT] == 0 and not (ks[L.K_POS] == ks[L.K_LEN] and ks[L.K_SEG_I] >= n_segs):
-            remote_possible = ip[L.I_REMOTE] != 0 or ctr[REMOTE_MAPS] != 0
-            _step(np.int64(kf[L.F_CLOCK]), kern, st, buf, drv[0], ip, fp, ks, kf, remote_possible)
-        ks[L.K_IDLE] = ks[L.K_IDLE] + 1 if ks[L.K_PROGRESS] == ks[L.K_BEFORE] else 0
-        if ks[L.K_IDLE] > ip[L.I_MAX_IDLE]:
-            return L.STUCK
-    return L.END
+    """``GpuKernelRun.run``'s loop from the start of an iteration; returns END, TICK,
+    MID_BATCH (the sorted batch in ``mid``) or STUCK (``loop_layout``); adds the cycles of
+    each phase to ``cy`` (``loop_layout.P_*``)."""
+    c0 = _readcyclecounter()
+    status = _iterate(kern, st, buf, drv, decided, mid, ip, fp, ks, kf, bctr, cy)
+    cy[L.P_CALL] += _readcyclecounter() - c0
+    return status

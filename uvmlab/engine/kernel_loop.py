@@ -59,8 +59,13 @@ from uvmlab.engine.loop_layout import (
     N_IP,
     N_KF,
     N_KS,
+    PHASES,
     TICK_BATCHES,
 )
+
+# The cycles ``run_loop`` spent in each phase (``loop_layout.PHASES``), summed over every call
+# of the process: what ``bench/profile_model.py`` reads (``fault_loop.cycles`` gives the unit).
+cycles = np.zeros(len(PHASES), np.int64)
 
 
 class KernelLoop:
@@ -192,6 +197,7 @@ class KernelLoop:
                     ks,
                     kf,
                     self.bctr,
+                    cycles,
                 )
             )
         finally:
