@@ -64,8 +64,10 @@ def test_profile_model_quick_runs():
         "fault-heavy, heuristics on",
         "fault-heavy, heuristics off",
         "oversubscribed",
-        "compiled: block service",
-        "per-batch orchestration",
+        "compiled fault loop",
+        "block service",
+        "re-check",
+        "outside the loop",
         "compiled prefetcher",
     ):
         assert figure in r.stdout
