@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 from numba import njit
 
-from uvmlab.driver.perf.prefetch import tree_alignment
+from uvmlab.driver.perf.prefetch_tree import tree_alignment
 
 
 @njit(cache=True)
@@ -107,7 +107,7 @@ class BitmapTree:
         return win
 
     def to_block(self, s: int, e: int, driver_offset_clamp: bool = True) -> tuple[int, int]:
-        """Tree leaves -> block pages, with the driver's clamp (see prefetch._prefetch_kernel)."""
+        """Tree leaves -> block pages, with the driver's clamp (see prefetch_tree._to_pages)."""
         off, m_first, m_outer = self.offset, self.m_first, self.m_outer
         f, o = s + m_first, e + m_first
         if driver_offset_clamp:

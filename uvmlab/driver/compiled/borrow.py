@@ -82,7 +82,5 @@ def borrow_sc(sc: Scratch) -> Scratch:
         view(sc.pages),
         view(sc.extra),
         view(sc.need_copy),
-        view(sc.faulted),
-        view(sc.resident),
-        view(sc.cpu_rr),
+        view(sc.words),
     )

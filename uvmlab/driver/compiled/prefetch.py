@@ -5,9 +5,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from uvmlab.driver.compiled.state import ADVISED, Scratch, VaArrays
-from uvmlab.driver.perf.prefetch import PrefetchParams, _prefetch_kernel
-from uvmlab.driver.va_space import CPU, PERM_READ
+from uvmlab.core.bitwords import ONE, ZERO, gather_bit, gather_nonzero, range_bits, trailing_zeros
+from uvmlab.driver.compiled.state import ADVISED, PLAIN, Scratch, VaArrays
+from uvmlab.driver.perf.prefetch import PrefetchParams
+from uvmlab.driver.perf.prefetch_tree import CPU_RR, FAULT, LEAF, NWORDS, OUT, THR, tree_fill
+from uvmlab.driver.va_space import CPU, PERM_NONE, PERM_READ
+
+# gather_nonzero reads a permission of at least PERM_READ as a byte that is not 0
+assert PERM_NONE == 0 and PERM_READ == 1
 
 
 @njit(cache=True, inline="always")
@@ -41,20 +46,32 @@ def prefetch_pages(
     count &= 0xFFFF
     if count < pf.min_faults:
         return _faulted_only(nf, count, sc)  # the min_faults gate: no hint
-    faulted = sc.faulted[:n]
-    faulted[:] = False
+    w = sc.words
+    fault, leaf, cpu_rr = w[FAULT], w[LEAF], w[CPU_RR]
+    for j in range(NWORDS):
+        fault[j] = ZERO
     for k in range(nf):
-        faulted[fpages[k]] = True
+        p = fpages[k]
+        fault[p >> 6] |= ONE << np.uint64(p & 63)
     if use_row:
-        return _with_mask(row, faulted, n, nf, count, pf.min_faults, sc)
-    resident = sc.resident[:n]
-    cpu_rr = sc.cpu_rr[: n if dest == CPU else 0]  # empty: not a CPU destination
+        return _with_row(row, fault, n, count, sc)
+    # The leaves' input: resident on dest, or faulted; for a CPU destination also the pages
+    # resident and readable there (the post-filter drops them). One word of 64 pages at a time.
     all_rr = dest == CPU  # every page not faulted is resident and readable on the CPU
-    for i in range(n):
-        resident[i] = (residency[lo + i] >> dest) & 1 != 0
+    for j in range(NWORDS):
+        count_j = min(64, n - 64 * j)
+        if count_j <= 0:
+            leaf[j] = ZERO
+            cpu_rr[j] = ZERO
+            continue
+        res = gather_bit(residency, lo + 64 * j, count_j, dest)
+        leaf[j] = res | fault[j]
         if dest == CPU:
-            cpu_rr[i] = resident[i] and perm[CPU, lo + i] >= PERM_READ
-            all_rr &= cpu_rr[i] or faulted[i]
+            rr = res & gather_nonzero(perm, CPU * perm.shape[1] + lo + 64 * j, count_j)
+            all_rr &= (rr | fault[j]) == range_bits(j, 0, n)
+            cpu_rr[j] = rr
+        else:
+            cpu_rr[j] = ZERO
     if all_rr:
         # the post-filter drops faulted and CPU-readable pages from any region: no hint
         return _faulted_only(nf, count, sc)
@@ -67,38 +84,39 @@ def prefetch_pages(
             if residency[i] != 0:
                 first_touch = False
                 break
-    # no thrashing pages: the block has no per-page thrashing state (an empty mask reads the
-    # same as one of all False)
-    mask = _prefetch_kernel(
-        faulted,
-        resident,
-        sc.cpu_rr[:0],
-        cpu_rr,
-        lo,
-        pf.big_page_pages,
-        pf.threshold,
-        0,
-        n,
-        dest == CPU,
-        True,
-        first_touch,
-    )
-    return _with_mask(mask, faulted, n, nf, count, pf.min_faults, sc)
+    thr = w[THR]  # no thrashing pages: the block has no per-page thrashing state
+    for j in range(NWORDS):
+        thr[j] = ZERO
+    tree_fill(w, lo, pf.big_page_pages, pf.threshold, 0, n, True, first_touch)
+    return _with_words(fault, w[OUT], count, sc)
 
 
 @njit(cache=True, inline="always")
-def _with_mask(
-    mask: np.ndarray, faulted: np.ndarray, n: int, nf: int, count: int, min_faults: int, sc: Scratch
-) -> tuple[int, int]:
-    """The pages to make resident, faulted plus ``mask``'s where the hint is allowed, in one
-    pass over the block."""
-    if count < min_faults:
-        return _faulted_only(nf, count, sc)
+def _with_words(fault: np.ndarray, out: np.ndarray, count: int, sc: Scratch) -> tuple[int, int]:
+    """The pages to make resident, faulted plus prefetched (``out``), ascending: one step per
+    page of either."""
+    pages, extra = sc.pages, sc.extra
+    k = 0
+    for j in range(NWORDS):
+        todo = fault[j] | out[j]
+        while todo:
+            b = trailing_zeros(todo)
+            bit = ONE << b
+            todo ^= bit
+            pages[k] = 64 * j + int(b)
+            extra[k] = (fault[j] & bit) == ZERO
+            k += 1
+    return k, count
+
+
+@njit(cache=True, inline="always")
+def _with_row(row: np.ndarray, fault: np.ndarray, n: int, count: int, sc: Scratch) -> tuple[int, int]:
+    """The pages to make resident, faulted plus a policy's ``row`` (block pages)."""
     pages, extra = sc.pages, sc.extra
     k = 0
     for i in range(n):
-        f = faulted[i]
-        if f or mask[i]:
+        f = (fault[i >> 6] >> np.uint64(i & 63)) & ONE != ZERO
+        if f or row[i]:
             pages[k] = i
             extra[k] = not f
             k += 1
@@ -113,3 +131,13 @@ def _faulted_only(nf: int, count: int, sc: Scratch) -> tuple[int, int]:
         pages[k] = fpages[k]
         extra[k] = False
     return nf, count
+
+
+@njit(cache=True)
+def prefetch_pages_call(
+    va: VaArrays, pf: PrefetchParams, block: int, lo: int, n: int, dest: int, nf: int, sc: Scratch
+) -> int:
+    """:func:`prefetch_pages` for a plain block with no policy, called from Python (tests):
+    returns ``m``, the pages being in ``sc.pages[:m]`` / ``sc.extra[:m]``."""
+    m, _count = prefetch_pages(va, pf, block, lo, n, dest, nf, PLAIN, sc, sc.extra, False)
+    return m

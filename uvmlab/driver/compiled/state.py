@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from uvmlab.core.sizes import PAGES_PER_BLOCK
+from uvmlab.driver.perf.prefetch_tree import new_words
 from uvmlab.driver.va_space import READ_DUP_DISABLED, READ_DUP_ENABLED
 from uvmlab.workload.ir import AllocKind
 
@@ -116,9 +117,7 @@ class Scratch(NamedTuple):
     pages: np.ndarray  # the pages to make resident: faulted plus prefetched, ascending
     extra: np.ndarray  # per entry of ``pages``: prefetched, not faulted
     need_copy: np.ndarray  # per entry of ``pages``: a copy is needed
-    faulted: np.ndarray  # per block page: it faulted (the prefetcher's input)
-    resident: np.ndarray  # per block page: resident on the destination
-    cpu_rr: np.ndarray  # per block page: resident and readable on the CPU
+    words: np.ndarray  # the prefetcher's page bitmaps (perf.prefetch_tree.new_words)
 
 
 def new_scratch() -> Scratch:
@@ -129,7 +128,5 @@ def new_scratch() -> Scratch:
         np.empty(n, np.int64),
         np.zeros(n, np.bool_),
         np.zeros(n, np.bool_),
-        np.zeros(n, np.bool_),
-        np.zeros(n, np.bool_),
-        np.zeros(n, np.bool_),
+        new_words(),
     )

@@ -9,7 +9,8 @@ Layers, from the inside out:
 
 * :func:`compute_prefetch_mask` — uvm_perf_prefetch.c steps 2 and 4–6: bitmap tree, big-page alignment offset,
   ``grow_fault_granularity``, the tree walk (``compute_prefetch_region``) and post-filtering. The
-  hot part is one numba kernel; there is no Python loop over pages.
+  masks become page bitmaps of uint64 words and the tree is ``prefetch_tree.tree_fill``, the
+  same compiled code the compiled block service inlines; there is no Python loop over pages.
 * :func:`first_touch_shortcut_applies` — uvm_perf_prefetch.c step 3.
 * :func:`update_prefetch_info` / :func:`hint_allowed` — ``va_block->prefetch_info`` kept by the
   caller in two per-block arrays (uvm_perf_prefetch.c steps 1 and 7, the ``uvm_perf_prefetch_min_faults``
@@ -34,6 +35,16 @@ import numpy as np
 from numba import njit
 
 from uvmlab.core.sizes import PAGE_SIZE, PAGES_PER_BLOCK  # a VA block never crosses a 2 MiB boundary
+from uvmlab.driver.perf.prefetch_tree import (
+    CPU_RR,
+    FAULT,
+    LEAF,
+    NWORDS,
+    OUT,
+    THR,
+    new_words,
+    tree_fill,
+)
 
 __all__ = [
     "PrefetchParams",
@@ -98,185 +109,31 @@ def effective_prefetch_min_faults(param: int) -> int:
     return PREFETCH_MIN_FAULTS_DEFAULT
 
 
-# --------------------------------------------------------------------------------------------
-# numba kernel
-# --------------------------------------------------------------------------------------------
-
-
 @njit(cache=True)
-def tree_alignment(block_first_page_va: int, big: int, m_first: int, m_outer: int) -> tuple[bool, int, int]:
-    """The tree's alignment to big pages: (has a whole big page, offset, leaf count).
-
-    The largest big-page-aligned sub-range of the region is found in VA terms
-    (``uvm_va_block_big_page_region_subset``); the tree is shifted right by ``offset`` virtual
-    (never set) leaves so that every aligned node of >= ``big`` leaves starts on a big-page
-    boundary.
-    """
-    va_first = block_first_page_va + m_first
-    big_first_va = (va_first + big - 1) // big * big
-    big_outer_va = (block_first_page_va + m_outer) // big * big
-    has_big = big_outer_va > big_first_va
-    b_first = big_first_va - block_first_page_va
-    offset = 0
-    if has_big and b_first > m_first:
-        offset = big - (b_first - m_first)
-    return has_big, offset, (m_outer - m_first) + offset
+def _fill(
+    w: np.ndarray,
+    block_first_page_va: int,
+    big: int,
+    threshold: int,
+    m_first: int,
+    m_outer: int,
+    driver_offset_clamp: bool,
+    shortcut: bool,
+) -> None:
+    """:func:`tree_fill` called from Python (it is inlined into the compiled block service)."""
+    tree_fill(w, block_first_page_va, big, threshold, m_first, m_outer, driver_offset_clamp, shortcut)
 
 
-@njit(cache=True)
-def _prefetch_kernel(
-    faulted,
-    resident,
-    thrashing,
-    cpu_resident_readable,
-    block_first_page_va,
-    big,
-    threshold,
-    m_first,
-    m_outer,
-    dest_is_cpu,
-    driver_offset_clamp,
-    shortcut,
-):
-    n = faulted.shape[0]
-    has_resident = resident.shape[0] != 0
-    has_thrashing = thrashing.shape[0] != 0
-    has_cpu_rr = cpu_resident_readable.shape[0] != 0
-    out = np.zeros(n, dtype=np.bool_)
+def _to_words(m: np.ndarray) -> np.ndarray:
+    """A block's page mask as NWORDS uint64 words (bit i & 63 of word i >> 6: page i)."""
+    bits = np.zeros(NWORDS * 64, dtype=np.bool_)
+    bits[: m.shape[0]] = m
+    return np.packbits(bits, bitorder="little").view("<u8").astype(np.uint64)
 
-    # The driver only ever passes faulted pages inside max_prefetch_region; outside it the leaf
-    # index would fall off the tree.
-    for p in range(m_first):
-        if faulted[p]:
-            raise ValueError("faulted pages outside max_region")
-    for p in range(m_outer, n):
-        if faulted[p]:
-            raise ValueError("faulted pages outside max_region")
 
-    if shortcut:
-        # uvm_perf_prefetch.c step 3 (first touch on the preferred location): the whole region, no tree.
-        lo = m_first
-        hi = m_outer
-        out[lo:hi] = True
-    else:
-        # --- init_bitmap_tree_from_region + update_bitmap_tree_from_va_block -------------
-        has_big, offset, leaf_count = tree_alignment(block_first_page_va, big, m_first, m_outer)
-
-        # Leaves: resident U faulted, shifted so that page m_first is leaf `offset` (the
-        # driver's shifted page mask). Virtual leaves [0, offset) stay 0.
-        leaves = np.zeros(leaf_count, dtype=np.bool_)
-        if has_resident:
-            for p in range(m_first, m_outer):
-                leaves[p - m_first + offset] = faulted[p] | resident[p]
-        else:
-            leaves[offset:] = faulted[m_first:m_outer]
-
-        # grow_fault_granularity: the parts (prefix, each big page, suffix) are exactly the
-        # aligned runs of `big` leaves of the shifted tree: the prefix is run 0 after the
-        # virtual leaves, the suffix the last, partial run. With no big page in the region the
-        # whole region is one part. grow_fault_granularity_if_no_thrashing fills a part that
-        # holds a faulted page and no thrashing page.
-        part_len = big if has_big else leaf_count
-        for a in range(0, leaf_count, part_len):
-            b = min(a + part_len, leaf_count)
-            pa = max(a, offset) - offset + m_first  # the part in block pages
-            pb = b - offset + m_first
-            any_fault = False
-            for p in range(pa, pb):
-                if faulted[p]:
-                    any_fault = True
-                    break
-            if not any_fault:
-                continue
-            if has_thrashing:
-                any_thr = False
-                for p in range(pa, pb):
-                    if thrashing[p]:
-                        any_thr = True
-                        break
-                if any_thr:
-                    continue
-            leaves[max(a, offset) : b] = True
-
-        # Node counts come from a prefix sum over the grown leaves.
-        cs = np.zeros(leaf_count + 1, dtype=np.int32)
-        for t in range(leaf_count):
-            cs[t + 1] = cs[t] + np.int32(leaves[t])
-
-        # The walk starts from every faulted, non-thrashing page, in ascending order.
-        starts = np.empty(m_outer - m_first, dtype=np.int32)
-        n_starts = 0
-        for p in range(m_first, m_outer):
-            if faulted[p] and not (has_thrashing and thrashing[p]):
-                starts[n_starts] = p - m_first + offset
-                n_starts += 1
-
-        level_count = 1  # ilog2(roundup_pow_of_two(leaf_count)) + 1
-        while (1 << (level_count - 1)) < leaf_count:
-            level_count += 1
-
-        # --- compute_prefetch_mask: walk from every non-thrashing faulted page ------------
-        lo = n
-        hi = 0
-        for i in range(n_starts):
-            leaf = starts[i]
-            # compute_prefetch_region: leaf to root, the largest node with
-            # count * 100 > size * threshold wins (a failing level does not stop the walk).
-            win_first = 0
-            win_outer = 0
-            for k in range(level_count):
-                size = 1 << k
-                s = leaf - (leaf & (size - 1))
-                e = min(s + size, leaf_count)  # nodes are clipped to leaf_count
-                if (cs[e] - cs[s]) * 100 > (e - s) * threshold:
-                    win_first = s
-                    win_outer = e
-            if win_outer == 0:
-                continue  # nothing passed: region (0,0), fill is a no-op, no early out
-            # Back from tree leaves to block pages, clamped to the region.
-            f = win_first + m_first
-            o = win_outer + m_first
-            if driver_offset_clamp:
-                # compute_prefetch_region as written in 580.142: a start that falls among the
-                # virtual leaves is set to `offset` (a page index!), not to the region start.
-                # For a block whose first page is not big-page aligned (m_first == 0 < offset)
-                # this cuts [0, offset) out of the region, or empties it (first > outer, and
-                # bitmap_set with a negative length sets nothing for these small indices).
-                if f < offset:
-                    f = offset
-                else:
-                    f -= offset
-                    if f < m_first:
-                        f = m_first
-                if o < offset:
-                    o = offset
-                else:
-                    o -= offset
-                    if o > m_outer:
-                        o = m_outer
-            else:
-                # What the clamp is evidently meant to do (uvm_perf_prefetch.c step 5.4 as the spec words it).
-                f = max(f - offset, m_first)
-                o = min(o - offset, m_outer)
-            if o > f:
-                out[f:o] = True
-                lo = min(lo, f)
-                hi = max(hi, o)
-            # Early out once the region reaches the end of the block. This never changes the
-            # result: every later faulted page lies in this node, which also passes for it,
-            # and any larger passing node would have won for this page too.
-            if o == m_outer:
-                break
-
-    # --- post-filtering (uvm_perf_prefetch_prenotify_fault_migrations), over the filled span -
-    for p in range(lo, hi):
-        if out[p] and (
-            faulted[p]
-            or (dest_is_cpu and has_cpu_rr and cpu_resident_readable[p])
-            or (has_thrashing and thrashing[p])
-        ):
-            out[p] = False
-    return out
+def _from_words(words: np.ndarray, n: int) -> np.ndarray:
+    bits = np.unpackbits(words.astype("<u8").view(np.uint8), bitorder="little")
+    return bits[:n].astype(np.bool_)
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,20 +227,31 @@ def compute_prefetch_mask(
         faulted, block_first_page_va, big_page_pages, threshold, max_region
     )
     n = faulted.shape[0]
-    return _prefetch_kernel(
-        faulted,
-        _as_mask(resident, n, "resident"),
-        _as_mask(thrashing, n, "thrashing"),
-        _as_mask(cpu_resident_readable, n, "cpu_resident_readable"),
+    if faulted[:m_first].any() or faulted[m_outer:].any():
+        # The driver only ever passes faulted pages inside max_prefetch_region; outside it the
+        # leaf index would fall off the tree.
+        raise ValueError("faulted pages outside max_region")
+    res = _as_mask(resident, n, "resident")
+    thr = _as_mask(thrashing, n, "thrashing")
+    cpu_rr = _as_mask(cpu_resident_readable, n, "cpu_resident_readable")
+    w = new_words()
+    w[FAULT] = _to_words(faulted)
+    w[LEAF] = _to_words(faulted | res) if res.shape[0] else w[FAULT]
+    if thr.shape[0]:
+        w[THR] = _to_words(thr)
+    if dest_is_cpu and cpu_rr.shape[0]:
+        w[CPU_RR] = _to_words(cpu_rr)
+    _fill(
+        w,
         int(block_first_page_va),
         int(big_page_pages),
         int(threshold),
         m_first,
         m_outer,
-        bool(dest_is_cpu),
         bool(driver_offset_clamp),
         bool(first_touch),
     )
+    return _from_words(w[OUT], n)
 
 
 def first_touch_shortcut_applies(
