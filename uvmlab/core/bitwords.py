@@ -11,6 +11,8 @@ meets a word here is a ``np.uint64``; shifts keep the word's type.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -35,7 +37,7 @@ ALL = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 
 
 @intrinsic
-def popcount(typingctx, x):  # noqa: ARG001 (numba's intrinsic signature)
+def popcount(typingctx: Any, x: Any) -> Any:  # noqa: ARG001 (numba's intrinsic signature)
     """The number of set bits of an integer (LLVM ``ctpop``)."""
     if not isinstance(x, types.Integer):
         return None
@@ -48,7 +50,7 @@ def popcount(typingctx, x):  # noqa: ARG001 (numba's intrinsic signature)
 
 
 @intrinsic
-def trailing_zeros(typingctx, x):  # noqa: ARG001 (numba's intrinsic signature)
+def trailing_zeros(typingctx: Any, x: Any) -> Any:  # noqa: ARG001 (numba's intrinsic signature)
     """The index of the lowest set bit of an integer (LLVM ``cttz``); its width when it is 0."""
     if not isinstance(x, types.Integer):
         return None
