@@ -107,12 +107,9 @@ def written(write_ns: np.ndarray, n: int, t: int) -> int:
 
 
 @njit(cache=True, inline="always")
-def take(
-    page: np.ndarray, access: np.ndarray, utlb: np.ndarray, write_ns: np.ndarray, n: int, k: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """``FaultBuffer._take``: copies of the first ``k`` entries, the rest moved to the front;
-    returns them and the new ``n``."""
-    out = page[:k].copy(), access[:k].copy(), utlb[:k].copy()
+def drop(page: np.ndarray, access: np.ndarray, utlb: np.ndarray, write_ns: np.ndarray, n: int, k: int) -> int:
+    """``FaultBuffer._take`` without the copies: the first ``k`` entries leave, the rest move
+    to the front; returns the new ``n``."""
     rest = n - k
     if rest and k:
         for i in range(rest):
@@ -120,7 +117,7 @@ def take(
             access[i] = access[k + i]
             utlb[i] = utlb[k + i]
             write_ns[i] = write_ns[k + i]
-    return out[0], out[1], out[2], rest
+    return rest
 
 
 @njit(cache=True, inline="always")
@@ -154,4 +151,4 @@ def push(
     return hi, m - k
 
 
-__all__ = ["CACHED_PUT", "UPDATE_PUT", "FaultBuffer", "flush_mode", "push", "take", "written"]
+__all__ = ["CACHED_PUT", "UPDATE_PUT", "FaultBuffer", "drop", "flush_mode", "push", "written"]

@@ -51,10 +51,29 @@ def coalesce(
     rep_page = np.empty(n, np.int64)
     rep_access = np.empty(n, np.uint8)
     rep_count = np.empty(n, np.int32)
-    last_of_utlb = np.full(n_utlb, -1, np.int64)
+    m = coalesce_into(
+        page, access, utlb, enabled, rep_page, rep_access, rep_count, np.empty(n_utlb, np.int64)
+    )
+    return rep_page[:m], rep_access[:m], rep_count[:m]
+
+
+@njit(cache=True, inline="always")
+def coalesce_into(
+    page: np.ndarray,
+    access: np.ndarray,
+    utlb: np.ndarray,
+    enabled: bool,
+    rep_page: np.ndarray,
+    rep_access: np.ndarray,
+    rep_count: np.ndarray,
+    last_of_utlb: np.ndarray,
+) -> int:
+    """``coalesce`` into arrays of the caller (``last_of_utlb``: scratch, one per uTLB);
+    returns how many representatives."""
+    last_of_utlb[:] = -1
     m = 0
     last = -1
-    for i in range(n):
+    for i in range(len(page)):
         u = utlb[i]
         j = last_of_utlb[u] if enabled else -1
         if j >= 0 and rep_page[j] == page[i]:
@@ -74,11 +93,11 @@ def coalesce(
         last_of_utlb[u] = m
         last = m
         m += 1
-    return rep_page[:m], rep_access[:m], rep_count[:m]
+    return m
 
 
 @njit(cache=True, inline="always")
-def _sort_order(page: np.ndarray, access: np.ndarray) -> np.ndarray:
+def _sort_order(page: np.ndarray, access: np.ndarray, key: np.ndarray) -> np.ndarray:
     """The stable order of entries by (page, access descending). The keys with the index in
     their low bits are distinct, so an unstable sort of them gives the stable order (~3x
     faster than a merge sort of the keys for a batch of 256); pages too high for that room
@@ -90,7 +109,7 @@ def _sort_order(page: np.ndarray, access: np.ndarray) -> np.ndarray:
     top = 0
     for i in range(n):
         top = max(top, page[i])
-    key = np.empty(n, np.int64)
+    key = key[:n]
     if top < np.int64(1) << (62 - 8 - bits):
         for i in range(n):
             key[i] = (((page[i] << 8) | (255 - np.int64(access[i]))) << bits) | i
@@ -114,11 +133,31 @@ def preprocess_fault_batch(
     counts the instances each entry merged at fetch. Returns the sorted pages and accesses,
     ``keep``, the start and stop of each VA block's run of entries, and the duplicate count."""
     n = len(page)
-    order = _sort_order(page, access)
     sp = np.empty(n, np.int64)
     sa = np.empty(n, np.uint8)
     keep = np.empty(n, np.bool_)
     starts = np.empty(n, np.int64)
+    stops = np.empty(n, np.int64)
+    nb, duplicates = preprocess_into(page, access, count, sp, sa, keep, starts, stops, np.empty(n, np.int64))
+    return sp, sa, keep, starts[:nb].copy(), stops[:nb].copy(), duplicates
+
+
+@njit(cache=True, inline="always")
+def preprocess_into(
+    page: np.ndarray,
+    access: np.ndarray,
+    count: np.ndarray,
+    sp: np.ndarray,
+    sa: np.ndarray,
+    keep: np.ndarray,
+    starts: np.ndarray,
+    stops: np.ndarray,
+    key: np.ndarray,
+) -> tuple[int, int]:
+    """``preprocess_fault_batch`` into arrays of the caller (``key``: scratch); returns the
+    number of VA blocks and the duplicate count."""
+    n = len(page)
+    order = _sort_order(page, access, key)
     duplicates = 0
     nb = 0
     for j in range(n):
@@ -131,12 +170,11 @@ def preprocess_fault_batch(
         if j == 0 or (sp[j] >> BLOCK_SHIFT) != (sp[j - 1] >> BLOCK_SHIFT):
             starts[nb] = j
             nb += 1
-    stops = np.empty(nb, np.int64)
     for b in range(nb - 1):
         stops[b] = starts[b + 1]
     if nb:
         stops[nb - 1] = n
-    return sp, sa, keep, starts[:nb].copy(), stops, duplicates
+    return nb, duplicates
 
 
 def service_replayable_faults(

@@ -35,13 +35,13 @@ from numba.extending import intrinsic
 from uvmlab.driver.compiled.gpu_faults import service_blocks
 from uvmlab.driver.compiled.scan import expand, gpu_scan, skip_hit_chunks
 from uvmlab.driver.compiled.state import DONE, REMOTE_MAPS
-from uvmlab.driver.fault_buffer import push, take, written
+from uvmlab.driver.fault_buffer import drop, push, written
 from uvmlab.driver.replayable_faults import (
     REPLAY_BATCH,
     REPLAY_BATCH_FLUSH,
     REPLAY_ONCE,
-    coalesce,
-    preprocess_fault_batch,
+    coalesce_into,
+    preprocess_into,
 )
 from uvmlab.engine import loop_layout as L
 from uvmlab.engine.arrival import report
@@ -252,13 +252,15 @@ def _replay(kern, st, buf, va, ip, fp, ks, kf, bctr, remote_possible, cy):
 
 
 @njit(cache=True)
-def _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, mid, cy):
-    """``BottomHalf`` (no policy hooks). Returns True where a block stopped the compiled
-    service: the sorted batch is then copied to ``mid`` and its state left in ``ks``."""
+def _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, batch, cy):
+    """``BottomHalf`` (no policy hooks), a batch at a time in the scratch arrays ``batch``.
+    Returns True where a block stopped the compiled service: the sorted batch is left in
+    ``batch`` and its state in ``ks``."""
     va, pmm, n_chunks, th, pf, costs, ctr, sc, work = drv
     b_page, b_access, b_utlb, b_write = buf
     meta, block_dirty, dirty, dirty_w = st[1], st[6], st[7], st[8]
     pf_mask, pf_set, reference = decided
+    rp, ra, rc, last_of_utlb, sp, sa, keep, starts, stops, key = batch
     remote_possible = ip[L.I_REMOTE] != 0 or ctr[REMOTE_MAPS] != 0
     policy = ip[L.I_POLICY]
     bctr[L.C_BH] += 1
@@ -275,9 +277,9 @@ def _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, mid, cy):
         if written(b_write, ks[L.K_BUF_N], ks[L.K_CACHED_PUT]) == 0:
             ks[L.K_CACHED_PUT] = now
         k = min(ip[L.I_BATCH_COUNT], written(b_write, ks[L.K_BUF_N], ks[L.K_CACHED_PUT]))
-        page, access, utlb, ks[L.K_BUF_N] = take(b_page, b_access, b_utlb, b_write, ks[L.K_BUF_N], k)
         if k == 0:
             break
+        page, access, utlb = b_page[:k], b_access[:k], b_utlb[:k]  # read before they move
         # without prefetching, a compiled block service maps only the pages that faulted
         # (residency.make_resident_and_map of prefetch_pages' faulted pages)
         if pf.enable:
@@ -286,13 +288,14 @@ def _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, mid, cy):
             mark_words(page, dirty_w, meta)
         c1 = _readcyclecounter()
         cy[L.P_FETCH] += c1 - c0
-        rp, ra, rc = coalesce(page, access, utlb, ip[L.I_N_UTLB], ip[L.I_COALESCE] != 0)
+        m = coalesce_into(page, access, utlb, ip[L.I_COALESCE] != 0, rp, ra, rc, last_of_utlb)
+        ks[L.K_BUF_N] = drop(b_page, b_access, b_utlb, b_write, ks[L.K_BUF_N], k)
         bctr[L.C_FAULTS] += k
-        bctr[L.C_NOTIFIED] += rp.shape[0]
+        bctr[L.C_NOTIFIED] += m
         bctr[L.C_BATCHES] += 1
         bctr[L.C_GROUPS] += 1
         kf[L.F_WORK] += fp[L.F_FAULT_BATCH_NS] + k * fp[L.F_FAULT_NS]
-        sp, sa, keep, starts, stops, duplicates = preprocess_fault_batch(rp, ra, rc)
+        nb, duplicates = preprocess_into(rp[:m], ra[:m], rc[:m], sp, sa, keep, starts, stops, key)
         c2 = _readcyclecounter()
         cy[L.P_SORT] += c2 - c1
         work[0] = kf[L.F_WORK]
@@ -308,11 +311,11 @@ def _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, mid, cy):
             work,
             now,
             ip[L.I_GPU],
-            sp,
-            sa,
-            keep,
-            starts,
-            stops,
+            sp[:m],
+            sa[:m],
+            keep[:m],
+            starts[:nb],
+            stops[:nb],
             0,
             True,
             False,
@@ -328,19 +331,13 @@ def _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, mid, cy):
         kf[L.F_WORK] = work[0]
         cy[L.P_SERVICE] += _readcyclecounter() - c2
         if status != DONE:  # the reference path may map any page of the batch's blocks
-            mark_blocks(page, block_dirty, dirty, meta)
+            mark_blocks(rp[:m], block_dirty, dirty, meta)  # the batch's pages, coalesced
             ks[L.K_MID_K] = kb
             ks[L.K_MID_FETCHED] = k
-            ks[L.K_MID_COALESCED] = rp.shape[0]
+            ks[L.K_MID_COALESCED] = m
             ks[L.K_MID_DUPLICATES] = duplicates
-            ks[L.K_MID_N] = sp.shape[0]
-            ks[L.K_MID_NB] = starts.shape[0]
-            m_page, m_access, m_keep, m_starts, m_stops = mid
-            m_page[: sp.shape[0]] = sp
-            m_access[: sp.shape[0]] = sa
-            m_keep[: sp.shape[0]] = keep
-            m_starts[: starts.shape[0]] = starts
-            m_stops[: starts.shape[0]] = stops
+            ks[L.K_MID_N] = m
+            ks[L.K_MID_NB] = nb
             return True
         bctr[L.C_DUPLICATES] += duplicates
         if policy == REPLAY_BATCH:
@@ -350,7 +347,7 @@ def _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, mid, cy):
             if duplicates * 100 > k * ip[L.I_PUT_RATIO]:  # UPDATE_PUT: PUT read again now
                 ks[L.K_CACHED_PUT] = _now(ks, kf)
             flushed = written(b_write, ks[L.K_BUF_N], ks[L.K_CACHED_PUT])
-            ks[L.K_BUF_N] = take(b_page, b_access, b_utlb, b_write, ks[L.K_BUF_N], flushed)[3]
+            ks[L.K_BUF_N] = drop(b_page, b_access, b_utlb, b_write, ks[L.K_BUF_N], flushed)
             _replay(kern, st, buf, va, ip, fp, ks, kf, bctr, remote_possible, cy)
         ks[L.K_BH_BATCHES] += 1
     if policy == REPLAY_ONCE or ks[L.K_BH_REPLAYS] == 0:
@@ -359,7 +356,7 @@ def _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, mid, cy):
 
 
 @njit(cache=True)
-def _iterate(kern, st, buf, drv, decided, mid, ip, fp, ks, kf, bctr, cy):
+def _iterate(kern, st, buf, drv, decided, batch, ip, fp, ks, kf, bctr, cy):
     """``run_loop``'s iterations. ``kern``: the touch stream and its chunk; ``st``: the
     stalled threads' arrays; ``buf``: the fault buffer's; ``drv``: the compiled service's
     state; ``decided``: empty batch decisions."""
@@ -382,7 +379,7 @@ def _iterate(kern, st, buf, drv, decided, mid, ip, fp, ks, kf, bctr, cy):
             ):  # the interrupt comes with the first entry
                 kf[L.F_CLOCK] = max(kf[L.F_CLOCK], np.float64(b_write[0]))
                 ks[L.K_NOW_NS] = np.int64(kf[L.F_CLOCK])
-            if _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, mid, cy):
+            if _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, batch, cy):
                 return L.MID_BATCH
             fetched += ks[L.K_BH_BATCHES]
             kf[L.F_CLOCK] += kf[L.F_WORK]
@@ -403,7 +400,7 @@ def run_loop(
     buf: tuple,
     drv: tuple,
     decided: tuple,
-    mid: tuple,
+    batch: tuple,
     ip: np.ndarray,
     fp: np.ndarray,
     ks: np.ndarray,
@@ -412,9 +409,9 @@ def run_loop(
     cy: np.ndarray,
 ) -> int:
     """``GpuKernelRun.run``'s loop from the start of an iteration; returns END, TICK,
-    MID_BATCH (the sorted batch in ``mid``) or STUCK (``loop_layout``); adds the cycles of
+    MID_BATCH (the sorted batch in ``batch``) or STUCK (``loop_layout``); adds the cycles of
     each phase to ``cy`` (``loop_layout.P_*``)."""
     c0 = _readcyclecounter()
-    status = _iterate(kern, st, buf, drv, decided, mid, ip, fp, ks, kf, bctr, cy)
+    status = _iterate(kern, st, buf, drv, decided, batch, ip, fp, ks, kf, bctr, cy)
     cy[L.P_CALL] += _readcyclecounter() - c0
     return status

@@ -154,11 +154,18 @@ class KernelLoop:
         )
         d = fast._undecided
         self.decided = (d.prefetch, d.prefetch_set, d.reference)
-        cap = run.buf.capacity
-        self.mid = (
+        # a batch's arrays: coalesced (page, access, count, one per uTLB), sorted (page,
+        # access, keep, block starts and stops), the sort's keys
+        cap = int(ip[I_BATCH_COUNT])
+        self.batch = (
+            np.empty(cap, np.int64),
+            np.empty(cap, np.uint8),
+            np.empty(cap, np.int32),
+            np.empty(run.n_utlb, np.int64),
             np.empty(cap, np.int64),
             np.empty(cap, np.uint8),
             np.empty(cap, np.bool_),
+            np.empty(cap, np.int64),
             np.empty(cap, np.int64),
             np.empty(cap, np.int64),
         )
@@ -191,7 +198,7 @@ class KernelLoop:
                     self.buf,
                     self.drv,
                     self.decided,
-                    self.mid,
+                    self.batch,
                     self.ip,
                     self.fp,
                     ks,
@@ -219,7 +226,7 @@ class KernelLoop:
         """Finish the batch ``run_loop`` stopped in (MID_BATCH) and its bottom half in Python."""
         r, ks, kf = self.run, self.ks, self.kf
         n, nb = int(ks[K_MID_N]), int(ks[K_MID_NB])
-        m_page, m_access, m_keep, m_starts, m_stops = self.mid
+        m_page, m_access, m_keep, m_starts, m_stops = self.batch[4:9]
         bh = BottomHalf(
             r.drv,
             r.buf,
