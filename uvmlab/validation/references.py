@@ -90,6 +90,7 @@ def _signature(r: Result) -> str:
         [
             [(o.get("op"), o.get("name"), o.get("touches")) for o in r.ops],
             m.get("workload_params"),
+            m.get("workload_seed"),
             m.get("driver_version"),
             m.get("uvm_params"),
             m.get("threads"),
@@ -104,7 +105,7 @@ def pooled_runs(
 ) -> list[tuple[str, Result]]:
     """(machine start, run) of every stored run pooled with ``real`` (``own``: its file, when it
     is a stored one), ``real`` itself first; runs of another driver, other module parameters,
-    launch shape or operations are left out."""
+    launch shape, seed or operations are left out."""
     sig = _signature(real)
     own_path = own.resolve() if own is not None else None
     mine = ("scored", real)
