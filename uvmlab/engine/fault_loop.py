@@ -67,6 +67,16 @@ def cycles() -> int:
     return _readcyclecounter()
 
 
+@njit(cache=True)
+def _to_front(buf, ks):
+    """Move the buffer's entries to index 0 (``K_BUF_H``)."""
+    h = ks[L.K_BUF_H]
+    if h:
+        b_page, b_access, b_utlb, b_write = buf
+        drop(b_page, b_access, b_utlb, b_write, h + ks[L.K_BUF_N], h)
+        ks[L.K_BUF_H] = 0
+
+
 @njit(cache=True, inline="always")
 def _complete(ks, kf, fp, n, remote):
     """``GpuKernelRun._complete``: the compute share of ``n`` completed touches."""
@@ -227,8 +237,21 @@ def _step(t0, kern, st, buf, va, ip, fp, ks, kf, remote_possible, cy):
             o_utlb,
             o_write,
         )
+        h = ks[L.K_BUF_H]
+        if h + ks[L.K_BUF_N] + n_out > b_page.shape[0]:  # no room after the last entry
+            _to_front(buf, ks)
+            h = 0
         ks[L.K_BUF_N], dropped = push(
-            b_page, b_access, b_utlb, b_write, ks[L.K_BUF_N], o_page, o_acc, o_utlb, o_write, n_out
+            b_page[h:],
+            b_access[h:],
+            b_utlb[h:],
+            b_write[h:],
+            ks[L.K_BUF_N],
+            o_page,
+            o_acc,
+            o_utlb,
+            o_write,
+            n_out,
         )
         ks[L.K_OVERFLOWS] += dropped
         ks[L.K_OVERFLOWS] += n - k
@@ -274,12 +297,13 @@ def _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, batch, cy):
         now = _now(ks, kf)
         ks[L.K_NOW_NS] = now
         # FaultBuffer.fetch, and the blocks it fetched are re-checked at the next replay
-        if written(b_write, ks[L.K_BUF_N], ks[L.K_CACHED_PUT]) == 0:
+        h = ks[L.K_BUF_H]
+        if written(b_write[h:], ks[L.K_BUF_N], ks[L.K_CACHED_PUT]) == 0:
             ks[L.K_CACHED_PUT] = now
-        k = min(ip[L.I_BATCH_COUNT], written(b_write, ks[L.K_BUF_N], ks[L.K_CACHED_PUT]))
+        k = min(ip[L.I_BATCH_COUNT], written(b_write[h:], ks[L.K_BUF_N], ks[L.K_CACHED_PUT]))
         if k == 0:
             break
-        page, access, utlb = b_page[:k], b_access[:k], b_utlb[:k]  # read before they move
+        page, access, utlb = b_page[h : h + k], b_access[h : h + k], b_utlb[h : h + k]
         # without prefetching, a compiled block service maps only the pages that faulted
         # (residency.make_resident_and_map of prefetch_pages' faulted pages)
         if pf.enable:
@@ -289,7 +313,8 @@ def _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, batch, cy):
         c1 = _readcyclecounter()
         cy[L.P_FETCH] += c1 - c0
         m = coalesce_into(page, access, utlb, ip[L.I_COALESCE] != 0, rp, ra, rc, last_of_utlb)
-        ks[L.K_BUF_N] = drop(b_page, b_access, b_utlb, b_write, ks[L.K_BUF_N], k)
+        ks[L.K_BUF_H] += k
+        ks[L.K_BUF_N] -= k
         bctr[L.C_FAULTS] += k
         bctr[L.C_NOTIFIED] += m
         bctr[L.C_BATCHES] += 1
@@ -346,8 +371,9 @@ def _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, batch, cy):
             # fault_buffer.flush_mode, then FaultBuffer.flush at the bottom half's time
             if duplicates * 100 > k * ip[L.I_PUT_RATIO]:  # UPDATE_PUT: PUT read again now
                 ks[L.K_CACHED_PUT] = _now(ks, kf)
-            flushed = written(b_write, ks[L.K_BUF_N], ks[L.K_CACHED_PUT])
-            ks[L.K_BUF_N] = drop(b_page, b_access, b_utlb, b_write, ks[L.K_BUF_N], flushed)
+            flushed = written(b_write[ks[L.K_BUF_H] :], ks[L.K_BUF_N], ks[L.K_CACHED_PUT])
+            ks[L.K_BUF_H] += flushed
+            ks[L.K_BUF_N] -= flushed
             _replay(kern, st, buf, va, ip, fp, ks, kf, bctr, remote_possible, cy)
         ks[L.K_BH_BATCHES] += 1
     if policy == REPLAY_ONCE or ks[L.K_BH_REPLAYS] == 0:
@@ -375,9 +401,9 @@ def _iterate(kern, st, buf, drv, decided, batch, ip, fp, ks, kf, bctr, cy):
             _step(np.int64(kf[L.F_CLOCK]), kern, st, buf, drv[0], ip, fp, ks, kf, remote_possible, cy)
         elif meta[COUNT]:
             if (
-                written(b_write, ks[L.K_BUF_N], ks[L.K_NOW_NS]) == 0
+                written(b_write[ks[L.K_BUF_H] :], ks[L.K_BUF_N], ks[L.K_NOW_NS]) == 0
             ):  # the interrupt comes with the first entry
-                kf[L.F_CLOCK] = max(kf[L.F_CLOCK], np.float64(b_write[0]))
+                kf[L.F_CLOCK] = max(kf[L.F_CLOCK], np.float64(b_write[ks[L.K_BUF_H]]))
                 ks[L.K_NOW_NS] = np.int64(kf[L.F_CLOCK])
             if _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, batch, cy):
                 return L.MID_BATCH
@@ -412,6 +438,8 @@ def run_loop(
     MID_BATCH (the sorted batch in ``batch``) or STUCK (``loop_layout``); adds the cycles of
     each phase to ``cy`` (``loop_layout.P_*``)."""
     c0 = _readcyclecounter()
+    ks[L.K_BUF_H] = 0
     status = _iterate(kern, st, buf, drv, decided, batch, ip, fp, ks, kf, bctr, cy)
+    _to_front(buf, ks)  # as FaultBuffer keeps them
     cy[L.P_CALL] += _readcyclecounter() - c0
     return status

@@ -60,8 +60,10 @@ N_FP = 6
     K_MID_N,
     K_MID_NB,
     K_BEFORE,  # progress at the start of the iteration (the idle check)
-) = range(26)
-N_KS = 26
+    K_BUF_H,  # the buffer's first entry: the loop takes entries from the head without moving
+    # the rest (FaultBuffer moves them: they are back at index 0 when a call returns)
+) = range(27)
+N_KS = 27
 # (float64 array ``kf``)
 F_CLOCK, F_WORK, F_BH_START_WORK = range(3)
 N_KF = 3
