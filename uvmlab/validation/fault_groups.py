@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from uvmlab.core.errors import UvmlabError
-from uvmlab.cuda.cupti_capture import GPU_FAULT
+from uvmlab.cuda.cupti_capture import GPU_FAULT, HTOD
 from uvmlab.cuda.executor import execute
 from uvmlab.cuda.runtime import device_info
 from uvmlab.validation.space import cases
@@ -85,6 +85,58 @@ def group_stats(npz: str | Path, meta: dict[str, Any] | None = None) -> dict[str
     return None
 
 
+def group_migrations(npz: str | Path) -> dict[str, np.ndarray] | None:
+    """What each GPU fault group of the first kernel with at least 3 of them brought in: the
+    host-to-device migration records that start between the group's start and the next
+    group's, as ``kib`` (their bytes, KiB) and ``blocks`` (the distinct 2 MiB VA blocks they
+    fall in, counted from the kernel's lowest migrated address), one value per group in start
+    order; None as for :func:`group_stats`. A group is one fault batch (module docstring), so
+    these are the batches' migrations as the driver issued them (its prefetch included)."""
+    d = np.load(npz)
+    rec, win = d["records"], d["windows"]
+    ops = json.loads(bytes(d["info"]))["ops"]
+    for i, o in enumerate(ops):
+        if o["op"] != "kernel":
+            continue
+        lo, hi = int(win[i][0]), int(win[i][1])
+        in_op = (rec["start"] >= lo) & (rec["start"] <= hi)
+        g = np.sort(rec[in_op & (rec["kind"] == GPU_FAULT)], order="start")
+        if len(g) < 3:
+            continue
+        h = rec[in_op & (rec["kind"] == HTOD)]
+        group = np.searchsorted(g["start"].astype(np.int64), h["start"].astype(np.int64), side="right") - 1
+        keep = group >= 0
+        group, h = group[keep], h[keep]
+        block = (h["address"].astype(np.int64) - (int(h["address"].min()) if len(h) else 0)) >> 21
+        kib = np.bincount(group, weights=h["value"].astype(np.float64), minlength=len(g)) / 1024
+        blocks = np.zeros(len(g), dtype=np.int64)
+        for j in np.unique(group):
+            blocks[j] = len(np.unique(block[group == j]))
+        return {"kib": kib, "blocks": blocks}
+    return None
+
+
+def model_group_migrations(events: Any, gpu: int = 1) -> dict[str, np.ndarray]:
+    """:func:`group_migrations` of a model run (``simulate(..., events=True).events``): the
+    migrations to processor ``gpu`` between each ``GpuFault`` event (one per fault batch, as
+    CUPTI's groups) and the next, over the whole run."""
+    t = events["time_ns"].to_numpy(dtype=np.int64)
+    kind = events["event"].to_numpy()
+    fault = kind == "GpuFault"
+    mig = (kind == "Migration") & (events["processor"].to_numpy() == gpu)
+    starts = t[fault]
+    addr = events["address"].to_numpy(dtype=np.int64)[mig]
+    size = events["bytes"].to_numpy(dtype=np.float64)[mig]
+    group = np.searchsorted(starts, t[mig], side="right") - 1
+    keep = group >= 0
+    group, addr, size = group[keep], addr[keep], size[keep]
+    block = (addr - (int(addr.min()) if len(addr) else 0)) >> 21
+    blocks = np.zeros(len(starts), dtype=np.int64)
+    for j in np.unique(group):
+        blocks[j] = len(np.unique(block[group == j]))
+    return {"kib": np.bincount(group, weights=size, minlength=len(starts)) / 1024, "blocks": blocks}
+
+
 def probe(out_dir: str, names: tuple[str, ...] = CASES) -> Path:
     """Run ``names`` of the ``calib`` set on this GPU with raw records kept (needs a GPU)."""
     out = Path(out_dir)
@@ -131,4 +183,4 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["CASES", "PROBES", "group_stats", "main", "probe"]
+__all__ = ["CASES", "PROBES", "group_migrations", "group_stats", "main", "model_group_migrations", "probe"]
