@@ -29,7 +29,16 @@ from uvmlab.cuda.program_capture import capture_program
 from uvmlab.driver.hal import get_gpu
 from uvmlab.timing.cost_model import load_profile
 from uvmlab.validation import calibrate as cal
-from uvmlab.validation import fidelity_report, kinds, quick, runs, session_capture, sessions
+from uvmlab.validation import (
+    fidelity_acceptance,
+    fidelity_report,
+    fidelity_results,
+    kinds,
+    quick,
+    runs,
+    session_capture,
+    sessions,
+)
 from uvmlab.validation import fit as ft
 from uvmlab.validation import suite as workload_sets
 from uvmlab.validation import validate as v
@@ -329,8 +338,8 @@ def validate(
     )
     if per_kind and not names:
         gpus = keys or sorted({s.gpu for s in sessions.sessions()})
-        results = fidelity_report.collect([g for g in gpus if sessions.sessions(g)], log=err.print)
-        for line in fidelity_report.summary_lines(results):
+        results = fidelity_results.collect([g for g in gpus if sessions.sessions(g)], log=err.print)
+        for line in fidelity_acceptance.summary_lines(results):
             out.print(line)
         text = fidelity_report.render(results) + "\n\n" + fidelity_report.appendix(text)
     v.write_report(output, text)
