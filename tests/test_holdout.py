@@ -301,13 +301,13 @@ def test_validate_command_reports_holdout(tmp_path):
 )
 def test_capture_writes_each_set_where_the_report_reads_it(monkeypatch, tmp_path, set_name, captured):
     """``validate --capture`` on an H200, with the GPU replaced by fabricated captures."""
-    from uvmlab.cli import gpu as cli
+    from uvmlab.cli import validate as cli
     from uvmlab.cuda import runtime
 
     dirs = {"suite": tmp_path / "captures-h200", "holdout": tmp_path / "holdout-h200"}
     monkeypatch.setitem(v.STORED_CAPTURES, "h200", dirs["suite"])
     monkeypatch.setitem(v.STORED_HOLDOUT, "h200", dirs["holdout"])
-    monkeypatch.setattr(cli, "_need_gpu", lambda: None)
+    monkeypatch.setattr(cli, "need_gpu", lambda: None)
     monkeypatch.setattr(runtime, "device_info", lambda device=0: {"gpu": "NVIDIA H200"})
     calls = []
 

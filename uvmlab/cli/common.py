@@ -19,6 +19,9 @@ from uvmlab.core.errors import UvmlabError
 from uvmlab.core.files import FIGURE_SUFFIXES
 from uvmlab.core.output import check_output
 from uvmlab.core.units import fmt_bytes, fmt_ns
+
+# a module reference, not a name: tests replace runtime.load_cuda with a fake
+from uvmlab.cuda import runtime
 from uvmlab.driver.params import Params, parse_param_assignment
 from uvmlab.results.result import Result
 from uvmlab.workload.bounds import DEFAULT_MAX_TOUCHES
@@ -61,6 +64,11 @@ MaxTouchesOpt = Annotated[
         f"{DEFAULT_MAX_TOUCHES:.3g}.",
     ),
 ]
+
+
+def need_gpu() -> None:
+    """Fail fast, in one line, when there is no usable GPU (GpuUnavailableError, exit 3)."""
+    runtime.load_cuda()
 
 
 def max_touches(value: float | None) -> int | None:

@@ -1,24 +1,24 @@
 """``uvmlab gpu-run``, ``capture``, ``calibrate``, ``validate`` and ``fit``: the real-GPU commands.
 
-``uvmlab.cli.app`` calls :func:`register`. Nothing here imports CuPy or the CUDA bindings at
-import time, and every command that needs a GPU asks ``runtime.load_cuda`` first, so a machine
-without one gets ``GpuUnavailableError``, which the CLI's ``main`` prints as one line and turns
-into exit code 3, before any work is done.
+``uvmlab.cli.app`` calls :func:`register`; ``validate`` lives in ``uvmlab.cli.validate``.
+Nothing here imports CuPy or the CUDA bindings at import time, and every command that needs a GPU
+asks ``runtime.load_cuda`` first (``common.need_gpu``), so a machine without one gets
+``GpuUnavailableError``, which the CLI's ``main`` prints as one line and turns into exit code 3,
+before any work is done.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
-import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from uvmlab.api import load_workload
+from uvmlab.cli.common import err, need_gpu, out
+from uvmlab.cli.validate import validate
 from uvmlab.core.errors import UvmlabError
 from uvmlab.core.units import fmt_bytes, fmt_ns, parse_size
 
@@ -29,44 +29,11 @@ from uvmlab.cuda.program_capture import capture_program
 from uvmlab.driver.hal import get_gpu
 from uvmlab.timing.cost_model import load_profile
 from uvmlab.validation import calibrate as cal
-from uvmlab.validation import (
-    fidelity_acceptance,
-    fidelity_report,
-    fidelity_results,
-    kinds,
-    quick,
-    runs,
-    session_capture,
-    sessions,
-)
 from uvmlab.validation import fit as ft
+from uvmlab.validation import quick, runs, sessions
 from uvmlab.validation import suite as workload_sets
-from uvmlab.validation import validate as v
-from uvmlab.validation.suite import (
-    HOLDOUT,
-    SETS,
-    SUITE,
-    build,
-    default_out,
-    set_specs,
-    suite_workloads,
-)
+from uvmlab.validation.suite import HOLDOUT, SUITE, build, default_out, set_specs, suite_workloads
 from uvmlab.validation.validate import gpu_key
-
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
-
-
-def _need_gpu() -> None:
-    """Fail fast, in one line, when there is no usable GPU (GpuUnavailableError, exit 3)."""
-    runtime.load_cuda()
-
-
-def _names(only: list[str] | None) -> list[str] | None:
-    """``--only a,b --only c`` -> [a, b, c]."""
-    if not only:
-        return None
-    return [n.strip() for item in only for n in item.split(",") if n.strip()]
 
 
 def gpu_summary(res) -> str:
@@ -113,7 +80,7 @@ def gpu_run(
     suite = dict(SUITE + HOLDOUT)
     # the workload is built first so that a bad spec says so even on a machine without a GPU
     w = build(suite[workload]) if workload in suite else load_workload(workload)
-    _need_gpu()
+    need_gpu()
     res = result_from_real(executor.execute(w, threads=threads, device=device))
     if out_file is not None:
         res.save(out_file)
@@ -152,7 +119,7 @@ def calibrate(
 ) -> None:
     """Measure the cost model's constants on this GPU and write a profile."""
     if quick_mode:
-        _need_gpu()
+        need_gpu()
         path = quick.calibrate_quick(str(out_dir), name, log=err.print)
         out.print(f"wrote {path}; use it with --profile {path}")
         return
@@ -166,7 +133,7 @@ def calibrate(
             name = refit.name.removesuffix(".json").removesuffix(".raw")
         res = cal.refit(str(refit), str(out_dir), name)
     else:
-        _need_gpu()
+        need_gpu()
         if name is None:
             try:
                 name = f"{gpu_key(runtime.device_info()['gpu'])}-pcie5-measured"
@@ -192,173 +159,6 @@ def calibrate(
         )
     )
     out.print(f"use it with --profile {out_dir / (name + '.json')}")
-
-
-def validate(
-    captures: Annotated[
-        Path | None,
-        typer.Option(
-            help="Directory of captures to compare (default: the stored sets); with --set all, the suite's."
-        ),
-    ] = None,
-    gpu: Annotated[
-        list[str] | None, typer.Option("--gpu", help="h100 or h200 (repeatable; default: every stored set).")
-    ] = None,
-    capture: Annotated[
-        bool,
-        typer.Option(
-            "--capture",
-            help="Run the chosen sets (--set) on this GPU first, into their "
-            "stored directories (needs a GPU).",
-        ),
-    ] = False,
-    set_name: Annotated[
-        str,
-        typer.Option(
-            "--set",
-            help="Workload set to capture and report: suite (in-sample: the "
-            "profiles were partly fitted to it), holdout (out-of-sample) or "
-            "all.",
-        ),
-    ] = "all",
-    holdout_captures: Annotated[
-        Path | None,
-        typer.Option(help="Directory of hold-out captures (default: the stored ones) with --set all."),
-    ] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Markdown report.")] = Path(
-        "docs/validation.md"
-    ),
-    only: Annotated[
-        list[str] | None, typer.Option(help="Only these workloads (comma-separated, repeatable).")
-    ] = None,
-    profile: Annotated[
-        str | None, typer.Option(help="Cost profile for the model (default: the GPU's measured one).")
-    ] = None,
-    as_json: Annotated[
-        bool,
-        typer.Option(
-            "--json",
-            help="Print the per-kind scores (n, median_abs, within_30, signed_median) of every stored "
-            "session, per GPU, profile and set, as JSON; no GPU needed, nothing written.",
-        ),
-    ] = False,
-    per_kind: Annotated[
-        bool,
-        typer.Option(
-            "--per-kind/--no-per-kind",
-            help="Put the per-kind report of the stored sessions (docs/validation.md's first part) "
-            "before the per-workload tables (default; skipped with --only).",
-        ),
-    ] = True,
-    deadline: Annotated[
-        float, typer.Option(help="With --capture: seconds after which no new capture starts.")
-    ] = 420.0,
-) -> None:
-    """Compare the model with real-GPU captures, per operation kind (GPU kernels, CPU phases,
-    prefetch, advise / sync) and per workload; write the report.
-
-    ``--capture`` first takes a whole session on this GPU (``uvmlab calibrate --quick``'s
-    micro-captures, the suite, its hold-out set and the design space), stores it, fits the
-    same-machine profile on its calibration captures and reports with it, beside the shipped
-    profile (the drift). ``--set`` picks the workload sets of the per-workload tables.
-    """
-    if as_json:
-        gpus = [get_gpu(g).name for g in gpu] if gpu else sorted({s.gpu for s in sessions.sessions()})
-        print(json.dumps(kinds.evaluate(gpus, log=err.print), indent=1))
-        return
-    if set_name not in (*SETS, "all"):
-        raise UvmlabError(f"--set must be one of {', '.join((*SETS, 'all'))}, not {set_name!r}")
-    sets = list(SETS) if set_name == "all" else [set_name]
-    if holdout_captures is not None and set_name != "all":
-        raise UvmlabError("--holdout-captures goes with --set all; with one set give --captures")
-    names = _names(only)
-    keys = [get_gpu(g).name for g in gpu] if gpu else None
-    if names:
-        known = {n for s in sets for n, _ in set_specs(s)}
-        unknown = [n for n in names if n not in known]
-        if unknown:  # before any work, GPU or model
-            raise UvmlabError(
-                f"unknown workload(s) {', '.join(unknown)} in --set {set_name}; "
-                f"known: {', '.join(n for s in sets for n, _ in set_specs(s))}"
-            )
-    if capture and set_name == "all" and captures is None and holdout_captures is None and not names:
-        _need_gpu()
-        with tempfile.TemporaryDirectory() as tmp:
-            sess, prof = session_capture.capture_session(deadline, Path(tmp) / "session", log=err.print)
-        keys = [sess.gpu]
-        captures, holdout_captures = sess.repeats / "rep0" / "suite", sess.repeats / "rep0" / "holdout"
-        profile = profile or prof.name
-        capture = False  # captured: the per-workload tables read the new session
-        out.print(f"stored session {sess.label}; same-machine profile {prof.name}")
-    if capture:
-        if captures is not None and "holdout" in sets[1:] and holdout_captures is None:
-            # else the hold-out captures would land in the repository's stored set unasked
-            raise UvmlabError(
-                "--capture --captures DIR with --set all needs --holdout-captures "
-                "DIR too (or --set suite / --set holdout)"
-            )
-        _need_gpu()
-        here = v.gpu_key(runtime.device_info()["gpu"])
-        if keys and keys != [here]:
-            raise UvmlabError(f"--capture runs on this machine's GPU ({here}), not {', '.join(keys)}")
-        keys = [here]
-        # --captures names the first set's directory, --holdout-captures the hold-out's
-        given = {sets[0]: captures}
-        if holdout_captures is not None:
-            given["holdout"] = holdout_captures
-        dirs = {
-            s: given.get(s)
-            or v.STORED_SETS[s].get(here)
-            or Path(f"{'captures' if s == 'suite' else s}-{here}")
-            for s in sets
-        }
-        for s in sets:
-            todo = [n for n, _ in set_specs(s) if n in names] if names else None
-            if names and not todo:
-                continue
-            workload_sets.run_suite(str(dirs[s]), todo, set_name=s, log=err.print)
-        captures = dirs[sets[0]]
-        if "holdout" in sets and sets[0] != "holdout":
-            holdout_captures = dirs["holdout"]
-    sections = v.sections_for(
-        keys,
-        captures,
-        names=names,
-        profile=profile,
-        log=err.print,
-        sets=sets,
-        holdout_captures=holdout_captures,
-    )
-    text = v.render(
-        sections,
-        notes=v.load_notes(),
-        command="uvmlab validate"
-        + (" --capture" if capture else "")
-        + (f" --set {set_name}" if set_name != "all" else ""),
-    )
-    if per_kind and not names:
-        gpus = keys or sorted({s.gpu for s in sessions.sessions()})
-        results = fidelity_results.collect([g for g in gpus if sessions.sessions(g)], log=err.print)
-        for line in fidelity_acceptance.summary_lines(results):
-            out.print(line)
-        text = fidelity_report.render(results) + "\n\n" + fidelity_report.appendix(text)
-    v.write_report(output, text)
-    for s in sections:
-        if s.no_captures:
-            out.print(
-                f"[bold]{s.title}[/bold]: no captures in {s.captures_dir}; the targets "
-                f"cannot be evaluated (uvmlab validate --capture --set {s.set_name})"
-            )
-            continue
-        out.print(
-            f"[bold]{s.title}[/bold] ({len(s.rows)} workloads, profile {s.profile}"
-            + (f"; {len(s.missing)} not captured" if s.missing else "")
-            + ")"
-        )
-        for label, ok, txt in v.verdicts(s).items:
-            mark = "n/a" if ok is None else ("met" if ok else "NOT MET")
-            out.print(f"  {label}: {mark} ({txt})")
-    out.print(f"wrote {output}")
 
 
 def fit(
