@@ -14,10 +14,10 @@ from uvmlab.cuda.cupti_capture import (
     DTOH,
     GPU_FAULT,
     HTOD,
-    RECORD_DTYPE,
     REMOTE_MAP,
     THRASHING,
     THROTTLING,
+    UM_RECORD_DTYPE,
     attribute,
     combine,
     cupti_totals,
@@ -31,7 +31,7 @@ MiB = 1 << 20
 
 def recs(*rows):
     """rows of (kind, value, start, flags)"""
-    a = np.zeros(len(rows), dtype=RECORD_DTYPE)
+    a = np.zeros(len(rows), dtype=UM_RECORD_DTYPE)
     for i, (k, v, t, f) in enumerate(rows):
         a[i]["kind"], a[i]["value"], a[i]["start"], a[i]["flags"] = k, v, t, f
         a[i]["address"] = 0x7F0000000000 + i * 4096
@@ -161,7 +161,7 @@ def sample():
 
 def test_recorded_sample_adds_up(sample):
     records, windows, info = sample
-    assert records.dtype == RECORD_DTYPE and len(records) > 100
+    assert records.dtype == UM_RECORD_DTYPE and len(records) > 100
     s = summarize(records, windows, info["deltas"])
     _check_adds_up(s)
     # the driver's counters never see less than the records that got through

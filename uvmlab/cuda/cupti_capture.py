@@ -3,7 +3,7 @@
 Collection (:class:`CuptiCapture`) enables ``CUPTI_ACTIVITY_KIND_UNIFIED_MEMORY_COUNTER`` for
 HtoD / DtoH bytes (with address and migration cause), GPU page-fault groups, CPU page faults,
 thrashing, throttling and remote maps, and keeps every record as one row of
-:data:`RECORD_DTYPE`. It must start after the CUDA context exists (CUPTI answers NOT_READY
+:data:`UM_RECORD_DTYPE`. It must start after the CUDA context exists (CUPTI answers NOT_READY
 before), and :meth:`CuptiCapture.flush` must run before the records are read (CUPTI hands
 buffers over only when they fill or are flushed).
 
@@ -39,8 +39,18 @@ import numpy as np
 from uvmlab.core.errors import GpuUnavailableError
 from uvmlab.core.sizes import PAGE_SIZE
 
-# CUpti_ActivityUnifiedMemoryCounterKind
-HTOD, DTOH, CPU_FAULT, GPU_FAULT, THRASHING, THROTTLING, REMOTE_MAP = 1, 2, 3, 4, 5, 6, 7
+# the record layout and kinds are the importers' (one definition): a capture is a UmTrace's records
+from uvmlab.workload.importers.um_trace import (
+    CPU_FAULT,
+    DTOH,
+    GPU_FAULT,
+    HTOD,
+    REMOTE_MAP,
+    THRASHING,
+    THROTTLING,
+    UM_RECORD_DTYPE,
+)
+
 KIND_NAMES = {
     HTOD: "BYTES_TRANSFER_HTOD",
     DTOH: "BYTES_TRANSFER_DTOH",
@@ -62,18 +72,6 @@ REMOTE_MAP_CAUSE = {
     "eviction": 5,
 }
 
-RECORD_DTYPE = np.dtype(
-    [
-        ("kind", "u1"),
-        ("flags", "<u4"),
-        ("src", "<u4"),
-        ("dst", "<u4"),
-        ("value", "<u8"),
-        ("start", "<u8"),
-        ("end", "<u8"),
-        ("address", "<u8"),
-    ]
-)
 
 #: canonical keys CUPTI records can fill (docs/results.md) and the extras kept beside them
 CUPTI_KEYS = (
@@ -311,7 +309,7 @@ class CuptiCapture:
         um = [a for a in activities if a.kind == self._um_kind]
         if not um:
             return
-        arr = np.zeros(len(um), dtype=RECORD_DTYPE)
+        arr = np.zeros(len(um), dtype=UM_RECORD_DTYPE)
         arr["kind"] = [a.counter_kind for a in um]
         arr["flags"] = [a.flags_ for a in um]
         arr["src"] = [a.src_id for a in um]
@@ -342,7 +340,7 @@ class CuptiCapture:
         """Every record delivered so far (call :meth:`flush` first)."""
         with self._lock:
             if not self._chunks:
-                return np.zeros(0, dtype=RECORD_DTYPE)
+                return np.zeros(0, dtype=UM_RECORD_DTYPE)
             if len(self._chunks) > 1:
                 self._chunks = [np.concatenate(self._chunks)]
             return self._chunks[0]

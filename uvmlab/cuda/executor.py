@@ -35,7 +35,7 @@ import numpy as np
 
 from uvmlab.core.counters import TOTALS
 from uvmlab.core.errors import UvmlabError, WorkloadError
-from uvmlab.cuda.cupti_capture import RECORD_DTYPE, get_capture, summarize
+from uvmlab.cuda.cupti_capture import UM_RECORD_DTYPE, get_capture, summarize
 from uvmlab.cuda.plan import (
     WORDS_PER_PAGE,
     PlannedOp,
@@ -409,7 +409,7 @@ def _assemble(
         records = cap.records()[mark:]
         meta["cupti_activity_dropped"] = cap.dropped()
     else:
-        records = np.zeros(0, dtype=RECORD_DTYPE)
+        records = np.zeros(0, dtype=UM_RECORD_DTYPE)
     s = summarize(records, win, deltas)
     if cap is None:  # records say nothing: keep only what the counters measured
         keep = ("bytes_htod", "bytes_dtoh", "cpu_faults", "gpu_faults_notified")
