@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from uvmlab.validation.fidelity_results import GpuResults, holdout_set, main_profile
 from uvmlab.validation.score import Scores, Summary
-from uvmlab.validation.thrash_report import reference_note
+from uvmlab.validation.thrash_report import pct, reference_note
 
 #: (label, kind, statistic, target, lower is better)
 ACCEPTANCE = (
@@ -33,12 +33,6 @@ def _stat(s: Summary, stat: str) -> float | None:
     if stat == "share_30":
         return s.within_30 / s.n
     return getattr(s, stat)
-
-
-def pct(x: float | None, signed: bool = False) -> str:
-    if x is None:
-        return "–"
-    return f"{x:+.1%}" if signed else f"{x:.1%}"
 
 
 def scored(sc: dict[str, Scores], holdout: str, kind: str) -> Scores:
@@ -119,4 +113,4 @@ def summary_lines(results: list[GpuResults]) -> list[str]:
     return out
 
 
-__all__ = ["ACCEPTANCE", "acceptance_rows", "earlier_rows", "pct", "summary_lines", "thrash_lines"]
+__all__ = ["ACCEPTANCE", "acceptance_rows", "earlier_rows", "summary_lines", "thrash_lines"]

@@ -16,13 +16,13 @@ import statistics
 
 from uvmlab.core.version import __version__
 from uvmlab.timing.cost_model import load_profile
-from uvmlab.validation.fidelity_acceptance import acceptance_rows, earlier_rows, pct, thrash_lines
+from uvmlab.validation.fidelity_acceptance import acceptance_rows, earlier_rows, thrash_lines
 from uvmlab.validation.fidelity_results import GpuResults, holdout_set, main_profile
 from uvmlab.validation.fit import CPU_CONSTANTS, GPU_CONSTANTS, HOST_CONSTANTS
 from uvmlab.validation.runs import load_dir
 from uvmlab.validation.score import KIND_LABELS, KINDS, Score, Scores
 from uvmlab.validation.sessions import DATA, Session
-from uvmlab.validation.thrash_report import THRASH_HEADER, THRASH_INTRO, thrash_row
+from uvmlab.validation.thrash_report import THRASH_HEADER, THRASH_INTRO, pct, thrash_row
 
 SET_LABELS = {
     "calib": "calibration set (in-sample for the same-machine profile)",

@@ -35,7 +35,8 @@ THRASH_HEADER = [
 ]
 
 
-def _pct(x: float | None, signed: bool = False) -> str:
+def pct(x: float | None, signed: bool = False) -> str:
+    """An error as a percentage (signed with ``signed``); a dash where there is none."""
     if x is None:
         return "–"
     return f"{x:+.1%}" if signed else f"{x:.1%}"
@@ -55,8 +56,8 @@ def thrash_row(gpu: str, label: str, s: Score) -> list[str]:
         f"{s.single:.0f}",
         f"{s.model:.0f}",
         model_within(s),
-        _pct(s.err, True),
-        _pct(s.err_single, True),
+        pct(s.err, True),
+        pct(s.err_single, True),
     ]
 
 
@@ -69,7 +70,7 @@ def reference_note(scores: Scores) -> str:
     one = scores.thrashing_single()
     return (
         f"against the {scores.thrashing_reference()}, up to {n} runs from {starts} machine starts; "
-        f"against the single run {_pct(one.median_abs)}"
+        f"against the single run {pct(one.median_abs)}"
     )
 
 
@@ -83,4 +84,4 @@ def model_within(s: Score) -> str:
     return "range" if ref.lo <= s.model <= ref.hi else "outside"
 
 
-__all__ = ["THRASH_HEADER", "THRASH_INTRO", "model_within", "reference_note", "thrash_row"]
+__all__ = ["THRASH_HEADER", "THRASH_INTRO", "model_within", "pct", "reference_note", "thrash_row"]
