@@ -122,7 +122,7 @@ def main() -> None:
         w(
             report.markdown_table(
                 [
-                    report.call_row(c) if c.kind != "mark" else _mark_row(c)
+                    report.call_row(c) if c.kind != "mark" else report.mark_row(c)
                     for c in _between(real["managed_advise"], "cudaMallocManaged a", "exit")
                 ]
             )
@@ -213,18 +213,6 @@ def probe_rows(real: dict | None) -> list[dict]:
         row["where the driver decides"] = WHY.get(case, "")
         rows.append(row)
     return rows
-
-
-def _mark_row(c) -> dict:
-    return {
-        "#": c.index,
-        "t_us": round(c.t_ns / 1000, 1),
-        "file": "",
-        "_IOC dir/type/nr/size": "",
-        "call": f"-- {c.name} --",
-        "detail": "",
-        "status": "",
-    }
 
 
 def _pageable(real: dict) -> dict:

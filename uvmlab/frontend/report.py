@@ -32,6 +32,19 @@ def call_row(c: Call) -> dict[str, Any]:
     }
 
 
+def mark_row(c: Call) -> dict[str, Any]:
+    """A mark the traced program wrote (a phase boundary) as a row of the listing."""
+    return {
+        "#": c.index,
+        "t_us": round(c.t_ns / 1000, 1),
+        "file": "",
+        "_IOC dir/type/nr/size": "",
+        "call": f"-- {c.name} --",
+        "detail": "",
+        "status": "",
+    }
+
+
 def call_rows(
     dec: Decoded, *, families: set[str] | None = None, limit: int | None = None, marks: bool = True
 ) -> list[dict[str, Any]]:
@@ -39,17 +52,7 @@ def call_rows(
     for c in dec.calls:
         if c.kind == "mark":
             if marks:
-                rows.append(
-                    {
-                        "#": c.index,
-                        "t_us": round(c.t_ns / 1000, 1),
-                        "file": "",
-                        "_IOC dir/type/nr/size": "",
-                        "call": f"-- {c.name} --",
-                        "detail": "",
-                        "status": "",
-                    }
-                )
+                rows.append(mark_row(c))
             continue
         if families is not None and c.family not in families:
             continue
