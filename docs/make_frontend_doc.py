@@ -94,20 +94,7 @@ def main() -> None:
     w(INTRO)
     w(REAL_STATUS if not real else "")
     w("\n## 1. The module stack\n\n")
-    w(
-        report.markdown_table(
-            [
-                {
-                    "load": i + 1,
-                    "module": m,
-                    "depends on": ", ".join(MODULES[m].depends) or "-",
-                    "exports": ", ".join(MODULES[m].exports),
-                    "device files": ", ".join(MODULES[m].device_files) or "-",
-                }
-                for i, m in enumerate(LOAD_ORDER)
-            ]
-        )
-    )
+    w(report.markdown_table(report.module_rows()))
     w(MODULE_RULES)
     w(_machine_section(machine))
     w("\n## 2. The ioctl path\n")

@@ -17,7 +17,6 @@ from uvmlab.frontend import report
 from uvmlab.frontend.capture import capture
 from uvmlab.frontend.client import managed_advise_session
 from uvmlab.frontend.decode import decode, write_parquet, write_timeline
-from uvmlab.frontend.modules import LOAD_ORDER, MODULES
 from uvmlab.frontend.replay import replay_records
 from uvmlab.frontend.trace import read_trace, write_trace
 from uvmlab.workload.fileformat import write_workload
@@ -154,14 +153,4 @@ def replay_cmd(
 @ioctl_app.command("modules")
 def modules_cmd() -> None:
     """The driver's modules in load order: dependencies, exported interfaces, device files."""
-    rows = [
-        {
-            "load": i + 1,
-            "module": m,
-            "depends on": ", ".join(MODULES[m].depends) or "-",
-            "exports": ", ".join(MODULES[m].exports),
-            "device files": ", ".join(MODULES[m].device_files) or "-",
-        }
-        for i, m in enumerate(LOAD_ORDER)
-    ]
-    out.print(_table("module stack (unload in reverse order)", rows))
+    out.print(_table("module stack (unload in reverse order)", report.module_rows()))

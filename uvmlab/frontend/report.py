@@ -9,6 +9,21 @@ from __future__ import annotations
 from typing import Any
 
 from uvmlab.frontend.decode import Call, Decoded
+from uvmlab.frontend.modules import LOAD_ORDER, MODULES
+
+
+def module_rows() -> list[dict[str, Any]]:
+    """The driver's modules in load order: dependencies, exported interfaces, device files."""
+    return [
+        {
+            "load": i + 1,
+            "module": m,
+            "depends on": ", ".join(MODULES[m].depends) or "-",
+            "exports": ", ".join(MODULES[m].exports),
+            "device files": ", ".join(MODULES[m].device_files) or "-",
+        }
+        for i, m in enumerate(LOAD_ORDER)
+    ]
 
 
 def call_row(c: Call) -> dict[str, Any]:
