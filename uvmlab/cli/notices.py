@@ -24,6 +24,7 @@ from typing import Any
 from uvmlab.api import simulate
 from uvmlab.core.errors import PolicyEjectedWarning, ejection_message
 from uvmlab.driver.compiled import fast_service
+from uvmlab.engine import fault_loop
 
 log = logging.getLogger("uvmlab")
 
@@ -86,7 +87,7 @@ def cache_filled() -> bool:
     module or under ``NUMBA_CACHE_DIR``). Only those functions: one the warm-up never calls (a
     policy hook's path) would never be cached by it, and the note would come back every run."""
     try:
-        fns = (fast_service.service_blocks, fast_service.cpu_touches)
+        fns = (fast_service.service_blocks, fast_service.cpu_touches, fault_loop.run_loop)
         return all(os.path.exists(f._cache._cache_file._index_path) for f in fns)
     except (AttributeError, OSError):  # another numba: say nothing rather than guess wrong
         return True
@@ -102,7 +103,7 @@ def compile_model() -> None:
     if not filled:
         log.info(
             "compiling the model's fast paths with numba: the first run after installing or "
-            "upgrading uvmlab takes ~40 s (2 CPU cores); later runs load them from the cache"
+            "upgrading uvmlab takes 1-2 min (2 CPU cores); later runs load them from the cache"
         )
     note = threading.Timer(2.0, lambda: log.info("loading the model's compiled code from numba's cache ..."))
     note.daemon = True
