@@ -37,10 +37,10 @@ class FaultBuffer:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.page = np.zeros(capacity, dtype=np.int64)
-        self.access = np.zeros(capacity, dtype=np.uint8)
-        self.utlb = np.zeros(capacity, dtype=np.int32)
-        self.write_ns = np.zeros(capacity, dtype=np.int64)
+        self.page = np.empty(capacity, dtype=np.int64)
+        self.access = np.empty(capacity, dtype=np.uint8)
+        self.utlb = np.empty(capacity, dtype=np.int32)
+        self.write_ns = np.empty(capacity, dtype=np.int64)
         self.n = 0  # entries from index 0 (written or still to be written); fetch shifts the rest down
         self.overflows = 0
         self.cached_put_ns = -1  # when the driver last read PUT: entries written by then are before it
