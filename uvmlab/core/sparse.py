@@ -12,8 +12,8 @@ page advice: 4 KiB of memory per 4 KiB of the array that is written, none for th
 heap memory. Above it, glibc raises its threshold (up to 32 MiB) each time a mapped block is
 freed, so the per-page arrays of a second engine in a process come from the heap, where
 ``calloc`` zero-fills what it reuses over the whole length, however few pages the workload
-touches: on ``sparse:size=1GiB`` (16,384 of 262,144 pages touched) that was ~10 % of the
-operations' CPU time and ~20 % of the whole run's (same-run A/B, 2-core VM).
+touches: on ``sparse:size=1GiB`` (16,384 of 262,144 pages touched) a quarter of the run's
+page faults (same-run A/B, 2-core VM).
 """
 
 from __future__ import annotations
