@@ -178,17 +178,7 @@ class GpuKernelRun:
                 perm,
                 drv.va.residency,
                 gbit if remote_possible else np.uint8(0),
-                st.t,
-                st.meta,
-                st.q_pos,
-                st.q,
-                st.phead,
-                st.need_words,
-                st.block_dirty,
-                st.dirty,
-                st.dirty_w,
-                st.hits,
-                st.hit_words,
+                *st.recheck_arrays(),
             )
             if done:
                 self._complete(done, remote)

@@ -123,17 +123,7 @@ class KernelLoop:
             run.out_idx,
         )
         self.st = (
-            st.t,
-            st.meta,
-            st.q_pos,
-            st.q,
-            st.phead,
-            st.need_words,
-            st.block_dirty,
-            st.dirty,
-            st.dirty_w,
-            st.hits,
-            st.hit_words,
+            *st.recheck_arrays(),
             st.cursor,
             run._out_page,
             run._out_acc,

@@ -118,6 +118,23 @@ class StalledThreads:
         """Any mapping may change before the next replay: it re-checks every stalled thread."""
         self.meta[ALL_DIRTY] = 1
 
+    def recheck_arrays(self) -> tuple[np.ndarray, ...]:
+        """The state :func:`reexecute` reads and updates, in the order of its arguments after
+        ``(perm, residency, gbit)``: one place for the Python step and the compiled loop."""
+        return (
+            self.t,
+            self.meta,
+            self.q_pos,
+            self.q,
+            self.phead,
+            self.need_words,
+            self.block_dirty,
+            self.dirty,
+            self.dirty_w,
+            self.hits,
+            self.hit_words,
+        )
+
     def in_order(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(touch position, page, access) of the stalled threads, oldest first."""
         n = self.n
