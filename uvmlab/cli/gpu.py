@@ -34,6 +34,7 @@ from uvmlab.validation import quick, runs, sessions
 from uvmlab.validation import suite as workload_sets
 from uvmlab.validation.suite import HOLDOUT, SUITE, build, default_out, set_specs, suite_workloads
 from uvmlab.validation.validate import gpu_key
+from uvmlab.validation.warmup import WARMUP_S
 
 
 def gpu_summary(res) -> str:
@@ -116,11 +117,20 @@ def calibrate(
             "and date.",
         ),
     ] = False,
+    warmup: Annotated[
+        float,
+        typer.Option(
+            help="With --quick: seconds of warm-up captures before the timed ones (kept in "
+            "calib-warmup<i>/, never fitted; 0: none).",
+        ),
+    ] = WARMUP_S,
 ) -> None:
     """Measure the cost model's constants on this GPU and write a profile."""
     if quick_mode:
+        if not 0 <= warmup <= quick.QUICK_BUDGET_S / 2:
+            raise UvmlabError(f"--warmup must be 0 to {quick.QUICK_BUDGET_S / 2:.0f} seconds, got {warmup:g}")
         need_gpu()
-        path = quick.calibrate_quick(str(out_dir), name, log=err.print)
+        path = quick.calibrate_quick(str(out_dir), name, log=err.print, warmup_s=warmup)
         out.print(f"wrote {path}; use it with --profile {path}")
         return
     if repeats < 1:

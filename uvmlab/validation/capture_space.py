@@ -1,12 +1,14 @@
 """One device call's captures (issue 13): the quick calibration, the suite and its hold-out set,
 and the design space (``uvmlab.validation.space``), on the GPU of this machine, time-boxed.
 
-Order (so that a call cut short keeps what matters most): the ``calib`` micro-captures (the
-same-machine profile), the suite and the hold-out suite, the design-space cases up to 1 GiB
-(training and hold-out alternating), ``calib`` again (within-session drift), the 2-4 GiB cases,
-then further suite / hold-out repeats while time is left. No case starts after ``--deadline``
-seconds; each capture is written as soon as it is taken, with a manifest (GPU, driver, date,
-the seconds each capture took) rewritten after every one.
+Order (so that a call cut short keeps what matters most): a warm-up (``warmup.py``: the
+calibration set's kernel cases for ``--warmup`` seconds, kept in ``space/warmup<i>/calib``,
+never fitted), the ``calib`` micro-captures (the same-machine profile), the suite and the
+hold-out suite, the design-space cases up to 1 GiB (training and hold-out alternating),
+``calib`` again (within-session drift), the 2-4 GiB cases, then further suite / hold-out
+repeats while time is left. No case starts after ``--deadline`` seconds; each capture is written
+as soon as it is taken, with a manifest (GPU, driver, date, the seconds each capture took)
+rewritten after every one.
 
 ``python -m uvmlab.validation.capture_space --out DIR --deadline 420``
 """
@@ -27,6 +29,7 @@ from uvmlab.cuda.executor import DEFAULT_THREADS, execute
 from uvmlab.cuda.runtime import device_info
 from uvmlab.validation.space import Case, GiB, cases
 from uvmlab.validation.suite import SETS, build
+from uvmlab.validation.warmup import WARMUP_S, warm_up
 
 Job = tuple[str, str, Callable[[], Any], int]  # (directory, name, workload builder, threads)
 
@@ -65,9 +68,16 @@ def jobs(suite_repeats: int = 3) -> Iterator[Job]:
 
 
 def run(
-    out: str, deadline_s: float, *, only: str | None = None, log: Callable[[str], None] = print
+    out: str,
+    deadline_s: float,
+    *,
+    only: str | None = None,
+    warmup_s: float | None = None,
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Take the captures of :func:`jobs` into ``out`` until ``deadline_s`` seconds have passed."""
+    """Take the captures of :func:`jobs` into ``out`` until ``deadline_s`` seconds have passed,
+    after a warm-up (``warmup.py``: ``warmup_s`` seconds, by default ``WARMUP_S`` for a whole
+    session and none with ``only``) kept in ``space/warmup<i>/calib/``."""
 
     t0 = time.perf_counter()
     info = device_info()  # raises GpuUnavailableError without a GPU, before anything is written
@@ -82,24 +92,24 @@ def run(
         "skipped": [],
     }
     os.makedirs(out, exist_ok=True)
-    for d, name, make, threads in jobs():
-        if only and only not in f"{d}/{name}":
-            continue
+
+    def write_manifest() -> None:
+        man["elapsed_s"] = round(time.perf_counter() - t0, 3)
+        with open(os.path.join(out, "manifest.json"), "w") as f:
+            json.dump(man, f, indent=1)
+
+    def take(d: str, name: str, make: Callable[[], Any], threads: int) -> None:
         el = time.perf_counter() - t0
-        if el > deadline_s:
-            man["skipped"].append(f"{d}/{name}")
-            continue
         t = time.perf_counter()
         try:
             res = execute(make(), threads=threads)
         except UvmlabError as e:  # one bad case must not lose the others
             man["captures"].append({"path": f"{d}/{name}.json", "error": str(e)})
             log(f"{d}/{name}: error: {e}")
-            continue
+            return
         res.meta["suite_name"] = name
         res.meta["workload_set"] = d.rsplit("/", 1)[-1]
-        path = os.path.join(out, d, f"{name}.json")
-        res.save(path)
+        res.save(os.path.join(out, d, f"{name}.json"))
         took = time.perf_counter() - t
         man["captures"].append(
             {"path": f"{d}/{name}.json", "seconds": round(took, 3), "started_s": round(el, 3)}
@@ -108,17 +118,24 @@ def run(
             f"[{el:6.1f} s] {d}/{name}: {took:.2f} s, kernel/op times "
             f"{[round(r['time_ns'] / 1e6, 1) for r in res.ops if r['op'] == 'kernel'][:3]} ms"
         )
-        man["elapsed_s"] = round(time.perf_counter() - t0, 3)
-        with open(os.path.join(out, "manifest.json"), "w") as f:
-            json.dump(man, f, indent=1)
+        write_manifest()
+
+    wu_s = min(deadline_s, (0.0 if only else WARMUP_S) if warmup_s is None else warmup_s)
+    wu = warm_up(lambda i, c: take(f"space/warmup{i}/calib", c.name, c.build, c.threads), wu_s, log=log)
+    man["warmup"] = {"min_s": wu_s, "passes": len(wu.passes), "seconds": round(wu.seconds, 3)}
+    for d, name, make, threads in jobs():
+        if only and only not in f"{d}/{name}":
+            continue
+        if time.perf_counter() - t0 > deadline_s:
+            man["skipped"].append(f"{d}/{name}")
+            continue
+        take(d, name, make, threads)
     calib = [c for c in man["captures"] if c["path"].startswith("space/run0/calib/") and "seconds" in c]
     man["calib_seconds"] = round(sum(c["seconds"] for c in calib), 3)
-    man["elapsed_s"] = round(time.perf_counter() - t0, 3)
-    with open(os.path.join(out, "manifest.json"), "w") as f:
-        json.dump(man, f, indent=1)
+    write_manifest()
     log(
         f"done: {len(man['captures'])} captures, {len(man['skipped'])} skipped, "
-        f"{man['elapsed_s']:.0f} s (calib {man['calib_seconds']:.0f} s)"
+        f"{man['elapsed_s']:.0f} s (calib {man['calib_seconds']:.0f} s, warm-up {wu.seconds:.0f} s)"
     )
     return man
 
@@ -128,9 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--deadline", type=float, default=420.0, help="seconds after which no new capture starts")
     ap.add_argument("--only", default=None, help="only captures whose path contains this")
+    ap.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help=f"seconds of warm-up captures first (default {WARMUP_S:.0f}, none with --only; 0: none)",
+    )
     a = ap.parse_args(argv)
     try:
-        run(a.out, a.deadline, only=a.only, log=lambda s: print(s, flush=True))
+        run(a.out, a.deadline, only=a.only, warmup_s=a.warmup, log=lambda s: print(s, flush=True))
     except UvmlabError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

@@ -11,8 +11,9 @@ whether it depends instead on *when* in the session the phase ran:
   time in the session), with its size, time and cost per GiB;
 * :func:`per_size`: median ms per GiB (and IQR) per operation and size;
 * :func:`per_window`: the same per window of time in the session;
-* :func:`paired`: within each pass of the calibration set (``calib`` then ``calib-run1``, same
-  cases, a minute apart), the 1 GiB phase's cost per byte over the median 256 MiB phase's;
+* :func:`paired`: within each pass of the calibration set (the warm-up passes, ``calib``, then
+  ``calib-run1``: same cases, a minute apart), the 1 GiB phase's cost per byte over the median
+  256 MiB phase's; :func:`passes`: each pass's median cost per byte (the warm-up's effect);
 * :func:`floor`: the median absolute error of the best model that knows only the operation (one
   cost per byte) or the operation and size (one per size), fitted on the set itself: no model of
   those inputs can score that set better.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 from collections import defaultdict
@@ -60,7 +62,7 @@ def _resolve(root: Path, session: str, path: str) -> Path:
         return direct
     p = path.split("/")
     if p[0] == "space":
-        sub = p[2] if p[1] == "run0" else f"{p[2]}-run1"
+        sub = p[2] if p[1] == "run0" else f"{p[2]}-{p[1]}"  # calib-run1, calib-warmup0, ...
         return root / "space" / session / sub / p[3]
     return root / "repeats" / session / "/".join(p[1:])
 
@@ -119,17 +121,55 @@ def per_window(
     return {k: (len(v), statistics.median(v)) for k, v in sorted(by.items())}
 
 
+_PASS = re.compile(r"^(?:space/(warmup\d+|run\d+)/calib|calib-(warmup\d+)|(calib))/")
+
+
+def calib_pass(path: str) -> str | None:
+    """The calibration pass a capture path belongs to: ``warmup<i>`` (the warm-up passes,
+    ``warmup.py``), ``run0`` (the timed pass the profile is fitted on), ``run1`` (the calibration
+    set again later in a session), as ``capture_space`` and ``calibrate --quick`` lay them out;
+    None for any other capture."""
+    m = _PASS.match(path)
+    if m is None:
+        return None
+    return m.group(1) or m.group(2) or "run0"
+
+
 def paired(ps: Iterable[Phase], op: str = "init", big: int = 1024, small: int = 256) -> dict[str, float]:
-    """Calibration pass -> the ``big`` MiB phase's ms per GiB over the median ``small`` MiB one's,
-    within the same pass (``space/run0/calib`` and ``space/run1/calib``)."""
+    """Calibration pass (:func:`calib_pass`) -> the ``big`` MiB phase's ms per GiB over the median
+    ``small`` MiB one's, within the same pass."""
+    by: dict[str, list[Phase]] = defaultdict(list)
+    for p in ps:
+        k = calib_pass(p.path)
+        if k is not None and p.op == op:
+            by[k].append(p)
     out = {}
-    for run in ("run0", "run1"):
-        mine = [p for p in ps if p.op == op and p.path.startswith(f"space/{run}/calib/")]
+    for run, mine in by.items():
         b = [p.ms_per_gib for p in mine if p.mib == big]
         s = [p.ms_per_gib for p in mine if p.mib == small]
         if b and s:
             out[run] = statistics.median(b) / statistics.median(s)
     return out
+
+
+def passes(ps: Iterable[Phase]) -> list[tuple[str, float, dict[str, tuple[int, float]]]]:
+    """Every calibration pass in the order it ran: (pass, its first start in the session,
+    operation -> (n, median ms per GiB)) of its first touches and read-backs: whether the
+    warm-up passes and the timed one cost the same per byte (``warmup.py``)."""
+    by: dict[str, list[Phase]] = defaultdict(list)
+    for p in ps:
+        k = calib_pass(p.path)
+        if k is not None:
+            by[k].append(p)
+    out = []
+    for k, mine in by.items():
+        ops = {
+            op: (len(v), statistics.median(v))
+            for op in ("init", "read_back")
+            if (v := [p.ms_per_gib for p in mine if p.op == op])
+        }
+        out.append((k, min(p.started_s for p in mine), ops))
+    return sorted(out, key=lambda r: r[1])
 
 
 def floor(ps: Iterable[Phase], by_size: bool) -> float | None:
@@ -160,6 +200,9 @@ def _tables(label: str, ps: list[Phase]) -> list[str]:
     lines += ["", "init, median ms/GiB per 40 s of the session (n):", ""]
     for (t, mib), (n, med) in per_window(ps).items():
         lines.append(f"- t {t}-{t + 40} s, {mib} MiB: {med:.0f} ({n})")
+    for k, t, ops in passes(ps):
+        per = ", ".join(f"{op} {med:.0f} ({n})" for op, (n, med) in ops.items())
+        lines.append(f"- calibration pass `{k}` from {t:.0f} s: median ms/GiB {per}")
     for op in ("init", "read_back"):
         r = paired(ps, op)
         pairs = ", ".join(f"{k} {v:.2f}" for k, v in r.items()) or "–"

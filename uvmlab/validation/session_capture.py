@@ -44,6 +44,8 @@ def file_session(staging: Path, data: Path = DATA) -> Session:
             shutil.copytree(staging / "space" / "run0" / sub, s.space / sub)
     if (staging / "space" / "run1" / "calib").is_dir():
         shutil.copytree(staging / "space" / "run1" / "calib", s.space / "calib-run1")
+    for wu in sorted((staging / "space").glob("warmup*/calib")):  # kept, never fitted nor scored
+        shutil.copytree(wu, s.space / f"calib-{wu.parent.name}")
     shutil.copy(man_path, s.space / "manifest.json")
     if (staging / "repeats").is_dir():
         shutil.copytree(staging / "repeats", s.repeats)
