@@ -78,3 +78,16 @@ def test_cpu_phases_cli_reads_a_capture_directory_and_fails_in_one_line(run, tmp
     (bad / "manifest.json").write_text("{not json")
     r = subprocess.run([*cmd, "--dir", str(bad)], capture_output=True, text=True)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_best_scale_finds_the_level_and_leaves_the_spread():
+    from uvmlab.validation.score import Score, best_scale
+
+    # a model 25 % high everywhere: one factor removes all of it
+    k, e = best_scale([Score("w", f"p{i}", "time_ns", r, 1.25 * r) for i, r in enumerate((10, 20, 30))])
+    assert k == pytest.approx(0.8) and e == pytest.approx(0, abs=1e-9)
+    # one model value against reals spread about it: the best factor balances the two nearest
+    # (|1.25 k - 1| = |1 - k|: k = 8/9), and the spread leaves 1/9
+    k, e = best_scale([Score("w", f"p{i}", "time_ns", r, 100) for i, r in enumerate((80, 100, 200))])
+    assert k == pytest.approx(8 / 9, abs=1e-3) and e == pytest.approx(1 / 9, abs=2e-3)
+    assert best_scale([])[0] == 1.0

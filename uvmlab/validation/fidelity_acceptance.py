@@ -6,7 +6,7 @@ verdict lines the terminal prints.
 from __future__ import annotations
 
 from uvmlab.validation.fidelity_results import GpuResults, holdout_set, main_profile
-from uvmlab.validation.score import Scores, Summary
+from uvmlab.validation.score import Scores, Summary, best_scale, summarize
 from uvmlab.validation.thrash_report import pct, reference_note
 
 #: (label, kind, statistic, target, lower is better)
@@ -97,6 +97,31 @@ def thrash_lines(results: list[GpuResults]) -> list[str]:
     return out
 
 
+def cpu_lines(results: list[GpuResults]) -> list[str]:
+    """One line per GPU and session: the hold-out CPU phases' error, and the lowest error one
+    common factor on the model's CPU phases could reach, chosen on these phases themselves
+    (``score.best_scale``): what is left there is their spread about any one level."""
+    out = []
+    for g in results:
+        runs = [(g.session.label, g.scores[main_profile(g)], holdout_set(g))]
+        runs += [(k, v[1], "holdout") for k, v in g.earlier.items()]
+        for label, sc, set_name in runs:
+            if set_name not in sc:
+                continue
+            rows = sc[set_name].by_kind["cpu_phases"]
+            summ = summarize(rows)
+            if not summ.n:
+                continue
+            k, e = best_scale(rows)
+            out.append(
+                f"{g.session.gpu.upper()} `{label}` CPU phases ({set_name}, n={summ.n}): median abs "
+                f"error {pct(summ.median_abs)}, signed {pct(summ.signed_median, True)}; the best one "
+                f"common factor on the model's CPU phases could do, chosen on these phases: {pct(e)} "
+                f"(x{k:.2f})"
+            )
+    return out
+
+
 def summary_lines(results: list[GpuResults]) -> list[str]:
     """The headline and the acceptance verdicts, for the terminal."""
     out = []
@@ -113,4 +138,4 @@ def summary_lines(results: list[GpuResults]) -> list[str]:
     return out
 
 
-__all__ = ["ACCEPTANCE", "acceptance_rows", "earlier_rows", "summary_lines", "thrash_lines"]
+__all__ = ["ACCEPTANCE", "acceptance_rows", "cpu_lines", "earlier_rows", "summary_lines", "thrash_lines"]

@@ -16,7 +16,7 @@ import statistics
 
 from uvmlab.core.version import __version__
 from uvmlab.timing.cost_model import load_profile
-from uvmlab.validation.fidelity_acceptance import acceptance_rows, earlier_rows, thrash_lines
+from uvmlab.validation.fidelity_acceptance import acceptance_rows, cpu_lines, earlier_rows, thrash_lines
 from uvmlab.validation.fidelity_results import GpuResults, holdout_set, main_profile
 from uvmlab.validation.fit import CPU_CONSTANTS, GPU_CONSTANTS, HOST_CONSTANTS
 from uvmlab.validation.runs import load_dir
@@ -191,6 +191,13 @@ def render(results: list[GpuResults], *, version: str = __version__, limits: str
         "",
     ]
     lines += [f"- {t}" for t in thrash_lines(results)] + [""]
+    lines += [
+        "The CPU phases' error on the hold-out set is mostly their spread about any one level: "
+        "the lowest error one common factor on the model's CPU phases could reach, chosen on the "
+        'scored phases themselves (never done in a fit; limits, "CPU phases"):',
+        "",
+    ]
+    lines += [f"- {t}" for t in cpu_lines(results)] + [""]
     lines += ["## Headline: GPU kernel operations on the hold-out set", ""]
     hrows = []
     for g in results:

@@ -211,6 +211,25 @@ def summarize(scores: Iterable[Score]) -> Summary:
     )
 
 
+def best_scale(
+    scores: Iterable[Score], lo: float = 0.5, hi: float = 1.5, step: float = 0.001
+) -> tuple[float, float]:
+    """(k, median abs error) of the factor ``k`` on every model value that scores ``scores``
+    best, chosen on these very scores (a grid of ``step`` from ``lo`` to ``hi``): the lowest
+    error any recalibration of one common level could reach on them. What stays is the spread
+    of the real values about any one level, which no constant fitted elsewhere can remove."""
+    pairs = [(x.model, x.real) for x in scores if x.real > 0 and math.isfinite(x.err)]
+    if not pairs:
+        return 1.0, math.nan
+    best = (1.0, math.inf)
+    for i in range(round((hi - lo) / step) + 1):
+        k = lo + i * step
+        e = statistics.median(abs(k * m / r - 1) for m, r in pairs)
+        if e < best[1]:
+            best = (k, e)
+    return best
+
+
 @dataclass
 class Scores:
     """Every score of one comparison (one GPU, one set), by kind."""
@@ -290,6 +309,7 @@ class Scores:
 
 __all__ = [
     "KINDS",
+    "best_scale",
     "KIND_LABELS",
     "MIN_OP_NS",
     "Reference",
