@@ -91,3 +91,23 @@ def test_best_scale_finds_the_level_and_leaves_the_spread():
     k, e = best_scale([Score("w", f"p{i}", "time_ns", r, 100) for i, r in enumerate((80, 100, 200))])
     assert k == pytest.approx(8 / 9, abs=1e-3) and e == pytest.approx(1 / 9, abs=2e-3)
     assert best_scale([])[0] == 1.0
+
+
+def test_machine_state_sees_what_moves_with_the_machine():
+    from uvmlab.validation.cpu_phases import Phase, machine_state
+
+    # the machine's level moves slowly (four captures at a level, then the next); each
+    # capture's read-back follows its first touch: same-capture and lag-1 correlations are high
+    levels = [1.0] * 4 + [1.3] * 4 + [0.8] * 4 + [1.15] * 4
+    ps = []
+    for i, lv in enumerate(levels):
+        path = f"space/run0/train/c{i}.json"
+        mib = (256, 512)[i % 2]
+        ps += [
+            Phase(path, "init", mib, 0.4 * mib * lv, float(i)),
+            Phase(path, "read_back", mib, 0.25 * mib * lv, i + 0.5),
+        ]
+    st = machine_state(ps)
+    assert st is not None and st["same_capture"] == pytest.approx(1.0)
+    assert st["lag1"] > 0.5 > st["lag5"] and st["sd"] > 0.1
+    assert machine_state(ps[:4]) is None  # too few

@@ -14,6 +14,8 @@ whether it depends instead on *when* in the session the phase ran:
 * :func:`paired`: within each pass of the calibration set (the warm-up passes, ``calib``, then
   ``calib-run1``: same cases, a minute apart), the 1 GiB phase's cost per byte over the median
   256 MiB phase's; :func:`passes`: each pass's median cost per byte (the warm-up's effect);
+* :func:`machine_state`: how much of the cost per byte moves with the machine (a capture's first
+  touch and read-back, seconds-apart captures, correlated) rather than with the workload;
 * :func:`floor`: the median absolute error of the best model that knows only the operation (one
   cost per byte) or the operation and size (one per size), fitted on the set itself: no model of
   those inputs can score that set better.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import statistics
 import sys
@@ -172,6 +175,38 @@ def passes(ps: Iterable[Phase]) -> list[tuple[str, float, dict[str, tuple[int, f
     return sorted(out, key=lambda r: r[1])
 
 
+def machine_state(ps: Iterable[Phase]) -> dict[str, float] | None:
+    """Whether the cost per byte moves with the machine rather than with the workload. Each
+    first touch and read-back is taken as the log of its cost per byte over the median of its
+    operation and size; returns their spread (``sd``), the correlation of a capture's first touch
+    with its own read-back (``same_capture``: the same case, about half a second later), and of
+    the first touches in the order they ran at lags 1 and 5 (``lag1``, ``lag5``: the next case,
+    about a second later, and five cases later). None with too few phases."""
+    ps = [p for p in ps if p.op in ("init", "read_back")]
+    groups: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for p in ps:
+        groups[(p.op, p.mib)].append(p.ms_per_gib)
+    med = {k: statistics.median(v) for k, v in groups.items()}
+    dev = {(p.path, p.op): math.log(p.ms_per_gib / med[(p.op, p.mib)]) for p in ps}
+    same = [
+        (v, dev[(path, "read_back")])
+        for (path, op), v in dev.items()
+        if op == "init" and (path, "read_back") in dev
+    ]
+    init = [dev[(p.path, "init")] for p in sorted(ps, key=lambda p: p.started_s) if p.op == "init"]
+    if len(same) < 3 or len(init) < 7:
+        return None
+    try:
+        return {
+            "sd": statistics.pstdev(dev.values()),
+            "same_capture": statistics.correlation(*zip(*same, strict=True)),
+            "lag1": statistics.correlation(init[:-1], init[1:]),
+            "lag5": statistics.correlation(init[:-5], init[5:]),
+        }
+    except statistics.StatisticsError:  # constant input
+        return None
+
+
 def floor(ps: Iterable[Phase], by_size: bool) -> float | None:
     """Median absolute error of the best per-operation (``by_size``: per operation and size)
     cost per byte fitted on ``ps`` itself (the median of each group: the best in median terms)."""
@@ -207,6 +242,14 @@ def _tables(label: str, ps: list[Phase]) -> list[str]:
         r = paired(ps, op)
         pairs = ", ".join(f"{k} {v:.2f}" for k, v in r.items()) or "–"
         lines.append(f"- {op}: 1 GiB over 256 MiB per byte within one calibration pass: {pairs}")
+    st = machine_state(ps)
+    if st is not None:
+        lines.append(
+            f"- machine state: log cost per byte over its operation and size's median, sd "
+            f"{st['sd']:.3f}; correlation of a capture's first touch with its read-back "
+            f"{st['same_capture']:.2f}, of successive first touches {st['lag1']:.2f} (lag 1), "
+            f"{st['lag5']:.2f} (lag 5)"
+        )
     for set_name in ("calib", "train", "holdout"):
         mine = [p for p in ps if p.path.startswith(f"space/run0/{set_name}/")]
         f1, f2 = floor(mine, False), floor(mine, True)
