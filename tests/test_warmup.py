@@ -156,3 +156,26 @@ def test_calib_pass_names():
     assert cp("space/warmup2/calib/a.json") == "warmup2" and cp("calib-warmup0/a.json") == "warmup0"
     assert cp("calib/a.json") == "run0"
     assert cp("space/run0/holdout/a.json") is None and cp("calib-run1x/a.json") is None
+
+
+def test_warmup_training_swaps_in_the_first_warmup_pass(tmp_path):
+    import shutil
+
+    from uvmlab.validation.fidelity_results import warmup_training
+    from uvmlab.validation.sessions import Session, latest
+
+    src = latest("h100")
+    s = Session("h100", "2099-01-01", tmp_path / "space" / "h100-2099-01-01", tmp_path / "repeats" / "x")
+    shutil.copytree(src.space / "calib", s.space / "calib")
+    assert warmup_training(s) is None  # no warm-up captures: nothing to compare
+    wu = s.space / "calib-warmup0"
+    wu.mkdir()
+    for name in ("stream_r_256m_t2048", "stream_r_1g_t65536"):
+        d = json.loads((s.space / "calib" / f"{name}.json").read_text())
+        d["meta"]["first_pass"] = True
+        (wu / f"{name}.json").write_text(json.dumps(d))
+    train = warmup_training(s)
+    assert train is not None
+    assert sorted(t.name for t in train) == sorted(c.name for c in cases("calib"))
+    swapped = {t.name for t in train if t.real.meta.get("first_pass")}
+    assert swapped == {"stream_r_256m_t2048", "stream_r_1g_t65536"}  # the rest from the timed pass

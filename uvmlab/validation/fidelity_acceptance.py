@@ -122,6 +122,30 @@ def cpu_lines(results: list[GpuResults]) -> list[str]:
     return out
 
 
+def warmup_lines(results: list[GpuResults]) -> list[str]:
+    """What the warm-up before the calibration (``warmup.py``) changes, per GPU whose scored
+    session has warm-up captures: the hold-out CPU phases and GPU kernels under the same-machine
+    profile and under the one fitted as before the warm-up (``warmup_training``)."""
+    out = []
+    for g in results:
+        if g.first_seconds is None or "same-machine" not in g.scores:
+            continue
+        name, before = g.first_seconds
+        after = g.scores["same-machine"]["holdout"].summary()
+        b = before.summary()
+        out.append(
+            f"{g.session.gpu.upper()} `{g.session.label}` hold-out, calibrated after the warm-up "
+            f"(`{g.profiles['same-machine']}`) / as before it (`{name}`, the kernel cases of the "
+            f"first warm-up pass): CPU phases {pct(after['cpu_phases'].median_abs)} / "
+            f"{pct(b['cpu_phases'].median_abs)}, GPU kernels {pct(after['gpu_kernels'].median_abs)} / "
+            f"{pct(b['gpu_kernels'].median_abs)}"
+        )
+    return out or [
+        "No scored session has warm-up captures (`warmup.py`, `calib-warmup<i>/`): the warm-up "
+        'before the calibration is not measured on a GPU yet (limits, "CPU phases").'
+    ]
+
+
 def summary_lines(results: list[GpuResults]) -> list[str]:
     """The headline and the acceptance verdicts, for the terminal."""
     out = []
@@ -138,4 +162,12 @@ def summary_lines(results: list[GpuResults]) -> list[str]:
     return out
 
 
-__all__ = ["ACCEPTANCE", "acceptance_rows", "cpu_lines", "earlier_rows", "summary_lines", "thrash_lines"]
+__all__ = [
+    "ACCEPTANCE",
+    "acceptance_rows",
+    "cpu_lines",
+    "warmup_lines",
+    "earlier_rows",
+    "summary_lines",
+    "thrash_lines",
+]

@@ -16,7 +16,13 @@ import statistics
 
 from uvmlab.core.version import __version__
 from uvmlab.timing.cost_model import load_profile
-from uvmlab.validation.fidelity_acceptance import acceptance_rows, cpu_lines, earlier_rows, thrash_lines
+from uvmlab.validation.fidelity_acceptance import (
+    acceptance_rows,
+    cpu_lines,
+    earlier_rows,
+    thrash_lines,
+    warmup_lines,
+)
 from uvmlab.validation.fidelity_results import GpuResults, holdout_set, main_profile
 from uvmlab.validation.fit import CPU_CONSTANTS, GPU_CONSTANTS, HOST_CONSTANTS
 from uvmlab.validation.runs import load_dir
@@ -198,6 +204,7 @@ def render(results: list[GpuResults], *, version: str = __version__, limits: str
         "",
     ]
     lines += [f"- {t}" for t in cpu_lines(results)] + [""]
+    lines += [f"- {t}" for t in warmup_lines(results)] + [""]
     lines += ["## Headline: GPU kernel operations on the hold-out set", ""]
     hrows = []
     for g in results:

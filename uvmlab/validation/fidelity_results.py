@@ -30,6 +30,23 @@ class GpuResults:
     # earlier design-space sessions of this GPU: label -> (their same-machine profile, their
     # scores by set) -- the acceptance figures again on another machine start (a replication)
     earlier: dict[str, tuple[str, dict[str, Scores]]] = field(default_factory=dict)
+    # a session with warm-up captures (warmup.py): the hold-out set under the profile fitted as
+    # the calibration did before the warm-up (warmup_training), and that profile's name
+    first_seconds: tuple[str, Scores] | None = None
+
+
+def warmup_training(s: Session) -> list[Training] | None:
+    """The calibration set of session ``s`` as it was taken before the warm-up existed: its
+    cases from the first warm-up pass (``calib-warmup0``, the machine's first seconds) where that
+    pass has them, the others (ping-pong, accessed-by, read-mostly) from ``calib``; None for a
+    session without warm-up captures. Fitted beside the same-machine profile, it measures what
+    the warm-up changes (the two differ only in when the kernel cases ran)."""
+    wu = s.space / "calib-warmup0"
+    if not wu.is_dir():
+        return None
+    first = {r.workload: r for r in load_dir(wu)}
+    caps = [first.get(r.workload, r) for r in load_dir(s.set_dir("calib"))]
+    return [Training(r.workload, workload_of(r, "space", "calib"), r) for r in caps]
 
 
 def collect(gpus: list[str], log: Callable[[str], None] | None = None) -> list[GpuResults]:
@@ -50,6 +67,13 @@ def collect(gpus: list[str], log: Callable[[str], None] | None = None) -> list[G
             Training(r.workload, workload_of(r, family, g.fit_set), r) for r in load_dir(s.set_dir(g.fit_set))
         ]
         g.fit = fit_profile(load_profile(f"{gpu}-pcie5-measured"), train, gpu=gpu, name="lowo")
+        wtrain = warmup_training(s) if g.fit_set == "calib" else None
+        if wtrain is not None and "holdout" in s.sets():
+            name = f"{session_profile_name(s)}-first-seconds"
+            if log:
+                log(f"{gpu}: profile {name} (calibration before the warm-up), holdout")
+            fr = fit_profile(load_profile(f"{gpu}-pcie5-measured"), wtrain, gpu=gpu, name=name)
+            g.first_seconds = (name, score_set(s, "holdout", fr.profile))
         for d in sorted(REPEATS.glob(f"{gpu}-*")):  # older days' suite hold-out captures
             old = Session(gpu, d.name.partition("-")[2], DATA / "space" / d.name, d)
             if old.date < s.date and old.set_dir("suite-holdout").is_dir():
@@ -75,4 +99,4 @@ def holdout_set(g: GpuResults) -> str:
     return "holdout" if "holdout" in g.scores[main_profile(g)] else "suite-holdout"
 
 
-__all__ = ["GpuResults", "collect", "holdout_set", "main_profile"]
+__all__ = ["GpuResults", "collect", "holdout_set", "main_profile", "warmup_training"]
