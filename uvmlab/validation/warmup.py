@@ -7,8 +7,10 @@ in the machine's first seconds. On the stored H100 runs that moment was not like
 ``cpuphase/h100-2026-12-07/run0`` (the first call on a fresh machine) the calibration pass's CPU
 first touches cost 379 ms/GiB and its read-backs 234, against 432-493 / 259-298 for every later
 pass of the same cases on the same machine, the first passes of the four later calls included;
-the second H100 session's first pass was as cheap (374 / 229 against up to 495 / 283 later).
-A profile fitted there is cheaper per byte than the machine it is meant to describe. What makes
+the second H100 session's first pass was as cheap (381 / 232 against 495 / 272 for the same
+cases at 119 s). A profile fitted there is cheaper per byte than the machine it is meant to
+describe. Not every start is like that: the first H100 session's first pass was 6 % cheaper
+than its later one, the H200's 9 % dearer (``python -m uvmlab.validation.cpu_phases``). What makes
 the first seconds cheap lies outside the driver (every CPU phase takes the same faults, chunks
 and copies at any time: ``cpu_phases.py``) and is not measured.
 
