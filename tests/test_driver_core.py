@@ -297,9 +297,13 @@ def test_preprocess_fault_batch_order_is_a_stable_sort(top):
     from uvmlab.driver.replayable_faults import preprocess_fault_batch
 
     rng = np.random.default_rng(top)
-    for n in (1, 2, 255, 256, 257, 4096):
+    # 31 / 32: either side of the radix sort's least batch; accesses past 3 (no IR access has
+    # one) take the merge sort
+    for n, top_access in ((1, 4), (2, 4), (31, 4), (32, 4), (255, 4), (256, 4), (257, 4), (4096, 4), (300, 256)):
         page = rng.integers(0, top, n).astype(np.int64)
-        access = rng.integers(0, 4, n).astype(np.uint8)
+        if n > 2:
+            page[: n // 4] = page[n // 4 : 2 * (n // 4)]  # equal pages: the ties' order matters
+        access = rng.integers(0, top_access, n).astype(np.uint8)
         count = rng.integers(1, 3, n).astype(np.int32)
         sp, sa, keep, _, _, dup = preprocess_fault_batch(page, access, count)
         order = np.argsort(page * 256 + (255 - access.astype(np.int64)), kind="stable")

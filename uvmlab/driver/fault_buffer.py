@@ -120,35 +120,19 @@ def drop(page: np.ndarray, access: np.ndarray, utlb: np.ndarray, write_ns: np.nd
     return rest
 
 
-@njit(cache=True, inline="always")
-def push(
-    page: np.ndarray,
-    access: np.ndarray,
-    utlb: np.ndarray,
-    write_ns: np.ndarray,
-    n: int,
-    new_page: np.ndarray,
-    new_access: np.ndarray,
-    new_utlb: np.ndarray,
-    new_write_ns: np.ndarray,
-    m: int,
-) -> tuple[int, int]:
-    """``FaultBuffer.push`` of the first ``m`` new entries (ascending write times): returns the
-    new ``n`` and how many were dropped (overflow)."""
-    k = min(page.shape[0] - n, m)
-    hi = n + k
-    for i in range(k):
-        page[n + i] = new_page[i]
-        access[n + i] = new_access[i]
-        utlb[n + i] = new_utlb[i]
-        write_ns[n + i] = new_write_ns[i]
-    if k and n and write_ns[n] < write_ns[n - 1]:  # interleaves older entries
+@njit(cache=True)
+def pushed(page: np.ndarray, access: np.ndarray, utlb: np.ndarray, write_ns: np.ndarray, n: int, m: int) -> int:
+    """``FaultBuffer.push`` of ``m`` entries the caller already wrote after the first ``n`` (ascending
+    write times, room checked): they are put in write order among the older ones; returns the
+    new ``n``."""
+    hi = n + m
+    if m and n and write_ns[n] < write_ns[n - 1]:  # interleaves older entries
         order = np.argsort(write_ns[:hi], kind="mergesort")
         page[:hi] = page[:hi][order]
         access[:hi] = access[:hi][order]
         utlb[:hi] = utlb[:hi][order]
         write_ns[:hi] = write_ns[:hi][order]
-    return hi, m - k
+    return hi
 
 
-__all__ = ["CACHED_PUT", "UPDATE_PUT", "FaultBuffer", "drop", "flush_mode", "push", "written"]
+__all__ = ["CACHED_PUT", "UPDATE_PUT", "FaultBuffer", "drop", "flush_mode", "pushed", "written"]

@@ -96,24 +96,72 @@ def coalesce_into(
     return m
 
 
+RADIX_BITS = 8  # a digit of the batch sort: 256 counters
+RADIX_MIN = 32  # fewer entries: an insertion sort
+
+
 @njit(cache=True, inline="always")
-def _sort_order(page: np.ndarray, access: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """The stable order of entries by (page, access descending). The keys with the index in
-    their low bits are distinct, so an unstable sort of them gives the stable order (~3x
-    faster than a merge sort of the keys for a batch of 256); pages too high for that room
-    take the merge sort."""
+def _sort_order(
+    page: np.ndarray, access: np.ndarray, key: np.ndarray, tmp: np.ndarray, hist: np.ndarray
+) -> np.ndarray:
+    """The stable order of entries by (page, access descending), in ``key[:n]`` (``tmp``:
+    scratch as long; ``hist``: scratch for ``1 << RADIX_BITS`` counters, or shorter for
+    numba's quicksort). Each entry's key carries its index in its low bits, so the keys are
+    distinct and any correct sort of them gives the one stable order: an LSD radix sort of
+    the (page, access) bits, 8 at a time, digits that every entry shares skipped (a batch of
+    256 over 1 GiB: 3 passes; ~4x faster than numba's quicksort); a short batch an insertion
+    sort; pages or accesses too high for that room a merge sort."""
     n = len(page)
     bits = 1
     while (1 << bits) < n:
         bits += 1
     top = 0
+    top_acc = 0
     for i in range(n):
         top = max(top, page[i])
+        top_acc = max(top_acc, np.int64(access[i]))
     key = key[:n]
-    if top < np.int64(1) << (62 - 8 - bits):
+    if top_acc <= 3 and top < np.int64(1) << (62 - 2 - bits):
+        # (page, 3 - access): the access takes 2 bits where 255 - access took 8, same order
         for i in range(n):
-            key[i] = (((page[i] << 8) | (255 - np.int64(access[i]))) << bits) | i
-        key.sort()
+            key[i] = (((page[i] << 2) | (3 - np.int64(access[i]))) << bits) | i
+        radix = np.int64(1) << RADIX_BITS
+        if n < RADIX_MIN:
+            for i in range(1, n):
+                v = key[i]
+                j = i - 1
+                while j >= 0 and key[j] > v:
+                    key[j + 1] = key[j]
+                    j -= 1
+                key[j + 1] = v
+        elif hist.shape[0] >= radix:
+            src, dst = key, tmp[:n]
+            swapped = False
+            shift = bits
+            top_key = ((top << 2) | 3) << bits
+            while shift < 63 and (top_key >> shift) != 0:
+                hist[:radix] = 0
+                for i in range(n):
+                    hist[(src[i] >> shift) & (radix - 1)] += 1
+                d0 = (src[0] >> shift) & (radix - 1)
+                if hist[d0] != n:  # else every entry has this digit: the order stands
+                    total = 0
+                    for d in range(radix):
+                        c = hist[d]
+                        hist[d] = total
+                        total += c
+                    for i in range(n):
+                        v = src[i]
+                        d = (v >> shift) & (radix - 1)
+                        dst[hist[d]] = v
+                        hist[d] += 1
+                    src, dst = dst, src
+                    swapped = not swapped
+                shift += RADIX_BITS
+            if swapped:
+                key[:] = src
+        else:
+            key.sort()
         mask = (np.int64(1) << bits) - 1
         for j in range(n):
             key[j] &= mask
@@ -137,7 +185,7 @@ def preprocess_fault_batch(
     sa = np.empty(n, np.uint8)
     keep = np.empty(n, np.bool_)
     starts = np.empty(n, np.int64)
-    stops = np.empty(n, np.int64)
+    stops = np.empty(max(n, 1 << RADIX_BITS), np.int64)  # room for the radix sort's counters
     nb, duplicates = preprocess_into(page, access, count, sp, sa, keep, starts, stops, np.empty(n, np.int64))
     return sp, sa, keep, starts[:nb].copy(), stops[:nb].copy(), duplicates
 
@@ -157,7 +205,8 @@ def preprocess_into(
     """``preprocess_fault_batch`` into arrays of the caller (``key``: scratch); returns the
     number of VA blocks and the duplicate count."""
     n = len(page)
-    order = _sort_order(page, access, key)
+    # ``starts`` and ``stops`` are written after the sort: its scratch until then
+    order = _sort_order(page, access, key, starts, stops)
     duplicates = 0
     nb = 0
     for j in range(n):

@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from uvmlab.driver.compiled.borrow import view
-from uvmlab.engine.stalls import ACC, PAGE, POS1, Q_HEAD, Q_TAIL, live
+from uvmlab.engine.stalls import ACC, PAGE, POS1, Q_HEAD, Q_TAIL, live, slot_bits
 
 
 def arrival_order(
@@ -72,33 +72,40 @@ def report(
     """The first ``k`` fault entries the stalled threads write, in arrival order: round j takes
     the next ``burst`` threads of every SM that has any left, SM by SM, written at
     ``t0 + j * interval``, for j < ``rounds`` (a uTLB reports at most ``rounds * burst``
-    misses per replay). Returns how many; ``cur`` (one per SM) is scratch. ``arrival_order``
+    misses per replay). Returns how many; ``cur`` (two per SM) is scratch. ``arrival_order``
     (arrival.py) is the reference. The stale entries walked over are dropped."""
     t, q_pos, q = view(t), view(q_pos), view(q)
     n_sm = q.shape[1]
+    if cur.shape[0] < 2 * n_sm:
+        raise ValueError("report's scratch needs two cells per SM")
     m = q_pos.shape[1] - 1
-    conc = t.shape[0]
+    sb = slot_bits(t.shape[0])
+    slot_mask = (1 << sb) - 1
     n = 0
     if k <= 0:
         return 0
     for s in range(n_sm):
-        cur[s] = q[Q_HEAD, s]
+        cur[s] = q[Q_HEAD, s]  # the next entry to walk
+        cur[n_sm + s] = -1  # the last stale entry walked over, -1: none
     for rnd in range(rounds):
         left = False
         w = t0 + rnd * interval
         for s in range(n_sm):
             i = cur[s]
             end = q[Q_TAIL, s]
+            u = s % n_utlb
             taken = 0
             while i < end and taken < burst and n < k:
-                p = q_pos[s, i & m]
-                slot = p % conc
-                i += 1
-                if t[slot, POS1] != p + 1:
+                e = q_pos[s, i & m]
+                slot = e & slot_mask
+                if t[slot, POS1] != (e >> sb) + 1:
+                    cur[n_sm + s] = i
+                    i += 1
                     continue
+                i += 1
                 out_page[n] = t[slot, PAGE]
                 out_acc[n] = t[slot, ACC]
-                out_utlb[n] = s % n_utlb
+                out_utlb[n] = u
                 out_write[n] = w
                 n += 1
                 taken += 1
@@ -106,17 +113,23 @@ def report(
             if n == k:
                 break
             # the SM has threads left if a live entry follows (stale ones are skipped)
-            while i < end and not live(t, q_pos, s, i):
+            while i < end and not live(t, q_pos, s, i, sb):
+                cur[n_sm + s] = i
                 i += 1
             cur[s] = i
             left |= i < end
         if n == k or not left:
             break
-    for s in range(n_sm):  # the walked part of each queue keeps only its live entries
+    for s in range(n_sm):
+        # the walked part of each queue keeps only its live entries, moved up to the last
+        # stale one (those after it stay where they are)
+        last = cur[n_sm + s]
+        if last < 0:
+            continue
         h = q[Q_HEAD, s]
-        wr = cur[s]
-        for i in range(cur[s] - 1, h - 1, -1):
-            if live(t, q_pos, s, i):
+        wr = last + 1
+        for i in range(last - 1, h - 1, -1):
+            if live(t, q_pos, s, i, sb):
                 wr -= 1
                 q_pos[s, wr & m] = q_pos[s, i & m]
         q[Q_HEAD, s] = wr

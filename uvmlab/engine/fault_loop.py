@@ -35,7 +35,7 @@ from numba.extending import intrinsic
 from uvmlab.driver.compiled.gpu_faults import service_blocks
 from uvmlab.driver.compiled.scan import expand, gpu_scan, skip_hit_chunks
 from uvmlab.driver.compiled.state import DONE, REMOTE_MAPS
-from uvmlab.driver.fault_buffer import drop, push, written
+from uvmlab.driver.fault_buffer import drop, pushed, written
 from uvmlab.driver.replayable_faults import (
     REPLAY_BATCH,
     REPLAY_BATCH_FLUSH,
@@ -220,7 +220,14 @@ def _step(t0, kern, st, buf, va, ip, fp, ks, kf, remote_possible, cy):
     c2 = _readcyclecounter()
     cy[L.P_SCAN] += c2 - c1
     if n:
+        # the entries go straight into the buffer after its last one (FaultBuffer.push
+        # without the copy): the k it can take fit there, moved to the front if need be
         k = min(n, ip[L.I_CAPACITY] - ks[L.K_BUF_N])
+        h = ks[L.K_BUF_H]
+        if h + ks[L.K_BUF_N] + k > b_page.shape[0]:  # no room after the last entry
+            _to_front(buf, ks)
+            h = 0
+        lo = h + ks[L.K_BUF_N]
         n_out = report(
             t,
             q_pos,
@@ -232,28 +239,12 @@ def _step(t0, kern, st, buf, va, ip, fp, ks, kf, remote_possible, cy):
             t0,
             ip[L.I_INTERVAL],
             ip[L.I_ROUNDS],
-            o_page,
-            o_acc,
-            o_utlb,
-            o_write,
+            b_page[lo:],
+            b_access[lo:],
+            b_utlb[lo:],
+            b_write[lo:],
         )
-        h = ks[L.K_BUF_H]
-        if h + ks[L.K_BUF_N] + n_out > b_page.shape[0]:  # no room after the last entry
-            _to_front(buf, ks)
-            h = 0
-        ks[L.K_BUF_N], dropped = push(
-            b_page[h:],
-            b_access[h:],
-            b_utlb[h:],
-            b_write[h:],
-            ks[L.K_BUF_N],
-            o_page,
-            o_acc,
-            o_utlb,
-            o_write,
-            n_out,
-        )
-        ks[L.K_OVERFLOWS] += dropped
+        ks[L.K_BUF_N] = pushed(b_page[h:], b_access[h:], b_utlb[h:], b_write[h:], ks[L.K_BUF_N], n_out)
         ks[L.K_OVERFLOWS] += n - k
     cy[L.P_REPORT] += _readcyclecounter() - c2
 

@@ -12,7 +12,7 @@ places:
   (arrival.py's note), so a replay's entries are the first ``rounds * burst`` threads of every
   SM's queue, ``burst`` at a time, SM by SM (``arrival.report``); the oldest stalled touch,
   which opens the issue window, is the least of the SMs' first ones. A queue entry is a touch
-  position; a thread that completes frees its slot at once and leaves a stale entry (its slot
+  position and its slot (``pos << slot_bits | slot``: checking it costs no division); a thread that completes frees its slot at once and leaves a stale entry (its slot
   holds another position, or none), dropped when a walk reaches it, so an SM's queue never
   holds more than the threads that run on it;
 * its page's list (singly linked through the slots, rebuilt when the page is re-checked), with
@@ -67,7 +67,7 @@ class StalledThreads:
         cap = queue_capacity(conc, tpb, n_sm)
         self.q_pos = np.empty((n_sm, cap), dtype=np.int64)
         self.q = np.zeros((2, n_sm), dtype=np.int64)
-        self.cursor = np.empty(n_sm, dtype=np.int64)  # arrival.report's scratch
+        self.cursor = np.empty(2 * n_sm, dtype=np.int64)  # arrival.report's scratch
         # per page and per block, written only where threads stall (sparse: 16 TiB of VA)
         # 1 + the slot heading the page's list, negative if the list holds more than one
         self.phead = sparse.zeros(total_pages, np.int32)
@@ -144,11 +144,22 @@ class StalledThreads:
         return pos[order], page[order], acc[order]
 
 
+@njit(cache=True)
+def slot_bits(conc: int) -> int:
+    """The low bits of a queue entry that hold its slot: enough for ``conc`` slots. An entry
+    is ``pos << slot_bits | slot``, so checking it costs no division by ``conc``."""
+    b = 0
+    while (1 << b) < conc:
+        b += 1
+    return b
+
+
 @njit(cache=True, inline="always")
-def live(t: np.ndarray, q_pos: np.ndarray, s: int, i: int) -> bool:
-    """Entry ``i`` (a counter) of SM ``s``'s queue is a thread still stalled."""
-    p = q_pos[s, i & (q_pos.shape[1] - 1)]
-    return t[p % t.shape[0], POS1] == p + 1
+def live(t: np.ndarray, q_pos: np.ndarray, s: int, i: int, sb: int) -> bool:
+    """Entry ``i`` (a counter) of SM ``s``'s queue is a thread still stalled: its slot holds
+    its touch position (``sb``: ``slot_bits`` of the table)."""
+    e = q_pos[s, i & (q_pos.shape[1] - 1)]
+    return t[e & ((1 << sb) - 1), POS1] == (e >> sb) + 1
 
 
 @njit(cache=True)
@@ -156,14 +167,15 @@ def oldest(t: np.ndarray, q_pos: np.ndarray, q: np.ndarray) -> int:
     """The least touch position of a stalled thread (-1: none); drops the stale entries at
     the head of each SM's queue."""
     t, q_pos, q = view(t), view(q_pos), view(q)
+    sb = slot_bits(t.shape[0])
     m = -1
     for s in range(q.shape[1]):
         h = q[Q_HEAD, s]
-        while h < q[Q_TAIL, s] and not live(t, q_pos, s, h):
+        while h < q[Q_TAIL, s] and not live(t, q_pos, s, h, sb):
             h += 1
         q[Q_HEAD, s] = h
         if h < q[Q_TAIL, s]:
-            p = q_pos[s, h & (q_pos.shape[1] - 1)]
+            p = q_pos[s, h & (q_pos.shape[1] - 1)] >> sb
             if m < 0 or p < m:
                 m = p
     return m
@@ -175,11 +187,12 @@ def gather(
 ) -> None:
     """Copy the stalled threads, SM by SM, into ``pos``, ``page`` and ``acc``."""
     t, q_pos = view(t), view(q_pos)
+    sb = slot_bits(t.shape[0])
     j = 0
     for s in range(q.shape[1]):
         for i in range(q[Q_HEAD, s], q[Q_TAIL, s]):
-            if live(t, q_pos, s, i):
-                k = q_pos[s, i & (q_pos.shape[1] - 1)] % t.shape[0]
+            if live(t, q_pos, s, i, sb):
+                k = q_pos[s, i & (q_pos.shape[1] - 1)] & ((1 << sb) - 1)
                 pos[j] = t[k, POS1] - 1
                 page[j] = t[k, PAGE]
                 acc[j] = t[k, ACC]
@@ -226,12 +239,12 @@ def mark_words(page: np.ndarray, dirty_w: np.ndarray, meta: np.ndarray) -> None:
 
 
 @njit(cache=True)
-def _compact(t, q_pos, q, s):
+def _compact(t, q_pos, q, s, sb):
     """Drop every stale entry of SM ``s``'s queue, keeping the order of the others."""
     m = q_pos.shape[1] - 1
     w = q[Q_HEAD, s]
     for i in range(q[Q_HEAD, s], q[Q_TAIL, s]):
-        if live(t, q_pos, s, i):
+        if live(t, q_pos, s, i, sb):
             q_pos[s, w & m] = q_pos[s, i & m]
             w += 1
     q[Q_TAIL, s] = w
@@ -260,6 +273,9 @@ def append(
     cap = q_pos.shape[1]
     conc = t.shape[0]
     need = need_words.view(np.uint8)
+    sb = slot_bits(conc)
+    if nf and base + idx[nf - 1] >= np.int64(1) << (62 - sb):
+        raise ValueError("touch position too large for a queue entry")
     # the slot and the SM follow from the last stall's without a division (the positions
     # ascend and lie within one window of ``conc``): append is the hot half of a replay
     k = -1
@@ -296,11 +312,11 @@ def append(
         if need[g] == 0 or nd < need[g]:
             need[g] = nd
         if q[Q_TAIL, s] - q[Q_HEAD, s] == cap:
-            _compact(t, q_pos, q, s)
+            _compact(t, q_pos, q, s, sb)
             if q[Q_TAIL, s] - q[Q_HEAD, s] == cap:
                 raise ValueError("an SM's queue of stalled threads overflowed")
         e = q[Q_TAIL, s] & (cap - 1)
-        q_pos[s, e] = p
+        q_pos[s, e] = (p << sb) | k
         q[Q_TAIL, s] += 1
     meta[COUNT] += nf
 
@@ -415,11 +431,12 @@ def reexecute(
     perm_words = view(perm.view(np.uint64))
     if meta[ALL_DIRTY]:
         m = q_pos.shape[1] - 1
+        sb = slot_bits(t.shape[0])
         for s in range(q.shape[1]):
             for i in range(q[Q_HEAD, s], q[Q_TAIL, s]):
-                p = q_pos[s, i & m]
-                k = p % t.shape[0]
-                if t[k, POS1] != p + 1:
+                e = q_pos[s, i & m]
+                k = e & ((1 << sb) - 1)
+                if t[k, POS1] != (e >> sb) + 1:
                     continue
                 g = t[k, PAGE]
                 a = t[k, ACC]
@@ -461,11 +478,12 @@ def reexecute(
 def missed(perm: np.ndarray, t: np.ndarray, q_pos: np.ndarray, q: np.ndarray) -> int:
     """How many stalled threads a re-execution would complete now (0 right after one)."""
     t, q_pos = view(t), view(q_pos)
+    sb = slot_bits(t.shape[0])
     n = 0
     for s in range(q.shape[1]):
         for i in range(q[Q_HEAD, s], q[Q_TAIL, s]):
-            if live(t, q_pos, s, i):
-                k = q_pos[s, i & (q_pos.shape[1] - 1)] % t.shape[0]
+            if live(t, q_pos, s, i, sb):
+                k = q_pos[s, i & (q_pos.shape[1] - 1)] & ((1 << sb) - 1)
                 a = t[k, ACC]
                 if perm[t[k, PAGE]] >= (a if a > 0 else 1):
                     n += 1
