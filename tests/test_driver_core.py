@@ -299,7 +299,8 @@ def test_preprocess_fault_batch_order_is_a_stable_sort(top):
     rng = np.random.default_rng(top)
     # 31 / 32: either side of the radix sort's least batch; accesses past 3 (no IR access has
     # one) take the merge sort
-    for n, top_access in ((1, 4), (2, 4), (31, 4), (32, 4), (255, 4), (256, 4), (257, 4), (4096, 4), (300, 256)):
+    sizes = [(n, 4) for n in (1, 2, 31, 32, 255, 256, 257, 4096)] + [(300, 256)]
+    for n, top_access in sizes:
         page = rng.integers(0, top, n).astype(np.int64)
         if n > 2:
             page[: n // 4] = page[n // 4 : 2 * (n // 4)]  # equal pages: the ties' order matters

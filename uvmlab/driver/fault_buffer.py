@@ -121,10 +121,12 @@ def drop(page: np.ndarray, access: np.ndarray, utlb: np.ndarray, write_ns: np.nd
 
 
 @njit(cache=True)
-def pushed(page: np.ndarray, access: np.ndarray, utlb: np.ndarray, write_ns: np.ndarray, n: int, m: int) -> int:
-    """``FaultBuffer.push`` of ``m`` entries the caller already wrote after the first ``n`` (ascending
-    write times, room checked): they are put in write order among the older ones; returns the
-    new ``n``."""
+def pushed(
+    page: np.ndarray, access: np.ndarray, utlb: np.ndarray, write_ns: np.ndarray, n: int, m: int
+) -> int:
+    """``FaultBuffer.push`` of ``m`` entries the caller already wrote after the first ``n``
+    (ascending write times, room checked): they are put in write order among the older ones;
+    returns the new ``n``."""
     hi = n + m
     if m and n and write_ns[n] < write_ns[n - 1]:  # interleaves older entries
         order = np.argsort(write_ns[:hi], kind="mergesort")

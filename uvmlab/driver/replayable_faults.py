@@ -119,7 +119,7 @@ def _sort_order(
     top_acc = 0
     for i in range(n):
         top = max(top, page[i])
-        top_acc = max(top_acc, np.int64(access[i]))
+        top_acc = max(top_acc, int(access[i]))
     key = key[:n]
     if top_acc <= 3 and top < np.int64(1) << (62 - 2 - bits):
         # (page, 3 - access): the access takes 2 bits where 255 - access took 8, same order

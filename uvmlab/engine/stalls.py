@@ -12,9 +12,10 @@ places:
   (arrival.py's note), so a replay's entries are the first ``rounds * burst`` threads of every
   SM's queue, ``burst`` at a time, SM by SM (``arrival.report``); the oldest stalled touch,
   which opens the issue window, is the least of the SMs' first ones. A queue entry is a touch
-  position and its slot (``pos << slot_bits | slot``: checking it costs no division); a thread that completes frees its slot at once and leaves a stale entry (its slot
-  holds another position, or none), dropped when a walk reaches it, so an SM's queue never
-  holds more than the threads that run on it;
+  position and its slot (``pos << slot_bits | slot``: checking it costs no division); a
+  thread that completes frees its slot at once and leaves a stale entry (its slot holds
+  another position, or none), dropped when a walk reaches it, so an SM's queue never holds
+  more than the threads that run on it;
 * its page's list (singly linked through the slots, rebuilt when the page is re-checked), with
   the least permission any of them needs (``need``, one byte a page, 0: no thread).
 
