@@ -373,44 +373,6 @@ def _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, batch, cy):
 
 
 @njit(cache=True)
-def _iterate(kern, st, buf, drv, decided, batch, ip, fp, ks, kf, bctr, cy):
-    """``run_loop``'s iterations. ``kern``: the touch stream and its chunk; ``st``: the
-    stalled threads' arrays; ``buf``: the fault buffer's; ``drv``: the compiled service's
-    state; ``decided``: empty batch decisions."""
-    meta = st[1]
-    b_write = buf[3]
-    n_segs = kern[0][0].shape[0]
-    ctr = drv[6]
-    fetched = 0
-    while meta[COUNT] or not (ks[L.K_POS] == ks[L.K_LEN] and ks[L.K_SEG_I] >= n_segs):
-        if fetched >= ip[L.I_MAX_TICK]:
-            return L.TICK
-        ks[L.K_BEFORE] = ks[L.K_PROGRESS]
-        ks[L.K_NOW_NS] = np.int64(kf[L.F_CLOCK])
-        remote_possible = ip[L.I_REMOTE] != 0 or ctr[REMOTE_MAPS] != 0
-        if meta[COUNT] and ks[L.K_BUF_N] == 0:
-            _step(np.int64(kf[L.F_CLOCK]), kern, st, buf, drv[0], ip, fp, ks, kf, remote_possible, cy)
-        elif meta[COUNT]:
-            if (
-                written(b_write[ks[L.K_BUF_H] :], ks[L.K_BUF_N], ks[L.K_NOW_NS]) == 0
-            ):  # the interrupt comes with the first entry
-                kf[L.F_CLOCK] = max(kf[L.F_CLOCK], np.float64(b_write[ks[L.K_BUF_H]]))
-                ks[L.K_NOW_NS] = np.int64(kf[L.F_CLOCK])
-            if _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, batch, cy):
-                return L.MID_BATCH
-            fetched += ks[L.K_BH_BATCHES]
-            kf[L.F_CLOCK] += kf[L.F_WORK]
-            kf[L.F_WORK] = 0.0
-        if meta[COUNT] == 0 and not (ks[L.K_POS] == ks[L.K_LEN] and ks[L.K_SEG_I] >= n_segs):
-            remote_possible = ip[L.I_REMOTE] != 0 or ctr[REMOTE_MAPS] != 0
-            _step(np.int64(kf[L.F_CLOCK]), kern, st, buf, drv[0], ip, fp, ks, kf, remote_possible, cy)
-        ks[L.K_IDLE] = ks[L.K_IDLE] + 1 if ks[L.K_PROGRESS] == ks[L.K_BEFORE] else 0
-        if ks[L.K_IDLE] > ip[L.I_MAX_IDLE]:
-            return L.STUCK
-    return L.END
-
-
-@njit(cache=True)
 def run_loop(
     kern: tuple,
     st: tuple,
@@ -427,10 +389,48 @@ def run_loop(
 ) -> int:
     """``GpuKernelRun.run``'s loop from the start of an iteration; returns END, TICK,
     MID_BATCH (the sorted batch in ``batch``) or STUCK (``loop_layout``); adds the cycles of
-    each phase to ``cy`` (``loop_layout.P_*``)."""
+    each phase to ``cy`` (``loop_layout.P_*``). ``kern``: the touch stream and its chunk;
+    ``st``: the stalled threads' arrays; ``buf``: the fault buffer's; ``drv``: the compiled
+    service's state; ``decided``: empty batch decisions.
+
+    One function, not a loop calling an iteration: numba re-optimises, at every level of
+    calls, all the code linked in below it, so each level costs a cold compile some 20 s."""
     c0 = _readcyclecounter()
     ks[L.K_BUF_H] = 0
-    status = _iterate(kern, st, buf, drv, decided, batch, ip, fp, ks, kf, bctr, cy)
+    meta = st[1]
+    b_write = buf[3]
+    n_segs = kern[0][0].shape[0]
+    ctr = drv[6]
+    fetched = 0
+    status = L.END
+    while meta[COUNT] or not (ks[L.K_POS] == ks[L.K_LEN] and ks[L.K_SEG_I] >= n_segs):
+        if fetched >= ip[L.I_MAX_TICK]:
+            status = L.TICK
+            break
+        ks[L.K_BEFORE] = ks[L.K_PROGRESS]
+        ks[L.K_NOW_NS] = np.int64(kf[L.F_CLOCK])
+        remote_possible = ip[L.I_REMOTE] != 0 or ctr[REMOTE_MAPS] != 0
+        if meta[COUNT] and ks[L.K_BUF_N] == 0:
+            _step(np.int64(kf[L.F_CLOCK]), kern, st, buf, drv[0], ip, fp, ks, kf, remote_possible, cy)
+        elif meta[COUNT]:
+            if (
+                written(b_write[ks[L.K_BUF_H] :], ks[L.K_BUF_N], ks[L.K_NOW_NS]) == 0
+            ):  # the interrupt comes with the first entry
+                kf[L.F_CLOCK] = max(kf[L.F_CLOCK], np.float64(b_write[ks[L.K_BUF_H]]))
+                ks[L.K_NOW_NS] = np.int64(kf[L.F_CLOCK])
+            if _bottom_half(kern, st, buf, drv, ip, fp, ks, kf, bctr, decided, batch, cy):
+                status = L.MID_BATCH
+                break
+            fetched += ks[L.K_BH_BATCHES]
+            kf[L.F_CLOCK] += kf[L.F_WORK]
+            kf[L.F_WORK] = 0.0
+        if meta[COUNT] == 0 and not (ks[L.K_POS] == ks[L.K_LEN] and ks[L.K_SEG_I] >= n_segs):
+            remote_possible = ip[L.I_REMOTE] != 0 or ctr[REMOTE_MAPS] != 0
+            _step(np.int64(kf[L.F_CLOCK]), kern, st, buf, drv[0], ip, fp, ks, kf, remote_possible, cy)
+        ks[L.K_IDLE] = ks[L.K_IDLE] + 1 if ks[L.K_PROGRESS] == ks[L.K_BEFORE] else 0
+        if ks[L.K_IDLE] > ip[L.I_MAX_IDLE]:
+            status = L.STUCK
+            break
     _to_front(buf, ks)  # as FaultBuffer keeps them
     cy[L.P_CALL] += _readcyclecounter() - c0
     return status
