@@ -83,28 +83,6 @@ def test_every_command_warns_and_strict_exits_4(tmp_path):
     assert r.returncode == 0 and sum("warning: " in x for x in r.stderr.splitlines()) == 1, r.stderr
 
 
-@pytest.mark.slow
-def test_first_run_compile_is_announced_and_later_runs_are_quiet(tmp_path):
-    """With an empty numba cache the command says it is compiling (and how long it took) instead
-    of sitting silent for tens of seconds; with the cache filled it says nothing of the kind."""
-    env_cache = {"NUMBA_CACHE_DIR": str(tmp_path / "numba")}
-
-    def run():
-        return subprocess.run(
-            [sys.executable, "-m", "uvmlab", "run", "stream:size=8MiB"],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            env={**os.environ, **env_cache},
-        )
-
-    first = run()
-    assert first.returncode == 0, first.stderr
-    assert "compiling the model's fast paths" in first.stderr and "compiled in" in first.stderr
-    second = run()
-    assert second.returncode == 0 and "compiling" not in second.stderr, second.stderr
-
-
 def test_bad_input_is_refused_before_any_compiling(tmp_path):
     """The first-run compile starts at the first simulation, not with the command: a wrong
     workload name, with an empty numba cache, is one error line at once, without the notes."""
