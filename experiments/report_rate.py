@@ -11,7 +11,10 @@ record: nothing here chooses on it).
 
 ``VARIANT``: ``today`` or ``burst,interval_ns,slots`` (e.g. ``4,4000,16``), with ``+forget`` for
 the prototype in which a replay drops the reports a uTLB had not written yet (they are
-re-reported in the new order; runs on the reference fault path).
+re-reported in the new order), ``+late<ns>`` for every replay's reports written ``ns`` after it,
+``+rate<ns>/<l0>`` for one write rate for the whole fault buffer (a replay's reports in their
+arrival order, the first ``l0`` ns after it, then one every ``ns``); these run on the reference
+fault path.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import sys
 from typing import Any
+
+import numpy as np
 
 import uvmlab.driver.hal as hal
 import uvmlab.engine.gpu as gpu_mod
@@ -41,6 +46,26 @@ def apply_variant(variant: str) -> None:
         hal.GPUS[k] = dataclasses.replace(
             hal.GPUS[k], fault_report_burst=burst, fault_report_interval_ns=interval, utlb_fault_slots=slots
         )
+    if extra.startswith("late"):  # every replay's reports written ``late`` ns after the replay
+        late = int(extra[4:])
+        step0 = gpu_mod.GpuKernelRun.step
+
+        def late_step(self: Any, now_ns: int | None = None) -> None:
+            step0(self, None if now_ns is None else now_ns + late)
+
+        gpu_mod.GpuKernelRun.step = late_step  # type: ignore[method-assign]
+        gpu_mod.GpuKernelRun.compiled_ok = lambda self: False  # type: ignore[method-assign]
+    if extra.startswith("rate"):  # one write rate for the whole buffer: ``ns`` per entry after ``l0``
+        ns, l0 = (int(x) for x in extra[4:].split("/"))
+        report0 = gpu_mod.report
+
+        def rated_report(*a: Any) -> int:
+            n = report0(*a)
+            a[13][:n] = a[7] + l0 + np.arange(n) * ns  # out_write, t0
+            return n
+
+        gpu_mod.report = rated_report
+        gpu_mod.GpuKernelRun.compiled_ok = lambda self: False  # type: ignore[method-assign]
     if extra == "forget":
         step = gpu_mod.GpuKernelRun.step
 
