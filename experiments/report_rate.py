@@ -40,12 +40,18 @@ def apply_variant(variant: str) -> None:
     """Set every GPU's report rules to ``variant`` (module docstring)."""
     if variant == "today":
         return
-    rule, _, extra = variant.partition("+")
+    rule, *extras = variant.split("+")
+    for extra in extras:
+        _apply_extra(extra)
     burst, interval, slots = (int(x) for x in rule.split(","))
     for k in list(hal.GPUS):
         hal.GPUS[k] = dataclasses.replace(
             hal.GPUS[k], fault_report_burst=burst, fault_report_interval_ns=interval, utlb_fault_slots=slots
         )
+
+
+def _apply_extra(extra: str) -> None:
+    """One ``+`` option of a variant (module docstring)."""
     if extra.startswith("late"):  # every replay's reports written ``late`` ns after the replay
         late = int(extra[4:])
         step0 = gpu_mod.GpuKernelRun.step
