@@ -238,19 +238,25 @@ def make_resident_and_map(
                 has_copy = True
                 ctr[READ_DUPLICATES] += 1
     else:
-        left_gpu, has_copy = unmap_for_move(residency, perm, dbit, lo, pages, need_copy)
+        # unmap_for_move and the new residency and mapping in one pass (the copies' counters
+        # read neither)
+        for k in range(m):
+            g = lo + pages[k]
+            r = residency[g]
+            if r != dbit:
+                if r >> 1:  # held by a GPU before (bits 1.. are GPUs)
+                    left_gpu = True
+                for q in range(perm.shape[0]):
+                    perm[q, g] = 0
+            has_copy |= need_copy[k]
+            residency[g] = dbit
+            perm[requester, g] = PERM_ATOMIC  # compute_new_permission: RW upgraded to RWA on local memory
     if has_copy:
         record_copies(th, costs, ctr, work, block, dest, pages, need_copy, extra, now, not duplicate)
     if duplicate:
         for k in range(m):
             residency[lo + pages[k]] |= dbit
             perm[requester, lo + pages[k]] = PERM_READ  # compute_new_permission: a duplicate stays READ
-    else:
-        for k in range(m):
-            residency[lo + pages[k]] = dbit
-            perm[requester, lo + pages[k]] = (
-                PERM_ATOMIC  # compute_new_permission: RW upgraded to RWA on local memory
-            )
     update_lists(va, pmm, n_chunks, block, lo, n, dest, hooked, left_gpu)
 
 
