@@ -197,13 +197,16 @@ def _step(t0, kern, st, buf, va, ip, fp, ks, kf, remote_possible, cy):
     c1 = _readcyclecounter()
     cy[L.P_RECHECK] += c1 - c0
     free = conc - n
+    first_stalled = -1  # the oldest stalled touch: no thread completes until the replay ends
     while free > 0:
         if ks[L.K_POS] == ks[L.K_LEN] and not _load(
             cols, pool, alloc_base, alloc_pages, page, acc, perm, ip, fp, ks, kf, n == 0, remote_possible
         ):
             break
         base = ks[L.K_BASE]
-        first = oldest(t, q_pos, q) if n else base + ks[L.K_POS]
+        if n and first_stalled < 0:
+            first_stalled = oldest(t, q_pos, q)
+        first = first_stalled if n else base + ks[L.K_POS]
         end = min(ks[L.K_LEN], first + conc - base)
         if end <= ks[L.K_POS]:
             break  # the window is full of unfinished touches
