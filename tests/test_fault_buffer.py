@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from helpers import cpu_filled, run_engine
 
-from uvmlab.driver.fault_buffer import CACHED_PUT, UPDATE_PUT, FaultBuffer, flush_mode
+from uvmlab.driver.fault_buffer import CACHED_PUT, UPDATE_PUT, FaultBuffer, flush_mode, pushed
 
 
 def filled(times: list[int]) -> FaultBuffer:
@@ -67,6 +67,29 @@ def test_push_keeps_write_order():
     buf.push(np.array([7]), np.zeros(1, np.uint8), np.zeros(1, np.int32), np.array([20]))
     np.testing.assert_array_equal(buf.page[: buf.n], [0, 7, 1])
     assert buf.written(25) == 2
+
+
+@pytest.mark.parametrize(
+    "new_times", [[20, 20, 40], [40, 50], [5, 10]], ids=["interleave", "after", "before"]
+)
+def test_compiled_push_matches_the_buffer(new_times):
+    """``pushed`` (the compiled loop writes a replay's entries after the last one, then calls it)
+    leaves the arrays as ``FaultBuffer.push`` does, ties in write time in push order."""
+    ref = filled([10, 20, 30])
+    m = len(new_times)
+    new = (np.arange(100, 100 + m), np.arange(1, m + 1, dtype=np.uint8), np.full(m, 5, np.int32))
+    ref.push(*new, np.array(new_times, np.int64))
+    got = filled([10, 20, 30])
+    for a, v in zip((got.page, got.access, got.utlb, got.write_ns), (*new, new_times), strict=True):
+        a[3 : 3 + m] = v
+    assert pushed(got.page, got.access, got.utlb, got.write_ns, 3, m) == ref.n
+    for a, b in (
+        (got.page, ref.page),
+        (got.access, ref.access),
+        (got.utlb, ref.utlb),
+        (got.write_ns, ref.write_ns),
+    ):
+        np.testing.assert_array_equal(a[: ref.n], b[: ref.n])
 
 
 def test_few_sms_give_smaller_batches():
