@@ -19,9 +19,9 @@ cost:
 * ``compiled kernels`` — a compiled policy (docs/policies.md, "Compiled policies"): a
   ``prefetch_kernel`` and a ``thrashing_kernel`` that read every faulted page of the batch and
   decide nothing, a ``victim_kernel`` called at every eviction that keeps the driver's choice
-  (these three from compiled code), and a ``replay_kernel`` (called by the guard after each
-  batch) that keeps the driver's replay policy: a compiled policy on every hook, the goal at
-  most 1.2x;
+  and a ``replay_kernel`` called after each batch that keeps the driver's replay policy, all
+  four from inside the compiled fault loop: a compiled policy on every hook, the goal at most
+  1.2x;
 * ``batch hooks (Python calling numba)`` — ``prefetch_batch`` and ``thrashing_batch`` Python
   hooks whose work is a ``numba.njit`` kernel over the batch's arrays, plus ``decide_replay``;
 * ``per-page hooks (Python)`` — the per-page / per-block forms (``prefetch_before_compute``,

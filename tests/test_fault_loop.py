@@ -7,6 +7,7 @@ import pytest
 from test_fast_path import SMALL, assert_same
 
 import uvmlab.engine.kernel_loop as fl
+from uvmlab.engine.loop_layout import MID_BATCH
 
 OFF = {"uvm_perf_prefetch_enable": 0, "uvm_perf_thrashing_enable": 0}
 # blocks get per-page thrashing state: the compiled service hands them to the reference path
@@ -21,18 +22,18 @@ HAIR = {
 def calls(monkeypatch):
     """How often the loop ran and returned mid-batch."""
     n = {"loop": 0, "mid": 0}
-    call, resume = fl.KernelLoop.__call__, fl.KernelLoop.resume
+    call, hook = fl.KernelLoop.__call__, fl.KernelLoop.hook
 
     def counted_call(self, idle):
         n["loop"] += 1
         return call(self, idle)
 
-    def counted_resume(self):
-        n["mid"] += 1
-        resume(self)
+    def counted_hook(self):
+        n["mid"] += self.status == MID_BATCH
+        return hook(self)
 
     monkeypatch.setattr(fl.KernelLoop, "__call__", counted_call)
-    monkeypatch.setattr(fl.KernelLoop, "resume", counted_resume)
+    monkeypatch.setattr(fl.KernelLoop, "hook", counted_hook)
     return n
 
 

@@ -51,10 +51,33 @@ class DriverHooks(Protocol):
     stops_for_use: bool
     #: the live compiled kernels (``compiled.policy_calls.PolicyKernels``), None when none is
     kernels: Any
+    #: the live compiled replay kernel as ``(typed list, state)`` (``policy_calls.call_replay``),
+    #: None when none is
+    replay_kernel: Any
+    #: the compiled fault loop (engine/fault_loop.py) may run with these hooks: nothing is
+    #: decided per page or per block, and no policy reads the run's future
+    loop_ok: bool
+    #: a Python hook is live: the compiled fault loop hands every batch to ``begin_batch`` and
+    #: ``after_batch``; without one it calls the compiled kernels itself
+    python_hooks: bool
 
-    def kernel_failed(self, which: int, error: BaseException | None) -> None:
+    def kernel_failed(self, which: int, error: BaseException | None, value: int | None = None) -> None:
         """Compiled kernel ``which`` (``policy_calls.PREFETCH`` ...) raised ``error``, or
-        returned what its point does not allow (``error`` None: ``status[BAD]`` says what)."""
+        returned what its point does not allow (``error`` None: ``status[BAD]`` says what, or
+        ``value`` for the replay kernel)."""
+        ...
+
+    def adopt_batch(
+        self,
+        drv: Any,
+        gpu: int,
+        blocks: np.ndarray,
+        prefetch: tuple[np.ndarray, np.ndarray] | None,
+        kinds: tuple[np.ndarray, np.ndarray] | None,
+    ) -> BatchDecisions | None:
+        """The compiled kernels' decisions for a batch the compiled loop hands back part-way:
+        ``prefetch`` (rows, the blocks they decide) and ``kinds`` (the blocks sent to the
+        reference path, hint kinds), as ``begin_batch`` would have taken them."""
         ...
 
     def begin_batch(

@@ -321,18 +321,33 @@ class BottomHalf:
         n_fetched: int,
         n_coalesced: int,
         duplicates: int,
+        decided: BatchDecisions | None = None,
+        fresh: int = -1,
+        throttled: bool = False,
     ) -> None:
         """Finish a batch the compiled loop sorted and serviced up to block ``k`` (page,
-        access, keep, starts, stops as ``preprocess_fault_batch`` returns them; no policy
-        hooks), then the rest of the bottom half."""
-        throttled = service_sorted(self.drv, self.gpu, *batch, k, None, None)
+        access, keep, starts, stops as ``preprocess_fault_batch`` returns them; ``decided``:
+        the policies' decisions for it, ``fresh``: the block whose chunk was just allocated for
+        it, ``throttled``: a block before ``k`` was throttled), then the rest of the bottom
+        half."""
+        throttled |= service_sorted(self.drv, self.gpu, *batch, k, decided, None, fresh)
         self.end_batch(n_fetched, n_coalesced, throttled, duplicates)
+        self.loop()
+        self.finish()
+
+    def resume_after(
+        self, decision: int, n_fetched: int, duplicates: int, throttled: bool, deferred: bool
+    ) -> None:
+        """Apply the replay ``decision`` the compiled loop's batch got (``after_batch``), then
+        the rest of the bottom half."""
+        self.deferred = deferred
+        self.apply_decision(decision, n_fetched, duplicates, throttled)
         self.loop()
         self.finish()
 
     def end_batch(self, n_fetched: int, n_coalesced: int, throttled: bool, duplicates: int) -> None:
         """After a batch's service: its policy decision and replay."""
-        drv, p, policy = self.drv, self.drv.params, self.policy
+        drv, policy = self.drv, self.policy
         drv.counters["gpu_faults_duplicate"] += duplicates
         decision = 0
         if drv.hooks is not None:  # policy migrations, then decide_replay: 1 now, 0 default, -1 defer
@@ -348,6 +363,11 @@ class BottomHalf:
                 self.buf.n,
                 self.replays,
             )
+        self.apply_decision(decision, n_fetched, duplicates, throttled)
+
+    def apply_decision(self, decision: int, n_fetched: int, duplicates: int, throttled: bool) -> None:
+        """A batch's replay decision (1 now, 0 the driver's policy, -1 defer) and its count."""
+        p, policy = self.drv.params, self.policy
         if decision > 0:
             self.do_replay()
         elif decision < 0:
@@ -402,14 +422,15 @@ def service_sorted(
     k: int,
     decided: BatchDecisions | None,
     block_replay: Callable[[], None] | None,
+    fresh: int = -1,
 ) -> bool:
     """Service a sorted batch's VA blocks from the ``k``-th on: plain ones in compiled code,
-    the others by the reference path. Returns whether any fault was throttled."""
+    the others by the reference path. Returns whether any fault was throttled. ``fresh``: the
+    block whose chunk was allocated for it in this batch (NEED_CHUNK)."""
     blocks = page >> BLOCK_SHIFT
     throttled = False
     fast = drv.fast if block_replay is None and drv.fast is not None and drv.fast.usable() else None
     nb = len(starts)
-    fresh = -1  # the block whose chunk was allocated for it in this batch (NEED_CHUNK)
     while k < nb:
         if fast is not None:  # plain blocks in compiled code, up to the first that is not
             k, status = fast.service_blocks(gpu, page, access, keep_all, starts, stops, k, decided, fresh)

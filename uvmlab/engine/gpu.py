@@ -27,7 +27,7 @@ from uvmlab.driver.replayable_faults import REPLAY_BLOCK, FaultBuffer, service_r
 from uvmlab.engine import stalls as sl
 from uvmlab.engine.arrival import report
 from uvmlab.engine.kernel_loop import KernelLoop
-from uvmlab.engine.loop_layout import MID_BATCH, STUCK
+from uvmlab.engine.loop_layout import HOOK, MID_BATCH, STUCK
 from uvmlab.engine.stalls import StalledThreads
 
 if TYPE_CHECKING:
@@ -58,6 +58,15 @@ class _MarkingFaultBuffer(FaultBuffer):
 
 
 class GpuKernelRun:
+    #: A live Python policy hook can run from the compiled fault loop, which stops twice a batch
+    #: for ``begin_batch`` / ``after_batch`` (engine/loop_stops.py), but each stop costs ~25 µs
+    #: (the loop's arrays unboxed again, the run's state copied out and in) where this Python
+    #: loop costs ~10 µs per batch and per block handed back: measured slower for every Python
+    #: policy of bench/bench_policies.py (docs/performance.md), so such runs take this loop.
+    #: Compiled policies (kernels only) run in the compiled loop. Tests switch this on to check
+    #: that both give the same answer.
+    python_hooks_in_loop = False
+
     def __init__(self, engine: Any, op: Any, gpu: int) -> None:
         # engine: the ``engine.core.Engine`` running this kernel (that module imports this one)
         self.e = engine
@@ -316,7 +325,11 @@ class GpuKernelRun:
         drv, e = self.drv, self.e
         return (
             drv.fast is not None
-            and drv.hooks is None
+            and (
+                drv.hooks is None
+                or drv.hooks.loop_ok
+                and (self.python_hooks_in_loop or not drv.hooks.python_hooks)
+            )
             and self.track_blocks
             and drv.migrate_calls == self._migrate_calls
             and not drv.access_counters.migration_enabled
@@ -337,8 +350,11 @@ class GpuKernelRun:
             if self.compiled_ok():
                 loop = loop or KernelLoop(self, MAX_IDLE_ROUNDS)
                 status, idle = loop(idle)
-                if status == MID_BATCH:  # the rest of that iteration in Python
-                    loop.resume()
+                while status in (HOOK, MID_BATCH):  # Python acts, then the loop goes on
+                    if not loop.hook():
+                        break
+                    status, idle = loop(idle)
+                if status in (HOOK, MID_BATCH):  # Python finished that bottom half
                     e.clock += drv.take_work()
                     if not self.stalls.n and not self.done:
                         self.step()

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
+from numba import types
 
-from uvmlab.driver.replayable_faults import BottomHalf
-from uvmlab.engine.fault_loop import run_loop
+from uvmlab.core.sizes import PAGES_PER_BLOCK
+from uvmlab.driver.compiled.policy_calls import (
+    CALLING,
+    PREFETCH,
+    REPLAY,
+    THRASHING,
+    VICTIM,
+    make_kernels,
+    replay_kernel_list,
+)
+from uvmlab.driver.hooks import BatchDecisions
+from uvmlab.engine.fault_loop import _to_front, run_loop
 from uvmlab.engine.loop_layout import (
     BH_COUNTERS,
-    F_BH_START_WORK,
+    D_PYTHON,
+    END,
     F_CLOCK,
     F_WORK,
+    HOOK,
     I_BATCH_COUNT,
     I_BURST,
     I_CAPACITY,
@@ -27,31 +41,28 @@ from uvmlab.engine.loop_layout import (
     I_N_UTLB,
     I_POLICY,
     I_PUT_RATIO,
+    I_PYTHON_HOOKS,
     I_REMOTE,
     I_ROUNDS,
+    I_STOP_ALLOC,
+    I_STOP_USED,
     I_TPB,
     K_BASE,
     K_BEFORE,
-    K_BH_BATCHES,
-    K_BH_REPLAYS,
-    K_BH_START_NS,
     K_BUF_N,
     K_CACHED_PUT,
     K_COMPLETED,
+    K_DECIDED,
     K_IDLE,
     K_LEN,
-    K_MID_COALESCED,
-    K_MID_DUPLICATES,
-    K_MID_FETCHED,
-    K_MID_K,
-    K_MID_N,
-    K_MID_NB,
     K_MISSED,
     K_NOW_NS,
     K_OFF,
     K_OVERFLOWS,
+    K_PHASE,
     K_POS,
     K_PROGRESS,
+    K_RESUME,
     K_SEG_I,
     K_SKIP,
     K_STEPS,
@@ -59,16 +70,32 @@ from uvmlab.engine.loop_layout import (
     N_IP,
     N_KF,
     N_KS,
+    PH_SERVICE,
     PHASES,
+    R_SERVICE,
     TICK_BATCHES,
 )
+from uvmlab.engine.loop_policies import H_STATUS, H_VSTATUS
+from uvmlab.engine.loop_stops import LoopStops
 
 # The cycles ``run_loop`` spent in each phase (``loop_layout.PHASES``), summed over every call
 # of the process: what ``bench/profile_model.py`` reads (``fault_loop.cycles`` gives the unit).
 cycles = np.zeros(len(PHASES), np.int64)
 
 
-class KernelLoop:
+# run_loop's compiled entry point, per driver (its FastPath): KernelLoop._run_loop
+# (weak: a driver's arrays go with it)
+_ENTRY: weakref.WeakKeyDictionary[Any, dict[bool, Any]] = weakref.WeakKeyDictionary()
+
+
+def _plain(a: np.ndarray) -> np.ndarray:
+    """A policy's decision rows as ``run_loop`` takes them: C-ordered, writable bool."""
+    if a.dtype == np.bool_ and a.flags.c_contiguous and a.flags.writeable:
+        return a
+    return np.array(a, dtype=np.bool_, order="C")
+
+
+class KernelLoop(LoopStops):
     """The arrays ``run_loop`` works on for one kernel run (``GpuKernelRun``), and the copies
     of its Python state in and out."""
 
@@ -143,7 +170,7 @@ class KernelLoop:
             fast._work,
         )
         d = fast._undecided
-        self.decided = (d.prefetch, d.prefetch_set, d.reference)
+        self.undecided = (d.prefetch, d.prefetch_set, d.reference)
         # a batch's arrays: coalesced (page, access, count, one per uTLB), sorted (page,
         # access, keep, block starts and stops), the sort's keys
         cap = int(ip[I_BATCH_COUNT])
@@ -159,6 +186,91 @@ class KernelLoop:
             np.empty(cap, np.int64),
             np.empty(cap, np.int64),
         )
+        # policies: the compiled kernels' output rows (decide_batch; grown when a kernel is
+        # live), no-op kernels where a compiled policy gives some but not all (made when first
+        # needed: numba compiles the typed lists' code in each process)
+        self._kbuf = self._rows(1)
+        self._none: Any = None
+        self._status = np.array([-1, 0, -1, 0, 0], np.int64)
+        self._vstatus = np.array([-1, 0, -1, 0, 0], np.int64)
+        self._hk: tuple | None = None
+        self._py_decided: BatchDecisions | None = None  # the batch's begin_batch / adopt_batch rows
+        self._ready = False  # a HOOK stop already handled (a kernel that raised)
+        self.status = END
+
+    def _run_loop(self, *args: Any) -> int:
+        """``run_loop(*args)``. numba's dispatcher types every argument at every call (~0.14 ms
+        for these nested tuples, 10x the call itself): a run that returns to Python at every
+        batch (a Python policy) calls the compiled entry point directly once the first call of
+        the driver's runs has found it, the only one compiled for the loop in this process (a
+        driver's runs pass arrays and scalars of the same types; a driver whose types differ
+        compiles its own at its first call and keeps the dispatcher)."""
+        fast, none = self.run.drv.fast, args[4] is None
+        entries = _ENTRY.get(fast)
+        entry = entries.get(none) if entries is not None else None
+        if entry is not None:
+            return entry(*args)
+        status = run_loop(*args)
+        # the overloads for this call's kind of kernels (none, or a bundle: hk's type)
+        mine = [c for sig, c in run_loop.overloads.items() if isinstance(sig[4], types.NoneType) == none]
+        if len(mine) == 1:
+            _ENTRY.setdefault(fast, {})[none] = mine[0].entry_point
+        return status
+
+    @staticmethod
+    def _rows(n: int) -> tuple[np.ndarray, ...]:
+        return (
+            np.zeros((n, PAGES_PER_BLOCK), np.bool_),
+            np.zeros(n, np.bool_),
+            np.zeros(n, np.bool_),
+            np.zeros((n, PAGES_PER_BLOCK), np.int8),
+        )
+
+    def _kernels(self) -> tuple | None:
+        """The policies' compiled kernels as ``run_loop`` takes them (``hk``: None without
+        any, ``loop_policies``), and the flags of the live Python hooks in ``ip``; read at every
+        call (a policy may be ejected)."""
+        hooks = self.run.drv.hooks
+        ip = self.ip
+        kern = hooks.kernels if hooks is not None else None
+        rk = hooks.replay_kernel if hooks is not None else None
+        ip[I_PYTHON_HOOKS] = hooks is not None and hooks.python_hooks
+        ip[I_STOP_ALLOC] = hooks is not None and hooks.stops_for_allocation
+        ip[I_STOP_USED] = hooks is not None and hooks.stops_for_use
+        if kern is None and rk is None:
+            self._hk = None
+            return None
+        if self._none is None:
+            self._none = (make_kernels({}), replay_kernel_list(None), np.zeros(0, np.int64))
+        none, no_replay, no_state = self._none
+        on = np.zeros(4, np.bool_)
+        src, kst = none, self._status
+        if kern is not None:
+            on[:3] = kern.on
+            src, kst = kern, kern.status
+            if (on[PREFETCH] or on[THRASHING]) and len(self._kbuf[1]) < int(ip[I_BATCH_COUNT]):
+                self._kbuf = self._rows(int(ip[I_BATCH_COUNT]))
+        if kern is not None and on[VICTIM]:
+            victim = (kern.victim, kern.state_victim, kern.status)
+        else:
+            victim = (none.victim, none.state_victim, self._vstatus)
+        on[REPLAY] = rk is not None
+        k_replay, s_replay = rk if rk is not None else (no_replay, no_state)
+        self._hk = (
+            src.prefetch,
+            src.thrashing,
+            victim[0],
+            k_replay,
+            on,
+            src.state_prefetch,
+            src.state_thrashing,
+            victim[1],
+            s_replay,
+            kst,
+            victim[2],
+            self._kbuf,
+        )
+        return self._hk
 
     def __call__(self, idle: int) -> tuple[int, int]:
         """Run ``run_loop`` from the run's state and copy its state back; returns the status
@@ -180,64 +292,58 @@ class KernelLoop:
         ks[K_OVERFLOWS], ks[K_CACHED_PUT], ks[K_NOW_NS] = 0, buf.cached_put_ns, drv.now_ns
         kf[F_CLOCK], kf[F_WORK] = e.clock, drv.work_ns
         self.bctr[:] = 0
+        hk = self._kernels()
+        decided = self.undecided
+        if ks[K_RESUME] == R_SERVICE and ks[K_DECIDED] & D_PYTHON and self._py_decided is not None:
+            d = self._py_decided
+            decided = (_plain(d.prefetch), _plain(d.prefetch_set), _plain(d.reference))
+        err: Exception | None = None
         try:
-            status = int(
-                run_loop(
-                    self.kern,
-                    self.st,
-                    self.buf,
-                    self.drv,
-                    self.decided,
-                    self.batch,
-                    self.ip,
-                    self.fp,
-                    ks,
-                    kf,
-                    self.bctr,
-                    cycles,
+            try:
+                status = int(
+                    self._run_loop(
+                        self.kern,
+                        self.st,
+                        self.buf,
+                        self.drv,
+                        hk,
+                        decided,
+                        self.batch,
+                        self.ip,
+                        self.fp,
+                        ks,
+                        kf,
+                        self.bctr,
+                        cycles,
+                    )
                 )
-            )
+            except Exception as x:
+                if hk is None or hk[H_STATUS][CALLING] < 0 and hk[H_VSTATUS][CALLING] < 0:
+                    raise
+                # a policy's kernel raised (policy_calls): the loop's state is where it was
+                _to_front(self.buf, ks)
+                if ks[K_PHASE] == PH_SERVICE:
+                    kf[F_WORK] = fast._work[0]
+                err, status = x, HOOK
         finally:
-            r.pos, r.len, r.base, r.seg_i, r.off = (int(x) for x in ks[K_POS : K_OFF + 1])
-            r._skip, r._missed = bool(ks[K_SKIP]), bool(ks[K_MISSED])
-            r.completed, r.progress, r.steps = int(ks[K_COMPLETED]), int(ks[K_PROGRESS]), int(ks[K_STEPS])
-            e.touches += int(ks[K_TOUCHES])
-            buf.n, buf.cached_put_ns = int(ks[K_BUF_N]), int(ks[K_CACHED_PUT])
-            buf.overflows += int(ks[K_OVERFLOWS])
-            drv.now_ns = int(ks[K_NOW_NS])
-            e.clock, drv.work_ns = float(kf[F_CLOCK]), float(kf[F_WORK])
+            v = ks.tolist()  # plain ints, read once (a run with a Python policy stops every batch)
+            r.pos, r.len, r.base, r.seg_i, r.off = v[K_POS : K_OFF + 1]
+            r._skip, r._missed = bool(v[K_SKIP]), bool(v[K_MISSED])
+            r.completed, r.progress, r.steps = v[K_COMPLETED], v[K_PROGRESS], v[K_STEPS]
+            e.touches += v[K_TOUCHES]
+            buf.n, buf.cached_put_ns = v[K_BUF_N], v[K_CACHED_PUT]
+            buf.overflows += v[K_OVERFLOWS]
+            drv.now_ns = v[K_NOW_NS]
+            e.clock, drv.work_ns = kf.tolist()[F_CLOCK : F_WORK + 1]
             c = drv.counters
-            for name, v in zip(BH_COUNTERS, self.bctr.tolist(), strict=True):
-                c[name] += v
+            for name, n in zip(BH_COUNTERS, self.bctr.tolist(), strict=True):
+                if n:
+                    c[name] += n
             fast.flush_counters()
+        if err is not None:
+            status = self._kernel_raised(err)
+        self.status = status
         return status, int(ks[K_IDLE])
-
-    def resume(self) -> None:
-        """Finish the batch ``run_loop`` stopped in (MID_BATCH) and its bottom half in Python."""
-        r, ks, kf = self.run, self.ks, self.kf
-        n, nb = int(ks[K_MID_N]), int(ks[K_MID_NB])
-        m_page, m_access, m_keep, m_starts, m_stops = self.batch[4:9]
-        bh = BottomHalf(
-            r.drv,
-            r.buf,
-            r.gpu,
-            r.step,
-            r.n_utlb,
-            begun=(
-                int(ks[K_BH_START_NS]),
-                float(kf[F_BH_START_WORK]),
-                int(ks[K_BH_BATCHES]),
-                0,
-                int(ks[K_BH_REPLAYS]),
-            ),
-        )
-        bh.resume(
-            (m_page[:n], m_access[:n], m_keep[:n], m_starts[:nb], m_stops[:nb]),
-            int(ks[K_MID_K]),
-            int(ks[K_MID_FETCHED]),
-            int(ks[K_MID_COALESCED]),
-            int(ks[K_MID_DUPLICATES]),
-        )
 
     @property
     def before(self) -> int:

@@ -4,7 +4,14 @@ whole state of a kernel run without a Python object."""
 
 from __future__ import annotations
 
-END, TICK, MID_BATCH, STUCK = range(4)
+END, TICK, MID_BATCH, STUCK, HOOK = range(5)
+# where a HOOK stop resumes (``K_RESUME``): nothing pending; the sorted batch's service (Python
+# calls ``begin_batch`` first where a Python hook is live); the batch's replay decision, which
+# Python takes (``after_batch``); the decision in ``K_DECISION``, applied
+R_NONE, R_SERVICE, R_AFTER, R_APPLY = range(4)
+# which policy call of the loop was running (``K_PHASE``), for a compiled kernel that raises
+PH_NONE, PH_DECIDE, PH_SERVICE, PH_REPLAY = range(4)
+D_PYTHON = 1 << 4  # ``K_DECIDED``: the ``decided`` rows passed in are this batch's (begin_batch)
 TICK_BATCHES = 1024  # batches fetched between returns to Python (~0.1-0.5 s)
 
 # constants of a call (int64 array ``ip``)
@@ -26,8 +33,13 @@ TICK_BATCHES = 1024  # batches fetched between returns to Python (~0.1-0.5 s)
     I_REMOTE,
     I_MAX_IDLE,
     I_MAX_TICK,
-) = range(17)
-N_IP = 17
+    # policies (driver/hooks.py): a Python hook is live (HOOK stops at every batch); the
+    # compiled service stops for allocations / for chunk use (their Python hooks)
+    I_PYTHON_HOOKS,
+    I_STOP_ALLOC,
+    I_STOP_USED,
+) = range(20)
+N_IP = 20
 # constants (float64 array ``fp``)
 F_NS_PER_TOUCH, F_REMOTE_TOUCH_NS, F_BOTTOM_HALF_NS, F_FAULT_BATCH_NS, F_FAULT_NS, F_REPLAY_NS = range(6)
 N_FP = 6
@@ -62,8 +74,21 @@ N_FP = 6
     K_BEFORE,  # progress at the start of the iteration (the idle check)
     K_BUF_H,  # the buffer's first entry: the loop takes entries from the head without moving
     # the rest (FaultBuffer moves them: they are back at index 0 when a call returns)
-) = range(27)
-N_KS = 27
+    # policies: where a HOOK stop resumes (R_*), the batch's replay decision, the bottom
+    # half's deferred replay and throttled batches, the block whose chunk was allocated for it
+    # (NEED_CHUNK, -1: none), the batch was throttled, which kernels decided the batch (bits
+    # policy_calls.PREFETCH / THRASHING, D_PYTHON), the policy call running (PH_*)
+    K_RESUME,
+    K_DECISION,
+    K_DEFERRED,
+    K_BH_THROTTLED,
+    K_FRESH,
+    K_THROTTLED,
+    K_DECIDED,
+    K_PHASE,
+    K_MID_STATUS,  # MID_BATCH: why the block stopped the service (state.SLOW, NEED_CHUNK ...)
+) = range(36)
+N_KS = 36
 # (float64 array ``kf``)
 F_CLOCK, F_WORK, F_BH_START_WORK = range(3)
 N_KF = 3

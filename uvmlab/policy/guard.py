@@ -46,6 +46,7 @@ from uvmlab.driver.compiled.policy_calls import (
     VICTIM,
     PolicyKernels,
     make_kernels,
+    replay_kernel_list,
 )
 from uvmlab.policy import base, decisions
 from uvmlab.policy.context import RunInfo
@@ -176,6 +177,9 @@ class Guard(PrefetchPoints, MemoryPoints, BatchPoints):
             "prefetch_kernel" in kernels or "thrashing_kernel" in kernels
         )
         self._replay_kernel = self._all_replay if "replay_kernel" in kernels else None
+        rk = self._replay_kernel
+        self.replay_kernel = None if rk is None else (replay_kernel_list(rk[0]), rk[1])
+        self.python_hooks = bool(live)
         self.prefetch_active = (
             "prefetch_before_compute" in live or "prefetch_batch" in live or "prefetch_kernel" in kernels
         )
@@ -183,6 +187,8 @@ class Guard(PrefetchPoints, MemoryPoints, BatchPoints):
         self.stops_for_allocation = "chunk_activate" in live or "eviction_prepare" in live
         self.stops_for_use = "chunk_used" in live
         self.steers_block_service = any(h in PER_BLOCK_HOOKS for h in live)
+        # a policy that reads the run's future asks the kernel run between replays (future.py)
+        self.loop_ok = not self.steers_block_service and not self.needs_future
 
     def attach(self, engine: Any) -> None:
         """Called by the engine once its driver exists."""
@@ -262,9 +268,21 @@ class Guard(PrefetchPoints, MemoryPoints, BatchPoints):
         self._all_kernels = make_kernels(got) if got else None
         self._rebind()
 
-    def kernel_failed(self, which: int, error: BaseException | None) -> None:
+    def kernel_failed(self, which: int, error: BaseException | None, value: int | None = None) -> None:
         """A compiled kernel raised ``error``, or returned what its point does not allow
-        (``status[BAD]``): eject its policy."""
+        (``status[BAD]``, or ``value`` for the replay kernel): eject its policy. ``which``
+        REPLAY with an ``error`` or a ``value``: the replay kernel, which the compiled fault loop
+        calls (``policy_calls.call_replay``); with neither, BAD_KIND (the same code)."""
+        if which == REPLAY and (error is not None or value is not None):
+            slot = self._kernel_slot.get("replay_kernel")
+            if slot is not None:
+                reason = (
+                    describe(error)
+                    if error is not None
+                    else f"returned {value}: expected 1 (now), 0 (default) or -1 (defer)"
+                )
+                self._eject(slot, "replay_kernel", reason)
+            return
         kern = self._all_kernels
         if kern is None:
             return

@@ -221,6 +221,36 @@ class BatchPoints:
                     th_slot = slot
                     if kinds is not None:
                         reference = ((kinds != base.KEEP) & faulted).any(axis=1)
+        return self._install(blocks, pf_mask, pf_set, reference, kinds, th_slot)
+
+    def adopt_batch(
+        self: Any,
+        drv: Any,
+        gpu: int,
+        blocks: np.ndarray,
+        prefetch: tuple[np.ndarray, np.ndarray] | None,
+        kinds: tuple[np.ndarray, np.ndarray] | None,
+    ) -> BatchDecisions | None:
+        """The compiled kernels' decisions the compiled fault loop took for this batch
+        (``decide_batch``), taken as ``begin_batch`` takes ``_kernel_batch``'s."""
+        self._batch_gpu, self._batch_blocks = gpu, blocks
+        self._pf_rows = self._th_rows = None
+        pf_mask, pf_set = prefetch if prefetch is not None else (None, None)
+        reference, kind_rows = kinds if kinds is not None else (None, None)
+        th_slot = self._kernel_slot.get("thrashing_kernel")
+        return self._install(blocks, pf_mask, pf_set, reference, kind_rows, th_slot)
+
+    def _install(
+        self: Any,
+        blocks: np.ndarray,
+        pf_mask: np.ndarray | None,
+        pf_set: np.ndarray | None,
+        reference: np.ndarray | None,
+        kinds: np.ndarray | None,
+        th_slot: Any,
+    ) -> BatchDecisions | None:
+        """Keep the batch's rows for the reference path (``prefetch_hint``,
+        ``thrashing_hints``) and return them for the compiled one."""
         if kinds is not None and reference is not None:
             self._th_rows = {int(blocks[i]): kinds[i] for i in np.flatnonzero(reference).tolist()}
             self._th_slot = th_slot

@@ -142,7 +142,24 @@ def _no_victim(  # noqa: ARG001 (the kernel signature, policy_calls)
     return -1
 
 
-_NONE = (_no_prefetch, _no_thrashing, _no_victim)
+@njit(cache=True)
+def _no_replay(  # noqa: ARG001 (the kernel signature, policy_calls)
+    gpu: int,
+    batch: int,
+    faults: int,
+    unique: int,
+    duplicates: int,
+    throttled: int,
+    pending: int,
+    default_policy: int,
+    replays: int,
+    now_ns: int,
+    state: np.ndarray,
+) -> int:
+    return 0
+
+
+_NONE = (_no_prefetch, _no_thrashing, _no_victim, _no_replay)
 
 
 class PolicyKernels(NamedTuple):
@@ -171,6 +188,12 @@ def _kernel_list(fn: Any, which: int) -> Any:
         lst.append(fn)
         got = _LISTS[key] = (fn, lst)  # fn kept alive: its id is not reused while cached
     return got[1]
+
+
+def replay_kernel_list(fn: Any | None) -> Any:
+    """The replay kernel ``fn`` (None: a no-op) as the compiled fault loop calls it
+    (``call_replay``): a typed list of one first-class function of ``REPLAY_SIG``."""
+    return _kernel_list(_NONE[REPLAY] if fn is None else fn, REPLAY)
 
 
 def make_kernels(kernels: dict[int, tuple[Any, np.ndarray]]) -> PolicyKernels:
@@ -289,6 +312,37 @@ def decide_batch(
             st[BAD] = THRASHING
             st[BAD_VALUE] = r
     return decided
+
+
+@njit(cache=True)
+def call_replay(
+    kern_replay: Any,
+    state_replay: np.ndarray,
+    st: np.ndarray,
+    gpu: int,
+    batch: int,
+    faults: int,
+    unique: int,
+    duplicates: int,
+    throttled: int,
+    pending: int,
+    default_policy: int,
+    replays: int,
+    now: int,
+) -> int:
+    """The replay kernel's decision after a batch, in compiled code (the compiled fault loop):
+    1 replay now, 0 the driver's policy, -1 defer; anything else is recorded in ``st[BAD]``
+    (REPLAY) and ``st[BAD_VALUE]`` and taken as 0."""
+    st[CALLING] = REPLAY
+    r = kern_replay[0](
+        gpu, batch, faults, unique, duplicates, throttled, pending, default_policy, replays, now, state_replay
+    )
+    st[CALLING] = -1
+    if r < -1 or r > 1:
+        st[BAD] = REPLAY
+        st[BAD_VALUE] = r
+        return 0
+    return r
 
 
 @njit(cache=True)
