@@ -42,7 +42,7 @@ def _compiled_only(*args: Any) -> Any:
     raise NotImplementedError("compiled code only")
 
 
-def decide(hk, gpu, now, nb, sp, sa, keep, starts, va):  # noqa: ANN001, ANN201 (numba)
+def decide(hk: Any, gpu: int, now: int, nb: int, sp: Any, sa: Any, keep: Any, starts: Any, va: Any) -> int:
     """The prefetch and thrashing kernels on a sorted batch (``policy_calls.decide_batch``):
     which decided (bits PREFETCH, THRASHING; rows in ``hk[H_ROWS]``), or BAD_CALL."""
     return _compiled_only()
@@ -89,7 +89,7 @@ def _decide(hk, gpu, now, nb, sp, sa, keep, starts, va):  # noqa: ANN001, ANN202
     return impl
 
 
-def rows(hk, bits, nb, pf_mask, pf_set, reference):  # noqa: ANN001, ANN201 (numba)
+def rows(hk: Any, bits: int, nb: int, pf_mask: Any, pf_set: Any, reference: Any) -> tuple:
     """The batch's decision rows for the block service: the kernels' (``bits``), the
     ``decided`` ones Python passed (D_PYTHON), or none (empty)."""
     return _compiled_only()
@@ -121,7 +121,7 @@ def _rows(hk, bits, nb, pf_mask, pf_set, reference):  # noqa: ANN001, ANN202
     return impl
 
 
-def victim(hk):  # noqa: ANN001, ANN201 (numba)
+def victim(hk: Any) -> tuple:
     """The victim kernel, its state and status word for ``gpu_faults.service_blocks``."""
     return _compiled_only()
 
@@ -133,7 +133,7 @@ def _victim(hk):  # noqa: ANN001, ANN202
     return lambda hk: (hk[H_VICTIM], hk[H_S_VICTIM], hk[H_VSTATUS])
 
 
-def victim_bad(hk):  # noqa: ANN001, ANN201 (numba)
+def victim_bad(hk: Any) -> bool:
     """The victim kernel returned garbage during the service (Python ejects it)."""
     return _compiled_only()
 
@@ -145,7 +145,19 @@ def _victim_bad(hk):  # noqa: ANN001, ANN202
     return lambda hk: hk[H_VSTATUS][BAD] >= 0
 
 
-def replay(hk, gpu, batch, faults, unique, duplicates, throttled, pending, policy, replays, now):  # noqa: ANN001, ANN201, PLR0913
+def replay(  # noqa: PLR0913 (the kernel's arguments)
+    hk: Any,
+    gpu: int,
+    batch: int,
+    faults: int,
+    unique: int,
+    duplicates: int,
+    throttled: int,
+    pending: int,
+    policy: int,
+    replays: int,
+    now: int,
+) -> int:
     """The replay kernel's decision after a batch (0 without one), or BAD_CALL."""
     return _compiled_only()
 
