@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from uvmlab.core.bitwords import popcount
 from uvmlab.core.sizes import PAGE_SIZE
 from uvmlab.driver.compiled.state import (
     DTOH,
@@ -19,6 +20,10 @@ from uvmlab.driver.compiled.state import (
 )
 from uvmlab.driver.pmm_lists import PmmArrays, chunk_peek_victim
 from uvmlab.driver.va_space import BLOCK_SHIFT, CPU
+
+_BYTES = np.uint64(0x0101010101010101)  # 1 in every byte of a word
+_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+_FF = np.uint64(0xFF)
 
 
 @njit(cache=True, inline="always")
@@ -67,14 +72,27 @@ def evict_block_chunk(
 ) -> None:
     """``evict_root_chunk_from_va_block`` (uvm_pmm_gpu.c) for a victim without AccessedBy mappings: its
     GPU-resident pages move to the CPU (cause EVICTION: no thrashing event), one copy per run of
-    pages that have no CPU copy, every mapping of them goes, the block loses its chunk."""
+    pages that have no CPU copy, every mapping of them goes, the block loses its chunk.
+
+    Residency and permissions are read and written 8 pages (bytes) a word: a block starts on a
+    word (512 pages) and every page array's length is a multiple of 8 (va_space), so only the
+    pages past a partial block's last whole word are visited one by one."""
     residency, perm, gpu_chunk = va.residency, va.perm, va.gpu_chunk
     lo = vb << BLOCK_SHIFT
     n = va.block_pages[vb]
     gbit = 1 << gpu
+    res_w = residency.view(np.uint64)
+    w0 = lo >> 3
+    w1 = w0 + (n >> 3)  # the whole words; pages [lo + (n & ~7), lo + n) one by one
+    gb = np.uint64(gbit) * _BYTES  # the GPU's bit in every byte
     on_gpu = 0
     only_gpu = 0
-    for i in range(lo, lo + n):
+    for w in range(w0, w1):
+        x = res_w[w]
+        on_gpu += np.int64(popcount(x & gb))
+        y = x ^ gb  # a zero byte: a page on the GPU only
+        only_gpu += np.int64(popcount(~(((y & _LOW7) + _LOW7) | y | _LOW7)))
+    for i in range(w1 << 3, lo + n):
         if residency[i] & gbit:
             on_gpu += 1
             if residency[i] == gbit:
@@ -84,19 +102,33 @@ def evict_block_chunk(
     work[0] += costs.evict_chunk_ns
     if only_gpu:
         work[0] += costs.copy_latency_ns
-        i = lo
-        while i < lo + n:
-            if residency[i] != gbit:
-                i += 1
-                continue
-            j = i + 1
-            while j < lo + n and residency[j] == gbit:
-                j += 1
-            count_migration(ctr, work, (j - i) * PAGE_SIZE, DTOH, DTOH_EVICTION, costs.dtoh_gbps)
-            i = j
-    for i in range(lo, lo + n):
-        if residency[i] & gbit:
-            for q in range(perm.shape[0]):
-                perm[q, i] = 0
-            residency[i] = 1 << CPU
+        if only_gpu == n:  # the usual victim: one run, the whole block
+            count_migration(ctr, work, n * PAGE_SIZE, DTOH, DTOH_EVICTION, costs.dtoh_gbps)
+        else:
+            i = lo
+            while i < lo + n:
+                if residency[i] != gbit:
+                    i += 1
+                    continue
+                j = i + 1
+                while j < lo + n and residency[j] == gbit:
+                    j += 1
+                count_migration(ctr, work, (j - i) * PAGE_SIZE, DTOH, DTOH_EVICTION, costs.dtoh_gbps)
+                i = j
+    if on_gpu:
+        shift = np.uint64(gpu)
+        for q in range(perm.shape[0]):  # every mapping of the GPU's pages goes
+            perm_w = perm[q].view(np.uint64)
+            for w in range(w0, w1):
+                perm_w[w] &= ~(((res_w[w] >> shift) & _BYTES) * _FF)
+            for i in range(w1 << 3, lo + n):
+                if residency[i] & gbit:
+                    perm[q, i] = 0
+        cpu = np.uint64(1 << CPU)
+        for w in range(w0, w1):  # the GPU's pages are now on the CPU only
+            on = (res_w[w] >> shift) & _BYTES
+            res_w[w] = (res_w[w] & ~(on * _FF)) | on * cpu
+        for i in range(w1 << 3, lo + n):
+            if residency[i] & gbit:
+                residency[i] = 1 << CPU
     gpu_chunk[gpu - 1, vb] = -1
