@@ -85,8 +85,8 @@ def evict_block_chunk(
     w0 = lo >> 3
     w1 = w0 + (n >> 3)  # the whole words; pages [lo + (n & ~7), lo + n) one by one
     gb = np.uint64(gbit) * _BYTES  # the GPU's bit in every byte
-    on_gpu = 0
-    only_gpu = 0
+    on_gpu = np.int64(0)
+    only_gpu = np.int64(0)
     for w in range(w0, w1):
         x = res_w[w]
         on_gpu += np.int64(popcount(x & gb))
