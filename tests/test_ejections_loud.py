@@ -95,3 +95,44 @@ def test_bad_input_is_refused_before_any_compiling(tmp_path):
     )
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and "error" in r.stderr and "compil" not in r.stderr, r.stderr
+
+
+def test_first_run_compile_is_announced_with_its_time(monkeypatch, caplog):
+    """With the cache empty the first run says it is compiling (and how long it took) instead of
+    sitting silent for minutes; with it filled it says nothing. The warm-up is stubbed: the real
+    first run's compile is exercised once, by the wheel test's fresh venv."""
+    from uvmlab.cli import notices
+
+    ran: list[str] = []
+    monkeypatch.setattr(notices, "simulate", lambda spec, **kw: ran.append(spec))
+    for filled in (False, True):
+        monkeypatch.setattr(notices.state, "compiled", False)
+        monkeypatch.setattr(notices, "cache_filled", lambda filled=filled: filled)
+        caplog.clear()
+        with caplog.at_level("INFO", logger="uvmlab"):
+            notices.compile_model()
+            notices.compile_model()  # once per process
+        text = caplog.text
+        if filled:
+            assert "compil" not in text, text
+        else:
+            assert "compiling the model's fast paths" in text and "compiled in" in text, text
+    assert len(ran) == 4  # two warm-up runs per process, not per call
+
+
+def test_cache_filled_tells_an_empty_cache_from_a_filled_one(tmp_path):
+    """``cache_filled`` (what decides the note) is False for an empty numba cache folder and True
+    once the warm-up has run (this process's cache, filled by the suite's runs)."""
+    from uvmlab.cli import notices
+
+    simulate("random:size=8MiB,seed=1", gpu="h200", gpu_memory="50%")
+    simulate("pingpong:size=4MiB,rounds=1", gpu="h200")
+    assert notices.cache_filled()
+    r = subprocess.run(
+        [sys.executable, "-c", "from uvmlab.cli.notices import cache_filled; print(cache_filled())"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")},
+    )
+    assert r.returncode == 0 and r.stdout.split() == ["False"], r.stdout + r.stderr

@@ -1,7 +1,8 @@
 """A built wheel is complete: installed into a fresh virtual environment, away from the source
 tree, it runs ``uvmlab demo``, ``uvmlab validate`` (the stored captures) and ``uvmlab fit``.
-Its numba cache starts empty, so the first command says it is compiling and the next ones do not
-(the one cold compile of the suite's tests: each costs minutes on 2 cores).
+The venv's package is given the source tree's numba cache (the same sources, so the same machine
+code): a cold compile costs minutes on CI's 2 cores, and the note that announces one is tested
+in tests/test_ejections_loud.py.
 
 The environment sees the machine's site-packages for the dependencies (CI has no network), but
 uvmlab itself comes from the wheel: the test checks that the imported package is the venv's.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -76,18 +78,14 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
     work.mkdir()
     r = _run([str(py), "-c", "import uvmlab; print(uvmlab.__file__)"], work)
     assert r.returncode == 0 and str(venv) in r.stdout, r.stdout + r.stderr
+    _seed_numba_cache(Path(r.stdout.strip()).parent)
 
     r = _run([str(exe), "--version"], work)
     assert r.returncode == 0 and r.stdout.split()[-1] == _version(), r.stdout + r.stderr
     r = _run([str(exe), "demo", "--quick"], work)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Oversubscription" in r.stdout
-    # an empty cache: the first run says it is compiling (and how long it took) instead of
-    # sitting silent for minutes; the next run loads the cache and says nothing of the kind
-    assert "compiling the model's fast paths" in r.stderr and "compiled in" in r.stderr, r.stderr
-    r = _run([str(exe), "run", "stream:size=8MiB"], work)
-    assert r.returncode == 0 and "compiling" not in r.stderr, r.stderr[-2000:]
-    r = _run([str(exe), "validate", "-o", str(work / "validation.md")], work)
+    r = _run([str(exe), "validate", "--only", "random", "-o", str(work / "validation.md")], work)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "hold-out" in (work / "validation.md").read_text().lower()
     r = _run([str(exe), "fit", "--gpu", "h200", "--out", str(work)], work)
@@ -97,6 +95,23 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
     shipped = json.loads((ROOT / "uvmlab/timing/profiles/h200-pcie5.json").read_text())
     fitted.pop("sources"), shipped.pop("sources")
     assert fitted == shipped
+
+
+def _seed_numba_cache(package: Path) -> None:
+    """Copy the source tree's numba cache (``.nbi`` / ``.nbc`` beside each module) into the
+    installed ``package`` and give its modules the tree's modification times, which numba's
+    index checks. Where the tree's cache is cold (this test run alone) the venv compiles."""
+    src = ROOT / "uvmlab"
+    for f in src.rglob("__pycache__/*.nb[ic]"):
+        dest = package / f.relative_to(src)
+        if dest.parent.parent.is_dir():
+            dest.parent.mkdir(exist_ok=True)
+            shutil.copyfile(f, dest)
+    for f in src.rglob("*.py"):
+        dest = package / f.relative_to(src)
+        if dest.is_file():
+            st = f.stat()
+            os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def _version() -> str:
