@@ -27,7 +27,7 @@ from uvmlab.api import load_workload
 from uvmlab.core.sizes import BLOCK_SHIFT
 from uvmlab.driver.compiled.prefetch import prefetch_pages
 from uvmlab.driver.compiled.state import PLAIN
-from uvmlab.engine import fault_loop, kernel_loop
+from uvmlab.engine import kernel_loop, replay_step
 from uvmlab.engine.loop_layout import P_CALL, PHASES
 from uvmlab.workload.ir import KernelOp
 
@@ -47,10 +47,10 @@ def _kernel_ops(r) -> tuple[float, int, int, int]:
 
 def cycles_per_second() -> float:
     """The rate of the cycle counter the compiled fault loop times its phases with."""
-    fault_loop.cycles()
-    t0, c0 = time.perf_counter(), fault_loop.cycles()
+    replay_step.cycles()
+    t0, c0 = time.perf_counter(), replay_step.cycles()
     time.sleep(0.2)
-    return (fault_loop.cycles() - c0) / (time.perf_counter() - t0)
+    return (replay_step.cycles() - c0) / (time.perf_counter() - t0)
 
 
 def profile(title: str, spec: str, **kw) -> None:

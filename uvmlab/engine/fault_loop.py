@@ -37,15 +37,11 @@ no migration and no pin (Python checks them again at each stop).
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
 
 from uvmlab.driver.compiled.gpu_faults import service_blocks
-from uvmlab.driver.compiled.scan import expand, gpu_scan, skip_hit_chunks
 from uvmlab.driver.compiled.state import DONE, REMOTE_MAPS
-from uvmlab.driver.fault_buffer import drop, pushed, written
+from uvmlab.driver.fault_buffer import written
 from uvmlab.driver.replayable_faults import (
     REPLAY_BATCH,
     REPLAY_BATCH_FLUSH,
@@ -55,212 +51,8 @@ from uvmlab.driver.replayable_faults import (
 )
 from uvmlab.engine import loop_layout as L
 from uvmlab.engine import loop_policies as lp
-from uvmlab.engine.arrival import report
-from uvmlab.engine.stalls import COUNT, append, mark_blocks, mark_words, oldest, reexecute
-
-
-@intrinsic
-def _readcyclecounter(typingctx):  # noqa: ARG001 (numba's intrinsic signature)
-    """LLVM's cycle counter (the TSC on x86; 0 where the target has none)."""
-
-    def codegen(context, builder, signature, args):
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.IntType(64), []), "llvm.readcyclecounter"
-        )
-        return builder.call(fn, [])
-
-    return types.int64(), codegen
-
-
-@njit(cache=True)
-def cycles() -> int:
-    """The cycle counter the loop's phase times (``loop_layout.P_*``) are read from."""
-    return _readcyclecounter()
-
-
-@njit(cache=True)
-def _to_front(buf, ks):
-    """Move the buffer's entries to index 0 (``K_BUF_H``)."""
-    h = ks[L.K_BUF_H]
-    if h:
-        b_page, b_access, b_utlb, b_write = buf
-        drop(b_page, b_access, b_utlb, b_write, h + ks[L.K_BUF_N], h)
-        ks[L.K_BUF_H] = 0
-
-
-@njit(cache=True, inline="always")
-def _complete(ks, kf, fp, n, remote):
-    """``GpuKernelRun._complete``: the compute share of ``n`` completed touches."""
-    ks[L.K_COMPLETED] += n
-    ks[L.K_PROGRESS] += n
-    kf[L.F_CLOCK] += n * fp[L.F_NS_PER_TOUCH] + remote * fp[L.F_REMOTE_TOUCH_NS]
-    ks[L.K_TOUCHES] += n
-
-
-@njit(cache=True)
-def _load(cols, pool, alloc_base, alloc_pages, page, acc, perm, ip, fp, ks, kf, idle, remote_possible):
-    """``GpuKernelRun._load``: expand the next chunk of touches, running the chunks whose
-    touches all hit unexpanded first where nothing but the clock observes them."""
-    c_alloc, c_kind, c_access, c_start, c_count, c_stride = cols
-    ks[L.K_BASE] += ks[L.K_LEN]
-    ks[L.K_LEN] = 0
-    ks[L.K_POS] = 0
-    if not ks[L.K_MISSED]:
-        ks[L.K_SKIP] = 1
-    ks[L.K_MISSED] = 0
-    if idle and ks[L.K_SKIP] and not remote_possible:
-        seg_i, off, n, clock, missed = skip_hit_chunks(
-            c_alloc,
-            c_kind,
-            c_access,
-            c_start,
-            c_count,
-            c_stride,
-            pool,
-            alloc_base,
-            alloc_pages,
-            ks[L.K_SEG_I],
-            ks[L.K_OFF],
-            page.shape[0],
-            perm,
-            ip[L.I_CONC],
-            kf[L.F_CLOCK],
-            fp[L.F_NS_PER_TOUCH],
-            fp[L.F_REMOTE_TOUCH_NS],
-        )
-        ks[L.K_SEG_I], ks[L.K_OFF], kf[L.F_CLOCK] = seg_i, off, clock
-        ks[L.K_BASE] += n
-        ks[L.K_COMPLETED] += n
-        ks[L.K_PROGRESS] += n
-        ks[L.K_TOUCHES] += n
-        ks[L.K_SKIP] = not missed
-    seg_i, off, n = expand(
-        c_alloc,
-        c_kind,
-        c_access,
-        c_start,
-        c_count,
-        c_stride,
-        pool,
-        alloc_base,
-        ks[L.K_SEG_I],
-        ks[L.K_OFF],
-        page,
-        acc,
-    )
-    ks[L.K_SEG_I], ks[L.K_OFF] = seg_i, off
-    ks[L.K_LEN] = n
-    ks[L.K_POS] = 0
-    return n > 0
-
-
-@njit(cache=True)
-def _step(t0, kern, st, buf, va, ip, fp, ks, kf, remote_possible, cy):
-    """``GpuKernelRun.step`` for a replay pushed at ``t0`` (the case ``compiled_ok`` admits:
-    no access-counter slicing, one GPU, only the fetched blocks re-checked)."""
-    cols, pool, alloc_base, alloc_pages, page, acc, out_idx = kern
-    (
-        t,
-        meta,
-        q_pos,
-        q,
-        phead,
-        need_words,
-        block_dirty,
-        dirty,
-        dirty_w,
-        hits,
-        hit_words,
-        cursor,
-        o_page,
-        o_acc,
-        o_utlb,
-        o_write,
-    ) = st
-    b_page, b_access, b_utlb, b_write = buf
-    gpu = ip[L.I_GPU]
-    conc = ip[L.I_CONC]
-    perm = va.perm[gpu]
-    gbit = np.uint8(1 << gpu) if remote_possible else np.uint8(0)
-    ks[L.K_STEPS] += 1
-    c0 = _readcyclecounter()
-    n = meta[COUNT]
-    if n:
-        done, remote = reexecute(
-            perm,
-            va.residency,
-            gbit,
-            t,
-            meta,
-            q_pos,
-            q,
-            phead,
-            need_words,
-            block_dirty,
-            dirty,
-            dirty_w,
-            hits,
-            hit_words,
-        )
-        if done:
-            _complete(ks, kf, fp, done, remote)
-            n -= done
-    c1 = _readcyclecounter()
-    cy[L.P_RECHECK] += c1 - c0
-    free = conc - n
-    first_stalled = -1  # the oldest stalled touch: no thread completes until the replay ends
-    while free > 0:
-        if ks[L.K_POS] == ks[L.K_LEN] and not _load(
-            cols, pool, alloc_base, alloc_pages, page, acc, perm, ip, fp, ks, kf, n == 0, remote_possible
-        ):
-            break
-        base = ks[L.K_BASE]
-        if n and first_stalled < 0:
-            first_stalled = oldest(t, q_pos, q)
-        first = first_stalled if n else base + ks[L.K_POS]
-        end = min(ks[L.K_LEN], first + conc - base)
-        if end <= ks[L.K_POS]:
-            break  # the window is full of unfinished touches
-        pos, nf, n_hit, remote = gpu_scan(
-            page, acc, ks[L.K_POS], end, perm, va.residency, gbit, free, out_idx
-        )
-        ks[L.K_POS] = pos
-        _complete(ks, kf, fp, n_hit, remote)
-        if nf:
-            ks[L.K_MISSED] = 1
-            append(out_idx, nf, base, page, acc, ip[L.I_TPB], t, meta, q_pos, q, phead, need_words)
-            n += nf
-            free -= nf
-    c2 = _readcyclecounter()
-    cy[L.P_SCAN] += c2 - c1
-    if n:
-        # the entries go straight into the buffer after its last one (FaultBuffer.push
-        # without the copy): the k it can take fit there, moved to the front if need be
-        k = min(n, ip[L.I_CAPACITY] - ks[L.K_BUF_N])
-        h = ks[L.K_BUF_H]
-        if h + ks[L.K_BUF_N] + k > b_page.shape[0]:  # no room after the last entry
-            _to_front(buf, ks)
-            h = 0
-        lo = h + ks[L.K_BUF_N]
-        n_out = report(
-            t,
-            q_pos,
-            q,
-            cursor,
-            k,
-            ip[L.I_N_UTLB],
-            ip[L.I_BURST],
-            t0,
-            ip[L.I_INTERVAL],
-            ip[L.I_ROUNDS],
-            b_page[lo:],
-            b_access[lo:],
-            b_utlb[lo:],
-            b_write[lo:],
-        )
-        ks[L.K_BUF_N] = pushed(b_page[h:], b_access[h:], b_utlb[h:], b_write[h:], ks[L.K_BUF_N], n_out)
-        ks[L.K_OVERFLOWS] += n - k
-    cy[L.P_REPORT] += _readcyclecounter() - c2
+from uvmlab.engine.replay_step import read_cycle_counter, step, to_front
+from uvmlab.engine.stalls import COUNT, mark_blocks, mark_words
 
 
 @njit(cache=True, inline="always")
@@ -277,7 +69,7 @@ def _replay(kern, st, buf, va, ip, fp, ks, kf, bctr, remote_possible, cy):
     bctr[L.C_REPLAYS] += 1
     pushed = _now(ks, kf)
     kf[L.F_WORK] += fp[L.F_REPLAY_NS]
-    _step(pushed, kern, st, buf, va, ip, fp, ks, kf, remote_possible, cy)
+    step(pushed, kern, st, buf, va, ip, fp, ks, kf, remote_possible, cy)
 
 
 @njit(cache=True, inline="always")
@@ -312,7 +104,7 @@ def _bottom_half(kern, st, buf, drv, hk, ip, fp, ks, kf, bctr, decided, batch, c
         if phase == L.R_NONE:
             if not (ks[L.K_BH_BATCHES] < ip[L.I_MAX_BATCHES] and ks[L.K_BH_THROTTLED] < ip[L.I_MAX_THROTTLE]):
                 break
-            c0 = _readcyclecounter()
+            c0 = read_cycle_counter()
             now = _now(ks, kf)
             ks[L.K_NOW_NS] = now
             # FaultBuffer.fetch, and the blocks it fetched are re-checked at the next replay
@@ -330,7 +122,7 @@ def _bottom_half(kern, st, buf, drv, hk, ip, fp, ks, kf, bctr, decided, batch, c
                 mark_blocks(page, block_dirty, dirty, meta)
             else:
                 mark_words(page, dirty_w, meta)
-            c1 = _readcyclecounter()
+            c1 = read_cycle_counter()
             cy[L.P_FETCH] += c1 - c0
             m = coalesce_into(page, access, utlb, ip[L.I_COALESCE] != 0, rp, ra, rc, last_of_utlb)
             ks[L.K_BUF_H] += k
@@ -341,7 +133,7 @@ def _bottom_half(kern, st, buf, drv, hk, ip, fp, ks, kf, bctr, decided, batch, c
             bctr[L.C_GROUPS] += 1
             kf[L.F_WORK] += fp[L.F_FAULT_BATCH_NS] + k * fp[L.F_FAULT_NS]
             nb, duplicates = preprocess_into(rp[:m], ra[:m], rc[:m], sp, sa, keep, starts, stops, key)
-            cy[L.P_SORT] += _readcyclecounter() - c1
+            cy[L.P_SORT] += read_cycle_counter() - c1
             ks[L.K_MID_K] = 0
             ks[L.K_MID_FETCHED] = k
             ks[L.K_MID_COALESCED] = m
@@ -363,7 +155,7 @@ def _bottom_half(kern, st, buf, drv, hk, ip, fp, ks, kf, bctr, decided, batch, c
             ks[L.K_DECIDED] = decided_bits
             phase = L.R_SERVICE
         if phase == L.R_SERVICE:
-            c2 = _readcyclecounter()
+            c2 = read_cycle_counter()
             m, nb = ks[L.K_MID_N], ks[L.K_MID_NB]
             pf_mask, pf_set, reference = lp.rows(hk, ks[L.K_DECIDED], nb, decided[0], decided[1], decided[2])
             k_victim, s_victim, vst = lp.victim(hk)
@@ -400,7 +192,7 @@ def _bottom_half(kern, st, buf, drv, hk, ip, fp, ks, kf, bctr, decided, batch, c
             )
             ks[L.K_PHASE] = L.PH_NONE
             kf[L.F_WORK] = work[0]
-            cy[L.P_SERVICE] += _readcyclecounter() - c2
+            cy[L.P_SERVICE] += read_cycle_counter() - c2
             if status != DONE:  # the reference path may map any page of the batch's blocks
                 mark_blocks(rp[:m], block_dirty, dirty, meta)  # the batch's pages, coalesced
                 ks[L.K_MID_K] = kb
@@ -482,7 +274,7 @@ def run_loop(
 
     One function, not a loop calling an iteration: numba re-optimises, at every level of
     calls, all the code linked in below it, so each level costs a cold compile some 20 s."""
-    c0 = _readcyclecounter()
+    c0 = read_cycle_counter()
     ks[L.K_BUF_H] = 0
     meta = st[1]
     b_write = buf[3]
@@ -502,7 +294,7 @@ def run_loop(
             in_bh = False
             if meta[COUNT] and ks[L.K_BUF_N] == 0:
                 remote_possible = ip[L.I_REMOTE] != 0 or ctr[REMOTE_MAPS] != 0
-                _step(np.int64(kf[L.F_CLOCK]), kern, st, buf, drv[0], ip, fp, ks, kf, remote_possible, cy)
+                step(np.int64(kf[L.F_CLOCK]), kern, st, buf, drv[0], ip, fp, ks, kf, remote_possible, cy)
             elif meta[COUNT]:
                 if (
                     written(b_write[ks[L.K_BUF_H] :], ks[L.K_BUF_N], ks[L.K_NOW_NS]) == 0
@@ -523,11 +315,11 @@ def run_loop(
             kf[L.F_WORK] = 0.0
         if meta[COUNT] == 0 and not (ks[L.K_POS] == ks[L.K_LEN] and ks[L.K_SEG_I] >= n_segs):
             remote_possible = ip[L.I_REMOTE] != 0 or ctr[REMOTE_MAPS] != 0
-            _step(np.int64(kf[L.F_CLOCK]), kern, st, buf, drv[0], ip, fp, ks, kf, remote_possible, cy)
+            step(np.int64(kf[L.F_CLOCK]), kern, st, buf, drv[0], ip, fp, ks, kf, remote_possible, cy)
         ks[L.K_IDLE] = ks[L.K_IDLE] + 1 if ks[L.K_PROGRESS] == ks[L.K_BEFORE] else 0
         if ks[L.K_IDLE] > ip[L.I_MAX_IDLE]:
             status = L.STUCK
             break
-    _to_front(buf, ks)  # as FaultBuffer keeps them
-    cy[L.P_CALL] += _readcyclecounter() - c0
+    to_front(buf, ks)  # as FaultBuffer keeps them
+    cy[L.P_CALL] += read_cycle_counter() - c0
     return status

@@ -19,7 +19,7 @@ from uvmlab.driver.compiled.policy_calls import (
     replay_kernel_list,
 )
 from uvmlab.driver.hooks import BatchDecisions
-from uvmlab.engine.fault_loop import _to_front, run_loop
+from uvmlab.engine.fault_loop import run_loop
 from uvmlab.engine.loop_layout import (
     BH_COUNTERS,
     D_PYTHON,
@@ -77,9 +77,10 @@ from uvmlab.engine.loop_layout import (
 )
 from uvmlab.engine.loop_policies import H_STATUS, H_VSTATUS
 from uvmlab.engine.loop_stops import LoopStops
+from uvmlab.engine.replay_step import to_front
 
 # The cycles ``run_loop`` spent in each phase (``loop_layout.PHASES``), summed over every call
-# of the process: what ``bench/profile_model.py`` reads (``fault_loop.cycles`` gives the unit).
+# of the process: what ``bench/profile_model.py`` reads (``replay_step.cycles`` gives the unit).
 cycles = np.zeros(len(PHASES), np.int64)
 
 
@@ -321,7 +322,7 @@ class KernelLoop(LoopStops):
                 if hk is None or hk[H_STATUS][CALLING] < 0 and hk[H_VSTATUS][CALLING] < 0:
                     raise
                 # a policy's kernel raised (policy_calls): the loop's state is where it was
-                _to_front(self.buf, ks)
+                to_front(self.buf, ks)
                 if ks[K_PHASE] == PH_SERVICE:
                     kf[F_WORK] = fast._work[0]
                 err, status = x, HOOK

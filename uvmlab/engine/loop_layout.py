@@ -103,7 +103,7 @@ BH_COUNTERS = (
     "gpu_faults_duplicate",
 )
 C_BH, C_REPLAYS, C_FAULTS, C_NOTIFIED, C_BATCHES, C_GROUPS, C_DUPLICATES = range(7)
-# where a call's time goes (int64 array of CPU cycle counts, ``fault_loop.cycles``), per phase:
+# where a call's time goes (int64 array of CPU cycle counts, ``replay_step.cycles``), per phase:
 # fetch from the buffer, coalesce and sort, block service, re-check of the stalled threads,
 # issue of new touches (expand, scan, stall), report to the buffer, the whole call
 P_FETCH, P_SORT, P_SERVICE, P_RECHECK, P_SCAN, P_REPORT, P_CALL = range(7)
