@@ -14,6 +14,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from uvmlab.driver.compiled.scan import expand, gpu_scan, skip_hit_chunks
+from uvmlab.driver.compiled.state import VaArrays
 from uvmlab.driver.fault_buffer import drop, pushed
 from uvmlab.engine import loop_layout as L
 from uvmlab.engine.arrival import report
@@ -21,7 +22,7 @@ from uvmlab.engine.stalls import COUNT, append, oldest, reexecute
 
 
 @intrinsic
-def read_cycle_counter(typingctx):  # noqa: ARG001 (numba's intrinsic signature)
+def read_cycle_counter(typingctx: object) -> tuple:  # noqa: ARG001 (numba's intrinsic signature)
     """LLVM's cycle counter (the TSC on x86; 0 where the target has none)."""
 
     def codegen(context, builder, signature, args):
@@ -40,7 +41,7 @@ def cycles() -> int:
 
 
 @njit(cache=True)
-def to_front(buf, ks):
+def to_front(buf: tuple, ks: np.ndarray) -> None:
     """Move the buffer's entries to index 0 (``K_BUF_H``)."""
     h = ks[L.K_BUF_H]
     if h:
@@ -116,7 +117,19 @@ def _load(cols, pool, alloc_base, alloc_pages, page, acc, perm, ip, fp, ks, kf, 
 
 
 @njit(cache=True)
-def step(t0, kern, st, buf, va, ip, fp, ks, kf, remote_possible, cy):
+def step(
+    t0: int,
+    kern: tuple,
+    st: tuple,
+    buf: tuple,
+    va: VaArrays,
+    ip: np.ndarray,
+    fp: np.ndarray,
+    ks: np.ndarray,
+    kf: np.ndarray,
+    remote_possible: bool,
+    cy: np.ndarray,
+) -> None:
     """``GpuKernelRun.step`` for a replay pushed at ``t0`` (the case ``compiled_ok`` admits:
     no access-counter slicing, one GPU, only the fetched blocks re-checked)."""
     cols, pool, alloc_base, alloc_pages, page, acc, out_idx = kern
