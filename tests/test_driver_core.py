@@ -276,7 +276,7 @@ def test_preprocess_fault_batch_sorts_and_counts_duplicates_as_the_driver():
     """preprocess_fault_batch (uvm_gpu_replayable_faults.c): entries sorted by page, the most
     intrusive access first, equal entries in buffer order; a page's later entries are
     duplicates, and so are the instances an entry merged at fetch; VA blocks cut the batch."""
-    from uvmlab.driver.replayable_faults import preprocess_fault_batch
+    from uvmlab.driver.fault_batch import preprocess_fault_batch
     from uvmlab.workload.ir import Access
 
     page = np.array([5, 3, 5, 515, 3], np.int64)  # 515: the next 2 MiB VA block
@@ -294,7 +294,7 @@ def test_preprocess_fault_batch_sorts_and_counts_duplicates_as_the_driver():
 def test_preprocess_fault_batch_order_is_a_stable_sort(top):
     """The batch's order is a stable sort by (page, access descending) at any batch size and
     page range (a packed-key sort, or a merge sort where pages leave no room for the index)."""
-    from uvmlab.driver.replayable_faults import preprocess_fault_batch
+    from uvmlab.driver.fault_batch import preprocess_fault_batch
 
     rng = np.random.default_rng(top)
     # 31 / 32: either side of the radix sort's least batch; accesses past 3 (no IR access has

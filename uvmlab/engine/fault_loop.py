@@ -41,14 +41,9 @@ from numba import njit
 
 from uvmlab.driver.compiled.gpu_faults import service_blocks
 from uvmlab.driver.compiled.state import DONE, REMOTE_MAPS
+from uvmlab.driver.fault_batch import coalesce_into, preprocess_into
 from uvmlab.driver.fault_buffer import written
-from uvmlab.driver.replayable_faults import (
-    REPLAY_BATCH,
-    REPLAY_BATCH_FLUSH,
-    REPLAY_ONCE,
-    coalesce_into,
-    preprocess_into,
-)
+from uvmlab.driver.replayable_faults import REPLAY_BATCH, REPLAY_BATCH_FLUSH, REPLAY_ONCE
 from uvmlab.engine import loop_layout as L
 from uvmlab.engine import loop_policies as lp
 from uvmlab.engine.replay_step import read_cycle_counter, step, to_front
