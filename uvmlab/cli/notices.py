@@ -103,7 +103,7 @@ def compile_model() -> None:
     if not filled:
         log.info(
             "compiling the model's fast paths with numba: the first run after installing or "
-            "upgrading uvmlab takes 1-2 min (2 CPU cores); later runs load them from the cache"
+            "upgrading uvmlab takes about 3 min (2 CPU cores); later runs load them from the cache"
         )
     note = threading.Timer(2.0, lambda: log.info("loading the model's compiled code from numba's cache ..."))
     note.daemon = True
