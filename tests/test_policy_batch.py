@@ -94,6 +94,10 @@ class NoopEvictionBatch(Policy):
 
     def chunk_used_batch(self, ctx):
         assert len(ctx.chunks) == len(ctx.blocks) > 0 and set(ctx.chunks.tolist()) <= set(ctx.used.tolist())
+        # the blocks' allocations, computed when read: one per block, read-only
+        alloc = ctx.alloc
+        assert alloc.dtype == np.int64 and len(alloc) == len(ctx.blocks) and (alloc >= 0).all()
+        assert not alloc.flags.writeable
 
 
 @pytest.mark.parametrize("spec,mem", [(STREAM, None), (RANDOM, None), (LLM, "150%")])

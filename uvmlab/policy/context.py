@@ -238,6 +238,12 @@ class ChunkContext(_ListRequests):
 
     __slots__ = ("gpu", "chunk", "block", "alloc", "event", "now_ns", "_view")
 
+    chunk: int
+    block: int
+    alloc: AllocInfo
+    event: str
+    now_ns: int
+
     def __init__(
         self,
         req: list,
@@ -251,14 +257,14 @@ class ChunkContext(_ListRequests):
         now_ns: int,
     ) -> None:
         super().__init__(req)
-        self._view = view
-        self.gpu = gpu
-        self.chunk = chunk
-        self.block = block
-        self.alloc = alloc
-        self.event = event
-        self.now_ns = now_ns
-        self._sealed = True  # read-only from here on
+        _set(self, "_view", view)
+        _set(self, "gpu", gpu)
+        _set(self, "chunk", chunk)
+        _set(self, "block", block)
+        _set(self, "alloc", alloc)
+        _set(self, "event", event)
+        _set(self, "now_ns", now_ns)
+        _set(self, "_sealed", True)  # read-only from here on
 
     @property
     def tenant(self) -> str:
@@ -277,6 +283,10 @@ class EvictionContext(_ListRequests):
 
     __slots__ = ("gpu", "n_root_chunks", "now_ns", "position", "_view")
 
+    n_root_chunks: int
+    now_ns: int
+    position: int
+
     def __init__(
         self,
         req: list,
@@ -288,12 +298,12 @@ class EvictionContext(_ListRequests):
         position: int,
     ) -> None:
         super().__init__(req)
-        self._view = view
-        self.gpu = gpu
-        self.n_root_chunks = n_root_chunks
-        self.now_ns = now_ns
-        self.position = position  #: touches of the workload executed so far
-        self._sealed = True  # read-only from here on
+        _set(self, "_view", view)
+        _set(self, "gpu", gpu)
+        _set(self, "n_root_chunks", n_root_chunks)
+        _set(self, "now_ns", now_ns)
+        _set(self, "position", position)  #: touches of the workload executed so far
+        _set(self, "_sealed", True)  # read-only from here on
 
     def owner(self, chunks: np.ndarray | int) -> np.ndarray | int:
         """The VA block each chunk backs (-1: none)."""
@@ -371,7 +381,7 @@ class ReplayContext(_Requests):
         _set(self, "default_policy", default_policy)  #: uvm_perf_fault_replay_policy
         _set(self, "replays", replays)  #: replays issued so far in this bottom half
         _set(self, "now_ns", now_ns)
-        self._sealed = True  # read-only from here on
+        _set(self, "_sealed", True)  # read-only from here on
 
     @property
     def default_policy_name(self) -> str:

@@ -68,7 +68,7 @@ class BatchContext(_Requests):
             ("now_ns", now_ns),
         ):
             _set(self, k, v)
-        self._sealed = True  # read-only from here on
+        _set(self, "_sealed", True)  # read-only from here on
 
     @property
     def block_first_page(self) -> np.ndarray:
@@ -90,9 +90,14 @@ class ChunkBatchContext(_ListRequests):
     """``chunk_used_batch``: a fault batch of GPU ``gpu`` was serviced; ``chunks`` back its
     VA blocks ``blocks`` (block order, blocks with no chunk left out). The driver has already
     moved each chunk the service used to the tail of va_block_used (its LRU); the hook may
-    reorder with ``move_head`` / ``move_tail``. ``used`` / ``unused``: the lists, head first."""
+    reorder with ``move_head`` / ``move_tail``. ``used`` / ``unused``: the lists, head first.
+    ``alloc`` (each block's allocation index) is computed when first read."""
 
-    __slots__ = ("gpu", "chunks", "blocks", "alloc", "now_ns", "_view")
+    __slots__ = ("gpu", "chunks", "blocks", "now_ns", "_view")
+
+    chunks: np.ndarray
+    blocks: np.ndarray
+    now_ns: int
 
     def __init__(
         self,
@@ -102,17 +107,20 @@ class ChunkBatchContext(_ListRequests):
         gpu: int,
         chunks: np.ndarray,
         blocks: np.ndarray,
-        alloc: np.ndarray,
         now_ns: int,
     ) -> None:
         super().__init__(req)
-        self._view = view
-        self.gpu = gpu
-        self.chunks = chunks
-        self.blocks = blocks
-        self.alloc = alloc
-        self.now_ns = now_ns
-        self._sealed = True  # read-only from here on
+        _set(self, "_view", view)
+        _set(self, "gpu", gpu)
+        _set(self, "chunks", chunks)
+        _set(self, "blocks", blocks)
+        _set(self, "now_ns", now_ns)
+        _set(self, "_sealed", True)  # read-only from here on
+
+    @property
+    def alloc(self) -> np.ndarray:
+        """Each block's allocation index (``RunInfo.allocs``), int64."""
+        return _ro(self._view.alloc_index(self.blocks).astype(np.int64))
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
@@ -344,18 +352,17 @@ class BatchPoints:
             return
         ch = self.drv.va.gpu_chunk[gpu - 1, blocks]
         has = ch >= 0
-        self._recent_batches.append(ch[has])
-        if "chunk_used_batch" not in self._by_hook or not has.any():
+        used = ch[has]  # a copy (int64, as gpu_chunk): kept here, and the context's chunks
+        self._recent_batches.append(used)
+        if "chunk_used_batch" not in self._by_hook or not len(used):
             return
         req: list = []
-        b = blocks[has].astype(np.int64)
         ctx = ChunkBatchContext(
             req,
             self.view,
             gpu=gpu,
-            chunks=_ro(ch[has].astype(np.int64)),
-            blocks=_ro(b),
-            alloc=_ro(self.drv.va.block_alloc[b].astype(np.int64)),
+            chunks=_ro(used.astype(np.int64, copy=False)),
+            blocks=_ro(blocks[has].astype(np.int64)),
             now_ns=int(self.drv.now_ns),
         )
         got = self._call("chunk_used_batch", ctx, req)

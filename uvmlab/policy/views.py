@@ -102,7 +102,7 @@ def run_view(drv: Any, engine: Any, allocs: tuple[AllocInfo, ...], future: Futur
         return int(va.gpu_resident_count(int(block), int(gpu)))
 
     def alloc_index(blocks: Any) -> Any:
-        if np.ndim(blocks) == 0:
+        if blocks.__class__ is int or np.ndim(blocks) == 0:  # the guard's calls: a plain int
             return int(block_alloc[int(blocks)])
         return ro(block_alloc[np.asarray(blocks, dtype=np.int64)])
 

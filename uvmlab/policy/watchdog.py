@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 SIG = getattr(signal, "SIGUSR2", None)
+_BLOCK = getattr(signal, "SIG_BLOCK", 0)
 WATCHED = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None), SIG) if s is not None)
 
 
@@ -112,7 +113,7 @@ class Watchdog:
 
     def handlers_changed(self) -> str | None:
         """The first watched signal whose handler a hook replaced (now restored), or None."""
-        if threading.get_ident() != self._main:
+        if _thread.get_ident() != self._main:
             return None
         for sig, raw in self._raw.items():
             now = _signal.getsignal(sig)
@@ -120,7 +121,7 @@ class Watchdog:
                 signal.signal(sig, self.mine[sig])
                 return signal.Signals(sig).name
         if self.mask is not None:
-            now_mask = set(_signal.pthread_sigmask(signal.SIG_BLOCK, []))
+            now_mask = _signal.pthread_sigmask(_BLOCK, ())  # a set already
             if now_mask != self.mask:
                 signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
                 return "the signal mask"
