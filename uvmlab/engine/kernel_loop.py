@@ -87,6 +87,23 @@ cycles = np.zeros(len(PHASES), np.int64)
 # run_loop's compiled entry point, per driver (its FastPath): KernelLoop._run_loop
 # (weak: a driver's arrays go with it)
 _ENTRY: weakref.WeakKeyDictionary[Any, dict[bool, Any]] = weakref.WeakKeyDictionary()
+# the compiled kernels' output rows, per driver: a driver's kernel runs come one at a time and
+# decide_batch writes every row it reports, so each run's loop takes the last one's (made
+# once, not once per kernel run: ~0.3 ms of zeroing on a 32-kernel run)
+_KBUF: weakref.WeakKeyDictionary[Any, tuple[np.ndarray, ...]] = weakref.WeakKeyDictionary()
+
+
+_NO_KERNELS: tuple[Any, Any, np.ndarray] | None = None
+
+
+def _no_kernels() -> tuple[Any, Any, np.ndarray]:
+    """The no-op kernels that stand in where a compiled policy gives some but not all, made once
+    per process (numba compiles the typed lists' code in each process; a bundle cost ~6-30 µs
+    a kernel run to make) and never written: a loop passes its own status arrays."""
+    global _NO_KERNELS
+    if _NO_KERNELS is None:
+        _NO_KERNELS = (make_kernels({}), replay_kernel_list(None), np.zeros(0, np.int64))
+    return _NO_KERNELS
 
 
 def _plain(a: np.ndarray) -> np.ndarray:
@@ -188,10 +205,8 @@ class KernelLoop(LoopStops):
             np.empty(cap, np.int64),
         )
         # policies: the compiled kernels' output rows (decide_batch; grown when a kernel is
-        # live), no-op kernels where a compiled policy gives some but not all (made when first
-        # needed: numba compiles the typed lists' code in each process)
-        self._kbuf = self._rows(1)
-        self._none: Any = None
+        # live), the status arrays of the kernels (no-op ones: _no_kernels)
+        self._kbuf = _KBUF.get(fast) or self._rows(1)
         self._status = np.array([-1, 0, -1, 0, 0], np.int64)
         self._vstatus = np.array([-1, 0, -1, 0, 0], np.int64)
         self._hk: tuple | None = None
@@ -241,16 +256,14 @@ class KernelLoop(LoopStops):
         if kern is None and rk is None:
             self._hk = None
             return None
-        if self._none is None:
-            self._none = (make_kernels({}), replay_kernel_list(None), np.zeros(0, np.int64))
-        none, no_replay, no_state = self._none
+        none, no_replay, no_state = _no_kernels()
         on = np.zeros(4, np.bool_)
         src, kst = none, self._status
         if kern is not None:
             on[:3] = kern.on
             src, kst = kern, kern.status
             if (on[PREFETCH] or on[THRASHING]) and len(self._kbuf[1]) < int(ip[I_BATCH_COUNT]):
-                self._kbuf = self._rows(int(ip[I_BATCH_COUNT]))
+                self._kbuf = _KBUF[self.run.drv.fast] = self._rows(int(ip[I_BATCH_COUNT]))
         if kern is not None and on[VICTIM]:
             victim = (kern.victim, kern.state_victim, kern.status)
         else:
