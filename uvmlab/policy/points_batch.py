@@ -33,17 +33,17 @@ class BatchContext(_Requests):
     Row ``i`` of every array is block ``blocks[i]`` (ascending); columns are block-local pages
     (``PAGES_PER_BLOCK`` of them, those past ``n_pages[i]`` are always False). ``faulted``: the
     pages the batch faults on that still need service (duplicates merged, faults already
-    authorized dropped). ``resident`` (on the GPU) and ``thrashing`` (pages the detector flags)
-    are computed when first read."""
+    authorized dropped). ``faulted``, ``n_pages`` and ``alloc`` (each block's allocation index,
+    ``RunInfo.allocs``) are made together when one is first read, once for the batch's hooks;
+    ``resident`` (on the GPU) and ``thrashing`` (pages the detector flags) at every read."""
 
-    __slots__ = ("gpu", "blocks", "n_pages", "alloc", "faulted", "now_ns", "_drv_view")
+    __slots__ = ("gpu", "blocks", "now_ns", "_drv_view", "_make_rows", "_rows")
     gpu: int
     blocks: np.ndarray
-    n_pages: np.ndarray
-    alloc: np.ndarray
-    faulted: np.ndarray
     now_ns: int
     _drv_view: Any
+    _make_rows: Any
+    _rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None
 
     def __init__(
         self,
@@ -52,23 +52,42 @@ class BatchContext(_Requests):
         *,
         gpu: int,
         blocks: np.ndarray,
-        n_pages: np.ndarray,
-        alloc: np.ndarray,
-        faulted: np.ndarray,
+        rows: Any,
         now_ns: int,
     ) -> None:
+        """``rows()``: (faulted, n_pages, alloc), fresh arrays (``policy_calls.batch_rows``)."""
         super().__init__(req)
-        for k, v in (
-            ("_drv_view", view),
-            ("gpu", gpu),
-            ("blocks", blocks),
-            ("n_pages", n_pages),
-            ("alloc", alloc),  # each block's allocation index (RunInfo.allocs)
-            ("faulted", faulted),
-            ("now_ns", now_ns),
-        ):
-            _set(self, k, v)
+        _set(self, "_drv_view", view)
+        _set(self, "_make_rows", rows)
+        _set(self, "_rows", None)
+        _set(self, "gpu", gpu)
+        _set(self, "blocks", blocks)
+        _set(self, "now_ns", now_ns)
         _set(self, "_sealed", True)  # read-only from here on
+
+    def _got(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        got = self._rows
+        if got is None:  # made on the first read (what the batch's service left is the same
+            # through both hooks: their requests move chunks and queue migrations, no more)
+            faulted, n_pages, alloc = self._make_rows()
+            got = (_ro(faulted), _ro(n_pages), _ro(alloc))
+            _set(self, "_rows", got)
+        return got
+
+    @property
+    def faulted(self) -> np.ndarray:
+        """The batch's faulted pages that still need service, bool ``[blocks, PAGES_PER_BLOCK]``."""
+        return self._got()[0]
+
+    @property
+    def n_pages(self) -> np.ndarray:
+        """Each block's pages."""
+        return self._got()[1]
+
+    @property
+    def alloc(self) -> np.ndarray:
+        """Each block's allocation index (``RunInfo.allocs``)."""
+        return self._got()[2]
 
     @property
     def block_first_page(self) -> np.ndarray:
@@ -189,9 +208,6 @@ class BatchPoints:
             pf_mask, pf_set, reference, kinds = self._kernel_batch(gpu, blocks, page, access, keep)
             th_slot = self._kernel_slot.get("thrashing_kernel")
         if want_pf or want_th:
-            faulted, n_pages, alloc = batch_rows(
-                page, access, keep, va.perm[gpu], blocks, va.block_pages, va.block_alloc
-            )
             if self._bview is None:
                 self._bview = _batch_view(drv)
             req: list = []
@@ -199,10 +215,10 @@ class BatchPoints:
                 req,
                 self._bview,
                 gpu=gpu,
-                blocks=_ro(blocks),
-                n_pages=_ro(n_pages),
-                alloc=_ro(alloc),
-                faulted=_ro(faulted),
+                blocks=_ro(blocks.copy()),  # (blocks itself stays writeable: batch_rows' type)
+                rows=lambda: batch_rows(
+                    page, access, keep, va.perm[gpu], blocks, va.block_pages, va.block_alloc
+                ),
                 now_ns=int(drv.now_ns),
             )
         if want_pf:
@@ -228,7 +244,7 @@ class BatchPoints:
                     self._apply(checked, gpu)
                     th_slot = slot
                     if kinds is not None:
-                        reference = ((kinds != base.KEEP) & faulted).any(axis=1)
+                        reference = ((kinds != base.KEEP) & ctx.faulted).any(axis=1)
         return self._install(blocks, pf_mask, pf_set, reference, kinds, th_slot)
 
     def adopt_batch(
@@ -350,9 +366,9 @@ class BatchPoints:
         self._batch_blocks = None
         if blocks is None or gpu <= 0:
             return
-        ch = self.drv.va.gpu_chunk[gpu - 1, blocks]
+        ch = self.drv.va.gpu_chunk[gpu - 1].take(blocks)  # int64, as gpu_chunk; a copy
         has = ch >= 0
-        used = ch[has]  # a copy (int64, as gpu_chunk): kept here, and the context's chunks
+        used = ch[has]  # a copy: kept here, and the context's chunks
         self._recent_batches.append(used)
         if "chunk_used_batch" not in self._by_hook or not len(used):
             return
@@ -362,7 +378,7 @@ class BatchPoints:
             self.view,
             gpu=gpu,
             chunks=_ro(used.astype(np.int64, copy=False)),
-            blocks=_ro(blocks[has].astype(np.int64)),
+            blocks=_ro(blocks[has].astype(np.int64, copy=False)),  # a copy (has: a mask)
             now_ns=int(self.drv.now_ns),
         )
         got = self._call("chunk_used_batch", ctx, req)

@@ -236,8 +236,12 @@ class MemoryPoints:
     ) -> int:
         if self.drv is not drv:
             self._attach_driver(drv)
-        code = self._kernel_replay(
-            drv, gpu, policy, batch, faults, unique, duplicates, throttled, pending, replays
+        code = (
+            0
+            if self._replay_kernel is None
+            else self._kernel_replay(
+                drv, gpu, policy, batch, faults, unique, duplicates, throttled, pending, replays
+            )
         )
         if not self._by_hook:  # compiled kernels only: no Python hook reads or migrates anything
             self._drop_batch()
@@ -250,9 +254,9 @@ class MemoryPoints:
         if self._pending:
             self._run_migrations(drv)
         self._older |= self._recent
-        self._recent = set()
+        self._recent.clear()
         self._older_batches += self._recent_batches
-        self._recent_batches = []
+        self._recent_batches.clear()
         if "decide_replay" not in self._by_hook:
             return code
         req: list = []
