@@ -34,6 +34,7 @@ from uvmlab.driver.pmm_share import PmmShare
 from uvmlab.driver.va_space import CPU, PERM_ATOMIC
 from uvmlab.engine.gpu import GpuKernelRun
 from uvmlab.engine.sampling import attach_sampler
+from uvmlab.engine.stalls import POOL as STALL_POOL
 from uvmlab.engine.stalls import StalledThreads
 from uvmlab.timing.cost_model import CostProfile
 from uvmlab.workload.bounds import DEFAULT_MAX_TOUCHES, check_fits
@@ -115,8 +116,9 @@ class Engine:
         self.fatal: dict | None = None
         self.interrupted = False
         self.kernel: GpuKernelRun | None = None  # the running kernel (policies that see the future)
-        # the stalled-thread lists kernels reuse, per kernel shape (engine/stalls.py)
-        self.stalls: dict[tuple[int, ...], StalledThreads] = {}
+        # the stalled-thread lists kernels reuse, per kernel shape: the process's pool (a kernel
+        # takes them out while it runs, engine/stalls.py)
+        self.stalls: dict[tuple[int, ...], StalledThreads] = STALL_POOL
         if hooks is not None:
             hooks.attach(self)
         # residency / counter samples over time, only inside uvmlab.engine.sampling.record_samples

@@ -385,3 +385,4 @@ class GpuKernelRun:
             idle = idle + 1 if self.progress == before else 0
             if idle > MAX_IDLE_ROUNDS:
                 raise ModelStuck(f"GPU kernel made no progress for {idle} bottom halves")
+        self.stalls.release(e.stalls)  # ran to its end: no thread stalled

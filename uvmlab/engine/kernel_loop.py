@@ -6,7 +6,6 @@ import weakref
 from typing import Any
 
 import numpy as np
-from numba import types
 
 from uvmlab.core.sizes import PAGES_PER_BLOCK
 from uvmlab.driver.compiled.policy_calls import (
@@ -19,7 +18,7 @@ from uvmlab.driver.compiled.policy_calls import (
     replay_kernel_list,
 )
 from uvmlab.driver.hooks import BatchDecisions
-from uvmlab.engine.fault_loop import run_loop
+from uvmlab.engine.loop_entry import call_run_loop
 from uvmlab.engine.loop_layout import (
     BH_COUNTERS,
     D_PYTHON,
@@ -84,9 +83,6 @@ from uvmlab.engine.replay_step import to_front
 cycles = np.zeros(len(PHASES), np.int64)
 
 
-# run_loop's compiled entry point, per driver (its FastPath): KernelLoop._run_loop
-# (weak: a driver's arrays go with it)
-_ENTRY: weakref.WeakKeyDictionary[Any, dict[bool, Any]] = weakref.WeakKeyDictionary()
 # the compiled kernels' output rows, per driver: a driver's kernel runs come one at a time and
 # decide_batch writes every row it reports, so each run's loop takes the last one's (made
 # once, not once per kernel run: ~0.3 ms of zeroing on a 32-kernel run)
@@ -215,23 +211,9 @@ class KernelLoop(LoopStops):
         self.status = END
 
     def _run_loop(self, *args: Any) -> int:
-        """``run_loop(*args)``. numba's dispatcher types every argument at every call (~0.14 ms
-        for these nested tuples, 10x the call itself): a run that returns to Python at every
-        batch (a Python policy) calls the compiled entry point directly once the first call of
-        the driver's runs has found it, the only one compiled for the loop in this process (a
-        driver's runs pass arrays and scalars of the same types; a driver whose types differ
-        compiles its own at its first call and keeps the dispatcher)."""
-        fast, none = self.run.drv.fast, args[4] is None
-        entries = _ENTRY.get(fast)
-        entry = entries.get(none) if entries is not None else None
-        if entry is not None:
-            return entry(*args)
-        status = run_loop(*args)
-        # the overloads for this call's kind of kernels (none, or a bundle: hk's type)
-        mine = [c for sig, c in run_loop.overloads.items() if isinstance(sig[4], types.NoneType) == none]
-        if len(mine) == 1:
-            _ENTRY.setdefault(fast, {})[none] = mine[0].entry_point
-        return status
+        """``run_loop(*args)``, through its compiled entry point where the argument types are
+        known (engine/loop_entry.py)."""
+        return call_run_loop(self.run.drv.fast, args)
 
     @staticmethod
     def _rows(n: int) -> tuple[np.ndarray, ...]:

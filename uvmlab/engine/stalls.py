@@ -45,6 +45,9 @@ COUNT, N_DIRTY, ALL_DIRTY, N_DIRTY_W = range(4)
 # index is the counter modulo its capacity)
 Q_HEAD, Q_TAIL = range(2)
 WORDS_PER_BLOCK = (1 << BLOCK_SHIFT) // 8
+POOL_SHAPES = 2  # kernel shapes whose empty lists a pool keeps (StalledThreads.release)
+# the process's pool: every engine's kernels take their lists from it and leave them there
+POOL: dict[tuple[int, ...], StalledThreads] = {}
 _HIGH = np.uint64(0x8080808080808080)
 _LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
 
@@ -63,6 +66,7 @@ class StalledThreads:
 
     def __init__(self, conc: int, tpb: int, n_sm: int, total_pages: int) -> None:
         self.conc, self.tpb = conc, tpb
+        self.key = (conc, tpb, n_sm, total_pages)  # its pool's key (``reused``)
         self.t = np.zeros((conc, N_FIELDS), dtype=np.int64)
         self.meta = np.zeros(4, dtype=np.int64)
         cap = queue_capacity(conc, tpb, n_sm)
@@ -81,18 +85,29 @@ class StalledThreads:
 
     @classmethod
     def reused(
-        cls, cache: dict[tuple[int, ...], StalledThreads], conc: int, tpb: int, n_sm: int, total_pages: int
+        cls, pool: dict[tuple[int, ...], StalledThreads], conc: int, tpb: int, n_sm: int, total_pages: int
     ) -> StalledThreads:
-        """The lists ``cache`` holds for this kernel shape if they hold no thread (a kernel
-        that ran to its end leaves them empty), else new ones: allocating them costs more than
-        a small kernel."""
+        """The lists a kernel of this shape left in ``pool`` (``release``: they hold no thread),
+        taken out of it, else new ones: allocating them costs more than a small kernel, and
+        their first writes cost a page fault per 4 KiB written (~2 us each on a VM: 16,384
+        stalls write ~300 pages, ~0.5 ms), which a table used before does not pay."""
         key = (conc, tpb, n_sm, total_pages)
-        st = cache.get(key)
+        st = pool.pop(key, None)
         if st is None or st.n:
-            st = cache[key] = cls(conc, tpb, n_sm, total_pages)
+            st = cls(conc, tpb, n_sm, total_pages)
         st.q[Q_HEAD] = st.q[Q_TAIL]  # stale entries: positions start again at 0
         st.clear_marks()
         return st
+
+    def release(self, pool: dict[tuple[int, ...], StalledThreads]) -> None:
+        """A kernel that ran to its end: its empty lists go to ``pool`` for the next kernel of
+        their shape (of any engine of the process); ``pool`` keeps the ``POOL_SHAPES`` latest."""
+        if self.n:
+            return
+        pool.pop(self.key, None)
+        pool[self.key] = self
+        while len(pool) > POOL_SHAPES:
+            del pool[next(iter(pool))]
 
     def clear_marks(self) -> None:
         """Forget the dirty marks (a replay clears them; a kernel may end without one)."""

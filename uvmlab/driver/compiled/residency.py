@@ -186,7 +186,8 @@ def unmap_for_move(
             if residency[g] >> 1:  # held by a GPU before (bits 1.. are GPUs)
                 left_gpu = True
             for q in range(perm.shape[0]):
-                perm[q, g] = 0
+                if perm[q, g]:  # a zero written to an untouched page would commit it
+                    perm[q, g] = 0
         has_copy |= need_copy[k]
     return left_gpu, has_copy
 
@@ -247,7 +248,10 @@ def make_resident_and_map(
                 if r >> 1:  # held by a GPU before (bits 1.. are GPUs)
                     left_gpu = True
                 for q in range(perm.shape[0]):
-                    perm[q, g] = 0
+                    # written only where mapped: a first write to an untouched page of the
+                    # array costs a page fault (~2 us on a VM) and commits 4 KiB; a read, half
+                    if perm[q, g]:
+                        perm[q, g] = 0
             has_copy |= need_copy[k]
             residency[g] = dbit
             perm[requester, g] = PERM_ATOMIC  # compute_new_permission: RW upgraded to RWA on local memory
