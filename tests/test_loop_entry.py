@@ -36,9 +36,14 @@ def test_fingerprint_tells_apart_what_numba_types_apart():
         assert fp(v) != base
     # what the fingerprint cannot type sends the call to the dispatcher
     assert fp(variants[-1]) is None
-    lst = typed.List()
-    lst.append(1)
-    assert fp((a, lst)) is None
+    # typed lists (a compiled policy's kernels) by their numba type
+    ints, floats = typed.List(), typed.List()
+    ints.append(1)
+    floats.append(1.0)
+    more = typed.List()
+    more.append(7)
+    more.append(8)
+    assert fp((a, ints)) == fp((a, more)) != fp((a, floats))
     assert fp((a, object())) is None
 
 
@@ -49,6 +54,17 @@ def test_entry_point_is_found_by_types_for_a_new_driver(monkeypatch):
     real = loop_entry.run_loop
     monkeypatch.setattr(loop_entry, "run_loop", lambda *a: calls.append(1) or real(*a))
     again = uvmlab.simulate(SPEC)  # a new driver: its first call skips the dispatcher
+    assert calls == []
+    assert again.totals == first.totals and again.ops == first.ops
+
+
+def test_entry_point_is_found_by_types_with_a_compiled_policy(monkeypatch):
+    # the library's compiled victim choice: its kernel bundle's typed lists are keyed by type
+    first = uvmlab.simulate(SPEC, gpu_memory="50%", policies="recent")
+    calls = []
+    real = loop_entry.run_loop
+    monkeypatch.setattr(loop_entry, "run_loop", lambda *a: calls.append(a[4] is None) or real(*a))
+    again = uvmlab.simulate(SPEC, gpu_memory="50%", policies="recent")
     assert calls == []
     assert again.totals == first.totals and again.ops == first.ops
 
