@@ -87,6 +87,7 @@ class FastPath:
         # the service and the eviction called past numba's typing (compiled.direct): their
         # driver bundles above are fixed for this object's life, the rest is in each call's key
         self._service = DirectCall(service_blocks)
+        self._batch_types: tuple = (None,) * 6  # the last batch's arrays and their array_key
         self._evict = DirectCall(evict_if_plain)
 
     def usable(self) -> bool:
@@ -177,10 +178,19 @@ class FastPath:
         )
         try:
             if kern is None:  # the types of all that varies (a victim kernel: numba's own typing)
+                got = self._batch_types
+                if (
+                    got[0] is not page
+                    or got[1] is not access
+                    or got[2] is not keep
+                    or got[3] is not starts
+                    or got[4] is not stops
+                ):  # a new batch (a batch with allocation stops comes back once per allocation
+                    # with the same arrays, its own, which nothing makes read-only)
+                    arrays = (page, access, keep, starts, stops)
+                    got = self._batch_types = (*arrays, tuple(map(array_key, arrays)))
                 key = (
-                    type(now), type(gpu), type(k), type(fresh), type(stop_alloc), type(stop_used),
-                    array_key(page), array_key(access), array_key(keep), array_key(starts),
-                    array_key(stops),
+                    type(now), type(gpu), type(k), type(fresh), type(stop_alloc), type(stop_used), got[5],
                     None if decided is None else (
                         array_key(d.prefetch), array_key(d.prefetch_set), array_key(d.reference)
                     ),
