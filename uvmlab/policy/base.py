@@ -222,10 +222,14 @@ def implemented_hooks(policy: object) -> list[str]:
     return out
 
 
-def families(policy: object) -> list[str]:
-    fams = {HOOKS[h] for h in implemented_hooks(policy)} | {
-        KERNELS[k][0] for k in implemented_kernels(policy)
-    }
+def families(policy: object, hooks: list[str] | None = None, kernels: list[str] | None = None) -> list[str]:
+    """The families a policy decides; ``hooks`` / ``kernels``: its ``implemented_hooks`` /
+    ``implemented_kernels`` where the caller has them already."""
+    if hooks is None:
+        hooks = implemented_hooks(policy)
+    if kernels is None:
+        kernels = implemented_kernels(policy)
+    fams = {HOOKS[h] for h in hooks} | {KERNELS[k][0] for k in kernels}
     return sorted(fams, key=FAMILIES.index)
 
 
