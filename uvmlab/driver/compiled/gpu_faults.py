@@ -119,7 +119,9 @@ def service_block(
         return SLOW  # duplicates and moves in one block: two make_resident calls
     m, pf_count = prefetch_pages(va, pf, block, lo, n, gpu, nf, mode, sc, pf_row, use_row)
     pages, extra, need_copy = sc.pages[:m], sc.extra[:m], sc.need_copy[:m]
-    if m > nf and read_dup[lo] == READ_DUP_ON:
+    # only advice sets read duplication, and it marks the block ADVISED first (advice.py): a
+    # PLAIN block's read_dup is not read (first touches far apart would each fault its page)
+    if m > nf and mode == ADVISED and read_dup[lo] == READ_DUP_ON:
         # va_block.service_locked: prefetched pages of a read-duplication range are duplicated
         if not duplicate:
             return SLOW
