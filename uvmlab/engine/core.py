@@ -116,6 +116,7 @@ class Engine:
         self.fatal: dict | None = None
         self.interrupted = False
         self.kernel: GpuKernelRun | None = None  # the running kernel (policies that see the future)
+        self.kernel_faulted = True  # the last kernel had GPU faults (GpuKernelRun.run)
         # the stalled-thread lists kernels reuse, per kernel shape: the process's pool (a kernel
         # takes them out while it runs, engine/stalls.py)
         self.stalls: dict[tuple[int, ...], StalledThreads] = STALL_POOL
