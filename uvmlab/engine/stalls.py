@@ -293,11 +293,15 @@ def append(
     if nf and base + idx[nf - 1] >= np.int64(1) << (62 - sb):
         raise ValueError("touch position too large for a queue entry")
     # the slot and the SM follow from the last stall's without a division (the positions
-    # ascend and lie within one window of ``conc``): append is the hot half of a replay
+    # ascend and lie within one window of ``conc``): append is the hot half of a replay. The
+    # SM's queue tail is kept in a local while its thread block's stalls come (a store to
+    # the tables may alias ``q`` for the compiler: the counter was loaded and stored per stall)
     k = -1
     prev = 0
     lo = hi = 0  # the slots of the thread block running on SM ``s``
-    s = 0
+    s = -1
+    tail = 0  # q[Q_TAIL, s], written back when ``s`` changes and at the end
+    full = 0  # the tail at which SM ``s``'s queue is full
     for j in range(nf):
         i = idx[j]
         p = i + base
@@ -309,9 +313,13 @@ def append(
                 k -= conc
         prev = p
         if k < lo or k >= hi:
+            if s >= 0:
+                q[Q_TAIL, s] = tail
             lo = k // tpb * tpb
             hi = lo + tpb
             s = k // tpb % n_sm
+            tail = q[Q_TAIL, s]
+            full = q[Q_HEAD, s] + cap
         g = page[i]
         a = acc[i]
         t[k, POS1] = p + 1
@@ -327,13 +335,16 @@ def append(
         nd = a if a > 0 else 1
         if need[g] == 0 or nd < need[g]:
             need[g] = nd
-        if q[Q_TAIL, s] - q[Q_HEAD, s] == cap:
+        if tail == full:
+            q[Q_TAIL, s] = tail
             _compact(t, q_pos, q, s, sb)
-            if q[Q_TAIL, s] - q[Q_HEAD, s] == cap:
+            tail = q[Q_TAIL, s]
+            if tail == full:
                 raise ValueError("an SM's queue of stalled threads overflowed")
-        e = q[Q_TAIL, s] & (cap - 1)
-        q_pos[s, e] = (p << sb) | k
-        q[Q_TAIL, s] += 1
+        q_pos[s, tail & (cap - 1)] = (p << sb) | k
+        tail += 1
+    if s >= 0:
+        q[Q_TAIL, s] = tail
     meta[COUNT] += nf
 
 
