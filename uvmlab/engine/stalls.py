@@ -28,6 +28,8 @@ every queue once.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numba import njit
 
@@ -48,6 +50,7 @@ WORDS_PER_BLOCK = (1 << BLOCK_SHIFT) // 8
 POOL_SHAPES = 2  # kernel shapes whose empty lists a pool keeps (StalledThreads.release)
 # the process's pool: every engine's kernels take their lists from it and leave them there
 POOL: dict[tuple[int, ...], StalledThreads] = {}
+_POOL_LOCK = threading.Lock()
 _HIGH = np.uint64(0x8080808080808080)
 _LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
 
@@ -104,10 +107,11 @@ class StalledThreads:
         their shape (of any engine of the process); ``pool`` keeps the ``POOL_SHAPES`` latest."""
         if self.n:
             return
-        pool.pop(self.key, None)
-        pool[self.key] = self
-        while len(pool) > POOL_SHAPES:
-            del pool[next(iter(pool))]
+        with _POOL_LOCK:  # engines may run in threads of one process
+            pool.pop(self.key, None)
+            pool[self.key] = self
+            while len(pool) > POOL_SHAPES:
+                del pool[next(iter(pool))]
 
     def clear_marks(self) -> None:
         """Forget the dirty marks (a replay clears them; a kernel may end without one)."""
