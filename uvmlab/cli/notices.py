@@ -110,9 +110,11 @@ def compile_model() -> None:
     if filled and sys.stderr.isatty():  # like the progress bars: a note for a person watching
         note.start()
     try:
-        # GPU faults with eviction, then CPU faults: the compiled paths every run takes
+        # GPU faults with eviction, then CPU faults: the compiled paths every run takes; then
+        # kernels after one that did not fault, whose first step runs in Python (engine/gpu.py)
         simulate("random:size=8MiB,seed=1", gpu="h200", gpu_memory="50%")
         simulate("pingpong:size=4MiB,rounds=1", gpu="h200")
+        simulate("train:size=4MiB", gpu="h200")
     finally:
         note.cancel()
     if not filled:
