@@ -53,3 +53,25 @@ def test_blocks_for_the_reference_path_mid_batch(calls):
 def test_heuristics_on_under_eviction(calls):
     eng = assert_same(SMALL["llm"], gpu_memory="150%")
     assert calls["loop"] > 0 and eng.drv.counters["evictions"] > 0
+
+
+def test_samples_taken_in_the_loop_are_the_python_loops(monkeypatch, calls):
+    """A sampled run (``uvmlab run --out``) runs the compiled loop, which returns at each
+    iteration where a sample is due: the same samples, totals and rows as the Python loop."""
+    import numpy as np
+
+    from uvmlab.api import simulate_sampled
+    from uvmlab.engine.gpu import GpuKernelRun
+
+    spec = "random:size=32MiB"
+    got = simulate_sampled(spec, params=OFF, max_samples=8)
+    assert calls["loop"] > 1, "the loop returned for samples within the kernel"
+    ok = GpuKernelRun.compiled_ok
+    monkeypatch.setattr(GpuKernelRun, "compiled_ok", lambda self: self.e.sampler is None and ok(self))
+    want = simulate_sampled(spec, params=OFF, max_samples=8)
+    assert got.totals == want.totals and got.ops == want.ops
+    a, b = got.samples, want.samples
+    assert len(a.time_ns) > 3  # samples inside the kernel, past the ops' own
+    assert np.array_equal(a.time_ns, b.time_ns) and np.array_equal(a.residency, b.residency)
+    assert a.counters.keys() == b.counters.keys()
+    assert all(np.array_equal(a.counters[k], b.counters[k]) for k in a.counters)

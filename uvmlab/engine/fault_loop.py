@@ -28,9 +28,11 @@ returns to Python; a live Python hook costs two HOOK stops a batch.
 ``GpuKernelRun.compiled_ok`` says when it may run: the compiled block service is usable
 (``FastPath.usable``: no per-page or per-block hook), no policy reads the run's future, the
 replay re-checks only the blocks fetched (``track_blocks``: one GPU, no BLOCK replays, no
-AccessedBy on the GPU), no access-counter migrations, no pending thrashing unpin, no sampler
-and no invariant checks. Within one call none of these can change: the compiled service makes
-no migration and no pin (Python checks them again at each stop).
+AccessedBy on the GPU), no access-counter migrations, no pending thrashing unpin and no
+invariant checks. Within one call none of these can change: the compiled service makes no
+migration and no pin (Python checks them again at each stop). A residency sampler is served by
+TICK returns: an iteration that starts where a sample is due (``K_NEXT_SAMPLE``) returns, and
+Python takes it where its own loop would (``Engine.service_timers``).
 ``tests/test_fast_path.py`` compares the results with the reference path's.
 """
 
@@ -282,6 +284,10 @@ def run_loop(
             if not (meta[COUNT] or not (ks[L.K_POS] == ks[L.K_LEN] and ks[L.K_SEG_I] >= n_segs)):
                 break
             if fetched >= ip[L.I_MAX_TICK]:
+                status = L.TICK
+                break
+            # a sample due: Python takes it at this iteration's start (none before the first step)
+            if ks[L.K_STEPS] and np.int64(kf[L.F_CLOCK]) >= ks[L.K_NEXT_SAMPLE]:
                 status = L.TICK
                 break
             ks[L.K_BEFORE] = ks[L.K_PROGRESS]

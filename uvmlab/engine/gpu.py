@@ -27,7 +27,7 @@ from uvmlab.driver.replayable_faults import REPLAY_BLOCK, FaultBuffer, service_r
 from uvmlab.engine import stalls as sl
 from uvmlab.engine.arrival import report
 from uvmlab.engine.kernel_loop import KernelLoop
-from uvmlab.engine.loop_layout import HOOK, MID_BATCH, STUCK
+from uvmlab.engine.loop_layout import HOOK, MID_BATCH, STUCK, TICK
 from uvmlab.engine.stalls import StalledThreads
 
 if TYPE_CHECKING:
@@ -334,7 +334,6 @@ class GpuKernelRun:
             and drv.migrate_calls == self._migrate_calls
             and not drv.access_counters.migration_enabled
             and not drv.access_counters.pending
-            and e.sampler is None
             and not e.check
             and not drv.thrashing.has_pins()
             and drv.fast.usable()
@@ -362,6 +361,10 @@ class GpuKernelRun:
                     if not loop.hook():
                         break
                     status, idle = loop(idle)
+                if status == TICK and e.sampler is not None:
+                    # an iteration's start, a sample due: what the Python loop does there
+                    drv.now_ns = int(e.clock)
+                    e.service_timers()
                 if status in (HOOK, MID_BATCH):  # Python finished that bottom half
                     e.clock += drv.take_work()
                     if not self.stalls.n and not self.done:

@@ -55,6 +55,7 @@ from uvmlab.engine.loop_layout import (
     K_IDLE,
     K_LEN,
     K_MISSED,
+    K_NEXT_SAMPLE,
     K_NOW_NS,
     K_OFF,
     K_OVERFLOWS,
@@ -81,6 +82,7 @@ from uvmlab.engine.replay_step import to_front
 # The cycles ``run_loop`` spent in each phase (``loop_layout.PHASES``), summed over every call
 # of the process: what ``bench/profile_model.py`` reads (``replay_step.cycles`` gives the unit).
 cycles = np.zeros(len(PHASES), np.int64)
+NEVER = 1 << 62  # K_NEXT_SAMPLE without a sampler
 
 
 # the compiled kernels' output rows, per driver: a driver's kernel runs come one at a time and
@@ -286,6 +288,7 @@ class KernelLoop(LoopStops):
         )
         ks[K_STEPS], ks[K_TOUCHES], ks[K_IDLE], ks[K_BUF_N] = r.steps, 0, idle, buf.n
         ks[K_OVERFLOWS], ks[K_CACHED_PUT], ks[K_NOW_NS] = 0, buf.cached_put_ns, drv.now_ns
+        ks[K_NEXT_SAMPLE] = e.sampler.next_due() if e.sampler is not None else NEVER
         kf[F_CLOCK], kf[F_WORK] = e.clock, drv.work_ns
         self.bctr[:] = 0
         hk = self._kernels()

@@ -87,8 +87,12 @@ N_FP = 6
     K_DECIDED,
     K_PHASE,
     K_MID_STATUS,  # MID_BATCH: why the block stopped the service (state.SLOW, NEED_CHUNK ...)
-) = range(36)
-N_KS = 36
+    # the simulated ns (int) from which a residency sample is due (engine/sampling.Sampler): an
+    # iteration that starts at or after it returns TICK for Python to take it, where the
+    # Python loop samples (Engine.service_timers at each iteration's start)
+    K_NEXT_SAMPLE,
+) = range(37)
+N_KS = 37
 # (float64 array ``kf``)
 F_CLOCK, F_WORK, F_BH_START_WORK = range(3)
 N_KF = 3

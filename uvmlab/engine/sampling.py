@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import contextvars
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -189,6 +190,11 @@ class Sampler:
         self._append(t)
         if len(self.times) >= 2 * self.max_samples:
             self._decimate()
+
+    def next_due(self) -> int:
+        """The least integer simulated time at which :meth:`sample` (not forced) takes one:
+        after the last, at least ``interval`` later."""
+        return self.times[-1] + max(1, math.ceil(self.interval))
 
     def _snapshot(self) -> tuple[np.ndarray, tuple[int, ...]]:
         c = self.drv.counters
