@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 #: cumulative counters recorded with every sample (canonical names, docs/results.md)
 SAMPLED_COUNTERS: tuple[str, ...] = (
@@ -133,6 +134,16 @@ class Samples:
         return self.to_dict() == other.to_dict()
 
 
+@njit(cache=True)
+def _histogram(residency: np.ndarray, pages: np.ndarray, bin_of: np.ndarray, hist: np.ndarray) -> None:
+    """Per bin, how many of ``pages`` are resident nowhere, on the CPU, on GPU 0, on both
+    (``np.bincount`` of ``bin_of * 4 + state`` in one pass: ~10 us a sample, not ~40)."""
+    hist[:] = 0
+    for i in range(pages.shape[0]):
+        r = residency[pages[i]]
+        hist[bin_of[i], (r & 1) | ((r >> 1) & 1) << 1] += 1  # 0 none, 1 CPU, 2 GPU 0, 3 both
+
+
 class Sampler:
     """Takes :class:`Samples` of one engine's driver; see the module docstring."""
 
@@ -201,9 +212,8 @@ class Sampler:
         counts = tuple(int(c.get(k, 0)) for k in SAMPLED_COUNTERS)
         if not self.bins:
             return np.zeros((0, 4), np.uint8), counts
-        r = self.drv.va.residency[self.pages]
-        state = (r & 1) | ((r >> 1) & 1) << 1  # 0 none, 1 CPU, 2 GPU 0, 3 both
-        hist = np.bincount(self.bin_of * 4 + state, minlength=self.bins * 4).reshape(self.bins, 4)
+        hist = np.empty((self.bins, 4), np.int64)
+        _histogram(self.drv.va.residency, self.pages, self.bin_of, hist)
         frac = np.rint(hist * 255.0 / np.maximum(self.per_bin, 1)[:, None]).astype(np.uint8)
         return frac, counts
 
