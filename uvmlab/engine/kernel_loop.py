@@ -174,17 +174,7 @@ class KernelLoop(LoopStops):
             run._out_write,
         )
         self.buf = (buf.page, buf.access, buf.utlb, buf.write_ns)
-        self.drv = (
-            fast.va,
-            fast.pmm,
-            fast.n_chunks,
-            fast.th,
-            fast.pf,
-            fast.costs,
-            fast.ctr,
-            fast.sc,
-            fast._work,
-        )
+        self.drv = (*fast.bundles, fast._work)
         d = fast._undecided
         self.undecided = (d.prefetch, d.prefetch_set, d.reference)
         # a batch's arrays: coalesced (page, access, count, one per uTLB), sorted (page,

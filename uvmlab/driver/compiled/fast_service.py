@@ -79,6 +79,8 @@ class FastPath:
         self.costs = Costs(*(float(getattr(drv.profile, f)) for f in Costs._fields))
         self.ctr = np.zeros(len(COUNTERS), dtype=np.int64)
         self.sc = new_scratch()
+        # the driver bundles the block service, the CPU touch loop and the fault loop take first
+        self.bundles = (self.va, self.pmm, self.n_chunks, self.th, self.pf, self.costs, self.ctr, self.sc)
         self._work = np.zeros(1)  # the driver's work_ns, passed in and out of the compiled loops
         self._builtin_migration = drv.perf_events.listeners(pe.MIGRATION)
         self._undecided = BatchDecisions(
@@ -150,14 +152,7 @@ class FastPath:
         stop_used = hooks is not None and hooks.stops_for_use
         now = drv.now_ns
         args = (
-            self.va,
-            self.pmm,
-            self.n_chunks,
-            self.th,
-            self.pf,
-            self.costs,
-            self.ctr,
-            self.sc,
+            *self.bundles,
             work,
             now,
             gpu,
@@ -277,14 +272,7 @@ class FastPath:
         faults serviced, status); ``drv.now_ns`` is left at the last serviced fault's time."""
         drv = self.drv
         pos, clock, touches, faults, now, status = cpu_touches(
-            self.va,
-            self.pmm,
-            self.n_chunks,
-            self.th,
-            self.pf,
-            self.costs,
-            self.ctr,
-            self.sc,
+            *self.bundles,
             page,
             acc,
             pos,
