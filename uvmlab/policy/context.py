@@ -82,7 +82,7 @@ class _Requests:
     _sealed: bool
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if self._sealed:  # set first by __init__
+        if self._sealed:  # set by __init__, after the fields
             raise AttributeError(f"a hook context is read-only (tried to set {name!r})")
         _set(self, name, value)
 
@@ -94,9 +94,13 @@ class _Requests:
         for k, v in values.items():
             _set(self, k, v)
 
-    def __init__(self, req: list) -> None:
-        _set(self, "_sealed", False)  # set first: __setattr__ then finds it without a miss
+    def __init__(self, req: list, **fields: Any) -> None:
+        """Set ``fields`` (a subclass's slots) and seal: read-only from here on. Set directly,
+        past ``__setattr__``'s check: contexts are made once per hook call, some per batch."""
         _set(self, "_req", req)
+        for k, v in fields.items():
+            _set(self, k, v)
+        _set(self, "_sealed", True)
 
     def migrate(self, first_page: int, n_pages: int) -> None:
         """Ask for global pages ``[first_page, first_page + n_pages)`` to be migrated to the GPU
@@ -174,6 +178,27 @@ class PrefetchContext(_Requests):
         "subregion",
         "_cs",
     )
+    block: int
+    block_first_page: int
+    n_pages: int
+    dest: int
+    page_index: int
+    max_region: Region
+    faulted: np.ndarray
+    resident: np.ndarray
+    thrashing: np.ndarray
+    populated: np.ndarray
+    tree_offset: int
+    leaf_count: int
+    level_count: int
+    alloc: AllocInfo
+    now_ns: int
+    level: int
+    node: Region
+    size: int
+    counter: int
+    subregion: Region
+    _cs: np.ndarray
 
     def __init__(
         self,
@@ -194,29 +219,30 @@ class PrefetchContext(_Requests):
         alloc: AllocInfo,
         now_ns: int,
     ) -> None:
-        super().__init__(req)
-        self.block = block
-        self.block_first_page = block_first_page
-        self.n_pages = n_pages
-        self.dest = dest
-        self.page_index = -1
-        self.max_region = Region(0, n_pages)
-        self.faulted = faulted
-        self.resident = resident
-        self.thrashing = thrashing
-        self.populated = populated
-        self._cs = cs
-        self.tree_offset = tree_offset
-        self.leaf_count = leaf_count
-        self.level_count = level_count
-        self.alloc = alloc
-        self.now_ns = now_ns
-        self.level = -1
-        self.node = Region(0, 0)
-        self.size = 0
-        self.counter = 0
-        self.subregion = Region(0, 0)
-        self._sealed = True  # read-only from here on
+        super().__init__(
+            req,
+            block=block,
+            block_first_page=block_first_page,
+            n_pages=n_pages,
+            dest=dest,
+            page_index=-1,
+            max_region=Region(0, n_pages),
+            faulted=faulted,
+            resident=resident,
+            thrashing=thrashing,
+            populated=populated,
+            _cs=cs,
+            tree_offset=tree_offset,
+            leaf_count=leaf_count,
+            level_count=level_count,
+            alloc=alloc,
+            now_ns=now_ns,
+            level=-1,
+            node=Region(0, 0),
+            size=0,
+            counter=0,
+            subregion=Region(0, 0),
+        )
 
     def count(self, first: int, outer: int) -> int:
         """Populated pages in block pages ``[first, outer)``."""
@@ -256,15 +282,16 @@ class ChunkContext(_ListRequests):
         event: str,
         now_ns: int,
     ) -> None:
-        super().__init__(req)
-        _set(self, "_view", view)
-        _set(self, "gpu", gpu)
-        _set(self, "chunk", chunk)
-        _set(self, "block", block)
-        _set(self, "alloc", alloc)
-        _set(self, "event", event)
-        _set(self, "now_ns", now_ns)
-        _set(self, "_sealed", True)  # read-only from here on
+        super().__init__(
+            req,
+            _view=view,
+            gpu=gpu,
+            chunk=chunk,
+            block=block,
+            alloc=alloc,
+            event=event,
+            now_ns=now_ns,
+        )
 
     @property
     def tenant(self) -> str:
@@ -297,13 +324,14 @@ class EvictionContext(_ListRequests):
         now_ns: int,
         position: int,
     ) -> None:
-        super().__init__(req)
-        _set(self, "_view", view)
-        _set(self, "gpu", gpu)
-        _set(self, "n_root_chunks", n_root_chunks)
-        _set(self, "now_ns", now_ns)
-        _set(self, "position", position)  #: touches of the workload executed so far
-        _set(self, "_sealed", True)  # read-only from here on
+        super().__init__(
+            req,
+            _view=view,
+            gpu=gpu,
+            n_root_chunks=n_root_chunks,
+            now_ns=now_ns,
+            position=position,  #: touches of the workload executed so far
+        )
 
     def owner(self, chunks: np.ndarray | int) -> np.ndarray | int:
         """The VA block each chunk backs (-1: none)."""
@@ -369,19 +397,19 @@ class ReplayContext(_Requests):
         replays: int,
         now_ns: int,
     ) -> None:
-        super().__init__(req)
-        # set directly (the hot path: one context per fault batch); sealed below
-        _set(self, "gpu", gpu)
-        _set(self, "batch", batch)  #: index of the batch in this bottom half (0 = first)
-        _set(self, "faults", faults)  #: raw entries fetched (num_cached_faults)
-        _set(self, "unique", unique)  #: entries left after coalescing at fetch
-        _set(self, "duplicates", duplicates)  #: num_duplicate_faults
-        _set(self, "throttled", throttled)  #: some fault of the batch was throttled
-        _set(self, "pending", pending)  #: entries still in the fault buffer
-        _set(self, "default_policy", default_policy)  #: uvm_perf_fault_replay_policy
-        _set(self, "replays", replays)  #: replays issued so far in this bottom half
-        _set(self, "now_ns", now_ns)
-        _set(self, "_sealed", True)  # read-only from here on
+        super().__init__(
+            req,
+            gpu=gpu,
+            batch=batch,  #: index of the batch in this bottom half (0 = first)
+            faults=faults,  #: raw entries fetched (num_cached_faults)
+            unique=unique,  #: entries left after coalescing at fetch
+            duplicates=duplicates,  #: num_duplicate_faults
+            throttled=throttled,  #: some fault of the batch was throttled
+            pending=pending,  #: entries still in the fault buffer
+            default_policy=default_policy,  #: uvm_perf_fault_replay_policy
+            replays=replays,  #: replays issued so far in this bottom half
+            now_ns=now_ns,
+        )
 
     @property
     def default_policy_name(self) -> str:
@@ -396,6 +424,14 @@ class ThrashingContext(_Requests):
     detector flags as thrashing."""
 
     __slots__ = ("block", "block_first_page", "requester", "pages", "default", "thrashing", "alloc", "now_ns")
+    block: int
+    block_first_page: int
+    requester: int
+    pages: np.ndarray
+    default: np.ndarray
+    thrashing: np.ndarray
+    alloc: AllocInfo
+    now_ns: int
 
     def __init__(
         self,
@@ -410,13 +446,14 @@ class ThrashingContext(_Requests):
         alloc: AllocInfo,
         now_ns: int,
     ) -> None:
-        super().__init__(req)
-        self.block = block
-        self.block_first_page = block_first_page
-        self.requester = requester
-        self.pages = pages
-        self.default = default
-        self.thrashing = thrashing
-        self.alloc = alloc
-        self.now_ns = now_ns
-        self._sealed = True  # read-only from here on
+        super().__init__(
+            req,
+            block=block,
+            block_first_page=block_first_page,
+            requester=requester,
+            pages=pages,
+            default=default,
+            thrashing=thrashing,
+            alloc=alloc,
+            now_ns=now_ns,
+        )
