@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from uvmlab.engine import reexecute as rx
 from uvmlab.engine import stalls as sl
 from uvmlab.engine.arrival import arrival_order, report
 
@@ -124,7 +125,7 @@ class Model:
         t = self.st
         expect = [p for p, (g, a) in self.live.items() if self.perm[g] >= max(a, 1)]
         remote_expect = sum(1 for p in expect if self.residency[self.live[p][0]] & 2 == 0)
-        done, remote = sl.reexecute(
+        done, remote = rx.reexecute(
             self.perm,
             self.residency,
             np.uint8(2),
@@ -144,7 +145,7 @@ class Model:
         for p in expect:
             del self.live[p]
         assert t.n == len(self.live)
-        assert sl.missed(self.perm, t.t, t.q_pos, t.q) == 0
+        assert rx.missed(self.perm, t.t, t.q_pos, t.q) == 0
 
     def check_report(self, k: int, t0: int, interval: int, rounds: int) -> None:
         conc, tpb, n_sm, n_utlb, burst = self.shape

@@ -24,6 +24,7 @@ import numpy as np
 from uvmlab.driver.compiled.scan import expand, gpu_scan, segment_columns, skip_hit_chunks
 from uvmlab.driver.invariants import InvariantError
 from uvmlab.driver.replayable_faults import REPLAY_BLOCK, FaultBuffer, service_replayable_faults
+from uvmlab.engine import reexecute as rx
 from uvmlab.engine import stalls as sl
 from uvmlab.engine.arrival import report
 from uvmlab.engine.kernel_loop import KernelLoop
@@ -183,7 +184,7 @@ class GpuKernelRun:
             if not self.track_blocks or drv.migrate_calls != self._migrate_calls:
                 st.mark_all()
                 self._migrate_calls = drv.migrate_calls
-            done, remote = sl.reexecute(
+            done, remote = rx.reexecute(
                 perm,
                 drv.va.residency,
                 gbit if remote_possible else np.uint8(0),
@@ -192,7 +193,7 @@ class GpuKernelRun:
             if done:
                 self._complete(done, remote)
                 n -= done
-            if self.e.check and sl.missed(perm, st.t, st.q_pos, st.q):
+            if self.e.check and rx.missed(perm, st.t, st.q_pos, st.q):
                 raise InvariantError("a replay left stalled threads whose pages are mapped")
         free = self.conc - n
         while free > 0:

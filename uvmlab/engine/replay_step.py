@@ -18,7 +18,8 @@ from uvmlab.driver.compiled.state import VaArrays
 from uvmlab.driver.fault_buffer import drop, pushed
 from uvmlab.engine import loop_layout as L
 from uvmlab.engine.arrival import report
-from uvmlab.engine.stalls import COUNT, append, oldest, reexecute
+from uvmlab.engine.reexecute import reexecute
+from uvmlab.engine.stalls import COUNT, append, oldest
 
 
 @intrinsic
