@@ -70,6 +70,8 @@ PER_BLOCK_HOOKS = ("prefetch_before_compute", "prefetch_on_tree_iter", "thrashin
 #: kernels compiled for their signature in this process (one look-up a run, not numba's)
 _COMPILED: dict[tuple[int, int], Any] = {}
 
+_clock = time.perf_counter
+
 
 class Guard(PrefetchPoints, MemoryPoints, BatchPoints):
     """The hooks object the driver calls (``drv.hooks``): composed policies under the guard.
@@ -327,40 +329,46 @@ class Guard(PrefetchPoints, MemoryPoints, BatchPoints):
     # ---- calling a hook ----------------------------------------------------------------------
     def _invoke(self, slot: Slot, hook: str, fn: Any, arg: Any) -> Any:
         """Call one hook; return its value, or a Fail (the caller ejects). Lets only the
-        user's own Ctrl-C through."""
+        user's own Ctrl-C through. (~1,100 calls a run of a policy on every hook: the common
+        path reads each attribute once and leaves a failure's work to ``_failed``.)"""
         st = self._state
         st.seq += 1
-        t0 = time.perf_counter()
-        st.t0 = t0
-        failed: Fail | None = None
-        value = None
+        st.t0 = t0 = _clock()  # before in_call: the watchdog reads in_call, then t0
         try:
             st.in_call = True
-            try:
-                value = fn(arg)
-            finally:
-                st.in_call = False
-        except HookTimeout:
-            failed = Fail(f"still running after {self.hard_limit_s:g} s (hard time limit)")
-        except KeyboardInterrupt as e:
-            if st.user_interrupt:
-                raise
-            failed = Fail(describe(e))
+            value = fn(arg)
+            st.in_call = False  # inside the try: a late HookTimeout is still caught here
         except BaseException as e:  # noqa: BLE001 - whatever a hook throws ejects it
-            failed = Fail(describe(e))
-        changed = self._dog.handlers_changed() if self._dog is not None else None
-        if changed:
-            return Fail(f"changed {changed} (restored)")
-        if failed is not None:
-            return failed
-        dt = time.perf_counter() - t0
+            st.in_call = False
+            return self._failed(e)
+        dog = self._dog
+        if dog is not None:
+            changed = dog.handlers_changed()
+            if changed:
+                return Fail(f"changed {changed} (restored)")
+        dt = _clock() - t0
         stat = self._stats[hook]
         stat[0] += 1
         stat[1] += dt
-        if dt > self.budget_s and hook in slot.warm:
-            return Fail(f"took {dt * 1e3:.1f} ms, over its {self.budget_s * 1e3:g} ms budget")
-        slot.warm.add(hook)
+        warm = slot.warm
+        if hook in warm:
+            if dt > self.budget_s:
+                return Fail(f"took {dt * 1e3:.1f} ms, over its {self.budget_s * 1e3:g} ms budget")
+        else:
+            warm.add(hook)
         return value
+
+    def _failed(self, e: BaseException) -> Fail:
+        """A hook call raised ``e``: its Fail, or ``e`` again for the user's own Ctrl-C. A
+        changed signal handler or mask is restored and reported first, as after any call."""
+        if isinstance(e, KeyboardInterrupt) and self._state.user_interrupt:
+            raise e
+        changed = self._dog.handlers_changed() if self._dog is not None else None
+        if changed:
+            return Fail(f"changed {changed} (restored)")
+        if isinstance(e, HookTimeout):
+            return Fail(f"still running after {self.hard_limit_s:g} s (hard time limit)")
+        return Fail(describe(e))
 
     def _eject(self, slot: Slot, hook: str, reason: str) -> None:
         if self._ejections.eject(slot, hook, reason, self.drv):

@@ -56,15 +56,13 @@ class BatchContext(_Requests):
         now_ns: int,
     ) -> None:
         """``rows()``: (faulted, n_pages, alloc), fresh arrays (``policy_calls.batch_rows``)."""
-        super().__init__(
-            req,
-            _drv_view=view,
-            _make_rows=rows,
-            _rows=None,
-            gpu=gpu,
-            blocks=blocks,
-            now_ns=now_ns,
-        )
+        _set(self, "_req", req)
+        _set(self, "_drv_view", view)
+        _set(self, "_make_rows", rows)
+        _set(self, "_rows", None)
+        _set(self, "gpu", gpu)
+        _set(self, "blocks", blocks)
+        _set(self, "now_ns", now_ns)
 
     def _got(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         got = self._rows
@@ -129,14 +127,12 @@ class ChunkBatchContext(_ListRequests):
         blocks: np.ndarray,
         now_ns: int,
     ) -> None:
-        super().__init__(
-            req,
-            _view=view,
-            gpu=gpu,
-            chunks=chunks,
-            blocks=blocks,
-            now_ns=now_ns,
-        )
+        _set(self, "_req", req)
+        _set(self, "_view", view)
+        _set(self, "gpu", gpu)
+        _set(self, "chunks", chunks)
+        _set(self, "blocks", blocks)
+        _set(self, "now_ns", now_ns)
 
     @property
     def alloc(self) -> np.ndarray:

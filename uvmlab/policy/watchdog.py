@@ -25,6 +25,9 @@ from typing import Any
 
 SIG = getattr(signal, "SIGUSR2", None)
 _BLOCK = getattr(signal, "SIG_BLOCK", 0)
+_get_ident = _thread.get_ident
+_getsignal = _signal.getsignal
+_sigmask = getattr(_signal, "pthread_sigmask", None)
 WATCHED = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None), SIG) if s is not None)
 
 
@@ -59,6 +62,7 @@ class Watchdog:
         self.fired_at = 0.0
         self.mask: set[int] | None = None
         self._raw: dict[int, Any] = {}
+        self._raw_items: tuple[tuple[int, Any], ...] = ()
         self._main = threading.main_thread().ident
 
     def start(self) -> None:
@@ -77,6 +81,7 @@ class Watchdog:
         # the raw values (``_signal``: no enum conversion) that handlers_changed compares after
         # every hook call, where ``signal.getsignal``'s conversion cost more than a no-op hook
         self._raw = {sig: _signal.getsignal(sig) for sig in self.mine}
+        self._raw_items = tuple(self._raw.items())
 
     def _install(self, sig: int, handler: Any) -> None:
         self.old[sig] = signal.signal(sig, handler)
@@ -113,18 +118,17 @@ class Watchdog:
 
     def handlers_changed(self) -> str | None:
         """The first watched signal whose handler a hook replaced (now restored), or None."""
-        if _thread.get_ident() != self._main:
+        if _get_ident() != self._main:
             return None
-        for sig, raw in self._raw.items():
-            now = _signal.getsignal(sig)
+        for sig, raw in self._raw_items:
+            now = _getsignal(sig)
             if now is not raw and now != raw:
                 signal.signal(sig, self.mine[sig])
                 return signal.Signals(sig).name
-        if self.mask is not None:
-            now_mask = _signal.pthread_sigmask(_BLOCK, ())  # a set already
-            if now_mask != self.mask:
-                signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
-                return "the signal mask"
+        mask = self.mask
+        if mask is not None and _sigmask(_BLOCK, ()) != mask:  # (a set already)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            return "the signal mask"
         return None
 
     def stop(self) -> None:
