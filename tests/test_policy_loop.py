@@ -2,11 +2,12 @@
 
 With a compiled policy attached, a kernel's fault loop still runs as one compiled call: its
 kernels are called from inside it. A live Python hook can run from it too — the loop returns to
-Python twice a batch (``begin_batch``, ``after_batch``) — though runs take the Python batch loop
-for those by default (``GpuKernelRun.python_hooks_in_loop``, measured faster): the tests here
-switch it on. Each run is compared with the reference path (every fault interpreted, every hook
-called by ``replayable_faults.BottomHalf``): the answer, the hooks' calls and the ejection record
-must be the same, and the stops must be those the policy needs.
+Python twice a batch (``begin_batch``, ``after_batch``) — though by default a run whose service
+stops for allocations or chunk use takes the Python batch loop
+(``GpuKernelRun.python_hooks_in_loop``, measured faster there): the tests here switch the
+compiled loop on for all. Each run is compared with the reference path (every fault
+interpreted, every hook called by ``replayable_faults.BottomHalf``): the answer, the hooks'
+calls and the ejection record must be the same, and the stops must be those the policy needs.
 """
 
 from __future__ import annotations
@@ -152,9 +153,31 @@ def test_noop_policies_run_the_loop_and_keep_the_default_answer(stops):
     assert hooks.ejections == 0 and stops[HOOK] > 0
 
 
-def test_python_hooks_take_the_python_batch_loop_by_default(monkeypatch, stops):
+def test_python_hooks_in_loop_false_takes_the_python_batch_loop(monkeypatch, stops):
     monkeypatch.setattr(GpuKernelRun, "python_hooks_in_loop", False)
     fast, hooks = run(LLM, True, [NoopAll()], "150%")
     assert stops["calls"] == 0 and hooks.stats["prefetch_batch"]["calls"] > 0
     default, _ = run(LLM, True, [], "150%")
     same(default, fast)
+
+
+class NoopActivate(Policy):
+    name = "noop-activate"
+
+    def chunk_activate(self, ctx):
+        return None
+
+
+def test_the_default_loop_depends_on_the_stops(monkeypatch, stops):
+    # batch and replay hooks: the compiled loop; allocation hooks: the Python batch loop
+    monkeypatch.setattr(GpuKernelRun, "python_hooks_in_loop", None)
+    default, _ = run(LLM, True, [], "150%")
+    before = stops["calls"]
+    batch, hooks = run(LLM, True, [NoopAll()], "150%")
+    assert stops["calls"] > before and stops[HOOK] > 0 and hooks.stats["decide_replay"]["calls"] > 0
+    same(default, batch)
+    before = stops["calls"]
+    alloc, hooks = run(LLM, True, [NoopActivate()], "150%")
+    assert hooks.stops_for_allocation and stops["calls"] == before
+    assert hooks.stats["chunk_activate"]["calls"] > 0
+    same(default, alloc)

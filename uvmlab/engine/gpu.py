@@ -60,13 +60,15 @@ class _MarkingFaultBuffer(FaultBuffer):
 
 class GpuKernelRun:
     #: A live Python policy hook can run from the compiled fault loop, which stops twice a batch
-    #: for ``begin_batch`` / ``after_batch`` (engine/loop_stops.py), but each stop costs ~25 µs
-    #: (the loop's arrays unboxed again, the run's state copied out and in) where this Python
-    #: loop costs ~10 µs per batch and per block handed back: measured slower for every Python
-    #: policy of bench/bench_policies.py (docs/performance.md), so such runs take this loop.
-    #: Compiled policies (kernels only) run in the compiled loop. Tests switch this on to check
-    #: that both give the same answer.
-    python_hooks_in_loop = False
+    #: for ``begin_batch`` / ``after_batch`` (engine/loop_stops.py) and once per block handed
+    #: back. A stop costs more than this Python loop's work per batch and per block, but the
+    #: loop saves the rest of that work: measured faster for Python batch and replay hooks and
+    #: slower where the service stops for allocations or chunk use (``chunk_activate``,
+    #: ``eviction_prepare``, ``chunk_used``; bench/bench_policies.py, docs/performance.md).
+    #: None (the default) chooses so; True / False: always / never the compiled loop (tests
+    #: take both to check that they give the same answer). Compiled policies (kernels only)
+    #: always run in the compiled loop.
+    python_hooks_in_loop: bool | None = None
 
     def __init__(self, engine: Any, op: Any, gpu: int) -> None:
         # engine: the ``engine.core.Engine`` running this kernel (that module imports this one)
@@ -329,7 +331,13 @@ class GpuKernelRun:
             and (
                 drv.hooks is None
                 or drv.hooks.loop_ok
-                and (self.python_hooks_in_loop or not drv.hooks.python_hooks)
+                and (
+                    not drv.hooks.python_hooks
+                    or self.python_hooks_in_loop
+                    or self.python_hooks_in_loop is None
+                    and not drv.hooks.stops_for_allocation
+                    and not drv.hooks.stops_for_use
+                )
             )
             and self.track_blocks
             and drv.migrate_calls == self._migrate_calls

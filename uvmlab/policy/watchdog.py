@@ -27,7 +27,6 @@ SIG = getattr(signal, "SIGUSR2", None)
 _BLOCK = getattr(signal, "SIG_BLOCK", 0)
 _get_ident = _thread.get_ident
 _getsignal = _signal.getsignal
-_sigmask = getattr(_signal, "pthread_sigmask", None)
 WATCHED = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None), SIG) if s is not None)
 
 
@@ -126,7 +125,7 @@ class Watchdog:
                 signal.signal(sig, self.mine[sig])
                 return signal.Signals(sig).name
         mask = self.mask
-        if mask is not None and _sigmask(_BLOCK, ()) != mask:  # (a set already)
+        if mask is not None and _signal.pthread_sigmask(_BLOCK, ()) != mask:  # (a set already)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             return "the signal mask"
         return None
