@@ -146,6 +146,24 @@ def test_a_policy_ejected_in_the_loop_is_ejected_as_on_the_reference_path(spec, 
     same(fast, ref)
 
 
+@pytest.mark.parametrize("spec,mem", [(RANDOM, None), (LLM, "150%")])
+def test_python_hooks_without_batch_hooks_stop_once_a_batch(spec, mem, stops):
+    # no prefetch_batch / thrashing_batch: no stop before a batch's service; the hooks learn
+    # the batch at its first stop (note_batch, or adopt_batch for the prefetch kernel's rows)
+    def make():
+        return [REGISTRY["forward"](window=16), MruBatch(), REGISTRY["replay-adaptive"]()]
+
+    fast, hooks = run(spec, True, make(), mem)
+    ref, ref_hooks = run(spec, False, make(), mem)
+    same(fast, ref)
+    assert hooks.stats.keys() == ref_hooks.stats.keys()
+    for h, s in ref_hooks.stats.items():
+        assert hooks.stats[h]["calls"] == s["calls"], h
+    batches = fast.drv.counters["fault_batches"]
+    assert hooks.python_hooks and not hooks.begin_hooks
+    assert 0 < stops[HOOK] <= batches and hooks.stats["chunk_used_batch"]["calls"] > 0
+
+
 def test_noop_policies_run_the_loop_and_keep_the_default_answer(stops):
     default, _ = run(LLM, True, [], "150%")
     noop, hooks = run(LLM, True, [NoopAll()], "150%")

@@ -57,9 +57,13 @@ class DriverHooks(Protocol):
     #: the compiled fault loop (engine/fault_loop.py) may run with these hooks: nothing is
     #: decided per page or per block, and no policy reads the run's future
     loop_ok: bool
-    #: a Python hook is live: the compiled fault loop hands every batch to ``begin_batch`` and
-    #: ``after_batch``; without one it calls the compiled kernels itself
+    #: a Python hook is live: the compiled fault loop hands every batch to ``after_batch``;
+    #: without one it calls the compiled kernels itself
     python_hooks: bool
+    #: a Python batch hook is live: the compiled fault loop hands every batch to
+    #: ``begin_batch`` too (without one, ``note_batch`` or ``adopt_batch`` tells the hooks
+    #: the batch's blocks at its first stop)
+    begin_hooks: bool
 
     def kernel_failed(self, which: int, error: BaseException | None, value: int | None = None) -> None:
         """Compiled kernel ``which`` (``policy_calls.PREFETCH`` ...) raised ``error``, or
@@ -78,6 +82,11 @@ class DriverHooks(Protocol):
         """The compiled kernels' decisions for a batch the compiled loop hands back part-way:
         ``prefetch`` (rows, the blocks they decide) and ``kinds`` (the blocks sent to the
         reference path, hint kinds), as ``begin_batch`` would have taken them."""
+        ...
+
+    def note_batch(self, drv: Any, gpu: int, blocks: np.ndarray) -> None:
+        """A batch the compiled loop services with no batch decision from Python (no batch
+        hook live, no kernel decided): its blocks, as ``begin_batch`` would have taken them."""
         ...
 
     def begin_batch(

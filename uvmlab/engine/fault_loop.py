@@ -140,7 +140,7 @@ def _bottom_half(kern, st, buf, drv, hk, ip, fp, ks, kf, bctr, decided, batch, c
             ks[L.K_FRESH] = -1
             ks[L.K_THROTTLED] = 0
             ks[L.K_DECIDED] = 0
-            if ip[L.I_PYTHON_HOOKS]:  # begin_batch in Python, then the service
+            if ip[L.I_BEGIN_HOOKS]:  # begin_batch in Python, then the service
                 ks[L.K_RESUME] = L.R_SERVICE
                 return L.HOOK
             ks[L.K_PHASE] = L.PH_DECIDE  # the policy's kernels (begin_batch's)

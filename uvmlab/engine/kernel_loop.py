@@ -27,6 +27,7 @@ from uvmlab.engine.loop_layout import (
     F_WORK,
     HOOK,
     I_BATCH_COUNT,
+    I_BEGIN_HOOKS,
     I_BURST,
     I_CAPACITY,
     I_COALESCE,
@@ -227,6 +228,7 @@ class KernelLoop(LoopStops):
         ip[I_PYTHON_HOOKS] = hooks is not None and hooks.python_hooks
         ip[I_STOP_ALLOC] = hooks is not None and hooks.stops_for_allocation
         ip[I_STOP_USED] = hooks is not None and hooks.stops_for_use
+        ip[I_BEGIN_HOOKS] = hooks is not None and hooks.begin_hooks
         if kern is None and rk is None:
             self._hk = None
             return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 END, TICK, MID_BATCH, STUCK, HOOK = range(5)
 # where a HOOK stop resumes (``K_RESUME``): nothing pending; the sorted batch's service (Python
-# calls ``begin_batch`` first where a Python hook is live); the batch's replay decision, which
+# calls ``begin_batch`` first where a Python batch hook is live); the batch's replay decision, which
 # Python takes (``after_batch``); the decision in ``K_DECISION``, applied
 R_NONE, R_SERVICE, R_AFTER, R_APPLY = range(4)
 # which policy call of the loop was running (``K_PHASE``), for a compiled kernel that raises
@@ -38,8 +38,11 @@ TICK_BATCHES = 1024  # batches fetched between returns to Python (~0.1-0.5 s)
     I_PYTHON_HOOKS,
     I_STOP_ALLOC,
     I_STOP_USED,
-) = range(20)
-N_IP = 20
+    # a Python batch hook (``prefetch_batch``, ``thrashing_batch``) is live: the HOOK stop
+    # before each batch's service is for ``begin_batch``; without one, no stop there
+    I_BEGIN_HOOKS,
+) = range(21)
+N_IP = 21
 # constants (float64 array ``fp``)
 F_NS_PER_TOUCH, F_REMOTE_TOUCH_NS, F_BOTTOM_HALF_NS, F_FAULT_BATCH_NS, F_FAULT_NS, F_REPLAY_NS = range(6)
 N_FP = 6

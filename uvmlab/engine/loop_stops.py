@@ -1,9 +1,10 @@
 """Where the compiled fault loop (``fault_loop.run_loop``) hands a kernel run back to Python
 in the middle of a bottom half, and how Python goes on (part of ``kernel_loop.KernelLoop``).
 
-* HOOK, ``K_RESUME`` = R_SERVICE: a batch is sorted; a Python policy hook is live, so Python
+* HOOK, ``K_RESUME`` = R_SERVICE: a batch is sorted; a Python batch hook is live, so Python
   calls ``begin_batch`` on the sorted batch's arrays (the views the reference path passes) and
-  the loop services the batch with its decisions;
+  the loop services the batch with its decisions (with other Python hooks only, the hooks
+  learn the batch at its first stop: ``note_batch``, or ``adopt_batch`` for kernels' rows);
 * HOOK, R_AFTER: the batch is serviced; Python calls ``after_batch`` (the policies' replay
   decision, chunk_used_batch, queued migrations) and the loop applies the decision — unless a
   policy migration mapped pages of any block, where Python finishes the bottom half;
@@ -43,6 +44,7 @@ from uvmlab.engine.loop_layout import (
     D_PYTHON,
     F_BH_START_WORK,
     HOOK,
+    I_BEGIN_HOOKS,
     I_POLICY,
     I_PYTHON_HOOKS,
     K_BH_BATCHES,
@@ -141,11 +143,16 @@ class LoopStops:
         bits = int(ks[K_DECIDED])
         if bits & D_PYTHON:
             return self._py_decided
-        if not bits:
+        if not bits and not self.ip[I_PYTHON_HOOKS]:
             return None
         hooks = self.run.drv.hooks
         assert hooks is not None
         page, _, _, starts, _ = self._sorted()
+        if not bits:  # no begin_batch stop (no batch hook): the Python hooks learn the batch here
+            hooks.note_batch(self.run.drv, self.run.gpu, page[starts] >> BLOCK_SHIFT)
+            self._py_decided = None
+            ks[K_DECIDED] = D_PYTHON
+            return None
         nb = len(starts)
         kb = self._kbuf
         d = hooks.adopt_batch(
@@ -213,7 +220,7 @@ class LoopStops:
         if where == R_SERVICE:
             if kst[BAD] >= 0:  # a batch kernel returned garbage: ejected, the driver's hints
                 hooks.kernel_failed(int(kst[BAD]), None)
-            if self.ip[I_PYTHON_HOOKS]:
+            if self.ip[I_BEGIN_HOOKS]:
                 page, access, keep, starts, _ = self._sorted()
                 self._py_decided = hooks.begin_batch(
                     drv, r.gpu, page[starts] >> BLOCK_SHIFT, page, access, keep, starts
@@ -228,6 +235,8 @@ class LoopStops:
         assert where == R_AFTER
         if vst[BAD] >= 0:
             hooks.kernel_failed(VICTIM, None)
+        if self.ip[I_PYTHON_HOOKS]:  # the hooks hold the batch (begin_batch, note_ or adopt_batch)
+            self._decisions()
         throttled = bool(ks[K_THROTTLED])
         decision = hooks.after_batch(
             drv,

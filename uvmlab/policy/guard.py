@@ -183,6 +183,8 @@ class Guard(PrefetchPoints, MemoryPoints, BatchPoints):
         rk = self._replay_kernel
         self.replay_kernel = None if rk is None else (replay_kernel_list(rk[0]), rk[1])
         self.python_hooks = bool(live)
+        # begin_batch calls a Python hook (else the compiled loop need not stop before a batch)
+        self.begin_hooks = "prefetch_batch" in live or "thrashing_batch" in live
         self.prefetch_active = (
             "prefetch_before_compute" in live or "prefetch_batch" in live or "prefetch_kernel" in kernels
         )

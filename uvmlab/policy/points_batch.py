@@ -189,10 +189,7 @@ class BatchPoints:
         keep: np.ndarray,
         starts: np.ndarray,
     ) -> BatchDecisions | None:
-        if self.drv is not drv:
-            self._attach_driver(drv)
-        self._batch_gpu, self._batch_blocks = gpu, blocks
-        self._pf_rows = self._th_rows = None
+        self.note_batch(drv, gpu, blocks)
         want_pf = "prefetch_batch" in self._by_hook
         want_th = "thrashing_batch" in self._by_hook
         k_batch = self._k_batch
@@ -244,6 +241,15 @@ class BatchPoints:
                     if kinds is not None:
                         reference = ((kinds != base.KEEP) & ctx.faulted).any(axis=1)
         return self._install(blocks, pf_mask, pf_set, reference, kinds, th_slot)
+
+    def note_batch(self: Any, drv: Any, gpu: int, blocks: np.ndarray) -> None:
+        """The batch about to be serviced (its blocks, ascending), with no batch decision
+        yet: what ``begin_batch`` does where it calls no hook and no kernel (the compiled
+        fault loop calls this in its place where no batch hook is live)."""
+        if self.drv is not drv:
+            self._attach_driver(drv)
+        self._batch_gpu, self._batch_blocks = gpu, blocks
+        self._pf_rows = self._th_rows = None
 
     def adopt_batch(
         self: Any,
