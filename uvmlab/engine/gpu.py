@@ -282,38 +282,45 @@ class GpuKernelRun:
         if not self._missed:
             self._skip = True
         self._missed = False
-        drv = self.drv
-        if (
-            idle
-            and self._skip
-            and not drv.access_counters.migration_enabled
-            and not (drv.counters["remote_maps"] or self.e.has_pinned)
-        ):
-            e = self.e
-            self.seg_i, self.off, n, e.clock, missed = skip_hit_chunks(
-                *self.cols,
-                self.pool,
-                drv.va.alloc_base,
-                drv.va.alloc_pages,
-                self.seg_i,
-                self.off,
-                len(self.page),
-                drv.va.perm[self.gpu],
-                self.conc,
-                e.clock,
-                self.ns_per_touch,
-                e.profile.remote_touch_ns,
-            )
-            self.base += n
-            self.completed += n
-            self.progress += n
-            e.touches += n
-            self._skip = not missed  # a chunk with faults: expand the next ones as usual
+        if idle and self._skip and self._may_skip():
+            self._skip_hits()
         self.seg_i, self.off, n = expand(
             *self.cols, self.pool, self.e.drv.va.alloc_base, self.seg_i, self.off, self.page, self.acc
         )
         self.len, self.pos = n, 0
         return n > 0
+
+    def _may_skip(self) -> bool:
+        """Whether chunks that all hit may run unexpanded (``_load``)."""
+        drv = self.drv
+        return not drv.access_counters.migration_enabled and not (
+            drv.counters["remote_maps"] or self.e.has_pinned
+        )
+
+    def _skip_hits(self) -> bool:
+        """Run the chunks from the next touch on whose touches all hit, unexpanded
+        (``skip_hit_chunks``); True where it stopped at a chunk with a miss."""
+        drv, e = self.drv, self.e
+        self.seg_i, self.off, n, e.clock, missed = skip_hit_chunks(
+            *self.cols,
+            self.pool,
+            drv.va.alloc_base,
+            drv.va.alloc_pages,
+            self.seg_i,
+            self.off,
+            len(self.page),
+            drv.va.perm[self.gpu],
+            self.conc,
+            e.clock,
+            self.ns_per_touch,
+            e.profile.remote_touch_ns,
+        )
+        self.base += n
+        self.completed += n
+        self.progress += n
+        e.touches += n
+        self._skip = not missed  # a chunk with faults: expand the next ones as usual
+        return bool(missed)
 
     @property
     def done(self) -> bool:
@@ -346,11 +353,17 @@ class GpuKernelRun:
         # The compiled loop can issue the first touches itself (its iteration with nothing
         # stalled is this step; idle -1, so its count after it is this path's 0), ~20-60 µs
         # less than this step in Python for a kernel that faults, but a kernel whose touches
-        # all hit never needs the loop, and setting it up costs ~30 µs more than the step:
-        # a kernel starts in the loop where the engine's last kernel faulted
+        # all hit never needs the loop, and setting it up costs ~30 µs more than the step.
+        # So the chunks that all hit run first, as the step's first load would run them: a
+        # kernel with a miss left starts in the loop, at that chunk (``_missed``: the load
+        # expands it without looking again); one without is done. Where chunks may not be
+        # skipped, a kernel starts in the loop where the engine's last kernel faulted.
         faults = drv.counters["gpu_faults"]
         idle = -1
-        if not (e.kernel_faulted and self.compiled_ok()):
+        ok = self.compiled_ok()
+        if ok and self._may_skip():
+            self._missed = self._skip_hits()
+        elif not (ok and e.kernel_faulted):
             self.step()
             idle = 0
         loop: KernelLoop | None = None
