@@ -7,6 +7,7 @@ synchronously; advice and prefetch call the driver's ioctl paths.
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Callable
 from typing import Any
@@ -105,6 +106,8 @@ class Engine:
         )
         # per-operation counters; GPU-to-GPU bytes only where there are peers
         self.op_counters = OP_COUNTERS + (("bytes_dtod",) if n_gpus > 1 else ())
+        # the counters' values, in that order, in one C call (a row is made per operation)
+        self._op_counts = operator.itemgetter(*self.op_counters)
         self.clock = 0.0
         # pinned host memory is mapped remotely by the GPU from the start (see gpu_scan)
         self.has_pinned = any(a.kind == AllocKind.PINNED for a in workload.allocs)
@@ -177,7 +180,7 @@ class Engine:
         op = self.workload.ops[k]
         start_clock = self.clock
         t_op = time.perf_counter()
-        before = {c: self.drv.counters[c] for c in self.op_counters}
+        before = self._op_counts(self.drv.counters)
         try:
             self._run_op(op)
         except (ContextFatal, NoEvictableMemory) as e:
@@ -189,7 +192,8 @@ class Engine:
             "start_ns": int(start_clock),
             "time_ns": int(self.clock - start_clock),
         }
-        row.update({c: self.drv.counters[c] - before[c] for c in self.op_counters})
+        after = self._op_counts(self.drv.counters)
+        row.update(zip(self.op_counters, map(operator.sub, after, before), strict=True))
         self.rows.append(row)
         self.op_wall_s.append(time.perf_counter() - t_op)
         if self.sampler is not None:

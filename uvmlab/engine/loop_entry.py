@@ -40,14 +40,25 @@ class _Unknown(Exception):
     """An argument whose numba type the fingerprint does not determine."""
 
 
+# the array flags numba's typing reads, as bits of ``ndarray.flags.num`` (NPY_ARRAY_*): C and
+# F contiguous, aligned, writeable (not OWNDATA: a pooled array and a new one type the same)
+_TYPED_FLAGS = 0x1 | 0x2 | 0x100 | 0x400
+
+
 def _fingerprint(x: Any) -> Any:
     """A key that differs wherever numba's ``typeof`` of ``x`` may differ."""
     t = type(x)
     if t is np.ndarray:  # compiled/direct.array_key, inline (~80 arrays a call); a subclass: unknown
-        f = x.flags
-        return (x.dtype, x.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned)
+        return (x.dtype, x.ndim, x.flags.num & _TYPED_FLAGS)
     if isinstance(x, tuple):  # a NamedTuple's type is its class and its fields' types
-        return (t, *map(_fingerprint, x))
+        # arrays keyed here, without a call each (~100 leaves a call)
+        return (
+            t,
+            *[
+                (e.dtype, e.ndim, e.flags.num & _TYPED_FLAGS) if type(e) is np.ndarray else _fingerprint(e)
+                for e in x
+            ],
+        )
     if t is int:  # numba: int64, or uint64 from 2^63 (typeof._typeof_int)
         return (t, x.bit_length() < 64)
     if t is float or t is bool or x is None or isinstance(x, np.generic):
