@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from uvmlab.driver.compiled.scan import expand, gpu_scan, segment_columns, skip_hit_chunks
+from uvmlab.driver.compiled.scan import expand, gpu_scan, skip_hit_chunks
 from uvmlab.driver.invariants import InvariantError
 from uvmlab.driver.replayable_faults import REPLAY_BLOCK, FaultBuffer, service_replayable_faults
 from uvmlab.engine import reexecute as rx
@@ -115,10 +115,8 @@ class GpuKernelRun:
         self.e = engine
         self.drv: UvmDriver = engine.drv
         self.gpu = gpu
-        w = engine.workload
-        self.cols = segment_columns(w.segments[op.seg_lo : op.seg_hi])
-        self.pool = w.pool
-        self.total = int(self.cols[4].sum())
+        self.cols, self.total = engine.op_columns(op)
+        self.pool = engine.workload.pool
         self.ns_per_touch = op.compute_ns / self.total if self.total else 0.0
         self.seg_i, self.off = 0, 0
         self.conc = op.threads or engine.concurrency  # the kernel's launch shape

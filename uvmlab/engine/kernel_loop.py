@@ -18,7 +18,7 @@ from uvmlab.driver.compiled.policy_calls import (
     replay_kernel_list,
 )
 from uvmlab.driver.hooks import BatchDecisions
-from uvmlab.engine.loop_entry import call_run_loop
+from uvmlab.engine.loop_entry import call_run_loop, driver_bundles
 from uvmlab.engine.loop_layout import (
     BH_COUNTERS,
     D_PYTHON,
@@ -174,7 +174,7 @@ class KernelLoop(LoopStops):
             run._out_write,
         )
         self.buf = (buf.page, buf.access, buf.utlb, buf.write_ns)
-        self.drv = (*fast.bundles, fast._work)
+        self.drv = driver_bundles(fast)
         d = fast._undecided
         self.undecided = (d.prefetch, d.prefetch_set, d.reference)
         # a batch's arrays: coalesced (page, access, count, one per uTLB), sorted (page,
