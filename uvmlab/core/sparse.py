@@ -57,7 +57,7 @@ def zeros(shape: int | tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
 # faults, a quarter of its kernels' time. An array a run gave back has those pages mapped;
 # the next run of its shape gets it cleared instead (only the 4 KiB pages that hold a nonzero
 # are written, so clearing commits nothing new).
-POOL_MAX_BYTES = 64 << 20  #: larger arrays are not kept: clearing reads every byte
+POOL_MAX_BYTES = 4 << 20  #: larger arrays (over 16 GiB of VA) are not kept: clearing reads every byte
 POOL_KEEP = 12  #: arrays kept in all (the latest given)
 _POOL: list[np.ndarray] = []  # oldest first
 _POOL_LOCK = threading.Lock()  # engines may run in threads of one process
