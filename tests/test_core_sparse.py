@@ -57,3 +57,31 @@ def test_clear_rows_reports_the_rows_that_held_something(density, lo, hi):
 def test_clear_rows_needs_an_aligned_start():
     with pytest.raises(ValueError, match="multiple of the row"):
         sparse.clear_rows(np.zeros(1024, np.uint8), 100, 600, 512)
+
+
+def test_take_gives_back_a_cleared_array_of_the_same_shape():
+    sparse._POOL.clear()
+    shape = (2, 300_000)  # over LAZY_BYTES: kept
+    a = sparse.take(shape, np.uint8)
+    a[0, 5] = 7
+    a[1, 299_999] = 1
+    a[1, 150_000:150_100] = 3
+    sparse.give([a])
+    b = sparse.take(shape, np.uint8)
+    assert b is a and b.shape == shape and b.dtype == np.uint8 and not b.any()
+    assert sparse.take(shape, np.uint8) is not a  # taken once: the next is new
+    small = np.zeros(100, np.uint8)
+    sparse.give([small])  # small arrays (the heap's) are not kept
+    assert all(x is not small for x in sparse._POOL)
+    sparse._POOL.clear()
+
+
+def test_a_run_after_another_gets_the_answer_of_a_fresh_process():
+    import uvmlab
+
+    sparse._POOL.clear()
+    fresh = uvmlab.simulate("sparse:size=512MiB,every=4")
+    uvmlab.simulate("random:size=512MiB")  # same VA size: leaves its per-page arrays written
+    again = uvmlab.simulate("sparse:size=512MiB,every=4")
+    assert again.totals == fresh.totals and again.ops == fresh.ops
+    sparse._POOL.clear()

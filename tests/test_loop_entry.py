@@ -71,13 +71,13 @@ def test_entry_point_is_found_by_types_with_a_compiled_policy(monkeypatch):
 
 def test_stalled_lists_are_kept_across_engines_and_give_the_same_answers(monkeypatch):
     seen = []
-    init = GpuKernelRun.__init__
+    prepare = GpuKernelRun._prepare  # a kernel takes its lists when it first needs them
 
-    def spy(self, *a, **k):
-        init(self, *a, **k)
+    def spy(self):
+        prepare(self)
         seen.append(self.stalls)
 
-    monkeypatch.setattr(GpuKernelRun, "__init__", spy)
+    monkeypatch.setattr(GpuKernelRun, "_prepare", spy)
     first = uvmlab.simulate(SPEC)
     second = uvmlab.simulate(SPEC)
     assert seen[-1] is seen[0], "a later engine's kernel took the lists the first run left"
@@ -106,3 +106,18 @@ def test_the_pool_keeps_the_latest_shapes():
     for st in made:
         st.release(pool)
     assert list(pool.values()) == made[-stalls.POOL_SHAPES :]
+
+
+def test_kernels_whose_touches_all_hit_take_no_lists(monkeypatch):
+    # sparse: the first pass writes (faults), the three later ones read what it mapped
+    calls = []
+    prepare = GpuKernelRun._prepare
+
+    def spy(self):
+        calls.append(self.e.touches)
+        prepare(self)
+
+    monkeypatch.setattr(GpuKernelRun, "_prepare", spy)
+    r = uvmlab.simulate("sparse:size=64MiB")
+    assert [o["gpu_faults"] > 0 for o in r.ops if o["op"] == "kernel"] == [True, False, False, False]
+    assert len(calls) == 1 and calls[0] == 0

@@ -231,6 +231,10 @@ def _run(
     if interrupted:
         res.meta["interrupted"] = True
         raise RunInterrupted(res)
+    if hooks is None:
+        # the result holds copies only, and no policy kept a view of the driver's state: the
+        # next run in this process takes the per-page arrays (VaSpace.recycle)
+        drv.va.recycle()
     return res
 
 

@@ -19,8 +19,10 @@ page faults (same-run A/B, 2-core VM).
 from __future__ import annotations
 
 import mmap
+import threading
 
 import numpy as np
+from numba import njit
 
 from uvmlab.core.errors import UvmlabError
 
@@ -47,6 +49,65 @@ def zeros(shape: int | tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
             f"cannot reserve {n >> 20} MiB of address space for the model's state ({e})"
         ) from None
     return np.frombuffer(m, dtype=dt).reshape(shp)
+
+
+# Zeroed arrays kept for the next run of the process (``take`` / ``give``). A run's per-page
+# arrays are mapped lazily, so its first write to each 4 KiB of them is a page fault (~1 µs on
+# a VM): ``sparse:size=1GiB`` writes and reads 32 blocks' bytes of six per-page rows, ~160
+# faults, a quarter of its kernels' time. An array a run gave back has those pages mapped;
+# the next run of its shape gets it cleared instead (only the 4 KiB pages that hold a nonzero
+# are written, so clearing commits nothing new).
+POOL_MAX_BYTES = 4 << 20  #: larger arrays (over 16 GiB of VA) are not kept: clearing reads every byte
+POOL_KEEP = 12  #: arrays kept in all (the latest given)
+_POOL: list[np.ndarray] = []  # oldest first
+_POOL_LOCK = threading.Lock()  # engines may run in threads of one process
+_WORDS_PER_PAGE = 4096 // 8
+
+
+def take(shape: int | tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
+    """``zeros(shape, dtype)``: an array of that shape and type given back by an earlier run
+    (``give``), cleared, else a new one."""
+    dt = np.dtype(dtype)
+    shp = (shape,) if isinstance(shape, int) else tuple(shape)
+    a = None
+    with _POOL_LOCK:
+        for i in range(len(_POOL) - 1, -1, -1):
+            if _POOL[i].shape == shp and _POOL[i].dtype == dt:
+                a = _POOL.pop(i)
+                break
+    if a is None:
+        return zeros(shp, dt)
+    _clear_pages(a.reshape(-1).view(np.uint64))
+    return a
+
+
+def give(arrays: list[np.ndarray]) -> None:
+    """Arrays made by ``zeros`` that nothing will read or write again (no view of them is
+    left): kept for ``take``. Only lazily mapped ones (at least ``LAZY_BYTES``, at most
+    ``POOL_MAX_BYTES``) are kept; the pool holds the ``POOL_KEEP`` latest."""
+    keep = [a for a in arrays if LAZY_BYTES <= a.nbytes <= POOL_MAX_BYTES and _whole_words(a)]
+    with _POOL_LOCK:
+        _POOL.extend(keep)
+        del _POOL[: max(0, len(_POOL) - POOL_KEEP)]
+
+
+def _whole_words(a: np.ndarray) -> bool:
+    """Whether ``a`` is C-contiguous, writable and a whole number of aligned uint64 words."""
+    return a.flags.c_contiguous and a.flags.writeable and a.nbytes % 8 == 0 and a.ctypes.data % 8 == 0
+
+
+@njit(cache=True)
+def _clear_pages(w: np.ndarray) -> None:  # pragma: no cover (compiled)
+    """Zero every 4 KiB page of ``w`` (uint64 words) that holds a nonzero: the words of a
+    page OR-ed together (vectorised), the page written only where that is not zero."""
+    n = w.shape[0]
+    for s in range(0, n, _WORDS_PER_PAGE):
+        e = min(s + _WORDS_PER_PAGE, n)
+        acc = np.uint64(0)
+        for i in range(s, e):
+            acc |= w[i]
+        if acc:
+            w[s:e] = 0
 
 
 def full(shape: int | tuple[int, ...], value: int, dtype: np.dtype | type) -> np.ndarray:

@@ -35,12 +35,16 @@ class FaultBuffer:
     again at the next replay (the hardware's overflow behaviour as seen by the driver).
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, arrays: tuple[np.ndarray, ...] | None = None) -> None:
+        # ``arrays``: (page, access, utlb, write_ns) of ``capacity`` entries to use (their
+        # contents are not read before they are written), else new ones
         self.capacity = capacity
-        self.page = np.empty(capacity, dtype=np.int64)
-        self.access = np.empty(capacity, dtype=np.uint8)
-        self.utlb = np.empty(capacity, dtype=np.int32)
-        self.write_ns = np.empty(capacity, dtype=np.int64)
+        self.page, self.access, self.utlb, self.write_ns = arrays or (
+            np.empty(capacity, dtype=np.int64),
+            np.empty(capacity, dtype=np.uint8),
+            np.empty(capacity, dtype=np.int32),
+            np.empty(capacity, dtype=np.int64),
+        )
         self.n = 0  # entries from index 0 (written or still to be written); fetch shifts the rest down
         self.overflows = 0
         self.cached_put_ns = -1  # when the driver last read PUT: entries written by then are before it

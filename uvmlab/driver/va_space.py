@@ -67,11 +67,12 @@ class VaSpace:
         self.n_blocks = next_page >> BLOCK_SHIFT
 
         # per page
-        self.residency = sparse.zeros(self.total_pages, np.uint8)  # bit p: resident on p
-        self.perm = sparse.zeros((self.n_procs, self.total_pages), np.uint8)
-        self.preferred = sparse.zeros(self.total_pages, np.uint8)  # processor + 1; 0 = unset
-        self.accessed_by = sparse.zeros(self.total_pages, np.uint8)  # processor mask
-        self.read_dup = sparse.zeros(self.total_pages, np.uint8)  # READ_DUP_*
+        # (an earlier run's, cleared, where one gave them back: ``recycle``)
+        self.residency = sparse.take(self.total_pages, np.uint8)  # bit p: resident on p
+        self.perm = sparse.take((self.n_procs, self.total_pages), np.uint8)
+        self.preferred = sparse.take(self.total_pages, np.uint8)  # processor + 1; 0 = unset
+        self.accessed_by = sparse.take(self.total_pages, np.uint8)  # processor mask
+        self.read_dup = sparse.take(self.total_pages, np.uint8)  # READ_DUP_*
 
         # per block
         self.block_alloc = np.full(self.n_blocks, -1, dtype=np.int32)
@@ -91,6 +92,16 @@ class VaSpace:
         self.gpu_chunk = np.full((n_gpus, self.n_blocks), -1, dtype=np.int64)
         # prefetch_info (uvm_perf_prefetch.c): last destination and fault migrations to it
         self.prefetch_last_proc, self.prefetch_fault_migrations = new_prefetch_info(self.n_blocks)
+
+    def recycle(self) -> None:
+        """The run is over and nothing will read this VA space again: its per-page arrays go
+        to the process's pool (``core.sparse.give``) for the next VA space of the same size,
+        whose first writes then cost no page faults. Empty arrays take their place here, so a
+        read after this fails rather than seeing another run's state."""
+        per_page = [self.residency, self.perm, self.preferred, self.accessed_by, self.read_dup]
+        self.residency = self.preferred = self.accessed_by = self.read_dup = np.zeros(0, np.uint8)
+        self.perm = np.zeros((self.n_procs, 0), np.uint8)
+        sparse.give(per_page)
 
     # --- processor relationships (uvm_va_space.c; driver/peer.py) -------------------------
     def can_access(self, p: int, q: int) -> bool:

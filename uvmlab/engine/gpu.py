@@ -17,11 +17,12 @@ waits for fault servicing + remote-access time for touches served over PCIe.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from uvmlab.driver.compiled.scan import expand, gpu_scan, segment_columns, skip_hit_chunks
+from uvmlab.driver.compiled.scan import expand, gpu_scan, skip_hit_chunks
 from uvmlab.driver.invariants import InvariantError
 from uvmlab.driver.replayable_faults import REPLAY_BLOCK, FaultBuffer, service_replayable_faults
 from uvmlab.engine import reexecute as rx
@@ -43,12 +44,53 @@ class ModelStuck(RuntimeError):
     """The kernel stopped making progress; never expected, reported as an internal error."""
 
 
+# A kernel run's scratch arrays (its chunk of expanded touches, the scan's and the report's
+# outputs, the fault buffer's entries), left by a kernel that ran to its end for the next one of
+# the same shape in the process: ~10 arrays made per kernel cost ~5 µs, a fifth of a kernel
+# whose touches all hit. None of them is read before the kernel writes it (``np.empty``'s).
+_SCRATCH: dict[tuple[int, int, int], tuple[np.ndarray, ...]] = {}
+_SCRATCH_LOCK = threading.Lock()  # engines may run in threads of one process
+SCRATCH_SHAPES = 2  # shapes kept
+
+
+def _take_scratch(key: tuple[int, int, int]) -> tuple[np.ndarray, ...]:
+    """Scratch for (chunk touches, threads, fault buffer entries): kept ones, else new."""
+    with _SCRATCH_LOCK:
+        kept = _SCRATCH.pop(key, None)
+    if kept is not None:
+        return kept
+    n_page, conc, capacity = key
+    cap = min(conc, capacity)
+    return (
+        np.empty(n_page, dtype=np.int64),  # page
+        np.empty(n_page, dtype=np.uint8),  # acc
+        np.empty(conc, dtype=np.int64),  # out_idx
+        np.empty(cap, dtype=np.int64),  # the entries pushed per replay
+        np.empty(cap, dtype=np.uint8),
+        np.empty(cap, dtype=np.int32),
+        np.empty(cap, dtype=np.int64),
+        np.empty(capacity, dtype=np.int64),  # the fault buffer's
+        np.empty(capacity, dtype=np.uint8),
+        np.empty(capacity, dtype=np.int32),
+        np.empty(capacity, dtype=np.int64),
+    )
+
+
+def _give_scratch(key: tuple[int, int, int], arrays: tuple[np.ndarray, ...]) -> None:
+    """A finished kernel's scratch, for the next kernel of its shape (``SCRATCH_SHAPES`` kept)."""
+    with _SCRATCH_LOCK:
+        _SCRATCH.pop(key, None)
+        _SCRATCH[key] = arrays
+        while len(_SCRATCH) > SCRATCH_SHAPES:
+            del _SCRATCH[next(iter(_SCRATCH))]
+
+
 class _MarkingFaultBuffer(FaultBuffer):
     """The kernel's fault buffer: the driver services only the VA blocks of the entries it
     fetches, so those are the blocks whose stalled threads the next replay re-checks."""
 
-    def __init__(self, capacity: int, stalls: StalledThreads) -> None:
-        super().__init__(capacity)
+    def __init__(self, capacity: int, stalls: StalledThreads, arrays: tuple[np.ndarray, ...]) -> None:
+        super().__init__(capacity, arrays)
         self.stalls = stalls
 
     def fetch(self, k: int, now_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -75,31 +117,26 @@ class GpuKernelRun:
         self.e = engine
         self.drv: UvmDriver = engine.drv
         self.gpu = gpu
-        w = engine.workload
-        self.cols = segment_columns(w.segments[op.seg_lo : op.seg_hi])
-        self.pool = w.pool
-        self.total = int(self.cols[4].sum())
+        self.cols, self.total = engine.op_columns(op)
+        self.pool = engine.workload.pool
         self.ns_per_touch = op.compute_ns / self.total if self.total else 0.0
         self.seg_i, self.off = 0, 0
-        self.page = np.empty(min(CHUNK, max(self.total, 1)), dtype=np.int64)
-        self.acc = np.empty(len(self.page), dtype=np.uint8)
+        self.conc = op.threads or engine.concurrency  # the kernel's launch shape
+        self._scratch_key = (min(CHUNK, max(self.total, 1)), self.conc, engine.gpu.fault_buffer_entries)
         self.len = 0
         self.pos = 0
-        self.conc = op.threads or engine.concurrency  # the kernel's launch shape
         self.n_utlb = engine.gpu.utlb_count
         self.burst = engine.gpu.fault_report_burst
-        self.out_idx = np.empty(self.conc, dtype=np.int64)
         self.base = 0  # kernel-relative index of the loaded chunk's first touch
-        self.stalls = StalledThreads.reused(
-            engine.stalls, self.conc, engine.threads_per_block, engine.gpu.sm_count, self.drv.va.total_pages
-        )
         self.completed = 0
         self.progress = 0
         self.steps = 0  # steps run: the stalled threads change only in one
         self._order_of = -1
         self._skip = True  # try skip_hit_chunks at the next chunk (the last one had no miss)
         self._missed = False  # the loaded chunk had a miss
-        self.buf = _MarkingFaultBuffer(engine.gpu.fault_buffer_entries, self.stalls)
+        # the stalled threads, the fault buffer and the scratch arrays (``_prepare``): made
+        # when the kernel needs them, not for one whose touches all hit (``run``)
+        self._prepared = False
         # A replay re-checks only the stalled threads of the blocks the driver fetched faults
         # of since the last one: a block's service maps pages of that block only (policies'
         # prefetch and thrashing decisions included), and the other things that run between
@@ -118,24 +155,35 @@ class GpuKernelRun:
             and not (self.drv.access_counters.migration_enabled and params.uvm_perf_map_remote_on_eviction)
         )
         self._migrate_calls = self.drv.migrate_calls
-        # the entries pushed per replay (never more than the buffer)
-        cap = min(self.conc, self.buf.capacity)
-        self._out_page = np.empty(cap, dtype=np.int64)
-        self._out_acc = np.empty(cap, dtype=np.uint8)
-        self._out_utlb = np.empty(cap, dtype=np.int32)
-        self._out_write = np.empty(cap, dtype=np.int64)
         self.report_interval = engine.gpu.fault_report_interval_ns
         # a uTLB holds at most utlb_fault_slots misses reported per replay: whole rounds of bursts
         self.report_rounds = -(-engine.gpu.utlb_fault_slots // self.burst)
 
+    def _prepare(self) -> None:
+        """The kernel's stalled-thread lists, fault buffer and scratch arrays (kept ones)."""
+        if self._prepared:
+            return
+        e = self.e
+        self._scratch = _take_scratch(self._scratch_key)
+        self.page, self.acc, self.out_idx = self._scratch[:3]
+        # the entries pushed per replay (never more than the buffer)
+        self._out_page, self._out_acc, self._out_utlb, self._out_write = self._scratch[3:7]
+        self.stalls = StalledThreads.reused(
+            e.stalls, self.conc, e.threads_per_block, e.gpu.sm_count, self.drv.va.total_pages
+        )
+        self.buf = _MarkingFaultBuffer(e.gpu.fault_buffer_entries, self.stalls, self._scratch[7:])
+        self._prepared = True
+
     @property
     def n_st(self) -> int:
         """How many threads are stalled."""
-        return self.stalls.n
+        return self.stalls.n if self._prepared else 0
 
     def _in_order(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The stalled threads oldest first, gathered once per replay (policies that see the
         future ask between replays, policy/future.py)."""
+        if not self._prepared:  # nothing ever stalled
+            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.uint8)
         if self._order_of != self.steps:
             self._order, self._order_of = self.stalls.in_order(), self.steps
         return self._order
@@ -172,6 +220,7 @@ class GpuKernelRun:
         clock): re-execute stalled warps, then issue new touches; every access that misses
         writes a fault entry, in the order the SMs report them, one round of
         ``fault_report_burst`` entries per SM every ``fault_report_interval_ns``."""
+        self._prepare()
         drv = self.drv
         self.steps += 1
         t0 = int(self.e.clock) if now_ns is None else now_ns
@@ -284,38 +333,45 @@ class GpuKernelRun:
         if not self._missed:
             self._skip = True
         self._missed = False
-        drv = self.drv
-        if (
-            idle
-            and self._skip
-            and not drv.access_counters.migration_enabled
-            and not (drv.counters["remote_maps"] or self.e.has_pinned)
-        ):
-            e = self.e
-            self.seg_i, self.off, n, e.clock, missed = skip_hit_chunks(
-                *self.cols,
-                self.pool,
-                drv.va.alloc_base,
-                drv.va.alloc_pages,
-                self.seg_i,
-                self.off,
-                len(self.page),
-                drv.va.perm[self.gpu],
-                self.conc,
-                e.clock,
-                self.ns_per_touch,
-                e.profile.remote_touch_ns,
-            )
-            self.base += n
-            self.completed += n
-            self.progress += n
-            e.touches += n
-            self._skip = not missed  # a chunk with faults: expand the next ones as usual
+        if idle and self._skip and self._may_skip():
+            self._skip_hits()
         self.seg_i, self.off, n = expand(
             *self.cols, self.pool, self.e.drv.va.alloc_base, self.seg_i, self.off, self.page, self.acc
         )
         self.len, self.pos = n, 0
         return n > 0
+
+    def _may_skip(self) -> bool:
+        """Whether chunks that all hit may run unexpanded (``_load``)."""
+        drv = self.drv
+        return not drv.access_counters.migration_enabled and not (
+            drv.counters["remote_maps"] or self.e.has_pinned
+        )
+
+    def _skip_hits(self) -> bool:
+        """Run the chunks from the next touch on whose touches all hit, unexpanded
+        (``skip_hit_chunks``); True where it stopped at a chunk with a miss."""
+        drv, e = self.drv, self.e
+        self.seg_i, self.off, n, e.clock, missed = skip_hit_chunks(
+            *self.cols,
+            self.pool,
+            drv.va.alloc_base,
+            drv.va.alloc_pages,
+            self.seg_i,
+            self.off,
+            self._scratch_key[0],  # the chunk's length
+            drv.va.perm[self.gpu],
+            self.conc,
+            e.clock,
+            self.ns_per_touch,
+            e.profile.remote_touch_ns,
+        )
+        self.base += n
+        self.completed += n
+        self.progress += n
+        e.touches += n
+        self._skip = not missed  # a chunk with faults: expand the next ones as usual
+        return bool(missed)
 
     @property
     def done(self) -> bool:
@@ -354,13 +410,23 @@ class GpuKernelRun:
         # The compiled loop can issue the first touches itself (its iteration with nothing
         # stalled is this step; idle -1, so its count after it is this path's 0), ~20-60 µs
         # less than this step in Python for a kernel that faults, but a kernel whose touches
-        # all hit never needs the loop, and setting it up costs ~30 µs more than the step:
-        # a kernel starts in the loop where the engine's last kernel faulted
+        # all hit never needs the loop, and setting it up costs ~30 µs more than the step.
+        # So the chunks that all hit run first, as the step's first load would run them: a
+        # kernel with a miss left starts in the loop, at that chunk (``_missed``: the load
+        # expands it without looking again); one without is done. Where chunks may not be
+        # skipped, a kernel starts in the loop where the engine's last kernel faulted.
         faults = drv.counters["gpu_faults"]
         idle = -1
-        if not (e.kernel_faulted and self.compiled_ok()):
+        ok = self.compiled_ok()
+        if ok and self._may_skip():
+            self._missed = self._skip_hits()
+            if self.done and not ac.pending:
+                e.kernel_faulted = False
+                return  # every touch hit: no thread stalled, nothing to release
+        elif not (ok and e.kernel_faulted):
             self.step()
             idle = 0
+        self._prepare()
         loop: KernelLoop | None = None
         while self.stalls.n or ac.pending or not self.done:
             if self.compiled_ok():
@@ -406,4 +472,5 @@ class GpuKernelRun:
             if idle > MAX_IDLE_ROUNDS:
                 raise ModelStuck(f"GPU kernel made no progress for {idle} bottom halves")
         self.stalls.release(e.stalls)  # ran to its end: no thread stalled
+        _give_scratch(self._scratch_key, self._scratch)
         e.kernel_faulted = drv.counters["gpu_faults"] != faults

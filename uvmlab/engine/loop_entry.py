@@ -21,6 +21,7 @@ A new overload (a first call of new types) goes through the dispatcher, which co
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from typing import Any
 
@@ -34,20 +35,33 @@ from uvmlab.engine.fault_loop import run_loop
 _BY_DRIVER: weakref.WeakKeyDictionary[Any, dict[bool, Any]] = weakref.WeakKeyDictionary()
 # the entry point per argument fingerprint
 _BY_TYPES: dict[tuple, Any] = {}
+# the fingerprint of each driver's bundles (``prime``); weak, like _BY_DRIVER
+_BUNDLES_KEY: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 class _Unknown(Exception):
     """An argument whose numba type the fingerprint does not determine."""
 
 
+# the array flags numba's typing reads, as bits of ``ndarray.flags.num`` (NPY_ARRAY_*): C and
+# F contiguous, aligned, writeable (not OWNDATA: a pooled array and a new one type the same)
+_TYPED_FLAGS = 0x1 | 0x2 | 0x100 | 0x400
+
+
 def _fingerprint(x: Any) -> Any:
     """A key that differs wherever numba's ``typeof`` of ``x`` may differ."""
     t = type(x)
     if t is np.ndarray:  # compiled/direct.array_key, inline (~80 arrays a call); a subclass: unknown
-        f = x.flags
-        return (x.dtype, x.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned)
+        return (x.dtype, x.ndim, x.flags.num & _TYPED_FLAGS)
     if isinstance(x, tuple):  # a NamedTuple's type is its class and its fields' types
-        return (t, *map(_fingerprint, x))
+        # arrays keyed here, without a call each (~100 leaves a call)
+        return (
+            t,
+            *[
+                (e.dtype, e.ndim, e.flags.num & _TYPED_FLAGS) if type(e) is np.ndarray else _fingerprint(e)
+                for e in x
+            ],
+        )
     if t is int:  # numba: int64, or uint64 from 2^63 (typeof._typeof_int)
         return (t, x.bit_length() < 64)
     if t is float or t is bool or x is None or isinstance(x, np.generic):
@@ -60,11 +74,29 @@ def _fingerprint(x: Any) -> Any:
     raise _Unknown(t)
 
 
-def fingerprint(args: tuple) -> tuple | None:
+def driver_bundles(fast: Any) -> tuple:
+    """``run_loop``'s fourth argument for the driver whose ``FastPath`` is ``fast``: its
+    bundles and work cell, fixed for its life (``FastPath.__init__``)."""
+    return (*fast.bundles, fast._work)
+
+
+def prime(fast: Any) -> None:
+    """Work out the fingerprint of a new driver's bundles (half of ``run_loop``'s ~100
+    arrays) where its engine is built, not in its first kernel: they never change."""
+    if fast is not None and fast not in _BUNDLES_KEY:
+        with contextlib.suppress(_Unknown):  # then the first call computes it, and fails the same way
+            _BUNDLES_KEY[fast] = _fingerprint(driver_bundles(fast))
+
+
+def fingerprint(args: tuple, fast: Any = None) -> tuple | None:
     """``_fingerprint`` of ``run_loop``'s arguments, None where one has a type it does not
-    know (the call then goes through the dispatcher)."""
+    know (the call then goes through the dispatcher). With ``fast``, the fourth argument is
+    its ``driver_bundles``, whose fingerprint ``prime`` may have worked out already."""
     try:
-        return _fingerprint(args)
+        bundles = _BUNDLES_KEY.get(fast) if fast is not None else None
+        if bundles is None:
+            return _fingerprint(args)
+        return (tuple, *map(_fingerprint, args[:3]), bundles, *map(_fingerprint, args[4:]))
     except _Unknown:
         return None
 
@@ -76,7 +108,7 @@ def call_run_loop(fast: Any, args: tuple) -> int:
     entry = entries.get(none) if entries is not None else None
     if entry is not None:
         return entry(*args)
-    key = fingerprint(args)
+    key = fingerprint(args, fast)
     entry = _BY_TYPES.get(key) if key is not None else None
     if entry is not None:
         _BY_DRIVER.setdefault(fast, {})[none] = entry
