@@ -24,9 +24,11 @@ import json, resource, sys, time
 from uvmlab.api import simulate
 t = time.perf_counter()
 r = simulate(sys.argv[1], gpu_memory=sys.argv[2])
+# this process's own peak (VmHWM): ru_maxrss would carry the parent's peak over the exec
+hwm = [int(s.split()[1]) for s in open("/proc/self/status") if s.startswith("VmHWM:")]
+peak_kib = hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"touches": r.totals["touches"], "evictions": r.totals["evictions"],
-                  "wall_s": time.perf_counter() - t,
-                  "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+                  "wall_s": time.perf_counter() - t, "peak_rss": peak_kib * 1024}))
 """
 
 
