@@ -51,7 +51,6 @@ VA block.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, ClassVar, NamedTuple
 
 import numba
@@ -204,8 +203,17 @@ class Policy:
 
 def implemented_kernels(policy: object) -> list[str]:
     """The compiled kernels a policy object gives (``KERNELS``; None: none)."""
-    # getattr_static: a numba dispatcher held by a class binds to its instances as a method
-    return [k for k in KERNELS if inspect.getattr_static(policy, k, None) is not None]
+    # looked up without binding (a numba dispatcher held by a class binds to its instances as a
+    # method): the instance's own attributes, then its classes' (``inspect.getattr_static``'s
+    # answer for a plain object, at a tenth of its cost: it ran ~70 times a simulate)
+    own = getattr(policy, "__dict__", {})
+    mro = type(policy).__mro__
+    out = []
+    for k in KERNELS:
+        v = own.get(k) if k in own else next((c.__dict__[k] for c in mro if k in c.__dict__), None)
+        if v is not None:
+            out.append(k)
+    return out
 
 
 def implemented_hooks(policy: object) -> list[str]:

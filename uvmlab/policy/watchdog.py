@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import _signal
 import _thread
+import os
 import signal
 import threading
 import time
@@ -53,8 +54,8 @@ class Watchdog:
     def __init__(self, state: CallState, hard_limit_s: float) -> None:
         self.state = state
         self.hard_limit_s = hard_limit_s
-        self.thread: threading.Thread | None = None
-        self.stopping = threading.Event()
+        self.poll_s = min(0.05, hard_limit_s / 4)
+        self.armed = False  # watched by the process's poller (``_Poller``)
         self.old: dict[int, Any] = {}
         self.mine: dict[int, Any] = {}
         self.fired_seq = -1
@@ -71,8 +72,8 @@ class Watchdog:
             self._install(signal.SIGINT, self._on_sigint)
         if SIG is not None and signal.getsignal(SIG) in (signal.SIG_DFL, None):
             self._install(SIG, self._on_timeout)  # else the program uses it: no watchdog
-            self.thread = threading.Thread(target=self._run, name="uvmlab-policy-watchdog", daemon=True)
-            self.thread.start()
+            _POLLER.arm(self)
+            self.armed = True
         if hasattr(signal, "SIGTERM"):
             self.mine[signal.SIGTERM] = signal.getsignal(signal.SIGTERM)
         if hasattr(signal, "pthread_sigmask"):
@@ -99,21 +100,21 @@ class Watchdog:
     def fired_for(self, seq: int) -> bool:
         return self.fired_seq == seq
 
-    def _run(self) -> None:
-        poll = min(0.05, self.hard_limit_s / 4)
-        while not self.stopping.wait(poll):
-            s = self.state
-            seq = s.seq
-            now = time.perf_counter()
-            if (
-                s.in_call
-                and now - s.t0 > self.hard_limit_s
-                and (seq != self.fired_seq or now - self.fired_at > self.hard_limit_s)
-            ):
-                self.fired_seq = seq
-                self.fired_at = now
-                if SIG is not None:
-                    _thread.interrupt_main(SIG)
+    def check(self) -> None:
+        """One look at the call in progress (the poller's thread, every ``poll_s``): past the
+        hard limit, interrupt the main thread (once per call, again after another limit)."""
+        s = self.state
+        seq = s.seq
+        now = time.perf_counter()
+        if (
+            s.in_call
+            and now - s.t0 > self.hard_limit_s
+            and (seq != self.fired_seq or now - self.fired_at > self.hard_limit_s)
+        ):
+            self.fired_seq = seq
+            self.fired_at = now
+            if SIG is not None:
+                _thread.interrupt_main(SIG)
 
     def handlers_changed(self) -> str | None:
         """The first watched signal whose handler a hook replaced (now restored), or None."""
@@ -131,9 +132,61 @@ class Watchdog:
         return None
 
     def stop(self) -> None:
-        if self.thread is not None:
-            self.stopping.set()
-            self.thread.join()
+        if self.armed:
+            _POLLER.disarm(self)  # returns once no look of this watchdog's can still fire
+            self.armed = False
         if threading.current_thread() is threading.main_thread():
             for sig, old in self.old.items():
                 signal.signal(sig, old)
+
+
+class _Poller:
+    """The one thread of a process that looks at the armed watchdog's call every ``poll_s``.
+
+    A thread started and joined per session cost ~0.1-0.2 ms of every ``simulate`` with a
+    policy (a few % of a short run's time: bench/bench_policies.py); this one is started at the
+    first session and then waits, idle, between sessions. ``disarm`` and each look hold one
+    lock, so after ``disarm`` returns the watchdog it took off fires no more."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.armed = threading.Event()
+        self.dog: Watchdog | None = None
+        self.thread: threading.Thread | None = None
+
+    def arm(self, dog: Watchdog) -> None:
+        with self.lock:
+            self.dog = dog
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="uvmlab-policy-watchdog", daemon=True)
+                self.thread.start()
+            self.armed.set()
+
+    def disarm(self, dog: Watchdog) -> None:
+        with self.lock:
+            if self.dog is dog:
+                self.dog = None
+                self.armed.clear()
+
+    def _run(self) -> None:
+        while True:
+            self.armed.wait()
+            with self.lock:
+                dog = self.dog
+                if dog is None:
+                    continue
+                dog.check()
+                poll = dog.poll_s
+            time.sleep(poll)
+
+
+_POLLER = _Poller()
+
+
+def _poller_of_a_child() -> None:
+    """A process forked while a session was armed (or the lock held) gets a poller of its own."""
+    global _POLLER
+    _POLLER = _Poller()
+
+
+os.register_at_fork(after_in_child=_poller_of_a_child)
