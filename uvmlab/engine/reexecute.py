@@ -26,7 +26,7 @@ from uvmlab.engine.stalls import (
     Q_HEAD,
     Q_TAIL,
     WORDS_PER_BLOCK,
-    live,
+    live_slot,
     slot_bits,
 )
 
@@ -195,8 +195,8 @@ def missed(perm: np.ndarray, t: np.ndarray, q_pos: np.ndarray, q: np.ndarray) ->
     n = 0
     for s in range(q.shape[1]):
         for i in range(q[Q_HEAD, s], q[Q_TAIL, s]):
-            if live(t, q_pos, s, i, sb):
-                k = q_pos[s, i & (q_pos.shape[1] - 1)] & ((1 << sb) - 1)
+            k = live_slot(t, q_pos, s, i, sb)
+            if k >= 0:
                 a = t[k, ACC]
                 if perm[t[k, PAGE]] >= (a if a > 0 else 1):
                     n += 1

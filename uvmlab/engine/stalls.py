@@ -173,11 +173,18 @@ def slot_bits(conc: int) -> int:
 
 
 @njit(cache=True, inline="always")
-def live(t: np.ndarray, q_pos: np.ndarray, s: int, i: int, sb: int) -> bool:
-    """Entry ``i`` (a counter) of SM ``s``'s queue is a thread still stalled: its slot holds
-    its touch position (``sb``: ``slot_bits`` of the table)."""
+def live_slot(t: np.ndarray, q_pos: np.ndarray, s: int, i: int, sb: int) -> int:
+    """The table slot of entry ``i`` (a counter) of SM ``s``'s queue where its thread is still
+    stalled (the slot holds its touch position; ``sb``: ``slot_bits`` of the table), else -1."""
     e = q_pos[s, i & (q_pos.shape[1] - 1)]
-    return t[e & ((1 << sb) - 1), POS1] == (e >> sb) + 1
+    k = e & ((1 << sb) - 1)
+    return k if t[k, POS1] == (e >> sb) + 1 else -1
+
+
+@njit(cache=True, inline="always")
+def live(t: np.ndarray, q_pos: np.ndarray, s: int, i: int, sb: int) -> bool:
+    """Entry ``i`` of SM ``s``'s queue is a thread still stalled (``live_slot``)."""
+    return live_slot(t, q_pos, s, i, sb) >= 0
 
 
 @njit(cache=True)
@@ -209,8 +216,8 @@ def gather(
     j = 0
     for s in range(q.shape[1]):
         for i in range(q[Q_HEAD, s], q[Q_TAIL, s]):
-            if live(t, q_pos, s, i, sb):
-                k = q_pos[s, i & (q_pos.shape[1] - 1)] & ((1 << sb) - 1)
+            k = live_slot(t, q_pos, s, i, sb)
+            if k >= 0:
                 pos[j] = t[k, POS1] - 1
                 page[j] = t[k, PAGE]
                 acc[j] = t[k, ACC]
